@@ -1,0 +1,371 @@
+"""The verbs of the Python API: train, load, evaluate, predict, info.
+
+Each CLI command is a thin shell over one of these. They return values and raise
+:class:`~adapterhub_lite.errors.AhlError` subclasses; they never print.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .artifact import Artifact, read_artifact, render_model_card, write_artifact
+from .base import BaseFingerprint, BaseModel, load_base
+from .config import AdapterConfig, HeadConfig, TrainConfig
+from .errors import ConfigError, DataError, IncompatibleBaseError
+from .model import AdapterModel
+from .training.data import (
+    Columns,
+    Example,
+    ExampleSet,
+    encode_labels,
+    label_names_from,
+    load_examples,
+    split_dev,
+    tokenize,
+)
+from .training.loop import FitResult, TrainEvent, evaluate_outputs, fit, predict_outputs, select_device
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`: the saved artifact (if any), metrics and the live model."""
+
+    artifact: Artifact | None
+    fit: FitResult
+    model: AdapterModel
+    trainable_parameters: int
+    total_parameters: int
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.fit.best_metrics
+
+
+@dataclass
+class LoadedAdapter:
+    """An artifact loaded into its base, ready to predict."""
+
+    artifact: Artifact
+    model: AdapterModel
+    base: BaseModel
+
+    @property
+    def head(self) -> HeadConfig:
+        return self.model.head.config  # type: ignore[union-attr]
+
+    @property
+    def columns(self) -> Columns:
+        return Columns.from_dict(self.artifact.metadata.get("columns", {}))
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("adapterhub-lite", "torch", "transformers", "safetensors", "huggingface-hub"):
+        try:
+            out[package] = _metadata.version(package)
+        except _metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _data_record(data: ExampleSet) -> dict[str, Any]:
+    return {"source": Path(data.source).name if not data.source.startswith("hf:") else data.source,
+            "sha256": data.sha256, "examples": len(data)}
+
+
+def train(
+    train_data: str | Path | ExampleSet,
+    *,
+    task: str,
+    dev_data: str | Path | ExampleSet | None = None,
+    base: str | BaseModel | None = None,
+    head: str = "classification",
+    columns: Columns | None = None,
+    adapter: AdapterConfig | str | None = "pfeiffer",
+    config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    on_event: Callable[[TrainEvent], None] | None = None,
+) -> TrainResult:
+    """Train an adapter (or, with ``adapter=None``, a head alone) and save it as an artifact.
+
+    Args:
+        train_data: training data source (path, ``hf:NAME:SPLIT``) or loaded examples.
+        task: task name recorded in the artifact (searchable in registries).
+        dev_data: dev data; without it ``config.dev_split`` of train is held out.
+        base: base model id, directory, loaded :class:`BaseModel`, or None (embedded default).
+        head: ``classification``, ``regression`` or ``multiple_choice``.
+        columns: which columns hold text, pair, label and choices.
+        adapter: an :class:`AdapterConfig`, a preset name, or None for head-only training.
+        config: training configuration (defaults: the paper's).
+        out: artifact directory to write (only the first process writes under torchrun).
+        name: artifact name; defaults to the task name.
+        overwrite: replace an existing artifact at ``out``.
+        on_event: progress callback.
+
+    Returns:
+        :class:`TrainResult` with the dev metrics of the best epoch.
+
+    Raises:
+        DataError, ConfigError, BaseModelError: bad input, before any training starts.
+
+    Example:
+        >>> result = train("train.csv", dev_data="dev.csv", task="sentiment", out="sentiment-adapter")
+        >>> result.metrics["accuracy"]
+    """
+    config = config or TrainConfig()
+    config.validate()
+    columns = columns or Columns()
+    name = name or task
+    for what, value in (("task", task), ("name", name)):
+        if not _NAME.match(value):
+            raise ConfigError(
+                f"{what} {value!r} must be 1-96 letters, digits, '.', '_' or '-', starting with a "
+                f"letter or digit"
+            )
+    if isinstance(adapter, str):
+        adapter = AdapterConfig.from_preset(adapter)
+    if config.mode == "adapter" and adapter is None:
+        config.mode = "head_only"
+    if config.mode == "full" and out is not None:
+        raise ConfigError("full fine-tuning produces no adapter artifact; train without an output dir")
+
+    # Read and check all data before loading the model: bad input fails fast.
+    train_set = train_data if isinstance(train_data, ExampleSet) else load_examples(train_data, columns)
+    if dev_data is None:
+        train_set, dev_set = split_dev(train_set, config.dev_split, config.seed)
+    else:
+        dev_set = dev_data if isinstance(dev_data, ExampleSet) else load_examples(dev_data, columns)
+    head_cfg = HeadConfig(type=head)
+    if head == "classification":
+        head_cfg.label_names = label_names_from(train_set)
+    if head == "multiple_choice" and not columns.choices:
+        raise ConfigError("a multiple-choice head needs --choices-column")
+    head_cfg.validate()
+    train_targets = encode_labels(train_set, head, head_cfg.label_names)
+    dev_targets = encode_labels(dev_set, head, head_cfg.label_names)
+
+    base_model = base if isinstance(base, BaseModel) else load_base(base)
+    torch.manual_seed(config.seed)
+    model = AdapterModel(base_model)
+    if config.mode == "adapter":
+        model.add_adapter(name, adapter)  # type: ignore[arg-type]
+    model.set_head(head_cfg)
+    params = model.set_trainable(config.mode)
+    trainable, total = model.count_parameters()
+
+    tok = base_model.tokenizer
+    enc_train = tokenize(tok, train_set, config.max_length, train_targets)
+    enc_dev = tokenize(tok, dev_set, config.max_length, dev_targets)
+    if on_event:
+        on_event(TrainEvent("params", message=f"{trainable}/{total}"))
+    result = fit(model, params, enc_train, enc_dev, head, config, pad_id=_pad_id(tok), on_event=on_event,
+                 metrics_path=_metrics_path(out))
+    model.requires_grad_(False)
+    model.eval()
+
+    artifact = None
+    if out is not None and result_is_writer():
+        metadata = {
+            "kind": "adapter",
+            "name": name,
+            "task": task,
+            "version": None,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "base": {"model_id": base_model.model_id, "revision": base_model.revision,
+                     "fingerprint": base_model.fingerprint.to_dict()},
+            "adapter": adapter.to_dict() if config.mode == "adapter" else None,  # type: ignore[union-attr]
+            "head": head_cfg.to_dict(),
+            "columns": columns.to_dict(),
+            "training": {**config.to_dict(), "best_epoch": result.best_epoch,
+                         "stopped_early": result.stopped_early, "world_size": result.world_size,
+                         "data": {"train": _data_record(train_set), "dev": _data_record(dev_set)},
+                         "history": result.history},
+            "metrics": {"dev": result.best_metrics},
+            "parameters": {"trainable": trainable, "total": total},
+            "library": _versions(),
+        }
+        log = _metrics_path(out)
+        extra = {"metrics.jsonl": log.read_bytes()} if log and log.exists() else {}
+        try:
+            artifact = write_artifact(Path(out), metadata, model.artifact_state_dict(),
+                                      render_model_card(metadata), extra_files=extra, overwrite=overwrite)
+        finally:
+            if log:
+                log.unlink(missing_ok=True)
+    return TrainResult(artifact, result, model, trainable, total)
+
+
+def result_is_writer() -> bool:
+    """Only the first torchrun process writes files."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _metrics_path(out: str | Path | None) -> Path | None:
+    """Where the per-epoch JSON Lines log grows during training (beside the artifact to be)."""
+    if out is None:
+        return None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out.parent / f".{out.name}.metrics.jsonl"
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+def load(path: str | Path, *, base: str | BaseModel | None = None, device: str = "cpu") -> LoadedAdapter:
+    """Load an adapter artifact into its base model, refusing a base with another fingerprint.
+
+    Args:
+        path: the artifact directory.
+        base: the base to load into; defaults to the one recorded in the artifact.
+        device: where to put the model.
+
+    Raises:
+        ArtifactError / IntegrityError: not an artifact, or a file fails verification.
+        IncompatibleBaseError: the base differs (hidden size, layers, or weights digest).
+    """
+    artifact = read_artifact(path)
+    meta = artifact.metadata
+    weights = artifact.load_weights()
+    base_model = base if isinstance(base, BaseModel) else load_base(
+        base if base is not None else meta["base"]["model_id"], revision=meta["base"].get("revision")
+    )
+    check_base(meta, base_model)
+    model = AdapterModel(base_model)
+    adapter_name = None
+    if meta.get("adapter"):
+        adapter_name = meta["name"]
+        model.add_adapter(adapter_name, AdapterConfig.from_dict(meta["adapter"]))
+    model.set_head(HeadConfig.from_dict(meta["head"]))
+    try:
+        model.load_artifact_state_dict(adapter_name, weights)
+    except RuntimeError as exc:
+        raise IncompatibleBaseError(
+            f"{artifact.path}: weights do not fit the model ({str(exc).splitlines()[0]})"
+        ) from None
+    model.requires_grad_(False)
+    model.eval()
+    model.to(select_device(device))
+    return LoadedAdapter(artifact, model, base_model)
+
+
+def check_base(metadata: dict[str, Any], base: BaseModel) -> None:
+    """Raise :class:`IncompatibleBaseError` naming both bases if fingerprints differ."""
+    recorded = BaseFingerprint.from_dict(metadata["base"]["fingerprint"])
+    differences = recorded.differences(base.fingerprint)
+    if differences:
+        raise IncompatibleBaseError(
+            f"adapter {metadata['name']!r} was trained on {metadata['base']['model_id']} "
+            f"({recorded.short()}) but the base is {base.model_id} ({base.fingerprint.short()}); "
+            f"they differ in {', '.join(differences)}"
+        )
+
+
+def _as_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | None) -> LoadedAdapter:
+    return adapter if isinstance(adapter, LoadedAdapter) else load(adapter, base=base)
+
+
+def evaluate(
+    adapter: LoadedAdapter | str | Path,
+    data: str | Path | ExampleSet,
+    *,
+    columns: Columns | None = None,
+    base: str | BaseModel | None = None,
+    batch_size: int = 64,
+    max_length: int | None = None,
+) -> dict[str, float]:
+    """Metrics of an adapter on labelled data (columns default to those used in training)."""
+    loaded = _as_loaded(adapter, base)
+    columns = columns or loaded.columns
+    data_set = data if isinstance(data, ExampleSet) else load_examples(data, columns)
+    head = loaded.head
+    targets = encode_labels(data_set, head.type, head.label_names)
+    enc = tokenize(loaded.base.tokenizer, data_set, max_length or _max_length(loaded), targets)
+    device = next(loaded.model.parameters()).device
+    return evaluate_outputs(loaded.model, enc, head.type, batch_size=batch_size, device=device,
+                            pad_id=_pad_id(loaded.base.tokenizer))
+
+
+def _max_length(loaded: LoadedAdapter) -> int:
+    return int(loaded.artifact.metadata.get("training", {}).get("max_length", 128))
+
+
+@dataclass
+class Prediction:
+    """One prediction: the label (or score) and, for classes, each class's probability."""
+
+    label: str | float | int
+    probabilities: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label}
+        if self.probabilities is not None:
+            out["probabilities"] = self.probabilities
+        return out
+
+
+def predict(
+    adapter: LoadedAdapter | str | Path,
+    inputs: Sequence[str] | Sequence[Example] | ExampleSet | str | Path,
+    *,
+    columns: Columns | None = None,
+    base: str | BaseModel | None = None,
+    batch_size: int = 64,
+) -> list[Prediction]:
+    """Predict labels for texts, examples, or a data file (labels in the file are ignored).
+
+    Example:
+        >>> predict("sentiment-adapter", ["a gripping, funny film", "two hours I want back"])
+        [Prediction(label='positive', ...), Prediction(label='negative', ...)]
+    """
+    loaded = _as_loaded(adapter, base)
+    if isinstance(inputs, (str, Path)):
+        data_set = load_examples(inputs, columns or loaded.columns, require_label=False)
+    elif isinstance(inputs, ExampleSet):
+        data_set = inputs
+    else:
+        items = list(inputs)
+        examples = [e if isinstance(e, Example) else Example(str(e)) for e in items]
+        data_set = ExampleSet(examples, "<inputs>")
+    if not data_set.examples:
+        raise DataError("nothing to predict: the input has no rows")
+    head = loaded.head
+    if head.type == "multiple_choice" and any(not e.choices for e in data_set.examples):
+        raise DataError("a multiple-choice adapter needs candidate answers for every input")
+    enc = tokenize(loaded.base.tokenizer, data_set, _max_length(loaded), None)
+    device = next(loaded.model.parameters()).device
+    outputs = predict_outputs(loaded.model, enc, batch_size=batch_size, device=device,
+                              pad_id=_pad_id(loaded.base.tokenizer))
+    return [_prediction(head, row, example) for row, example in zip(outputs, data_set.examples)]
+
+
+def _prediction(head: HeadConfig, row: np.ndarray, example: Example) -> Prediction:
+    if head.type == "regression":
+        return Prediction(float(row))
+    probs = torch.softmax(torch.from_numpy(np.asarray(row, dtype=np.float64)), -1).numpy()
+    names = head.label_names if head.type == "classification" else (example.choices or [])
+    best = int(probs.argmax())
+    label: str | int = names[best] if head.type == "classification" else best
+    return Prediction(label, {str(n): float(p) for n, p in zip(names, probs)})
+
+
+def info(path: str | Path) -> dict[str, Any]:
+    """The metadata of an artifact directory, after verifying its files."""
+    return read_artifact(path).metadata

@@ -1,0 +1,91 @@
+"""Where adapters sit in each supported model family: the one table to extend for a new family.
+
+Every supported encoder layer has two residual sublayers (attention, feed-forward) whose output
+``h`` is added to the sublayer input ``x`` and normalised by a pretrained LayerNorm:
+``LN(h + x)``. For each family we name, relative to one layer, the module whose output is ``h``
+and the LayerNorm module. Adapters attach to those two modules with forward hooks, so no
+transformers class is forked or patched and any transformers version with the same module names
+works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class FamilyLayout:
+    """Module paths of one model family, relative to the encoder (``AutoModel``) root."""
+
+    layers: str
+    # position -> (path of the module whose output is the sublayer output h, path of its LayerNorm)
+    sites: dict[str, tuple[str, str]]
+
+
+_BERT_LIKE = FamilyLayout(
+    layers="encoder.layer",
+    sites={
+        "attention": ("attention.output.dropout", "attention.output.LayerNorm"),
+        "ffn": ("output.dropout", "output.LayerNorm"),
+    },
+)
+
+FAMILIES: dict[str, FamilyLayout] = {
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "camembert": _BERT_LIKE,
+    "electra": _BERT_LIKE,
+    "deberta-v2": _BERT_LIKE,
+    "distilbert": FamilyLayout(
+        layers="transformer.layer",
+        sites={
+            "attention": ("attention.out_lin", "sa_layer_norm"),
+            "ffn": ("ffn", "output_layer_norm"),
+        },
+    ),
+}
+
+
+@dataclass(frozen=True)
+class AdapterSite:
+    """One place an adapter attaches: layer index, position, and the two modules it hooks."""
+
+    layer: int
+    position: str
+    sublayer_output: nn.Module
+    layer_norm: nn.Module
+
+    @property
+    def key(self) -> str:
+        """The name of this site in weight files: ``"<layer>.<position>"``."""
+        return f"{self.layer}.{self.position}"
+
+
+def layout_for(model_type: str) -> FamilyLayout:
+    """Return the layout of a model family, or raise :class:`UnsupportedModelError`."""
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is not supported; supported families: "
+            f"{', '.join(sorted(FAMILIES))}"
+        ) from None
+
+
+def adapter_sites(encoder: nn.Module, model_type: str, positions: tuple[str, ...]) -> list[AdapterSite]:
+    """List the adapter sites of ``encoder`` at ``positions``, layer by layer."""
+    layout = layout_for(model_type)
+    layers = encoder.get_submodule(layout.layers)
+    sites = []
+    for index, layer in enumerate(layers):  # type: ignore[arg-type]
+        for position in positions:
+            out_path, ln_path = layout.sites[position]
+            sites.append(
+                AdapterSite(index, position, layer.get_submodule(out_path), layer.get_submodule(ln_path))
+            )
+    return sites

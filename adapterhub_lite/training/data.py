@@ -1,0 +1,346 @@
+"""Data: read CSV, TSV, JSON Lines or `datasets` sources into examples, tokenise, batch.
+
+A data source is a path (``.csv``, ``.tsv``, ``.jsonl``/``.json``, or a directory written by
+``datasets.Dataset.save_to_disk``) or ``hf:NAME[:CONFIG]:SPLIT`` for a dataset on the Hugging
+Face Hub (needs the optional ``datasets`` package and a machine that reaches the Hub).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import DataError
+
+HUB_PREFIX = "hf:"
+
+
+@dataclass
+class Columns:
+    """Which columns hold what. ``choices`` names one list column or several comma-separated."""
+
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
+    choices: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Columns:
+        return cls(**{k: data.get(k) for k in ("text", "text_pair", "label", "choices") if k in data})
+
+
+@dataclass
+class Example:
+    """One input: a text (question or context), an optional second text or candidate answers."""
+
+    text: str
+    text_pair: str | None = None
+    choices: list[str] | None = None
+    label: Any = None
+
+
+@dataclass
+class ExampleSet:
+    """Examples read from one source, with the source's name and digest for provenance."""
+
+    examples: list[Example]
+    source: str
+    sha256: str | None = None
+    columns_found: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8"
+        ) from None
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    text = _decode(path)
+    if suffix in (".jsonl", ".json"):
+        stripped = text.lstrip()
+        if suffix == ".json" and stripped.startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        else:
+            rows = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number} is not valid JSON: {exc.msg}") from None
+        if any(not isinstance(row, dict) for row in rows):
+            raise DataError(f"{path}: every JSON line must be an object with named fields")
+        return rows
+    if suffix in (".csv", ".tsv", ".txt"):
+        delimiter = "\t" if suffix in (".tsv", ".txt") else ","
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        return [dict(row) for row in reader]
+    raise DataError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv, .jsonl or .json")
+
+
+def _read_datasets(source: str) -> list[dict[str, Any]]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"reading {source} needs the 'datasets' package: pip install 'adapterhub-lite[datasets]'"
+        ) from None
+    if source.startswith(HUB_PREFIX):
+        parts = source[len(HUB_PREFIX):].split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise DataError(f"{source}: write a hub dataset as hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT")
+        name, config, split = (parts[0], None, parts[1]) if len(parts) == 2 else parts
+        try:
+            data = datasets.load_dataset(name, config, split=split)
+        except Exception as exc:  # datasets raises many unrelated types for "not found"
+            raise DataError(f"cannot load dataset {source}: {str(exc).splitlines()[0]}") from None
+    else:
+        data = datasets.load_from_disk(source)
+        if isinstance(data, datasets.DatasetDict):
+            raise DataError(f"{source} holds several splits ({', '.join(data)}); point at one split")
+    return [dict(row) for row in data]
+
+
+def read_rows(source: str | Path) -> tuple[list[dict[str, Any]], str | None]:
+    """Read a source into rows (dicts) and the sha256 of its file, where it is one file."""
+    text = str(source)
+    if text.startswith(HUB_PREFIX):
+        return _read_datasets(text), None
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist")
+    if path.is_dir():
+        if (path / "dataset_info.json").is_file() or (path / "state.json").is_file():
+            return _read_datasets(str(path)), None
+        raise DataError(f"{path} is a directory, not a data file")
+    rows = _read_rows(path)
+    if not rows:
+        raise DataError(f"data file {path} has no rows")
+    return rows, _file_digest(path)
+
+
+def _column(row: dict[str, Any], name: str, columns_found: list[str], source: str) -> Any:
+    if name not in row:
+        raise DataError(
+            f"{source}: no column {name!r}; columns there: {', '.join(columns_found) or '(none)'}"
+        )
+    return row[name]
+
+
+def _choices(row: dict[str, Any], spec: str, found: list[str], source: str) -> list[str]:
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if len(names) > 1:
+        return [str(_column(row, n, found, source)) for n in names]
+    value = _column(row, names[0], found, source)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError(f"{source}: column {names[0]!r} must hold a JSON list of answers") from None
+    if isinstance(value, dict) and "text" in value:  # CommonsenseQA style {"label": [...], "text": [...]}
+        value = value["text"]
+    if not isinstance(value, list) or len(value) < 2:
+        raise DataError(f"{source}: column {names[0]!r} must hold a list of at least two answers")
+    return [str(v) for v in value]
+
+
+def load_examples(source: str | Path, columns: Columns, *, require_label: bool = True) -> ExampleSet:
+    """Read examples from a source, checking that the named columns exist.
+
+    Raises:
+        DataError: missing, empty, non-UTF-8 or malformed file; an unknown column (the message
+            lists the columns that are there); an empty text.
+    """
+    rows, digest = read_rows(source)
+    name = str(source)
+    found = list(rows[0].keys())
+    examples = []
+    for row in rows:
+        text = _column(row, columns.text, found, name) if columns.text else ""
+        pair = _column(row, columns.text_pair, found, name) if columns.text_pair else None
+        choices = _choices(row, columns.choices, found, name) if columns.choices else None
+        label = _column(row, columns.label, found, name) if require_label else row.get(columns.label)
+        if require_label and (label is None or (isinstance(label, str) and not label.strip())):
+            raise DataError(f"{name}: a row has an empty {columns.label!r} value")
+        examples.append(Example(str(text or ""), None if pair is None else str(pair), choices, label))
+    return ExampleSet(examples, name, digest, found)
+
+
+# -- labels -------------------------------------------------------------------------------------
+
+
+def label_names_from(train: ExampleSet) -> list[str]:
+    """The label vocabulary of a classification task: the sorted distinct train labels."""
+    return sorted({_label_text(e.label) for e in train.examples})
+
+
+def _label_text(label: Any) -> str:
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    return str(label).strip()
+
+
+def encode_labels(data: ExampleSet, head_type: str, label_names: Sequence[str]) -> list[Any]:
+    """Map each example's label to what the loss wants: class index, float, or answer index."""
+    index = {name: i for i, name in enumerate(label_names)}
+    out: list[Any] = []
+    for number, example in enumerate(data.examples, 1):
+        label = example.label
+        if head_type == "classification":
+            text = _label_text(label)
+            if text not in index:
+                raise DataError(
+                    f"{data.source}: label {text!r} (row {number}) does not occur in the training "
+                    f"data; known labels: {', '.join(label_names)}"
+                )
+            out.append(index[text])
+        elif head_type == "regression":
+            try:
+                out.append(float(label))
+            except (TypeError, ValueError):
+                raise DataError(f"{data.source}: row {number} label {label!r} is not a number") from None
+        else:
+            out.append(_answer_index(label, example.choices or [], data.source, number))
+    return out
+
+
+def _answer_index(label: Any, choices: list[str], source: str, number: int) -> int:
+    text = _label_text(label)
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(choices):
+        return int(text)
+    if text in choices:
+        return choices.index(text)
+    if len(text) == 1 and text.isalpha() and ord(text.upper()) - ord("A") < len(choices):
+        return ord(text.upper()) - ord("A")
+    raise DataError(
+        f"{source}: row {number} answer {text!r} is neither an index, a letter nor one of the "
+        f"{len(choices)} choices"
+    )
+
+
+def split_dev(train: ExampleSet, share: float, seed: int) -> tuple[ExampleSet, ExampleSet]:
+    """Hold out a seeded random share of train as dev (``--dev-split``)."""
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, int(round(len(order) * share)))
+    if cut >= len(order):
+        raise DataError(f"{train.source}: too few rows ({len(order)}) to hold out a dev split")
+    pick = lambda idx: [train.examples[i] for i in sorted(idx)]  # noqa: E731
+    dev = ExampleSet(pick(order[:cut]), f"{train.source} (dev split)", train.sha256, train.columns_found)
+    rest = ExampleSet(pick(order[cut:]), train.source, train.sha256, train.columns_found)
+    return rest, dev
+
+
+# -- tokenising and batching --------------------------------------------------------------------
+
+
+@dataclass
+class Encoded:
+    """Token ids per example (a list of candidates for multiple choice), and the targets."""
+
+    features: list[dict[str, list[Any]]]
+    targets: list[Any] | None
+    lengths: list[int]
+
+
+def tokenize(tokenizer: Any, data: ExampleSet, max_length: int, targets: list[Any] | None) -> Encoded:
+    """Tokenise every example once, truncated but unpadded (padding happens per batch)."""
+    examples = data.examples
+    if examples and examples[0].choices is not None:
+        firsts = [e.text for e in examples for _ in e.choices]  # type: ignore[union-attr]
+        seconds = [c for e in examples for c in e.choices]  # type: ignore[union-attr]
+        enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+        features, start = [], 0
+        for e in examples:
+            n = len(e.choices)  # type: ignore[arg-type]
+            features.append({k: v[start:start + n] for k, v in enc.items()})
+            start += n
+        lengths = [max(len(ids) for ids in f["input_ids"]) for f in features]
+        return Encoded(features, targets, lengths)
+    pairs = [e.text_pair for e in examples]
+    texts = [e.text for e in examples]
+    enc = tokenizer(texts, pairs if any(p is not None for p in pairs) else None,
+                    truncation=True, max_length=max_length)
+    features = [{k: v[i] for k, v in enc.items()} for i in range(len(examples))]
+    return Encoded(features, targets, [len(f["input_ids"]) for f in features])
+
+
+def collate(features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest sequence (dynamic padding); 3-D for multiple choice."""
+    multiple = isinstance(features[0]["input_ids"][0], list)
+    seqs = [s for f in features for s in f["input_ids"]] if multiple else [f["input_ids"] for f in features]
+    width = max(len(s) for s in seqs)
+    batch: dict[str, torch.Tensor] = {}
+    for key in features[0]:
+        fill = pad_id if key == "input_ids" else 0
+        rows = [s for f in features for s in f[key]] if multiple else [f[key] for f in features]
+        tensor = torch.full((len(rows), width), fill, dtype=torch.long)
+        for i, row in enumerate(rows):
+            tensor[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        if multiple:
+            tensor = tensor.view(len(features), -1, width)
+        batch[key] = tensor
+    if "attention_mask" not in batch:
+        batch["attention_mask"] = (batch["input_ids"] != pad_id).long()
+    return batch
+
+
+def bucketed_batches(lengths: list[int], batch_size: int, seed: int, window: int = 50) -> list[list[int]]:
+    """Shuffled batches of similar-length examples, so that dynamic padding pads little.
+
+    Indices are shuffled, sorted by length inside windows of ``window`` batches, cut into
+    batches, and the batches shuffled again: every epoch differs, padding stays small.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = batch_size * window
+    batches: list[list[int]] = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start:start + span], key=lambda i: lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
+    """Batches in length order, for evaluation (the caller restores the original order)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]

@@ -1,0 +1,266 @@
+"""The training loop: AdamW, linear warmup and decay, early stopping on the dev metric.
+
+One function, :func:`fit`, readable top to bottom. It runs on one device or, under ``torchrun``,
+as DistributedDataParallel (gloo on CPU, nccl on GPU). ``batch_size`` is the number of examples
+per optimizer step whatever the number of processes and accumulation steps, so one process and
+N processes follow the same trajectory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..modules.heads import head_loss
+from .data import Encoded, bucketed_batches, collate, sorted_batches
+from .metrics import MAIN_METRIC, compute_metrics
+
+
+@dataclass
+class TrainEvent:
+    """Progress report sent to ``on_event``: ``start``, ``step``, ``epoch`` or ``stop``."""
+
+    kind: str
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    loss: float | None = None
+    metrics: dict[str, float] | None = None
+    message: str | None = None
+
+
+@dataclass
+class FitResult:
+    """What training produced: per-epoch history and the epoch whose weights were kept."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    main_metric: str = "accuracy"
+    stopped_early: bool = False
+    device: str = "cpu"
+    world_size: int = 1
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; under torchrun, this process's GPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def distributed(device: torch.device):
+    """Join the torchrun process group for the duration of training, if launched by torchrun.
+
+    Yields ``(rank, world_size)``; ``(0, 1)`` when not distributed.
+    """
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield 0, 1
+        return
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield dist.get_rank(), dist.get_world_size()
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def autocast_for(device: torch.device) -> tuple[contextlib.AbstractContextManager[Any], torch.dtype | None]:
+    """bf16 autocast on GPUs that have it, fp16 on older ones, full precision elsewhere."""
+    if device.type != "cuda":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: nn.Module, data: Encoded, *, batch_size: int, device: torch.device, pad_id: int
+) -> np.ndarray:
+    """Raw outputs (logits or scores) for every example, in the original order."""
+    was_training = model.training
+    model.eval()
+    cast, _ = autocast_for(device)
+    outputs: list[np.ndarray | None] = [None] * len(data.features)
+    for batch_ids in sorted_batches(data.lengths, batch_size):
+        batch = _to(collate([data.features[i] for i in batch_ids], pad_id), device)
+        with cast:
+            logits = model(**batch)
+        for i, row in zip(batch_ids, logits.float().cpu().numpy()):
+            outputs[i] = row
+    model.train(was_training)
+    return np.stack(outputs)  # type: ignore[arg-type]
+
+
+def evaluate_outputs(
+    model: nn.Module, data: Encoded, head_type: str, *, batch_size: int, device: torch.device, pad_id: int
+) -> dict[str, float]:
+    """Metrics of ``model`` on encoded data with targets."""
+    outputs = predict_outputs(model, data, batch_size=batch_size, device=device, pad_id=pad_id)
+    return compute_metrics(head_type, outputs, np.asarray(data.targets))
+
+
+def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def fit(
+    model: nn.Module,
+    params: list[nn.Parameter],
+    train: Encoded,
+    dev: Encoded,
+    head_type: str,
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    on_event: Callable[[TrainEvent], None] | None = None,
+    metrics_path: Path | None = None,
+) -> FitResult:
+    """Train ``params`` of ``model`` on ``train``, early-stopping on ``dev``; keep the best epoch.
+
+    Args:
+        model: the model; its forward takes a collated batch and returns logits.
+        params: the parameters to optimise (everything else must be frozen).
+        train, dev: tokenised data with targets.
+        head_type: picks the loss and metrics.
+        config: the training configuration.
+        pad_id: the tokenizer's padding id.
+        on_event: progress callback (only called in the first process).
+        metrics_path: a JSON Lines file that receives one record per epoch.
+
+    Returns:
+        The :class:`FitResult`; ``model`` holds the weights of the best epoch.
+    """
+    config.validate()
+    device = select_device(config.device)
+    seed_everything(config.seed)
+    model.to(device)
+    main = MAIN_METRIC[head_type]
+    result = FitResult(main_metric=main, device=str(device))
+    emit = on_event or (lambda event: None)
+
+    with distributed(device) as (rank, world):
+        result.world_size = world
+        shards = world * config.grad_accum
+        if config.batch_size % shards:
+            raise ConfigError(
+                f"batch size {config.batch_size} must be a multiple of processes x grad accum ({shards})"
+            )
+        if rank:
+            emit = lambda event: None  # noqa: E731  (one process reports)
+        runner: nn.Module = model
+        if world > 1:
+            runner = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        steps_per_epoch = math.ceil(len(train.features) / config.batch_size)
+        total = steps_per_epoch * config.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _linear_schedule(int(total * config.warmup_ratio), total)
+        )
+        cast, cast_dtype = autocast_for(device)
+        scaler = torch.amp.GradScaler("cuda", enabled=cast_dtype == torch.float16)
+        best_state: dict[int, torch.Tensor] | None = None
+        best_value, bad_epochs, step = -math.inf, 0, 0
+        metrics_file = metrics_path.open("w") if (metrics_path and rank == 0) else None
+        emit(TrainEvent("start", total_steps=total))
+        try:
+            for epoch in range(1, config.epochs + 1):
+                runner.train()
+                losses = []
+                for batch_ids in bucketed_batches(train.lengths, config.batch_size, config.seed + epoch):
+                    if len(batch_ids) < shards:
+                        continue  # a tail smaller than one example per shard cannot be split
+                    micro = np.array_split(np.asarray(batch_ids), shards)[rank::world]
+                    step_loss = 0.0
+                    for i, ids in enumerate(micro):
+                        batch = _to(collate([train.features[j] for j in ids], pad_id), device)
+                        targets = torch.tensor([train.targets[j] for j in ids], device=device)  # type: ignore[index]
+                        sync = i == len(micro) - 1 or world == 1
+                        with (contextlib.nullcontext() if sync else runner.no_sync()), cast:  # type: ignore[operator]
+                            loss = head_loss(head_type, runner(**batch), targets)
+                            # weight each micro-batch by its share of the global batch; DDP
+                            # averages over processes, hence the factor world.
+                            scaled = loss * (len(ids) * world / len(batch_ids))
+                        scaler.scale(scaled).backward()
+                        step_loss += loss.item() * len(ids) * world / len(batch_ids)
+                    if config.max_grad_norm > 0:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    scheduler.step()
+                    step += 1
+                    losses.append(step_loss)
+                    emit(TrainEvent("step", step=step, total_steps=total, epoch=epoch, loss=step_loss))
+
+                metrics = evaluate_outputs(
+                    model, dev, head_type, batch_size=config.batch_size * 2, device=device, pad_id=pad_id
+                )
+                record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
+                          **{f"dev_{k}": v for k, v in metrics.items()}}
+                result.history.append(record)
+                if metrics_file:
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
+                emit(TrainEvent("epoch", step=step, total_steps=total, epoch=epoch, metrics=metrics))
+                if metrics[main] > best_value:
+                    best_value, bad_epochs = metrics[main], 0
+                    result.best_epoch, result.best_metrics = epoch, metrics
+                    best_state = {id(p): p.detach().clone() for p in params}
+                else:
+                    bad_epochs += 1
+                    if bad_epochs >= config.patience:
+                        result.stopped_early = epoch < config.epochs
+                        break
+        finally:
+            if metrics_file:
+                metrics_file.close()
+        if best_state is not None:
+            with torch.no_grad():
+                for p in params:
+                    p.copy_(best_state[id(p)])
+        emit(TrainEvent("stop", step=step, total_steps=total, epoch=result.best_epoch,
+                        metrics=result.best_metrics,
+                        message="stopped early" if result.stopped_early else "finished"))
+    return result

@@ -1,0 +1,1 @@
+"""The ``ahl`` command line: a thin Typer + Rich shell over the Python API."""

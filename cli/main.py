@@ -1,0 +1,20 @@
+"""The ``ahl`` application: one Typer app, each command a thin shell over one API call."""
+
+from __future__ import annotations
+
+import typer
+
+from . import demo, train, use
+
+app = typer.Typer(
+    name="ahl",
+    help="adapterhub-lite: train, share and compose adapters for Hugging Face encoders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.command("train")(train.train)
+app.command("eval")(use.evaluate)
+app.command("predict")(use.predict)
+app.command("info")(use.info)
+app.command("demo")(demo.demo)

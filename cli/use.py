@@ -1,0 +1,152 @@
+"""``ahl eval``, ``ahl predict`` and ``ahl info``: use and inspect a trained artifact."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from adapterhub_lite import api
+from adapterhub_lite.errors import ConfigError, DataError
+from adapterhub_lite.training.data import Columns, Example
+
+from .render import console, metrics_table, print_json, quiet_libraries, trainable_share, user_errors
+
+COLUMN_HELP = "Column override (default: the column used in training)."
+
+
+def _columns(loaded: api.LoadedAdapter, text: Optional[str], pair: Optional[str], label: Optional[str],
+             choices: Optional[str]) -> Columns:
+    base = loaded.columns
+    return Columns(text or base.text, pair or base.text_pair, label or base.label, choices or base.choices)
+
+
+@user_errors
+def evaluate(
+    artifact: Path = typer.Argument(..., help="Artifact directory."),
+    data: str = typer.Option(..., help="Labelled data file."),
+    base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the artifact)."),
+    text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    label_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    batch_size: int = typer.Option(64, help="Examples per forward pass."),
+    json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+) -> None:
+    """Evaluate an artifact on labelled data."""
+    quiet_libraries()
+    loaded = api.load(artifact, base=base, device="auto")
+    columns = _columns(loaded, text_column, text_pair_column, label_column, choices_column)
+    metrics = api.evaluate(loaded, data, columns=columns, batch_size=batch_size)
+    if json_out:
+        print_json(metrics)
+    else:
+        console.print(metrics_table(f"{loaded.artifact.metadata['name']} on {Path(data).name}", {"eval": metrics}))
+
+
+@user_errors
+def predict(
+    artifact: Path = typer.Argument(..., help="Artifact directory."),
+    input: str = typer.Option("-", "--input", "-i", help="Data file, or - for one text per line on stdin."),
+    output: str = typer.Option("-", "--output", "-o", help="Output file, or - for stdout."),
+    format: str = typer.Option("jsonl", help="jsonl or csv."),
+    base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the artifact)."),
+    text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    batch_size: int = typer.Option(64, help="Examples per forward pass."),
+) -> None:
+    """Predict labels and probabilities for a file or stdin, as JSON Lines or CSV."""
+    if format not in ("jsonl", "csv"):
+        raise ConfigError(f"unknown format {format!r}; use jsonl or csv")
+    quiet_libraries()
+    if input == "-":
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        if not texts:
+            raise DataError("nothing to predict: stdin has no text lines")
+    loaded = api.load(artifact, base=base, device="auto")
+    if input == "-":
+        inputs: object = [Example(t) for t in texts]
+    else:
+        inputs = input
+    columns = _columns(loaded, text_column, text_pair_column, None, choices_column)
+    predictions = api.predict(loaded, inputs, columns=columns, batch_size=batch_size)  # type: ignore[arg-type]
+    examples = inputs if isinstance(inputs, list) else None
+    text = _render(predictions, examples, format)
+    _write(output, text)
+
+
+def _render(predictions: list[api.Prediction], examples: list[Example] | None, format: str) -> str:
+    rows = []
+    for i, p in enumerate(predictions):
+        row = {"text": examples[i].text} if examples else {"row": i}
+        rows.append({**row, **p.to_dict()})
+    if format == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    names = list(rows[0].get("probabilities") or {})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*[k for k in rows[0] if k != "probabilities"], *[f"p_{n}" for n in names]])
+    for r in rows:
+        probs = r.pop("probabilities", None) or {}
+        writer.writerow([*r.values(), *[f"{probs.get(n, 0.0):.6f}" for n in names]])
+    return buffer.getvalue()
+
+
+def _write(output: str, text: str) -> None:
+    """Write all or nothing: a file appears only once complete."""
+    if output == "-":
+        sys.stdout.write(text)
+        return
+    target = Path(output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@user_errors
+def info(
+    path: Path = typer.Argument(..., help="Artifact directory."),
+    json_out: bool = typer.Option(False, "--json", help="Print the full metadata as JSON."),
+) -> None:
+    """Show an artifact's metadata (after verifying every file's sha256)."""
+    meta = api.info(path)
+    if json_out:
+        print_json(meta)
+        return
+    fp = meta["base"]["fingerprint"]
+    table = Table(title=f"{meta['kind']} {meta['name']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    adapter = meta.get("adapter")
+    params = meta.get("parameters", {})
+    rows = [
+        ("task", meta["task"]),
+        ("base", f"{meta['base']['model_id']} ({fp['model_type']}, {fp['num_layers']} layers x "
+                 f"{fp['hidden_size']}, weights {fp['weights_sha256'][:12]})"),
+        ("adapter", "none (head only)" if not adapter else
+         f"{adapter['preset']}: {', '.join(adapter['positions'])}, reduction {adapter['reduction_factor']}, "
+         f"{adapter['non_linearity']}"),
+        ("head", meta["head"]["type"] + (f": {', '.join(meta['head']['label_names'])}"
+                                         if meta["head"].get("label_names") else "")),
+        ("dev metrics", ", ".join(f"{k} {v:.4f}" for k, v in meta.get("metrics", {}).get("dev", {}).items())),
+        ("parameters", trainable_share(params["trainable"], params["total"]) + " trainable" if params else "-"),
+        ("format", meta["format_version"]),
+        ("files", ", ".join(f"{n} ({f['size']:,} B)" for n, f in meta["files"].items())),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
