@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifact import Artifact, read_artifact, render_model_card, write_artifact
+from .artifact import Artifact, check_writable, read_artifact, render_model_card, write_artifact
 from .base import BaseFingerprint, BaseModel, load_base
 from .config import AdapterConfig, HeadConfig, TrainConfig
 from .errors import ConfigError, DataError, IncompatibleBaseError
@@ -141,6 +141,8 @@ def train(
         config.mode = "head_only"
     if config.mode == "full" and out is not None:
         raise ConfigError("full fine-tuning produces no adapter artifact; train without an output dir")
+    if out is not None:
+        check_writable(Path(out), overwrite=overwrite)
 
     # Read and check all data before loading the model: bad input fails fast.
     train_set = train_data if isinstance(train_data, ExampleSet) else load_examples(train_data, columns)

@@ -82,8 +82,7 @@ def write_artifact(
     """
     out = Path(out)
     kind = metadata["kind"]
-    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
-        raise ArtifactError(f"{out} already exists; choose another output directory or overwrite it")
+    check_writable(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -102,6 +101,12 @@ def write_artifact(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return read_artifact(out)
+
+
+def check_writable(out: Path, *, overwrite: bool) -> None:
+    """Refuse to write over an existing file or non-empty directory unless told to."""
+    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise ArtifactError(f"{out} already exists; choose another output directory or overwrite it")
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:

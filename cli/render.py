@@ -79,6 +79,10 @@ def training_progress(label: str, enabled: bool = True) -> Iterator[Callable[[Tr
     task = progress.add_task(label, total=None, loss="-", dev="")
 
     def on_event(event: TrainEvent) -> None:
+        # The bar appears with the first event, i.e. once the input has been checked, so a
+        # bad-input error stays the only line on stderr.
+        if not progress.live.is_started:
+            progress.start()
         if event.kind == "start":
             progress.update(task, total=event.total_steps)
         elif event.kind == "step":
@@ -89,8 +93,11 @@ def training_progress(label: str, enabled: bool = True) -> Iterator[Callable[[Tr
         elif event.kind == "stop":
             progress.update(task, total=event.step, completed=event.step)
 
-    with progress:
+    try:
         yield on_event
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:

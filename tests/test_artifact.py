@@ -1,0 +1,160 @@
+"""Artifacts: save -> load is bit-exact, bases are checked, damaged files are caught."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from adapterhub_lite import (
+    ArtifactError,
+    IncompatibleBaseError,
+    IntegrityError,
+    TrainConfig,
+    api,
+    load_base,
+    read_artifact,
+)
+from adapterhub_lite.training.data import Columns, load_examples, tokenize
+from adapterhub_lite.training.loop import predict_outputs
+
+from .conftest import tiny_base
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_base_dir, spam_files):
+    out = tmp_path_factory.mktemp("art") / "spam-adapter"
+    train, dev = spam_files
+    result = api.train(train, dev_data=dev, task="sms_spam", base=str(tiny_base_dir), out=out,
+                       config=TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"))
+    return result, out
+
+
+def _outputs(model, tokenizer, data_path):
+    data = load_examples(data_path, Columns())
+    enc = tokenize(tokenizer, data, 128, None)
+    return predict_outputs(model, enc, batch_size=16, device=model.encoder.device, pad_id=tokenizer.pad_token_id)
+
+
+def test_save_then_load_reproduces_predictions_bit_for_bit(trained, spam_files):
+    result, out = trained
+    loaded = api.load(out)
+    before = _outputs(result.model, loaded.base.tokenizer, spam_files[1])
+    after = _outputs(loaded.model, loaded.base.tokenizer, spam_files[1])
+    assert np.array_equal(before, after)
+    assert api.evaluate(loaded, spam_files[1]) == pytest.approx(result.metrics)
+
+
+def test_artifact_layout_and_metadata(trained):
+    result, out = trained
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter.json", "adapter.safetensors", "metrics.jsonl"]
+    meta = json.loads((out / "adapter.json").read_text())
+    assert meta["kind"] == "adapter" and meta["task"] == "sms_spam" and meta["format_version"] == "1.0"
+    assert meta["head"]["label_names"] == ["ham", "spam"]
+    assert meta["base"]["fingerprint"]["num_layers"] == 2
+    assert meta["training"]["data"]["train"]["sha256"]
+    assert set(meta["files"]) == {"adapter.safetensors", "README.md", "metrics.jsonl"}
+    weights = load_file(str(out / "adapter.safetensors"))
+    assert all(k.startswith(("adapter.", "head.")) for k in weights)
+    card = (out / "README.md").read_text()
+    assert "base_model_relation: adapter" in card and "library_name: adapterhub-lite" in card
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs[0]["epoch"] == 1 and "dev_accuracy" in epochs[0]
+    assert not list(out.parent.glob(".*"))  # no staging or log leftovers
+
+
+@pytest.mark.parametrize("other", ["other_tiny_base_dir", "deeper_tiny_base_dir"])
+def test_loading_into_a_different_base_names_both(trained, other, request):
+    _, out = trained
+    other_dir = request.getfixturevalue(other)
+    with pytest.raises(IncompatibleBaseError) as err:
+        api.load(out, base=str(other_dir))
+    message = str(err.value)
+    recorded = json.loads((out / "adapter.json").read_text())["base"]
+    assert recorded["model_id"] in message and str(other_dir) in message
+    assert ("weights_sha256" if other == "other_tiny_base_dir" else "num_layers") in message
+
+
+def test_loading_into_a_wider_base_is_refused(trained):
+    _, out = trained
+    with pytest.raises(IncompatibleBaseError, match="hidden_size"):
+        api.load(out, base=tiny_base("bert", hidden=48))
+
+
+def _copy(out, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(out, target)
+    return target
+
+
+def test_truncated_safetensors_is_an_integrity_error(trained, tmp_path):
+    copy = _copy(trained[1], tmp_path)
+    weights = copy / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(IntegrityError, match="truncated or replaced"):
+        api.load(copy)
+
+
+def test_truncated_weights_with_matching_record_are_caught_by_safetensors(trained, tmp_path):
+    """Even if the metadata was rewritten to match, a cut file fails to parse, clearly."""
+    copy = _copy(trained[1], tmp_path)
+    weights = copy / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(IntegrityError, match="truncated or corrupt"):
+        read_artifact(copy, verify=False).load_weights()
+
+
+def test_flipped_byte_is_caught(trained, tmp_path):
+    copy = _copy(trained[1], tmp_path)
+    weights = copy / "adapter.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256"):
+        api.load(copy)
+
+
+def test_directory_that_is_no_artifact(tmp_path):
+    with pytest.raises(ArtifactError, match="not an adapterhub-lite artifact"):
+        api.info(tmp_path)
+    with pytest.raises(ArtifactError, match="is not a directory"):
+        api.info(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda m: "{not json", "not valid JSON"),
+    (lambda m: json.dumps({k: v for k, v in m.items() if k != "base"}), "lacks required field"),
+    (lambda m: json.dumps({**m, "format_version": "2.0"}), "upgrade adapterhub-lite"),
+    (lambda m: json.dumps({**m, "files": {**m["files"], "../escape": {"sha256": "0" * 64, "size": 1}}}),
+     "plain name"),
+])
+def test_malformed_metadata(trained, tmp_path, damage, match):
+    copy = _copy(trained[1], tmp_path)
+    meta = json.loads((copy / "adapter.json").read_text())
+    (copy / "adapter.json").write_text(damage(meta))
+    with pytest.raises(ArtifactError, match=match):
+        api.info(copy)
+
+
+def test_newer_minor_version_and_unknown_fields_are_read(trained, tmp_path):
+    copy = _copy(trained[1], tmp_path)
+    meta = json.loads((copy / "adapter.json").read_text())
+    meta.update(format_version="1.7", future_field={"x": 1})
+    (copy / "adapter.json").write_text(json.dumps(meta))
+    assert api.info(copy)["future_field"] == {"x": 1}
+
+
+def test_existing_output_is_not_overwritten_by_default(trained, spam_files, tiny_base_dir):
+    _, out = trained
+    before = (out / "adapter.safetensors").read_bytes()
+    with pytest.raises(ArtifactError, match="already exists"):
+        api.train(spam_files[0], dev_data=spam_files[1], task="sms_spam", base=str(tiny_base_dir), out=out,
+                  config=TrainConfig(epochs=1, batch_size=16, device="cpu"))
+    assert (out / "adapter.safetensors").read_bytes() == before
+
+
+def test_fingerprint_is_stable_across_loads(tiny_base_dir):
+    assert load_base(str(tiny_base_dir)).fingerprint == load_base(str(tiny_base_dir)).fingerprint

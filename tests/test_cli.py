@@ -1,0 +1,147 @@
+"""The ``ahl`` command line, run as a real subprocess: happy paths and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import write_csv
+
+AHL = [sys.executable, "-m", "adapterhub_lite"]
+
+
+def ahl(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*AHL, *map(str, args)], input=stdin, capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory, tiny_base_dir, spam_files):
+    out = tmp_path_factory.mktemp("cli") / "spam"
+    proc = ahl("train", "--base", tiny_base_dir, "--train", spam_files[0], "--dev", spam_files[1],
+               "--task", "sms_spam", "--out", out, "--epochs", "1", "--batch-size", "16", "--lr", "1e-3")
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_train_prints_trainable_share_and_saves(artifact):
+    out, proc = artifact
+    assert "trainable parameters: " in proc.stderr and "% of " in proc.stderr
+    assert (out / "adapter.json").is_file()
+    assert "accuracy" in proc.stdout
+
+
+def test_predict_from_stdin_as_jsonl(artifact):
+    proc = ahl("predict", artifact[0], stdin="WINNER! claim your free prize now\nsee you at lunch?\n")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["WINNER! claim your free prize now", "see you at lunch?"]
+    for row in rows:
+        assert row["label"] in ("ham", "spam")
+        assert set(row["probabilities"]) == {"ham", "spam"}
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_predict_file_to_csv(artifact, spam_files, tmp_path):
+    target = tmp_path / "pred.csv"
+    proc = ahl("predict", artifact[0], "--input", spam_files[1], "--format", "csv", "--output", target)
+    assert proc.returncode == 0, proc.stderr
+    lines = target.read_text().splitlines()
+    assert lines[0] == "row,label,p_ham,p_spam" and len(lines) == 121
+
+
+def test_info_and_eval(artifact, spam_files):
+    proc = ahl("info", artifact[0])
+    assert proc.returncode == 0 and "sms_spam" in proc.stdout and "pfeiffer" in proc.stdout
+    meta = json.loads(ahl("info", artifact[0], "--json").stdout)
+    assert meta["name"] == "sms_spam"
+    metrics = json.loads(ahl("eval", artifact[0], "--data", spam_files[1], "--json").stdout)
+    assert metrics["accuracy"] == pytest.approx(meta["metrics"]["dev"]["accuracy"])
+
+
+def _train(tmp_path, tiny_base_dir, train, dev=None, *extra):
+    out = tmp_path / "out"
+    args = ["train", "--base", tiny_base_dir, "--train", train, "--task", "t", "--out", out, "--epochs", "1", *extra]
+    if dev is not None:
+        args += ["--dev", dev]
+    return ahl(*args), out
+
+
+def test_missing_data_file(tmp_path, tiny_base_dir):
+    proc, out = _train(tmp_path, tiny_base_dir, tmp_path / "nope.csv")
+    assert_one_line_error(proc, "does not exist")
+    assert not out.exists()
+
+
+def test_empty_data_file(tmp_path, tiny_base_dir):
+    (tmp_path / "empty.csv").write_text("")
+    proc, out = _train(tmp_path, tiny_base_dir, tmp_path / "empty.csv")
+    assert_one_line_error(proc, "has no rows")
+    assert not out.exists()
+
+
+def test_unknown_column_lists_columns(tmp_path, tiny_base_dir, spam_files):
+    proc, out = _train(tmp_path, tiny_base_dir, spam_files[0], None, "--text-column", "sentence")
+    assert_one_line_error(proc, "no column 'sentence'", "columns there: text, label")
+    assert not out.exists()
+
+
+def test_dev_label_unseen_in_train(tmp_path, tiny_base_dir, spam_files):
+    dev = write_csv(tmp_path / "dev.csv", [{"text": "hello", "label": "phishing"}])
+    proc, out = _train(tmp_path, tiny_base_dir, spam_files[0], dev)
+    assert_one_line_error(proc, "label 'phishing'", "known labels: ham, spam")
+    assert not out.exists()
+
+
+def test_non_utf8_data(tmp_path, tiny_base_dir):
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes("text,label\nna\xefve caf\xe9,a\nok,b\n".encode("latin-1"))
+    proc, out = _train(tmp_path, tiny_base_dir, bad)
+    assert_one_line_error(proc, "not UTF-8")
+    assert not out.exists()
+
+
+def test_directory_that_is_no_artifact(tmp_path):
+    assert_one_line_error(ahl("info", tmp_path), "not an adapterhub-lite artifact")
+    target = tmp_path / "pred.jsonl"
+    assert_one_line_error(ahl("predict", tmp_path, "--output", target, stdin="hi\n"), "not an adapterhub-lite artifact")
+    assert not target.exists()
+
+
+def test_truncated_safetensors(artifact, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(artifact[0], copy)
+    weights = copy / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    target = tmp_path / "pred.jsonl"
+    proc = ahl("predict", copy, "--output", target, stdin="hello\n")
+    assert_one_line_error(proc, "adapter.safetensors", "truncated")
+    assert not target.exists()
+
+
+def test_unsupported_base_family_lists_supported(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    write_csv(tmp_path / "d.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}] * 5)
+    proc = ahl("train", "--base", tmp_path, "--train", tmp_path / "d.csv", "--task", "t", "--out", tmp_path / "o")
+    assert_one_line_error(proc, "gpt2", "bert", "deberta-v2", "distilbert")
+
+
+def test_bad_option_value(tmp_path, spam_files):
+    proc = ahl("train", "--train", spam_files[0], "--task", "t", "--preset", "lora", "--out", tmp_path / "o")
+    assert_one_line_error(proc, "unknown adapter preset 'lora'", "pfeiffer")

@@ -1,0 +1,142 @@
+"""Reading data: formats, columns, labels, and each bad-input case with its message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adapterhub_lite import Columns, DataError
+from adapterhub_lite.training.data import (
+    bucketed_batches,
+    collate,
+    encode_labels,
+    label_names_from,
+    load_examples,
+    split_dev,
+)
+
+from .conftest import write_csv, write_jsonl
+
+ROWS = [{"text": "good film", "label": "pos"}, {"text": "bad film", "label": "neg"}, {"text": "fine", "label": "pos"}]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json"])
+def test_every_file_format_reads_the_same_examples(tmp_path, suffix):
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".csv":
+        write_csv(path, ROWS)
+    elif suffix == ".tsv":
+        write_csv(path, ROWS, delimiter="\t")
+    elif suffix == ".jsonl":
+        write_jsonl(path, ROWS)
+    else:
+        path.write_text(json.dumps(ROWS), encoding="utf-8")
+    data = load_examples(path, Columns())
+    assert [(e.text, e.label) for e in data.examples] == [(r["text"], r["label"]) for r in ROWS]
+    assert data.sha256 and len(data.sha256) == 64
+    assert label_names_from(data) == ["neg", "pos"]
+
+
+def test_datasets_directory_is_read(tmp_path):
+    import datasets
+    datasets.Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "ds"))
+    data = load_examples(tmp_path / "ds", Columns())
+    assert [e.text for e in data.examples] == ["good film", "bad film", "fine"]
+
+
+def test_text_pair_and_custom_columns(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"q": "a", "p": "b", "y": 1}, {"q": "c", "p": "d", "y": 0}])
+    data = load_examples(path, Columns(text="q", text_pair="p", label="y"))
+    assert (data.examples[0].text, data.examples[0].text_pair) == ("a", "b")
+    assert label_names_from(data) == ["0", "1"]
+    assert encode_labels(data, "classification", ["0", "1"]) == [1, 0]
+
+
+def test_multiple_choice_from_list_or_columns(tmp_path):
+    listed = write_jsonl(tmp_path / "mc.jsonl", [
+        {"question": "sky?", "choices": ["blue", "green", "red"], "answer": "blue"},
+        {"question": "grass?", "choices": {"label": ["A", "B", "C"], "text": ["blue", "green", "red"]}, "answer": "B"},
+        {"question": "blood?", "choices": ["blue", "green", "red"], "answer": 2},
+    ])
+    data = load_examples(listed, Columns(text="question", choices="choices", label="answer"))
+    assert encode_labels(data, "multiple_choice", []) == [0, 1, 2]
+    swag = write_csv(tmp_path / "swag.csv", [{"ctx": "he", "e0": "runs", "e1": "sits", "label": "1"}])
+    data = load_examples(swag, Columns(text="ctx", choices="e0,e1"))
+    assert data.examples[0].choices == ["runs", "sits"]
+    assert encode_labels(data, "multiple_choice", []) == [1]
+
+
+def test_regression_labels_must_be_numbers(tmp_path):
+    path = write_csv(tmp_path / "r.csv", [{"text": "a", "label": "0.5"}, {"text": "b", "label": "high"}])
+    with pytest.raises(DataError, match="row 2 label 'high' is not a number"):
+        encode_labels(load_examples(path, Columns()), "regression", [])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_examples(tmp_path / "nope.csv", Columns())
+
+
+@pytest.mark.parametrize("content", ["", "text,label\n"])
+def test_empty_file(tmp_path, content):
+    path = tmp_path / "empty.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match="has no rows"):
+        load_examples(path, Columns())
+
+
+def test_unknown_column_lists_the_columns_there(tmp_path):
+    path = write_csv(tmp_path / "d.csv", [{"sentence": "x", "label": "a"}])
+    with pytest.raises(DataError) as err:
+        load_examples(path, Columns(text="text"))
+    assert "no column 'text'" in str(err.value) and "sentence, label" in str(err.value)
+
+
+def test_dev_label_unseen_in_train(tmp_path):
+    dev = load_examples(write_csv(tmp_path / "dev.csv", [{"text": "x", "label": "neutral"}]), Columns())
+    with pytest.raises(DataError, match="label 'neutral' .* does not occur in the training data; known labels: neg, pos"):
+        encode_labels(dev, "classification", ["neg", "pos"])
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("text,label\ncaf\xe9,a\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text .*re-save it as UTF-8"):
+        load_examples(path, Columns())
+
+
+def test_a_plain_directory_is_no_data_file(tmp_path):
+    with pytest.raises(DataError, match="is a directory"):
+        load_examples(tmp_path, Columns())
+
+
+def test_unknown_format_and_bad_json(tmp_path):
+    (tmp_path / "d.parquet").write_bytes(b"PAR1")
+    with pytest.raises(DataError, match="unknown data format"):
+        load_examples(tmp_path / "d.parquet", Columns())
+    (tmp_path / "d.jsonl").write_text('{"text": "a", "label": "b"}\n{oops\n')
+    with pytest.raises(DataError, match=r"d.jsonl:2 is not valid JSON"):
+        load_examples(tmp_path / "d.jsonl", Columns())
+
+
+def test_dev_split_is_seeded_and_disjoint(tmp_path):
+    rows = [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(50)]
+    data = load_examples(write_csv(tmp_path / "d.csv", rows), Columns())
+    train_a, dev_a = split_dev(data, 0.2, seed=3)
+    train_b, dev_b = split_dev(data, 0.2, seed=3)
+    assert [e.text for e in dev_a.examples] == [e.text for e in dev_b.examples]
+    assert len(dev_a) == 10 and len(train_a) == 40
+    assert not {e.text for e in dev_a.examples} & {e.text for e in train_a.examples}
+
+
+def test_collate_pads_dynamically_and_buckets_cover_everything():
+    features = [{"input_ids": [1] * n, "attention_mask": [1] * n} for n in (3, 7, 5)]
+    batch = collate(features, pad_id=0)
+    assert batch["input_ids"].shape == (3, 7)
+    assert batch["attention_mask"].sum().item() == 15
+    lengths = [3, 90, 4, 88, 5, 87, 6, 86]
+    batches = bucketed_batches(lengths, 2, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    # similar lengths share a batch: no batch mixes a short and a long example
+    assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) < 10 for b in batches)
