@@ -34,7 +34,7 @@ from .training.data import (
 )
 from .training.loop import FitResult, TrainEvent, evaluate_outputs, fit, predict_outputs, select_device
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 @dataclass
@@ -130,7 +130,7 @@ def train(
     columns = columns or Columns()
     name = name or task
     for what, value in (("task", task), ("name", name)):
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ConfigError(
                 f"{what} {value!r} must be 1-96 letters, digits, '.', '_' or '-', starting with a "
                 f"letter or digit"

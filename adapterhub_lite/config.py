@@ -47,11 +47,12 @@ class _JsonConfig:
 class AdapterConfig(_JsonConfig):
     """A bottleneck adapter (Houlsby et al. 2019; Pfeiffer et al. 2021, §2.2 and A.2).
 
-    At each position the adapter computes ``a = W_up f(W_down u)`` and adds it to the sublayer
-    output ``h`` before the pretrained residual LayerNorm: ``LN(h + x + a)``. With
-    ``original_ln_before`` the adapter reads ``u = LN(h + x)`` (the pretrained LayerNorm applied
-    once more, the paper's best setup); otherwise it reads ``u = h``. A zero ``W_up`` therefore
-    leaves the base model's output unchanged.
+    At each position the adapter computes ``a = W_up f(W_down u + b_down) + b_up`` and adds
+    it to the sublayer output ``h`` before the pretrained residual LayerNorm: ``LN(h + x + a)``.
+    With ``original_ln_before`` the adapter reads ``u = LN(h + x)`` (the pretrained LayerNorm
+    applied once more, the paper's best setup); otherwise it reads ``u = h``. A zero
+    up-projection (``W_up`` and ``b_up``, as ``init="zero_up"`` makes it) therefore leaves the
+    base model's output unchanged.
     """
 
     preset: str = field(default="pfeiffer", metadata={"help": "Name of the preset this came from."})

@@ -9,7 +9,7 @@ At a site with sublayer output ``h``, sublayer input ``x`` and pretrained LayerN
 * otherwise (Houlsby): a hook on the module producing ``h`` turns it into ``h + A(h)``, which the
   model's own code then normalises as ``LN(h + A(h) + x)``.
 
-Either way a zero up-projection leaves the base output unchanged.
+Either way a zero up-projection (weights and bias) leaves the base output unchanged.
 """
 
 from __future__ import annotations
@@ -177,6 +177,10 @@ class AdapterModel(nn.Module):
 
     def load_artifact_state_dict(self, name: str | None, state: dict[str, torch.Tensor]) -> None:
         """Load weights saved by :meth:`artifact_state_dict`; every key must match exactly."""
+        expected = set(self.artifact_state_dict(name))
+        if set(state) != expected:
+            unexpected, missing = sorted(set(state) - expected), sorted(expected - set(state))
+            raise RuntimeError(f"unexpected tensors {unexpected[:3]}, missing tensors {missing[:3]}")
         adapter = {k[len(ADAPTER_PREFIX):]: v for k, v in state.items() if k.startswith(ADAPTER_PREFIX)}
         head = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
         if name is not None:

@@ -158,3 +158,64 @@ def test_existing_output_is_not_overwritten_by_default(trained, spam_files, tiny
 
 def test_fingerprint_is_stable_across_loads(tiny_base_dir):
     assert load_base(str(tiny_base_dir)).fingerprint == load_base(str(tiny_base_dir)).fingerprint
+
+
+def test_extra_tensor_in_weights_is_refused(trained, tmp_path):
+    from safetensors.torch import save_file
+
+    copy = _copy(trained[1], tmp_path)
+    weights = load_file(str(copy / "adapter.safetensors"))
+    weights["adapter.9.ffn.down.weight"] = weights["adapter.0.ffn.down.weight"].clone()
+    save_file(weights, str(copy / "adapter.safetensors"))
+    meta = json.loads((copy / "adapter.json").read_text())
+    from adapterhub_lite.artifact import sha256_file
+
+    meta["files"]["adapter.safetensors"] = {"sha256": sha256_file(copy / "adapter.safetensors"),
+                                            "size": (copy / "adapter.safetensors").stat().st_size}
+    (copy / "adapter.json").write_text(json.dumps(meta))
+    with pytest.raises(IncompatibleBaseError, match="unexpected tensors"):
+        api.load(copy)
+
+
+def test_artifact_files_are_readable_by_others(trained):
+    _, out = trained
+    assert out.stat().st_mode & 0o055 == 0o055
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in out.iterdir())
+
+
+@pytest.mark.parametrize("name", ["trec\n", "../x", "-x", "a" * 97, "ünïcode"])
+def test_bad_artifact_names_are_refused(name, spam_files):
+    from adapterhub_lite import ConfigError
+
+    with pytest.raises(ConfigError, match="must be 1-96 letters"):
+        api.train(spam_files[0], task="t", name=name, out=None)
+
+
+def test_base_checkpoint_missing_weights_is_refused(tmp_path, tiny_base_dir):
+    from safetensors.torch import save_file
+
+    from adapterhub_lite import BaseModelError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_base_dir, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    dropped = next(k for k in weights if "encoder.layer.0.output.dense.weight" in k)
+    del weights[dropped]
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(BaseModelError, match="lacks 1 encoder weight"):
+        load_base(str(broken))
+
+
+def test_diverged_metric_is_stored_as_null(tmp_path):
+    from adapterhub_lite.artifact import write_artifact
+    from adapterhub_lite.model import AdapterModel
+    from adapterhub_lite import HeadConfig
+
+    base = tiny_base("bert")
+    model = AdapterModel(base)
+    model.set_head(HeadConfig(type="regression"))
+    meta = {"kind": "adapter", "name": "r", "task": "r", "base": {"model_id": "tiny", "revision": None,
+            "fingerprint": base.fingerprint.to_dict()}, "adapter": None, "head": model.head.config.to_dict(),
+            "metrics": {"dev": {"mse": float("nan"), "pearson": 0.5}}}
+    artifact = write_artifact(tmp_path / "r", meta, model.artifact_state_dict(), "card")
+    assert artifact.metadata["metrics"]["dev"] == {"mse": None, "pearson": 0.5}

@@ -140,3 +140,10 @@ def test_collate_pads_dynamically_and_buckets_cover_everything():
     assert sorted(i for b in batches for i in b) == list(range(8))
     # similar lengths share a batch: no batch mixes a short and a long example
     assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) < 10 for b in batches)
+
+
+def test_multiple_choice_needs_one_number_of_choices(tmp_path):
+    path = write_jsonl(tmp_path / "mc.jsonl", [{"text": "q", "choices": ["a", "b"], "label": 0},
+                                               {"text": "q", "choices": ["a", "b", "c"], "label": 0}])
+    with pytest.raises(DataError, match=r"same number of choices; found \[2, 3\]"):
+        load_examples(path, Columns(choices="choices"))

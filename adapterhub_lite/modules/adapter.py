@@ -1,4 +1,4 @@
-"""The bottleneck adapter: ``W_up f(W_down u)`` (Houlsby et al. 2019)."""
+"""The bottleneck adapter: ``W_up f(W_down u + b_down) + b_up`` (Houlsby et al. 2019)."""
 
 from __future__ import annotations
 

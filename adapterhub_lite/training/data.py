@@ -199,6 +199,10 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
         if require_label and (label is None or (isinstance(label, str) and not label.strip())):
             raise DataError(f"{name}: a row has an empty {columns.label!r} value")
         examples.append(Example(str(text or ""), None if pair is None else str(pair), choices, label))
+    counts = {len(e.choices) for e in examples if e.choices is not None}
+    if len(counts) > 1:
+        # batches stack candidates as [batch, choices, seq]: one count per data set
+        raise DataError(f"{name}: every row needs the same number of choices; found {sorted(counts)}")
     return ExampleSet(examples, name, digest, found)
 
 

@@ -1,0 +1,34 @@
+"""``torchrun --nproc_per_node 2`` on CPU (gloo) trains to the metrics of one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(prefix: list[str], out, tiny_base_dir, spam_files) -> list[dict]:
+    args = ["train", "--base", str(tiny_base_dir), "--train", str(spam_files[0]), "--dev", str(spam_files[1]),
+            "--task", "spam", "--out", str(out), "--epochs", "3", "--patience", "3", "--batch-size", "16",
+            "--lr", "1e-3", "--device", "cpu", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*prefix, *args], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_match_one(tmp_path, tiny_base_dir, spam_files):
+    single = _run([sys.executable, "-m", "adapterhub_lite"], tmp_path / "one", tiny_base_dir, spam_files)
+    multi = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                  "-m", "adapterhub_lite"], tmp_path / "two", tiny_base_dir, spam_files)
+    meta = json.loads((tmp_path / "two" / "adapter.json").read_text())
+    assert meta["training"]["world_size"] == 2
+    assert len(single) == len(multi) == 3
+    for one, two in zip(single, multi):
+        # same global batch and schedule: only dropout masks differ between the runs
+        assert two["step"] == one["step"]
+        assert two["train_loss"] == pytest.approx(one["train_loss"], rel=0.15)
+        assert abs(two["dev_accuracy"] - one["dev_accuracy"]) <= 0.05
