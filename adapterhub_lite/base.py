@@ -198,12 +198,15 @@ def from_encoder(
 def _quiet_transformers() -> Iterator[None]:
     from transformers.utils import logging
 
-    level = logging.get_verbosity()
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
+    logging.disable_progress_bar()
     try:
         yield
     finally:
         logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def _float32_kwarg() -> dict[str, Any]:

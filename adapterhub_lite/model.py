@@ -10,11 +10,16 @@ At a site with sublayer output ``h``, sublayer input ``x`` and pretrained LayerN
   model's own code then normalises as ``LN(h + A(h) + x)``.
 
 Either way a zero up-projection (weights and bias) leaves the base output unchanged.
+
+Hooks act only while their own model runs (``forward`` / ``encode``), so several AdapterModels
+can share one loaded encoder without their adapters leaking into each other.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -51,6 +56,7 @@ class AdapterModel(nn.Module):
         self.adapter_configs: dict[str, AdapterConfig] = {}
         self.head: PredictionHead | None = None
         self.active: str | None = None
+        self._running = False
         self._sites = adapter_sites(self.encoder, self.model_type, POSITIONS)
         self._hooks = [handle for site in self._sites for handle in self._hook(site)]
 
@@ -79,7 +85,7 @@ class AdapterModel(nn.Module):
         self.head = PredictionHead(self.hidden_size, config).to(device)
 
     def _active_adapter(self, site: AdapterSite, ln_before: bool) -> BottleneckAdapter | None:
-        if self.active is None:
+        if not self._running or self.active is None:
             return None
         config = self.adapter_configs[self.active]
         if site.position not in config.positions or config.original_ln_before != ln_before:
@@ -87,10 +93,28 @@ class AdapterModel(nn.Module):
         return self.adapters[self.active][site.layer][site.position]  # type: ignore[index]
 
     def _hook(self, site: AdapterSite) -> list[Any]:
+        # A weak reference: the encoder outliving this model must not keep it alive.
+        me = weakref.ref(self)
+
+        def bind(method: str) -> Callable[..., Any]:
+            def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+                model = me()
+                return None if model is None else getattr(model, method)(site, module, inputs, output)
+
+            return hook
+
         return [
-            site.layer_norm.register_forward_hook(partial(self._after_layer_norm, site)),
-            site.sublayer_output.register_forward_hook(partial(self._after_sublayer, site)),
+            site.layer_norm.register_forward_hook(bind("_after_layer_norm")),
+            site.sublayer_output.register_forward_hook(bind("_after_sublayer")),
         ]
+
+    @contextmanager
+    def _run(self) -> Iterator[None]:
+        previous, self._running = self._running, True
+        try:
+            yield
+        finally:
+            self._running = previous
 
     def _after_layer_norm(
         self, site: AdapterSite, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
@@ -154,12 +178,14 @@ class AdapterModel(nn.Module):
             flat = lambda t: t.reshape(-1, t.size(-1))  # noqa: E731
             input_ids, attention_mask = flat(input_ids), flat(attention_mask)
             inputs = {k: flat(v) for k, v in inputs.items()}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
+        with self._run():
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
         return self.head(hidden, attention_mask, num_choices)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any) -> torch.Tensor:
         """Last hidden states of the encoder with the active adapter (no head)."""
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
+        with self._run():
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
 
     # -- weights ------------------------------------------------------------------------------
 

@@ -163,3 +163,19 @@ def test_heads_shapes_and_losses(head_type):
     loss.backward()
     assert torch.isfinite(loss)
     assert model.adapters["a"][0]["ffn"].up.weight.grad is not None
+
+
+def test_models_sharing_one_encoder_do_not_leak_adapters():
+    base = tiny_base("bert")
+    batch = _batch()
+    with torch.no_grad():
+        reference = base.encoder(**batch)[0]
+        first = AdapterModel(base)
+        first.add_adapter("a", AdapterConfig.from_preset("pfeiffer"))
+        for param in first.adapters["a"].parameters():
+            param.normal_(0.0, 0.5)
+        alone = first.encode(**batch)
+        second = AdapterModel(base)  # no adapter: must see the plain base
+        assert torch.equal(second.encode(**batch), reference)
+        assert torch.equal(base.encoder(**batch)[0], reference)  # outside a model run: plain base
+        assert torch.equal(first.encode(**batch), alone)
