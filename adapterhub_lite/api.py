@@ -180,25 +180,12 @@ def train(
 
     artifact = None
     if out is not None and result_is_writer():
-        metadata = {
-            "kind": "adapter",
-            "name": name,
-            "task": task,
-            "version": None,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "base": {"model_id": base_model.model_id, "revision": base_model.revision,
-                     "fingerprint": base_model.fingerprint.to_dict()},
-            "adapter": adapter.to_dict() if config.mode == "adapter" else None,  # type: ignore[union-attr]
-            "head": head_cfg.to_dict(),
-            "columns": columns.to_dict(),
-            "training": {**config.to_dict(), "best_epoch": result.best_epoch,
-                         "stopped_early": result.stopped_early, "world_size": result.world_size,
-                         "data": {"train": _data_record(train_set), "dev": _data_record(dev_set)},
-                         "history": result.history},
-            "metrics": {"dev": result.best_metrics},
-            "parameters": {"trainable": trainable, "total": total},
-            "library": _versions(),
-        }
+        metadata = adapter_metadata(
+            name=name, task=task, base=base_model, adapter=adapter if config.mode == "adapter" else None,
+            head=head_cfg, columns=columns, config=config, fit_result=result,
+            data={"train": _data_record(train_set), "dev": _data_record(dev_set)},
+            parameters=(trainable, total),
+        )
         log = _metrics_path(out)
         extra = {"metrics.jsonl": log.read_bytes()} if log and log.exists() else {}
         try:
@@ -208,6 +195,39 @@ def train(
             if log:
                 log.unlink(missing_ok=True)
     return TrainResult(artifact, result, model, trainable, total)
+
+
+def adapter_metadata(
+    *,
+    name: str,
+    task: str,
+    base: BaseModel,
+    adapter: AdapterConfig | None,
+    head: HeadConfig,
+    columns: Columns,
+    config: TrainConfig,
+    fit_result: FitResult,
+    data: dict[str, dict[str, Any]],
+    parameters: tuple[int, int],
+) -> dict[str, Any]:
+    """The ``adapter.json`` content of a trained adapter (``files`` is added when writing)."""
+    return {
+        "kind": "adapter",
+        "name": name,
+        "task": task,
+        "version": None,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "base": {"model_id": base.model_id, "revision": base.revision, "fingerprint": base.fingerprint.to_dict()},
+        "adapter": adapter.to_dict() if adapter else None,
+        "head": head.to_dict(),
+        "columns": columns.to_dict(),
+        "training": {**config.to_dict(), "best_epoch": fit_result.best_epoch,
+                     "stopped_early": fit_result.stopped_early, "world_size": fit_result.world_size,
+                     "data": data, "history": fit_result.history},
+        "metrics": {"dev": fit_result.best_metrics},
+        "parameters": {"trainable": parameters[0], "total": parameters[1]},
+        "library": _versions(),
+    }
 
 
 def result_is_writer() -> bool:

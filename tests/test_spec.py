@@ -7,7 +7,6 @@ no model download and run in a few seconds.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import hashlib
 import json
 import re
@@ -26,7 +25,9 @@ from adapterhub_lite import base as base_mod
 from adapterhub_lite.artifact import read_artifact, render_model_card, write_artifact
 from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
 from adapterhub_lite.model import AdapterModel
+from adapterhub_lite.api import adapter_metadata
 from adapterhub_lite.training.data import Columns
+from adapterhub_lite.training.loop import FitResult
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "registry" / "SPEC.md"
@@ -55,27 +56,14 @@ def metadata_like_train(model: AdapterModel, base: base_mod.BaseModel, *, name: 
                         adapter: AdapterConfig | None, head: HeadConfig) -> dict[str, Any]:
     """The metadata dict as ``api.train`` builds it (without running training)."""
     config = TrainConfig(mode="adapter" if adapter else "head_only", epochs=1)
-    trainable, total = model.count_parameters()
     history = [{"epoch": 1, "step": 3, "train_loss": 0.69, "dev_accuracy": 0.5, "dev_macro_f1": 0.33}]
+    fit_result = FitResult(history=history, best_epoch=1, best_metrics={"accuracy": 0.5, "macro_f1": 0.33})
     record = {"source": "train.csv", "sha256": hashlib.sha256(b"x").hexdigest(), "examples": 10}
-    return {
-        "kind": "adapter",
-        "name": name,
-        "task": task,
-        "version": None,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "base": {"model_id": base.model_id, "revision": base.revision,
-                 "fingerprint": base.fingerprint.to_dict()},
-        "adapter": adapter.to_dict() if adapter else None,
-        "head": head.to_dict(),
-        "columns": Columns().to_dict(),
-        "training": {**config.to_dict(), "best_epoch": 1, "stopped_early": False, "world_size": 1,
-                     "data": {"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
-                     "history": history},
-        "metrics": {"dev": {"accuracy": 0.5, "macro_f1": 0.33}},
-        "parameters": {"trainable": trainable, "total": total},
-        "library": {"adapterhub-lite": "0.1.0"},
-    }
+    return adapter_metadata(
+        name=name, task=task, base=base, adapter=adapter, head=head, columns=Columns(), config=config,
+        fit_result=fit_result, data={"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
+        parameters=model.count_parameters(),
+    )
 
 
 def write_tiny(out: Path, base: base_mod.BaseModel, preset: str | None, **meta_extra: Any):
