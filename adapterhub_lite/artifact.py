@@ -12,9 +12,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,5 +253,5 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         lines += [f"Labels: {', '.join(head['label_names'])}.", ""]
     if metrics:
         lines += ["| dev metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()], ""]
-    lines += ["```bash", f"ahl predict PATH_TO_THIS_DIR --input texts.txt", "```", ""]
+    lines += ["```bash", "ahl predict PATH_TO_THIS_DIR --input texts.txt", "```", ""]
     return "\n".join(lines)

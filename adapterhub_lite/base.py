@@ -117,8 +117,8 @@ def weights_digest(encoder: nn.Module) -> str:
 def fingerprint_of(encoder: nn.Module) -> BaseFingerprint:
     """Compute the fingerprint of a loaded encoder."""
     config = encoder.config  # type: ignore[union-attr]
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers")
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim")
+    layers = getattr(config, "num_hidden_layers", None) or config.n_layers
+    hidden = getattr(config, "hidden_size", None) or config.dim
     return BaseFingerprint(
         model_type=config.model_type,
         hidden_size=int(hidden),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -126,6 +127,7 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
         "warmup": args.warmup,
         "median_s": statistics.median(times),
         "p90_s": percentile(times, 90),
+        "min_s": min(times),
         "times_s": times,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "trainable_params": trainable,
@@ -198,8 +200,12 @@ def print_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
         table.add_row(r["case"], fmt(r["median_s"], ".3f"), fmt(r["p90_s"], ".3f"), str(r["steps"]),
                       fmt(r["peak_rss_mib"], ".0f"), fmt(r["ratio_to_full"], ".2f"),
                       fmt(r["ratio_to_reference"], ".2f"))
-    console = Console()
+    console = Console(width=max(Console().width, 110))  # no truncated columns when piped
     console.print(table)
+    load = meta["loadavg_1min"]
+    if max(load.values()) > meta["threads"]:
+        console.print(f"[yellow]warning: 1-minute load average {load['before']:.1f} -> "
+                      f"{load['after']:.1f} exceeds {meta['threads']} threads; times are inflated")
     goal = GOAL_RATIO_TO_REFERENCE * REFERENCE_ADAPTERS_S_PER_STEP
     console.print(f"* reference: {REFERENCE_ADAPTERS_S_PER_STEP:.2f} s/step, {REFERENCE_LABEL}; "
                   f"goal for 'adapter': <= {goal:.2f} s/step")
@@ -234,11 +240,15 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("--child needs --case")
         print(json.dumps(run_case(args)))
         return
+    load_before = os.getloadavg()
     results = [spawn(case, args) for case in args.cases]
     add_ratios(results)
     meta = {"threads": args.threads, "batch": args.batch, "seq": args.seq, "lr": args.lr,
             "steps": args.steps, "warmup": args.warmup, "base": "MiniLM-L6-H384 (load_base())",
             "versions": versions(),
+            # other work on the machine inflates times: a 1-minute load above the thread count
+            # means the cases did not have the cores to themselves.
+            "loadavg_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
             "reference": {"case": "adapter", "median_s": REFERENCE_ADAPTERS_S_PER_STEP,
                           "source": REFERENCE_LABEL,
                           "goal_s": GOAL_RATIO_TO_REFERENCE * REFERENCE_ADAPTERS_S_PER_STEP}}

@@ -17,7 +17,7 @@ from .render import console, quiet_libraries, trainable_share, training_progress
 
 @user_errors
 def demo(
-    task: str = typer.Option("trec", help=f"Bundled task to train on."),
+    task: str = typer.Option("trec", help="Bundled task to train on (see adapterhub_lite/data/bundled/tasks.json)."),
     epochs: int = typer.Option(3, help="Epochs for each run."),
     lr: float = typer.Option(1e-3, help="Learning rate for both runs."),
     workdir: Path = typer.Option(Path("ahl-demo"), help="Where the demo writes its artifacts."),

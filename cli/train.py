@@ -11,7 +11,16 @@ from adapterhub_lite import api
 from adapterhub_lite.config import AdapterConfig, TrainConfig
 from adapterhub_lite.training.data import Columns
 
-from .render import console, err_console, metrics_table, print_json, quiet_libraries, trainable_share, training_progress, user_errors
+from .render import (
+    console,
+    err_console,
+    metrics_table,
+    print_json,
+    quiet_libraries,
+    trainable_share,
+    training_progress,
+    user_errors,
+)
 
 DATA = "Data"
 ADAPTER = "Adapter"

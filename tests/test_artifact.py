@@ -207,9 +207,9 @@ def test_base_checkpoint_missing_weights_is_refused(tmp_path, tiny_base_dir):
 
 
 def test_diverged_metric_is_stored_as_null(tmp_path):
+    from adapterhub_lite import HeadConfig
     from adapterhub_lite.artifact import write_artifact
     from adapterhub_lite.model import AdapterModel
-    from adapterhub_lite import HeadConfig
 
     base = tiny_base("bert")
     model = AdapterModel(base)

@@ -9,8 +9,8 @@ from transformers import AutoModel
 from adapterhub_lite import AdapterConfig, AdapterModel, HeadConfig, TrainConfig, UnsupportedModelError
 from adapterhub_lite.base import from_encoder
 from adapterhub_lite.modules.heads import head_loss
-from adapterhub_lite.training.loop import fit
 from adapterhub_lite.training.data import Encoded
+from adapterhub_lite.training.loop import fit
 
 from .conftest import FAMILIES, tiny_base, tiny_config
 

@@ -22,10 +22,10 @@ from safetensors import safe_open
 from transformers import BertConfig, BertModel
 
 from adapterhub_lite import base as base_mod
+from adapterhub_lite.api import adapter_metadata
 from adapterhub_lite.artifact import read_artifact, render_model_card, write_artifact
 from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
 from adapterhub_lite.model import AdapterModel
-from adapterhub_lite.api import adapter_metadata
 from adapterhub_lite.training.data import Columns
 from adapterhub_lite.training.loop import FitResult
 
@@ -125,7 +125,7 @@ def test_fingerprint_digest_as_specified(tiny_base):
     for name in sorted(params):
         array = params[name].detach().cpu().numpy()
         shape = repr(tuple(int(d) for d in array.shape))  # "(32,)", "(99, 32)"
-        digest.update(f"{name}|torch.float32|{shape}\n".encode("utf-8"))
+        digest.update(f"{name}|torch.float32|{shape}\n".encode())
         digest.update(np.ascontiguousarray(array, dtype="<f4").tobytes())
     assert digest.hexdigest() == tiny_base.fingerprint.weights_sha256
     assert "(32,)" in f"{tuple(params['embeddings.LayerNorm.bias'].shape)}"
