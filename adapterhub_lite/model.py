@@ -56,6 +56,8 @@ class AdapterModel(nn.Module):
         self.adapter_configs: dict[str, AdapterConfig] = {}
         self.head: PredictionHead | None = None
         self.active: str | None = None
+        # Dropout inside the frozen base while training adapters (see TrainConfig.base_dropout).
+        self.base_dropout = True
         self._running = False
         self._sites = adapter_sites(self.encoder, self.model_type, POSITIONS)
         self._hooks = [handle for site in self._sites for handle in self._hook(site)]
@@ -141,12 +143,15 @@ class AdapterModel(nn.Module):
 
     # -- training helpers -------------------------------------------------------------------
 
-    def set_trainable(self, mode: str) -> list[nn.Parameter]:
+    def set_trainable(self, mode: str, *, base_dropout: bool = True) -> list[nn.Parameter]:
         """Freeze and unfreeze for a training mode; return the parameters to optimise.
 
         ``adapter``: the active adapter and the head; ``head_only``: the head;
-        ``full``: encoder and head (full fine-tuning, the paper's baseline).
+        ``full``: encoder and head (full fine-tuning, the paper's baseline). With
+        ``base_dropout=False`` the frozen encoder runs without dropout in training mode too
+        (full fine-tuning always keeps it).
         """
+        self.base_dropout = base_dropout or mode == "full"
         if self.head is None:
             raise ConfigError("the model has no head; call set_head first")
         self.requires_grad_(False)
@@ -160,6 +165,12 @@ class AdapterModel(nn.Module):
         elif mode != "head_only":
             raise ConfigError(f"unknown training mode {mode!r}")
         return [p for p in self.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> AdapterModel:
+        super().train(mode)
+        if mode and not self.base_dropout:
+            self.encoder.eval()
+        return self
 
     def count_parameters(self) -> tuple[int, int]:
         """``(trainable, total)`` parameter counts, each tensor counted once."""

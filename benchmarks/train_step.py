@@ -11,6 +11,8 @@ What it measures
 
 Cases
     adapter     one Pfeiffer adapter (the default configuration) + head; encoder frozen
+    adapter_base_dropout  the same with dropout kept active inside the frozen encoder
+                (TrainConfig(base_dropout=True), as AdapterHub trains)
     full        full fine-tuning of encoder + head: the baseline measured in the same run
     head_only   the head alone (optional, ``--cases adapter full head_only``)
 
@@ -47,7 +49,7 @@ REFERENCE_ADAPTERS_S_PER_STEP = 1.52
 REFERENCE_LABEL = "adapters 1.3.0 (external reference, measured elsewhere, not in this run)"
 GOAL_RATIO_TO_REFERENCE = 0.9
 
-CASES = ("adapter", "full", "head_only")
+CASES = ("adapter", "adapter_base_dropout", "full", "head_only")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "train_step.json"
 
 
@@ -59,15 +61,17 @@ def build(case: str, seed: int) -> tuple[Any, list[Any]]:
     import torch
 
     from adapterhub_lite.base import load_base
-    from adapterhub_lite.config import AdapterConfig, HeadConfig
+    from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
     from adapterhub_lite.model import AdapterModel
 
     torch.manual_seed(seed)
     model = AdapterModel(load_base())
-    if case == "adapter":
+    mode, base_dropout = case, TrainConfig().base_dropout
+    if case.startswith("adapter"):
         model.add_adapter("bench", AdapterConfig.from_preset("pfeiffer"))
+        mode, base_dropout = "adapter", base_dropout or case == "adapter_base_dropout"
     model.set_head(HeadConfig(label_names=["neg", "pos"]))
-    params = model.set_trainable(case)
+    params = model.set_trainable(mode, base_dropout=base_dropout)
     return model, params
 
 
@@ -217,7 +221,7 @@ def print_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cases", nargs="+", choices=CASES, default=["adapter", "full"],
+    p.add_argument("--cases", nargs="+", choices=CASES, default=["adapter", "adapter_base_dropout", "full"],
                    help="cases to run, each in its own subprocess")
     p.add_argument("--case", choices=CASES, help="the one case a --child runs")
     p.add_argument("--child", action="store_true", help="run --case here and print JSON")

@@ -57,6 +57,7 @@ def train(
     weight_decay: float = typer.Option(0.0, help="AdamW weight decay.", rich_help_panel=OPTIM),
     seed: int = typer.Option(42, help="Random seed.", rich_help_panel=OPTIM),
     max_length: int = typer.Option(128, help="Maximum tokens per sequence.", rich_help_panel=OPTIM),
+    base_dropout: bool = typer.Option(False, help="Keep dropout on inside the frozen base (AdapterHub's behaviour; slower).", rich_help_panel=OPTIM),
     device: str = typer.Option("auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps.", rich_help_panel=OPTIM),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -74,6 +75,7 @@ def train(
         mode="adapter" if adapter else "head_only", learning_rate=lr, weight_decay=weight_decay,
         batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, patience=patience,
         warmup_ratio=warmup_ratio, seed=seed, max_length=max_length, device=device, dev_split=dev_split,
+        base_dropout=base_dropout,
     )
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
     out = out or Path(name or task)

@@ -179,3 +179,20 @@ def test_models_sharing_one_encoder_do_not_leak_adapters():
         assert torch.equal(second.encode(**batch), reference)
         assert torch.equal(base.encoder(**batch)[0], reference)  # outside a model run: plain base
         assert torch.equal(first.encode(**batch), alone)
+
+
+def test_frozen_base_runs_without_dropout_unless_asked():
+    model = AdapterModel(tiny_base("bert"))
+    model.add_adapter("a", AdapterConfig.from_preset("pfeiffer"))
+    model.set_head(HeadConfig(label_names=["0", "1"]))
+    model.set_trainable("adapter", base_dropout=False)
+    model.train()
+    assert not model.encoder.training and model.head.training
+    batch = _batch()
+    assert torch.equal(model.encode(**batch), model.encode(**batch))  # deterministic: no dropout
+    model.set_trainable("adapter", base_dropout=True)
+    model.train()
+    assert model.encoder.training
+    model.set_trainable("full", base_dropout=False)  # full fine-tuning keeps its dropout
+    model.train()
+    assert model.encoder.training
