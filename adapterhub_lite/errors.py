@@ -53,3 +53,21 @@ class IntegrityError(ArtifactError):
     """A file of an artifact does not match the size or sha256 its metadata records."""
 
     exit_code = 6
+
+
+class RefError(AhlError):
+    """A registry reference is malformed (bad characters, empty parts, bad version...)."""
+
+    exit_code = 2
+
+
+class NotFoundError(AhlError):
+    """A registry entry or version does not exist."""
+
+    exit_code = 7
+
+
+class VersionConflictError(AhlError):
+    """A version already exists with different content: versions are immutable."""
+
+    exit_code = 8

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from adapterhub_lite import api, bundled
+from adapterhub_lite import api, bundled, hub
 from adapterhub_lite.config import TrainConfig
 from adapterhub_lite.errors import ConfigError
 
@@ -22,10 +22,11 @@ def demo(
     lr: float = typer.Option(1e-3, help="Learning rate for both runs."),
     workdir: Path = typer.Option(Path("ahl-demo"), help="Where the demo writes its artifacts."),
 ) -> None:
-    """Train a Pfeiffer adapter on bundled real data and compare it with a head-only baseline.
+    """Train a Pfeiffer adapter on bundled real data, compare it with a head-only baseline, then
+    push it to a registry and pull it back.
 
     Both runs use the embedded MiniLM-L6-H384, the same data, head, learning rate and epochs;
-    the only difference is whether the adapter trains. Artifacts land in WORKDIR.
+    the only difference is whether the adapter trains. Artifacts and the registry land in WORKDIR.
     """
     quiet_libraries()
     tasks = bundled.tasks()
@@ -55,4 +56,17 @@ def demo(
     console.print(table)
     gain = rows["pfeiffer adapter"][0].metrics["accuracy"] - rows["head only"][0].metrics["accuracy"]
     console.print(f"adapter gain over head-only: [bold]{100 * gain:+.1f}[/] accuracy points")
-    console.print(f"artifacts in {workdir}/ (try: ahl info {workdir}/pfeiffer-adapter)")
+
+    # Share it: push to a registry directory and pull it back, verified, into an empty place.
+    adapter_dir = rows["pfeiffer adapter"][0].artifact.path  # type: ignore[union-attr]
+    registry = workdir / "registry"
+    entry = hub.push(adapter_dir, registry=registry)
+    _, pulled = hub.pull(str(entry.ref), registry=registry, base=base, to=workdir / "pulled", overwrite=True)
+    questions = ["Who wrote Hamlet ?", "How far is the Moon from the Earth ?", "What does NASA stand for ?"]
+    from_pull = api.predict(pulled, questions, base=base)
+    same = [p.to_dict() for p in from_pull] == [p.to_dict() for p in api.predict(adapter_dir, questions, base=base)]
+    console.print(f"pushed [bold]{entry.ref}[/] to {registry}/ and pulled it into {pulled}/: "
+                  f"{'identical' if same else 'DIFFERENT'} predictions")
+    for question, prediction in zip(questions, from_pull, strict=True):
+        console.print(f"  {question!r} -> {prediction.label}")
+    console.print(f"artifacts in {workdir}/ (try: ahl info {pulled}, ahl search --registry {registry})")

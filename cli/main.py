@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, train, use
+from . import demo, registry, train, use
 
 app = typer.Typer(
     name="ahl",
@@ -17,4 +17,9 @@ app.command("train")(train.train)
 app.command("eval")(use.evaluate)
 app.command("predict")(use.predict)
 app.command("info")(use.info)
+app.command("push")(registry.push)
+app.command("pull")(registry.pull)
+app.command("search")(registry.search)
+app.command("verify")(registry.verify)
+app.command("yank")(registry.yank)
 app.command("demo")(demo.demo)

@@ -14,10 +14,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from adapterhub_lite import api
+from adapterhub_lite import api, hub
 from adapterhub_lite.errors import ConfigError, DataError
 from adapterhub_lite.training.data import Columns, Example
 
+from .registry import entry_table
 from .render import console, metrics_table, print_json, quiet_libraries, trainable_share, user_errors
 
 COLUMN_HELP = "Column override (default: the column used in training)."
@@ -119,11 +120,17 @@ def _write(output: str, text: str) -> None:
 
 @user_errors
 def info(
-    path: Path = typer.Argument(..., help="Artifact directory."),
+    target: str = typer.Argument(..., help="Artifact directory, or a registry ref (TASK/NAME[@VERSION])."),
+    base: Optional[str] = typer.Option(None, help="Base model id for short refs."),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry directory for refs."),
     json_out: bool = typer.Option(False, "--json", help="Print the full metadata as JSON."),
 ) -> None:
-    """Show an artifact's metadata (after verifying every file's sha256)."""
-    meta = api.info(path)
+    """Show an artifact's metadata (after verifying every file's sha256), or a registry version."""
+    if not Path(target).is_dir() and not Path(target).exists() and "/" in target and not target.startswith("."):
+        entry = hub.resolve(target, base=base, registry=registry)
+        print_json(entry.manifest) if json_out else console.print(entry_table(entry))
+        return
+    meta = api.info(target)
     if json_out:
         print_json(meta)
         return

@@ -98,3 +98,50 @@ def spam_files(tmp_path_factory) -> tuple[Path, Path]:
     ham = [r for r in train if r["label"] == "ham"][:100]
     dev = bundled_rows("sms_spam", "dev", 120)
     return write_csv(root / "train.csv", spam + ham), write_csv(root / "dev.csv", dev)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tiny_base_dir) -> BaseModel:
+    """``tiny_base_dir`` loaded as a base: artifacts made with it carry its model id and fingerprint."""
+    return load_base(str(tiny_base_dir))
+
+
+def make_artifact(out: Path, base: BaseModel, *, task: str = "sst2", name: str = "sst2", seed: int = 0,
+                  preset: str | None = "pfeiffer") -> Path:
+    """Write a real, verified artifact without training: adapter and head weights are random from
+    ``seed`` (different seeds give different content), dev accuracy is ``0.5 + seed / 100``."""
+    import hashlib
+
+    from adapterhub_lite.api import adapter_metadata
+    from adapterhub_lite.artifact import render_model_card, write_artifact
+    from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
+    from adapterhub_lite.model import AdapterModel
+    from adapterhub_lite.training.data import Columns
+    from adapterhub_lite.training.loop import FitResult
+
+    torch.manual_seed(seed)
+    model = AdapterModel(base)
+    try:
+        adapter = AdapterConfig.from_preset(preset) if preset else None
+        if adapter:
+            model.add_adapter(name, adapter)
+            with torch.no_grad():  # adapters start near identity; make every weight depend on seed
+                for param in model.adapters[name].parameters():
+                    param.copy_(torch.randn_like(param))
+        head = HeadConfig(label_names=["negative", "positive"])
+        model.set_head(head)
+        config = TrainConfig(mode="adapter" if adapter else "head_only", epochs=1)
+        accuracy = 0.5 + seed / 100
+        history = [{"epoch": 1, "step": 1, "train_loss": 0.69, "dev_accuracy": accuracy}]
+        record = {"source": "train.csv", "sha256": hashlib.sha256(b"x").hexdigest(), "examples": 10}
+        metadata = adapter_metadata(
+            name=name, task=task, base=base, adapter=adapter, head=head, columns=Columns(), config=config,
+            fit_result=FitResult(history=history, best_epoch=1, best_metrics={"accuracy": accuracy}),
+            data={"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
+            parameters=model.count_parameters(),
+        )
+        write_artifact(out, metadata, model.artifact_state_dict(), render_model_card(metadata),
+                       extra_files={"metrics.jsonl": json.dumps(history[0]).encode() + b"\n"})
+    finally:
+        model.remove_hooks()
+    return Path(out)

@@ -1,0 +1,81 @@
+"""The registry verbs of the Python API: push, pull, search, resolve, verify, yank.
+
+``registry`` is a directory path (the local registry; default ``$AHL_REGISTRY`` or the user's
+data directory). They return values and raise :class:`~adapterhub_lite.errors.AhlError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .artifact import Artifact, read_artifact
+from .base import BaseModel, load_base
+from .registry.local import Entry, LocalRegistry
+from .registry.refs import Ref, parse_ref
+
+
+def open_registry(registry: str | Path | LocalRegistry | None = None) -> LocalRegistry:
+    """The registry a ``--registry`` value names (None: the default local registry)."""
+    if isinstance(registry, LocalRegistry):
+        return registry
+    return LocalRegistry(registry)
+
+
+def _ref(ref: str | Ref, base: str | None) -> Ref:
+    return ref if isinstance(ref, Ref) else parse_ref(ref, base=base)
+
+
+def push(path: str | Path, *, registry: str | Path | LocalRegistry | None = None,
+         version: str | None = None) -> Entry:
+    """Push an artifact directory; returns the stored version (see :meth:`LocalRegistry.push`).
+
+    Example:
+        >>> push("trec-adapter", version="1.0.0").ref
+        Ref(base='sentence-transformers/all-MiniLM-L6-v2', task='trec', name='trec', version='1.0.0')
+    """
+    return open_registry(registry).push(path, version=version)
+
+
+def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel | None = None,
+         registry: str | Path | LocalRegistry | None = None, overwrite: bool = False) -> tuple[Entry, Path]:
+    """Pull a version into a directory (default ``./NAME-VERSION``), verified file by file.
+
+    With ``base``, the short ref form resolves against it and the recorded base fingerprint is
+    compared before anything is copied: a mismatch raises :class:`IncompatibleBaseError`.
+    """
+    base_id = base.model_id if isinstance(base, BaseModel) else base
+    reg = open_registry(registry)
+    entry = reg.resolve(_ref(ref, base_id))
+    fingerprint = None
+    if base is not None:
+        fingerprint = (base if isinstance(base, BaseModel) else load_base(base)).fingerprint
+    target = Path(to) if to is not None else Path(f"{entry.ref.name}-{entry.ref.version}")
+    reg.pull(entry.ref, target, fingerprint=fingerprint, overwrite=overwrite)
+    return entry, target
+
+
+def search(*, registry: str | Path | LocalRegistry | None = None, **filters: Any) -> list[Entry]:
+    """Search by ``base``, ``task``, ``architecture``, ``name`` (substring), ``tag``; ``sort`` by a
+    dev metric; ``limit`` rows."""
+    return open_registry(registry).search(**filters)
+
+
+def resolve(ref: str | Ref, *, base: str | None = None,
+            registry: str | Path | LocalRegistry | None = None) -> Entry:
+    """The version a ref means, with its manifest (no files move)."""
+    return open_registry(registry).resolve(_ref(ref, base))
+
+
+def verify(target: str | Path, *, base: str | None = None,
+           registry: str | Path | LocalRegistry | None = None) -> Entry | Artifact:
+    """Verify an artifact directory, or a registry version, file by file against its sha256."""
+    if Path(target).is_dir():
+        return read_artifact(target)
+    return open_registry(registry).verify(_ref(str(target), base))
+
+
+def yank(ref: str | Ref, *, base: str | None = None,
+         registry: str | Path | LocalRegistry | None = None) -> Entry:
+    """Hide an exact version from search and ``latest`` (still pullable by its version)."""
+    return open_registry(registry).yank(_ref(ref, base))

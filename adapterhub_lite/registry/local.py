@@ -1,0 +1,399 @@
+"""The local registry: a directory of content-addressed blobs and immutable version manifests.
+
+Layout (``registry/SPEC.md``, "Registry layout")::
+
+    ROOT/ahl-registry.json                        {"layout": 1}
+    ROOT/blobs/sha256/<2 hex>/<64 hex>            file contents, written once, never changed
+    ROOT/entries/<org|_>/<model>/<task>/<name>/<version>.json   version manifests
+    ROOT/entries/.../<version>.yanked             yank marker (the manifest stays as it was)
+    ROOT/index.sqlite                             search index, derived from entries/
+    ROOT/locks/, ROOT/tmp/                        entry locks, staging
+
+Writers take a per-entry file lock, so concurrent pushes of one version create it exactly once;
+every file lands by an atomic rename, so a crash leaves no half-written blob or version.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifact import METADATA_FILES, read_artifact, sha256_file
+from ..base import BaseFingerprint
+from ..errors import IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
+from .refs import Ref, check_base_id, check_segment, check_version, version_key
+
+LAYOUT = 1
+REGISTRY_ENV = "AHL_REGISTRY"
+
+
+def default_root() -> Path:
+    """``$AHL_REGISTRY``, else ``$XDG_DATA_HOME/adapterhub-lite/registry`` (``~/.local/share``)."""
+    if os.environ.get(REGISTRY_ENV):
+        return Path(os.environ[REGISTRY_ENV]).expanduser()
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data / "adapterhub-lite" / "registry"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One version of one registry entry, with its manifest."""
+
+    ref: Ref
+    manifest: dict[str, Any]
+    yanked: bool = False
+
+    @property
+    def digest(self) -> str:
+        return str(self.manifest["digest"])
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return dict(self.manifest.get("summary", {}))
+
+
+def _summary(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What search shows and filters on, taken from the artifact metadata at push time."""
+    adapter = metadata.get("adapter") or {}
+    head = metadata.get("head", {})
+    return {
+        "kind": metadata["kind"],
+        "fingerprint": metadata["base"].get("fingerprint"),
+        "architecture": adapter.get("preset", "head_only") if adapter else "head_only",
+        "head": head.get("type"),
+        "labels": head.get("label_names", []),
+        "metrics": metadata.get("metrics", {}).get("dev", {}),
+        "tags": sorted({f"task:{metadata['task']}", f"head:{head.get('type')}", *metadata.get("tags", [])}),
+    }
+
+
+class LocalRegistry:
+    """A registry in a local directory (the embedded default).
+
+    Example:
+        >>> registry = LocalRegistry(Path("~/adapters").expanduser())
+        >>> entry = registry.push("trec-adapter", version="1.0.0")
+        >>> registry.pull(parse_ref("trec/trec@1.0.0"), Path("pulled"))
+    """
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_root()
+        marker = self.root / "ahl-registry.json"
+        if self.root.exists() and any(self.root.iterdir()) and not marker.is_file():
+            raise RefError(f"{self.root} exists and is not an adapterhub-lite registry (no ahl-registry.json)")
+        for sub in ("blobs/sha256", "entries", "locks", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if not marker.is_file():
+            self._write_atomic(marker, json.dumps({"layout": LAYOUT}).encode())
+        self._index = _Index(self.root / "index.sqlite", self)
+
+    # -- paths --------------------------------------------------------------------------------
+
+    def _entry_dir(self, base: str, task: str, name: str) -> Path:
+        check_base_id(base)
+        org, _, model = base.rpartition("/")
+        # "_" cannot start a valid segment, so base ids without an org cannot collide with one
+        parts = [org or "_", model, check_segment(task, "task"), check_segment(name, "name")]
+        return self.root.joinpath("entries", *parts)
+
+    def _manifest_path(self, ref: Ref, version: str) -> Path:
+        return self._entry_dir(*ref.entry) / f"{check_version(version)}.json"
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write_atomic(self, target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp" if (self.root / "tmp").is_dir() else target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _store_blob(self, source: Path, sha256: str) -> None:
+        target = self.blob_path(sha256)
+        if target.is_file() and target.stat().st_size == source.stat().st_size:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            if sha256_file(Path(tmp)) != sha256:
+                raise IntegrityError(f"{source} changed while it was being pushed; push again")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def _locked(self, base: str, task: str, name: str) -> Iterator[None]:
+        key = hashlib.sha256(f"{base}\n{task}\n{name}".encode()).hexdigest()[:32]
+        with (self.root / "locks" / f"{key}.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def push(self, path: str | Path, *, version: str | None = None) -> Entry:
+        """Store a verified artifact directory as a new, immutable version.
+
+        The entry is the artifact's ``(base model id, task, name)``. Without ``version`` the push
+        takes the next patch version, or returns the existing version whose content is
+        identical. Pushing identical content to an existing version succeeds and changes nothing.
+
+        Raises:
+            ArtifactError / IntegrityError: the directory is not a valid artifact.
+            VersionConflictError: the version exists with different content.
+        """
+        artifact = read_artifact(path)
+        meta = artifact.metadata
+        base, task, name = check_base_id(meta["base"]["model_id"]), meta["task"], meta["name"]
+        meta_name = METADATA_FILES[artifact.kind]
+        files = {meta_name: {"sha256": sha256_file(artifact.path / meta_name),
+                             "size": (artifact.path / meta_name).stat().st_size},
+                 **{k: dict(v) for k, v in meta["files"].items()}}
+        digest = "sha256:" + files[meta_name]["sha256"]
+        for file_name, record in files.items():
+            self._store_blob(artifact.path / file_name, record["sha256"])
+        ref = Ref(base, task, name)
+        with self._locked(base, task, name):
+            existing = self._versions(ref)
+            if version is None:
+                same = [v for v in existing if self._read_manifest(ref, v)["digest"] == digest]
+                if same:
+                    return self._entry(ref, same[-1])
+                version = _next_version(existing)
+            manifest_path = self._manifest_path(ref, version)
+            if manifest_path.is_file():
+                current = self._read_manifest(ref, version)
+                if current["digest"] != digest:
+                    raise VersionConflictError(
+                        f"{ref.with_version(version)} already exists with other content; versions are "
+                        f"immutable: push with another --version"
+                    )
+                return self._entry(ref, version)
+            manifest = {
+                "layout": LAYOUT, "base": base, "task": task, "name": name, "version": version,
+                "kind": artifact.kind, "digest": digest, "files": files,
+                "pushed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "summary": _summary(meta),
+            }
+            self._write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+            entry = Entry(ref.with_version(version), manifest)
+            self._index.add(entry)
+        return entry
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _versions(self, ref: Ref) -> list[str]:
+        directory = self._entry_dir(*ref.entry)
+        if not directory.is_dir():
+            return []
+        return sorted((p.stem for p in directory.glob("*.json")), key=version_key)
+
+    def _read_manifest(self, ref: Ref, version: str) -> dict[str, Any]:
+        path = self._manifest_path(ref, version)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NotFoundError(f"{ref.with_version(version)} is not in the registry at {self.root}") from None
+
+    def _is_yanked(self, ref: Ref, version: str) -> bool:
+        return self._manifest_path(ref, version).with_suffix(".yanked").exists()
+
+    def _entry(self, ref: Ref, version: str) -> Entry:
+        return Entry(ref.with_version(version), self._read_manifest(ref, version), self._is_yanked(ref, version))
+
+    def versions(self, ref: Ref, *, include_yanked: bool = False) -> list[str]:
+        """Versions of an entry, oldest first."""
+        return [v for v in self._versions(ref) if include_yanked or not self._is_yanked(ref, v)]
+
+    def resolve(self, ref: Ref) -> Entry:
+        """The entry version a ref means: exact version, digest, or latest non-yanked."""
+        if ref.version:
+            return self._entry(ref, ref.version)
+        candidates = self.versions(ref, include_yanked=ref.digest is not None)
+        if ref.digest:
+            for version in reversed(candidates):
+                entry = self._entry(ref, version)
+                if entry.digest == ref.digest:
+                    return entry
+            raise NotFoundError(f"no version of {ref.base}/{ref.task}/{ref.name} has digest {ref.digest}")
+        if not candidates:
+            raise NotFoundError(f"{ref} is not in the registry at {self.root} (ahl search lists what is)")
+        return self._entry(ref, candidates[-1])
+
+    def check_compatible(self, entry: Entry, fingerprint: BaseFingerprint) -> None:
+        """Compare the recorded base fingerprint (from the manifest, before any weights move)."""
+        recorded = BaseFingerprint.from_dict(entry.summary["fingerprint"])
+        differences = recorded.differences(fingerprint)
+        if differences:
+            raise IncompatibleBaseError(
+                f"{entry.ref} was trained on {entry.ref.base} ({recorded.short()}), which differs from the "
+                f"requested base ({fingerprint.short()}) in {', '.join(differences)}"
+            )
+
+    def pull(self, ref: Ref, to: Path, *, fingerprint: BaseFingerprint | None = None,
+             overwrite: bool = False) -> Entry:
+        """Copy a version into directory ``to``, verifying every file's sha256 on the way.
+
+        Nothing appears at ``to`` unless every file verified.
+        """
+        entry = self.resolve(ref)
+        if fingerprint is not None:
+            self.check_compatible(entry, fingerprint)
+        to = Path(to)
+        if to.exists() and not overwrite and any(to.iterdir() if to.is_dir() else [to]):
+            raise RefError(f"{to} already exists; choose another --to or remove it")
+        to.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
+        try:
+            for file_name, record in entry.manifest["files"].items():
+                blob = self.blob_path(record["sha256"])
+                if not blob.is_file():
+                    raise IntegrityError(f"{entry.ref}: blob of {file_name} is missing from the registry")
+                shutil.copyfile(blob, staging / file_name)
+                if sha256_file(staging / file_name) != record["sha256"]:
+                    raise IntegrityError(
+                        f"{entry.ref}: {file_name} does not match its sha256 in the registry (damaged blob)"
+                    )
+            read_artifact(staging)  # the artifact's own records must agree too
+            staging.chmod(0o755)
+            if to.exists():
+                shutil.rmtree(to)
+            os.replace(staging, to)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return entry
+
+    def verify(self, ref: Ref) -> Entry:
+        """Check every blob of a version against its sha256; raise :class:`IntegrityError`."""
+        entry = self.resolve(ref)
+        for file_name, record in entry.manifest["files"].items():
+            blob = self.blob_path(record["sha256"])
+            if not blob.is_file() or sha256_file(blob) != record["sha256"]:
+                raise IntegrityError(f"{entry.ref}: stored {file_name} is missing or damaged")
+        return entry
+
+    def yank(self, ref: Ref) -> Entry:
+        """Hide a version from search and ``latest``; it stays pullable by its exact version."""
+        if not ref.version:
+            raise RefError(f"yank needs an exact version, like {ref.base}/{ref.task}/{ref.name}@1.0.0")
+        with self._locked(*ref.entry):
+            entry = self._entry(ref, ref.version)
+            self._write_atomic(self._manifest_path(ref, ref.version).with_suffix(".yanked"), b"")
+            self._index.set_yanked(entry.ref, True)
+        return Entry(entry.ref, entry.manifest, True)
+
+    def search(self, **filters: Any) -> list[Entry]:
+        """Latest non-yanked version of each matching entry; filters as in :meth:`_Index.search`."""
+        return [self._entry(Ref(b, t, n), v) for b, t, n, v in self._index.search(**filters)]
+
+    def all_manifests(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        for path in sorted((self.root / "entries").glob("*/*/*/*/*.json")):
+            yield path, json.loads(path.read_text(encoding="utf-8"))
+
+
+def _next_version(existing: list[str]) -> str:
+    if not existing:
+        return "1.0.0"
+    major, minor, patch = version_key(existing[-1])
+    return f"{major}.{minor}.{patch + 1}"
+
+
+class _Index:
+    """SQLite search index over version manifests; rebuilt from ``entries/`` when missing."""
+
+    COLUMNS = ("base", "task", "name", "version", "major", "minor", "patch", "digest", "architecture", "head",
+               "tags", "metrics", "pushed_at", "yanked")
+
+    def __init__(self, path: Path, registry: LocalRegistry) -> None:
+        self.path = path
+        fresh = not path.exists()
+        with self._connect() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS versions (base TEXT, task TEXT, name TEXT, version TEXT, major INT, "
+                "minor INT, patch INT, digest TEXT, architecture TEXT, head TEXT, tags TEXT, metrics TEXT, "
+                "pushed_at TEXT, yanked INT, PRIMARY KEY (base, task, name, version))"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS by_task ON versions (task, base)")
+            db.execute("CREATE INDEX IF NOT EXISTS by_base ON versions (base)")
+        if fresh:
+            for manifest_path, manifest in registry.all_manifests():
+                ref = Ref(manifest["base"], manifest["task"], manifest["name"], manifest["version"])
+                self.add(Entry(ref, manifest, manifest_path.with_suffix(".yanked").exists()))
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def add(self, entry: Entry) -> None:
+        s = entry.summary
+        major, minor, patch = version_key(entry.ref.version or "0.0.0")
+        row = (entry.ref.base, entry.ref.task, entry.ref.name, entry.ref.version, major, minor, patch, entry.digest,
+               s.get("architecture"), s.get("head"), json.dumps(s.get("tags", [])), json.dumps(s.get("metrics", {})),
+               entry.manifest.get("pushed_at"), int(entry.yanked))
+        with self._connect() as db:
+            db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * len(row))})", row)
+
+    def set_yanked(self, ref: Ref, yanked: bool) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE versions SET yanked = ? WHERE base = ? AND task = ? AND name = ? AND version = ?",
+                       (int(yanked), ref.base, ref.task, ref.name, ref.version))
+
+    def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
+               name: str | None = None, tag: str | None = None, sort: str | None = None,
+               limit: int = 50) -> list[tuple[str, str, str, str]]:
+        """``(base, task, name, version)`` rows. Filter by exact base/task/architecture, name substring and tag; sort by a dev metric
+        (descending) or, by default, by entry. One row per entry: its latest non-yanked version."""
+        where, args = ["yanked = 0"], []
+        for column, value in (("base", base), ("task", task), ("architecture", architecture)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if name:
+            where.append("instr(lower(name), lower(?)) > 0")
+            args.append(name)
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE json_each.value = ?)")
+            args.append(tag)
+        order = "base, task, name"
+        if sort:
+            check_segment(sort, "sort metric")
+            order = f"json_extract(metrics, '$.{sort}') IS NULL, json_extract(metrics, '$.{sort}') DESC, {order}"
+        query = (
+            f"SELECT base, task, name, version FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY base, task, name "
+            f"ORDER BY major DESC, minor DESC, patch DESC) AS newest FROM versions WHERE {' AND '.join(where)}) "
+            f"WHERE newest = 1 ORDER BY {order} LIMIT ?"
+        )
+        with self._connect() as db:
+            return db.execute(query, (*args, int(limit))).fetchall()

@@ -1,0 +1,116 @@
+"""``ahl push``, ``pull``, ``search``, ``verify``, ``yank``: the registry commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from adapterhub_lite import hub
+from adapterhub_lite.registry.local import Entry
+
+from .render import console, print_json, user_errors
+
+REGISTRY_HELP = "Registry directory (default: $AHL_REGISTRY or ~/.local/share/adapterhub-lite/registry)."
+BASE_HELP = "Base model id for short refs (TASK/NAME) and the compatibility check."
+
+
+def entry_json(entry: Entry) -> dict:
+    s = entry.summary
+    return {"ref": str(entry.ref), "base": entry.ref.base, "task": entry.ref.task, "name": entry.ref.name,
+            "version": entry.ref.version, "digest": entry.digest, "yanked": entry.yanked,
+            "architecture": s.get("architecture"), "head": s.get("head"), "metrics": s.get("metrics", {}),
+            "tags": s.get("tags", []), "pushed_at": entry.manifest.get("pushed_at")}
+
+
+def entry_table(entry: Entry) -> Table:
+    """Key facts of one registry version."""
+    table = Table(title=str(entry.ref) + (" [yanked]" if entry.yanked else ""), show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in entry_json(entry).items():
+        if key not in ("ref", "base", "task", "name", "version", "yanked"):
+            table.add_row(key, str(value))
+    table.add_row("files", ", ".join(f"{n} ({f['size']:,} B)" for n, f in entry.manifest["files"].items()))
+    return table
+
+
+@user_errors
+def push(
+    path: Path = typer.Argument(..., help="Artifact directory."),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    version: Optional[str] = typer.Option(None, help="MAJOR.MINOR.PATCH (default: next patch version)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the stored version as JSON."),
+) -> None:
+    """Push an artifact to a registry as a new immutable version."""
+    entry = hub.push(path, registry=registry, version=version)
+    if json_out:
+        print_json(entry_json(entry))
+    else:
+        console.print(f"pushed [bold]{entry.ref}[/] ({entry.digest[:19]})")
+
+
+@user_errors
+def pull(
+    ref: str = typer.Argument(..., help="TASK/NAME[@VERSION|@latest|@sha256:...] or BASE/TASK/NAME[...]."),
+    base: Optional[str] = typer.Option(None, help=BASE_HELP),
+    to: Optional[Path] = typer.Option(None, help="Destination directory (default: ./NAME-VERSION)."),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    overwrite: bool = typer.Option(False, help="Replace an existing destination."),
+) -> None:
+    """Pull a version from a registry into a directory, verifying every file."""
+    entry, target = hub.pull(ref, to=to, base=base, registry=registry, overwrite=overwrite)
+    console.print(f"pulled [bold]{entry.ref}[/] into {target}")
+
+
+@user_errors
+def search(
+    task: Optional[str] = typer.Option(None, help="Exact task name."),
+    base: Optional[str] = typer.Option(None, help="Exact base model id."),
+    architecture: Optional[str] = typer.Option(None, "--arch", help="pfeiffer, houlsby or head_only."),
+    name: Optional[str] = typer.Option(None, help="Substring of the entry name."),
+    tag: Optional[str] = typer.Option(None, help="A tag, e.g. task:trec or head:regression."),
+    sort: Optional[str] = typer.Option(None, help="Sort by a dev metric, best first (e.g. accuracy)."),
+    limit: int = typer.Option(50, help="Rows at most."),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search a registry: the latest non-yanked version of each matching entry."""
+    entries = hub.search(registry=registry, task=task, base=base, architecture=architecture, name=name, tag=tag,
+                         sort=sort, limit=limit)
+    if json_out:
+        print_json([entry_json(e) for e in entries])
+        return
+    table = Table(title=f"{len(entries)} adapter(s)")
+    for column in ("task/name", "version", "base", "arch", "head", "dev metrics"):
+        table.add_column(column)
+    for e in entries:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in e.summary.get("metrics", {}).items() if v is not None)
+        table.add_row(f"{e.ref.task}/{e.ref.name}", e.ref.version, e.ref.base, e.summary.get("architecture"),
+                      e.summary.get("head"), metrics)
+    console.print(table)
+
+
+@user_errors
+def verify(
+    target: str = typer.Argument(..., help="Artifact directory or registry ref."),
+    base: Optional[str] = typer.Option(None, help=BASE_HELP),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+) -> None:
+    """Check every file of an artifact or registry version against its sha256."""
+    result = hub.verify(target, base=base, registry=registry)
+    what = result.ref if isinstance(result, Entry) else result.path
+    console.print(f"[green]verified[/] {what}")
+
+
+@user_errors
+def yank(
+    ref: str = typer.Argument(..., help="An exact version: TASK/NAME@VERSION."),
+    base: Optional[str] = typer.Option(None, help=BASE_HELP),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+) -> None:
+    """Hide a version from search and @latest; it stays pullable by its exact version."""
+    entry = hub.yank(ref, base=base, registry=registry)
+    console.print(f"yanked {entry.ref}")
