@@ -375,7 +375,7 @@ def predict(
     device = next(loaded.model.parameters()).device
     outputs = predict_outputs(loaded.model, enc, batch_size=batch_size, device=device,
                               pad_id=_pad_id(loaded.base.tokenizer))
-    return [_prediction(head, row, example) for row, example in zip(outputs, data_set.examples)]
+    return [_prediction(head, row, example) for row, example in zip(outputs, data_set.examples, strict=False)]
 
 
 def _prediction(head: HeadConfig, row: np.ndarray, example: Example) -> Prediction:
@@ -385,7 +385,7 @@ def _prediction(head: HeadConfig, row: np.ndarray, example: Example) -> Predicti
     names = head.label_names if head.type == "classification" else (example.choices or [])
     best = int(probs.argmax())
     label: str | int = names[best] if head.type == "classification" else best
-    return Prediction(label, {str(n): float(p) for n, p in zip(names, probs)})
+    return Prediction(label, {str(n): float(p) for n, p in zip(names, probs, strict=False)})
 
 
 def info(path: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -22,43 +23,50 @@ from .render import (
     user_errors,
 )
 
-DATA = "Data"
-ADAPTER = "Adapter"
-OPTIM = "Training"
+# Options grouped into panels of --help.
+DataOption = partial(typer.Option, rich_help_panel="Data")
+AdapterOption = partial(typer.Option, rich_help_panel="Adapter")
+TrainOption = partial(typer.Option, rich_help_panel="Training")
 
 
 @user_errors
 def train(
-    train_file: str = typer.Option(..., "--train", help="Training data: .csv, .tsv, .jsonl, a datasets dir, or hf:NAME:SPLIT.", rich_help_panel=DATA),
-    dev_file: Optional[str] = typer.Option(None, "--dev", help="Dev data (default: hold out --dev-split of train).", rich_help_panel=DATA),
-    task: str = typer.Option(..., help="Task name recorded in the artifact.", rich_help_panel=DATA),
-    text_column: str = typer.Option("text", help="Column with the text (or question).", rich_help_panel=DATA),
-    text_pair_column: Optional[str] = typer.Option(None, help="Column with a second text (pairs).", rich_help_panel=DATA),
-    label_column: str = typer.Option("label", help="Column with the label.", rich_help_panel=DATA),
-    choices_column: Optional[str] = typer.Option(
-        None, help="Multiple choice: a column with a list of answers, or comma-separated answer columns.",
-        rich_help_panel=DATA),
-    dev_split: float = typer.Option(0.1, help="Share of train held out as dev when --dev is not given.", rich_help_panel=DATA),
-    base: Optional[str] = typer.Option(None, help="Base model: Hub id or local dir (default: embedded MiniLM-L6-H384)."),
+    train_file: str = DataOption(
+        ..., "--train", help="Training data: .csv, .tsv, .jsonl, a datasets dir, or hf:NAME:SPLIT."
+    ),
+    dev_file: Optional[str] = DataOption(None, "--dev", help="Dev data (default: hold out --dev-split of train)."),
+    task: str = DataOption(..., help="Task name recorded in the artifact."),
+    text_column: str = DataOption("text", help="Column with the text (or question)."),
+    text_pair_column: Optional[str] = DataOption(None, help="Column with a second text (pairs)."),
+    label_column: str = DataOption("label", help="Column with the label."),
+    choices_column: Optional[str] = DataOption(
+        None, help="Multiple choice: a column with a list of answers, or comma-separated answer columns."
+    ),
+    dev_split: float = DataOption(0.1, help="Share of train held out as dev when --dev is not given."),
+    base: Optional[str] = typer.Option(
+        None, help="Base model: Hub id or local dir (default: embedded MiniLM-L6-H384)."
+    ),
     out: Optional[Path] = typer.Option(None, help="Artifact directory to write (default: ./NAME)."),
     name: Optional[str] = typer.Option(None, help="Artifact name (default: the task)."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
     head: str = typer.Option("classification", help="classification, regression or multiple_choice."),
-    preset: str = typer.Option("pfeiffer", help="Adapter preset: pfeiffer, houlsby, or none (head only).", rich_help_panel=ADAPTER),
-    reduction_factor: Optional[int] = typer.Option(None, help="Hidden size / bottleneck size (preset: 16).", rich_help_panel=ADAPTER),
-    non_linearity: Optional[str] = typer.Option(None, help="relu, gelu, silu/swish, leaky_relu, tanh.", rich_help_panel=ADAPTER),
-    init: Optional[str] = typer.Option(None, help="Adapter init: bert, zero_up, houlsby.", rich_help_panel=ADAPTER),
-    lr: float = typer.Option(1e-4, help="Peak learning rate (paper: 1e-4).", rich_help_panel=OPTIM),
-    batch_size: int = typer.Option(32, help="Examples per optimizer step (over all processes).", rich_help_panel=OPTIM),
-    grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step.", rich_help_panel=OPTIM),
-    epochs: int = typer.Option(10, help="Maximum epochs.", rich_help_panel=OPTIM),
-    patience: int = typer.Option(2, help="Early stopping: epochs without dev improvement.", rich_help_panel=OPTIM),
-    warmup_ratio: float = typer.Option(0.06, help="Share of steps spent warming up.", rich_help_panel=OPTIM),
-    weight_decay: float = typer.Option(0.0, help="AdamW weight decay.", rich_help_panel=OPTIM),
-    seed: int = typer.Option(42, help="Random seed.", rich_help_panel=OPTIM),
-    max_length: int = typer.Option(128, help="Maximum tokens per sequence.", rich_help_panel=OPTIM),
-    base_dropout: bool = typer.Option(False, help="Keep dropout on inside the frozen base (AdapterHub's behaviour; slower).", rich_help_panel=OPTIM),
-    device: str = typer.Option("auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps.", rich_help_panel=OPTIM),
+    preset: str = AdapterOption("pfeiffer", help="Adapter preset: pfeiffer, houlsby, or none (head only)."),
+    reduction_factor: Optional[int] = AdapterOption(None, help="Hidden size / bottleneck size (preset: 16)."),
+    non_linearity: Optional[str] = AdapterOption(None, help="relu, gelu, silu/swish, leaky_relu, tanh."),
+    init: Optional[str] = AdapterOption(None, help="Adapter init: bert, zero_up, houlsby."),
+    lr: float = TrainOption(1e-4, help="Peak learning rate (paper: 1e-4)."),
+    batch_size: int = TrainOption(32, help="Examples per optimizer step (over all processes)."),
+    grad_accum: int = TrainOption(1, help="Micro-batches per optimizer step."),
+    epochs: int = TrainOption(10, help="Maximum epochs."),
+    patience: int = TrainOption(2, help="Early stopping: epochs without dev improvement."),
+    warmup_ratio: float = TrainOption(0.06, help="Share of steps spent warming up."),
+    weight_decay: float = TrainOption(0.0, help="AdamW weight decay."),
+    seed: int = TrainOption(42, help="Random seed."),
+    max_length: int = TrainOption(128, help="Maximum tokens per sequence."),
+    base_dropout: bool = TrainOption(
+        False, help="Keep dropout on inside the frozen base (AdapterHub's behaviour; slower)."
+    ),
+    device: str = TrainOption("auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train an adapter on a frozen base model and save it as an artifact directory.
@@ -72,9 +80,18 @@ def train(
             preset, reduction_factor=reduction_factor, non_linearity=non_linearity, init=init
         )
     config = TrainConfig(
-        mode="adapter" if adapter else "head_only", learning_rate=lr, weight_decay=weight_decay,
-        batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, patience=patience,
-        warmup_ratio=warmup_ratio, seed=seed, max_length=max_length, device=device, dev_split=dev_split,
+        mode="adapter" if adapter else "head_only",
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        epochs=epochs,
+        patience=patience,
+        warmup_ratio=warmup_ratio,
+        seed=seed,
+        max_length=max_length,
+        device=device,
+        dev_split=dev_split,
         base_dropout=base_dropout,
     )
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
@@ -88,8 +105,18 @@ def train(
             on_progress(event)
 
         result = api.train(
-            train_file, task=task, dev_data=dev_file, base=base, head=head, columns=columns,
-            adapter=adapter, config=config, out=out, name=name, overwrite=overwrite, on_event=on_event,
+            train_file,
+            task=task,
+            dev_data=dev_file,
+            base=base,
+            head=head,
+            columns=columns,
+            adapter=adapter,
+            config=config,
+            out=out,
+            name=name,
+            overwrite=overwrite,
+            on_event=on_event,
         )
     if not api.result_is_writer():
         return

@@ -327,7 +327,7 @@ def drop_cross_split_leaks(splits):
     seen = set()
     out = {}
     for name in splits:
-        out[name] = [(t, l) for t, l in splits[name] if t not in seen]
+        out[name] = [(t, lab) for t, lab in splits[name] if t not in seen]
         seen.update(t for t, _ in out[name])
     return out
 
@@ -340,7 +340,7 @@ def stratified_sample(items, k, seed=SEED):
     quotas = {label: k * len(g) / len(items) for label, g in groups.items()}
     counts = {label: int(q) for label, q in quotas.items()}
     leftover = k - sum(counts.values())
-    for label in sorted(quotas, key=lambda l: counts[l] - quotas[l])[:leftover]:
+    for label in sorted(quotas, key=lambda lab: counts[lab] - quotas[lab])[:leftover]:
         counts[label] += 1
     sample = []
     for label, group in groups.items():
@@ -365,7 +365,7 @@ def make_bundle(task, splits):
     bundle = {}
     for name, cap in BUNDLE_MAX.items():
         sample = stratified_sample(splits[name], cap)
-        bundle[name] = [(truncate(t, max_chars), l) for t, l in sample]
+        bundle[name] = [(truncate(t, max_chars), lab) for t, lab in sample]
     return drop_cross_split_leaks(bundle)
 
 
@@ -382,14 +382,14 @@ def write_csv(path, rows):
 
 
 def task_entry(task, spec, splits, stats, wheel, full_counts=None):
-    labels = sorted({l for rows in splits.values() for _, l in rows})
+    labels = sorted({lab for rows in splits.values() for _, lab in rows})
     entry = {
         "name": task,
         "description": spec["description"],
         "labels": labels,
         "counts": {name: len(rows) for name, rows in splits.items()},
         "label_counts": {
-            name: dict(sorted(collections.Counter(l for _, l in rows).items()))
+            name: dict(sorted(collections.Counter(lab for _, lab in rows).items()))
             for name, rows in splits.items()
         },
         "source": {

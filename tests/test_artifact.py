@@ -50,7 +50,8 @@ def test_save_then_load_reproduces_predictions_bit_for_bit(trained, spam_files):
 
 def test_artifact_layout_and_metadata(trained):
     result, out = trained
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter.json", "adapter.safetensors", "metrics.jsonl"]
+    expected = ["README.md", "adapter.json", "adapter.safetensors", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == expected
     meta = json.loads((out / "adapter.json").read_text())
     assert meta["kind"] == "adapter" and meta["task"] == "sms_spam" and meta["format_version"] == "1.0"
     assert meta["head"]["label_names"] == ["ham", "spam"]

@@ -95,7 +95,8 @@ def test_unknown_column_lists_the_columns_there(tmp_path):
 
 def test_dev_label_unseen_in_train(tmp_path):
     dev = load_examples(write_csv(tmp_path / "dev.csv", [{"text": "x", "label": "neutral"}]), Columns())
-    with pytest.raises(DataError, match="label 'neutral' .* does not occur in the training data; known labels: neg, pos"):
+    expected = "label 'neutral' .* does not occur in the training data; known labels: neg, pos"
+    with pytest.raises(DataError, match=expected):
         encode_labels(dev, "classification", ["neg", "pos"])
 
 

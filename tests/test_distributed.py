@@ -27,7 +27,7 @@ def test_two_processes_match_one(tmp_path, tiny_base_dir, spam_files):
     meta = json.loads((tmp_path / "two" / "adapter.json").read_text())
     assert meta["training"]["world_size"] == 2
     assert len(single) == len(multi) == 3
-    for one, two in zip(single, multi):
+    for one, two in zip(single, multi, strict=False):
         # same global batch and schedule: only dropout masks differ between the runs
         assert two["step"] == one["step"]
         assert two["train_loss"] == pytest.approx(one["train_loss"], rel=0.15)

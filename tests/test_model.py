@@ -88,7 +88,7 @@ def test_every_non_linearity_builds_and_runs(non_linearity):
 def _encoded(n: int, seed: int, head_type: str, vocab: int = 99) -> Encoded:
     g = torch.Generator().manual_seed(seed)
     features, targets = [], []
-    for i in range(n):
+    for _i in range(n):
         length = int(torch.randint(4, 12, (1,), generator=g))
         ids = torch.randint(5, vocab, (length,), generator=g).tolist()
         features.append({"input_ids": ids, "attention_mask": [1] * length})

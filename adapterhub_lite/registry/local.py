@@ -373,8 +373,10 @@ class _Index:
     def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
                name: str | None = None, tag: str | None = None, sort: str | None = None,
                limit: int = 50) -> list[tuple[str, str, str, str]]:
-        """``(base, task, name, version)`` rows. Filter by exact base/task/architecture, name substring and tag; sort by a dev metric
-        (descending) or, by default, by entry. One row per entry: its latest non-yanked version."""
+        """``(base, task, name, version)`` rows, one per entry: its latest non-yanked version.
+
+        Filters: exact base/task/architecture, name substring, tag. Order: a dev metric, best
+        first, or by entry."""
         where, args = ["yanked = 0"], []
         for column, value in (("base", base), ("task", task), ("architecture", architecture)):
             if value:

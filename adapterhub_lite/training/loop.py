@@ -119,7 +119,7 @@ def predict_outputs(
         batch = _to(collate([data.features[i] for i in batch_ids], pad_id), device)
         with cast:
             logits = model(**batch)
-        for i, row in zip(batch_ids, logits.float().cpu().numpy()):
+        for i, row in zip(batch_ids, logits.float().cpu().numpy(), strict=False):
             outputs[i] = row
     model.train(was_training)
     return np.stack(outputs)  # type: ignore[arg-type]
