@@ -1,5 +1,6 @@
 """adapterhub-lite: share, pull and compose bottleneck adapters for Hugging Face encoders."""
 
+from . import hub
 from .api import LoadedAdapter, Prediction, TrainResult, evaluate, info, load, predict, train
 from .artifact import Artifact, read_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
@@ -12,9 +13,15 @@ from .errors import (
     DataError,
     IncompatibleBaseError,
     IntegrityError,
+    NotFoundError,
+    RefError,
     UnsupportedModelError,
+    VersionConflictError,
 )
+from .hub import pull, push, resolve, search, verify, yank
 from .model import AdapterModel
+from .registry.local import Entry, LocalRegistry
+from .registry.refs import Ref, parse_ref
 from .training.data import Columns, Example
 from .training.loop import TrainEvent
 
@@ -37,6 +44,12 @@ __all__ = [
     "HeadConfig",
     "IncompatibleBaseError",
     "IntegrityError",
+    "Entry",
+    "LocalRegistry",
+    "NotFoundError",
+    "Ref",
+    "RefError",
+    "VersionConflictError",
     "LoadedAdapter",
     "Prediction",
     "TrainConfig",
@@ -44,6 +57,14 @@ __all__ = [
     "TrainResult",
     "UnsupportedModelError",
     "evaluate",
+    "hub",
+    "parse_ref",
+    "pull",
+    "push",
+    "resolve",
+    "search",
+    "verify",
+    "yank",
     "info",
     "load",
     "load_base",
