@@ -1,4 +1,8 @@
-"""``torchrun --nproc_per_node 2`` on CPU (gloo) trains to the metrics of one process."""
+"""``torchrun --nproc_per_node 2`` on CPU (gloo) trains to the metrics of one process.
+
+Runs on the real embedded MiniLM: a tiny random encoder learns too little for its dev accuracy to
+be anything but a coin flip between the two classes, which no tolerance can compare.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,9 @@ import os
 import subprocess
 import sys
 
-import pytest
 
-
-def _run(prefix: list[str], out, tiny_base_dir, spam_files) -> list[dict]:
-    args = ["train", "--base", str(tiny_base_dir), "--train", str(spam_files[0]), "--dev", str(spam_files[1]),
+def _run(prefix: list[str], out, spam_files) -> list[dict]:
+    args = ["train", "--train", str(spam_files[0]), "--dev", str(spam_files[1]),
             "--task", "spam", "--out", str(out), "--epochs", "3", "--patience", "3", "--batch-size", "16",
             "--lr", "1e-3", "--device", "cpu", "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -20,15 +22,15 @@ def _run(prefix: list[str], out, tiny_base_dir, spam_files) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_match_one(tmp_path, tiny_base_dir, spam_files):
-    single = _run([sys.executable, "-m", "adapterhub_lite"], tmp_path / "one", tiny_base_dir, spam_files)
+def test_two_processes_match_one(tmp_path, minilm_dir, spam_files):
+    single = _run([sys.executable, "-m", "adapterhub_lite"], tmp_path / "one", spam_files)
     multi = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                  "-m", "adapterhub_lite"], tmp_path / "two", tiny_base_dir, spam_files)
+                  "-m", "adapterhub_lite"], tmp_path / "two", spam_files)
     meta = json.loads((tmp_path / "two" / "adapter.json").read_text())
     assert meta["training"]["world_size"] == 2
     assert len(single) == len(multi) == 3
     for one, two in zip(single, multi, strict=False):
-        # same global batch and schedule: only dropout masks differ between the runs
+        # same global batch and schedule: only the head's dropout masks differ between the runs
         assert two["step"] == one["step"]
-        assert two["train_loss"] == pytest.approx(one["train_loss"], rel=0.15)
+        assert abs(two["train_loss"] - one["train_loss"]) <= 0.1
         assert abs(two["dev_accuracy"] - one["dev_accuracy"]) <= 0.05

@@ -1,0 +1,754 @@
+"""The local registry (registry/SPEC.md §11-12) with real files and real processes: refs, versions,
+content addressing, concurrent pushes, yanking, integrity, base compatibility, the search index and
+the ``ahl push|pull|search`` commands.
+
+Artifacts are written without training (``conftest.make_artifact``) on the tiny local base, so the
+whole file needs no download. Artifacts carry the hub-style base id ``test-org/tiny-bert`` (with the
+tiny base's real fingerprint) because a ref's BASE must be a Hugging Face model id; pushing an
+artifact whose ``base.model_id`` is a local directory has its own test below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from adapterhub_lite import hub
+from adapterhub_lite.base import BaseModel, load_base
+from adapterhub_lite.cli.main import app
+from adapterhub_lite.errors import (
+    AhlError,
+    IncompatibleBaseError,
+    IntegrityError,
+    NotFoundError,
+    RefError,
+    VersionConflictError,
+)
+from adapterhub_lite.registry.local import LocalRegistry
+from adapterhub_lite.registry.refs import Ref, parse_ref
+
+from .conftest import make_artifact
+
+HUB_ID = "test-org/tiny-bert"
+OTHER_ID = "other-org/tiny-bert"
+ENTRY = f"{HUB_ID}/sst2/sst2"
+AHL = [sys.executable, "-m", "adapterhub_lite"]
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub_base(tiny_base_model) -> BaseModel:
+    """The tiny local base under a Hugging Face style id (same weights, same fingerprint)."""
+    return dataclasses.replace(tiny_base_model, model_id=HUB_ID)
+
+
+@pytest.fixture(scope="module")
+def other_base_model(other_tiny_base_dir) -> BaseModel:
+    return load_base(str(other_tiny_base_dir))
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    return tmp_path / "registry"
+
+
+@pytest.fixture
+def registry(root) -> LocalRegistry:
+    return LocalRegistry(root)
+
+
+@pytest.fixture
+def art(tmp_path, hub_base):
+    """``art(seed=..., task=..., name=..., preset=..., base=...)``: a fresh artifact directory."""
+    counter = iter(range(1000))
+
+    def make(*, seed: int = 0, task: str = "sst2", name: str = "sst2", preset: str | None = "pfeiffer",
+             base: BaseModel | None = None) -> Path:
+        out = tmp_path / "artifacts" / f"{task}-{name}-{seed}-{preset}-{next(counter)}"
+        return make_artifact(out, base or hub_base, task=task, name=name, seed=seed, preset=preset)
+
+    return make
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
+
+
+def manifests(root: Path) -> list[Path]:
+    return sorted((root / "entries").rglob("*.json"))
+
+
+def assert_same_artifact(pushed: Path, pulled: Path) -> None:
+    assert sorted(p.name for p in pulled.iterdir()) == sorted(p.name for p in pushed.iterdir())
+    for file in pushed.iterdir():
+        assert (pulled / file.name).read_bytes() == file.read_bytes(), file.name
+
+
+def search_refs(root: Path | LocalRegistry, **filters) -> list[str]:
+    return [str(e.ref) for e in hub.search(registry=root, **filters)]
+
+
+# -- push, search, pull --------------------------------------------------------------------------------
+
+
+def test_push_search_pull_round_trip(root, art, tiny_base_model, tmp_path):
+    artifact = art(seed=3)
+    entry = hub.push(artifact, registry=root)
+    assert str(entry.ref) == f"{ENTRY}@1.0.0"
+    assert entry.digest == "sha256:" + sha256(artifact / "adapter.json")
+
+    # the manifest lists every file; each is a read-only blob named by its sha256
+    (manifest_path,) = manifests(root)
+    assert manifest_path == root / "entries" / "test-org" / "tiny-bert" / "sst2" / "sst2" / "1.0.0.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert set(manifest["files"]) == {p.name for p in artifact.iterdir()}
+    for name, record in manifest["files"].items():
+        blob = root / "blobs" / "sha256" / record["sha256"][:2] / record["sha256"]
+        assert sha256(blob) == record["sha256"] == sha256(artifact / name)
+        assert blob.stat().st_mode & 0o777 == 0o444
+    assert manifest["summary"]["architecture"] == "pfeiffer"
+    assert manifest["summary"]["metrics"] == {"accuracy": pytest.approx(0.53)}
+    assert not list((root / "tmp").iterdir()), "staging files left behind"
+
+    (found,) = hub.search(registry=root)
+    assert str(found.ref) == f"{ENTRY}@1.0.0" and found.digest == entry.digest and not found.yanked
+
+    dest = tmp_path / "pulled" / "sst2"
+    pulled, target = hub.pull(ENTRY, to=dest, base=tiny_base_model, registry=root)
+    assert target == dest and pulled.ref == entry.ref
+    assert (dest / "adapter.safetensors").read_bytes() == (artifact / "adapter.safetensors").read_bytes()
+    assert (dest / "adapter.json").read_bytes() == (artifact / "adapter.json").read_bytes()
+    assert_same_artifact(artifact, dest)
+    assert [p.name for p in dest.parent.iterdir()] == ["sst2"], "staging directory left behind"
+
+    # an existing non-empty destination is refused, --overwrite replaces it
+    with pytest.raises(RefError, match="already exists"):
+        hub.pull(ENTRY, to=dest, registry=root)
+    hub.pull(f"{ENTRY}@1.0.0", to=dest, registry=root, overwrite=True)
+    assert_same_artifact(artifact, dest)
+    # the short form TASK/NAME takes the base from --base
+    assert hub.resolve("sst2/sst2", base=HUB_ID, registry=root).digest == entry.digest
+    assert hub.verify(f"{ENTRY}@1.0.0", registry=root).digest == entry.digest
+
+
+def test_push_artifact_trained_on_local_directory_base(root, tmp_path, tiny_base_model):
+    """SPEC §3 lets base.model_id be the absolute path of a local base directory, and artifacts
+    trained with ``--base DIR`` carry one; they must be pushable (and pullable back)."""
+    artifact = make_artifact(tmp_path / "local-base-artifact", tiny_base_model)
+    assert Path(json.loads((artifact / "adapter.json").read_text())["base"]["model_id"]).is_absolute()
+    try:
+        entry = hub.push(artifact, registry=root)
+    except RefError as exc:
+        pytest.fail(f"BUG: an artifact trained on a local base directory cannot be pushed: {exc}")
+    _, dest = hub.pull(entry.ref, to=tmp_path / "back", base=tiny_base_model, registry=root)
+    assert_same_artifact(artifact, dest)
+
+
+# -- versions ----------------------------------------------------------------------------------------
+
+
+def test_versioning_rules(registry, root, art):
+    a0, a1, a2 = art(seed=0), art(seed=1), art(seed=2)
+
+    assert registry.push(a0).ref.version == "1.0.0"
+    before = {p: p.read_bytes() for p in manifests(root)}
+    blobs_before = tree(root / "blobs")
+
+    # identical content again: the same version, nothing new stored
+    again = registry.push(a0)
+    assert again.ref.version == "1.0.0" and again.digest == "sha256:" + sha256(a0 / "adapter.json")
+    assert {p: p.read_bytes() for p in manifests(root)} == before
+    assert tree(root / "blobs") == blobs_before
+
+    # different content without a version: the next patch version
+    assert registry.push(a1).ref.version == "1.0.1"
+
+    # the same explicit version with other content is refused and changes nothing
+    with pytest.raises(VersionConflictError, match=r"1\.0\.1") as excinfo:
+        registry.push(a2, version="1.0.1")
+    assert "--version" in str(excinfo.value)
+    assert registry.resolve(parse_ref(f"{ENTRY}@1.0.1")).digest == "sha256:" + sha256(a1 / "adapter.json")
+    with pytest.raises(VersionConflictError):
+        registry.push(a1, version="1.0.0")
+
+    # identical content to an existing version, explicitly: idempotent
+    assert registry.push(a1, version="1.0.1").ref.version == "1.0.1"
+    # identical content to an explicit new version: allowed
+    assert registry.push(a0, version="2.0.0").digest == before_digest(before)
+    assert registry.resolve(parse_ref(ENTRY)).ref.version == "2.0.0"
+    # no version: the next patch after the highest
+    assert registry.push(a2).ref.version == "2.0.1"
+    assert registry.versions(parse_ref(ENTRY)) == ["1.0.0", "1.0.1", "2.0.0", "2.0.1"]
+
+    # a malformed version is refused before anything is written
+    n = len(manifests(root))
+    for bad in ("1.0", "v3.0.0", "01.0.0", "../../x", "3.0.0/../../x"):
+        with pytest.raises(RefError, match="MAJOR.MINOR.PATCH"):
+            registry.push(a2, version=bad)
+    assert len(manifests(root)) == n
+
+
+def before_digest(manifest_bytes: dict[Path, bytes]) -> str:
+    (content,) = manifest_bytes.values()
+    return json.loads(content)["digest"]
+
+
+def test_versions_sort_numerically(registry, art):
+    registry.push(art(seed=0), version="1.9.0")
+    registry.push(art(seed=1), version="1.10.0")
+    registry.push(art(seed=2), version="1.2.0")
+    ref = parse_ref(ENTRY)
+    assert registry.versions(ref) == ["1.2.0", "1.9.0", "1.10.0"]
+    assert registry.resolve(ref).ref.version == "1.10.0"
+    assert search_refs(registry) == [f"{ENTRY}@1.10.0"]
+    assert registry.push(art(seed=3)).ref.version == "1.10.1"
+
+
+# -- concurrency (real processes) ------------------------------------------------------------------------
+
+# Each worker imports the registry, says "ready", blocks until the parent writes "go" to its stdin,
+# then pushes: all workers are released within microseconds of each other, and none burns CPU waiting.
+# With SLOW > 0 the worker's write of ahl-registry.json (a new registry's marker) takes SLOW seconds
+# longer, as an fsync on a busy disk can, and it says "initializing" when it starts that write.
+WORKER = r"""
+import json, sys, time
+root, artifact, version, slow = sys.argv[1:5]
+from adapterhub_lite.registry.local import LocalRegistry
+if float(slow):
+    write_atomic = LocalRegistry._write_atomic
+    def slow_write_atomic(self, target, data):
+        if target.name == "ahl-registry.json":
+            print("initializing", flush=True)
+            time.sleep(float(slow))
+        return write_atomic(self, target, data)
+    LocalRegistry._write_atomic = slow_write_atomic
+print("ready", flush=True)
+assert sys.stdin.readline().strip() == "go"
+try:
+    entry = LocalRegistry(root).push(artifact, version=version or None)
+    print(json.dumps({"ok": True, "version": entry.ref.version, "digest": entry.digest}))
+except Exception as exc:
+    print(json.dumps({"ok": False, "error": type(exc).__name__, "message": str(exc)}))
+"""
+
+
+def start_workers(root: Path, jobs: list[tuple[Path, str | None]], slow: float = 0.0) -> list[subprocess.Popen]:
+    """One worker process per ``(artifact, version)`` job; returns once every one is ready."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(artifact), version or "", str(slow)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for artifact, version in jobs
+    ]
+    for proc in procs:
+        expect_line(proc, "ready")
+    return procs
+
+
+def expect_line(proc: subprocess.Popen, expected: str) -> None:
+    line = proc.stdout.readline()
+    if line.strip() != expected:
+        proc.kill()
+        pytest.fail(f"worker said {line!r}, not {expected!r}: {proc.communicate(timeout=60)}")
+
+
+def release(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+
+def results(procs: list[subprocess.Popen]) -> list[dict]:
+    try:
+        found = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            found.append(json.loads(out.strip().splitlines()[-1]))
+        return found
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def push_at_once(root: Path, jobs: list[tuple[Path, str | None]]) -> list[dict]:
+    """Push ``(artifact, version)`` jobs from one process each, all released at the same moment."""
+    procs = start_workers(root, jobs)
+    release(*procs)
+    return results(procs)
+
+
+def test_concurrent_push_same_artifact_same_version(registry, root, art, tmp_path):
+    artifact = art(seed=0)
+    results = push_at_once(root, [(artifact, "1.0.0"), (artifact, "1.0.0")])
+    assert all(r["ok"] for r in results), results
+    assert {r["version"] for r in results} == {"1.0.0"}
+    assert {r["digest"] for r in results} == {"sha256:" + sha256(artifact / "adapter.json")}
+    assert [p.name for p in manifests(root)] == ["1.0.0.json"]
+    assert not list((root / "tmp").iterdir())
+    registry.verify(parse_ref(f"{ENTRY}@1.0.0"))
+    assert search_refs(root) == [f"{ENTRY}@1.0.0"]
+
+
+def test_concurrent_push_different_content_same_version(registry, root, art, tmp_path):
+    a, b = art(seed=1), art(seed=2)
+    results = push_at_once(root, [(a, "1.0.0"), (b, "1.0.0")])
+    ok = [r for r in results if r["ok"]]
+    failed = [r for r in results if not r["ok"]]
+    assert len(ok) == 1 and len(failed) == 1, results
+    assert failed[0]["error"] == "VersionConflictError", failed
+    assert [p.name for p in manifests(root)] == ["1.0.0.json"]
+    stored = registry.verify(parse_ref(f"{ENTRY}@1.0.0"))
+    assert stored.digest == ok[0]["digest"]
+    winner = a if ok[0]["digest"] == "sha256:" + sha256(a / "adapter.json") else b
+    assert stored.digest == "sha256:" + sha256(winner / "adapter.json")
+
+
+def test_concurrent_push_eight_artifacts(registry, root, art, tmp_path):
+    # four entries x two versions each: pushes of one entry contend for its lock, all share the index
+    jobs = [(art(seed=i, name=f"n{i % 4}"), f"1.0.{i // 4}") for i in range(8)]
+    results = push_at_once(root, jobs)
+    assert all(r["ok"] for r in results), results
+    for (artifact, version), result in zip(jobs, results):
+        assert result["version"] == version
+        name = json.loads((artifact / "adapter.json").read_text())["name"]
+        entry = hub.verify(f"{HUB_ID}/sst2/{name}@{version}", registry=root)
+        assert entry.digest == "sha256:" + sha256(artifact / "adapter.json") == result["digest"]
+    assert len(manifests(root)) == 8
+    assert search_refs(root) == [f"{HUB_ID}/sst2/n{i}@1.0.1" for i in range(4)]
+    assert not list((root / "tmp").iterdir())
+
+
+def test_concurrent_first_use_of_a_new_registry(art, tmp_path):
+    """Two processes pushing into a registry directory that does not exist yet (two CI jobs on a fresh
+    machine): while the first is still creating it, the second must not take the half-created
+    directory for "not a registry"."""
+    root = tmp_path / "fresh-registry"
+    first, second = start_workers(root, [(art(seed=0, name="a"), None)], slow=1.5) + start_workers(
+        root, [(art(seed=1, name="b"), None)])
+    release(first)
+    expect_line(first, "initializing")  # sub-directories made, ahl-registry.json being written
+    release(second)
+    found = results([first, second])
+    assert all(r["ok"] for r in found), f"BUG: concurrent first use of a new registry directory fails: {found}"
+    assert search_refs(root) == [f"{HUB_ID}/sst2/a@1.0.0", f"{HUB_ID}/sst2/b@1.0.0"]
+
+
+# -- resolution and yanking ---------------------------------------------------------------------------
+
+
+def test_resolve_latest_version_and_digest(registry, root, art):
+    a0, a1 = art(seed=0), art(seed=1)
+    d0, d1 = (registry.push(a).digest for a in (a0, a1))
+    assert d0 != d1
+
+    assert hub.resolve(ENTRY, registry=root).ref.version == "1.0.1"
+    assert hub.resolve(f"{ENTRY}@latest", registry=root).ref.version == "1.0.1"
+    assert hub.resolve(f"{ENTRY}@1.0.0", registry=root).digest == d0
+    assert hub.resolve(f"{ENTRY}@{d0}", registry=root).ref.version == "1.0.0"
+    assert hub.resolve(f"{ENTRY}@{d1}", registry=root).ref.version == "1.0.1"
+    # the same content under two versions: the digest means the newest of them
+    registry.push(a0, version="1.1.0")
+    assert hub.resolve(f"{ENTRY}@{d0}", registry=root).ref.version == "1.1.0"
+
+    with pytest.raises(NotFoundError, match="1.0.9"):
+        hub.resolve(f"{ENTRY}@1.0.9", registry=root)
+    with pytest.raises(NotFoundError, match="digest"):
+        hub.resolve(f"{ENTRY}@sha256:{'0' * 64}", registry=root)
+    with pytest.raises(NotFoundError, match="ahl search"):
+        hub.resolve(f"{HUB_ID}/sst2/missing", registry=root)
+    with pytest.raises(NotFoundError):  # the short form takes the default base, which has nothing here
+        hub.resolve("sst2/sst2", registry=root)
+
+
+def test_yank(registry, root, art, tmp_path):
+    a0, a1 = art(seed=0), art(seed=1)
+    registry.push(a0)
+    d1 = registry.push(a1).digest
+    manifest_101 = (root / "entries" / "test-org" / "tiny-bert" / "sst2" / "sst2" / "1.0.1.json").read_bytes()
+
+    for not_exact in (ENTRY, f"{ENTRY}@latest", f"{ENTRY}@{d1}"):
+        with pytest.raises(RefError, match="exact version"):
+            hub.yank(not_exact, registry=root)
+    assert search_refs(root) == [f"{ENTRY}@1.0.1"]
+
+    yanked = hub.yank(f"{ENTRY}@1.0.1", registry=root)
+    assert yanked.yanked and yanked.ref.version == "1.0.1"
+    assert search_refs(root) == [f"{ENTRY}@1.0.0"]
+    assert hub.resolve(ENTRY, registry=root).ref.version == "1.0.0"
+    assert hub.resolve(f"{ENTRY}@latest", registry=root).ref.version == "1.0.0"
+    # still there by exact version and by digest, unchanged
+    assert hub.resolve(f"{ENTRY}@1.0.1", registry=root).yanked
+    assert hub.resolve(f"{ENTRY}@{d1}", registry=root).ref.version == "1.0.1"
+    _, dest = hub.pull(f"{ENTRY}@1.0.1", to=tmp_path / "yanked", registry=root)
+    assert_same_artifact(a1, dest)
+    assert (root / "entries" / "test-org" / "tiny-bert" / "sst2" / "sst2" / "1.0.1.json").read_bytes() == manifest_101
+    assert registry.versions(parse_ref(ENTRY)) == ["1.0.0"]
+    assert registry.versions(parse_ref(ENTRY), include_yanked=True) == ["1.0.0", "1.0.1"]
+    # the next automatic version still skips past the yanked one
+    assert registry.push(art(seed=2)).ref.version == "1.0.2"
+
+    hub.yank(f"{ENTRY}@1.0.0", registry=root)
+    hub.yank(f"{ENTRY}@1.0.2", registry=root)
+    assert search_refs(root) == []
+    with pytest.raises(NotFoundError):
+        hub.resolve(ENTRY, registry=root)
+    with pytest.raises(NotFoundError):
+        hub.yank(f"{ENTRY}@9.9.9", registry=root)
+
+
+# -- integrity -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damaged", ["adapter.safetensors", "adapter.json"])
+def test_damaged_blob_is_detected(registry, root, art, tmp_path, damaged):
+    artifact = art(seed=0)
+    entry = registry.push(artifact)
+    blob = registry.blob_path(entry.manifest["files"][damaged]["sha256"])
+    assert blob.stat().st_mode & 0o777 == 0o444
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+
+    dest = tmp_path / "out" / "pulled"
+    with pytest.raises(IntegrityError, match=damaged):
+        hub.pull(ENTRY, to=dest, registry=root)
+    assert not dest.exists()
+    assert list(dest.parent.iterdir()) == [], "staging directory left behind"
+    with pytest.raises(IntegrityError, match=damaged):
+        hub.verify(f"{ENTRY}@1.0.0", registry=root)
+
+
+def test_missing_blob_is_detected(registry, root, art, tmp_path):
+    entry = registry.push(art(seed=0))
+    registry.blob_path(entry.manifest["files"]["metrics.jsonl"]["sha256"]).unlink()
+    with pytest.raises(IntegrityError, match="metrics.jsonl"):
+        hub.verify(ENTRY, registry=root)
+    with pytest.raises(IntegrityError, match="metrics.jsonl"):
+        hub.pull(ENTRY, to=tmp_path / "pulled", registry=root)
+    assert not (tmp_path / "pulled").exists()
+
+
+def test_pull_with_incompatible_base(registry, root, art, tmp_path, tiny_base_model, other_base_model,
+                                     other_tiny_base_dir):
+    registry.push(art(seed=0))
+    ours, theirs = tiny_base_model.fingerprint, other_base_model.fingerprint
+    assert ours.weights_sha256 != theirs.weights_sha256
+
+    dest = tmp_path / "not-created" / "pulled"
+    for base in (other_base_model, str(other_tiny_base_dir)):
+        with pytest.raises(IncompatibleBaseError) as excinfo:
+            hub.pull(ENTRY, to=dest, base=base, registry=root)
+        assert not dest.parent.exists()
+    message = str(excinfo.value)
+    assert HUB_ID in message and "weights_sha256" in message
+    assert ours.weights_sha256[:12] in message and theirs.weights_sha256[:12] in message
+    # like api.load's message ("trained on X (...) but the base is Y (...)"), name the requested base
+    assert other_base_model.model_id in message, (
+        f"BUG: the incompatible-base error names only the stored base, not the requested one: {message}")
+
+
+# -- the search index -----------------------------------------------------------------------------------
+
+
+def test_index_is_rebuilt_when_deleted(root, art):
+    registry = LocalRegistry(root)
+    registry.push(art(seed=0, task="sst2", name="a"))
+    registry.push(art(seed=1, task="sst2", name="a"))
+    registry.push(art(seed=2, task="trec", name="b", preset="houlsby"))
+    registry.push(art(seed=3, task="trec", name="c"))
+    registry.yank(parse_ref(f"{HUB_ID}/sst2/a@1.0.1"))
+    registry.yank(parse_ref(f"{HUB_ID}/trec/c@1.0.0"))
+    expected = [f"{HUB_ID}/sst2/a@1.0.0", f"{HUB_ID}/trec/b@1.0.0"]
+    assert search_refs(registry) == expected
+    del registry
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{root / 'index.sqlite'}{suffix}").unlink(missing_ok=True)
+    rebuilt = LocalRegistry(root)
+    assert (root / "index.sqlite").is_file()
+    assert search_refs(rebuilt) == expected
+    assert search_refs(rebuilt, architecture="houlsby") == [f"{HUB_ID}/trec/b@1.0.0"]
+    assert search_refs(rebuilt, sort="accuracy") == [f"{HUB_ID}/trec/b@1.0.0", f"{HUB_ID}/sst2/a@1.0.0"]
+    assert rebuilt.resolve(parse_ref(f"{HUB_ID}/sst2/a")).ref.version == "1.0.0"
+
+
+def test_search_filters(root, art, hub_base):
+    other = dataclasses.replace(hub_base, model_id=OTHER_ID)
+    one_part = dataclasses.replace(hub_base, model_id="tiny-bert")
+    registry = LocalRegistry(root)
+    registry.push(art(seed=1, task="sst2", name="sst2-pfeiffer"))                 # accuracy 0.51
+    registry.push(art(seed=5, task="sst2", name="sst2-houlsby", preset="houlsby"))  # 0.55
+    registry.push(art(seed=3, task="trec", name="trec-qc"))                         # 0.53
+    registry.push(art(seed=2, task="imdb", name="imdb-head", preset=None))         # 0.52
+    registry.push(art(seed=9, task="sst2", name="sst2-pfeiffer", base=other))      # 0.59
+    registry.push(art(seed=4, task="sst2", name="sst2-pfeiffer", base=one_part))   # 0.54
+    A, B = f"{HUB_ID}/sst2/sst2-pfeiffer@1.0.0", f"{HUB_ID}/sst2/sst2-houlsby@1.0.0"
+    C, E = f"{HUB_ID}/trec/trec-qc@1.0.0", f"{HUB_ID}/imdb/imdb-head@1.0.0"
+    D, F = f"{OTHER_ID}/sst2/sst2-pfeiffer@1.0.0", "tiny-bert/sst2/sst2-pfeiffer@1.0.0"
+
+    assert sorted(search_refs(root)) == sorted([A, B, C, D, E, F])
+    assert sorted(search_refs(root, task="sst2")) == sorted([A, B, D, F])
+    assert sorted(search_refs(root, base=HUB_ID)) == sorted([A, B, C, E])
+    assert search_refs(root, base=OTHER_ID) == [D]
+    assert search_refs(root, base="tiny-bert") == [F]
+    assert search_refs(root, architecture="houlsby") == [B]
+    assert sorted(search_refs(root, architecture="pfeiffer")) == sorted([A, C, D, F])
+    assert search_refs(root, architecture="head_only") == [E]
+    assert search_refs(root, name="HOULSBY") == [B]
+    assert sorted(search_refs(root, name="sst2-")) == sorted([A, B, D, F])
+    assert search_refs(root, tag="task:trec") == [C]
+    assert len(search_refs(root, tag="head:classification")) == 6
+    assert search_refs(root, tag="task:nope") == []
+    assert search_refs(root, sort="accuracy") == [D, B, F, C, E, A]
+    assert search_refs(root, sort="accuracy", limit=2) == [D, B]
+    assert len(search_refs(root, limit=3)) == 3
+    assert search_refs(root, task="sst2", base=HUB_ID, architecture="pfeiffer") == [A]
+    assert search_refs(root, task="sst2", sort="accuracy", limit=1) == [D]
+
+    # one row per entry, its newest version, with that version's metrics
+    registry.push(art(seed=7, task="sst2", name="sst2-pfeiffer"))                 # 0.57
+    assert search_refs(root, base=HUB_ID, name="pfeiffer") == [f"{HUB_ID}/sst2/sst2-pfeiffer@1.0.1"]
+    assert search_refs(root, sort="accuracy", limit=2) == [D, f"{HUB_ID}/sst2/sst2-pfeiffer@1.0.1"]
+    (entry,) = hub.search(registry=root, base=HUB_ID, name="sst2-pfeiffer")
+    assert entry.summary["metrics"]["accuracy"] == pytest.approx(0.57)
+
+
+# -- refs --------------------------------------------------------------------------------------------
+
+BAD_REFS = {
+    "../x": "not a valid name",
+    "a/../b": "not a valid name",
+    "/abs/path": "looks like a path",
+    "a//b": "is empty",
+    "a/": "is empty",
+    "": "empty",
+    "x": "1 parts",
+    "a/b/c/d/e": "5 parts",
+    "t/" + "n" * 97: "97 characters",
+    "\uff54rec/qc": "U+FF54",            # fullwidth t
+    "tr\u0435c/qc": "U+0435",            # Cyrillic ie
+    "trec/q\u0430": "U+0430",            # Cyrillic a
+    "trec\\qc": "looks like a path",
+    "t/n@1.0": "MAJOR.MINOR.PATCH",
+    "t/n@v1.0.0": "MAJOR.MINOR.PATCH",
+    "t/n@sha256:abc": "64",
+    "t/n@": "names no version",
+    "t/n@01.0.0": "MAJOR.MINOR.PATCH",
+    "t/n@sha256:" + "A" * 64: "lowercase",
+    "./t/n": "not a valid name",
+    "~/x": "not a valid name",
+    "t/n\x00": "not a valid name",
+    "t/n\n": "not a valid name",
+    "t/.hidden": "not a valid name",
+    "x" * 401: "400",
+}
+
+
+@pytest.mark.parametrize("text", list(BAD_REFS), ids=[repr(t[:24]) for t in BAD_REFS])
+def test_bad_refs_are_refused_with_a_helpful_message(text):
+    with pytest.raises(RefError) as excinfo:
+        parse_ref(text)
+    message = str(excinfo.value)
+    assert BAD_REFS[text] in message
+    assert "\n" not in message.replace("\\n", "") and len(message) < 300
+
+
+def test_bad_refs_never_touch_paths_outside_the_registry(tmp_path, monkeypatch, art, hub_base):
+    root = tmp_path / "deep" / "er" / "registry"
+    registry = LocalRegistry(root)
+    registry.push(art(seed=0))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    before = tree(tmp_path)
+
+    for text in BAD_REFS:
+        with pytest.raises(RefError):
+            hub.resolve(text, registry=root)
+        with pytest.raises(RefError):
+            hub.pull(text, to=cwd / "dest", registry=root)
+        with pytest.raises(RefError):
+            hub.pull(text, registry=root)  # default destination ./NAME-VERSION
+        with pytest.raises(RefError):
+            hub.yank(text, registry=root)
+    # Ref objects built by hand (bypassing parse_ref) are validated again before any path is used
+    hostile = [Ref("..", "..", "x"), Ref(HUB_ID, "..", "x"), Ref(HUB_ID, "sst2", "../../../x"),
+               Ref("/etc", "sst2", "sst2"), Ref(HUB_ID, "sst2", "sst2", version="../../../../x")]
+    for ref in hostile:
+        for call in (registry.resolve, registry.verify, registry.yank,
+                     lambda r: registry.pull(r, cwd / "dest")):
+            with pytest.raises(RefError):
+                call(ref)
+        if ref.version is None:
+            with pytest.raises(RefError):
+                registry.versions(ref)
+    # an artifact whose metadata names a path as its task or name is refused too
+    sneaky = art(seed=1)
+    meta = json.loads((sneaky / "adapter.json").read_text())
+    for field, value in (("name", "../../../escaped"), ("task", ".."), ("name", "/abs")):
+        (sneaky / "adapter.json").write_text(json.dumps({**meta, field: value}))
+        with pytest.raises(RefError):
+            registry.push(sneaky)
+
+    created = tree(tmp_path) - before
+    outside = sorted(p for p in created if not (tmp_path / p).resolve().is_relative_to(root.resolve()))
+    assert outside == []
+    assert len(manifests(root)) == 1
+
+
+def test_verify_with_a_bad_ref(tmp_path, monkeypatch):
+    """``verify`` takes an artifact directory or a ref; a bad ref that is no directory is a RefError."""
+    root = tmp_path / "registry"
+    LocalRegistry(root)
+    monkeypatch.chdir(tmp_path)
+    for text in BAD_REFS:
+        if not text:
+            continue  # Path("") is the current directory, which verify treats as an artifact directory
+        try:
+            hub.verify(text, registry=root)
+        except RefError:
+            pass
+        except OSError as exc:
+            pytest.fail(f"BUG: hub.verify({text[:12]!r}... ({len(text)} chars)) raises a raw "
+                        f"{type(exc).__name__} from Path.is_dir() (hub.py verify), not RefError: {str(exc)[:60]}")
+    with pytest.raises(AhlError):
+        hub.verify("", registry=root)
+
+
+# -- registry directory -----------------------------------------------------------------------------
+
+
+def test_directory_that_is_not_a_registry(tmp_path):
+    root = tmp_path / "my-documents"
+    root.mkdir()
+    (root / "thesis.txt").write_text("precious")
+    with pytest.raises(RefError, match="not an adapterhub-lite registry") as excinfo:
+        LocalRegistry(root)
+    assert str(root) in str(excinfo.value)
+    with pytest.raises(RefError, match="not an adapterhub-lite registry"):
+        hub.search(registry=root)
+    assert tree(root) == {"thesis.txt"}, "nothing may be written into a directory that is not a registry"
+
+    # an empty directory becomes a registry
+    (tmp_path / "empty").mkdir()
+    LocalRegistry(tmp_path / "empty")
+    assert json.loads((tmp_path / "empty" / "ahl-registry.json").read_text()) == {"layout": 1}
+    LocalRegistry(tmp_path / "empty")  # and opens again
+
+
+def test_registry_path_that_is_a_file(tmp_path):
+    path = tmp_path / "registry"
+    path.write_text("not a directory")
+    try:
+        LocalRegistry(path)
+    except AhlError as exc:
+        assert str(path) in str(exc)
+    except OSError as exc:
+        pytest.fail(f"BUG: a registry path that is a file raises a raw {type(exc).__name__} ({exc}), "
+                    f"which the CLI prints as a traceback, instead of an AhlError")
+    else:
+        pytest.fail("a file was accepted as a registry directory")
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def ahl(*args: object) -> subprocess.Popen:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("AHL_REGISTRY", None)
+    return subprocess.Popen([*AHL, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def test_cli_push_search_pull(tmp_path, art):
+    root = tmp_path / "registry"
+    artifact = art(seed=4, task="trec", name="qc")
+    dest = tmp_path / "pulled" / "qc"
+    bad_dest = tmp_path / "bad-dest"
+    bad = ahl("pull", "tr\u0435c/../qc", "--registry", root, "--to", bad_dest)  # runs beside the others
+
+    rc, out, err = finish(ahl("push", artifact, "--registry", root))
+    assert rc == 0, err
+    assert f"{HUB_ID}/trec/qc@1.0.0" in out
+
+    rc, out, err = finish(ahl("search", "--json", "--task", "trec", "--registry", root))
+    assert rc == 0, err
+    (row,) = json.loads(out)
+    assert row["ref"] == f"{HUB_ID}/trec/qc@1.0.0" and row["version"] == "1.0.0" and not row["yanked"]
+    assert row["digest"] == "sha256:" + sha256(artifact / "adapter.json")
+    assert row["architecture"] == "pfeiffer" and row["metrics"] == {"accuracy": pytest.approx(0.54)}
+    assert "task:trec" in row["tags"]
+
+    rc, out, err = finish(ahl("pull", row["ref"], "--to", dest, "--registry", root))
+    assert rc == 0, err
+    assert_same_artifact(artifact, dest)
+
+    rc, out, err = finish(bad)
+    assert rc == RefError.exit_code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "U+0435" in lines[0], err
+    assert "Traceback" not in err and out == ""
+    assert not bad_dest.exists()
+
+
+def test_cli_info_verify_yank_in_process(tmp_path, art, monkeypatch):
+    """The same commands in-process (no interpreter start): info REF, verify REF, yank REF."""
+    root = tmp_path / "registry"
+    monkeypatch.delenv("AHL_REGISTRY", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    artifact = art(seed=0)
+    entry = hub.push(artifact, registry=root)
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["info", f"{ENTRY}@1.0.0", "--json", "--registry", str(root)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == entry.manifest
+    result = runner.invoke(app, ["info", ENTRY, "--registry", str(root)])
+    assert result.exit_code == 0, result.output
+    assert f"{ENTRY}@1.0.0" in result.stdout and "pfeiffer" in result.stdout
+    result = runner.invoke(app, ["info", str(artifact), "--json"])  # a directory is still an artifact
+    assert result.exit_code == 0 and json.loads(result.stdout)["base"]["model_id"] == HUB_ID
+
+    result = runner.invoke(app, ["verify", ENTRY, "--registry", str(root)])
+    assert result.exit_code == 0 and "verified" in result.stdout
+    result = runner.invoke(app, ["yank", ENTRY, "--registry", str(root)])
+    assert result.exit_code == RefError.exit_code and "exact version" in result.output
+    result = runner.invoke(app, ["yank", f"{ENTRY}@1.0.0", "--registry", str(root)])
+    assert result.exit_code == 0 and "yanked" in result.stdout
+    result = runner.invoke(app, ["info", ENTRY, "--registry", str(root)])
+    assert result.exit_code == NotFoundError.exit_code and result.output.startswith("error: ")
+    result = runner.invoke(app, ["info", f"{ENTRY}@1.0.0", "--json", "--registry", str(root)])
+    assert result.exit_code == 0 and json.loads(result.stdout)["digest"] == entry.digest
+    shutil.rmtree(root / "blobs")
+    result = runner.invoke(app, ["verify", f"{ENTRY}@1.0.0", "--registry", str(root)])
+    assert result.exit_code == IntegrityError.exit_code and "damaged" in result.output
+
+    # info on a yanked version must say so
+    result = runner.invoke(app, ["info", f"{ENTRY}@1.0.0", "--registry", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "yanked" in result.stdout, (
+        "BUG: `ahl info REF` does not show that the version is yanked (cli/registry.py entry_table: the "
+        f"title suffix ' [yanked]' is parsed as Rich markup and vanishes):\n{result.stdout}")
