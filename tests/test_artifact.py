@@ -21,7 +21,7 @@ from adapterhub_lite import (
 from adapterhub_lite.training.data import Columns, load_examples, tokenize
 from adapterhub_lite.training.loop import predict_outputs
 
-from .conftest import tiny_base
+from .conftest import bundled_rows, tiny_base
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +220,26 @@ def test_diverged_metric_is_stored_as_null(tmp_path):
             "metrics": {"dev": {"mse": float("nan"), "pearson": 0.5}}}
     artifact = write_artifact(tmp_path / "r", meta, model.artifact_state_dict(), "card")
     assert artifact.metadata["metrics"]["dev"] == {"mse": None, "pearson": 0.5}
+
+
+def test_regression_and_multiple_choice_train_save_and_predict(tmp_path, tiny_base_dir):
+    from .conftest import write_jsonl
+
+    rows = bundled_rows("trec", "train", 60)
+    regression = write_jsonl(tmp_path / "reg.jsonl", [{"text": r["text"], "label": len(r["text"]) / 50} for r in rows])
+    result = api.train(regression, task="length", head="regression", base=str(tiny_base_dir), out=tmp_path / "reg",
+                       config=TrainConfig(epochs=1, batch_size=8, device="cpu"))
+    assert set(result.metrics) == {"pearson", "spearman", "mse"}
+    scores = api.predict(tmp_path / "reg", ["What is a short question ?"])
+    assert isinstance(scores[0].label, float) and scores[0].probabilities is None
+
+    labels = sorted({r["label"] for r in rows})
+    mc_rows = [{"question": r["text"], "choices": labels, "answer": r["label"]} for r in rows]
+    mc = write_jsonl(tmp_path / "mc.jsonl", mc_rows)
+    columns = Columns(text="question", choices="choices", label="answer")
+    api.train(mc, task="qtype-mc", head="multiple_choice", columns=columns, base=str(tiny_base_dir),
+              out=tmp_path / "mc", config=TrainConfig(epochs=1, batch_size=8, device="cpu"))
+    predictions = api.predict(tmp_path / "mc", mc)
+    assert len(predictions) == len(rows)
+    assert all(p.label in range(len(labels)) and set(p.probabilities) == set(labels) for p in predictions)
+    assert api.evaluate(tmp_path / "mc", mc)["accuracy"] >= 0.0
