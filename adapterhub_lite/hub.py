@@ -12,7 +12,7 @@ from typing import Any
 from .artifact import Artifact, read_artifact
 from .base import BaseModel, load_base
 from .registry.local import Entry, LocalRegistry
-from .registry.refs import Ref, parse_ref
+from .registry.refs import Ref, base_key, parse_ref
 
 
 def open_registry(registry: str | Path | LocalRegistry | None = None) -> LocalRegistry:
@@ -23,7 +23,17 @@ def open_registry(registry: str | Path | LocalRegistry | None = None) -> LocalRe
 
 
 def _ref(ref: str | Ref, base: str | None) -> Ref:
-    return ref if isinstance(ref, Ref) else parse_ref(ref, base=base)
+    return ref if isinstance(ref, Ref) else parse_ref(ref, base=base_key(base) if base else None)
+
+
+def is_artifact_path(target: str | Path) -> bool:
+    """Whether a command-line target names a directory (an artifact) rather than a registry ref.
+
+    False for anything else, including a ref too long to be a file name."""
+    try:
+        return str(target) != "" and Path(target).is_dir()
+    except OSError:
+        return False
 
 
 def push(path: str | Path, *, registry: str | Path | LocalRegistry | None = None,
@@ -47,11 +57,12 @@ def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel 
     base_id = base.model_id if isinstance(base, BaseModel) else base
     reg = open_registry(registry)
     entry = reg.resolve(_ref(ref, base_id))
-    fingerprint = None
+    checked = None
     if base is not None:
-        fingerprint = (base if isinstance(base, BaseModel) else load_base(base)).fingerprint
+        loaded = base if isinstance(base, BaseModel) else load_base(base)
+        checked = (loaded.model_id, loaded.fingerprint)
     target = Path(to) if to is not None else Path(f"{entry.ref.name}-{entry.ref.version}")
-    reg.pull(entry.ref, target, fingerprint=fingerprint, overwrite=overwrite)
+    reg.pull(entry.ref, target, base=checked, overwrite=overwrite)
     return entry, target
 
 
@@ -70,7 +81,7 @@ def resolve(ref: str | Ref, *, base: str | None = None,
 def verify(target: str | Path, *, base: str | None = None,
            registry: str | Path | LocalRegistry | None = None) -> Entry | Artifact:
     """Verify an artifact directory, or a registry version, file by file against its sha256."""
-    if Path(target).is_dir():
+    if is_artifact_path(target):
         return read_artifact(target)
     return open_registry(registry).verify(_ref(str(target), base))
 

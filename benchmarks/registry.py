@@ -42,8 +42,8 @@ Caveats
     nor the registry's blob writes are fsynced, so the ratio compares like with like.
 
 Run
-    .venv/bin/python benchmarks/registry.py              # full run, ~2-4 minutes
-    .venv/bin/python benchmarks/registry.py --quick      # smaller, ~30 seconds
+    .venv/bin/python benchmarks/registry.py              # full run, ~4 minutes (2.5 of them populating 10k)
+    .venv/bin/python benchmarks/registry.py --quick      # smaller, ~45 seconds
     .venv/bin/python benchmarks/registry.py --workdir /some/disk --json-out out.json
 Writes JSON to ``benchmarks/results/registry.json`` (``--json-out``).
 """
@@ -94,9 +94,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """Seconds ``fn(*args, **kwargs)`` took, and its value."""
     start = time.perf_counter()
-    value = fn()
+    value = fn(*args, **kwargs)
     return time.perf_counter() - start, value
 
 
@@ -108,6 +109,12 @@ def latency_stats(seconds: list[float]) -> dict[str, Any]:
 
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def copy_files(source: Path, target: Path) -> None:
+    """The raw-copy baseline of a small artifact: ``shutil.copyfile`` of each of its files."""
+    for path in source.iterdir():
+        shutil.copyfile(path, target / path.name)
 
 
 def drop(path: Path) -> None:
@@ -206,13 +213,13 @@ def bench_transfer(work: Path, big: Any, reps: int) -> dict[str, Any]:
         registry = LocalRegistry(reg_dir)  # opening a fresh registry is not part of the push
         for op in ORDERS[rep % len(ORDERS)]:
             if op == "copy":
-                seconds, _ = timed(lambda: shutil.copyfile(weights, copy_to))
+                seconds, _ = timed(shutil.copyfile, weights, copy_to)
             elif op == "hash":
-                seconds, _ = timed(lambda: sha256_file(weights))
+                seconds, _ = timed(sha256_file, weights)
             elif op == "push":
-                seconds, _ = timed(lambda: registry.push(big.path, version="1.0.0"))
+                seconds, _ = timed(registry.push, big.path, version="1.0.0")
             else:
-                seconds, _ = timed(lambda: registry.pull(ref, pull_to))
+                seconds, _ = timed(registry.pull, ref, pull_to)
                 assert dir_bytes(pull_to) == artifact_bytes
             times[op].append(seconds)
         drop(reg_dir)
@@ -246,15 +253,15 @@ def bench_small_pull(work: Path, small_dir: Path, pulls: int) -> dict[str, Any]:
     for i in range(2):  # warm-up, untimed
         registry.pull(latest, dests / f"warm-{i}")
     for i in range(pulls):  # interleaved: resolve, pull, hub.pull, raw copy of the same files
-        seconds, _ = timed(lambda: registry.resolve(latest))
+        seconds, _ = timed(registry.resolve, latest)
         results["resolve"].append(seconds)
-        seconds, _ = timed(lambda: registry.pull(latest, dests / f"pull-{i}"))
+        seconds, _ = timed(registry.pull, latest, dests / f"pull-{i}")
         results["pull"].append(seconds)
-        seconds, _ = timed(lambda: hub.pull(ref_text, to=dests / f"hub-{i}", registry=reg_dir))
+        seconds, _ = timed(hub.pull, ref_text, to=dests / f"hub-{i}", registry=reg_dir)
         results["hub_pull"].append(seconds)
         target = dests / f"copy-{i}"
         target.mkdir(parents=True)
-        seconds, _ = timed(lambda: [shutil.copyfile(p, target / p.name) for p in small_dir.iterdir()])
+        seconds, _ = timed(copy_files, small_dir, target)
         results["copy_files"].append(seconds)
     drop(dests)
     return {"artifact_bytes": dir_bytes(small_dir), "files": len(list(small_dir.iterdir())),
@@ -334,18 +341,18 @@ def bench_search(work: Path, small_entry: Any, small_registry: Any, total: int, 
     rows: dict[str, list[int]] = {k: [] for k in SEARCH_KINDS}
     registry.search(limit=50)  # warm-up
     for kind, filters in plan:  # end to end and SQL-only alternate, query by query
-        seconds, found = timed(lambda: registry.search(**filters))
+        seconds, found = timed(registry.search, **filters)
         end_to_end[kind].append(seconds)
         rows[kind].append(len(found))
-        seconds, _ = timed(lambda: registry._index.search(**filters))
+        seconds, _ = timed(registry._index.search, **filters)
         sql_only[kind].append(seconds)
 
-    open_times = [timed(lambda: LocalRegistry(reg_dir))[0] for _ in range(opens)]
+    open_times = [timed(LocalRegistry, reg_dir)[0] for _ in range(opens)]
     rebuild_times = []
     for _ in range(rebuilds):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{reg_dir / 'index.sqlite'}{suffix}").unlink(missing_ok=True)
-        seconds, rebuilt = timed(lambda: LocalRegistry(reg_dir))
+        seconds, rebuilt = timed(LocalRegistry, reg_dir)
         rebuild_times.append(seconds)
     assert len(rebuilt.search(limit=10**6)) == len(registry.search(limit=10**6)) > 0
 
@@ -380,11 +387,11 @@ def bench_push(work: Path, model: Any, metadata: dict[str, Any], pushes: int, bi
     big_registry.push(dirs[0])
     auto, same, into_10k = [], [], []
     for i in range(pushes):  # interleaved
-        seconds, last = timed(lambda: registry.push(dirs[i + 1]))  # new content, next patch version
+        seconds, last = timed(registry.push, dirs[i + 1])  # new content, next patch version
         auto.append(seconds)
-        same.append(timed(lambda: dedup_registry.push(dirs[0], version=f"2.0.{i}"))[0])
+        same.append(timed(dedup_registry.push, dirs[0], version=f"2.0.{i}")[0])
         if i < max(5, pushes // 2):
-            into_10k.append(timed(lambda: big_registry.push(dirs[i + 1]))[0])
+            into_10k.append(timed(big_registry.push, dirs[i + 1])[0])
     drop(sources)
     return {"new_content_auto_version": latency_stats(auto), "same_content_new_version": latency_stats(same),
             "new_content_into_10k_registry": latency_stats(into_10k),
@@ -461,7 +468,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pushes", type=int, default=50, help="timed pushes of the small artifact")
     p.add_argument("--entries", type=int, default=10_000, help="version manifests in the search registry")
     p.add_argument("--searches", type=int, default=200, help="timed searches (round-robin over kinds)")
-    p.add_argument("--rebuilds", type=int, default=2, help="timed index rebuilds")
+    p.add_argument("--rebuilds", type=int, default=1, help="timed index rebuilds")
     p.add_argument("--opens", type=int, default=20, help="timed LocalRegistry opens")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=None,

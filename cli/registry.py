@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from adapterhub_lite import hub
@@ -27,12 +28,12 @@ def entry_json(entry: Entry) -> dict:
 
 def entry_table(entry: Entry) -> Table:
     """Key facts of one registry version."""
-    table = Table(title=str(entry.ref) + (" [yanked]" if entry.yanked else ""), show_header=False)
+    table = Table(title=escape(str(entry.ref) + (" [yanked]" if entry.yanked else "")), show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for key, value in entry_json(entry).items():
-        if key not in ("ref", "base", "task", "name", "version", "yanked"):
-            table.add_row(key, str(value))
+        if key not in ("ref", "base", "task", "name", "version"):
+            table.add_row(key, escape(str(value)))
     table.add_row("files", ", ".join(f"{n} ({f['size']:,} B)" for n, f in entry.manifest["files"].items()))
     return table
 

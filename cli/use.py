@@ -126,7 +126,7 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print the full metadata as JSON."),
 ) -> None:
     """Show an artifact's metadata (after verifying every file's sha256), or a registry version."""
-    if not Path(target).is_dir() and not Path(target).exists() and "/" in target and not target.startswith("."):
+    if not hub.is_artifact_path(target):
         entry = hub.resolve(target, base=base, registry=registry)
         print_json(entry.manifest) if json_out else console.print(entry_table(entry))
         return

@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import METADATA_FILES, read_artifact, sha256_file
+from ..artifact import METADATA_FILES, check_writable, read_artifact, sha256_file
 from ..base import BaseFingerprint
-from ..errors import IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
-from .refs import Ref, check_base_id, check_segment, check_version, version_key
+from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
+from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
 LAYOUT = 1
 REGISTRY_ENV = "AHL_REGISTRY"
+_OWN_NAMES = {"ahl-registry.json", "blobs", "entries", "locks", "tmp", "index.sqlite", "index.sqlite-wal",
+              "index.sqlite-shm", "index.sqlite-journal"}
 
 
 def default_root() -> Path:
@@ -90,8 +92,16 @@ class LocalRegistry:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else default_root()
         marker = self.root / "ahl-registry.json"
-        if self.root.exists() and any(self.root.iterdir()) and not marker.is_file():
-            raise RefError(f"{self.root} exists and is not an adapterhub-lite registry (no ahl-registry.json)")
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"registry {self.root} is a file; point --registry at a directory")
+        # Another process may be creating this registry right now: only names we never write
+        # mean that the directory is something else.
+        foreign = [p.name for p in self.root.iterdir() if p.name not in _OWN_NAMES] if self.root.is_dir() else []
+        if foreign and not marker.is_file():
+            raise ConfigError(
+                f"{self.root} is not an adapterhub-lite registry (no ahl-registry.json, holds "
+                f"{', '.join(sorted(foreign)[:3])}); choose an empty or registry directory"
+            )
         for sub in ("blobs/sha256", "entries", "locks", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         if not marker.is_file():
@@ -131,8 +141,8 @@ class LocalRegistry:
 
     def _store_blob(self, source: Path, sha256: str) -> None:
         target = self.blob_path(sha256)
-        if target.is_file() and target.stat().st_size == source.stat().st_size:
-            return
+        if target.is_file() and sha256_file(target) == sha256:
+            return  # already stored intact (a damaged copy is replaced below)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
         os.close(fd)
@@ -169,7 +179,7 @@ class LocalRegistry:
         """
         artifact = read_artifact(path)
         meta = artifact.metadata
-        base, task, name = check_base_id(meta["base"]["model_id"]), meta["task"], meta["name"]
+        base, task, name = base_key(meta["base"]["model_id"]), meta["task"], meta["name"]
         meta_name = METADATA_FILES[artifact.kind]
         files = {meta_name: {"sha256": sha256_file(artifact.path / meta_name),
                              "size": (artifact.path / meta_name).stat().st_size},
@@ -245,28 +255,28 @@ class LocalRegistry:
             raise NotFoundError(f"{ref} is not in the registry at {self.root} (ahl search lists what is)")
         return self._entry(ref, candidates[-1])
 
-    def check_compatible(self, entry: Entry, fingerprint: BaseFingerprint) -> None:
+    def check_compatible(self, entry: Entry, fingerprint: BaseFingerprint, base_id: str) -> None:
         """Compare the recorded base fingerprint (from the manifest, before any weights move)."""
         recorded = BaseFingerprint.from_dict(entry.summary["fingerprint"])
         differences = recorded.differences(fingerprint)
         if differences:
             raise IncompatibleBaseError(
-                f"{entry.ref} was trained on {entry.ref.base} ({recorded.short()}), which differs from the "
-                f"requested base ({fingerprint.short()}) in {', '.join(differences)}"
+                f"{entry.ref} was trained on {entry.ref.base} ({recorded.short()}) but the base is {base_id} "
+                f"({fingerprint.short()}); they differ in {', '.join(differences)}"
             )
 
-    def pull(self, ref: Ref, to: Path, *, fingerprint: BaseFingerprint | None = None,
+    def pull(self, ref: Ref, to: Path, *, base: tuple[str, BaseFingerprint] | None = None,
              overwrite: bool = False) -> Entry:
         """Copy a version into directory ``to``, verifying every file's sha256 on the way.
 
-        Nothing appears at ``to`` unless every file verified.
+        With ``base`` (its id and fingerprint), a base that differs from the recorded one is
+        refused before any file is copied. Nothing appears at ``to`` unless every file verified.
         """
         entry = self.resolve(ref)
-        if fingerprint is not None:
-            self.check_compatible(entry, fingerprint)
+        if base is not None:
+            self.check_compatible(entry, base[1], base[0])
         to = Path(to)
-        if to.exists() and not overwrite and any(to.iterdir() if to.is_dir() else [to]):
-            raise RefError(f"{to} already exists; choose another --to or remove it")
+        check_writable(to, overwrite=overwrite)
         to.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
         try:

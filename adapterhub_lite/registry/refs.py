@@ -72,6 +72,21 @@ def check_base_id(value: str) -> str:
     return value
 
 
+def base_key(model_id: str) -> str:
+    """The registry key of a base model id.
+
+    A Hugging Face id is its own key. An artifact trained on a local directory records the
+    directory's absolute path; its key is ``local/<directory name>`` (characters outside the name
+    alphabet become ``-``). Compatibility never rests on the key: pulls compare fingerprints.
+    """
+    try:
+        return check_base_id(model_id)
+    except RefError:
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", model_id.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1])
+        name = re.sub(r"\.{2,}", ".", name).lstrip("._-")[:96] or "model"
+        return f"local/{name}"
+
+
 @dataclass(frozen=True)
 class Ref:
     """A parsed reference: entry ``(base, task, name)`` and an optional selector."""
