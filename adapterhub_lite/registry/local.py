@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..artifact import METADATA_FILES, check_writable, read_artifact, sha256_file
 from ..base import BaseFingerprint
@@ -140,16 +140,19 @@ class LocalRegistry:
             raise
 
     def _store_blob(self, source: Path, sha256: str) -> None:
+        """Copy ``source`` into the blob store, hashing in the same pass; refuse a mismatch."""
         target = self.blob_path(sha256)
         if target.is_file() and sha256_file(target) == sha256:
             return  # already stored intact (a damaged copy is replaced below)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-        os.close(fd)
         try:
-            shutil.copyfile(source, tmp)
-            if sha256_file(Path(tmp)) != sha256:
-                raise IntegrityError(f"{source} changed while it was being pushed; push again")
+            with os.fdopen(fd, "wb") as out:
+                if copy_hashed(source, out) != sha256:
+                    raise IntegrityError(f"{source} does not match its sha256 in the metadata; it is damaged "
+                                         f"or changed while being pushed")
+                out.flush()
+                os.fsync(out.fileno())
             os.chmod(tmp, 0o444)
             os.replace(tmp, target)
         except BaseException:
@@ -177,7 +180,8 @@ class LocalRegistry:
             ArtifactError / IntegrityError: the directory is not a valid artifact.
             VersionConflictError: the version exists with different content.
         """
-        artifact = read_artifact(path)
+        # Files are verified while they are copied into the blob store: one hashing pass.
+        artifact = read_artifact(path, verify=False)
         meta = artifact.metadata
         base, task, name = base_key(meta["base"]["model_id"]), meta["task"], meta["name"]
         meta_name = METADATA_FILES[artifact.kind]
@@ -189,12 +193,11 @@ class LocalRegistry:
             self._store_blob(artifact.path / file_name, record["sha256"])
         ref = Ref(base, task, name)
         with self._locked(base, task, name):
-            existing = self._versions(ref)
             if version is None:
-                same = [v for v in existing if self._read_manifest(ref, v)["digest"] == digest]
-                if same:
-                    return self._entry(ref, same[-1])
-                version = _next_version(existing)
+                same = self._index.version_with_digest(ref, digest)
+                if same is not None:
+                    return self._entry(ref, same)
+                version = _next_version(self._versions(ref))
             manifest_path = self._manifest_path(ref, version)
             if manifest_path.is_file():
                 current = self._read_manifest(ref, version)
@@ -280,16 +283,20 @@ class LocalRegistry:
         to.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
         try:
-            for file_name, record in entry.manifest["files"].items():
+            files = entry.manifest["files"]
+            for file_name, record in files.items():
                 blob = self.blob_path(record["sha256"])
                 if not blob.is_file():
                     raise IntegrityError(f"{entry.ref}: blob of {file_name} is missing from the registry")
-                shutil.copyfile(blob, staging / file_name)
-                if sha256_file(staging / file_name) != record["sha256"]:
-                    raise IntegrityError(
-                        f"{entry.ref}: {file_name} does not match its sha256 in the registry (damaged blob)"
-                    )
-            read_artifact(staging)  # the artifact's own records must agree too
+                with (staging / file_name).open("wb") as out:
+                    if copy_hashed(blob, out) != record["sha256"]:
+                        raise IntegrityError(
+                            f"{entry.ref}: {file_name} does not match its sha256 in the registry (damaged blob)"
+                        )
+            # The artifact's own records must agree with the manifest's verified ones.
+            pulled = read_artifact(staging, verify=False)
+            if any(files.get(n) != r for n, r in pulled.metadata["files"].items()):
+                raise IntegrityError(f"{entry.ref}: adapter.json disagrees with the registry manifest")
             staging.chmod(0o755)
             if to.exists():
                 shutil.rmtree(to)
@@ -327,6 +334,16 @@ class LocalRegistry:
             yield path, json.loads(path.read_text(encoding="utf-8"))
 
 
+def copy_hashed(source: Path, out: BinaryIO) -> str:
+    """Copy a file into ``out`` and return its sha256, reading it once."""
+    digest = hashlib.sha256()
+    with source.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+    return digest.hexdigest()
+
+
 def _next_version(existing: list[str]) -> str:
     if not existing:
         return "1.0.0"
@@ -335,26 +352,38 @@ def _next_version(existing: list[str]) -> str:
 
 
 class _Index:
-    """SQLite search index over version manifests; rebuilt from ``entries/`` when missing."""
+    """SQLite search index over version manifests; rebuilt from ``entries/`` when missing.
 
-    COLUMNS = ("base", "task", "name", "version", "major", "minor", "patch", "digest", "architecture", "head",
-               "tags", "metrics", "pushed_at", "yanked")
+    ``latest`` marks the newest non-yanked version of each entry, kept current on push and
+    yank, so that search reads one indexed row per entry instead of ranking every version.
+    """
+
+    SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS versions (base TEXT, task TEXT, name TEXT, version TEXT, major INT, "
+        "minor INT, patch INT, digest TEXT, architecture TEXT, head TEXT, tags TEXT, metrics TEXT, "
+        "pushed_at TEXT, yanked INT, latest INT DEFAULT 0, PRIMARY KEY (base, task, name, version))",
+        "CREATE INDEX IF NOT EXISTS latest_by_entry ON versions (latest, base, task, name)",
+        "CREATE INDEX IF NOT EXISTS latest_by_task ON versions (latest, task)",
+        "CREATE INDEX IF NOT EXISTS by_digest ON versions (base, task, name, digest)",
+    )
 
     def __init__(self, path: Path, registry: LocalRegistry) -> None:
         self.path = path
         fresh = not path.exists()
         with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS versions (base TEXT, task TEXT, name TEXT, version TEXT, major INT, "
-                "minor INT, patch INT, digest TEXT, architecture TEXT, head TEXT, tags TEXT, metrics TEXT, "
-                "pushed_at TEXT, yanked INT, PRIMARY KEY (base, task, name, version))"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS by_task ON versions (task, base)")
-            db.execute("CREATE INDEX IF NOT EXISTS by_base ON versions (base)")
-        if fresh:
-            for manifest_path, manifest in registry.all_manifests():
-                ref = Ref(manifest["base"], manifest["task"], manifest["name"], manifest["version"])
-                self.add(Entry(ref, manifest, manifest_path.with_suffix(".yanked").exists()))
+            for statement in self.SCHEMA:
+                db.execute(statement)
+            if fresh:  # one transaction for the whole rebuild: one fsync, not one per version
+                rows = [self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
+                                        manifest_path.with_suffix(".yanked").exists()))
+                        for manifest_path, m in registry.all_manifests()]
+                db.executemany(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", rows)
+                db.execute(
+                    "UPDATE versions SET latest = 1 WHERE yanked = 0 AND NOT EXISTS (SELECT 1 FROM versions AS v "
+                    "WHERE v.base = versions.base AND v.task = versions.task AND v.name = versions.name "
+                    "AND v.yanked = 0 AND (v.major, v.minor, v.patch) > "
+                    "(versions.major, versions.minor, versions.patch))"
+                )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -366,28 +395,52 @@ class _Index:
         finally:
             db.close()
 
-    def add(self, entry: Entry) -> None:
+    @staticmethod
+    def _row(entry: Entry) -> tuple[Any, ...]:
         s = entry.summary
         major, minor, patch = version_key(entry.ref.version or "0.0.0")
-        row = (entry.ref.base, entry.ref.task, entry.ref.name, entry.ref.version, major, minor, patch, entry.digest,
-               s.get("architecture"), s.get("head"), json.dumps(s.get("tags", [])), json.dumps(s.get("metrics", {})),
-               entry.manifest.get("pushed_at"), int(entry.yanked))
+        return (entry.ref.base, entry.ref.task, entry.ref.name, entry.ref.version, major, minor, patch, entry.digest,
+                s.get("architecture"), s.get("head"), json.dumps(s.get("tags", [])),
+                json.dumps(s.get("metrics", {})), entry.manifest.get("pushed_at"), int(entry.yanked), 0)
+
+    @staticmethod
+    def _refresh_latest(db: sqlite3.Connection, ref: Ref) -> None:
+        key = (ref.base, ref.task, ref.name)
+        db.execute("UPDATE versions SET latest = 0 WHERE base = ? AND task = ? AND name = ? AND latest = 1", key)
+        db.execute(
+            "UPDATE versions SET latest = 1 WHERE rowid = (SELECT rowid FROM versions WHERE base = ? AND task = ? "
+            "AND name = ? AND yanked = 0 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1)", key
+        )
+
+    def add(self, entry: Entry) -> None:
+        """Index a new version (called under the entry's lock)."""
         with self._connect() as db:
-            db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * len(row))})", row)
+            db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", self._row(entry))
+            self._refresh_latest(db, entry.ref)
 
     def set_yanked(self, ref: Ref, yanked: bool) -> None:
         with self._connect() as db:
             db.execute("UPDATE versions SET yanked = ? WHERE base = ? AND task = ? AND name = ? AND version = ?",
                        (int(yanked), ref.base, ref.task, ref.name, ref.version))
+            self._refresh_latest(db, ref)
+
+    def version_with_digest(self, ref: Ref, digest: str) -> str | None:
+        """The newest version of an entry whose content has ``digest``, if any."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT version FROM versions WHERE base = ? AND task = ? AND name = ? AND digest = ? "
+                "ORDER BY major DESC, minor DESC, patch DESC LIMIT 1", (*ref.entry, digest)
+            ).fetchone()
+        return row[0] if row else None
 
     def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
                name: str | None = None, tag: str | None = None, sort: str | None = None,
                limit: int = 50) -> list[tuple[str, str, str, str]]:
-        """``(base, task, name, version)`` rows, one per entry: its latest non-yanked version.
+        """``(base, task, name, version)`` of entries whose latest non-yanked version matches.
 
         Filters: exact base/task/architecture, name substring, tag. Order: a dev metric, best
         first, or by entry."""
-        where, args = ["yanked = 0"], []
+        where, args = ["latest = 1"], []
         for column, value in (("base", base), ("task", task), ("architecture", architecture)):
             if value:
                 where.append(f"{column} = ?")
@@ -398,14 +451,11 @@ class _Index:
         if tag:
             where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE json_each.value = ?)")
             args.append(tag)
-        order = "base, task, name"
+        columns, order = "base, task, name, version", "base, task, name"
         if sort:
             check_segment(sort, "sort metric")
-            order = f"json_extract(metrics, '$.{sort}') IS NULL, json_extract(metrics, '$.{sort}') DESC, {order}"
-        query = (
-            f"SELECT base, task, name, version FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY base, task, name "
-            f"ORDER BY major DESC, minor DESC, patch DESC) AS newest FROM versions WHERE {' AND '.join(where)}) "
-            f"WHERE newest = 1 ORDER BY {order} LIMIT ?"
-        )
+            columns += f", json_extract(metrics, '$.{sort}') AS score"
+            order = f"score IS NULL, score DESC, {order}"
+        query = f"SELECT {columns} FROM versions WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
         with self._connect() as db:
-            return db.execute(query, (*args, int(limit))).fetchall()
+            return [row[:4] for row in db.execute(query, (*args, int(limit))).fetchall()]
