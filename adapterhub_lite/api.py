@@ -6,6 +6,7 @@ Each CLI command is a thin shell over one of these. They return values and raise
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 from collections.abc import Callable, Sequence
@@ -138,7 +139,7 @@ def train(
     if isinstance(adapter, str):
         adapter = AdapterConfig.from_preset(adapter)
     if config.mode == "adapter" and adapter is None:
-        config.mode = "head_only"
+        config = dataclasses.replace(config, mode="head_only")
     if config.mode == "full" and out is not None:
         raise ConfigError("full fine-tuning produces no adapter artifact; train without an output dir")
     if out is not None:
@@ -172,7 +173,7 @@ def train(
     enc_train = tokenize(tok, train_set, config.max_length, train_targets)
     enc_dev = tokenize(tok, dev_set, config.max_length, dev_targets)
     if on_event:
-        on_event(TrainEvent("params", message=f"{trainable}/{total}"))
+        on_event(TrainEvent("params", parameters=(trainable, total)))
     result = fit(model, params, enc_train, enc_dev, head, config, pad_id=_pad_id(tok), on_event=on_event,
                  metrics_path=_metrics_path(out))
     model.requires_grad_(False)

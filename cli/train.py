@@ -99,8 +99,8 @@ def train(
     with training_progress(f"train {name or task}", enabled=not json_out) as on_progress:
 
         def on_event(event: api.TrainEvent) -> None:
-            if event.kind == "params" and not json_out:
-                trainable, total = (int(x) for x in event.message.split("/"))  # type: ignore[union-attr]
+            if event.kind == "params" and event.parameters and not json_out:
+                trainable, total = event.parameters
                 err_console.print(f"trainable parameters: {trainable_share(trainable, total)} ({trainable:,})")
             on_progress(event)
 

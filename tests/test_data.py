@@ -148,3 +148,19 @@ def test_multiple_choice_needs_one_number_of_choices(tmp_path):
                                                {"text": "q", "choices": ["a", "b", "c"], "label": 0}])
     with pytest.raises(DataError, match=r"same number of choices; found \[2, 3\]"):
         load_examples(path, Columns(choices="choices"))
+
+
+@pytest.mark.parametrize("spec", ["hf:", "hf:glue", "hf:glue::train", "hf:a:b:c:d"])
+def test_malformed_hub_dataset_names(spec):
+    with pytest.raises(DataError, match="write a hub dataset as hf:NAME:SPLIT"):
+        load_examples(spec, Columns())
+
+
+def test_datasets_directory_with_several_splits_is_refused(tmp_path):
+    import datasets
+
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS), "dev": datasets.Dataset.from_list(ROWS)})
+    splits.save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(DataError, match="holds several splits .*point at one split"):
+        load_examples(tmp_path / "dd", Columns())
+    assert len(load_examples(tmp_path / "dd" / "train", Columns())) == 3

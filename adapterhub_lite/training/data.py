@@ -146,7 +146,8 @@ def read_rows(source: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     if path.is_dir():
-        if (path / "dataset_info.json").is_file() or (path / "state.json").is_file():
+        markers = ("dataset_info.json", "state.json", "dataset_dict.json")  # written by save_to_disk
+        if any((path / marker).is_file() for marker in markers):
             return _read_datasets(str(path)), None
         raise DataError(f"{path} is a directory, not a data file")
     rows = _read_rows(path)

@@ -31,7 +31,8 @@ from .metrics import MAIN_METRIC, compute_metrics
 
 @dataclass
 class TrainEvent:
-    """Progress report sent to ``on_event``: ``start``, ``step``, ``epoch`` or ``stop``."""
+    """Progress report sent to ``on_event``: ``params`` (trainable and total parameter counts,
+    before training), ``start``, ``step``, ``epoch`` or ``stop``."""
 
     kind: str
     step: int = 0
@@ -40,6 +41,7 @@ class TrainEvent:
     loss: float | None = None
     metrics: dict[str, float] | None = None
     message: str | None = None
+    parameters: tuple[int, int] | None = None
 
 
 @dataclass
