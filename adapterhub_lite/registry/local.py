@@ -125,39 +125,36 @@ class LocalRegistry:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _write_atomic(self, target: Path, data: bytes) -> None:
+    @contextmanager
+    def _atomic_file(self, target: Path, mode: int) -> Iterator[BinaryIO]:
+        """A temporary file under ``tmp/`` that replaces ``target`` (fsynced, chmod ``mode``)
+        only if the block completes."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp" if (self.root / "tmp").is_dir() else target.parent)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, mode)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _write_atomic(self, target: Path, data: bytes) -> None:
+        with self._atomic_file(target, 0o644) as handle:
+            handle.write(data)
 
     def _store_blob(self, source: Path, sha256: str) -> None:
         """Copy ``source`` into the blob store, hashing in the same pass; refuse a mismatch."""
         target = self.blob_path(sha256)
         if target.is_file() and sha256_file(target) == sha256:
             return  # already stored intact (a damaged copy is replaced below)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                if copy_hashed(source, out) != sha256:
-                    raise IntegrityError(f"{source} does not match its sha256 in the metadata; it is damaged "
-                                         f"or changed while being pushed")
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with self._atomic_file(target, 0o444) as handle:
+            if copy_hashed(source, handle) != sha256:
+                raise IntegrityError(f"{source} does not match its sha256 in the metadata; it is damaged "
+                                     f"or changed while being pushed")
 
     @contextmanager
     def _locked(self, base: str, task: str, name: str) -> Iterator[None]:
