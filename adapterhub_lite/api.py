@@ -24,6 +24,7 @@ from .config import AdapterConfig, HeadConfig, TrainConfig
 from .errors import ConfigError, DataError, IncompatibleBaseError
 from .model import AdapterModel
 from .training.data import (
+    HUB_PREFIX,
     Columns,
     Example,
     ExampleSet,
@@ -360,6 +361,9 @@ def predict(
     """
     loaded = _as_loaded(adapter, base)
     if isinstance(inputs, (str, Path)):
+        if isinstance(inputs, str) and not inputs.startswith(HUB_PREFIX) and not Path(inputs).exists():
+            raise DataError(f"data file {inputs[:60]!r} does not exist; to predict texts pass a list: "
+                            f"predict(adapter, [text, ...])")
         data_set = load_examples(inputs, columns or loaded.columns, require_label=False)
     elif isinstance(inputs, ExampleSet):
         data_set = inputs

@@ -243,3 +243,11 @@ def test_regression_and_multiple_choice_train_save_and_predict(tmp_path, tiny_ba
     assert len(predictions) == len(rows)
     assert all(p.label in range(len(labels)) and set(p.probabilities) == set(labels) for p in predictions)
     assert api.evaluate(tmp_path / "mc", mc)["accuracy"] >= 0.0
+
+
+def test_predict_with_a_lone_string_explains_itself(trained):
+    from adapterhub_lite import DataError
+
+    with pytest.raises(DataError, match="to predict texts pass a list"):
+        api.predict(trained[1], "free prize, call now")
+    assert len(api.predict(trained[1], ["free prize, call now"])) == 1
