@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata as _metadata
@@ -23,6 +22,7 @@ from .base import BaseFingerprint, BaseModel, load_base
 from .config import AdapterConfig, HeadConfig, TrainConfig
 from .errors import ConfigError, DataError, IncompatibleBaseError
 from .model import AdapterModel
+from .registry.refs import check_segment
 from .training.data import (
     HUB_PREFIX,
     Columns,
@@ -35,8 +35,6 @@ from .training.data import (
     tokenize,
 )
 from .training.loop import FitResult, TrainEvent, evaluate_outputs, fit, predict_outputs, select_device
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 @dataclass
@@ -131,12 +129,8 @@ def train(
     config.validate()
     columns = columns or Columns()
     name = name or task
-    for what, value in (("task", task), ("name", name)):
-        if not _NAME.fullmatch(value):
-            raise ConfigError(
-                f"{what} {value!r} must be 1-96 letters, digits, '.', '_' or '-', starting with a "
-                f"letter or digit"
-            )
+    check_segment(task, "task")  # names become registry keys and paths: one rule for both
+    check_segment(name, "name")
     if isinstance(adapter, str):
         adapter = AdapterConfig.from_preset(adapter)
     if config.mode == "adapter" and adapter is None:
