@@ -186,11 +186,10 @@ class AdapterModel(nn.Module):
         num_choices = None
         if input_ids.dim() == 3:
             num_choices = input_ids.size(1)
-            flat = lambda t: t.reshape(-1, t.size(-1))  # noqa: E731
+            flat = lambda t: t.reshape(-1, t.size(-1))
             input_ids, attention_mask = flat(input_ids), flat(attention_mask)
             inputs = {k: flat(v) for k, v in inputs.items()}
-        with self._run():
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
+        hidden = self.encode(input_ids, attention_mask, **inputs)
         return self.head(hidden, attention_mask, num_choices)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any) -> torch.Tensor:

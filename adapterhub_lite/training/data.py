@@ -266,7 +266,7 @@ def split_dev(train: ExampleSet, share: float, seed: int) -> tuple[ExampleSet, E
     cut = max(1, int(round(len(order) * share)))
     if cut >= len(order):
         raise DataError(f"{train.source}: too few rows ({len(order)}) to hold out a dev split")
-    pick = lambda idx: [train.examples[i] for i in sorted(idx)]  # noqa: E731
+    pick = lambda idx: [train.examples[i] for i in sorted(idx)]
     dev = ExampleSet(pick(order[:cut]), f"{train.source} (dev split)", train.sha256, train.columns_found)
     rest = ExampleSet(pick(order[cut:]), train.source, train.sha256, train.columns_found)
     return rest, dev

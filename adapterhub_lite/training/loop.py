@@ -187,7 +187,7 @@ def fit(
                 f"batch size {config.batch_size} must be a multiple of processes x grad accum ({shards})"
             )
         if rank:
-            emit = lambda event: None  # noqa: E731  (one process reports)
+            emit = lambda event: None  # one process reports
         runner: nn.Module = model
         if world > 1:
             runner = nn.parallel.DistributedDataParallel(
