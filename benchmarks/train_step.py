@@ -23,6 +23,7 @@ Reference
 
 Run
     .venv/bin/python benchmarks/train_step.py                     # adapter + full, 2 threads
+    python benchmarks/train_step.py --device cuda --base bert-base-random   # on a GPU machine
     .venv/bin/python benchmarks/train_step.py --cases adapter full head_only --steps 20
     .venv/bin/python benchmarks/train_step.py --case adapter --child   # one case, JSON to stdout
 
@@ -56,16 +57,27 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "train_step.json"
 # -- one case (child process) ---------------------------------------------------------------
 
 
-def build(case: str, seed: int) -> tuple[Any, list[Any]]:
+def load_model_base(name: str) -> Any:
+    """The embedded MiniLM, or a randomly initialised BERT-base-sized encoder (``bert-base-random``:
+    for machines without the embedded model, such as the GPU machine)."""
+    from transformers import BertConfig, BertModel
+
+    from adapterhub_lite.base import from_encoder, load_base
+
+    if name == "minilm":
+        return load_base()
+    return from_encoder(BertModel(BertConfig(), add_pooling_layer=False), None, model_id="bert-base-random")
+
+
+def build(case: str, seed: int, base_name: str = "minilm") -> tuple[Any, list[Any]]:
     """The model for ``case`` and the parameters to optimise."""
     import torch
 
-    from adapterhub_lite.base import load_base
     from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
     from adapterhub_lite.model import AdapterModel
 
     torch.manual_seed(seed)
-    model = AdapterModel(load_base())
+    model = AdapterModel(load_model_base(base_name))
     mode, base_dropout = case, TrainConfig().base_dropout
     if case.startswith("adapter"):
         model.add_adapter("bench", AdapterConfig.from_preset("pfeiffer"))
@@ -92,23 +104,27 @@ def make_batch(vocab_size: int, batch: int, seq: int, seed: int) -> tuple[dict[s
 
 def time_steps(model: Any, params: list[Any], inputs: dict[str, Any], labels: Any,
                steps: int, warmup: int, lr: float) -> list[float]:
-    """Seconds per train step (as in ``fit``) for ``steps`` steps after ``warmup`` steps."""
+    """Seconds per train step (as in ``fit``, autocast on GPU) for ``steps`` steps after ``warmup``."""
     import torch
     from torch import nn
 
     from adapterhub_lite.modules.heads import head_loss
+    from adapterhub_lite.training.loop import autocast_for
 
+    device = labels.device
+    cast, _ = autocast_for(device)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        loss = head_loss("classification", model(**inputs), labels)
+        with cast:
+            loss = head_loss("classification", model(**inputs), labels)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss.item()
+        loss.item()  # waits for the device
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return times
@@ -119,8 +135,11 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    model, params = build(args.case, args.seed)
+    model, params = build(args.case, args.seed, args.base)
     inputs, labels = make_batch(model.base.fingerprint.vocab_size, args.batch, args.seq, args.seed)
+    device = torch.device(args.device)
+    model.to(device)
+    inputs, labels = {k: v.to(device) for k, v in inputs.items()}, labels.to(device)
     if args.profile:
         return profile_case(model, params, inputs, labels, args)
     times = time_steps(model, params, inputs, labels, args.steps, args.warmup, args.lr)
@@ -134,6 +153,7 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
         "min_s": min(times),
         "times_s": times,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
         "trainable_params": trainable,
         "total_params": total,
     }
@@ -167,7 +187,7 @@ def spawn(case: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--child",
            "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--batch", str(args.batch), "--seq", str(args.seq), "--lr", str(args.lr),
-           "--seed", str(args.seed)]
+           "--seed", str(args.seed), "--device", args.device, "--base", args.base]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stderr)
@@ -183,23 +203,23 @@ def versions() -> dict[str, str]:
             "python": platform.python_version(), "machine": platform.machine()}
 
 
-def add_ratios(results: list[dict[str, Any]]) -> None:
+def add_ratios(results: list[dict[str, Any]], with_reference: bool) -> None:
     full = next((r["median_s"] for r in results if r["case"] == "full"), None)
     for r in results:
         r["ratio_to_full"] = r["median_s"] / full if full else None
-        r["ratio_to_reference"] = r["median_s"] / REFERENCE_ADAPTERS_S_PER_STEP
+        r["ratio_to_reference"] = r["median_s"] / REFERENCE_ADAPTERS_S_PER_STEP if with_reference else None
 
 
 def print_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"train step, MiniLM-L6-H384, batch {meta['batch']} x {meta['seq']}, "
+    table = Table(title=f"train step, {meta['base']} on {meta['device']}, batch {meta['batch']} x {meta['seq']}, "
                         f"{meta['threads']} threads (torch {meta['versions']['torch']})")
     for col in ("case", "median s/step", "p90 s/step", "steps", "peak RSS MiB",
                 "x full fine-tuning", "x reference*"):
         table.add_column(col, justify="left" if col == "case" else "right")
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    fmt = lambda v, f: "-" if v is None else format(v, f)
     for r in results:
         table.add_row(r["case"], fmt(r["median_s"], ".3f"), fmt(r["p90_s"], ".3f"), str(r["steps"]),
                       fmt(r["peak_rss_mib"], ".0f"), fmt(r["ratio_to_full"], ".2f"),
@@ -210,6 +230,9 @@ def print_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     if max(load.values()) > meta["threads"]:
         console.print(f"[yellow]warning: 1-minute load average {load['before']:.1f} -> "
                       f"{load['after']:.1f} exceeds {meta['threads']} threads; times are inflated")
+    if meta["reference"] is None:
+        console.print("* the reference applies to MiniLM on the CPU only")
+        return
     goal = GOAL_RATIO_TO_REFERENCE * REFERENCE_ADAPTERS_S_PER_STEP
     console.print(f"* reference: {REFERENCE_ADAPTERS_S_PER_STEP:.2f} s/step, {REFERENCE_LABEL}; "
                   f"goal for 'adapter': <= {goal:.2f} s/step")
@@ -233,6 +256,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bf16/fp16 autocast as in training)")
+    p.add_argument("--base", choices=("minilm", "bert-base-random"), default="minilm",
+                   help="embedded MiniLM, or a random BERT-base-sized encoder (no model files needed)")
     p.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     return p.parse_args(argv)
 
@@ -246,16 +272,19 @@ def main(argv: list[str] | None = None) -> None:
         return
     load_before = os.getloadavg()
     results = [spawn(case, args) for case in args.cases]
-    add_ratios(results)
+    with_reference = args.base == "minilm" and args.device == "cpu"
+    add_ratios(results, with_reference)
     meta = {"threads": args.threads, "batch": args.batch, "seq": args.seq, "lr": args.lr,
-            "steps": args.steps, "warmup": args.warmup, "base": "MiniLM-L6-H384 (load_base())",
+            "steps": args.steps, "warmup": args.warmup, "device": args.device,
+            "base": "MiniLM-L6-H384" if args.base == "minilm" else "random BERT-base",
             "versions": versions(),
             # other work on the machine inflates times: a 1-minute load above the thread count
             # means the cases did not have the cores to themselves.
             "loadavg_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
             "reference": {"case": "adapter", "median_s": REFERENCE_ADAPTERS_S_PER_STEP,
                           "source": REFERENCE_LABEL,
-                          "goal_s": GOAL_RATIO_TO_REFERENCE * REFERENCE_ADAPTERS_S_PER_STEP}}
+                          "goal_s": GOAL_RATIO_TO_REFERENCE * REFERENCE_ADAPTERS_S_PER_STEP}
+            if with_reference else None}
     print_table(results, meta)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
