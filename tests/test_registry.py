@@ -155,7 +155,7 @@ def test_push_artifact_trained_on_local_directory_base(root, tmp_path, tiny_base
     try:
         entry = hub.push(artifact, registry=root)
     except RefError as exc:
-        pytest.fail(f"BUG: an artifact trained on a local base directory cannot be pushed: {exc}")
+        pytest.fail(f"an artifact trained on a local base directory cannot be pushed: {exc}")
     _, dest = hub.pull(entry.ref, to=tmp_path / "back", base=tiny_base_model, registry=root)
     assert_same_artifact(artifact, dest)
 
@@ -341,7 +341,7 @@ def test_concurrent_first_use_of_a_new_registry(art, tmp_path):
     expect_line(first, "initializing")  # sub-directories made, ahl-registry.json being written
     release(second)
     found = results([first, second])
-    assert all(r["ok"] for r in found), f"BUG: concurrent first use of a new registry directory fails: {found}"
+    assert all(r["ok"] for r in found), f"concurrent first use of a new registry directory fails: {found}"
     assert search_refs(root) == [f"{HUB_ID}/sst2/a@1.0.0", f"{HUB_ID}/sst2/b@1.0.0"]
 
 
@@ -457,7 +457,7 @@ def test_pull_with_incompatible_base(registry, root, art, tmp_path, tiny_base_mo
     assert ours.weights_sha256[:12] in message and theirs.weights_sha256[:12] in message
     # like api.load's message ("trained on X (...) but the base is Y (...)"), name the requested base
     assert other_base_model.model_id in message, (
-        f"BUG: the incompatible-base error names only the stored base, not the requested one: {message}")
+        f"the incompatible-base error names only the stored base, not the requested one: {message}")
 
 
 # -- the search index -----------------------------------------------------------------------------------
@@ -622,7 +622,7 @@ def test_verify_with_a_bad_ref(tmp_path, monkeypatch):
         except RefError:
             pass
         except OSError as exc:
-            pytest.fail(f"BUG: hub.verify({text[:12]!r}... ({len(text)} chars)) raises a raw "
+            pytest.fail(f"hub.verify({text[:12]!r}... ({len(text)} chars)) raises a raw "
                         f"{type(exc).__name__} from Path.is_dir() (hub.py verify), not RefError: {str(exc)[:60]}")
     with pytest.raises(AhlError):
         hub.verify("", registry=root)
@@ -657,7 +657,7 @@ def test_registry_path_that_is_a_file(tmp_path):
     except AhlError as exc:
         assert str(path) in str(exc)
     except OSError as exc:
-        pytest.fail(f"BUG: a registry path that is a file raises a raw {type(exc).__name__} ({exc}), "
+        pytest.fail(f"a registry path that is a file raises a raw {type(exc).__name__} ({exc}), "
                     f"which the CLI prints as a traceback, instead of an AhlError")
     else:
         pytest.fail("a file was accepted as a registry directory")
@@ -747,5 +747,5 @@ def test_cli_info_verify_yank_in_process(tmp_path, art, monkeypatch):
     result = runner.invoke(app, ["info", f"{ENTRY}@1.0.0", "--registry", str(root)])
     assert result.exit_code == 0, result.output
     assert "yanked" in result.stdout, (
-        "BUG: `ahl info REF` does not show that the version is yanked (cli/registry.py entry_table: the "
+        "`ahl info REF` does not show that the version is yanked (cli/registry.py entry_table: the "
         f"title suffix ' [yanked]' is parsed as Rich markup and vanishes):\n{result.stdout}")
