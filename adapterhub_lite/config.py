@@ -18,7 +18,7 @@ NON_LINEARITIES = ("relu", "gelu", "silu", "swish", "leaky_relu", "tanh")
 INITS = ("bert", "zero_up", "houlsby")
 HEAD_TYPES = ("classification", "regression", "multiple_choice")
 POOLINGS = ("cls", "mean")
-TRAIN_MODES = ("adapter", "head_only", "full")
+TRAIN_MODES = ("adapter", "head_only", "full", "fusion")
 
 _C = TypeVar("_C", bound="_JsonConfig")
 
@@ -118,6 +118,29 @@ class AdapterConfig(_JsonConfig):
             raise ConfigError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
         if not isinstance(self.reduction_factor, int) or self.reduction_factor < 1:
             raise ConfigError("reduction factor must be a whole number >= 1")
+
+
+@dataclass
+class FusionConfig(_JsonConfig):
+    """AdapterFusion (Pfeiffer et al. 2021, §3.2 and §4.1): per-site attention over adapters.
+
+    See ``docs/fusion.md`` for the equations and the choices the paper leaves open.
+    """
+
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature over adapter scores."})
+    value_l2: float = field(
+        default=0.01, metadata={"help": "Weight of the L2 penalty pulling each V towards the identity."}
+    )
+    value_init_noise: float = field(
+        default=1e-6, metadata={"help": "Std of the noise added off the diagonal of V's identity init."}
+    )
+    query_key_init_std: float = field(default=0.02, metadata={"help": "Std of the random Q and K init."})
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for a value no fusion can use."""
+        if self.temperature <= 0 or self.value_l2 < 0 or self.value_init_noise < 0:
+            raise ConfigError("fusion temperature must be > 0; value_l2 and value_init_noise must be >= 0")
 
 
 @dataclass

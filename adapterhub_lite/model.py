@@ -27,9 +27,10 @@ from torch import nn
 
 from .architectures import AdapterSite, adapter_sites
 from .base import BaseModel
-from .config import POSITIONS, AdapterConfig, HeadConfig
+from .config import POSITIONS, AdapterConfig, FusionConfig, HeadConfig
 from .errors import ConfigError
 from .modules.adapter import BottleneckAdapter
+from .modules.fusion import FusionLayer, StackedAdapters, fuse
 from .modules.heads import PredictionHead
 
 ADAPTER_PREFIX = "adapter."
@@ -56,6 +57,11 @@ class AdapterModel(nn.Module):
         self.adapter_configs: dict[str, AdapterConfig] = {}
         self.head: PredictionHead | None = None
         self.active: str | None = None
+        # AdapterFusion layers by name, and which adapters each one mixes.
+        self.fusions = nn.ModuleDict()
+        self.fusion_configs: dict[str, FusionConfig] = {}
+        self.fusion_members: dict[str, tuple[str, ...]] = {}
+        self.active_fusion: str | None = None
         # Dropout inside the frozen base while training adapters (see TrainConfig.base_dropout).
         self.base_dropout = True
         self._running = False
@@ -78,7 +84,43 @@ class AdapterModel(nn.Module):
         self.adapters[name] = layers.to(device)
         self.adapter_configs[name] = config
         if activate:
-            self.active = name
+            self.active, self.active_fusion = name, None
+
+    def add_fusion(
+        self, name: str, adapter_names: list[str], config: FusionConfig | None = None, *, activate: bool = True
+    ) -> tuple[str, ...]:
+        """Add an AdapterFusion layer over existing adapters at every position they share.
+
+        Returns the positions fused. Adapters that read different inputs (Pfeiffer-style
+        after the LayerNorm, Houlsby-style before it) cannot be mixed at one site.
+        """
+        config = config or FusionConfig()
+        config.validate()
+        if name in self.fusions:
+            raise ConfigError(f"a fusion named {name!r} is already in the model")
+        missing = [n for n in adapter_names if n not in self.adapters]
+        if missing or len(set(adapter_names)) < 2:
+            raise ConfigError(f"a fusion needs at least two distinct adapters of this model; unknown: {missing}")
+        configs = [self.adapter_configs[n] for n in adapter_names]
+        if len({c.original_ln_before for c in configs}) > 1:
+            raise ConfigError(
+                "cannot fuse adapters that read the pretrained LayerNorm's output (e.g. pfeiffer) with "
+                "adapters that read the sublayer output (e.g. houlsby); fuse adapters of one placement"
+            )
+        positions = tuple(p for p in POSITIONS if all(p in c.positions for c in configs))
+        if not positions:
+            raise ConfigError(f"adapters {', '.join(adapter_names)} share no position to fuse at")
+        device = next(self.encoder.parameters()).device
+        layers = nn.ModuleList(
+            nn.ModuleDict({p: FusionLayer(self.hidden_size, config) for p in positions})
+            for _ in range(self.base.fingerprint.num_layers)
+        )
+        self.fusions[name] = layers.to(device)
+        self.fusion_configs[name] = config
+        self.fusion_members[name] = tuple(adapter_names)
+        if activate:
+            self.active_fusion = name
+        return positions
 
     def set_head(self, config: HeadConfig) -> None:
         """Replace the prediction head with a freshly initialised one."""
@@ -86,13 +128,23 @@ class AdapterModel(nn.Module):
         device = next(self.encoder.parameters()).device
         self.head = PredictionHead(self.hidden_size, config).to(device)
 
-    def _active_adapter(self, site: AdapterSite, ln_before: bool) -> BottleneckAdapter | None:
-        if not self._running or self.active is None:
+    def _update(self, site: AdapterSite, u: torch.Tensor, ln_before: bool) -> torch.Tensor | None:
+        """The adapter (or fused) update at a site for input ``u``; None where nothing applies."""
+        if not self._running:
+            return None
+        if self.active_fusion is not None:
+            members = self.fusion_members[self.active_fusion]
+            fusion = self.fusions[self.active_fusion][site.layer]  # type: ignore[index]
+            if site.position not in fusion or self.adapter_configs[members[0]].original_ln_before != ln_before:
+                return None
+            stack = StackedAdapters([self.adapters[n][site.layer][site.position] for n in members])  # type: ignore[index]
+            return fuse(u, stack, fusion[site.position])[0]
+        if self.active is None:
             return None
         config = self.adapter_configs[self.active]
         if site.position not in config.positions or config.original_ln_before != ln_before:
             return None
-        return self.adapters[self.active][site.layer][site.position]  # type: ignore[index]
+        return self.adapters[self.active][site.layer][site.position](u)  # type: ignore[index]
 
     def _hook(self, site: AdapterSite) -> list[Any]:
         # A weak reference: the encoder outliving this model must not keep it alive.
@@ -121,19 +173,19 @@ class AdapterModel(nn.Module):
     def _after_layer_norm(
         self, site: AdapterSite, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
     ) -> torch.Tensor | None:
-        adapter = self._active_adapter(site, ln_before=True)
-        if adapter is None:
+        update = self._update(site, output, ln_before=True)
+        if update is None:
             return None
         # module.forward, not module(...): calling the module would re-enter this hook.
-        return module.forward(inputs[0] + adapter(output))
+        return module.forward(inputs[0] + update)
 
     def _after_sublayer(
         self, site: AdapterSite, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any
     ) -> Any:
-        adapter = self._active_adapter(site, ln_before=False)
-        if adapter is None:
+        update = self._update(site, output, ln_before=False)
+        if update is None:
             return None
-        return output + adapter(output)
+        return output + update
 
     def remove_hooks(self) -> None:
         """Detach every hook, leaving the encoder exactly as it was loaded."""
@@ -147,7 +199,8 @@ class AdapterModel(nn.Module):
         """Freeze and unfreeze for a training mode; return the parameters to optimise.
 
         ``adapter``: the active adapter and the head; ``head_only``: the head;
-        ``full``: encoder and head (full fine-tuning, the paper's baseline). With
+        ``full``: encoder and head (full fine-tuning, the paper's baseline); ``fusion``: the
+        active fusion layer and the head, adapters frozen (the paper's second stage). With
         ``base_dropout=False`` the frozen encoder runs without dropout in training mode too
         (full fine-tuning always keeps it).
         """
@@ -162,6 +215,10 @@ class AdapterModel(nn.Module):
             self.adapters[self.active].requires_grad_(True)
         elif mode == "full":
             self.encoder.requires_grad_(True)
+        elif mode == "fusion":
+            if self.active_fusion is None:
+                raise ConfigError("mode 'fusion' needs an active fusion")
+            self.fusions[self.active_fusion].requires_grad_(True)
         elif mode != "head_only":
             raise ConfigError(f"unknown training mode {mode!r}")
         return [p for p in self.parameters() if p.requires_grad]
@@ -171,6 +228,14 @@ class AdapterModel(nn.Module):
         if mode and not self.base_dropout:
             self.encoder.eval()
         return self
+
+    def regularization(self) -> torch.Tensor | None:
+        """The active fusion's L2 pull of every V towards the identity, weighted (§4.1)."""
+        if self.active_fusion is None:
+            return None
+        weight = self.fusion_configs[self.active_fusion].value_l2
+        layers = [layer for sites in self.fusions[self.active_fusion] for layer in sites.values()]  # type: ignore[union-attr]
+        return weight * torch.stack([layer.value_penalty() for layer in layers]).sum()
 
     def count_parameters(self) -> tuple[int, int]:
         """``(trainable, total)`` parameter counts, each tensor counted once."""

@@ -155,6 +155,7 @@ def fit(
     pad_id: int,
     on_event: Callable[[TrainEvent], None] | None = None,
     metrics_path: Path | None = None,
+    regularizer: Callable[[], torch.Tensor | None] | None = None,
 ) -> FitResult:
     """Train ``params`` of ``model`` on ``train``, early-stopping on ``dev``; keep the best epoch.
 
@@ -167,6 +168,7 @@ def fit(
         pad_id: the tokenizer's padding id.
         on_event: progress callback (only called in the first process).
         metrics_path: a JSON Lines file that receives one record per epoch.
+        regularizer: a penalty added to every micro-batch's loss (e.g. fusion's V-to-identity L2).
 
     Returns:
         The :class:`FitResult`; ``model`` holds the weights of the best epoch.
@@ -220,6 +222,8 @@ def fit(
                         sync = i == len(micro) - 1 or world == 1
                         with (contextlib.nullcontext() if sync else runner.no_sync()), cast:  # type: ignore[operator]
                             loss = head_loss(head_type, runner(**batch), targets)
+                            if regularizer is not None and (penalty := regularizer()) is not None:
+                                loss = loss + penalty
                             # weight each micro-batch by its share of the global batch; DDP
                             # averages over processes, hence the factor world.
                             scaled = loss * (len(ids) * world / len(batch_ids))
