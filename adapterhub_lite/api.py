@@ -17,12 +17,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifact import Artifact, check_writable, read_artifact, render_model_card, write_artifact
+from .artifact import (
+    FUSION_ADAPTERS_DIR,
+    Artifact,
+    check_writable,
+    read_artifact,
+    render_model_card,
+    write_artifact,
+)
 from .base import BaseFingerprint, BaseModel, load_base
-from .config import AdapterConfig, HeadConfig, TrainConfig
-from .errors import ConfigError, DataError, IncompatibleBaseError
+from .config import AdapterConfig, FusionConfig, HeadConfig, TrainConfig
+from .errors import ArtifactError, ConfigError, DataError, IncompatibleBaseError, IntegrityError
 from .model import AdapterModel
-from .registry.refs import check_segment
+from .registry.refs import base_key, check_segment
 from .training.data import (
     HUB_PREFIX,
     Columns,
@@ -135,12 +142,49 @@ def train(
         adapter = AdapterConfig.from_preset(adapter)
     if config.mode == "adapter" and adapter is None:
         config = dataclasses.replace(config, mode="head_only")
+    if config.mode not in ("adapter", "head_only", "full"):
+        raise ConfigError(f"train() runs modes adapter, head_only and full; use fuse() for {config.mode!r}")
     if config.mode == "full" and out is not None:
         raise ConfigError("full fine-tuning produces no adapter artifact; train without an output dir")
     if out is not None:
         check_writable(Path(out), overwrite=overwrite)
+    data = _prepare_data(train_data, dev_data, columns, head, config)  # bad input fails before loading
 
-    # Read and check all data before loading the model: bad input fails fast.
+    base_model = base if isinstance(base, BaseModel) else load_base(base)
+    torch.manual_seed(config.seed)
+    model = AdapterModel(base_model)
+    if config.mode == "adapter":
+        model.add_adapter(name, adapter)  # type: ignore[arg-type]
+    result, trainable, total = _fit(model, base_model, data, config, out, on_event)
+
+    artifact = None
+    if out is not None and result_is_writer():
+        metadata = artifact_metadata(
+            kind="adapter", name=name, task=task, base=base_model, head=data.head, columns=columns, config=config,
+            fit_result=result, data=data.records(), parameters=(trainable, total),
+            extra={"adapter": adapter.to_dict() if config.mode == "adapter" else None},  # type: ignore[union-attr]
+        )
+        artifact = _save(Path(out), metadata, model.artifact_state_dict(), overwrite=overwrite)
+    return TrainResult(artifact, result, model, trainable, total)
+
+
+@dataclass
+class _TaskData:
+    """Target-task data, read and checked, with the head it implies."""
+
+    train: ExampleSet
+    dev: ExampleSet
+    head: HeadConfig
+    train_targets: list[Any]
+    dev_targets: list[Any]
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        return {"train": _data_record(self.train), "dev": _data_record(self.dev)}
+
+
+def _prepare_data(train_data: str | Path | ExampleSet, dev_data: str | Path | ExampleSet | None,
+                  columns: Columns, head: str, config: TrainConfig) -> _TaskData:
+    """Read train and dev (or split dev off train), derive the head, encode the labels."""
     train_set = train_data if isinstance(train_data, ExampleSet) else load_examples(train_data, columns)
     if dev_data is None:
         train_set, dev_set = split_dev(train_set, config.dev_split, config.seed)
@@ -152,69 +196,161 @@ def train(
     if head == "multiple_choice" and not columns.choices:
         raise ConfigError("a multiple-choice head needs --choices-column")
     head_cfg.validate()
-    train_targets = encode_labels(train_set, head, head_cfg.label_names)
-    dev_targets = encode_labels(dev_set, head, head_cfg.label_names)
+    return _TaskData(train_set, dev_set, head_cfg, encode_labels(train_set, head, head_cfg.label_names),
+                     encode_labels(dev_set, head, head_cfg.label_names))
 
-    base_model = base if isinstance(base, BaseModel) else load_base(base)
-    torch.manual_seed(config.seed)
-    model = AdapterModel(base_model)
-    if config.mode == "adapter":
-        model.add_adapter(name, adapter)  # type: ignore[arg-type]
-    model.set_head(head_cfg)
+
+def _fit(model: AdapterModel, base_model: BaseModel, data: _TaskData, config: TrainConfig,
+         out: str | Path | None, on_event: Callable[[TrainEvent], None] | None) -> tuple[FitResult, int, int]:
+    """Attach the head, train what ``config.mode`` trains, leave the model frozen in eval mode."""
+    model.set_head(data.head)
     params = model.set_trainable(config.mode, base_dropout=config.base_dropout)
     trainable, total = model.count_parameters()
-
     tok = base_model.tokenizer
-    enc_train = tokenize(tok, train_set, config.max_length, train_targets)
-    enc_dev = tokenize(tok, dev_set, config.max_length, dev_targets)
+    enc_train = tokenize(tok, data.train, config.max_length, data.train_targets)
+    enc_dev = tokenize(tok, data.dev, config.max_length, data.dev_targets)
     if on_event:
         on_event(TrainEvent("params", parameters=(trainable, total)))
-    result = fit(model, params, enc_train, enc_dev, head, config, pad_id=_pad_id(tok), on_event=on_event,
-                 metrics_path=_metrics_path(out))
+    result = fit(model, params, enc_train, enc_dev, data.head.type, config, pad_id=_pad_id(tok),
+                 on_event=on_event, metrics_path=_metrics_path(out), regularizer=model.regularization)
     model.requires_grad_(False)
     model.eval()
+    return result, trainable, total
+
+
+def _save(out: Path, metadata: dict[str, Any], weights: dict[str, torch.Tensor], *, overwrite: bool,
+          extra_dirs: dict[str, Path] | None = None) -> Artifact:
+    """Write the artifact with its card and the per-epoch log that grew beside it."""
+    log = _metrics_path(out)
+    extra = {"metrics.jsonl": log.read_bytes()} if log and log.exists() else {}
+    try:
+        return write_artifact(out, metadata, weights, render_model_card(metadata), extra_files=extra,
+                              extra_dirs=extra_dirs, overwrite=overwrite)
+    finally:
+        if log:
+            log.unlink(missing_ok=True)
+
+
+def fuse(
+    adapters: Sequence[str | Path | LoadedAdapter],
+    train_data: str | Path | ExampleSet,
+    *,
+    task: str,
+    dev_data: str | Path | ExampleSet | None = None,
+    base: str | BaseModel | None = None,
+    head: str = "classification",
+    columns: Columns | None = None,
+    fusion: FusionConfig | None = None,
+    config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    on_event: Callable[[TrainEvent], None] | None = None,
+) -> TrainResult:
+    """Train an AdapterFusion layer and a new head over trained adapters (the paper's stage 2).
+
+    Every adapter must have been trained on the same base (fingerprint): a mismatch fails
+    before any training, naming both bases. Base and adapters stay frozen. The artifact records
+    each adapter's entry and digest (a lock) and keeps verified copies under ``adapters/``.
+
+    Args:
+        adapters: adapter artifact directories (or loaded adapters), at least two.
+        train_data, dev_data, task, head, columns: the target task, as in :func:`train`.
+        base: the base to use; defaults to the adapters' base.
+        fusion: the fusion configuration.
+        config: training configuration; defaults to the paper's lr 5e-5, at most 10 epochs.
+        out, name, overwrite, on_event: as in :func:`train`.
+
+    Example:
+        >>> fuse(["sst2-adapter", "mnli-adapter"], "rte/train.csv", task="rte", out="rte-fusion")
+    """
+    config = dataclasses.replace(config or TrainConfig(learning_rate=5e-5), mode="fusion")
+    config.validate()
+    columns = columns or Columns()
+    name = name or f"{task}-fusion"
+    check_segment(task, "task")
+    check_segment(name, "name")
+    if out is not None:
+        check_writable(Path(out), overwrite=overwrite)
+    parts = [a.artifact if isinstance(a, LoadedAdapter) else read_artifact(a) for a in adapters]
+    names = [p.metadata["name"] for p in parts]
+    if len(parts) < 2:
+        raise ConfigError("fusion needs at least two adapters")
+    if len(set(names)) < len(names):
+        raise ConfigError(f"adapters to fuse need distinct names; got {', '.join(names)}")
+    for part in parts:
+        if part.kind != "adapter" or not part.metadata.get("adapter"):
+            raise ConfigError(f"{part.path} holds no adapter (kind {part.kind}); fuse trained adapters")
+        check_base(part.metadata, parts[0].metadata)
+    data = _prepare_data(train_data, dev_data, columns, head, config)
+
+    base_model = base if isinstance(base, BaseModel) else load_base(
+        base if base is not None else parts[0].metadata["base"]["model_id"]
+    )
+    for part in parts:
+        check_base(part.metadata, base_model)
+    torch.manual_seed(config.seed)
+    model = AdapterModel(base_model)
+    for part in parts:
+        _add_stored_adapter(model, part)
+    positions = model.add_fusion(name, names, fusion or FusionConfig())
+    result, trainable, total = _fit(model, base_model, data, config, out, on_event)
 
     artifact = None
     if out is not None and result_is_writer():
-        metadata = adapter_metadata(
-            name=name, task=task, base=base_model, adapter=adapter if config.mode == "adapter" else None,
-            head=head_cfg, columns=columns, config=config, fit_result=result,
-            data={"train": _data_record(train_set), "dev": _data_record(dev_set)},
-            parameters=(trainable, total),
+        records = [{"name": p.metadata["name"], "task": p.metadata["task"],
+                    "base": base_key(p.metadata["base"]["model_id"]), "digest": p.digest} for p in parts]
+        metadata = artifact_metadata(
+            kind="fusion", name=name, task=task, base=base_model, head=data.head, columns=columns, config=config,
+            fit_result=result, data=data.records(), parameters=(trainable, total),
+            extra={"fusion": {**model.fusion_configs[name].to_dict(), "positions": list(positions)},
+                   "adapters": records},
         )
-        log = _metrics_path(out)
-        extra = {"metrics.jsonl": log.read_bytes()} if log and log.exists() else {}
-        try:
-            artifact = write_artifact(Path(out), metadata, model.artifact_state_dict(),
-                                      render_model_card(metadata), extra_files=extra, overwrite=overwrite)
-        finally:
-            if log:
-                log.unlink(missing_ok=True)
+        artifact = _save(Path(out), metadata, model.artifact_state_dict(kind="fusion"), overwrite=overwrite,
+                         extra_dirs={f"{FUSION_ADAPTERS_DIR}/{p.metadata['name']}": p.path for p in parts})
     return TrainResult(artifact, result, model, trainable, total)
 
 
-def adapter_metadata(
+def _add_stored_adapter(model: AdapterModel, artifact: Artifact) -> None:
+    """Add an adapter artifact's adapter (not its head) to ``model``, inactive."""
+    name = artifact.metadata["name"]
+    model.add_adapter(name, AdapterConfig.from_dict(artifact.metadata["adapter"]), activate=False)
+    prefix = "adapter."
+    weights = {k[len(prefix):]: v for k, v in artifact.load_weights().items() if k.startswith(prefix)}
+    try:
+        model.adapters[name].load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        reason = str(exc).splitlines()[0]
+        raise IncompatibleBaseError(f"{artifact.path}: weights do not fit the model ({reason})") from None
+
+
+def artifact_metadata(
     *,
+    kind: str,
     name: str,
     task: str,
     base: BaseModel,
-    adapter: AdapterConfig | None,
     head: HeadConfig,
     columns: Columns,
     config: TrainConfig,
     fit_result: FitResult,
     data: dict[str, dict[str, Any]],
     parameters: tuple[int, int],
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """The ``adapter.json`` content of a trained adapter (``files`` is added when writing)."""
+    """The metadata file of a trained artifact (``files`` is added when writing).
+
+    ``extra`` holds what the kind adds: ``adapter`` (its config, or None for a head alone), or
+    ``fusion`` and ``adapters`` (the fused adapters' entries and digests).
+    """
     return {
-        "kind": "adapter",
+        "kind": kind,
         "name": name,
         "task": task,
         "version": None,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "base": {"model_id": base.model_id, "revision": base.revision, "fingerprint": base.fingerprint.to_dict()},
-        "adapter": adapter.to_dict() if adapter else None,
+        **extra,
         "head": head.to_dict(),
         "columns": columns.to_dict(),
         "training": {**config.to_dict(), "best_epoch": fit_result.best_epoch,
@@ -267,13 +403,20 @@ def load(path: str | Path, *, base: str | BaseModel | None = None, device: str =
     )
     check_base(meta, base_model)
     model = AdapterModel(base_model)
-    adapter_name = None
-    if meta.get("adapter"):
-        adapter_name = meta["name"]
-        model.add_adapter(adapter_name, AdapterConfig.from_dict(meta["adapter"]))
+    stored = None
+    if artifact.kind == "fusion":
+        for part in fusion_adapters(artifact):
+            check_base(part.metadata, base_model)
+            _add_stored_adapter(model, part)
+        stored = meta["name"]
+        fusion = FusionConfig.from_dict(meta["fusion"])
+        model.add_fusion(stored, [record["name"] for record in meta["adapters"]], fusion)
+    elif meta.get("adapter"):
+        stored = meta["name"]
+        model.add_adapter(stored, AdapterConfig.from_dict(meta["adapter"]))
     model.set_head(HeadConfig.from_dict(meta["head"]))
     try:
-        model.load_artifact_state_dict(adapter_name, weights)
+        model.load_artifact_state_dict(stored, weights, kind=artifact.kind)
     except RuntimeError as exc:
         raise IncompatibleBaseError(
             f"{artifact.path}: weights do not fit the model ({str(exc).splitlines()[0]})"
@@ -284,15 +427,44 @@ def load(path: str | Path, *, base: str | BaseModel | None = None, device: str =
     return LoadedAdapter(artifact, model, base_model)
 
 
-def check_base(metadata: dict[str, Any], base: BaseModel) -> None:
-    """Raise :class:`IncompatibleBaseError` naming both bases if fingerprints differ."""
+def fusion_adapters(artifact: Artifact) -> list[Artifact]:
+    """The adapters a fusion artifact mixes, from its ``adapters/`` directory, each verified and
+    matched against the digest the fusion recorded.
+
+    Raises:
+        ArtifactError: an adapter copy is missing (pull the fusion to fetch its adapters).
+        IntegrityError: a copy is not the version the fusion was trained with.
+    """
+    parts = []
+    for record in artifact.metadata["adapters"]:
+        path = artifact.path / FUSION_ADAPTERS_DIR / check_segment(record["name"], "adapter name")
+        if not path.is_dir():
+            raise ArtifactError(f"{path} is missing: the fusion needs adapter {record['name']!r}; "
+                                f"fetch the fusion with 'ahl pull', which brings its adapters")
+        part = read_artifact(path)
+        if part.digest != record["digest"]:
+            raise IntegrityError(f"{path} is not the adapter this fusion was trained with "
+                                 f"(digest {part.digest[:19]}..., expected {record['digest'][:19]}...)")
+        parts.append(part)
+    return parts
+
+
+def check_base(metadata: dict[str, Any], base: BaseModel | dict[str, Any]) -> None:
+    """Raise :class:`IncompatibleBaseError` naming both bases if fingerprints differ.
+
+    ``base`` is a loaded base, or another artifact's metadata (adapters to fuse must agree).
+    """
     recorded = BaseFingerprint.from_dict(metadata["base"]["fingerprint"])
-    differences = recorded.differences(base.fingerprint)
+    if isinstance(base, BaseModel):
+        other_id, other, what = base.model_id, base.fingerprint, "the base is"
+    else:
+        other_id, other = base["base"]["model_id"], BaseFingerprint.from_dict(base["base"]["fingerprint"])
+        what = f"{base['kind']} {base['name']!r} was trained on"
+    differences = recorded.differences(other)
     if differences:
         raise IncompatibleBaseError(
-            f"adapter {metadata['name']!r} was trained on {metadata['base']['model_id']} "
-            f"({recorded.short()}) but the base is {base.model_id} ({base.fingerprint.short()}); "
-            f"they differ in {', '.join(differences)}"
+            f"{metadata['kind']} {metadata['name']!r} was trained on {metadata['base']['model_id']} "
+            f"({recorded.short()}) but {what} {other_id} ({other.short()}); they differ in {', '.join(differences)}"
         )
 
 

@@ -26,8 +26,11 @@ from safetensors.torch import load_file, save_file
 from .errors import ArtifactError, IntegrityError
 
 FORMAT_VERSION = "1.0"
-METADATA_FILES = {"adapter": "adapter.json"}
-WEIGHTS_FILES = {"adapter": "adapter.safetensors"}
+METADATA_FILES = {"adapter": "adapter.json", "fusion": "fusion.json"}
+WEIGHTS_FILES = {"adapter": "adapter.safetensors", "fusion": "fusion.safetensors"}
+# A fusion artifact keeps verified copies of the adapters it mixes here (not in its ``files``:
+# they are locked by the digests in ``fusion.json`` instead).
+FUSION_ADAPTERS_DIR = "adapters"
 CARD_FILE = "README.md"
 REQUIRED_KEYS = ("format_version", "kind", "name", "task", "base", "head", "files")
 _FORMAT_VERSION = re.compile(r"1\.[0-9]+")
@@ -43,6 +46,15 @@ class Artifact:
     @property
     def kind(self) -> str:
         return str(self.metadata["kind"])
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.path / METADATA_FILES[self.kind]
+
+    @property
+    def digest(self) -> str:
+        """``sha256:`` + the sha256 of the metadata file, which records every other file's sha256."""
+        return "sha256:" + sha256_file(self.metadata_path)
 
     @property
     def weights_path(self) -> Path:
@@ -73,12 +85,14 @@ def write_artifact(
     card: str,
     *,
     extra_files: dict[str, bytes] | None = None,
+    extra_dirs: dict[str, Path] | None = None,
     overwrite: bool = False,
 ) -> Artifact:
     """Write an artifact directory atomically and return it, verified.
 
     ``metadata["files"]`` is filled in here with the sha256 and size of the weights, the card
-    and each of ``extra_files`` (name -> content, e.g. ``metrics.jsonl``).
+    and each of ``extra_files`` (name -> content, e.g. ``metrics.jsonl``). ``extra_dirs``
+    (relative path -> directory) are copied in unlisted, e.g. a fusion's adapters.
 
     Raises:
         ArtifactError: ``out`` exists (and is not an empty directory) and ``overwrite`` is off.
@@ -94,6 +108,8 @@ def write_artifact(
         (staging / CARD_FILE).write_text(card, encoding="utf-8")
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
+        for relative, source in (extra_dirs or {}).items():
+            shutil.copytree(source, staging / relative)
         metadata = {**metadata, "format_version": FORMAT_VERSION, "files": {
             name: {"sha256": sha256_file(staging / name), "size": (staging / name).stat().st_size}
             for name in (weights_name, CARD_FILE, *(extra_files or {}))
@@ -151,7 +167,7 @@ def read_artifact(path: str | Path, *, verify: bool = True) -> Artifact:
         raise ArtifactError(f"{path} is not a directory; an artifact is a directory with adapter.json")
     found = [kind for kind, name in METADATA_FILES.items() if (path / name).is_file()]
     if not found:
-        raise ArtifactError(f"{path} is not an adapterhub-lite artifact (no adapter.json in it)")
+        raise ArtifactError(f"{path} is not an adapterhub-lite artifact (no adapter.json or fusion.json in it)")
     meta_path = path / METADATA_FILES[found[0]]
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -220,6 +236,9 @@ def render_model_card(metadata: dict[str, Any]) -> str:
     tags = ["adapterhub-lite", "adapters", f"task:{task}", head["type"]]
     if adapter:
         tags.append(f"adapter:{adapter['preset']}")
+    fused = [a["name"] for a in metadata.get("adapters", [])]
+    if metadata["kind"] == "fusion":
+        tags.append("adapter:fusion")
     lines = [
         "---",
         "library_name: adapterhub-lite",
@@ -245,7 +264,8 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         "",
         f"# {metadata['name']}",
         "",
-        f"A {adapter['preset'] if adapter else 'head-only'} adapter for **{task}** on "
+        (f"An AdapterFusion over {len(fused)} adapters ({', '.join(fused)})" if fused else
+         f"A {adapter['preset'] if adapter else 'head-only'} adapter") + f" for **{task}** on "
         f"`{base_id}`, trained with adapterhub-lite.",
         "",
     ]

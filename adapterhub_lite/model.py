@@ -33,7 +33,6 @@ from .modules.adapter import BottleneckAdapter
 from .modules.fusion import FusionLayer, StackedAdapters, fuse
 from .modules.heads import PredictionHead
 
-ADAPTER_PREFIX = "adapter."
 HEAD_PREFIX = "head."
 
 
@@ -264,27 +263,35 @@ class AdapterModel(nn.Module):
 
     # -- weights ------------------------------------------------------------------------------
 
-    def artifact_state_dict(self, name: str | None = None) -> dict[str, torch.Tensor]:
-        """Weights an artifact stores: ``adapter.<layer>.<position>.*`` and ``head.*``."""
-        state: dict[str, torch.Tensor] = {}
-        name = name or self.active
+    def _stored(self, kind: str, name: str | None) -> dict[str, nn.Module]:
+        """Prefix -> module for what an artifact of ``kind`` stores: the named adapter or fusion,
+        and the head."""
+        modules: dict[str, nn.Module] = {}
         if name is not None:
-            for key, tensor in self.adapters[name].state_dict().items():
-                state[ADAPTER_PREFIX + key] = tensor.detach().cpu().contiguous()
+            modules[f"{kind}."] = (self.adapters if kind == "adapter" else self.fusions)[name]
         if self.head is not None:
-            for key, tensor in self.head.state_dict().items():
-                state[HEAD_PREFIX + key] = tensor.detach().cpu().contiguous()
-        return state
+            modules[HEAD_PREFIX] = self.head
+        return modules
 
-    def load_artifact_state_dict(self, name: str | None, state: dict[str, torch.Tensor]) -> None:
+    def artifact_state_dict(self, name: str | None = None, *, kind: str = "adapter") -> dict[str, torch.Tensor]:
+        """Weights an artifact stores: ``adapter.<layer>.<position>.*`` (or ``fusion.…``) and ``head.*``.
+
+        ``name`` defaults to the active adapter (or, for ``kind="fusion"``, the active fusion).
+        """
+        name = name or (self.active if kind == "adapter" else self.active_fusion)
+        return {
+            prefix + key: tensor.detach().cpu().contiguous()
+            for prefix, module in self._stored(kind, name).items()
+            for key, tensor in module.state_dict().items()
+        }
+
+    def load_artifact_state_dict(
+        self, name: str | None, state: dict[str, torch.Tensor], *, kind: str = "adapter"
+    ) -> None:
         """Load weights saved by :meth:`artifact_state_dict`; every key must match exactly."""
-        expected = set(self.artifact_state_dict(name))
+        expected = set(self.artifact_state_dict(name, kind=kind))
         if set(state) != expected:
             unexpected, missing = sorted(set(state) - expected), sorted(expected - set(state))
             raise RuntimeError(f"unexpected tensors {unexpected[:3]}, missing tensors {missing[:3]}")
-        adapter = {k[len(ADAPTER_PREFIX):]: v for k, v in state.items() if k.startswith(ADAPTER_PREFIX)}
-        head = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
-        if name is not None:
-            self.adapters[name].load_state_dict(adapter, strict=True)
-        if self.head is not None:
-            self.head.load_state_dict(head, strict=True)
+        for prefix, module in self._stored(kind, name).items():
+            module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)

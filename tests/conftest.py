@@ -112,7 +112,7 @@ def make_artifact(out: Path, base: BaseModel, *, task: str = "sst2", name: str =
     ``seed`` (different seeds give different content), dev accuracy is ``0.5 + seed / 100``."""
     import hashlib
 
-    from adapterhub_lite.api import adapter_metadata
+    from adapterhub_lite.api import artifact_metadata
     from adapterhub_lite.artifact import render_model_card, write_artifact
     from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
     from adapterhub_lite.model import AdapterModel
@@ -134,8 +134,9 @@ def make_artifact(out: Path, base: BaseModel, *, task: str = "sst2", name: str =
         accuracy = 0.5 + seed / 100
         history = [{"epoch": 1, "step": 1, "train_loss": 0.69, "dev_accuracy": accuracy}]
         record = {"source": "train.csv", "sha256": hashlib.sha256(b"x").hexdigest(), "examples": 10}
-        metadata = adapter_metadata(
-            name=name, task=task, base=base, adapter=adapter, head=head, columns=Columns(), config=config,
+        metadata = artifact_metadata(
+            kind="adapter", name=name, task=task, base=base, head=head, columns=Columns(), config=config,
+            extra={"adapter": adapter.to_dict() if adapter else None},
             fit_result=FitResult(history=history, best_epoch=1, best_metrics={"accuracy": accuracy}),
             data={"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
             parameters=model.count_parameters(),

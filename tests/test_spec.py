@@ -22,7 +22,7 @@ from safetensors import safe_open
 from transformers import BertConfig, BertModel
 
 from adapterhub_lite import base as base_mod
-from adapterhub_lite.api import adapter_metadata
+from adapterhub_lite.api import artifact_metadata
 from adapterhub_lite.artifact import read_artifact, render_model_card, write_artifact
 from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
 from adapterhub_lite.model import AdapterModel
@@ -60,8 +60,9 @@ def metadata_like_train(model: AdapterModel, base: base_mod.BaseModel, *, name: 
     history = [{"epoch": 1, "step": 3, "train_loss": 0.69, "dev_accuracy": 0.5, "dev_macro_f1": 0.33}]
     fit_result = FitResult(history=history, best_epoch=1, best_metrics={"accuracy": 0.5, "macro_f1": 0.33})
     record = {"source": "train.csv", "sha256": hashlib.sha256(b"x").hexdigest(), "examples": 10}
-    return adapter_metadata(
-        name=name, task=task, base=base, adapter=adapter, head=head, columns=Columns(), config=config,
+    return artifact_metadata(
+        kind="adapter", name=name, task=task, base=base, head=head, columns=Columns(), config=config,
+            extra={"adapter": adapter.to_dict() if adapter else None},
         fit_result=fit_result, data={"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
         parameters=model.count_parameters(),
     )
