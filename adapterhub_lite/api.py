@@ -21,13 +21,14 @@ from .artifact import (
     FUSION_ADAPTERS_DIR,
     Artifact,
     check_writable,
+    fusion_adapters,
     read_artifact,
     render_model_card,
     write_artifact,
 )
 from .base import BaseFingerprint, BaseModel, load_base
 from .config import AdapterConfig, FusionConfig, HeadConfig, TrainConfig
-from .errors import ArtifactError, ConfigError, DataError, IncompatibleBaseError, IntegrityError
+from .errors import ConfigError, DataError, IncompatibleBaseError
 from .model import AdapterModel
 from .registry.refs import base_key, check_segment
 from .training.data import (
@@ -425,28 +426,6 @@ def load(path: str | Path, *, base: str | BaseModel | None = None, device: str =
     model.eval()
     model.to(select_device(device))
     return LoadedAdapter(artifact, model, base_model)
-
-
-def fusion_adapters(artifact: Artifact) -> list[Artifact]:
-    """The adapters a fusion artifact mixes, from its ``adapters/`` directory, each verified and
-    matched against the digest the fusion recorded.
-
-    Raises:
-        ArtifactError: an adapter copy is missing (pull the fusion to fetch its adapters).
-        IntegrityError: a copy is not the version the fusion was trained with.
-    """
-    parts = []
-    for record in artifact.metadata["adapters"]:
-        path = artifact.path / FUSION_ADAPTERS_DIR / check_segment(record["name"], "adapter name")
-        if not path.is_dir():
-            raise ArtifactError(f"{path} is missing: the fusion needs adapter {record['name']!r}; "
-                                f"fetch the fusion with 'ahl pull', which brings its adapters")
-        part = read_artifact(path)
-        if part.digest != record["digest"]:
-            raise IntegrityError(f"{path} is not the adapter this fusion was trained with "
-                                 f"(digest {part.digest[:19]}..., expected {record['digest'][:19]}...)")
-        parts.append(part)
-    return parts
 
 
 def check_base(metadata: dict[str, Any], base: BaseModel | dict[str, Any]) -> None:

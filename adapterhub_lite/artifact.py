@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ArtifactError, IntegrityError
+from .registry.refs import check_segment
 
 FORMAT_VERSION = "1.0"
 METADATA_FILES = {"adapter": "adapter.json", "fusion": "fusion.json"}
@@ -275,3 +276,25 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         lines += ["| dev metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()], ""]
     lines += ["```bash", "ahl predict PATH_TO_THIS_DIR --input texts.txt", "```", ""]
     return "\n".join(lines)
+
+
+def fusion_adapters(artifact: Artifact) -> list[Artifact]:
+    """The adapters a fusion artifact mixes, from its ``adapters/`` directory, each verified and
+    matched against the digest the fusion recorded.
+
+    Raises:
+        ArtifactError: an adapter copy is missing (pull the fusion to fetch its adapters).
+        IntegrityError: a copy is not the version the fusion was trained with.
+    """
+    parts = []
+    for record in artifact.metadata["adapters"]:
+        path = artifact.path / FUSION_ADAPTERS_DIR / check_segment(record["name"], "adapter name")
+        if not path.is_dir():
+            raise ArtifactError(f"{path} is missing: the fusion needs adapter {record['name']!r}; "
+                                f"fetch the fusion with 'ahl pull', which brings its adapters")
+        part = read_artifact(path)
+        if part.digest != record["digest"]:
+            raise IntegrityError(f"{path} is not the adapter this fusion was trained with "
+                                 f"(digest {part.digest[:19]}..., expected {record['digest'][:19]}...)")
+        parts.append(part)
+    return parts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, registry, train, use
+from . import demo, fuse, registry, train, use
 
 app = typer.Typer(
     name="ahl",
@@ -17,6 +17,7 @@ app.command("train")(train.train)
 app.command("eval")(use.evaluate)
 app.command("predict")(use.predict)
 app.command("info")(use.info)
+app.command("fuse")(fuse.fuse)
 app.command("push")(registry.push)
 app.command("pull")(registry.pull)
 app.command("search")(registry.search)

@@ -118,6 +118,17 @@ def _write(output: str, text: str) -> None:
         raise
 
 
+def _describe_adapter(meta: dict) -> str:
+    if meta["kind"] == "fusion":
+        names = ", ".join(f"{a['task']}/{a['name']} ({a['digest'][7:19]})" for a in meta["adapters"])
+        return f"fusion at {', '.join(meta['fusion']['positions'])} over {names}"
+    adapter = meta.get("adapter")
+    if not adapter:
+        return "none (head only)"
+    return (f"{adapter['preset']}: {', '.join(adapter['positions'])}, reduction {adapter['reduction_factor']}, "
+            f"{adapter['non_linearity']}")
+
+
 @user_errors
 def info(
     target: str = typer.Argument(..., help="Artifact directory, or a registry ref (TASK/NAME[@VERSION])."),
@@ -138,15 +149,12 @@ def info(
     table = Table(title=f"{meta['kind']} {meta['name']}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    adapter = meta.get("adapter")
     params = meta.get("parameters", {})
     rows = [
         ("task", meta["task"]),
         ("base", f"{meta['base']['model_id']} ({fp['model_type']}, {fp['num_layers']} layers x "
                  f"{fp['hidden_size']}, weights {fp['weights_sha256'][:12]})"),
-        ("adapter", "none (head only)" if not adapter else
-         f"{adapter['preset']}: {', '.join(adapter['positions'])}, reduction {adapter['reduction_factor']}, "
-         f"{adapter['non_linearity']}"),
+        ("adapter", _describe_adapter(meta)),
         ("head", meta["head"]["type"] + (f": {', '.join(meta['head']['label_names'])}"
                                          if meta["head"].get("label_names") else "")),
         ("dev metrics", ", ".join(f"{k} {v:.4f}" for k, v in meta.get("metrics", {}).get("dev", {}).items())),

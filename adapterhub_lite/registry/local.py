@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..artifact import METADATA_FILES, check_writable, read_artifact, sha256_file
+from ..artifact import (
+    FUSION_ADAPTERS_DIR,
+    METADATA_FILES,
+    Artifact,
+    check_writable,
+    fusion_adapters,
+    read_artifact,
+    sha256_file,
+)
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
@@ -69,10 +77,12 @@ def _summary(metadata: dict[str, Any]) -> dict[str, Any]:
     """What search shows and filters on, taken from the artifact metadata at push time."""
     adapter = metadata.get("adapter") or {}
     head = metadata.get("head", {})
+    architecture = "fusion" if metadata["kind"] == "fusion" else adapter.get("preset", "head_only")
     return {
         "kind": metadata["kind"],
         "fingerprint": metadata["base"].get("fingerprint"),
-        "architecture": adapter.get("preset", "head_only") if adapter else "head_only",
+        "architecture": architecture,
+        "adapters": [f"{a['base']}/{a['task']}/{a['name']}" for a in metadata.get("adapters", [])],
         "head": head.get("type"),
         "labels": head.get("label_names", []),
         "metrics": metadata.get("metrics", {}).get("dev", {}),
@@ -180,6 +190,10 @@ class LocalRegistry:
         # Files are verified while they are copied into the blob store: one hashing pass.
         artifact = read_artifact(path, verify=False)
         meta = artifact.metadata
+        if artifact.kind == "fusion":
+            # A fusion is only pullable with its adapters: store them first (idempotent).
+            for part in fusion_adapters(artifact):
+                self.push(part.path)
         base, task, name = base_key(meta["base"]["model_id"]), meta["task"], meta["name"]
         meta_name = METADATA_FILES[artifact.kind]
         files = {meta_name: {"sha256": sha256_file(artifact.path / meta_name),
@@ -293,7 +307,9 @@ class LocalRegistry:
             # The artifact's own records must agree with the manifest's verified ones.
             pulled = read_artifact(staging, verify=False)
             if any(files.get(n) != r for n, r in pulled.metadata["files"].items()):
-                raise IntegrityError(f"{entry.ref}: adapter.json disagrees with the registry manifest")
+                raise IntegrityError(f"{entry.ref}: its metadata disagrees with the registry manifest")
+            if pulled.kind == "fusion":
+                self._pull_fusion_adapters(entry, pulled, staging, base)
             staging.chmod(0o755)
             if to.exists():
                 shutil.rmtree(to)
@@ -302,6 +318,20 @@ class LocalRegistry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return entry
+
+    def _pull_fusion_adapters(self, entry: Entry, fusion: Artifact, staging: Path,
+                              base: tuple[str, BaseFingerprint] | None) -> None:
+        """Bring exactly the adapter versions a fusion locks (by digest) into its ``adapters/``."""
+        for record in fusion.metadata["adapters"]:
+            ref = Ref(record["base"], record["task"], record["name"], digest=record["digest"])
+            try:
+                found = self.resolve(ref)
+            except NotFoundError:
+                raise IntegrityError(
+                    f"{entry.ref} was trained with {ref.base}/{ref.task}/{ref.name} at {record['digest'][:19]}..., "
+                    f"and the registry holds no version with that content"
+                ) from None
+            self.pull(found.ref, staging / FUSION_ADAPTERS_DIR / record["name"], base=base)
 
     def verify(self, ref: Ref) -> Entry:
         """Check every blob of a version against its sha256; raise :class:`IntegrityError`."""

@@ -1,0 +1,94 @@
+"""``ahl fuse``: train AdapterFusion over adapters from a registry or from directories."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from adapterhub_lite import api, hub
+from adapterhub_lite.config import FusionConfig, TrainConfig
+from adapterhub_lite.training.data import Columns
+
+from .registry import REGISTRY_HELP
+from .render import (
+    console,
+    err_console,
+    metrics_table,
+    print_json,
+    quiet_libraries,
+    trainable_share,
+    training_progress,
+    user_errors,
+)
+
+
+@user_errors
+def fuse(
+    adapters: str = typer.Option(..., help="Comma-separated adapter refs (TASK/NAME[@V]) or artifact directories."),
+    task: str = typer.Option(..., help="Target task name."),
+    train_file: str = typer.Option(..., "--train", help="Target training data."),
+    dev_file: Optional[str] = typer.Option(None, "--dev", help="Target dev data (default: hold out --dev-split)."),
+    base: Optional[str] = typer.Option(None, help="Base model (default: the adapters' base)."),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    out: Optional[Path] = typer.Option(None, help="Fusion artifact directory (default: ./NAME)."),
+    name: Optional[str] = typer.Option(None, help="Fusion name (default: TASK-fusion)."),
+    push: bool = typer.Option(False, help="Push the fusion (and its adapters) to --registry afterwards."),
+    overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
+    head: str = typer.Option("classification", help="classification, regression or multiple_choice."),
+    text_column: str = typer.Option("text", help="Column with the text."),
+    text_pair_column: Optional[str] = typer.Option(None, help="Column with a second text."),
+    label_column: str = typer.Option("label", help="Column with the label."),
+    choices_column: Optional[str] = typer.Option(None, help="Multiple choice: answers column(s)."),
+    lr: float = typer.Option(5e-5, help="Learning rate (paper: 5e-5)."),
+    epochs: int = typer.Option(10, help="Maximum epochs (paper: 10, early stopping)."),
+    patience: int = typer.Option(2, help="Early stopping patience."),
+    batch_size: int = typer.Option(32, help="Examples per optimizer step."),
+    seed: int = typer.Option(42, help="Random seed."),
+    max_length: int = typer.Option(128, help="Maximum tokens per sequence."),
+    value_l2: float = typer.Option(0.01, help="Weight of the L2 pull of V towards the identity."),
+    temperature: float = typer.Option(1.0, help="Softmax temperature over adapters."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, mps."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a fusion layer and a head for TASK over frozen adapters; save (and push) the fusion.
+
+    Example: ahl fuse --adapters sst2/sst2,trec/trec --task rte --train rte.csv --dev rte-dev.csv --push
+    """
+    quiet_libraries()
+    sources = [s.strip() for s in adapters.split(",") if s.strip()]
+    config = TrainConfig(mode="fusion", learning_rate=lr, epochs=epochs, patience=patience, batch_size=batch_size,
+                         seed=seed, max_length=max_length, device=device)
+    fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
+    columns = Columns(text_column, text_pair_column, label_column, choices_column)
+    out = out or Path(name or f"{task}-fusion")
+    with tempfile.TemporaryDirectory(prefix="ahl-fuse-") as scratch:
+        paths = []
+        for i, source in enumerate(sources):
+            if hub.is_artifact_path(source):
+                paths.append(Path(source))
+            else:  # a registry ref: pull it, verified, before anything trains
+                _, pulled = hub.pull(source, to=Path(scratch) / str(i), base=base, registry=registry)
+                paths.append(pulled)
+        with training_progress(f"fuse {task}", enabled=not json_out) as on_progress:
+
+            def on_event(event: api.TrainEvent) -> None:
+                if event.kind == "params" and event.parameters and not json_out:
+                    err_console.print(f"trainable parameters: {trainable_share(*event.parameters)}")
+                on_progress(event)
+
+            result = api.fuse(paths, train_file, task=task, dev_data=dev_file, base=base, head=head,
+                              columns=columns, fusion=fusion, config=config, out=out, name=name,
+                              overwrite=overwrite, on_event=on_event)
+    if not api.result_is_writer():
+        return
+    pushed = hub.push(result.artifact.path, registry=registry) if push else None  # type: ignore[union-attr]
+    summary = {"artifact": str(out), "dev": result.metrics, "best_epoch": result.fit.best_epoch,
+               "pushed": str(pushed.ref) if pushed else None}
+    if json_out:
+        print_json(summary)
+        return
+    console.print(metrics_table(f"fusion dev metrics (best epoch {result.fit.best_epoch})", {task: result.metrics}))
+    console.print(f"saved [bold]{out}[/]" + (f", pushed [bold]{pushed.ref}[/]" if pushed else ""))

@@ -1,0 +1,113 @@
+"""Fusion end to end: fuse adapter artifacts, save, load, push, pull with the exact adapters."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adapterhub_lite import IncompatibleBaseError, IntegrityError, LocalRegistry, TrainConfig, api, load_base
+from adapterhub_lite.registry.refs import base_key, parse_ref
+from adapterhub_lite.training.data import Columns, load_examples, tokenize
+from adapterhub_lite.training.loop import predict_outputs
+
+from .conftest import make_artifact
+
+FAST = TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, tiny_base_model):
+    root = tmp_path_factory.mktemp("sources")
+    return [make_artifact(root / name, tiny_base_model, task=name, name=name, seed=i)
+            for i, name in enumerate(("sentiment", "topic"))]
+
+
+@pytest.fixture(scope="module")
+def fused(tmp_path_factory, sources, spam_files):
+    out = tmp_path_factory.mktemp("fusion") / "spam-fusion"
+    result = api.fuse(sources, spam_files[0], dev_data=spam_files[1], task="sms_spam", config=FAST, out=out)
+    return result, out
+
+
+def _outputs(model, tokenizer, data_path):
+    enc = tokenize(tokenizer, load_examples(data_path, Columns()), 128, None)
+    return predict_outputs(model, enc, batch_size=16, device=model.encoder.device, pad_id=tokenizer.pad_token_id)
+
+
+def test_fusion_artifact_locks_its_adapters_and_reloads_exactly(fused, sources, spam_files):
+    result, out = fused
+    meta = json.loads((out / "fusion.json").read_text())
+    assert meta["kind"] == "fusion" and meta["fusion"]["positions"] == ["ffn"]
+    assert [a["name"] for a in meta["adapters"]] == ["sentiment", "topic"]
+    for record, source in zip(meta["adapters"], sources, strict=True):
+        assert record["digest"] == api.read_artifact(source).digest
+        copy = out / "adapters" / record["name"] / "adapter.json"
+        assert copy.read_bytes() == (source / "adapter.json").read_bytes()
+    loaded = api.load(out)
+    tok = loaded.base.tokenizer
+    assert np.array_equal(_outputs(result.model, tok, spam_files[1]), _outputs(loaded.model, tok, spam_files[1]))
+    assert {p.label for p in api.predict(loaded, ["free entry, win cash now"])} <= {"ham", "spam"}
+
+
+def test_adapters_of_different_bases_fail_before_training(tmp_path, sources, other_tiny_base_dir, spam_files):
+    stranger = make_artifact(tmp_path / "stranger", load_base(str(other_tiny_base_dir)), task="x", name="x")
+    out = tmp_path / "never"
+    with pytest.raises(IncompatibleBaseError) as err:
+        api.fuse([sources[0], stranger], spam_files[0], task="t", config=FAST, out=out)
+    message = str(err.value)
+    assert str(other_tiny_base_dir) in message and "weights_sha256" in message
+    assert json.loads((sources[0] / "adapter.json").read_text())["base"]["model_id"] in message
+    assert not out.exists()
+
+
+def test_push_then_pull_into_an_empty_place_predicts_identically(fused, tmp_path, spam_files):
+    result, out = fused
+    registry = LocalRegistry(tmp_path / "registry")
+    entry = registry.push(out)
+    assert entry.summary["architecture"] == "fusion"
+    assert {e.ref.task for e in registry.search()} == {"sentiment", "topic", "sms_spam"}  # adapters came along
+    target = tmp_path / "pulled"
+    registry.pull(entry.ref, target)
+    assert sorted(p.name for p in (target / "adapters").iterdir()) == ["sentiment", "topic"]
+    loaded = api.load(target)
+    tok = loaded.base.tokenizer
+    assert np.array_equal(_outputs(result.model, tok, spam_files[1]), _outputs(loaded.model, tok, spam_files[1]))
+
+
+def test_a_replaced_adapter_version_fails_the_fusion_pull(fused, tmp_path):
+    _, out = fused
+    registry = LocalRegistry(tmp_path / "registry")
+    entry = registry.push(out)
+    record = json.loads((out / "fusion.json").read_text())["adapters"][1]
+    manifest = next((tmp_path / "registry" / "entries").glob(f"*/*/{record['task']}/{record['name']}/*.json"))
+    replaced = json.loads(manifest.read_text())
+    replaced["digest"] = "sha256:" + "0" * 64  # the version now claims other content
+    manifest.chmod(0o644)
+    manifest.write_text(json.dumps(replaced))
+    with pytest.raises(IntegrityError, match="holds no version with that content"):
+        registry.pull(entry.ref, tmp_path / "pulled")
+    assert not (tmp_path / "pulled").exists()
+
+
+def test_cli_fuses_registry_refs_and_pushes(tmp_path, sources, tiny_base_dir, spam_files):
+    registry = tmp_path / "registry"
+    reg = LocalRegistry(registry)
+    refs = [str(reg.push(s).ref) for s in sources]
+    assert refs[0].startswith(base_key(str(tiny_base_dir)))
+    out = tmp_path / "cli-fusion"
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapterhub_lite", "fuse", "--adapters", "sentiment/sentiment,topic/topic",
+         "--base", str(tiny_base_dir), "--registry", str(registry), "--task", "sms_spam", "--train",
+         str(spam_files[0]), "--dev", str(spam_files[1]), "--epochs", "1", "--batch-size", "16", "--out", str(out),
+         "--push", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["pushed"].endswith("sms_spam/sms_spam-fusion@1.0.0")
+    assert reg.resolve(parse_ref(summary["pushed"])).summary["architecture"] == "fusion"
+    assert (out / "adapters" / "topic" / "adapter.json").is_file()
