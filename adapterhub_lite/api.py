@@ -212,7 +212,7 @@ def _fit(model: AdapterModel, base_model: BaseModel, data: _TaskData, config: Tr
     enc_dev = tokenize(tok, data.dev, config.max_length, data.dev_targets)
     if on_event:
         on_event(TrainEvent("params", parameters=(trainable, total)))
-    result = fit(model, params, enc_train, enc_dev, data.head.type, config, pad_id=_pad_id(tok),
+    result = fit(model, params, enc_train, enc_dev, data.head.type, config, pad_id=pad_id_of(tok),
                  on_event=on_event, metrics_path=_metrics_path(out), regularizer=model.regularization)
     model.requires_grad_(False)
     model.eval()
@@ -379,7 +379,8 @@ def _metrics_path(out: str | Path | None) -> Path | None:
     return out.parent / f".{out.name}.metrics.jsonl"
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_id_of(tokenizer: Any) -> int:
+    """The tokenizer's padding id (0 where it has none)."""
     pad = getattr(tokenizer, "pad_token_id", None)
     return int(pad) if pad is not None else 0
 
@@ -447,7 +448,8 @@ def check_base(metadata: dict[str, Any], base: BaseModel | dict[str, Any]) -> No
         )
 
 
-def _as_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | None) -> LoadedAdapter:
+def ensure_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | None) -> LoadedAdapter:
+    """A loaded artifact: as given, or loaded from its directory."""
     return adapter if isinstance(adapter, LoadedAdapter) else load(adapter, base=base)
 
 
@@ -461,18 +463,19 @@ def evaluate(
     max_length: int | None = None,
 ) -> dict[str, float]:
     """Metrics of an adapter on labelled data (columns default to those used in training)."""
-    loaded = _as_loaded(adapter, base)
+    loaded = ensure_loaded(adapter, base)
     columns = columns or loaded.columns
     data_set = data if isinstance(data, ExampleSet) else load_examples(data, columns)
     head = loaded.head
     targets = encode_labels(data_set, head.type, head.label_names)
-    enc = tokenize(loaded.base.tokenizer, data_set, max_length or _max_length(loaded), targets)
+    enc = tokenize(loaded.base.tokenizer, data_set, max_length or max_length_of(loaded), targets)
     device = next(loaded.model.parameters()).device
     return evaluate_outputs(loaded.model, enc, head.type, batch_size=batch_size, device=device,
-                            pad_id=_pad_id(loaded.base.tokenizer))
+                            pad_id=pad_id_of(loaded.base.tokenizer))
 
 
-def _max_length(loaded: LoadedAdapter) -> int:
+def max_length_of(loaded: LoadedAdapter) -> int:
+    """The token limit the artifact was trained with."""
     return int(loaded.artifact.metadata.get("training", {}).get("max_length", 128))
 
 
@@ -504,7 +507,7 @@ def predict(
         >>> predict("sentiment-adapter", ["a gripping, funny film", "two hours I want back"])
         [Prediction(label='positive', ...), Prediction(label='negative', ...)]
     """
-    loaded = _as_loaded(adapter, base)
+    loaded = ensure_loaded(adapter, base)
     if isinstance(inputs, (str, Path)):
         if isinstance(inputs, str) and not inputs.startswith(HUB_PREFIX) and not Path(inputs).exists():
             raise DataError(f"data file {inputs[:60]!r} does not exist; to predict texts pass a list: "
@@ -521,10 +524,10 @@ def predict(
     head = loaded.head
     if head.type == "multiple_choice" and any(not e.choices for e in data_set.examples):
         raise DataError("a multiple-choice adapter needs candidate answers for every input")
-    enc = tokenize(loaded.base.tokenizer, data_set, _max_length(loaded), None)
+    enc = tokenize(loaded.base.tokenizer, data_set, max_length_of(loaded), None)
     device = next(loaded.model.parameters()).device
     outputs = predict_outputs(loaded.model, enc, batch_size=batch_size, device=device,
-                              pad_id=_pad_id(loaded.base.tokenizer))
+                              pad_id=pad_id_of(loaded.base.tokenizer))
     return [_prediction(head, row, example) for row, example in zip(outputs, data_set.examples, strict=False)]
 
 

@@ -61,6 +61,9 @@ class AdapterModel(nn.Module):
         self.fusion_configs: dict[str, FusionConfig] = {}
         self.fusion_members: dict[str, tuple[str, ...]] = {}
         self.active_fusion: str | None = None
+        # While recording: site key -> [sum of attention over real tokens (per adapter), token count].
+        self._activations: dict[str, list[Any]] | None = None
+        self._token_mask: torch.Tensor | None = None
         # Dropout inside the frozen base while training adapters (see TrainConfig.base_dropout).
         self.base_dropout = True
         self._running = False
@@ -137,7 +140,10 @@ class AdapterModel(nn.Module):
             if site.position not in fusion or self.adapter_configs[members[0]].original_ln_before != ln_before:
                 return None
             stack = StackedAdapters([self.adapters[n][site.layer][site.position] for n in members])  # type: ignore[index]
-            return fuse(u, stack, fusion[site.position])[0]
+            update, attention = fuse(u, stack, fusion[site.position])
+            if self._activations is not None:
+                self._record(site, attention)
+            return update
         if self.active is None:
             return None
         config = self.adapter_configs[self.active]
@@ -160,6 +166,26 @@ class AdapterModel(nn.Module):
             site.layer_norm.register_forward_hook(bind("_after_layer_norm")),
             site.sublayer_output.register_forward_hook(bind("_after_sublayer")),
         ]
+
+    def _record(self, site: AdapterSite, attention: torch.Tensor) -> None:
+        mask = self._token_mask.to(attention.dtype).unsqueeze(-1)  # type: ignore[union-attr]  # padding out
+        total = (attention.detach() * mask).sum(dim=(0, 1)).float().cpu()
+        entry = self._activations.setdefault(site.key, [torch.zeros_like(total), 0.0])  # type: ignore[union-attr]
+        entry[0] += total
+        entry[1] += float(mask.sum())
+
+    @contextmanager
+    def recording_activations(self) -> Iterator[dict[str, list[Any]]]:
+        """Collect the active fusion's attention over adapters while the block runs.
+
+        Yields a dict filled in place: ``"<layer>.<position>"`` -> ``[sum over real tokens of
+        the softmax weights (one per adapter), number of tokens]``.
+        """
+        self._activations = {}
+        try:
+            yield self._activations
+        finally:
+            self._activations = None
 
     @contextmanager
     def _run(self) -> Iterator[None]:
@@ -258,6 +284,7 @@ class AdapterModel(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any) -> torch.Tensor:
         """Last hidden states of the encoder with the active adapter (no head)."""
+        self._token_mask = attention_mask
         with self._run():
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, fuse, registry, train, use
+from . import analysis, demo, fuse, registry, train, use
 
 app = typer.Typer(
     name="ahl",
@@ -18,6 +18,7 @@ app.command("eval")(use.evaluate)
 app.command("predict")(use.predict)
 app.command("info")(use.info)
 app.command("fuse")(fuse.fuse)
+app.command("inspect")(analysis.inspect)
 app.command("push")(registry.push)
 app.command("pull")(registry.pull)
 app.command("search")(registry.search)

@@ -111,3 +111,21 @@ def test_cli_fuses_registry_refs_and_pushes(tmp_path, sources, tiny_base_dir, sp
     assert summary["pushed"].endswith("sms_spam/sms_spam-fusion@1.0.0")
     assert reg.resolve(parse_ref(summary["pushed"])).summary["architecture"] == "fusion"
     assert (out / "adapters" / "topic" / "adapter.json").is_file()
+
+
+def test_activation_analysis_table_json_and_heatmap(fused, spam_files, tmp_path, sources):
+    from adapterhub_lite import ConfigError
+    from adapterhub_lite.analysis import fusion_activations
+
+    _, out = fused
+    report = fusion_activations(out, spam_files[1])
+    assert report.adapters == ["sentiment/sentiment", "topic/topic"] and report.sites == ["0.ffn", "1.ffn"]
+    assert np.allclose(report.mean.sum(axis=1), 1.0, atol=1e-5)  # a distribution over adapters per site
+    tokenizer = api.load(out).base.tokenizer
+    texts = [e.text for e in load_examples(spam_files[1], Columns()).examples]
+    assert report.tokens == sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=128)["input_ids"])
+    assert set(report.to_dict()["sites"]["1.ffn"]) == set(report.adapters)
+    png = report.plot(tmp_path / "heat.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match="not a fusion"):
+        fusion_activations(sources[0], spam_files[1])
