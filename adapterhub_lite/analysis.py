@@ -1,20 +1,22 @@
-"""Fusion activation analysis (Pfeiffer et al. 2021, Fig. 4 and 6): which adapters a fusion uses.
+"""Fusion activation analysis (Pfeiffer et al. 2021, Fig. 4 and 6) and pruning (§8.2).
 
-For every fused site (layer x position) the mean softmax weight of each adapter over all real
-(non-padding) tokens of a dataset.
+For every fused site (layer x position), the mean softmax weight of each adapter over all real
+(non-padding) tokens of a dataset; adapters a fusion hardly uses can then be dropped.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .api import LoadedAdapter, ensure_loaded, max_length_of, pad_id_of
+from .api import LoadedAdapter, ensure_loaded, evaluate, max_length_of, pad_id_of
+from .artifact import FUSION_ADAPTERS_DIR, Artifact, render_model_card, write_artifact
 from .base import BaseModel
 from .errors import ConfigError, DataError
 from .training.data import Columns, ExampleSet, load_examples, tokenize
@@ -99,3 +101,87 @@ def fusion_activations(
     mean = np.stack([(stats[s][0] / max(stats[s][1], 1.0)).numpy() for s in sites])
     adapters = [f"{a['task']}/{a['name']}" for a in meta["adapters"]]
     return FusionActivations(adapters, sites, mean, int(stats[sites[0]][1]) if sites else 0)
+
+
+@dataclass
+class PruneReport:
+    """AdapterDrop-style pruning of a fusion (paper §8.2): what was kept, and what it cost."""
+
+    kept: list[str]
+    dropped: list[str]
+    activations: FusionActivations
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    seconds_before: float
+    seconds_after: float
+    artifact: Artifact | None = None
+
+    @property
+    def speedup(self) -> float:
+        return self.seconds_before / self.seconds_after if self.seconds_after else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kept": self.kept, "dropped": self.dropped, "metrics_before": self.metrics_before,
+                "metrics_after": self.metrics_after, "seconds_before": self.seconds_before,
+                "seconds_after": self.seconds_after, "speedup": self.speedup,
+                "artifact": str(self.artifact.path) if self.artifact else None}
+
+
+def prune_fusion(
+    fusion: LoadedAdapter | str | Path,
+    data: str | Path,
+    *,
+    threshold: float | None = None,
+    keep: int | None = None,
+    columns: Columns | None = None,
+    base: str | BaseModel | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    batch_size: int = 64,
+) -> PruneReport:
+    """Drop the adapters a fusion hardly uses; measure accuracy and inference time before/after.
+
+    Activations are measured on ``data`` (labelled: it is also the evaluation set). With
+    ``threshold``, an adapter goes when its mean attention stays below it at every site; with
+    ``keep``, the ``keep`` adapters with the highest mean attention over all sites stay. Q, K and V
+    act per site, not per adapter, so the fusion runs unchanged over the remaining adapters (the
+    softmax renormalises). With ``out`` the pruned fusion is saved as a new artifact.
+
+    Raises:
+        ConfigError: neither or both of ``threshold``/``keep``, or fewer than two adapters would stay.
+    """
+    if (threshold is None) == (keep is None):
+        raise ConfigError("prune with exactly one of threshold or keep")
+    loaded = ensure_loaded(fusion, base)
+    report = fusion_activations(loaded, data, columns=columns, batch_size=batch_size)
+    names = [a["name"] for a in loaded.artifact.metadata["adapters"]]
+    if threshold is not None:
+        kept = [n for n, col in zip(names, report.mean.T, strict=True) if col.max() >= threshold]
+    else:
+        order = np.argsort(-report.mean.mean(axis=0), kind="stable")[: int(keep)]  # type: ignore[arg-type]
+        kept = [names[i] for i in sorted(order)]
+    if len(kept) < 2:
+        raise ConfigError(f"pruning would leave {len(kept)} adapter(s); a fusion needs two (use the adapter alone)")
+    model, name = loaded.model, loaded.artifact.metadata["name"]
+
+    def timed_eval() -> tuple[dict[str, float], float]:
+        start = time.perf_counter()
+        metrics = evaluate(loaded, data, columns=columns, batch_size=batch_size)
+        return metrics, time.perf_counter() - start
+
+    timed_eval()  # warm-up: first-call costs must not count against the unpruned model
+    before, seconds_before = timed_eval()
+    model.fusion_members[name] = tuple(kept)
+    after, seconds_after = timed_eval()
+    artifact = None
+    if out is not None:
+        meta = loaded.artifact.metadata
+        metadata = {k: v for k, v in meta.items() if k not in ("files", "format_version")}
+        metadata["adapters"] = [a for a in meta["adapters"] if a["name"] in kept]
+        metadata["pruned_from"] = {"digest": loaded.artifact.digest, "dropped": [n for n in names if n not in kept]}
+        metadata["metrics"] = {**meta.get("metrics", {}), "pruned": after}
+        sources = {f"{FUSION_ADAPTERS_DIR}/{n}": loaded.artifact.path / FUSION_ADAPTERS_DIR / n for n in kept}
+        artifact = write_artifact(Path(out), metadata, model.artifact_state_dict(kind="fusion"),
+                                  render_model_card(metadata), extra_dirs=sources, overwrite=overwrite)
+    return PruneReport(kept, [n for n in names if n not in kept], report, before, after, seconds_before,
+                       seconds_after, artifact)

@@ -1,4 +1,4 @@
-"""``ahl inspect``: which adapters a fusion attends to, layer by layer (paper Fig. 4)."""
+"""``ahl inspect`` and ``ahl prune``: which adapters a fusion uses, and dropping the rest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from adapterhub_lite import hub
-from adapterhub_lite.analysis import fusion_activations
+from adapterhub_lite.analysis import fusion_activations, prune_fusion
 
 from .registry import BASE_HELP, REGISTRY_HELP
 from .render import console, print_json, quiet_libraries, user_errors
@@ -49,3 +49,31 @@ def inspect(
     console.print(table)
     if plot is not None:
         console.print(f"heatmap written to {plot}")
+
+
+@user_errors
+def prune(
+    target: Path = typer.Argument(..., help="Fusion artifact directory."),
+    data: str = typer.Option(..., help="Labelled data: measures activations, accuracy and speed."),
+    threshold: Optional[float] = typer.Option(None, help="Drop adapters whose mean attention stays below this."),
+    keep: Optional[int] = typer.Option(None, help="Keep the K adapters with the highest mean attention."),
+    out: Optional[Path] = typer.Option(None, help="Save the pruned fusion here."),
+    overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
+    base: Optional[str] = typer.Option(None, help=BASE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Drop adapters a fusion hardly uses (AdapterDrop); report accuracy before/after and speed-up."""
+    quiet_libraries()
+    report = prune_fusion(target, data, threshold=threshold, keep=keep, base=base, out=out, overwrite=overwrite)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    console.print(f"kept {', '.join(report.kept)}; dropped {', '.join(report.dropped) or 'nothing'}")
+    table = Table(title="pruning")
+    for column in ("", *report.metrics_before, "seconds"):
+        table.add_column(column, justify="right")
+    for label, metrics, seconds in (("before", report.metrics_before, report.seconds_before),
+                                    ("after", report.metrics_after, report.seconds_after)):
+        table.add_row(label, *[f"{v:.4f}" for v in metrics.values()], f"{seconds:.2f}")
+    console.print(table)
+    console.print(f"speed-up {report.speedup:.2f}x" + (f"; saved {out}" if out else ""))

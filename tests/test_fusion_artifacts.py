@@ -129,3 +129,26 @@ def test_activation_analysis_table_json_and_heatmap(fused, spam_files, tmp_path,
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ConfigError, match="not a fusion"):
         fusion_activations(sources[0], spam_files[1])
+
+
+def test_pruning_keeps_the_most_used_adapters_and_reports_the_cost(tmp_path, tiny_base_model, spam_files):
+    from adapterhub_lite import ConfigError
+    from adapterhub_lite.analysis import prune_fusion
+
+    sources = [make_artifact(tmp_path / n, tiny_base_model, task=n, name=n, seed=i)
+               for i, n in enumerate(("a", "b", "c"))]
+    result = api.fuse(sources, spam_files[0], dev_data=spam_files[1], task="sms_spam", config=FAST,
+                      out=tmp_path / "fusion3")
+    report = prune_fusion(result.artifact.path, spam_files[1], keep=2, out=tmp_path / "pruned")
+    usage = report.activations.mean.mean(axis=0)
+    assert report.dropped == [["a", "b", "c"][int(usage.argmin())]] and len(report.kept) == 2
+    assert set(report.metrics_before) == set(report.metrics_after) == {"accuracy", "macro_f1"}
+    assert report.seconds_before > 0 and report.seconds_after > 0
+    pruned = api.load(tmp_path / "pruned")
+    assert [a["name"] for a in pruned.artifact.metadata["adapters"]] == report.kept
+    assert api.evaluate(pruned, spam_files[1]) == pytest.approx(report.metrics_after)
+    assert prune_fusion(result.artifact.path, spam_files[1], threshold=0.0).dropped == []
+    with pytest.raises(ConfigError, match="a fusion needs two"):
+        prune_fusion(result.artifact.path, spam_files[1], threshold=1.01)
+    with pytest.raises(ConfigError, match="exactly one of threshold or keep"):
+        prune_fusion(result.artifact.path, spam_files[1])
