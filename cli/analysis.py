@@ -8,10 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from adapterhub_lite import hub
 from adapterhub_lite.analysis import fusion_activations, prune_fusion
 
-from .registry import BASE_HELP, REGISTRY_HELP
+from .registry import BASE_HELP, REGISTRY_HELP, local_artifact
 from .render import console, print_json, quiet_libraries, user_errors
 
 
@@ -27,13 +26,7 @@ def inspect(
 ) -> None:
     """Mean fusion attention of every adapter at every layer over a dataset: table, JSON, PNG."""
     quiet_libraries()
-    path = Path(target)
-    if not hub.is_artifact_path(target):  # a ref: pull it (with its adapters) next to nothing else
-        import tempfile
-
-        scratch = Path(tempfile.mkdtemp(prefix="ahl-inspect-"))
-        _, path = hub.pull(target, to=scratch / "fusion", base=base, registry=registry)
-    report = fusion_activations(path, data, base=base, batch_size=batch_size)
+    report = fusion_activations(local_artifact(target, base, registry), data, base=base, batch_size=batch_size)
     if plot is not None:
         report.plot(plot, title=f"fusion attention on {Path(data).name}")
     if json_out:

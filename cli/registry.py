@@ -10,7 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from adapterhub_lite import hub
-from adapterhub_lite.registry.local import Entry
+from adapterhub_lite.artifact import read_artifact
+from adapterhub_lite.errors import AhlError
+from adapterhub_lite.registry.local import Entry, cache_root
 
 from .render import console, print_json, user_errors
 
@@ -24,6 +26,20 @@ def entry_json(entry: Entry) -> dict:
             "version": entry.ref.version, "digest": entry.digest, "yanked": entry.yanked,
             "architecture": s.get("architecture"), "head": s.get("head"), "metrics": s.get("metrics", {}),
             "tags": s.get("tags", []), "pushed_at": entry.manifest.get("pushed_at")}
+
+
+def local_artifact(target: str, base: str | None, registry: Path | None) -> Path:
+    """An artifact directory for a command-line target: the directory itself, or a registry ref
+    pulled (verified, with a fusion's adapters) into the cache, once per content digest."""
+    if hub.is_artifact_path(target):
+        return Path(target)
+    entry = hub.resolve(target, base=base, registry=registry)
+    cached = cache_root() / "artifacts" / entry.digest.removeprefix("sha256:")
+    try:
+        read_artifact(cached)  # verified: a damaged cache entry is pulled again
+        return cached
+    except AhlError:
+        return hub.pull(entry.ref, to=cached, base=base, registry=registry, overwrite=True)[1]
 
 
 def entry_table(entry: Entry) -> Table:

@@ -18,7 +18,7 @@ from adapterhub_lite import api, hub
 from adapterhub_lite.errors import ConfigError, DataError
 from adapterhub_lite.training.data import Columns, Example
 
-from .registry import entry_table
+from .registry import entry_table, local_artifact
 from .render import console, metrics_table, print_json, quiet_libraries, trainable_share, user_errors
 
 COLUMN_HELP = "Column override (default: the column used in training)."
@@ -32,9 +32,10 @@ def _columns(loaded: api.LoadedAdapter, text: Optional[str], pair: Optional[str]
 
 @user_errors
 def evaluate(
-    artifact: Path = typer.Argument(..., help="Artifact directory."),
+    artifact: str = typer.Argument(..., help="Artifact directory (adapter or fusion) or registry ref."),
     data: str = typer.Option(..., help="Labelled data file."),
     base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the artifact)."),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry directory for refs."),
     text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     label_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
@@ -44,7 +45,7 @@ def evaluate(
 ) -> None:
     """Evaluate an artifact on labelled data."""
     quiet_libraries()
-    loaded = api.load(artifact, base=base, device="auto")
+    loaded = api.load(local_artifact(artifact, base, registry), base=base, device="auto")
     columns = _columns(loaded, text_column, text_pair_column, label_column, choices_column)
     metrics = api.evaluate(loaded, data, columns=columns, batch_size=batch_size)
     if json_out:
@@ -55,11 +56,12 @@ def evaluate(
 
 @user_errors
 def predict(
-    artifact: Path = typer.Argument(..., help="Artifact directory."),
+    artifact: str = typer.Argument(..., help="Artifact directory (adapter or fusion) or registry ref."),
     input: str = typer.Option("-", "--input", "-i", help="Data file, or - for one text per line on stdin."),
     output: str = typer.Option("-", "--output", "-o", help="Output file, or - for stdout."),
     format: str = typer.Option("jsonl", help="jsonl or csv."),
     base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the artifact)."),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry directory for refs."),
     text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
@@ -73,7 +75,7 @@ def predict(
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
         if not texts:
             raise DataError("nothing to predict: stdin has no text lines")
-    loaded = api.load(artifact, base=base, device="auto")
+    loaded = api.load(local_artifact(artifact, base, registry), base=base, device="auto")
     if input == "-":
         inputs: object = [Example(t) for t in texts]
     else:

@@ -56,6 +56,13 @@ def default_root() -> Path:
     return data / "adapterhub-lite" / "registry"
 
 
+def cache_root() -> Path:
+    """``$AHL_CACHE``, else ``$XDG_CACHE_HOME/adapterhub-lite`` (``~/.cache``): pulled artifacts."""
+    if os.environ.get("AHL_CACHE"):
+        return Path(os.environ["AHL_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adapterhub-lite"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One version of one registry entry, with its manifest."""
