@@ -1,10 +1,11 @@
 """adapterhub-lite: share, pull and compose bottleneck adapters for Hugging Face encoders."""
 
 from . import hub
-from .api import LoadedAdapter, Prediction, TrainResult, evaluate, info, load, predict, train
+from .analysis import FusionActivations, PruneReport, fusion_activations, prune_fusion
+from .api import LoadedAdapter, Prediction, TrainResult, evaluate, fuse, info, load, predict, train
 from .artifact import Artifact, read_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
-from .config import AdapterConfig, HeadConfig, TrainConfig
+from .config import AdapterConfig, FusionConfig, HeadConfig, TrainConfig
 from .errors import (
     AhlError,
     ArtifactError,
@@ -41,6 +42,8 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Example",
+    "FusionActivations",
+    "FusionConfig",
     "HeadConfig",
     "IncompatibleBaseError",
     "IntegrityError",
@@ -52,11 +55,15 @@ __all__ = [
     "VersionConflictError",
     "LoadedAdapter",
     "Prediction",
+    "PruneReport",
     "TrainConfig",
     "TrainEvent",
     "TrainResult",
     "UnsupportedModelError",
     "evaluate",
+    "fuse",
+    "fusion_activations",
+    "prune_fusion",
     "hub",
     "parse_ref",
     "pull",
