@@ -152,3 +152,17 @@ def test_pruning_keeps_the_most_used_adapters_and_reports_the_cost(tmp_path, tin
         prune_fusion(result.artifact.path, spam_files[1], threshold=1.01)
     with pytest.raises(ConfigError, match="exactly one of threshold or keep"):
         prune_fusion(result.artifact.path, spam_files[1])
+
+
+def test_fusion_metadata_follows_its_schema(fused):
+    from pathlib import Path
+
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((Path(__file__).parents[1] / "registry/schema/fusion.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    meta = json.loads((fused[1] / "fusion.json").read_text())
+    validator = Draft202012Validator(schema)
+    assert list(validator.iter_errors(meta)) == []
+    broken = {**meta, "adapters": [{**meta["adapters"][0], "digest": "sha256:nothex"}] + meta["adapters"][1:]}
+    assert list(validator.iter_errors(broken))
