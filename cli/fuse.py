@@ -15,11 +15,9 @@ from adapterhub_lite.training.data import Columns
 from .registry import REGISTRY_HELP
 from .render import (
     console,
-    err_console,
     metrics_table,
     print_json,
     quiet_libraries,
-    trainable_share,
     training_progress,
     user_errors,
 )
@@ -72,13 +70,7 @@ def fuse(
             else:  # a registry ref: pull it, verified, before anything trains
                 _, pulled = hub.pull(source, to=Path(scratch) / str(i), base=base, registry=registry)
                 paths.append(pulled)
-        with training_progress(f"fuse {task}", enabled=not json_out) as on_progress:
-
-            def on_event(event: api.TrainEvent) -> None:
-                if event.kind == "params" and event.parameters and not json_out:
-                    err_console.print(f"trainable parameters: {trainable_share(*event.parameters)}")
-                on_progress(event)
-
+        with training_progress(f"fuse {task}", enabled=not json_out) as on_event:
             result = api.fuse(paths, train_file, task=task, dev_data=dev_file, base=base, head=head,
                               columns=columns, fusion=fusion, config=config, out=out, name=name,
                               overwrite=overwrite, on_event=on_event)

@@ -63,7 +63,8 @@ def trainable_share(trainable: int, total: int) -> str:
 
 @contextmanager
 def training_progress(label: str, enabled: bool = True) -> Iterator[Callable[[TrainEvent], None]]:
-    """A Rich progress bar fed by training events: steps, live loss, the last dev metric."""
+    """A Rich progress bar fed by training events: steps, live loss, the last dev metric; first
+    a line with the trainable share of the parameters."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -81,6 +82,11 @@ def training_progress(label: str, enabled: bool = True) -> Iterator[Callable[[Tr
     def on_event(event: TrainEvent) -> None:
         # The bar appears with the first event, i.e. once the input has been checked, so a
         # bad-input error stays the only line on stderr.
+        if event.kind == "params":
+            if enabled and event.parameters:
+                trainable, total = event.parameters
+                err_console.print(f"trainable parameters: {trainable_share(trainable, total)} ({trainable:,})")
+            return
         if not progress.live.is_started:
             progress.start()
         if event.kind == "start":

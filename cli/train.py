@@ -14,11 +14,9 @@ from adapterhub_lite.training.data import Columns
 
 from .render import (
     console,
-    err_console,
     metrics_table,
     print_json,
     quiet_libraries,
-    trainable_share,
     training_progress,
     user_errors,
 )
@@ -96,14 +94,7 @@ def train(
     )
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
     out = out or Path(name or task)
-    with training_progress(f"train {name or task}", enabled=not json_out) as on_progress:
-
-        def on_event(event: api.TrainEvent) -> None:
-            if event.kind == "params" and event.parameters and not json_out:
-                trainable, total = event.parameters
-                err_console.print(f"trainable parameters: {trainable_share(trainable, total)} ({trainable:,})")
-            on_progress(event)
-
+    with training_progress(f"train {name or task}", enabled=not json_out) as on_event:
         result = api.train(
             train_file,
             task=task,
