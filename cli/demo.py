@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -11,6 +12,7 @@ from rich.table import Table
 from adapterhub_lite import api, bundled, hub
 from adapterhub_lite.config import TrainConfig
 from adapterhub_lite.errors import ConfigError
+from adapterhub_lite.training.data import Columns, ExampleSet, load_examples
 
 from .render import console, quiet_libraries, trainable_share, training_progress, user_errors
 
@@ -19,6 +21,7 @@ from .render import console, quiet_libraries, trainable_share, training_progress
 def demo(
     task: str = typer.Option("trec", help="Bundled task to train on (see adapterhub_lite/data/bundled/tasks.json)."),
     epochs: int = typer.Option(3, help="Epochs for each run."),
+    limit: Optional[int] = typer.Option(None, help="Use at most this many training examples (a quick look)."),
     lr: float = typer.Option(1e-3, help="Learning rate for both runs."),
     workdir: Path = typer.Option(Path("ahl-demo"), help="Where the demo writes its artifacts."),
 ) -> None:
@@ -33,6 +36,9 @@ def demo(
     if task not in tasks:
         raise ConfigError(f"unknown bundled task {task!r}; choose one of: {', '.join(tasks)}")
     train_file, dev_file = bundled.split_path(task, "train"), bundled.split_path(task, "dev")
+    train_data = load_examples(train_file, Columns())
+    if limit is not None:
+        train_data = ExampleSet(train_data.examples[:limit], train_data.source, train_data.sha256)
     base = api.load_base()
     console.print(f"[bold]demo[/]: {task} ({tasks[task]['description']}), base {base.model_id}, "
                   f"{epochs} epochs, lr {lr}")
@@ -41,7 +47,7 @@ def demo(
         config = TrainConfig(epochs=epochs, learning_rate=lr, patience=epochs)
         start = time.perf_counter()
         with training_progress(run) as on_event:
-            result = api.train(train_file, dev_data=dev_file, task=task, base=base, adapter=adapter,
+            result = api.train(train_data, dev_data=dev_file, task=task, base=base, adapter=adapter,
                                config=config, out=workdir / run.replace(" ", "-"), overwrite=True,
                                on_event=on_event)
         rows[run] = (result, time.perf_counter() - start)

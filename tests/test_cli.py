@@ -145,3 +145,12 @@ def test_unsupported_base_family_lists_supported(tmp_path):
 def test_bad_option_value(tmp_path, spam_files):
     proc = ahl("train", "--train", spam_files[0], "--task", "t", "--preset", "lora", "--out", tmp_path / "o")
     assert_one_line_error(proc, "unknown adapter preset 'lora'", "pfeiffer")
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    """The README's main command, on a small slice: trains, compares, pushes, pulls back."""
+    proc = ahl("demo", "--epochs", "1", "--limit", "120", "--workdir", tmp_path / "demo", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "adapter gain over head-only" in proc.stdout
+    assert "identical predictions" in proc.stdout
+    assert (tmp_path / "demo" / "pulled" / "adapter.json").is_file()
