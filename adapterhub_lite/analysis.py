@@ -6,8 +6,6 @@ For every fused site (layer x position), the mean softmax weight of each adapter
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from .api import LoadedAdapter, ensure_loaded, evaluate, max_length_of, pad_id_o
 from .artifact import FUSION_ADAPTERS_DIR, Artifact, render_model_card, write_artifact
 from .base import BaseModel
 from .errors import ConfigError, DataError
+from .files import replacing
 from .training.data import Columns, ExampleSet, load_examples, tokenize
 from .training.loop import predict_outputs
 
@@ -57,14 +56,9 @@ class FusionActivations:
         ax.set_title(title or "mean fusion attention per layer")
         fig.colorbar(image, ax=ax, fraction=0.05)
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent if str(path.parent) else ".")
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            with replacing(path, suffix=".png") as tmp:
+                fig.savefig(tmp, dpi=120, bbox_inches="tight")
         finally:
             plt.close(fig)
         return path

@@ -8,7 +8,6 @@ half-written artifact. Reading verifies every file before any weight is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ArtifactError, IntegrityError
+from .files import sha256_file
 from .registry.refs import check_segment
 
 FORMAT_VERSION = "1.0"
@@ -69,14 +69,6 @@ class Artifact:
             raise IntegrityError(
                 f"{self.weights_path} is truncated or corrupt ({exc}); fetch the artifact again"
             ) from None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_artifact(

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +14,7 @@ from rich.table import Table
 
 from adapterhub_lite import api, hub
 from adapterhub_lite.errors import ConfigError, DataError
+from adapterhub_lite.files import replacing
 from adapterhub_lite.training.data import Columns, Example
 
 from .registry import entry_table, local_artifact
@@ -109,15 +108,8 @@ def _write(output: str, text: str) -> None:
     if output == "-":
         sys.stdout.write(text)
         return
-    target = Path(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(Path(output)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _describe_adapter(meta: dict) -> str:

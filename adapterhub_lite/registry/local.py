@@ -36,10 +36,10 @@ from ..artifact import (
     check_writable,
     fusion_adapters,
     read_artifact,
-    sha256_file,
 )
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
+from ..files import sha256_file
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
 LAYOUT = 1

@@ -8,7 +8,6 @@ Face Hub (needs the optional ``datasets`` package and a machine that reaches the
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import random
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import DataError
+from ..files import sha256_file
 
 HUB_PREFIX = "hf:"
 
@@ -65,14 +65,6 @@ class ExampleSet:
 
 
 # -- reading ----------------------------------------------------------------------------------
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _decode(path: Path) -> str:
@@ -153,7 +145,7 @@ def read_rows(source: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     rows = _read_rows(path)
     if not rows:
         raise DataError(f"data file {path} has no rows")
-    return rows, _file_digest(path)
+    return rows, sha256_file(path)
 
 
 def _column(row: dict[str, Any], name: str, columns_found: list[str], source: str) -> Any:
