@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import ArtifactError, IntegrityError
 from .files import sha256_file
-from .registry.refs import check_segment
+from .registry.refs import base_key, check_segment
 
 FORMAT_VERSION = "1.0"
 METADATA_FILES = {"adapter": "adapter.json", "fusion": "fusion.json"}
@@ -232,6 +232,9 @@ def render_model_card(metadata: dict[str, Any]) -> str:
     fused = [a["name"] for a in metadata.get("adapters", [])]
     if metadata["kind"] == "fusion":
         tags.append("adapter:fusion")
+    # Remote registries find entries by these tags without knowing their namespace (SPEC 14.2).
+    key = base_key(base_id)
+    tags += [f"ahl-entry:{key}/{task}/{metadata['name']}", f"base_model:{key}"]
     lines = [
         "---",
         "library_name: adapterhub-lite",
@@ -268,6 +271,16 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         lines += ["| dev metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()], ""]
     lines += ["```bash", "ahl predict PATH_TO_THIS_DIR --input texts.txt", "```", ""]
     return "\n".join(lines)
+
+
+def artifact_files(artifact: Artifact) -> list[str]:
+    """Every file that belongs to an artifact, as paths relative to its directory: the metadata
+    file, the files it lists and, for a fusion, each of its adapters' files under ``adapters/``."""
+    files = [METADATA_FILES[artifact.kind], *artifact.metadata["files"]]
+    if artifact.kind == "fusion":
+        for part in fusion_adapters(artifact):
+            files += [f"{FUSION_ADAPTERS_DIR}/{part.path.name}/{name}" for name in artifact_files(part)]
+    return files
 
 
 def fusion_adapters(artifact: Artifact) -> list[Artifact]:

@@ -1,24 +1,36 @@
 """The registry verbs of the Python API: push, pull, search, resolve, verify, yank.
 
 ``registry`` is a directory path (the local registry; default ``$AHL_REGISTRY`` or the user's
-data directory). They return values and raise :class:`~adapterhub_lite.errors.AhlError`.
+data directory), or a remote: ``http(s)://HOST[:PORT][/NAMESPACE]`` (``ahl serve`` or any
+Hub-compatible server) or ``hf://NAMESPACE`` (the Hugging Face Hub); see ``registry/SPEC.md``
+section 14. They return values and raise :class:`~adapterhub_lite.errors.AhlError`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from .artifact import Artifact, read_artifact
 from .base import BaseModel, load_base
-from .registry.local import Entry, LocalRegistry
+from .registry.local import REGISTRY_ENV, Entry, LocalRegistry
 from .registry.refs import Ref, base_key, parse_ref
+from .registry.remote import Progress, RemoteRegistry, is_remote
+
+Registry = LocalRegistry | RemoteRegistry
+RegistryLike = str | Path | LocalRegistry | RemoteRegistry | None
 
 
-def open_registry(registry: str | Path | LocalRegistry | None = None) -> LocalRegistry:
-    """The registry a ``--registry`` value names (None: the default local registry)."""
-    if isinstance(registry, LocalRegistry):
+def open_registry(registry: RegistryLike = None) -> Registry:
+    """The registry a ``--registry`` value names: a directory, a URL, or None for the default
+    local registry (``$AHL_REGISTRY`` may itself hold a URL)."""
+    if isinstance(registry, (LocalRegistry, RemoteRegistry)):
         return registry
+    if registry is None and is_remote(os.environ.get(REGISTRY_ENV)):
+        registry = os.environ[REGISTRY_ENV]
+    if is_remote(registry):
+        return RemoteRegistry(str(registry))
     return LocalRegistry(registry)
 
 
@@ -36,7 +48,7 @@ def is_artifact_path(target: str | Path) -> bool:
         return False
 
 
-def push(path: str | Path, *, registry: str | Path | LocalRegistry | None = None,
+def push(path: str | Path, *, registry: RegistryLike = None,
          version: str | None = None) -> Entry:
     """Push an artifact directory; returns the stored version (see :meth:`LocalRegistry.push`).
 
@@ -48,11 +60,14 @@ def push(path: str | Path, *, registry: str | Path | LocalRegistry | None = None
 
 
 def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel | None = None,
-         registry: str | Path | LocalRegistry | None = None, overwrite: bool = False) -> tuple[Entry, Path]:
+         registry: RegistryLike = None, overwrite: bool = False,
+         progress: Progress | None = None) -> tuple[Entry, Path]:
     """Pull a version into a directory (default ``./NAME-VERSION``), verified file by file.
 
     With ``base``, the short ref form resolves against it and the recorded base fingerprint is
     compared before anything is copied: a mismatch raises :class:`IncompatibleBaseError`.
+    ``progress`` (remote registries) receives the bytes to download and returns a callback
+    that is advanced as they arrive.
     """
     base_id = base.model_id if isinstance(base, BaseModel) else base
     reg = open_registry(registry)
@@ -62,24 +77,27 @@ def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel 
         loaded = base if isinstance(base, BaseModel) else load_base(base)
         checked = (loaded.model_id, loaded.fingerprint)
     target = Path(to) if to is not None else Path(f"{entry.ref.name}-{entry.ref.version}")
-    reg.pull(entry.ref, target, base=checked, overwrite=overwrite)
+    if isinstance(reg, RemoteRegistry):
+        reg.pull(entry.ref, target, base=checked, overwrite=overwrite, progress=progress)
+    else:
+        reg.pull(entry.ref, target, base=checked, overwrite=overwrite)
     return entry, target
 
 
-def search(*, registry: str | Path | LocalRegistry | None = None, **filters: Any) -> list[Entry]:
+def search(*, registry: RegistryLike = None, **filters: Any) -> list[Entry]:
     """Search by ``base``, ``task``, ``architecture``, ``name`` (substring), ``tag``; ``sort`` by a
     dev metric; ``limit`` rows."""
     return open_registry(registry).search(**filters)
 
 
 def resolve(ref: str | Ref, *, base: str | None = None,
-            registry: str | Path | LocalRegistry | None = None) -> Entry:
+            registry: RegistryLike = None) -> Entry:
     """The version a ref means, with its manifest (no files move)."""
     return open_registry(registry).resolve(_ref(ref, base))
 
 
 def verify(target: str | Path, *, base: str | None = None,
-           registry: str | Path | LocalRegistry | None = None) -> Entry | Artifact:
+           registry: RegistryLike = None) -> Entry | Artifact:
     """Verify an artifact directory, or a registry version, file by file against its sha256."""
     if is_artifact_path(target):
         return read_artifact(target)
@@ -87,6 +105,6 @@ def verify(target: str | Path, *, base: str | None = None,
 
 
 def yank(ref: str | Ref, *, base: str | None = None,
-         registry: str | Path | LocalRegistry | None = None) -> Entry:
+         registry: RegistryLike = None) -> Entry:
     """Hide an exact version from search and ``latest`` (still pullable by its version)."""
     return open_registry(registry).yank(_ref(ref, base))

@@ -11,7 +11,7 @@ from rich.table import Table
 from adapterhub_lite.analysis import fusion_activations, prune_fusion
 
 from .registry import BASE_HELP, REGISTRY_HELP, local_artifact
-from .render import console, print_json, quiet_libraries, user_errors
+from .render import activations_table, console, print_json, quiet_libraries, user_errors
 
 
 @user_errors
@@ -20,7 +20,7 @@ def inspect(
     data: str = typer.Option(..., help="Data to run (labels are not needed)."),
     plot: Optional[Path] = typer.Option(None, help="Write a PNG heatmap here."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
-    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
     json_out: bool = typer.Option(False, "--json", help="Print the activations as JSON."),
 ) -> None:
@@ -32,14 +32,8 @@ def inspect(
     if json_out:
         print_json(report.to_dict())
         return
-    table = Table(title=f"mean fusion attention over {report.tokens:,} tokens of {Path(data).name}")
-    table.add_column("layer.position")
-    for adapter in report.adapters:
-        table.add_column(adapter, justify="right")
-    for site, row in zip(report.sites, report.mean, strict=True):
-        best = row.argmax()
-        table.add_row(site, *[f"[bold]{v:.3f}[/]" if i == best else f"{v:.3f}" for i, v in enumerate(row)])
-    console.print(table)
+    title = f"mean fusion attention over {report.tokens:,} tokens of {Path(data).name}"
+    console.print(activations_table(report, title))
     if plot is not None:
         console.print(f"heatmap written to {plot}")
 

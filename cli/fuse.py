@@ -30,7 +30,7 @@ def fuse(
     train_file: str = typer.Option(..., "--train", help="Target training data."),
     dev_file: Optional[str] = typer.Option(None, "--dev", help="Target dev data (default: hold out --dev-split)."),
     base: Optional[str] = typer.Option(None, help="Base model (default: the adapters' base)."),
-    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     out: Optional[Path] = typer.Option(None, help="Fusion artifact directory (default: ./NAME)."),
     name: Optional[str] = typer.Option(None, help="Fusion name (default: TASK-fusion)."),
     push: bool = typer.Option(False, help="Push the fusion (and its adapters) to --registry afterwards."),

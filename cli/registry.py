@@ -1,22 +1,29 @@
-"""``ahl push``, ``pull``, ``search``, ``verify``, ``yank``: the registry commands."""
+"""``ahl push``, ``pull``, ``search``, ``verify``, ``yank``, ``login``, ``cache``: the registry commands."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from adapterhub_lite import hub
 from adapterhub_lite.artifact import read_artifact
-from adapterhub_lite.errors import AhlError
+from adapterhub_lite.errors import AhlError, ConfigError
+from adapterhub_lite.registry.cache import DownloadCache
 from adapterhub_lite.registry.local import Entry, cache_root
+from adapterhub_lite.registry.remote import RemoteRegistry, is_remote, parse_remote
+from adapterhub_lite.registry.tokens import store_token
 
 from .render import console, print_json, user_errors
 
-REGISTRY_HELP = "Registry directory (default: $AHL_REGISTRY or ~/.local/share/adapterhub-lite/registry)."
+REGISTRY_HELP = ("Registry: a directory, http(s)://HOST[:PORT][/NAMESPACE] (ahl serve, a Hub mirror) or "
+                 "hf://NAMESPACE (default: $AHL_REGISTRY, else ~/.local/share/adapterhub-lite/registry).")
 BASE_HELP = "Base model id for short refs (TASK/NAME) and the compatibility check."
 
 
@@ -28,7 +35,7 @@ def entry_json(entry: Entry) -> dict:
             "tags": s.get("tags", []), "pushed_at": entry.manifest.get("pushed_at")}
 
 
-def local_artifact(target: str, base: str | None, registry: Path | None) -> Path:
+def local_artifact(target: str, base: str | None, registry: str | None) -> Path:
     """An artifact directory for a command-line target: the directory itself, or a registry ref
     pulled (verified, with a fusion's adapters) into the cache, once per content digest."""
     if hub.is_artifact_path(target):
@@ -57,7 +64,7 @@ def entry_table(entry: Entry) -> Table:
 @user_errors
 def push(
     path: Path = typer.Argument(..., help="Artifact directory."),
-    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     version: Optional[str] = typer.Option(None, help="MAJOR.MINOR.PATCH (default: next patch version)."),
     json_out: bool = typer.Option(False, "--json", help="Print the stored version as JSON."),
 ) -> None:
@@ -74,11 +81,12 @@ def pull(
     ref: str = typer.Argument(..., help="TASK/NAME[@VERSION|@latest|@sha256:...] or BASE/TASK/NAME[...]."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
     to: Optional[Path] = typer.Option(None, help="Destination directory (default: ./NAME-VERSION)."),
-    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing destination."),
 ) -> None:
     """Pull a version from a registry into a directory, verifying every file."""
-    entry, target = hub.pull(ref, to=to, base=base, registry=registry, overwrite=overwrite)
+    with transfer_progress() as progress:
+        entry, target = hub.pull(ref, to=to, base=base, registry=registry, overwrite=overwrite, progress=progress)
     console.print(f"pulled [bold]{entry.ref}[/] into {target}")
 
 
@@ -91,7 +99,7 @@ def search(
     tag: Optional[str] = typer.Option(None, help="A tag, e.g. task:trec or head:regression."),
     sort: Optional[str] = typer.Option(None, help="Sort by a dev metric, best first (e.g. accuracy)."),
     limit: int = typer.Option(50, help="Rows at most."),
-    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search a registry: the latest non-yanked version of each matching entry."""
@@ -114,7 +122,7 @@ def search(
 def verify(
     target: str = typer.Argument(..., help="Artifact directory or registry ref."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
-    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
 ) -> None:
     """Check every file of an artifact or registry version against its sha256."""
     result = hub.verify(target, base=base, registry=registry)
@@ -126,8 +134,86 @@ def verify(
 def yank(
     ref: str = typer.Argument(..., help="An exact version: TASK/NAME@VERSION."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
-    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
 ) -> None:
     """Hide a version from search and @latest; it stays pullable by its exact version."""
     entry = hub.yank(ref, base=base, registry=registry)
     console.print(f"yanked {entry.ref}")
+
+
+@contextmanager
+def transfer_progress() -> Iterator[Callable[[int], Callable[[int], None]]]:
+    """A byte progress bar for downloads, shown only once there is something to download (a
+    cached pull or an error prints nothing)."""
+    bar = Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), console=console, transient=True)
+
+    def start(total: int) -> Callable[[int], None]:
+        bar.start()
+        task = bar.add_task("download", total=total)
+        return lambda n: bar.advance(task, n)
+
+    try:
+        yield start
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+@user_errors
+def login(
+    registry: str = typer.Option(..., envvar="AHL_REGISTRY", help="Remote registry URL, e.g. http://127.0.0.1:8765."),
+    token: Optional[str] = typer.Option(None, help="The token (default: prompt without echo)."),
+) -> None:
+    """Store a token for a remote registry (checked with the server first); sent to it alone."""
+    if not is_remote(registry):
+        raise ConfigError(f"{registry} is a directory; 'ahl login' is for remote registries (http(s)://... or hf://...)")
+    token = token or typer.prompt("token", hide_input=True)
+    remote = RemoteRegistry(registry, token=token)
+    user = remote.whoami()
+    path = store_token(remote.endpoint, token)
+    console.print(f"logged in to {remote.endpoint} as [bold]{escape(user)}[/] (token stored in {path})")
+
+
+@user_errors
+def logout(
+    registry: str = typer.Option(..., envvar="AHL_REGISTRY", help="Remote registry URL."),
+) -> None:
+    """Forget the stored token of a remote registry."""
+    endpoint, _ = parse_remote(registry)
+    store_token(endpoint, None)
+    console.print(f"logged out of {endpoint}")
+
+
+cache_app = typer.Typer(help="The download cache of remote pulls: list and prune.", no_args_is_help=True)
+
+
+@cache_app.command("ls")
+@user_errors
+def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the remote versions the cache holds, and its size."""
+    cache = DownloadCache()
+    versions = cache.cached_versions()
+    blob_bytes = sum(p.stat().st_size for p in cache.blobs())
+    rows = [{"registry": v.path.relative_to(cache.root / "remotes").parts[0], "ref": f"{v.record['base']}/"
+             f"{v.record['task']}/{v.record['name']}@{v.record['version']}", "repo": v.record["repo"],
+             "size": v.size, "digest": v.record["digest"]} for v in versions]
+    if json_out:
+        print_json({"root": str(cache.root), "blob_bytes": blob_bytes, "versions": rows})
+        return
+    table = Table(title=f"{len(rows)} cached version(s), {blob_bytes / 1e6:.1f} MB in {cache.root}")
+    for column in ("registry", "ref", "repo", "size"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(escape(row["registry"]), escape(row["ref"]), escape(row["repo"]), f"{row['size']:,} B")
+    console.print(table)
+
+
+@cache_app.command("prune")
+@user_errors
+def cache_prune(
+    everything: bool = typer.Option(False, "--all", help="Empty the whole cache, not only unused files."),
+) -> None:
+    """Remove partial downloads and files no cached version uses (--all: everything)."""
+    removed, freed = DownloadCache().prune(everything=everything)
+    console.print(f"removed {removed} file(s), {freed / 1e6:.1f} MB")

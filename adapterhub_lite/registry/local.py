@@ -45,7 +45,7 @@ from .refs import Ref, base_key, check_base_id, check_segment, check_version, ve
 LAYOUT = 1
 REGISTRY_ENV = "AHL_REGISTRY"
 _OWN_NAMES = {"ahl-registry.json", "blobs", "entries", "locks", "tmp", "index.sqlite", "index.sqlite-wal",
-              "index.sqlite-shm", "index.sqlite-journal"}
+              "index.sqlite-shm", "index.sqlite-journal", "repos"}
 
 
 def default_root() -> Path:
@@ -183,12 +183,15 @@ class LocalRegistry:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def push(self, path: str | Path, *, version: str | None = None) -> Entry:
+    def push(self, path: str | Path, *, version: str | None = None,
+             origin: dict[str, str] | None = None) -> Entry:
         """Store a verified artifact directory as a new, immutable version.
 
         The entry is the artifact's ``(base model id, task, name)``. Without ``version`` the push
         takes the next patch version, or returns the existing version whose content is
         identical. Pushing identical content to an existing version succeeds and changes nothing.
+        ``origin`` (``ahl serve``: the repository and commit a version tag points at) is recorded
+        in a new version's manifest; readers that do not know the field ignore it.
 
         Raises:
             ArtifactError / IntegrityError: the directory is not a valid artifact.
@@ -215,7 +218,7 @@ class LocalRegistry:
                 same = self._index.version_with_digest(ref, digest)
                 if same is not None:
                     return self._entry(ref, same)
-                version = _next_version(self._versions(ref))
+                version = next_version(self._versions(ref))
             manifest_path = self._manifest_path(ref, version)
             if manifest_path.is_file():
                 current = self._read_manifest(ref, version)
@@ -230,6 +233,7 @@ class LocalRegistry:
                 "kind": artifact.kind, "digest": digest, "files": files,
                 "pushed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "summary": _summary(meta),
+                **({"origin": dict(origin)} if origin else {}),
             }
             self._write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
             entry = Entry(ref.with_version(version), manifest)
@@ -276,16 +280,6 @@ class LocalRegistry:
             raise NotFoundError(f"{ref} is not in the registry at {self.root} (ahl search lists what is)")
         return self._entry(ref, candidates[-1])
 
-    def check_compatible(self, entry: Entry, fingerprint: BaseFingerprint, base_id: str) -> None:
-        """Compare the recorded base fingerprint (from the manifest, before any weights move)."""
-        recorded = BaseFingerprint.from_dict(entry.summary["fingerprint"])
-        differences = recorded.differences(fingerprint)
-        if differences:
-            raise IncompatibleBaseError(
-                f"{entry.ref} was trained on {entry.ref.base} ({recorded.short()}) but the base is {base_id} "
-                f"({fingerprint.short()}); they differ in {', '.join(differences)}"
-            )
-
     def pull(self, ref: Ref, to: Path, *, base: tuple[str, BaseFingerprint] | None = None,
              overwrite: bool = False) -> Entry:
         """Copy a version into directory ``to``, verifying every file's sha256 on the way.
@@ -295,7 +289,7 @@ class LocalRegistry:
         """
         entry = self.resolve(ref)
         if base is not None:
-            self.check_compatible(entry, base[1], base[0])
+            check_compatible(entry, base[1], base[0])
         to = Path(to)
         check_writable(to, overwrite=overwrite)
         to.parent.mkdir(parents=True, exist_ok=True)
@@ -368,6 +362,18 @@ class LocalRegistry:
             yield path, json.loads(path.read_text(encoding="utf-8"))
 
 
+def check_compatible(entry: Entry, fingerprint: BaseFingerprint, base_id: str) -> None:
+    """Compare an entry's recorded base fingerprint (from its manifest, before any weights move)
+    with the base it will be used on; raise :class:`IncompatibleBaseError` naming both."""
+    recorded = BaseFingerprint.from_dict(entry.summary["fingerprint"])
+    differences = recorded.differences(fingerprint)
+    if differences:
+        raise IncompatibleBaseError(
+            f"{entry.ref} was trained on {entry.ref.base} ({recorded.short()}) but the base is {base_id} "
+            f"({fingerprint.short()}); they differ in {', '.join(differences)}"
+        )
+
+
 def copy_hashed(source: Path, out: BinaryIO) -> str:
     """Copy a file into ``out`` and return its sha256, reading it once."""
     digest = hashlib.sha256()
@@ -378,7 +384,8 @@ def copy_hashed(source: Path, out: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def _next_version(existing: list[str]) -> str:
+def next_version(existing: list[str]) -> str:
+    """The version after the newest of ``existing`` (sorted oldest first): next patch, or 1.0.0."""
     if not existing:
         return "1.0.0"
     major, minor, patch = version_key(existing[-1])

@@ -15,6 +15,7 @@ segment is validated before it touches a path, so no ref can escape the registry
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -85,6 +86,17 @@ def base_key(model_id: str) -> str:
         name = re.sub(r"[^A-Za-z0-9._-]", "-", model_id.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1])
         name = re.sub(r"\.{2,}", ".", name).lstrip("._-")[:96] or "model"
         return f"local/{name}"
+
+
+def repo_slug(base: str, task: str, name: str) -> str:
+    """The repository name of an entry on a remote registry (``registry/SPEC.md`` 14.2).
+
+    Readable (task and name) and unique (a hash of the whole entry), within the Hub's rules:
+    at most 96 characters, no ``--`` or ``..``, no leading or trailing ``-`` or ``.``.
+    """
+    readable = re.sub(r"[._-]{2,}", "-", f"{task}-{name}").strip("._-")[:87].rstrip("._-")
+    digest = hashlib.sha256(f"{base}\n{task}\n{name}".encode()).hexdigest()[:8]
+    return f"{readable}-{digest}"
 
 
 @dataclass(frozen=True)

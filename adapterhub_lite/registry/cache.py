@@ -1,0 +1,216 @@
+"""The client's download cache: content-addressed blobs and resolved remote versions.
+
+Layout (``registry/SPEC.md`` 14.5)::
+
+    CACHE/blobs/sha256/<2 hex>/<64 hex>           verified file contents, read-only
+    CACHE/remotes/<endpoint>/<namespace>/<slug>/<version>.json   a resolved remote version
+    CACHE/tmp/<sha256>.part                       a partial download, resumed by the next try
+    CACHE/locks/<sha256>.lock                     one downloader per blob across processes
+
+A blob becomes visible only by an atomic rename after its sha256 checked out, so readers never
+see a partial or damaged file; a version record is written only after all of its blobs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import IntegrityError
+from ..files import replacing, sha256_file
+from .local import cache_root
+
+# Given the offset to start from, yield the bytes from there on; the fetcher may ignore the
+# offset (a server without Range support) and then reports it by returning False from ``resumed``.
+Fetch = Callable[[int], "Download"]
+
+
+@dataclass
+class Download:
+    """An opened transfer: its chunks and whether it continues from the requested offset."""
+
+    chunks: Iterator[bytes]
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class CachedVersion:
+    """One resolved remote version the cache holds."""
+
+    path: Path
+    record: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return sum(int(f["size"]) for f in self.record["files"].values())
+
+
+class DownloadCache:
+    """The content-addressed cache that remote pulls download into.
+
+    Example:
+        >>> cache = DownloadCache()
+        >>> cache.fetch(sha256, size, opener)   # downloads once, verified; later calls are free
+    """
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else cache_root()
+        for sub in ("blobs/sha256", "remotes", "tmp", "locks"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.blob_path(sha256).is_file()
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        with (self.root / "locks" / f"{key}.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def fetch(self, sha256: str, size: int, opener: Fetch, *, what: str,
+              progress: Callable[[int], None] | None = None) -> Path:
+        """The blob with this sha256, downloaded with ``opener`` unless the cache holds it.
+
+        A partial download left by an earlier try (this or another process) is resumed from its
+        length. The blob is renamed into place only once its size and sha256 match; otherwise
+        the partial file is removed and :class:`IntegrityError` names ``what`` was damaged.
+        """
+        target = self.blob_path(sha256)
+        if target.is_file():
+            return target
+        with self._locked(sha256):
+            if target.is_file():  # another process finished it while we waited
+                return target
+            part = self.root / "tmp" / f"{sha256}.part"
+            offset = part.stat().st_size if part.is_file() else 0
+            if offset > size:
+                part.unlink()
+                offset = 0
+            download = opener(offset)
+            digest = hashlib.sha256()
+            with part.open("r+b" if offset and download.resumed else "wb") as out:
+                if offset and download.resumed:
+                    for block in iter(lambda: out.read(1 << 20), b""):
+                        digest.update(block)
+                else:
+                    offset = 0
+                if progress is not None and offset:
+                    progress(offset)
+                for chunk in download.chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                    offset += len(chunk)
+                    if offset > size:
+                        break
+                    if progress is not None:
+                        progress(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+            if offset != size or digest.hexdigest() != sha256:
+                part.unlink(missing_ok=True)
+                raise IntegrityError(
+                    f"{what} arrived damaged (got {offset:,} of {size:,} bytes, or its sha256 differs from the "
+                    f"one its metadata records); nothing was cached: the registry copy may be corrupt"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part.chmod(0o444)
+            os.replace(part, target)
+        return target
+
+    def store_bytes(self, data: bytes) -> str:
+        """Cache content already in memory (a metadata file); return its sha256."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        target = self.blob_path(sha256)
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with replacing(target) as tmp:
+                tmp.write_bytes(data)
+                tmp.chmod(0o444)
+        return sha256
+
+    def copy_out(self, sha256: str, to: Path) -> None:
+        """Copy a blob to ``to``, checking its sha256 again (a cache can rot on disk too)."""
+        blob = self.blob_path(sha256)
+        if not blob.is_file() or sha256_file(blob) != sha256:
+            blob.unlink(missing_ok=True)
+            raise IntegrityError(f"cached blob {sha256[:12]}... was damaged on disk and has been removed; pull again")
+        shutil.copyfile(blob, to)
+
+    # -- resolved versions --------------------------------------------------------------------
+
+    def version_path(self, endpoint_key: str, repo_id: str, version: str) -> Path:
+        return self.root / "remotes" / endpoint_key / repo_id / f"{version}.json"
+
+    def read_version(self, endpoint_key: str, repo_id: str, version: str) -> dict[str, Any] | None:
+        """A resolved version whose blobs are all cached, or None."""
+        path = self.version_path(endpoint_key, repo_id, version)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not all(self.has(f["sha256"]) for f in record["files"].values()):
+            return None
+        return record
+
+    def write_version(self, endpoint_key: str, repo_id: str, version: str, record: dict[str, Any]) -> None:
+        path = self.version_path(endpoint_key, repo_id, version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(path) as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+    def cached_versions(self, endpoint_key: str | None = None, repo_id: str | None = None) -> list[CachedVersion]:
+        """Resolved versions the cache holds (of one endpoint / repository when given)."""
+        root = self.root / "remotes"
+        if endpoint_key is not None:
+            root = root / endpoint_key
+            if repo_id is not None:
+                root = root / repo_id
+        found = []
+        for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
+            try:
+                found.append(CachedVersion(path, json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def blobs(self) -> Iterator[Path]:
+        yield from (p for p in (self.root / "blobs" / "sha256").glob("*/*") if p.is_file())
+
+    def prune(self, *, everything: bool = False) -> tuple[int, int]:
+        """Remove partial downloads and blobs no cached version refers to (``everything``: the
+        whole cache). Returns ``(files removed, bytes freed)``."""
+        removed = freed = 0
+        if everything:
+            for record in self.cached_versions():
+                record.path.unlink(missing_ok=True)
+                removed += 1
+        keep = {f["sha256"] for v in self.cached_versions() for f in v.record["files"].values()}
+        for path in [*self.blobs(), *(self.root / "tmp").glob("*")]:
+            if path.is_file() and (path.parent.name == "tmp" or path.name not in keep):
+                # Holding the blob's lock means no download of it is writing right now.
+                with self._locked(path.name.removesuffix(".part")):
+                    freed += path.stat().st_size
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        artifacts = self.root / "artifacts"
+        if everything and artifacts.is_dir():
+            for directory in artifacts.iterdir():
+                shutil.rmtree(directory, ignore_errors=True)
+                removed += 1
+        return removed, freed

@@ -1,0 +1,561 @@
+"""Remote registries: the Hugging Face Hub, or ``ahl serve``, reached through ``huggingface_hub``.
+
+One entry is one model repository, one version one git tag (``registry/SPEC.md`` section 14).
+Every download lands in the :class:`~adapterhub_lite.registry.cache.DownloadCache`, verified
+against the sha256 its metadata records before it becomes visible; pulling an exact version the
+cache holds makes no request at all.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..artifact import (
+    FUSION_ADAPTERS_DIR,
+    METADATA_FILES,
+    artifact_files,
+    check_writable,
+    fusion_adapters,
+    read_artifact,
+)
+from ..base import BaseFingerprint
+from ..errors import (
+    AhlError,
+    ConfigError,
+    IntegrityError,
+    NotFoundError,
+    RefError,
+    VersionConflictError,
+)
+from .cache import Download, DownloadCache
+from .local import Entry, _summary, check_compatible, next_version
+from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
+from .tokens import token_for
+
+HF_ENDPOINT = "https://huggingface.co"
+OFFLINE_ENVS = ("AHL_OFFLINE", "HF_HUB_OFFLINE")
+# Progress: given the bytes a pull will download, returns the callback that advances it.
+Progress = Callable[[int], Callable[[int], None]]
+
+
+def is_remote(registry: str | os.PathLike[str] | None) -> bool:
+    """Whether a ``--registry`` value names a remote (URL or ``hf://``) rather than a directory."""
+    return isinstance(registry, str) and re.match(r"(https?|hf)://", registry) is not None
+
+
+def offline() -> bool:
+    """``AHL_OFFLINE`` or ``HF_HUB_OFFLINE`` set to a true value: resolve from the cache only."""
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in OFFLINE_ENVS)
+
+
+def parse_remote(url: str) -> tuple[str, str | None]:
+    """``(endpoint, namespace)`` of a remote registry value (SPEC 14.1).
+
+    Raises:
+        ConfigError: not a URL this client understands.
+    """
+    if url.startswith("hf://"):
+        endpoint = (os.environ.get("HF_ENDPOINT") or HF_ENDPOINT).rstrip("/")
+        namespace = url.removeprefix("hf://").strip("/") or None
+    else:
+        parts = urlsplit(url)
+        if not parts.netloc or parts.query or parts.fragment:
+            raise ConfigError(f"registry URL {url!r} is not of the form http(s)://HOST[:PORT][/NAMESPACE]")
+        segments = [s for s in parts.path.split("/") if s]
+        if len(segments) > 1:
+            raise ConfigError(f"registry URL {url!r} has more than one path segment; the one segment is a namespace")
+        endpoint = f"{parts.scheme}://{parts.netloc}"
+        namespace = segments[0] if segments else None
+    if namespace is not None:
+        check_segment(namespace, "registry namespace")
+    return endpoint, namespace
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level failures of whichever HTTP stack ``huggingface_hub`` uses (it moved from
+    requests to httpx); the status-code errors are ``HfHubHTTPError`` either way."""
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                         ("requests", "ConnectionError"), ("requests", "Timeout")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+class RemoteRegistry:
+    """A registry on a Hub-compatible server, with the verbs of
+    :class:`~adapterhub_lite.registry.local.LocalRegistry`.
+
+    Example:
+        >>> registry = RemoteRegistry("http://127.0.0.1:8765")
+        >>> registry.push("trec-adapter", version="1.0.0")
+        >>> registry.pull(parse_ref("trec/trec@1.0.0"), Path("pulled"))
+    """
+
+    def __init__(self, url: str, *, token: str | None = None, cache: DownloadCache | None = None) -> None:
+        from huggingface_hub import HfApi  # imported here: local registries never need it
+
+        self.url = url
+        self.endpoint, self.namespace = parse_remote(url)
+        self.token = token or token_for(self.endpoint)
+        # token=False, not None: never send the user's stored Hugging Face token to a server
+        # they did not log in to (huggingface_hub would attach it to any endpoint).
+        self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
+        self.cache = cache or DownloadCache()
+        netloc = urlsplit(self.endpoint).netloc
+        self.key = re.sub(r"[^A-Za-z0-9.-]", "_", netloc) + (f"~{self.namespace}" if self.namespace else "")
+        self._errors = _transport_errors()
+
+    def __str__(self) -> str:
+        return self.url
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _talking(self, what: str) -> Iterator[None]:
+        """Turn the client's exceptions into this project's errors, each one line."""
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+        try:
+            yield
+        except AhlError:
+            raise
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            raise NotFoundError(f"{what}: not found on {self.url}") from None
+        except HfHubHTTPError as exc:
+            status = _status(exc)
+            message = str(exc).splitlines()[0]
+            if status == 401:
+                raise ConfigError(f"{what}: {self.url} refused the token (401); run 'ahl login --registry "
+                                  f"{self.url}' or set AHL_TOKEN") from None
+            if status == 403:
+                raise ConfigError(f"{what}: the token may not write there (403): {message}") from None
+            if status == 404:
+                raise NotFoundError(f"{what}: not found on {self.url}") from None
+            raise AhlError(f"{what}: {self.url} answered {message}") from None
+        except self._errors as exc:
+            raise ConfigError(
+                f"{what}: cannot reach {self.url} ({type(exc).__name__}); pull an exact cached version, or set "
+                f"AHL_OFFLINE=1 to use the cache"
+            ) from None
+
+    def _entry_dir(self, ref: Ref) -> str:
+        org, _, model = ref.base.rpartition("/")
+        return "/".join([org or "_", model, ref.task, ref.name])
+
+    def _cached(self, ref: Ref, version: str) -> dict[str, Any] | None:
+        return self.cache.read_version(self.key, self._entry_dir(ref), version)
+
+    def _headers(self) -> dict[str, str]:
+        from huggingface_hub.utils import build_hf_headers
+
+        return build_hf_headers(token=self.token or False)
+
+    def _open(self, repo: str, commit: str, path: str) -> Callable[[int], Download]:
+        """An opener for :meth:`DownloadCache.fetch`: GET the file, from an offset with ``Range``."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        url = hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint)
+
+        def opener(offset: int) -> Download:
+            headers = {**self._headers(), "Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            session = get_session()
+            if hasattr(session, "stream"):  # httpx (huggingface_hub >= 1.0)
+                context = session.stream("GET", url, headers=headers)
+                response = context.__enter__()
+                chunks = response.iter_bytes(1 << 20)
+            else:  # requests (huggingface_hub < 1.0)
+                context = None
+                response = session.get(url, headers=headers, stream=True)
+                chunks = response.iter_content(1 << 20)
+            try:
+                hf_raise_for_status(response)
+            except BaseException:
+                response.close()
+                raise
+
+            def stream() -> Iterator[bytes]:
+                try:
+                    yield from chunks
+                finally:
+                    if context is not None:
+                        context.__exit__(None, None, None)
+                    else:
+                        response.close()
+
+            return Download(stream(), resumed=response.status_code == 206)
+
+        return opener
+
+    def _fetch(self, repo: str, commit: str, path: str, record: dict[str, Any],
+               progress: Callable[[int], None] | None = None) -> Path:
+        """One file into the cache, verified; a transfer cut mid-way is resumed (three tries)."""
+        what = f"{repo}/{path}"
+        for attempt in range(3):
+            try:
+                with self._talking(what):
+                    return self.cache.fetch(record["sha256"], int(record["size"]), self._open(repo, commit, path),
+                                            what=what, progress=progress)
+            except ConfigError:  # unreachable: the partial file stays for the next try
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read_small(self, repo: str, commit: str, path: str) -> bytes:
+        """A metadata file's bytes (their sha256 is what we learn from them), cached by content."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        with self._talking(f"{repo}/{path}"):
+            response = get_session().get(hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint),
+                                         headers=self._headers())
+            hf_raise_for_status(response)
+            data = response.content
+        if len(data) > 16 << 20:
+            raise IntegrityError(f"{repo}/{path} is {len(data):,} bytes; metadata files are small, refusing it")
+        self.cache.store_bytes(data)
+        return data
+
+    # -- repositories and versions ------------------------------------------------------------
+
+    def whoami(self) -> str:
+        """The user the token belongs to (checks the token with the server)."""
+        if not self.token:
+            raise ConfigError(f"{self.url} needs a token for this: run 'ahl login --registry {self.url}' "
+                              f"or set AHL_TOKEN")
+        with self._talking("whoami"):
+            return check_segment(str(self.api.whoami()["name"]), "user name")
+
+    def _namespace_for_push(self) -> str:
+        return self.namespace or self.whoami()
+
+    def _repo(self, ref: Ref) -> str:
+        """The repository of an entry: by its slug in a known namespace, else found by its tag."""
+        slug = repo_slug(*ref.entry)
+        if self.namespace:
+            return f"{self.namespace}/{slug}"
+        tag = f"ahl-entry:{ref.base}/{ref.task}/{ref.name}"
+        with self._talking(f"search {ref.base}/{ref.task}/{ref.name}"):
+            repos = sorted(m.id for m in self.api.list_models(filter=tag, limit=20))
+        if not repos:
+            raise NotFoundError(f"{ref.base}/{ref.task}/{ref.name} is not on {self.url} (ahl search lists what is)")
+        if len(repos) > 1:
+            raise RefError(f"{ref.base}/{ref.task}/{ref.name} is published by several namespaces ({', '.join(repos)}); "
+                           f"add one to the registry URL, e.g. {self.endpoint}/{repos[0].split('/')[0]}")
+        return repos[0]
+
+    def _tags(self, repo: str, *, missing_ok: bool = False) -> tuple[dict[str, str], set[str]]:
+        """``({version: commit}, yanked versions)`` from the repository's tags."""
+        try:
+            with self._talking(repo):
+                refs = self.api.list_repo_refs(repo)
+        except NotFoundError:
+            if missing_ok:
+                return {}, set()
+            raise
+        versions, yanked = {}, set()
+        for tag in refs.tags:
+            match = re.fullmatch(r"v(\d+\.\d+\.\d+)(-yanked)?", tag.name)
+            if match is None:
+                continue
+            try:
+                version = check_version(match.group(1))
+            except RefError:
+                continue
+            if match.group(2):
+                yanked.add(version)
+            else:
+                versions[version] = tag.target_commit
+        return versions, yanked & set(versions)
+
+    def _describe(self, ref: Ref, repo: str, version: str, commit: str, yanked: bool) -> dict[str, Any]:
+        """The version record of a tagged commit: reads its metadata files (small), no weights."""
+        with self._talking(f"{repo}@v{version}"):
+            names = {f.path for f in self.api.list_repo_tree(repo, revision=commit)}
+        kind = next((k for k, n in METADATA_FILES.items() if n in names), None)
+        if kind is None:
+            raise IntegrityError(f"{repo}@v{version} holds no adapter.json or fusion.json; it is not an artifact")
+        meta_name = METADATA_FILES[kind]
+        raw = self._read_small(repo, commit, meta_name)
+        metadata = json.loads(raw)
+        key = (base_key(metadata["base"]["model_id"]), metadata["task"], metadata["name"])
+        if key != ref.entry:
+            raise IntegrityError(f"{repo}@v{version} holds {'/'.join(key)}, not {ref.base}/{ref.task}/{ref.name}")
+        files = {meta_name: {"sha256": self.cache.store_bytes(raw), "size": len(raw)},
+                 **{n: dict(r) for n, r in metadata["files"].items()}}
+        for record in metadata.get("adapters", []) if kind == "fusion" else []:
+            prefix = f"{FUSION_ADAPTERS_DIR}/{check_segment(record['name'], 'adapter name')}"
+            part_raw = self._read_small(repo, commit, f"{prefix}/adapter.json")
+            part_sha = self.cache.store_bytes(part_raw)
+            if "sha256:" + part_sha != record["digest"]:
+                raise IntegrityError(f"{repo}@v{version}: adapter {record['name']!r} is not the version the fusion "
+                                     f"locks ({record['digest'][:19]}...)")
+            files[f"{prefix}/adapter.json"] = {"sha256": part_sha, "size": len(part_raw)}
+            files.update({f"{prefix}/{n}": dict(r) for n, r in json.loads(part_raw)["files"].items()})
+        for name in files:
+            if name.startswith("/") or ".." in name.split("/") or "\\" in name:
+                raise IntegrityError(f"{repo}@v{version} lists the unsafe file name {name!r}")
+        return {"layout": 1, "base": ref.base, "task": ref.task, "name": ref.name, "version": version,
+                "kind": kind, "digest": "sha256:" + files[meta_name]["sha256"], "files": files,
+                "repo": repo, "commit": commit, "yanked": yanked, "summary": _summary(metadata),
+                "resolved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+    def _entry(self, record: dict[str, Any]) -> Entry:
+        ref = Ref(record["base"], record["task"], record["name"], record["version"])
+        return Entry(ref, record, bool(record.get("yanked")))
+
+    def _cached_entry(self, ref: Ref) -> Entry:
+        """Resolve from version records alone (offline)."""
+        records = [v.record for v in self.cache.cached_versions(self.key, self._entry_dir(ref))
+                   if self._cached(ref, v.record["version"]) is not None]
+        records.sort(key=lambda r: version_key(r["version"]))
+        if ref.version:
+            records = [r for r in records if r["version"] == ref.version]
+        elif ref.digest:
+            records = [r for r in records if r["digest"] == ref.digest]
+        else:
+            records = [r for r in records if not r.get("yanked")]
+        if not records:
+            raise NotFoundError(f"{ref} is not in the cache, and the client is offline (AHL_OFFLINE/HF_HUB_OFFLINE)")
+        return self._entry(records[-1])
+
+    def versions(self, ref: Ref, *, include_yanked: bool = False) -> list[str]:
+        """Versions of an entry, oldest first."""
+        versions, yanked = self._tags(self._repo(ref), missing_ok=True)
+        return sorted((v for v in versions if include_yanked or v not in yanked), key=version_key)
+
+    def resolve(self, ref: Ref) -> Entry:
+        """The version a ref means; an exact version the cache holds needs no request."""
+        if ref.version and (record := self._cached(ref, ref.version)) is not None:
+            return self._entry(record)
+        if offline():
+            return self._cached_entry(ref)
+        repo = self._repo(ref)
+        versions, yanked = self._tags(repo, missing_ok=True)
+        ordered = sorted(versions, key=version_key, reverse=True)
+        if ref.version:
+            candidates = [ref.version] if ref.version in versions else []
+        elif ref.digest:
+            candidates = ordered
+        else:
+            candidates = [v for v in ordered if v not in yanked][:1]
+        for version in candidates:
+            cached = self._cached(ref, version)
+            record = cached if cached is not None and cached["commit"] == versions[version] else \
+                self._describe(ref, repo, version, versions[version], version in yanked)
+            record["yanked"] = version in yanked
+            if ref.digest is None or record["digest"] == ref.digest:
+                return self._entry(record)
+        what = f"no version of {ref.base}/{ref.task}/{ref.name} has digest {ref.digest}" if ref.digest else f"{ref}"
+        raise NotFoundError(f"{what} is not on {self.url} (ahl search lists what is)")
+
+    # -- pull ---------------------------------------------------------------------------------
+
+    def pull(self, ref: Ref, to: Path, *, base: tuple[str, BaseFingerprint] | None = None,
+             overwrite: bool = False, progress: Progress | None = None) -> Entry:
+        """Download a version into directory ``to`` through the cache, verifying every file.
+
+        With ``base`` (its id and fingerprint), a recorded base that differs is refused before
+        any weights move. Nothing appears at ``to`` unless every file verified.
+        """
+        entry = self.resolve(ref)
+        if base is not None:
+            check_compatible(entry, base[1], base[0])
+        to = Path(to)
+        check_writable(to, overwrite=overwrite)
+        files = entry.manifest["files"]
+        missing = {n: r for n, r in files.items() if not self.cache.has(r["sha256"])}
+        advance = progress(sum(int(r["size"]) for r in missing.values())) if progress and missing else None
+        for name, record in missing.items():
+            self._fetch(entry.manifest["repo"], entry.manifest["commit"], name, record, advance)
+        to.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
+        try:
+            for name, record in files.items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                self.cache.copy_out(record["sha256"], staging / name)
+            pulled = read_artifact(staging)
+            if pulled.digest != entry.digest:
+                raise IntegrityError(f"{entry.ref}: pulled metadata does not match the resolved digest")
+            if pulled.kind == "fusion":
+                fusion_adapters(pulled)  # every adapter copy verified against the lock
+            staging.chmod(0o755)
+            if to.exists():
+                shutil.rmtree(to)
+            os.replace(staging, to)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self.cache.write_version(self.key, self._entry_dir(entry.ref), entry.ref.version, entry.manifest)
+        return entry
+
+    def verify(self, ref: Ref) -> Entry:
+        """Download every file of a version again (bypassing the cache) and check its sha256."""
+        entry = self.resolve(ref)
+        scratch = DownloadCache(Path(tempfile.mkdtemp(prefix="ahl-verify-")))
+        try:
+            for name, record in entry.manifest["files"].items():
+                with self._talking(f"{entry.manifest['repo']}/{name}"):
+                    scratch.fetch(record["sha256"], int(record["size"]),
+                                  self._open(entry.manifest["repo"], entry.manifest["commit"], name),
+                                  what=f"{entry.ref}: {name}")
+        finally:
+            shutil.rmtree(scratch.root, ignore_errors=True)
+        return entry
+
+    # -- push and yank ------------------------------------------------------------------------
+
+    def push(self, path: str | Path, *, version: str | None = None) -> Entry:
+        """Upload a verified artifact as a new immutable version (a commit, then its tag).
+
+        A fusion's adapters are pushed first, each to its own entry. Identical content under an
+        existing version (or, without ``version``, under any version) is an idempotent success.
+
+        Raises:
+            VersionConflictError: the version exists with other content.
+        """
+        from huggingface_hub import CommitOperationAdd
+
+        artifact = read_artifact(path)
+        if artifact.kind == "fusion":
+            for part in fusion_adapters(artifact):
+                self.push(part.path)
+        meta = artifact.metadata
+        ref = Ref(base_key(meta["base"]["model_id"]), meta["task"], meta["name"])
+        repo = f"{self._namespace_for_push()}/{repo_slug(*ref.entry)}"
+        versions, _ = self._tags(repo, missing_ok=True)
+        digest = artifact.digest
+        if version is None:
+            for existing in sorted(versions, key=version_key, reverse=True):
+                if self._digest_at(ref, repo, existing, versions[existing]) == digest:
+                    return self.resolve(ref.with_version(existing))
+            version = next_version(sorted(versions, key=version_key))
+        elif version in versions:
+            return self._same_or_conflict(ref, repo, version, versions[version], digest)
+        check_version(version)
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(artifact.path / name))
+                      for name in artifact_files(artifact)]
+        with self._talking(f"push {ref.with_version(version)}"):
+            self.api.create_repo(repo, exist_ok=True)
+            commit = self.api.create_commit(repo, operations=operations,
+                                            commit_message=f"{ref.base}/{ref.task}/{ref.name} {version}")
+        from huggingface_hub.errors import HfHubHTTPError
+
+        with self._talking(f"tag {ref.with_version(version)}"):
+            try:
+                self.api.create_tag(repo, tag=f"v{version}", revision=commit.oid)
+            except HfHubHTTPError as exc:
+                if _status(exc) != 409:
+                    raise
+                # Another client tagged this version first: fine if it holds our content.
+                versions, _ = self._tags(repo)
+                return self._same_or_conflict(ref, repo, version, versions[version], digest)
+        return self.resolve(ref.with_version(version))
+
+    def _digest_at(self, ref: Ref, repo: str, version: str, commit: str) -> str:
+        cached = self._cached(ref, version)
+        if cached is not None and cached["commit"] == commit:
+            return str(cached["digest"])
+        return str(self._describe(ref, repo, version, commit, False)["digest"])
+
+    def _same_or_conflict(self, ref: Ref, repo: str, version: str, commit: str, digest: str) -> Entry:
+        if self._digest_at(ref, repo, version, commit) != digest:
+            raise VersionConflictError(f"{ref.with_version(version)} already exists on {self.url} with other "
+                                       f"content; versions are immutable: push with another --version")
+        return self.resolve(ref.with_version(version))
+
+    def yank(self, ref: Ref) -> Entry:
+        """Tag ``vX.Y.Z-yanked``: hidden from search and ``latest``, still pullable exactly."""
+        from huggingface_hub.errors import HfHubHTTPError
+
+        if not ref.version:
+            raise RefError(f"yank needs an exact version, like {ref.base}/{ref.task}/{ref.name}@1.0.0")
+        repo = self._repo(ref)
+        versions, yanked = self._tags(repo)
+        if ref.version not in versions:
+            raise NotFoundError(f"{ref} is not on {self.url}")
+        if ref.version not in yanked:
+            with self._talking(f"yank {ref}"):
+                try:
+                    self.api.create_tag(repo, tag=f"v{ref.version}-yanked", revision=versions[ref.version])
+                except HfHubHTTPError as exc:
+                    if _status(exc) != 409:  # 409: yanked by someone else meanwhile
+                        raise
+        entry = self.resolve(ref)
+        record = {**entry.manifest, "yanked": True}
+        if self._cached(ref, ref.version) is not None:
+            self.cache.write_version(self.key, self._entry_dir(ref), ref.version, record)
+        return self._entry(record)
+
+    # -- search -------------------------------------------------------------------------------
+
+    def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
+               name: str | None = None, tag: str | None = None, sort: str | None = None,
+               limit: int = 50) -> list[Entry]:
+        """Latest non-yanked version of each matching entry, found by the repositories' tags."""
+        filters = ["adapterhub-lite"]
+        if base:
+            filters.append(f"base_model:{base_key(base)}")
+        if task:
+            filters.append(f"task:{check_segment(task, 'task')}")
+        if architecture and architecture != "head_only":
+            filters.append(f"adapter:{architecture}")
+        if tag:
+            filters.append(tag)
+        if sort:
+            check_segment(sort, "sort metric")
+        with self._talking("search"):
+            models = list(self.api.list_models(filter=filters, author=self.namespace, search=name or None,
+                                               limit=max(limit * 4, 100)))
+        refs = []
+        for model in models:
+            entry_tag = next((t for t in model.tags or [] if t.startswith("ahl-entry:")), None)
+            if entry_tag is None:
+                continue
+            *base_parts, entry_task, entry_name = entry_tag.removeprefix("ahl-entry:").split("/")
+            if name and name.lower() not in entry_name.lower():
+                continue
+            try:
+                refs.append((model.id, Ref("/".join(base_parts), entry_task, entry_name)))
+            except RefError:
+                continue  # a tag this client cannot parse is not an entry it can pull
+
+        def latest(item: tuple[str, Ref]) -> Entry | None:
+            repo, ref = item
+            versions, yanked = self._tags(repo, missing_ok=True)
+            live = sorted((v for v in versions if v not in yanked), key=version_key)
+            if not live:
+                return None
+            cached = self._cached(ref, live[-1])
+            record = cached if cached is not None else self._describe(ref, repo, live[-1], versions[live[-1]], False)
+            return self._entry(record)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            entries = [e for e in pool.map(latest, refs) if e is not None]
+        if architecture:
+            entries = [e for e in entries if e.summary.get("architecture") == architecture]
+        if sort:
+            entries.sort(key=lambda e: -(e.summary.get("metrics", {}).get(sort) or float("-inf")))
+        return entries[:limit]

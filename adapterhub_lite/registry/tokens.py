@@ -1,0 +1,64 @@
+"""Tokens for remote registries: which token goes to which server.
+
+A token is sent only to the endpoint it was stored for. Order: ``$AHL_TOKEN``; the token that
+``ahl login`` stored for that endpoint (``$XDG_CONFIG_HOME/adapterhub-lite/tokens.json``, mode
+0600); and for the Hugging Face Hub alone, the token ``huggingface_hub`` knows (``HF_TOKEN`` or
+``hf auth login``). A Hub token is never sent to a self-hosted server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..files import replacing
+
+TOKEN_ENV = "AHL_TOKEN"
+HUB_HOSTS = ("https://huggingface.co", "https://hf.co")
+
+
+def tokens_path() -> Path:
+    """``$XDG_CONFIG_HOME/adapterhub-lite/tokens.json`` (``~/.config`` by default)."""
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "adapterhub-lite" / "tokens.json"
+
+
+def _stored() -> dict[str, str]:
+    try:
+        data = json.loads(tokens_path().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{tokens_path()} is unreadable ({exc}); fix or delete it, then run 'ahl login'") from None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def token_for(endpoint: str) -> str | None:
+    """The token to send to ``endpoint``, or None."""
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    stored = _stored().get(endpoint.rstrip("/"))
+    if stored:
+        return stored
+    if endpoint.rstrip("/") in HUB_HOSTS or endpoint.rstrip("/") == os.environ.get("HF_ENDPOINT", "").rstrip("/"):
+        from huggingface_hub import get_token
+
+        return get_token()
+    return None
+
+
+def store_token(endpoint: str, token: str | None) -> Path:
+    """Remember ``token`` for ``endpoint`` (None forgets it); the file is readable by its owner only."""
+    tokens = _stored()
+    if token is None:
+        tokens.pop(endpoint.rstrip("/"), None)
+    else:
+        tokens[endpoint.rstrip("/")] = token
+    path = tokens_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as tmp:
+        tmp.chmod(0o600)  # before the secret is written, so it is never world-readable
+        tmp.write_text(json.dumps(tokens, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,446 @@
+"""Remote registries (registry/SPEC.md §14): this project's client against a real ``ahl serve`` on
+127.0.0.1, through the real ``huggingface_hub``: round trips, the download cache, offline use,
+faults (a killed server, a flipped byte, a cut download, bad tokens, restarts), bad input and
+concurrent processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from adapterhub_lite import hub
+from adapterhub_lite.base import BaseModel, load_base
+from adapterhub_lite.errors import (
+    ArtifactError,
+    ConfigError,
+    IncompatibleBaseError,
+    IntegrityError,
+    NotFoundError,
+    RefError,
+    VersionConflictError,
+)
+from adapterhub_lite.registry.cache import DownloadCache
+from adapterhub_lite.registry.refs import repo_slug
+
+from .conftest import AhlServer, make_artifact
+
+HUB_ID = "test-org/tiny-bert"
+AHL = [sys.executable, "-m", "adapterhub_lite"]
+
+
+@pytest.fixture(scope="module")
+def hub_base(tiny_base_model) -> BaseModel:
+    """The tiny local base under a Hugging Face style id (same weights, same fingerprint)."""
+    return dataclasses.replace(tiny_base_model, model_id=HUB_ID)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A fresh ``ahl serve`` per test: several tests stop, kill or restart it."""
+    running = AhlServer(tmp_path / "served").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def client_env(tmp_path, monkeypatch):
+    """An empty download cache and token store per test; alice's token."""
+    monkeypatch.setenv("AHL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("AHL_TOKEN", "alice-token")
+    for name in ("AHL_OFFLINE", "HF_HUB_OFFLINE", "AHL_REGISTRY"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def art(tmp_path, hub_base):
+    counter = iter(range(1000))
+
+    def make(*, seed: int = 0, task: str = "sst2", name: str = "sst2", base: BaseModel | None = None) -> Path:
+        out = tmp_path / "artifacts" / f"{task}-{name}-{seed}-{next(counter)}"
+        return make_artifact(out, base or hub_base, task=task, name=name, seed=seed)
+
+    return make
+
+
+def same_files(a: Path, b: Path) -> bool:
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    return files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and all(
+        (a / f).read_bytes() == (b / f).read_bytes() for f in files)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under a server directory, except the derived search index (touched by reads)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and "index.sqlite" not in p.name and "locks" not in p.parts}
+
+
+# -- round trips -------------------------------------------------------------------------------------
+
+
+def test_push_search_pull_through_ahl_serve(server, art, tmp_path, hub_base):
+    artifact = art(seed=1)
+    entry = hub.push(artifact, registry=server.url, version="1.0.0")
+    assert str(entry.ref) == f"{HUB_ID}/sst2/sst2@1.0.0"
+    assert entry.manifest["repo"] == f"alice/{repo_slug(HUB_ID, 'sst2', 'sst2')}"
+
+    found = hub.search(registry=server.url, task="sst2")
+    assert [str(e.ref) for e in found] == [str(entry.ref)]
+    assert found[0].summary["metrics"] == {"accuracy": pytest.approx(0.51)}
+    assert hub.search(registry=server.url, task="trec") == []
+    assert [str(e.ref) for e in hub.search(registry=server.url, base=HUB_ID, architecture="pfeiffer", name="ss")]
+
+    _, pulled = hub.pull("sst2/sst2@1.0.0", base=hub_base, registry=server.url, to=tmp_path / "pulled")
+    assert same_files(artifact, pulled)  # bit-identical, metrics log and card included
+    # Pushing the same content again is an idempotent success; other content is refused.
+    assert hub.push(artifact, registry=server.url, version="1.0.0").digest == entry.digest
+    assert str(hub.push(artifact, registry=server.url).ref).endswith("@1.0.0")
+    with pytest.raises(VersionConflictError, match="immutable"):
+        hub.push(art(seed=2), registry=server.url, version="1.0.0")
+    assert str(hub.push(art(seed=2), registry=server.url).ref).endswith("@1.0.1")
+    assert str(hub.resolve(f"{HUB_ID}/sst2/sst2", registry=server.url).ref).endswith("@1.0.1")
+    assert hub.resolve(f"{HUB_ID}/sst2/sst2@{entry.digest}", registry=server.url).ref.version == "1.0.0"
+
+
+def test_plain_huggingface_hub_tooling_moves_the_same_adapter(server, art, tmp_path):
+    from huggingface_hub import HfApi, snapshot_download
+
+    api = HfApi(endpoint=server.url, token=server.token)
+    artifact = art(seed=3, task="trec", name="qc")
+    repo = f"alice/{repo_slug(HUB_ID, 'trec', 'qc')}"
+    api.create_repo(repo)
+    commit = api.upload_folder(repo_id=repo, folder_path=artifact)
+    api.create_tag(repo, tag="v2.0.0", revision=commit.oid)
+    # ... ahl sees it as a version, and pulls it bit-identically
+    _, pulled = hub.pull(f"{HUB_ID}/trec/qc", registry=server.url, to=tmp_path / "ahl-pulled")
+    assert same_files(artifact, pulled)
+
+    # ... and what ahl pushes, snapshot_download fetches as a loadable artifact.
+    pushed = art(seed=4, task="trec", name="other")
+    entry = hub.push(pushed, registry=server.url, version="1.0.0")
+    fetched = snapshot_download(entry.manifest["repo"], revision="v1.0.0", endpoint=server.url,
+                                cache_dir=tmp_path / "hf-cache", token=False)
+    assert same_files(pushed, Path(fetched))
+    assert {m.id for m in api.list_models(filter="task:trec")} == {repo, entry.manifest["repo"]}
+
+
+def test_cached_pull_needs_no_server_and_offline_resolves_latest(server, art, tmp_path, monkeypatch):
+    artifact = art(seed=5)
+    hub.push(artifact, registry=server.url, version="1.2.0")
+    hub.pull(f"{HUB_ID}/sst2/sst2@1.2.0", registry=server.url, to=tmp_path / "first")
+    server.stop()
+    # An exact version is immutable: the cache answers without a single request.
+    _, again = hub.pull(f"{HUB_ID}/sst2/sst2@1.2.0", registry=server.url, to=tmp_path / "second")
+    assert same_files(artifact, again)
+    with pytest.raises(ConfigError, match="cannot reach"):
+        hub.pull(f"{HUB_ID}/sst2/sst2", registry=server.url, to=tmp_path / "third")
+    assert not (tmp_path / "third").exists()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    entry, third = hub.pull(f"{HUB_ID}/sst2/sst2", registry=server.url, to=tmp_path / "third")
+    assert entry.ref.version == "1.2.0" and same_files(artifact, third)
+    monkeypatch.setenv("AHL_OFFLINE", "1")
+    with pytest.raises(NotFoundError, match="offline"):
+        hub.pull(f"{HUB_ID}/sst2/other", registry=server.url, to=tmp_path / "fourth")
+
+
+def test_yank_hides_from_search_and_latest_but_not_exact_pulls(server, art, tmp_path):
+    hub.push(art(seed=1), registry=server.url, version="1.0.0")
+    hub.push(art(seed=2), registry=server.url, version="1.1.0")
+    assert hub.yank(f"{HUB_ID}/sst2/sst2@1.1.0", registry=server.url).yanked
+    assert str(hub.resolve(f"{HUB_ID}/sst2/sst2", registry=server.url).ref).endswith("@1.0.0")
+    assert [e.ref.version for e in hub.search(registry=server.url)] == ["1.0.0"]
+    entry, _ = hub.pull(f"{HUB_ID}/sst2/sst2@1.1.0", registry=server.url, to=tmp_path / "yanked")
+    assert entry.ref.version == "1.1.0"
+
+
+def test_base_mismatch_is_refused_before_weights_move(server, art, tmp_path, other_tiny_base_dir, client_env):
+    entry = hub.push(art(seed=1), registry=server.url)
+    other = dataclasses.replace(load_base(str(other_tiny_base_dir)), model_id=HUB_ID)
+    with pytest.raises(IncompatibleBaseError, match="differ in"):
+        hub.pull(str(entry.ref), base=other, registry=server.url, to=tmp_path / "pulled")
+    weights_sha = entry.manifest["files"]["adapter.safetensors"]["sha256"]
+    assert not DownloadCache(client_env).has(weights_sha) and not (tmp_path / "pulled").exists()
+
+
+def test_fusion_round_trip_through_ahl_serve(server, tmp_path, tiny_base_model, spam_files):
+    """A fusion pushed to ahl serve brings its adapters; pulled into an empty cache it predicts the same."""
+    from adapterhub_lite import TrainConfig, api
+
+    sources = [make_artifact(tmp_path / name, tiny_base_model, task=name, name=name, seed=i)
+               for i, name in enumerate(("sentiment", "topic"))]
+    fusion = tmp_path / "fusion"
+    api.fuse(sources, spam_files[0], dev_data=spam_files[1], task="sms_spam", out=fusion,
+             config=TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"))
+    texts = ["free prize now, text WIN", "see you at lunch"]
+    before = [(p.label, p.probabilities) for p in api.predict(api.load(fusion), texts)]
+    entry = hub.push(fusion, registry=server.url, version="1.0.0")
+    assert {e.ref.task for e in hub.search(registry=server.url)} == {"sentiment", "topic", "sms_spam"}
+    os.environ["AHL_CACHE"] = str(tmp_path / "empty-cache")
+    _, pulled = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "pulled")
+    assert same_files(fusion, pulled)
+    assert [(p.label, p.probabilities) for p in api.predict(api.load(pulled), texts)] == before
+    # A fusion whose adapter copy is not the locked version fails the pull, leaving nothing.
+    record = json.loads((fusion / "fusion.json").read_text())["adapters"][0]
+    blob = next(server.root.joinpath("blobs").rglob(record["digest"].removeprefix("sha256:")))
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes().replace(b'"task"', b'"Task"', 1))
+    os.environ["AHL_CACHE"] = str(tmp_path / "other-cache")
+    with pytest.raises(IntegrityError):
+        hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+# -- faults --------------------------------------------------------------------------------------------
+
+
+def test_flipped_byte_in_stored_blob_is_caught_and_nothing_is_cached(server, art, tmp_path, client_env):
+    entry = hub.push(art(seed=1), registry=server.url)
+    weights_sha = entry.manifest["files"]["adapter.safetensors"]["sha256"]
+    blob = next(server.root.joinpath("blobs").rglob(weights_sha))
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="damaged"):
+        hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "pulled")
+    cache = DownloadCache(client_env)
+    assert not cache.has(weights_sha) and not list((client_env / "tmp").iterdir())
+    assert not cache.cached_versions() and not (tmp_path / "pulled").exists()
+    with pytest.raises(IntegrityError):
+        hub.verify(str(entry.ref), registry=server.url)
+
+
+def test_server_killed_mid_upload_leaves_no_version(server, art):
+    """A commit whose body stops half-way (the server dies) never becomes visible."""
+    from huggingface_hub import HfApi
+
+    artifact = art(seed=1)
+    hub.push(artifact, registry=server.url, version="1.0.0")
+    repo = f"alice/{repo_slug(HUB_ID, 'sst2', 'sst2')}"
+    before = HfApi(endpoint=server.url).list_repo_refs(repo)
+    body = b'{"key": "header", "value": {"summary": "half"}}\n{"key": "file", "value": {"content": "' + b"A" * 100_000
+    with socket.create_connection(("127.0.0.1", server.port)) as conn:
+        conn.sendall(f"POST /api/models/{repo}/commit/main HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {server.token}\r\nContent-Type: application/x-ndjson\r\n"
+                     f"Content-Length: {len(body) * 10}\r\n\r\n".encode() + body)
+        server.process.kill()  # SIGKILL mid-body: no graceful anything
+        server.process.wait()
+    server.process = None
+    server.start()
+    after = HfApi(endpoint=server.url).list_repo_refs(repo)
+    assert [t.name for t in after.tags] == [t.name for t in before.tags] == ["v1.0.0"]
+    assert [b.target_commit for b in after.branches] == [b.target_commit for b in before.branches]
+    assert [e.ref.version for e in hub.search(registry=server.url)] == ["1.0.0"]
+
+
+def test_restarted_server_loses_nothing(server, art, tmp_path):
+    artifact = art(seed=1)
+    entry = hub.push(artifact, registry=server.url)
+    hub.yank(str(entry.ref), registry=server.url)
+    server.stop()
+    server.start()
+    os.environ["AHL_CACHE"] = str(tmp_path / "fresh-cache")
+    again, pulled = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "pulled")
+    assert again.yanked and same_files(artifact, pulled)
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the server that cuts the first response carrying ``needle`` after
+    ``cut_after`` bytes, and records every request line and Range header it forwards."""
+
+    def __init__(self, port: int, needle: bytes, cut_after: int) -> None:
+        self.target, self.needle, self.cut_after = port, needle, cut_after
+        self.cut_done = False
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+        armed = threading.Event()
+
+        def downstream() -> None:
+            sent = 0
+            try:
+                while data := upstream.recv(65536):
+                    if armed.is_set() and not self.cut_done:
+                        sent += len(data)
+                        if sent > self.cut_after:
+                            self.cut_done = True
+                            client.sendall(data[: len(data) - (sent - self.cut_after)])
+                            client.shutdown(socket.SHUT_RDWR)
+                            return
+                    client.sendall(data)
+            except OSError:
+                pass
+            finally:
+                client.close()
+                upstream.close()
+
+        threading.Thread(target=downstream, daemon=True).start()
+        try:
+            while data := client.recv(65536):
+                head = data.split(b"\r\n\r\n", 1)[0]
+                self.requests.append(head)
+                if self.needle in head.split(b"\r\n", 1)[0] and b"GET" in head[:4] and not self.cut_done:
+                    armed.set()
+                upstream.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_cut_download_resumes_with_a_range_request(server, tmp_path, hub_base, client_env):
+    # Big enough that the cut lands mid-body: a base-sized head is not needed, extra weights are.
+    artifact = make_artifact(tmp_path / "art", hub_base, seed=1)
+    entry = hub.push(artifact, registry=server.url)
+    size = entry.manifest["files"]["adapter.safetensors"]["size"]
+    proxy = CuttingProxy(server.port, b"adapter.safetensors", cut_after=size // 2)
+    try:
+        _, pulled = hub.pull(str(entry.ref), registry=proxy.url, to=tmp_path / "pulled")
+    finally:
+        proxy.close()
+    assert proxy.cut_done and same_files(artifact, pulled)
+    ranges = [r for r in proxy.requests if b"adapter.safetensors" in r and b"range: bytes=" in r.lower()]
+    assert ranges, "the second try must resume with a Range request"
+
+
+def test_push_without_or_with_a_wrong_token_writes_nothing(server, art, monkeypatch):
+    artifact = art(seed=1)
+    hub.push(art(seed=9, name="seed"), registry=server.url)  # the server holds something already
+    before = snapshot(server.root)
+    monkeypatch.delenv("AHL_TOKEN")
+    with pytest.raises(ConfigError, match="needs a token"):
+        hub.push(artifact, registry=server.url)
+    with pytest.raises(ConfigError, match="401"):
+        hub.push(artifact, registry=f"{server.url}/alice")
+    monkeypatch.setenv("AHL_TOKEN", "not-a-token")
+    with pytest.raises(ConfigError, match="401"):
+        hub.push(artifact, registry=server.url)
+    monkeypatch.setenv("AHL_TOKEN", "bob-token")
+    with pytest.raises(ConfigError, match="403"):
+        hub.push(artifact, registry=f"{server.url}/alice")
+    assert snapshot(server.root) == before
+
+
+def test_oversized_upload_is_refused_in_one_line(tmp_path, hub_base):
+    small = AhlServer(tmp_path / "small", "--max-upload-mb", "1").start()
+    try:
+        artifact = make_artifact(tmp_path / "art", hub_base, seed=1)
+        (artifact / "big.bin").write_bytes(os.urandom(2 << 20))
+        # Listed in the metadata, so it is part of the artifact and must be uploaded.
+        meta = json.loads((artifact / "adapter.json").read_text())
+        meta["files"]["big.bin"] = {"sha256": hashlib.sha256((artifact / "big.bin").read_bytes()).hexdigest(),
+                                    "size": 2 << 20}
+        (artifact / "adapter.json").write_text(json.dumps(meta))
+        result = subprocess.run([*AHL, "push", str(artifact), "--registry", small.url], capture_output=True,
+                                text=True, env={**os.environ, "AHL_TOKEN": small.token})
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "413" in lines[0] and "Traceback" not in result.stderr, result.stderr
+        assert hub.search(registry=small.url) == []
+    finally:
+        small.stop()
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["../sst2/sst2", "/abs/sst2", "sst2//sst2", "x" * 97 + "/sst2",
+                                 "sst2/ѕst2", "sst2/s\\t2"])
+def test_bad_refs_fail_before_any_request(ref, tmp_path):
+    # The server URL is unreachable: a request would fail differently (ConfigError).
+    with pytest.raises(RefError):
+        hub.pull(ref, registry="http://127.0.0.1:9", to=tmp_path / "x")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765/a/b", "http://", "hf://../x", "http://h:1/?q=1"])
+def test_bad_registry_urls(url):
+    with pytest.raises((ConfigError, RefError)):
+        hub.open_registry(url)
+
+
+def test_malformed_metadata_is_refused_before_upload(server, art):
+    artifact = art(seed=1)
+    meta = json.loads((artifact / "adapter.json").read_text())
+    del meta["head"]
+    (artifact / "adapter.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError):
+        hub.push(artifact, registry=server.url)
+    assert hub.search(registry=server.url) == []
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+def test_eight_pushers_and_eight_pullers_at_once(server, art, tmp_path):
+    shared = [art(seed=s, name=f"shared{s}") for s in range(2)]
+    for path in shared:
+        hub.push(path, registry=server.url, version="1.0.0")
+    fresh = [art(seed=10 + i, name=f"fresh{i}") for i in range(8)]
+    env = {**os.environ, "AHL_TOKEN": server.token, "AHL_CACHE": str(tmp_path / "shared-cache")}
+    procs = [subprocess.Popen([*AHL, "push", str(path), "--registry", server.url], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for path in fresh]
+    procs += [subprocess.Popen([*AHL, "pull", f"{HUB_ID}/sst2/shared{i % 2}@1.0.0", "--registry", server.url,
+                                "--to", str(tmp_path / f"pulled{i}")], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(8)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()
+    for i in range(8):
+        assert same_files(shared[i % 2], tmp_path / f"pulled{i}")
+    names = {e.ref.name for e in hub.search(registry=server.url, limit=100)}
+    assert names == {"shared0", "shared1", *(f"fresh{i}" for i in range(8))}
+    for i in range(8):
+        hub.verify(f"{HUB_ID}/sst2/fresh{i}", registry=server.url)
+
+
+def test_cli_login_search_json_and_cache_commands(server, art, tmp_path, monkeypatch):
+    monkeypatch.delenv("AHL_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k != "AHL_TOKEN"}
+    run = lambda *args: subprocess.run([*AHL, *args], capture_output=True, text=True, env=env)  # noqa: E731
+    bad = run("login", "--registry", server.url, "--token", "wrong")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "401" in bad.stderr
+    ok = run("login", "--registry", server.url, "--token", server.token)
+    assert ok.returncode == 0 and "alice" in ok.stdout, ok.stderr
+    stored = tmp_path / "config" / "adapterhub-lite" / "tokens.json"
+    assert stored.stat().st_mode & 0o077 == 0 and json.loads(stored.read_text()) == {server.url: server.token}
+    pushed = run("push", str(art(seed=1)), "--registry", server.url)
+    assert pushed.returncode == 0, pushed.stderr
+    found = run("search", "--registry", server.url, "--json", "--sort", "accuracy")
+    rows = json.loads(found.stdout)
+    assert [r["ref"] for r in rows] == [f"{HUB_ID}/sst2/sst2@1.0.0"]
+    assert run("pull", rows[0]["ref"], "--registry", server.url, "--to", str(tmp_path / "p")).returncode == 0
+    listing = json.loads(run("cache", "ls", "--json").stdout)
+    assert [v["ref"] for v in listing["versions"]] == [rows[0]["ref"]] and listing["blob_bytes"] > 0
+    (tmp_path / "cache" / "tmp" / "stale.part").write_bytes(b"x" * 10)
+    assert run("cache", "prune").returncode == 0
+    assert not (tmp_path / "cache" / "tmp" / "stale.part").exists()
+    assert json.loads(run("cache", "ls", "--json").stdout)["versions"]  # still in use: kept
+    assert run("cache", "prune", "--all").returncode == 0
+    assert json.loads(run("cache", "ls", "--json").stdout) == {"root": str(tmp_path / "cache"), "blob_bytes": 0,
+                                                                  "versions": []}
+    assert run("logout", "--registry", server.url).returncode == 0
+    assert json.loads(stored.read_text()) == {}
