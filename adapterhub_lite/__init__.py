@@ -1,6 +1,7 @@
 """adapterhub-lite: share, pull and compose bottleneck adapters for Hugging Face encoders."""
 
 from . import hub
+from .adapters_format import export_adapter, import_adapter
 from .analysis import FusionActivations, PruneReport, fusion_activations, prune_fusion
 from .api import LoadedAdapter, Prediction, TrainResult, evaluate, fuse, info, load, predict, train
 from .artifact import Artifact, read_artifact
@@ -19,10 +20,12 @@ from .errors import (
     UnsupportedModelError,
     VersionConflictError,
 )
-from .hub import pull, push, resolve, search, verify, yank
+from .hub import login, logout, pull, push, resolve, search, verify, yank
 from .model import AdapterModel
+from .registry.cache import DownloadCache
 from .registry.local import Entry, LocalRegistry
 from .registry.refs import Ref, parse_ref
+from .registry.remote import RemoteRegistry
 from .training.data import Columns, Example
 from .training.loop import TrainEvent
 
@@ -39,6 +42,7 @@ __all__ = [
     "BaseModel",
     "BaseModelError",
     "Columns",
+    "DownloadCache",
     "ConfigError",
     "DataError",
     "Example",
@@ -51,6 +55,7 @@ __all__ = [
     "LocalRegistry",
     "NotFoundError",
     "Ref",
+    "RemoteRegistry",
     "RefError",
     "VersionConflictError",
     "LoadedAdapter",
@@ -61,6 +66,7 @@ __all__ = [
     "TrainResult",
     "UnsupportedModelError",
     "evaluate",
+    "export_adapter",
     "fuse",
     "fusion_activations",
     "prune_fusion",
@@ -72,9 +78,12 @@ __all__ = [
     "search",
     "verify",
     "yank",
+    "import_adapter",
     "info",
     "load",
     "load_base",
+    "login",
+    "logout",
     "predict",
     "read_artifact",
     "train",

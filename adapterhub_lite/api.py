@@ -449,8 +449,17 @@ def check_base(metadata: dict[str, Any], base: BaseModel | dict[str, Any]) -> No
 
 
 def ensure_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | None) -> LoadedAdapter:
-    """A loaded artifact: as given, or loaded from its directory."""
-    return adapter if isinstance(adapter, LoadedAdapter) else load(adapter, base=base)
+    """A loaded artifact ready to predict: as given, or loaded from its directory.
+
+    Raises:
+        ConfigError: its head is a placeholder (an adapter imported without one) that would
+            answer 0.0 for every input.
+    """
+    loaded = adapter if isinstance(adapter, LoadedAdapter) else load(adapter, base=base)
+    if loaded.head.extra.get("placeholder"):
+        raise ConfigError(f"{loaded.artifact.path} has no trained prediction head (it was imported without one); "
+                          f"fuse it with 'ahl fuse' or train a head before predicting")
+    return loaded
 
 
 def evaluate(

@@ -14,9 +14,11 @@ from typing import Any
 
 from .artifact import Artifact, read_artifact
 from .base import BaseModel, load_base
+from .errors import ConfigError
 from .registry.local import REGISTRY_ENV, Entry, LocalRegistry
 from .registry.refs import Ref, base_key, parse_ref
-from .registry.remote import Progress, RemoteRegistry, is_remote
+from .registry.remote import Progress, RemoteRegistry, is_remote, parse_remote
+from .registry.tokens import store_token
 
 Registry = LocalRegistry | RemoteRegistry
 RegistryLike = str | Path | LocalRegistry | RemoteRegistry | None
@@ -108,3 +110,52 @@ def yank(ref: str | Ref, *, base: str | None = None,
          registry: RegistryLike = None) -> Entry:
     """Hide an exact version from search and ``latest`` (still pullable by its version)."""
     return open_registry(registry).yank(_ref(ref, base))
+
+
+def login(registry: str, token: str) -> str:
+    """Check ``token`` with a remote registry and store it for that registry alone; returns the
+    user name the server knows the token by.
+
+    Example:
+        >>> login("http://127.0.0.1:8765", "my-token")
+        'alice'
+    """
+    if not is_remote(registry):
+        raise ConfigError(f"{registry} is a directory; logging in is for remote registries (http(s)://... or hf://...)")
+    remote = RemoteRegistry(registry, token=token)
+    user = remote.whoami()
+    store_token(remote.endpoint, token)
+    return user
+
+
+def logout(registry: str) -> None:
+    """Forget the stored token of a remote registry."""
+    endpoint, _ = parse_remote(registry)
+    store_token(endpoint, None)
+
+
+ADAPTERS_SCHEME = "adapters:"
+
+
+def fetch(source: str | Path, *, to: Path, base: str | BaseModel | None = None, registry: RegistryLike = None) -> Path:
+    """An artifact directory for any adapter source, ready to load or fuse:
+
+    - an artifact directory: itself;
+    - ``adapters:REPO[@REVISION]`` or ``adapters:DIR``: an adapter in AdapterHub's format,
+      converted into ``to`` (a repository comes from ``registry`` when it is remote, e.g. an
+      ``ahl serve``, else from the Hugging Face Hub);
+    - anything else: a registry ref, pulled (verified) into ``to``.
+    """
+    if is_artifact_path(source):
+        return Path(source)
+    text = str(source)
+    if text.startswith(ADAPTERS_SCHEME):
+        from .adapters_format import import_adapter
+
+        repo, _, revision = text.removeprefix(ADAPTERS_SCHEME).partition("@")
+        base_id = base.model_id if isinstance(base, BaseModel) else base
+        remote = open_registry(registry) if is_remote(registry) else None
+        return import_adapter(repo, to=to, base=base_id, revision=revision or None,
+                              endpoint=remote.endpoint if isinstance(remote, RemoteRegistry) else None,
+                              token=remote.token if isinstance(remote, RemoteRegistry) else None).path
+    return pull(text, to=to, base=base, registry=registry)[1]

@@ -25,7 +25,8 @@ from .render import (
 
 @user_errors
 def fuse(
-    adapters: str = typer.Option(..., help="Comma-separated adapter refs (TASK/NAME[@V]) or artifact directories."),
+    adapters: str = typer.Option(..., help="Comma-separated adapter refs (TASK/NAME[@V]), artifact directories, "
+                                           "or adapters:REPO[@REV] (AdapterHub format, converted)."),
     task: str = typer.Option(..., help="Target task name."),
     train_file: str = typer.Option(..., "--train", help="Target training data."),
     dev_file: Optional[str] = typer.Option(None, "--dev", help="Target dev data (default: hold out --dev-split)."),
@@ -63,13 +64,9 @@ def fuse(
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
     out = out or Path(name or f"{task}-fusion")
     with tempfile.TemporaryDirectory(prefix="ahl-fuse-") as scratch:
-        paths = []
-        for i, source in enumerate(sources):
-            if hub.is_artifact_path(source):
-                paths.append(Path(source))
-            else:  # a registry ref: pull it, verified, before anything trains
-                _, pulled = hub.pull(source, to=Path(scratch) / str(i), base=base, registry=registry)
-                paths.append(pulled)
+        # Registry refs are pulled (verified) and AdapterHub sources converted before anything trains.
+        paths = [hub.fetch(source, to=Path(scratch) / str(i), base=base, registry=registry)
+                 for i, source in enumerate(sources)]
         with training_progress(f"fuse {task}", enabled=not json_out) as on_event:
             result = api.fuse(paths, train_file, task=task, dev_data=dev_file, base=base, head=head,
                               columns=columns, fusion=fusion, config=config, out=out, name=name,

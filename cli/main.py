@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import analysis, demo, fuse, registry, train, use
+from . import analysis, demo, fuse, interop, registry, serve, train, use
 
 app = typer.Typer(
     name="ahl",
@@ -25,4 +25,10 @@ app.command("pull")(registry.pull)
 app.command("search")(registry.search)
 app.command("verify")(registry.verify)
 app.command("yank")(registry.yank)
+app.command("serve")(serve.serve)
+app.command("login")(registry.login)
+app.command("logout")(registry.logout)
+app.add_typer(registry.cache_app, name="cache")
 app.command("demo")(demo.demo)
+app.command("import")(interop.import_)
+app.command("export")(interop.export)

@@ -13,12 +13,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from adapterhub_lite import hub
-from adapterhub_lite.artifact import read_artifact
-from adapterhub_lite.errors import AhlError, ConfigError
+from adapterhub_lite.artifact import check_writable, read_artifact
+from adapterhub_lite.errors import AhlError
 from adapterhub_lite.registry.cache import DownloadCache
 from adapterhub_lite.registry.local import Entry, cache_root
-from adapterhub_lite.registry.remote import RemoteRegistry, is_remote, parse_remote
-from adapterhub_lite.registry.tokens import store_token
+from adapterhub_lite.registry.tokens import tokens_path
 
 from .render import console, print_json, user_errors
 
@@ -78,13 +77,20 @@ def push(
 
 @user_errors
 def pull(
-    ref: str = typer.Argument(..., help="TASK/NAME[@VERSION|@latest|@sha256:...] or BASE/TASK/NAME[...]."),
+    ref: str = typer.Argument(..., help="TASK/NAME[@VERSION|@latest|@sha256:...], BASE/TASK/NAME[...], or "
+                                        "adapters:REPO[@REV] (an AdapterHub adapter, converted)."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
     to: Optional[Path] = typer.Option(None, help="Destination directory (default: ./NAME-VERSION)."),
     registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing destination."),
 ) -> None:
     """Pull a version from a registry into a directory, verifying every file."""
+    if ref.startswith(hub.ADAPTERS_SCHEME):  # AdapterHub's format: converted on the way in
+        repo = ref.removeprefix(hub.ADAPTERS_SCHEME).partition("@")[0]
+        target = to or Path(Path(repo).name)
+        check_writable(target, overwrite=overwrite)
+        console.print(f"converted {escape(ref)} into {hub.fetch(ref, to=target, base=base, registry=registry)}")
+        return
     with transfer_progress() as progress:
         entry, target = hub.pull(ref, to=to, base=base, registry=registry, overwrite=overwrite, progress=progress)
     console.print(f"pulled [bold]{entry.ref}[/] into {target}")
@@ -166,13 +172,8 @@ def login(
     token: Optional[str] = typer.Option(None, help="The token (default: prompt without echo)."),
 ) -> None:
     """Store a token for a remote registry (checked with the server first); sent to it alone."""
-    if not is_remote(registry):
-        raise ConfigError(f"{registry} is a directory; 'ahl login' is for remote registries (http(s)://... or hf://...)")
-    token = token or typer.prompt("token", hide_input=True)
-    remote = RemoteRegistry(registry, token=token)
-    user = remote.whoami()
-    path = store_token(remote.endpoint, token)
-    console.print(f"logged in to {remote.endpoint} as [bold]{escape(user)}[/] (token stored in {path})")
+    user = hub.login(registry, token or typer.prompt("token", hide_input=True))
+    console.print(f"logged in to {escape(registry)} as [bold]{escape(user)}[/] (token stored in {tokens_path()})")
 
 
 @user_errors
@@ -180,9 +181,8 @@ def logout(
     registry: str = typer.Option(..., envvar="AHL_REGISTRY", help="Remote registry URL."),
 ) -> None:
     """Forget the stored token of a remote registry."""
-    endpoint, _ = parse_remote(registry)
-    store_token(endpoint, None)
-    console.print(f"logged out of {endpoint}")
+    hub.logout(registry)
+    console.print(f"logged out of {escape(registry)}")
 
 
 cache_app = typer.Typer(help="The download cache of remote pulls: list and prune.", no_args_is_help=True)

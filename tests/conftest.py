@@ -146,3 +146,67 @@ def make_artifact(out: Path, base: BaseModel, *, task: str = "sst2", name: str =
     finally:
         model.remove_hooks()
     return Path(out)
+
+
+# -- ahl serve ----------------------------------------------------------------------------------
+
+
+class AhlServer:
+    """An ``ahl serve`` subprocess on 127.0.0.1 over the registry directory ``root``.
+
+    ``tokens`` maps each token to its user; ``token`` is the first user's. ``stop()`` and
+    ``start()`` restart it on the same port (everything it serves must survive that).
+    """
+
+    TOKENS = {"alice-token": "alice", "bob-token": "bob"}
+
+    def __init__(self, root: Path, *args: str) -> None:
+        import socket
+
+        self.root, self.args = root, args
+        self.tokens = dict(self.TOKENS)
+        self.token, self.user = next(iter(self.tokens.items()))
+        with socket.socket() as probe:  # a port free now; the server binds it a moment later
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root.parent / f"serve-{self.port}.log"
+        self.process = None
+
+    def start(self) -> AhlServer:
+        import os
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        env = {**os.environ, "AHL_SERVE_TOKENS": ",".join(f"{t}:{u}" for t, u in self.tokens.items())}
+        command = [sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(self.root),
+                   "--port", str(self.port), *self.args]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ahl serve exited with {self.process.returncode}: {self.log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"ahl serve did not start within 120 s: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: uvicorn's graceful shutdown
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def ahl_server(tmp_path_factory):
+    """A running ``ahl serve`` (tokens ``AhlServer.TOKENS``) over a fresh registry directory."""
+    server = AhlServer(tmp_path_factory.mktemp("ahl-serve") / "registry").start()
+    yield server
+    server.stop()

@@ -185,11 +185,13 @@ class RemoteRegistry:
             if hasattr(session, "stream"):  # httpx (huggingface_hub >= 1.0)
                 context = session.stream("GET", url, headers=headers)
                 response = context.__enter__()
-                chunks = response.iter_bytes(1 << 20)
+                # No chunk size: httpx would hold back up to that much, and bytes that reached us
+                # before a cut must reach the partial file, so that the next try resumes after them.
+                chunks = response.iter_bytes()
             else:  # requests (huggingface_hub < 1.0)
                 context = None
                 response = session.get(url, headers=headers, stream=True)
-                chunks = response.iter_content(1 << 20)
+                chunks = response.iter_content(1 << 16)
             try:
                 hf_raise_for_status(response)
             except BaseException:
@@ -527,10 +529,19 @@ class RemoteRegistry:
         if sort:
             check_segment(sort, "sort metric")
         with self._talking("search"):
+            # Sorting by a metric needs every match; otherwise a margin over ``limit`` covers
+            # repositories that turn out not to be entries (no ahl-entry tag, nothing released).
             models = list(self.api.list_models(filter=filters, author=self.namespace, search=name or None,
-                                               limit=max(limit * 4, 100)))
-        refs = []
+                                               limit=None if sort else max(limit * 2, 100)))
+        refs, listed = [], []
         for model in models:
+            # ahl serve lists each entry's latest version with the repository (an extra field the
+            # Hub client keeps as an attribute): no request per result. Elsewhere: read the tags.
+            summary = getattr(model, "ahlEntry", None)
+            if isinstance(summary, dict) and summary.get("version"):
+                if not name or name.lower() in str(summary.get("name", "")).lower():
+                    listed.append(self._entry({**summary, "repo": model.id}))
+                continue
             entry_tag = next((t for t in model.tags or [] if t.startswith("ahl-entry:")), None)
             if entry_tag is None:
                 continue
@@ -553,7 +564,7 @@ class RemoteRegistry:
             return self._entry(record)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            entries = [e for e in pool.map(latest, refs) if e is not None]
+            entries = listed + [e for e in pool.map(latest, refs) if e is not None]
         if architecture:
             entries = [e for e in entries if e.summary.get("architecture") == architecture]
         if sort:

@@ -1,0 +1,178 @@
+"""The Hub repository model of ``ahl serve``: records, names, revisions, tags and errors.
+
+Shared by the store (:mod:`.repos`), its search index (:mod:`.repo_index`) and the HTTP layer
+(:mod:`.server`); ``registry/SPEC.md`` 14 defines the mapping of entries onto repositories.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml  # a dependency of huggingface_hub; parses model card headers
+
+from ..errors import NotFoundError, RefError, VersionConflictError
+from .refs import check_segment
+
+LOCAL_NAMESPACE = "ahl"  # entries pushed into the directory directly (SPEC 14.3)
+RESERVED_NAMESPACES = {LOCAL_NAMESPACE, "api"}  # "api" would shadow the API routes' URLs
+BRANCH = "main"
+VERSION_TAG = re.compile(r"v((?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8}))(-yanked)?")
+COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+MAX_PATH_LENGTH = 1000
+
+
+class RepoNotFoundError(NotFoundError):
+    """No such repository (or not visible to the caller)."""
+
+    code = "RepoNotFound"
+
+
+class RevisionNotFoundError(NotFoundError):
+    """The repository has no such branch, tag or commit."""
+
+    code = "RevisionNotFound"
+
+
+class EntryNotFoundError(NotFoundError):
+    """The revision has no such file or folder."""
+
+    code = "EntryNotFound"
+
+
+class AlreadyExistsError(VersionConflictError):
+    """A repository or tag exists already."""
+
+
+class ReadOnlyRepoError(RefError):
+    """Repositories under the ``ahl`` namespace mirror local pushes and take no writes."""
+
+
+class StaleParentError(VersionConflictError):
+    """A commit's ``parentCommit`` is no longer the head of the branch."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One snapshot of a repository: ``files`` maps each path to ``{sha256, size}``."""
+
+    id: str
+    files: dict[str, dict[str, Any]]
+    created_at: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A repository: its head, the registry entry it holds (fixed by its first version), its tags."""
+
+    id: str
+    created_at: str
+    last_modified: str
+    main: str
+    entry: tuple[str, str, str] | None = None
+    tags: tuple[str, ...] = ()
+    local: bool = False  # a read-only view of an entry pushed locally
+
+    @property
+    def namespace(self) -> str:
+        return self.id.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split("/")[1]
+
+
+@dataclass(frozen=True)
+class PutFile:
+    """Commit operation: add or replace ``path`` with the (already hashed) file ``source``."""
+
+    path: str
+    source: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Commit operation: delete a file, or every file under a folder."""
+
+    path: str
+    folder: bool = False
+
+
+@dataclass
+class Refs:
+    """Branches and tags of a repository as ``(name, commit id)`` pairs."""
+
+    branches: list[tuple[str, str]] = field(default_factory=list)
+    tags: list[tuple[str, str]] = field(default_factory=list)
+
+
+def now() -> str:
+    """The current UTC time as the Hub writes it (ISO 8601, milliseconds, ``Z``)."""
+    return hub_time(_dt.datetime.now(_dt.timezone.utc).isoformat())
+
+
+def hub_time(timestamp: str) -> str:
+    """An ISO 8601 timestamp in the Hub's form, which the client's ``parse_datetime`` reads."""
+    moment = _dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(_dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def check_repo_id(namespace: str, name: str) -> str:
+    """``namespace/name`` if both are valid repository name parts, else :class:`RefError`."""
+    for what, value in (("namespace", namespace), ("repository name", name)):
+        check_segment(value, what)
+        if "--" in value or value.endswith((".", "-")) or value.endswith(".git"):
+            raise RefError(f"{what} {value!r} is not valid: no '--', and no trailing '.', '-' or '.git'")
+    return f"{namespace}/{name}"
+
+
+def check_repo_path(path: Any) -> str:
+    """A file path inside a repository: relative, ``/``-separated, no empty, ``.`` or ``..`` parts."""
+    if not isinstance(path, str) or not path:
+        raise RefError("a file path in the commit is empty or not a string")
+    if len(path) > MAX_PATH_LENGTH:
+        raise RefError(f"file path {path[:40]!r}... is longer than {MAX_PATH_LENGTH} characters")
+    if path.startswith("/") or "\\" in path or any(ord(char) < 32 for char in path):
+        raise RefError(f"file path {path!r} must be relative, use '/' and hold no control characters")
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise RefError(f"file path {path!r} has an empty, '.' or '..' part")
+    return path
+
+
+def entry_tags(base: str, task: str, name: str, architecture: str | None, head: str | None) -> list[str]:
+    """The search tags of an entry (SPEC 14.2), from the fields its summary records."""
+    tags = ["adapterhub-lite", f"task:{task}"]
+    if architecture and architecture != "head_only":
+        tags.append(f"adapter:{architecture}")
+    if head:
+        tags.append(head)
+    return [*tags, f"ahl-entry:{base}/{task}/{name}", f"base_model:{base}"]
+
+
+def card_data(text: str) -> dict[str, Any]:
+    """The YAML header of a model card as a dict (empty when there is none or it is malformed)."""
+    if not text.startswith("---"):
+        return {}
+    _, _, rest = text.partition("\n")
+    header, found, _ = rest.partition("\n---")
+    try:
+        data = yaml.safe_load(header) if found else None
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def version_commit_id(digest: str) -> str:
+    """The commit id a version gets when no repository commit is recorded for it: fixed by its content."""
+    return hashlib.sha1(f"ahl-version\n{digest}".encode()).hexdigest()
+
+
+def entry_key(entry: tuple[str, str, str]) -> str:
+    return "\n".join(entry)

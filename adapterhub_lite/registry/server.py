@@ -1,0 +1,558 @@
+"""``ahl serve``: a self-hosted registry that speaks the Hugging Face Hub HTTP API subset.
+
+The unmodified ``huggingface_hub`` client (``HfApi(endpoint=URL)``, ``snapshot_download``) can
+create repositories, commit files, tag versions, search and download. The endpoints and their
+exact payloads follow ``docs/hub-protocol.md``; storage is :mod:`.repos` over a local registry
+directory (``registry/SPEC.md`` 12 and 14.6), so restarting the server loses nothing.
+
+- Uploads: preupload answers ``regular`` for every file, so the client never takes the Xet or
+  LFS paths and sends contents base64 inside the NDJSON commit. The commit body is spooled to
+  ``ROOT/tmp`` while its size is counted (413 over ``max_upload_bytes``) and applied only when
+  complete and valid.
+- Downloads: ``/resolve`` streams the blob file with ``ETag`` = ``X-Linked-Etag`` = sha256 and
+  honours ``Range``; files are presented as LFS files (``lfs`` in siblings and tree entries).
+- Auth: ``Authorization: Bearer TOKEN``. Writes need a token whose user is the repository's
+  namespace (401 without a valid token, 403 for another namespace), checked before anything
+  is read or written. With ``private``, reads need a valid token too (404 ``RepoNotFound``, as
+  the Hub answers for repositories a caller may not see). Tokens: :func:`load_tokens` reads a
+  file of ``TOKEN USER`` lines and ``$AHL_SERVE_TOKENS`` (``TOKEN:USER,TOKEN:USER``).
+
+Every error carries ``X-Error-Message`` (and ``X-Error-Code`` where the client needs one) and a
+JSON body ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import json
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..artifact import CARD_FILE
+from ..errors import AhlError, ConfigError, NotFoundError, RefError, VersionConflictError
+from ..files import sha256_file
+from .repo_model import (
+    BRANCH,
+    LOCAL_NAMESPACE,
+    RESERVED_NAMESPACES,
+    AlreadyExistsError,
+    Commit,
+    Delete,
+    EntryNotFoundError,
+    PutFile,
+    ReadOnlyRepoError,
+    Repo,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    StaleParentError,
+    card_data,
+    check_repo_id,
+    check_repo_path,
+)
+from .repos import STAGING_PREFIX, RepoStore
+
+DEFAULT_MAX_UPLOAD_BYTES = 512 << 20
+MAX_JSON_BYTES = 16 << 20  # preupload, create, tag and validate-yaml bodies
+PAGE_SIZE = 1000  # list_models rows per page, as on the Hub
+TOKENS_ENV = "AHL_SERVE_TOKENS"
+LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
+
+
+class HTTPError(Exception):
+    """An error answered with ``status`` (auth and size errors; the rest map from :class:`AhlError`)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+def parse_tokens(text: str) -> dict[str, str]:
+    """Tokens from a tokens file: one ``TOKEN USER`` per line; blank lines and ``#`` comments skipped.
+
+    Raises:
+        ConfigError: a line that is not two fields, or a user that is not a valid namespace.
+    """
+    tokens = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            raise ConfigError(f"tokens file line {number}: expected 'TOKEN USER', got {len(fields)} field(s)")
+        tokens[fields[0]] = _check_user(fields[1])
+    return tokens
+
+
+def parse_tokens_env(value: str) -> dict[str, str]:
+    """Tokens from ``$AHL_SERVE_TOKENS``: ``TOKEN:USER`` pairs separated by commas."""
+    tokens = {}
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        token, sep, user = pair.rpartition(":")
+        if not sep or not token:
+            raise ConfigError(f"${TOKENS_ENV}: expected TOKEN:USER pairs separated by commas, got {pair[:8]!r}...")
+        tokens[token] = _check_user(user)
+    return tokens
+
+
+def load_tokens(path: Path | None = None, env: str | None = None) -> dict[str, str]:
+    """Tokens from a tokens file and/or the ``$AHL_SERVE_TOKENS`` value (the file wins on clashes)."""
+    tokens = parse_tokens_env(env) if env else {}
+    if path is not None:
+        try:
+            tokens.update(parse_tokens(Path(path).read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise ConfigError(f"cannot read tokens file {path}: {exc.strerror}") from None
+    return tokens
+
+
+def _check_user(user: str) -> str:
+    try:
+        check_repo_id(user, "x")
+    except RefError:
+        raise ConfigError(f"user {user!r} is not a valid namespace name") from None
+    if user in RESERVED_NAMESPACES:
+        raise ConfigError(f"user {user!r} is a reserved namespace ({LOCAL_NAMESPACE}/ shows entries pushed locally)")
+    return user
+
+
+def _error(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None,
+           **body: Any) -> Response:
+    # Header values must be latin-1 and one line; the JSON body keeps the full message.
+    head = {"X-Error-Message": message.encode("ascii", "replace").decode().replace("\n", " ")[:1000]}
+    if code:
+        head["X-Error-Code"] = code
+    return JSONResponse({"error": message, **body}, status_code=status, headers={**head, **(headers or {})})
+
+
+def _status(exc: AhlError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, StaleParentError):
+        return 412
+    if isinstance(exc, VersionConflictError):
+        return 409
+    if isinstance(exc, ReadOnlyRepoError):
+        return 403
+    return 400
+
+
+def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Turn typed errors into Hub-style error responses."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HTTPError as exc:
+            return _error(exc.status, exc.message, exc.code)
+        except AhlError as exc:
+            return _error(_status(exc), str(exc), getattr(exc, "code", None))
+
+    return wrapper
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """A small JSON object request body, read up to :data:`MAX_JSON_BYTES`."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise HTTPError(413, f"request body larger than {MAX_JSON_BYTES >> 20} MB")
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        raise RefError("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise RefError("request body must be a JSON object")
+    return data
+
+
+def _lfs(record: dict[str, Any]) -> tuple[str, int]:
+    """The git blob id and size of a file's LFS pointer: files are presented as LFS files."""
+    pointer = LFS_POINTER.format(**record).encode()
+    return hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest(), len(pointer)
+
+
+def parse_commit(body: Path, staging: Path) -> tuple[dict[str, Any], list[PutFile | Delete]]:
+    """The header and operations of an NDJSON commit body; file contents land in ``staging``.
+
+    Raises:
+        RefError: a malformed line, an invalid path, or an operation this server does not take.
+    """
+    header: dict[str, Any] = {}
+    operations: list[PutFile | Delete] = []
+    with body.open("rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                key, value = item["key"], item["value"]
+            except (ValueError, KeyError, TypeError):
+                raise RefError(f"commit line {number} is not a {{\"key\", \"value\"}} JSON object") from None
+            if not isinstance(value, dict):
+                raise RefError(f"commit line {number}: 'value' must be an object")
+            if key == "header":
+                header = value
+            elif key == "file":
+                path = check_repo_path(value.get("path"))
+                if value.get("encoding", "base64") != "base64" or not isinstance(value.get("content"), str):
+                    raise RefError(f"commit file {path!r}: content must be a base64 string")
+                try:
+                    content = base64.b64decode(value["content"], validate=True)
+                except binascii.Error:
+                    raise RefError(f"commit file {path!r}: content is not valid base64") from None
+                target = staging / f"file-{number}"
+                target.write_bytes(content)
+                operations.append(PutFile(path, target, sha256_file(target), len(content)))
+            elif key in ("deletedFile", "deletedFolder"):
+                path = value.get("path")
+                path = path.rstrip("/") if isinstance(path, str) else path
+                operations.append(Delete(check_repo_path(path), folder=key == "deletedFolder"))
+            elif key == "lfsFile":
+                raise RefError("ahl serve takes no LFS uploads: preupload answers 'regular' for every file, "
+                               "so send contents inline")
+            else:
+                raise RefError(f"commit line {number}: unknown operation {key!r}")
+    return header, operations
+
+
+class _Server:
+    """The endpoints, bound to one store and one auth configuration."""
+
+    def __init__(self, store: RepoStore, tokens: dict[str, str], private: bool, max_upload_bytes: int) -> None:
+        self.store = store
+        self.tokens = dict(tokens)
+        self.private = private
+        self.max_upload_bytes = max_upload_bytes
+
+    # -- auth ----------------------------------------------------------------------------------
+
+    def _user(self, request: Request) -> str | None:
+        """The user of a valid bearer token, None without one; 401 for an invalid token."""
+        header = request.headers.get("authorization")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        # compare every token in constant time: response timing must not reveal a prefix
+        user = None
+        for known, owner in self.tokens.items():
+            if hmac.compare_digest(known.encode(), token.strip().encode()) and scheme.lower() == "bearer":
+                user = owner
+        if user is None:
+            raise HTTPError(401, "Invalid user token.")
+        return user
+
+    def _writer(self, request: Request, namespace: str | None = None) -> str:
+        """The user a write is done for: a valid token whose user owns ``namespace``."""
+        user = self._user(request)
+        if user is None:
+            raise HTTPError(401, "authentication required: pass a token (Authorization: Bearer TOKEN)")
+        if namespace is not None and namespace != user:
+            raise HTTPError(403, f"user {user!r} cannot write to namespace {namespace!r}")
+        return user
+
+    def _read_repo(self, request: Request) -> Repo:
+        """The repository of a read request, if the caller may see it."""
+        repo_id = f"{request.path_params['namespace']}/{request.path_params['name']}"
+        if self.private:
+            try:
+                visible = self._user(request) is not None
+            except HTTPError:
+                visible = False
+            if not visible:
+                raise RepoNotFoundError(f"repository {repo_id} not found")
+        return self.store.repo(repo_id)
+
+    def _write_repo_id(self, request: Request) -> str:
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        self._writer(request, namespace)
+        return check_repo_id(namespace, name)
+
+    # -- repositories --------------------------------------------------------------------------
+
+    async def create_repo(self, request: Request) -> Response:
+        user = self._writer(request)
+        body = await _json_body(request)
+        if body.get("type") not in (None, "model"):
+            raise RefError(f"ahl serve holds model repositories only, not {body.get('type')!r}")
+        namespace = body.get("organization") or user
+        name = body.get("name")
+        if not isinstance(namespace, str) or not isinstance(name, str):
+            raise RefError("create needs a string 'name' (and optionally 'organization')")
+        if "/" in name:  # some clients send the full id as the name
+            namespace, _, name = name.partition("/")
+        self._writer(request, namespace)
+        url = f"{str(request.base_url).rstrip('/')}/{namespace}/{name}"
+        try:
+            repo = await run_in_threadpool(self.store.create_repo, namespace, name)
+        except AlreadyExistsError as exc:  # create_repo(exist_ok=True) reads the url from the 409 too
+            return _error(409, str(exc), url=url)
+        return JSONResponse({"url": url, "name": repo.id, "id": repo.id})
+
+    def _model_json(self, repo: Repo, commit: Commit | None = None, tags: list[str] | None = None,
+                    card: dict[str, Any] | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": repo.id, "modelId": repo.id, "author": repo.namespace, "sha": commit.id if commit else repo.main,
+            "private": self.private, "gated": False, "disabled": False, "lastModified": repo.last_modified,
+            "createdAt": repo.created_at, "tags": tags if tags is not None else list(repo.tags),
+            "library_name": "adapterhub-lite", "pipeline_tag": None, "downloads": 0, "likes": 0,
+        }
+        if card is not None:
+            data.update(cardData=card, library_name=card.get("library_name", "adapterhub-lite"),
+                        pipeline_tag=card.get("pipeline_tag"))
+        if commit is not None:
+            data["siblings"] = []
+            for path, record in sorted(commit.files.items()):
+                blob_id, pointer_size = _lfs(record)
+                data["siblings"].append({"rfilename": path, "size": record["size"], "blobId": blob_id,
+                                         "lfs": {"sha256": record["sha256"], "size": record["size"],
+                                                 "pointerSize": pointer_size}})
+        return data
+
+    def _model_info(self, request: Request) -> dict[str, Any]:
+        repo = self._read_repo(request)
+        commit = self.store.resolve(repo, request.path_params.get("revision", BRANCH))
+        card = card_data((self.store.read_small(commit.files, CARD_FILE) or b"").decode("utf-8", "replace"))
+        # a real repository's tags at this revision; a local mirror's from its registry summary
+        tags = list(repo.tags) if repo.local else list(self.store.snapshot_tags(commit.files))
+        return self._model_json(repo, commit, tags, card)
+
+    async def model_info(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self._model_info, request))
+
+    async def list_models(self, request: Request) -> Response:
+        if self.private and self._user(request) is None:
+            raise HTTPError(401, "this registry is private: pass a token")
+        params = request.query_params
+        try:
+            limit = int(params.get("limit") or PAGE_SIZE)
+            offset = int(params.get("cursor") or 0)
+        except ValueError:
+            raise RefError("limit and cursor must be whole numbers") from None
+        page = max(1, min(limit, PAGE_SIZE))
+        rows = await run_in_threadpool(
+            functools.partial(self.store.search, author=params.get("author"), search=params.get("search"),
+                              tags=params.getlist("filter"), sort=params.get("sort") or "lastModified",
+                              offset=max(0, offset), limit=page))
+        models = []
+        for row in rows:
+            repo = Repo(row["id"], row["createdAt"], row["lastModified"], row["sha"], tags=tuple(row["tags"]))
+            # An extra field (Hub clients keep unknown fields): the entry's latest version, so
+            # that ahl search lists a page without one request per repository.
+            models.append({**self._model_json(repo), "ahlEntry": row["ahlEntry"]})
+        headers = {}
+        if len(rows) == page:
+            query = [(k, v) for k, v in params.multi_items() if k != "cursor"] + [("cursor", str(offset + page))]
+            headers["Link"] = f'<{request.url.replace(query=urlencode(query))}>; rel="next"'
+        return JSONResponse(models, headers=headers)
+
+    async def validate_yaml(self, request: Request) -> Response:
+        body = await _json_body(request)
+        content = body.get("content", "")
+        if isinstance(content, str) and content.startswith("---") and not card_data(content):
+            header = content.partition("\n")[2].partition("\n---")[0]
+            if header.strip():
+                return JSONResponse({"errors": [{"message": "the README.md YAML header is not a valid mapping"}],
+                                     "warnings": []}, status_code=400)
+        return JSONResponse({"errors": [], "warnings": []})
+
+    # -- uploads -------------------------------------------------------------------------------
+
+    async def preupload(self, request: Request) -> Response:
+        repo_id = self._write_repo_id(request)
+        repo = await run_in_threadpool(self.store.repo, repo_id)
+        body = await _json_body(request)
+        files = body.get("files")
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+            raise RefError("preupload needs {\"files\": [{\"path\": ..., \"size\": ...}, ...]}")
+        # "regular" for every file: contents come inline in the commit, never over Xet or LFS
+        answer = [{"path": check_repo_path(f.get("path")), "uploadMode": "regular", "shouldIgnore": False,
+                   "oid": None} for f in files]
+        return JSONResponse({"files": answer, "commitOid": repo.main})
+
+    async def _spool(self, request: Request, target: Path) -> None:
+        """Write the request body to ``target``, refusing (413) more than the upload limit."""
+        limit = self.max_upload_bytes
+        too_large = HTTPError(413, f"the commit is larger than this server's upload limit of {limit / (1 << 20):g} MB "
+                                   f"(ahl serve --max-upload-mb); split it into smaller commits")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        received = 0
+        with target.open("wb") as out:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise too_large
+                out.write(chunk)
+
+    async def commit(self, request: Request) -> Response:
+        repo_id = self._write_repo_id(request)
+        revision = request.path_params["revision"]
+        await run_in_threadpool(self.store.repo, repo_id)  # 404 before reading any body
+        if revision != BRANCH:
+            raise RefError(f"commits go to {BRANCH}; branches other than {BRANCH} are not supported")
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}commit-", dir=self.store.root / "tmp"))
+        try:
+            await self._spool(request, staging / "body.ndjson")
+            header, operations = await run_in_threadpool(parse_commit, staging / "body.ndjson", staging)
+            title = str(header.get("summary") or "")
+            commit = await run_in_threadpool(functools.partial(
+                self.store.commit, repo_id, operations, title=title, parent=header.get("parentCommit")))
+        finally:
+            await run_in_threadpool(shutil.rmtree, staging, True)
+        url = f"{str(request.base_url).rstrip('/')}/{repo_id}/commit/{commit.id}"
+        return JSONResponse({"success": True, "commitOid": commit.id, "commitUrl": url, "commitMessage": title})
+
+    # -- downloads -----------------------------------------------------------------------------
+
+    def _resolve_file(self, request: Request) -> Response:
+        repo = self._read_repo(request)
+        commit = self.store.resolve(repo, request.path_params["revision"])
+        path = request.path_params["path"]
+        record = commit.files.get(path)
+        if record is None:
+            # X-Repo-Commit lets the client cache the miss (docs/hub-protocol.md 4)
+            return _error(404, f"{path} not found in {repo.id} at {commit.id[:12]}", EntryNotFoundError.code,
+                          {"X-Repo-Commit": commit.id})
+        etag = f'"{record["sha256"]}"'
+        headers = {"ETag": etag, "X-Linked-Etag": etag, "X-Linked-Size": str(record["size"]),
+                   "X-Repo-Commit": commit.id, "Accept-Ranges": "bytes", "Cache-Control": "no-transform"}
+        blob = self.store.blob_path(record["sha256"])
+        if not blob.is_file():
+            return _error(500, f"{path} of {repo.id}: its blob is missing from the registry")
+        return FileResponse(blob, headers=headers, media_type="application/octet-stream")
+
+    async def resolve(self, request: Request) -> Response:
+        return await run_in_threadpool(self._resolve_file, request)
+
+    def _tree(self, request: Request) -> list[dict[str, Any]]:
+        repo = self._read_repo(request)
+        commit = self.store.resolve(repo, request.path_params["revision"])
+        prefix = request.path_params.get("path", "").strip("/")
+        recursive = request.query_params.get("recursive", "false").lower() == "true"
+        under = {p: r for p, r in commit.files.items() if not prefix or p.startswith(prefix + "/")}
+        if prefix and not under:
+            raise EntryNotFoundError(f"folder {prefix!r} not found in {repo.id} at {commit.id[:12]}")
+        folders: dict[str, list[str]] = {}
+        for path in under:
+            parts = path.split("/")
+            for depth in range(len(prefix.split("/")) + 1 if prefix else 1, len(parts)):
+                folders.setdefault("/".join(parts[:depth]), []).append(path)
+        entries = []
+        for path in sorted(set(under) | set(folders)):
+            depth = path.count("/") - (prefix.count("/") + 1 if prefix else 0)
+            if depth > 0 and not recursive:
+                continue
+            if path in folders:
+                listing = "".join(f"{p} {under[p]['sha256']}\n" for p in sorted(folders[path]))
+                entries.append({"type": "directory", "path": path, "size": 0,
+                                "oid": hashlib.sha1(listing.encode()).hexdigest()})
+            else:
+                record = under[path]
+                blob_id, pointer_size = _lfs(record)
+                entries.append({"type": "file", "path": path, "size": record["size"], "oid": blob_id,
+                                "lfs": {"oid": record["sha256"], "size": record["size"], "pointerSize": pointer_size}})
+        return entries
+
+    async def tree(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self._tree, request))
+
+    # -- refs and tags -------------------------------------------------------------------------
+
+    def _refs(self, request: Request) -> dict[str, Any]:
+        refs = self.store.refs(self._read_repo(request))
+        data: dict[str, Any] = {
+            "branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in refs.branches],
+            "converts": [],
+            "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": c} for n, c in refs.tags],
+        }
+        if request.query_params.get("include_prs"):
+            data["pullRequests"] = []
+        return data
+
+    async def list_refs(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self._refs, request))
+
+    async def create_tag(self, request: Request) -> Response:
+        repo_id = self._write_repo_id(request)
+        body = await _json_body(request)
+        tag = body.get("tag")
+        if not isinstance(tag, str):
+            raise RefError("create tag needs {\"tag\": \"vX.Y.Z\"}")
+        await run_in_threadpool(self.store.create_tag, repo_id, tag, request.path_params["revision"])
+        return JSONResponse({"success": True, "tag": tag})
+
+    async def delete_tag(self, request: Request) -> Response:
+        repo_id = self._write_repo_id(request)
+        tag = request.path_params["revision"]
+        refs = await run_in_threadpool(lambda: self.store.refs(self.store.repo(repo_id)))
+        if tag not in dict(refs.tags):
+            raise RevisionNotFoundError(f"tag {tag!r} not found in {repo_id}")
+        raise RefError(f"version tags are permanent (versions are immutable); to hide {tag}, "
+                       f"tag its commit {tag}-yanked")
+
+    async def whoami(self, request: Request) -> Response:
+        user = self._user(request)
+        if user is None:
+            raise HTTPError(401, "Invalid user token.")
+        return JSONResponse({"type": "user", "id": user, "name": user, "fullname": user, "orgs": [],
+                             "auth": {"type": "access_token",
+                                      "accessToken": {"displayName": "ahl serve", "role": "write"}}})
+
+
+def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = False,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> Starlette:
+    """The ``ahl serve`` ASGI application over the registry directory ``root``.
+
+    ``tokens`` maps each bearer token to its user (the namespace it may write).
+    """
+    server = _Server(RepoStore(root), tokens, private, max_upload_bytes)
+    repo = "/{namespace}/{name}"
+    api = f"/api/models{repo}"
+    routes = [
+        Route("/api/whoami-v2", _endpoint(server.whoami), methods=["GET"]),
+        Route("/api/repos/create", _endpoint(server.create_repo), methods=["POST"]),
+        Route("/api/validate-yaml", _endpoint(server.validate_yaml), methods=["POST"]),
+        Route("/api/models", _endpoint(server.list_models), methods=["GET"]),
+        Route(api, _endpoint(server.model_info), methods=["GET"]),
+        Route(f"{api}/revision/{{revision:path}}", _endpoint(server.model_info), methods=["GET"]),
+        Route(f"{api}/preupload/{{revision:path}}", _endpoint(server.preupload), methods=["POST"]),
+        Route(f"{api}/commit/{{revision:path}}", _endpoint(server.commit), methods=["POST"]),
+        Route(f"{api}/tree/{{revision}}", _endpoint(server.tree), methods=["GET"]),
+        Route(f"{api}/tree/{{revision}}/{{path:path}}", _endpoint(server.tree), methods=["GET"]),
+        Route(f"{api}/refs", _endpoint(server.list_refs), methods=["GET"]),
+        Route(f"{api}/tag/{{revision:path}}", _endpoint(server.create_tag), methods=["POST"]),
+        Route(f"{api}/tag/{{revision:path}}", _endpoint(server.delete_tag), methods=["DELETE"]),
+        Route(f"{repo}/resolve/{{revision}}/{{path:path}}", _endpoint(server.resolve), methods=["GET", "HEAD"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        return _error(status, exc.detail if isinstance(exc, HTTPException) else "internal error")
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def registry_url(host: str, port: int) -> str:
+    """The URL clients use for a server bound to ``host:port``."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+

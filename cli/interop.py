@@ -1,0 +1,80 @@
+"""``ahl import`` and ``ahl export``: adapters in AdapterHub's ``adapters`` format."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from adapterhub_lite import hub
+from adapterhub_lite.adapters_format import export_adapter, import_adapter
+from adapterhub_lite.errors import ConfigError
+
+from .registry import entry_json, local_artifact
+from .render import console, print_json, quiet_libraries, user_errors
+
+
+@user_errors
+def import_(
+    source: str = typer.Argument(..., help="An adapters directory (adapter_config.json + weights) or a Hub repo id."),
+    base: Optional[str] = typer.Option(
+        None, help="Our base model (Hub id or directory; default: the model_name the adapter records)."),
+    revision: Optional[str] = typer.Option(None, help="Branch, tag or commit of a Hub repository."),
+    endpoint: Optional[str] = typer.Option(
+        None, help="Hub URL to download from, e.g. an 'ahl serve' (default: $HF_ENDPOINT or the Hub)."),
+    registry: Optional[str] = typer.Option(None, help="Push the converted artifact to this registry."),
+    to: Optional[Path] = typer.Option(None, help="Write the converted artifact here."),
+    name: Optional[str] = typer.Option(None, help="Artifact name (default: the adapter's name)."),
+    task: Optional[str] = typer.Option(None, help="Task recorded in the artifact (default: its name)."),
+    head: bool = typer.Option(True, help="Convert the prediction head too, when there is one."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --to directory."),
+    json_out: bool = typer.Option(False, "--json", help="Print the artifact's metadata (or pushed version) as JSON."),
+) -> None:
+    """Convert an AdapterHub adapter into an artifact (and push it with --registry).
+
+    Options adapterhub-lite does not compute exactly as adapters does fail, naming the option.
+    """
+    if to is None and registry is None:
+        raise ConfigError("say where the artifact goes: --to DIR, --registry REGISTRY, or both")
+    quiet_libraries()
+    with tempfile.TemporaryDirectory(prefix="ahl-import-") as scratch:
+        target = to if to is not None else Path(scratch) / "artifact"
+        artifact = import_adapter(source, to=target, base=base, revision=revision, endpoint=endpoint, name=name,
+                                  task=task, with_head=head, overwrite=overwrite)
+        entry = hub.push(artifact.path, registry=registry) if registry is not None else None
+    if json_out:
+        print_json(entry_json(entry) if entry is not None else artifact.metadata)
+        return
+    meta = artifact.metadata
+    adapter = meta["adapter"]
+    console.print(f"converted {meta['imported_from']['adapter_name']!r}: {adapter['preset']} at "
+                  f"{', '.join(adapter['positions'])}, reduction {adapter['reduction_factor']}, "
+                  f"{adapter['non_linearity']}; base {meta['base']['model_id']}", highlight=False)
+    if meta["head"].get("placeholder"):
+        console.print("no prediction head in the source: the artifact serves fusion, not predict", highlight=False)
+    if to is not None:
+        console.print(f"wrote {artifact.path}", highlight=False)
+    if entry is not None:
+        console.print(f"pushed [bold]{entry.ref}[/] ({entry.digest[:19]})")
+
+
+@user_errors
+def export(
+    target: str = typer.Argument(..., help="Adapter artifact directory or registry ref."),
+    out: Path = typer.Argument(..., help="Directory to write."),
+    format: str = typer.Option(..., "--format", help="Target format: adapters (AdapterHub's library)."),
+    base: Optional[str] = typer.Option(None, help="Base model id for short refs."),
+    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry directory for refs."),
+    head: bool = typer.Option(True, help="Include the prediction head."),
+    weights: str = typer.Option(
+        "both", help="safetensors, bin (what load_adapter(DIR) reads by default) or both."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
+) -> None:
+    """Write an adapter in another library's format; ``adapters`` loads it with model.load_adapter(DIR)."""
+    if format != "adapters":
+        raise ConfigError(f"unknown format {format!r}; the one export format is 'adapters'")
+    path = export_adapter(local_artifact(target, base, registry), out, with_head=head, weights_format=weights,
+                          overwrite=overwrite)
+    console.print(f"wrote {path} (load it with model.load_adapter({str(path)!r}))", highlight=False)
