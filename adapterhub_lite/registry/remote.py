@@ -124,6 +124,7 @@ class RemoteRegistry:
         netloc = urlsplit(self.endpoint).netloc
         self.key = re.sub(r"[^A-Za-z0-9.-]", "_", netloc) + (f"~{self.namespace}" if self.namespace else "")
         self._errors = _transport_errors()
+        self._reached = False
 
     def __str__(self) -> str:
         return self.url
@@ -154,9 +155,19 @@ class RemoteRegistry:
             raise AhlError(f"{what}: {self.url} answered {message}") from None
         except self._errors as exc:
             raise ConfigError(
-                f"{what}: cannot reach {self.url} ({type(exc).__name__}); pull an exact cached version, or set "
-                f"AHL_OFFLINE=1 to use the cache"
+                f"{what}: cannot reach {self.url} ({type(exc).__name__}); check the URL and that the server runs "
+                f"(exact versions in the cache still pull; AHL_OFFLINE=1 resolves from the cache alone)"
             ) from None
+
+    def _list_models(self, **query: Any) -> list[Any]:
+        """``list_models``, after one plain request that fails at once when the server is down:
+        the client's paginated listing would retry a refused connection for ~25 s first."""
+        from huggingface_hub.utils import get_session
+
+        if not self._reached:
+            get_session().get(f"{self.endpoint}/api/models", params={"limit": 1}, headers=self._headers()).close()
+            self._reached = True
+        return list(self.api.list_models(**query))
 
     def _entry_dir(self, ref: Ref) -> str:
         org, _, model = ref.base.rpartition("/")
@@ -259,8 +270,8 @@ class RemoteRegistry:
         if self.namespace:
             return f"{self.namespace}/{slug}"
         tag = f"ahl-entry:{ref.base}/{ref.task}/{ref.name}"
-        with self._talking(f"search {ref.base}/{ref.task}/{ref.name}"):
-            repos = sorted(m.id for m in self.api.list_models(filter=tag, limit=20))
+        with self._talking(f"look up {ref.base}/{ref.task}/{ref.name}"):
+            repos = sorted(m.id for m in self._list_models(filter=tag, limit=20))
         if not repos:
             raise NotFoundError(f"{ref.base}/{ref.task}/{ref.name} is not on {self.url} (ahl search lists what is)")
         if len(repos) > 1:
@@ -531,8 +542,8 @@ class RemoteRegistry:
         with self._talking("search"):
             # Sorting by a metric needs every match; otherwise a margin over ``limit`` covers
             # repositories that turn out not to be entries (no ahl-entry tag, nothing released).
-            models = list(self.api.list_models(filter=filters, author=self.namespace, search=name or None,
-                                               limit=None if sort else max(limit * 2, 100)))
+            models = self._list_models(filter=filters, author=self.namespace, search=name or None,
+                                       limit=None if sort else max(limit * 2, 100))
         refs, listed = [], []
         for model in models:
             # ahl serve lists each entry's latest version with the repository (an extra field the
