@@ -12,7 +12,7 @@ from adapterhub_lite import hub
 from adapterhub_lite.adapters_format import export_adapter, import_adapter
 from adapterhub_lite.errors import ConfigError
 
-from .registry import entry_json, local_artifact
+from .registry import REGISTRY_HELP, entry_json, local_artifact
 from .render import console, print_json, quiet_libraries, user_errors
 
 
@@ -66,7 +66,7 @@ def export(
     out: Path = typer.Argument(..., help="Directory to write."),
     format: str = typer.Option(..., "--format", help="Target format: adapters (AdapterHub's library)."),
     base: Optional[str] = typer.Option(None, help="Base model id for short refs."),
-    registry: Optional[Path] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry directory for refs."),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     head: bool = typer.Option(True, help="Include the prediction head."),
     weights: str = typer.Option(
         "both", help="safetensors, bin (what load_adapter(DIR) reads by default) or both."),
