@@ -1,7 +1,11 @@
-"""Local registry speed: push/pull throughput, pull and push latency, search at 10k entries.
+"""Registry speed, local and remote: push/pull throughput, pull and push latency, search at 10k entries.
 
-What it measures (all against ``LocalRegistry`` in a scratch directory on this machine's disk,
-with every baseline measured in the same run)
+Sections 1-4 measure ``LocalRegistry`` in a scratch directory on this machine's disk; section 5
+measures the same artifacts through a real ``ahl serve`` subprocess on 127.0.0.1 (started and
+stopped by the benchmark; code in ``benchmarks/_registry_remote.py``). Every baseline is measured
+in the same run, interleaved with what it is compared to.
+
+What it measures
     1. transfer   push and pull of a ~100 MB artifact (``adapter.safetensors`` holding random
                   float32 tensors), in MB/s and as a ratio to ``shutil.copyfile`` of the same
                   weights file on the same disk (the raw-copy baseline). ``sha256_file`` of the
@@ -14,8 +18,7 @@ with every baseline measured in the same run)
                   Pfeiffer adapter + head, ~1 MB) into fresh destination directories: ``resolve``
                   alone, ``LocalRegistry.pull`` of the latest version (resolves inside), and
                   ``hub.pull`` by ref string (also opens the registry, as one CLI call does).
-                  Goal (stated for the future remote cache, reported here for ours): cached
-                  pull < 20 ms (compared with the median).
+                  Goal (stated for the remote cache, see 5): cached pull < 20 ms (median).
     3. search     a registry of ``--entries`` (10,000) version manifests. They are NOT pushed one
                   by one: one small artifact is pushed for real and its blobs are reused by every
                   manifest; each manifest is written as ``LocalRegistry.push`` writes it
@@ -34,16 +37,50 @@ with every baseline measured in the same run)
                   automatic versioning (the ``ahl push`` default), the same content under a new
                   explicit version (blobs already stored), and new content into the 10k
                   registry.
+    5. remote     (``--skip-remote`` leaves it out) the client's ``hub.push`` / ``hub.pull`` /
+                  ``hub.search`` with an ``http://127.0.0.1:PORT[/bench]`` registry against
+                  ``python -m adapterhub_lite serve`` (token via ``AHL_SERVE_TOKENS`` /
+                  ``AHL_TOKEN``). For every operation: wall time, the client's CPU time, the
+                  server process's CPU time (``/proc/PID/stat``) and the number of HTTP requests
+                  (a request hook on ``huggingface_hub``'s shared session).
+                  - pull: the small artifact by exact version, uncached (a fresh ``AHL_CACHE``
+                    per pull: every file downloads) vs cached (same cache: no request at all),
+                    and ``latest`` cached (one ``refs`` request), rotating order with a raw copy
+                    of the same files; then, server stopped, one cached exact pull must still
+                    succeed with no request. Goal: cached pull < 20 ms (median). One cached
+                    pull is profiled (cProfile, top functions by own time in the JSON).
+                  - transfer: the ~100 MB artifact pushed and pulled through a fresh server per
+                    repetition (fresh server directory, client cache and destination), rotating
+                    with four same-disk baselines: ``shutil.copyfile``, copy + fsync (the
+                    download cache fsyncs each blob), ``sha256_file`` and base64 of the weights
+                    file (``ahl serve`` answers "regular" to preupload, so the client sends
+                    every file base64-encoded in the NDJSON commit). Goal: >= 50% of the raw
+                    copy. One more push and pull run under cProfile (client side, not timed).
+                  - search: ``ahl serve`` over section 3's directory (same entries, as
+                    repositories ``ahl/SLUG``); the first request builds the server's repository
+                    index from the registry index and is timed on its own. Then the section 3
+                    plan (another draw), each query alternating with ``LocalRegistry.search`` of
+                    the same directory (baseline; row counts compared, disagreements listed),
+                    plus ``arch_tag`` queries (``architecture=``, a server-side ``adapter:`` tag
+                    filter), since the mirrors carry only entry tags, not the summary's
+                    ``lang:``/``domain:`` tags the local tag queries use. ``sort`` lists every
+                    match through the paginated API and sorts client-side, so only
+                    ``--remote-sort-searches`` of them run and the overall is also reported
+                    without them. Goal: p95 < 50 ms.
 
 Caveats
     The page cache is NOT dropped (that needs root, and would slow every other process): the
     source files were just written and are warm in memory, so "disk" throughput here is mostly
     memory copy + hashing, for the baseline and the registry alike. Neither ``shutil.copyfile``
-    nor the registry's blob writes are fsynced, so the ratio compares like with like.
+    nor the local registry's blob writes are fsynced, so that ratio compares like with like; the
+    remote download cache does fsync, hence the copy + fsync baseline in section 5. In section 5
+    client and server share this machine's CPUs (and with anything else running on it): the
+    CPU split says whether a transfer is CPU-bound.
 
 Run
-    .venv/bin/python benchmarks/registry.py              # full run, ~4 minutes (2.5 of them populating 10k)
-    .venv/bin/python benchmarks/registry.py --quick      # smaller, ~45 seconds
+    .venv/bin/python benchmarks/registry.py              # full run, ~6-8 minutes (2.5 of them populating 10k)
+    .venv/bin/python benchmarks/registry.py --quick      # smaller, ~2 minutes
+    .venv/bin/python benchmarks/registry.py --skip-remote   # local registry only
     .venv/bin/python benchmarks/registry.py --workdir /some/disk --json-out out.json
 Writes JSON to ``benchmarks/results/registry.json`` (``--json-out``).
 """
@@ -141,7 +178,7 @@ def small_model_and_metadata(base: Any, *, name: str, task: str) -> tuple[Any, d
     """A Pfeiffer adapter + head on ``base`` and its metadata as ``api.train`` builds it (no training)."""
     import hashlib
 
-    from adapterhub_lite.api import adapter_metadata
+    from adapterhub_lite.api import artifact_metadata
     from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
     from adapterhub_lite.model import AdapterModel
     from adapterhub_lite.training.data import Columns
@@ -154,8 +191,9 @@ def small_model_and_metadata(base: Any, *, name: str, task: str) -> tuple[Any, d
     model.set_head(head)
     history = [{"epoch": 1, "step": 100, "train_loss": 0.4, "dev_accuracy": 0.9, "dev_macro_f1": 0.89}]
     record = {"source": "train.csv", "sha256": hashlib.sha256(b"x").hexdigest(), "examples": 1000}
-    metadata = adapter_metadata(
-        name=name, task=task, base=base, adapter=adapter, head=head, columns=Columns(),
+    metadata = artifact_metadata(
+        kind="adapter", name=name, task=task, base=base, head=head, columns=Columns(),
+        extra={"adapter": adapter.to_dict()},
         config=TrainConfig(mode="adapter", epochs=1),
         fit_result=FitResult(history=history, best_epoch=1, best_metrics={"accuracy": 0.9, "macro_f1": 0.89}),
         data={"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
@@ -398,6 +436,43 @@ def bench_push(work: Path, model: Any, metadata: dict[str, Any], pushes: int, bi
             "versions_in_entry_at_end": len(registry.versions(last.ref))}
 
 
+# -- 5. remote: the same through ahl serve ----------------------------------------------------
+
+
+def bench_remote(work: Path, small_dir: Path, big: Any, reg_10k: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Pull latency, transfer throughput and search through a real ``ahl serve`` subprocess
+    (``benchmarks/_registry_remote.py``); the 10k search reuses the local part's directory, so
+    local and remote search see the same entries."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper sits beside this script
+    import _registry_remote as remote
+
+    from adapterhub_lite.artifact import sha256_file
+
+    with remote.client_env(work):
+        print(f"5/5 remote: {args.pulls} x 3 pulls of the small artifact through ahl serve", file=sys.stderr)
+        pull = remote.bench_pull(work, small_dir, args.pulls, copy_files=copy_files, latency_stats=latency_stats)
+        print(f"5/5 remote: {args.reps} x push/pull of {dir_bytes(big.path) / MB:.0f} MB through ahl serve"
+              f"{' (+1 profiled)' if args.profile else ''}", file=sys.stderr)
+        transfer = remote.bench_transfer(work, big, args.reps, sha256_file=sha256_file, dir_bytes=dir_bytes,
+                                         profile=args.profile)
+        print(f"5/5 remote: search through ahl serve over the {args.entries} registry", file=sys.stderr)
+        # The same kinds and value distributions as the local plan (another draw of the same rng).
+        rng = random.Random(args.seed + 1)
+        plan = []
+        for kind, filters in search_plan(rng, args.searches):
+            plan.append((kind, filters))
+            if kind == "tag":
+                # ahl serve's ahl/SLUG mirrors carry only the entry tags (task:, adapter:, head,
+                # ahl-entry:, base_model:), not the summary's lang:/domain: tags that the local
+                # tag queries use; an architecture filter is a server-side adapter: tag query.
+                plan.append(("arch_tag", {"architecture": rng.choice(["pfeiffer", "houlsby"]), "limit": 50}))
+        search = remote.bench_search(work, reg_10k, plan, (*SEARCH_KINDS, "arch_tag"), args.remote_sort_searches,
+                                     latency_stats=latency_stats)
+    return {"server": "python -m adapterhub_lite serve on 127.0.0.1 (uvicorn), a subprocess sharing this "
+                      "machine's CPUs with the client; client = hub.* with the registry URL",
+            "pull": pull, "transfer": transfer, "search": search}
+
+
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -406,7 +481,7 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     t, p, s, u = result["transfer"], result["small_pull"], result["search"], result["push"]
-    table = Table(title=f"LocalRegistry on {result['meta']['workdir_fs']} "
+    table = Table(title=f"Registry (local; remote through ahl serve) on {result['meta']['workdir_fs']} "
                         f"(page cache NOT dropped; medians; baselines measured in this run)")
     for column in ("measure", "result", "baseline (same run)", "goal", "meets"):
         table.add_column(column, overflow="fold")
@@ -454,9 +529,68 @@ def print_table(result: dict[str, Any]) -> None:
     table.add_row("push small, same content, new version", lat(u["same_content_new_version"]), "", "", "")
     table.add_row(f"push small into the {pop['versions']} registry", lat(u["new_content_into_10k_registry"]),
                   "", "", "")
-    Console().print(table)
+    if "remote" in result:
+        add_remote_rows(table, result["remote"], meets, lat)
+    console = Console(width=max(Console().width, 190))  # wide: the table is meant to be pasted
+    console.print(table)
     print("note: the page cache cannot be dropped here; sources are warm in memory, so throughput is "
           "memory-copy and hashing bound for baseline and registry alike.")
+    if "remote" in result:
+        for op, rows in result["remote"]["transfer"]["client_profile_top_by_own_time"].items():
+            print(f"client-side cProfile of one remote {op} of the big artifact, top by own time:")
+            for row in rows[:8]:
+                print(f"  {row['tottime_s']:7.3f} s own {row['cumtime_s']:7.3f} s cum {row['calls']:>7} calls  "
+                      f"{row['function']}")
+
+
+def add_remote_rows(table: Any, r: dict[str, Any], meets: Callable[[bool], str],
+                    lat: Callable[[dict[str, Any]], str]) -> None:
+    """The ``remote`` section's rows: what goes through ``ahl serve``, with its same-run baselines."""
+    def reqs(stats: dict[str, Any]) -> str:
+        return f"{stats['requests_median']:g} req"
+
+    p, t, s = r["pull"], r["transfer"], r["search"]
+    table.add_section()
+    table.add_row("[bold]remote: hub.* through ahl serve on 127.0.0.1[/]", "", "", "", "")
+    table.add_row("pull small by exact version, uncached", f"{lat(p['uncached_exact'])}, {reqs(p['uncached_exact'])}",
+                  f"copy files: {lat(p['copy_files'])}", "", "")
+    table.add_row("pull small by exact version, cached", f"{lat(p['cached_exact'])}, {reqs(p['cached_exact'])}",
+                  f"copy files: {lat(p['copy_files'])}", f"median < {GOAL_PULL_MS:.0f} ms",
+                  meets(p["cached_exact"]["p50_ms"] < GOAL_PULL_MS))
+    table.add_row("pull small latest, cached", f"{lat(p['cached_latest'])}, {reqs(p['cached_latest'])}", "",
+                  f"median < {GOAL_PULL_MS:.0f} ms", meets(p["cached_latest"]["p50_ms"] < GOAL_PULL_MS))
+    stopped = p["cached_exact_with_server_stopped"]
+    table.add_row("cached exact pull, server stopped", f"{'ok' if stopped['ok_without_requests'] else 'FAILED'}, "
+                  f"{stopped['ms']:.1f} ms", "", "no request", meets(stopped["ok_without_requests"]))
+    m, split = t["median_mb_per_s"], t["cpu_split"]
+    size = f"{t['artifact_bytes'] / MB:.0f} MB"
+    baseline = f"copyfile {m['copy']:.0f} MB/s; copy+fsync {m['copy_fsync']:.0f} MB/s"
+    for op in ("push", "pull"):
+        cpu = split[op]
+        table.add_row(f"{op} {size} artifact",
+                      f"{m[op]:.0f} MB/s ({t[f'{op}_ratio_to_copy']:.2f}x copy, "
+                      f"{t[f'{op}_ratio_to_copy_fsync']:.2f}x copy+fsync); wall {cpu['wall_s_median']:.2f} s = "
+                      f"client CPU {cpu['client_cpu_s_median']:.2f} s + server CPU {cpu['server_cpu_s_median']:.2f} s",
+                      baseline, f">= {GOAL_TRANSFER_RATIO:.0%} of copy",
+                      meets(t[f"{op}_ratio_to_copy"] >= GOAL_TRANSFER_RATIO))
+    table.add_row("sha256 / base64 of the weights", f"{m['hash']:.0f} MB/s / {m['b64']:.0f} MB/s",
+                  "(every verified transfer hashes; push sends base64)", "", "")
+    first = s["first_search_with_index_sync"]
+    table.add_row(f"first search ({s['repositories_listed']} repos: builds the repo index)",
+                  f"{first['wall_s'] * 1000:.0f} ms (server CPU {first['server_cpu_s'] * 1000:.0f} ms)",
+                  f"second: {s['second_search']['wall_s'] * 1000:.1f} ms", "", "")
+    for kind, stats in s["per_kind"].items():
+        remote = stats["remote"]
+        table.add_row(f"search {kind} {stats['filters_example']} (n={remote['n']})",
+                      f"{lat(remote)}, {reqs(remote)}", f"local: {lat(stats['local_baseline'])}",
+                      f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms", meets(remote["p95_ms"] < GOAL_SEARCH_P95_MS))
+    for key, label in (("overall_without_sort", "search overall without sort"), ("overall", "search overall")):
+        stats = s[key]
+        table.add_row(f"[bold]{label} ({stats['n']})[/]", lat(stats), "", f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms",
+                      meets(stats["p95_ms"] < GOAL_SEARCH_P95_MS))
+    if s["disagreements_with_local"]:
+        table.add_row("[red]remote/local search disagreements[/]", str(len(s["disagreements_with_local"])),
+                      "see JSON", "0", meets(False))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -470,6 +604,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--searches", type=int, default=200, help="timed searches (round-robin over kinds)")
     p.add_argument("--rebuilds", type=int, default=1, help="timed index rebuilds")
     p.add_argument("--opens", type=int, default=20, help="timed LocalRegistry opens")
+    p.add_argument("--remote-sort-searches", type=int, default=12,
+                   help="remote searches sorted by accuracy (each lists every match; the client sorts)")
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="skip the cProfile'd remote push and pull")
+    p.add_argument("--skip-remote", action="store_true", help="only the local registry (no ahl serve)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=None,
                    help="scratch directory on the disk to measure (default: a temporary directory)")
@@ -479,7 +618,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.reps, args.pulls, args.pushes = min(args.reps, 2), min(args.pulls, 20), min(args.pushes, 20)
         args.entries, args.searches, args.rebuilds, args.opens = min(args.entries, 2000), min(args.searches, 60), 1, 5
+        args.remote_sort_searches = min(args.remote_sort_searches, 4)
     return args
+
+
+def cpu_model() -> str:
+    """The CPU's model name and whether it has the SHA extensions (they make sha256 ~3x faster)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return f"{name}; SHA extensions: {'yes' if 'sha_ni' in flags else 'no'}"
 
 
 def filesystem_of(path: Path) -> str:
@@ -501,6 +652,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ahl-registry-bench-", dir=args.workdir))
+    steps = 4 if args.skip_remote else 5
+    remote: dict[str, Any] | None = None
     try:
         print(f"scratch directory {work} on {filesystem_of(work)}", file=sys.stderr)
         base = make_base()
@@ -508,21 +661,22 @@ def main(argv: list[str] | None = None) -> None:
         small = write_small(work / "small", model, metadata, seed=0)
         big = write_big(work / "big", metadata, args.big_mb)
 
-        print(f"1/4 transfer: {args.reps} x push/pull/copy of {dir_bytes(big.path) / MB:.0f} MB", file=sys.stderr)
+        print(f"1/{steps} transfer: {args.reps} x push/pull/copy of {dir_bytes(big.path) / MB:.0f} MB", file=sys.stderr)
         transfer = bench_transfer(work, big, args.reps)
-        drop(big.path)
-        print(f"2/4 small pull: {args.pulls} pulls", file=sys.stderr)
+        print(f"2/{steps} small pull: {args.pulls} pulls", file=sys.stderr)
         small_pull = bench_small_pull(work, small.path, args.pulls)
         small_registry, small_entry = small_pull.pop("_registry"), small_pull.pop("_entry")
         from adapterhub_lite.registry.local import LocalRegistry
 
-        print(f"3/4 search: populating {args.entries} versions, {args.searches} searches", file=sys.stderr)
+        print(f"3/{steps} search: populating {args.entries} versions, {args.searches} searches", file=sys.stderr)
         search = bench_search(work, small_entry, LocalRegistry(small_registry), args.entries, args.searches,
                               args.rebuilds, args.opens, args.seed)
         big_registry = search.pop("_registry")
-        print(f"4/4 push: {args.pushes} pushes", file=sys.stderr)
+        print(f"4/{steps} push: {args.pushes} pushes", file=sys.stderr)
         push = bench_push(work, model, metadata, args.pushes, big_registry)
         model.remove_hooks()
+        if not args.skip_remote:
+            remote = bench_remote(work, small.path, big, big_registry.root, args)
     finally:
         if not args.keep:
             drop(work)
@@ -530,17 +684,20 @@ def main(argv: list[str] | None = None) -> None:
 
     meta = {
         "benchmark": "registry", "quick": args.quick, "python": platform.python_version(),
-        "platform": platform.platform(), "cpus": os.cpu_count(),
+        "platform": platform.platform(), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
         "adapterhub_lite": getattr(adapterhub_lite, "__version__", "?"),
         "workdir_fs": filesystem_of(work.parent), "page_cache_dropped": False,
         "note": "page cache not dropped (needs root); sources are warm in memory; copyfile and registry blob "
-                "writes are not fsynced; manifests are (registry._write_atomic)",
+                "writes are not fsynced; manifests are (registry._write_atomic); the remote download cache "
+                "fsyncs each blob (compare remote pulls with copy+fsync too)",
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "goals": {"transfer_ratio_to_copy": GOAL_TRANSFER_RATIO, "pull_median_ms": GOAL_PULL_MS,
                   "search_p95_ms": GOAL_SEARCH_P95_MS},
         "total_seconds": time.perf_counter() - started,
     }
     result = {"meta": meta, "transfer": transfer, "small_pull": small_pull, "search": search, "push": push}
+    if remote is not None:
+        result["remote"] = remote
     print_table(result)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -444,3 +444,19 @@ def test_cli_login_search_json_and_cache_commands(server, art, tmp_path, monkeyp
                                                                   "versions": []}
     assert run("logout", "--registry", server.url).returncode == 0
     assert json.loads(stored.read_text()) == {}
+
+
+def test_remote_search_matches_local_search(server, art, hub_base, tmp_path):
+    """Filters, tags and metric sorting give the same rows through ahl serve as on the directory,
+    for pushed repositories and for entries pushed into the served directory locally."""
+    from adapterhub_lite.registry.local import LocalRegistry
+
+    for seed, name in ((3, "c"), (9, "a"), (1, "b")):  # accuracy 0.5 + seed / 100
+        hub.push(art(seed=seed, name=name), registry=server.url)
+    LocalRegistry(server.root).push(art(seed=5, task="trec", name="local"))
+    local = LocalRegistry(server.root)
+    for filters in ({"sort": "accuracy"}, {"tag": "head:classification", "sort": "accuracy"}, {"task": "trec"},
+                    {"name": "b"}, {"architecture": "pfeiffer", "sort": "accuracy", "limit": 2}):
+        remote = [str(e.ref) for e in hub.search(registry=server.url, **filters)]
+        assert remote == [str(e.ref) for e in local.search(**filters)], filters
+    assert [e.ref.name for e in hub.search(registry=server.url, sort="accuracy")] == ["a", "local", "c", "b"]

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,12 +143,20 @@ class DownloadCache:
         return sha256
 
     def copy_out(self, sha256: str, to: Path) -> None:
-        """Copy a blob to ``to``, checking its sha256 again (a cache can rot on disk too)."""
+        """Copy a blob to ``to``. Not re-hashed here: the caller verifies the copies (one pass)
+        and calls :meth:`evict_damaged` if they do not match."""
         blob = self.blob_path(sha256)
-        if not blob.is_file() or sha256_file(blob) != sha256:
-            blob.unlink(missing_ok=True)
-            raise IntegrityError(f"cached blob {sha256[:12]}... was damaged on disk and has been removed; pull again")
+        if not blob.is_file():
+            raise IntegrityError(f"cached blob {sha256[:12]}... disappeared (pruned meanwhile?); pull again")
         shutil.copyfile(blob, to)
+
+    def evict_damaged(self, sha256s: Iterable[str]) -> list[str]:
+        """Remove the blobs whose content no longer matches their name (a cache can rot on disk
+        too), so that the next pull downloads them again; returns their sha256s."""
+        damaged = [s for s in sha256s if self.has(s) and sha256_file(self.blob_path(s)) != s]
+        for sha256 in damaged:
+            self.blob_path(sha256).unlink(missing_ok=True)
+        return damaged
 
     # -- resolved versions --------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ class Entry:
         return dict(self.manifest.get("summary", {}))
 
 
-def _summary(metadata: dict[str, Any]) -> dict[str, Any]:
+def summarize(metadata: dict[str, Any]) -> dict[str, Any]:
     """What search shows and filters on, taken from the artifact metadata at push time."""
     adapter = metadata.get("adapter") or {}
     head = metadata.get("head", {})
@@ -232,7 +232,7 @@ class LocalRegistry:
                 "layout": LAYOUT, "base": base, "task": task, "name": name, "version": version,
                 "kind": artifact.kind, "digest": digest, "files": files,
                 "pushed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "summary": _summary(meta),
+                "summary": summarize(meta),
                 **({"origin": dict(origin)} if origin else {}),
             }
             self._write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())

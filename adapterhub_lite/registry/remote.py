@@ -40,12 +40,14 @@ from ..errors import (
     VersionConflictError,
 )
 from .cache import Download, DownloadCache
-from .local import Entry, _summary, check_compatible, next_version
+from .local import Entry, check_compatible, next_version, summarize
 from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
 from .tokens import token_for
 
 HF_ENDPOINT = "https://huggingface.co"
 OFFLINE_ENVS = ("AHL_OFFLINE", "HF_HUB_OFFLINE")
+# Endpoints that answered in this process: their listings need no fail-fast probe first.
+_REACHED: set[str] = set()
 # Progress: given the bytes a pull will download, returns the callback that advances it.
 Progress = Callable[[int], Callable[[int], None]]
 
@@ -124,7 +126,7 @@ class RemoteRegistry:
         netloc = urlsplit(self.endpoint).netloc
         self.key = re.sub(r"[^A-Za-z0-9.-]", "_", netloc) + (f"~{self.namespace}" if self.namespace else "")
         self._errors = _transport_errors()
-        self._reached = False
+        self._described: dict[tuple[str, str], dict[str, Any]] = {}
 
     def __str__(self) -> str:
         return self.url
@@ -164,9 +166,9 @@ class RemoteRegistry:
         the client's paginated listing would retry a refused connection for ~25 s first."""
         from huggingface_hub.utils import get_session
 
-        if not self._reached:
+        if self.endpoint not in _REACHED:
             get_session().get(f"{self.endpoint}/api/models", params={"limit": 1}, headers=self._headers()).close()
-            self._reached = True
+            _REACHED.add(self.endpoint)
         return list(self.api.list_models(**query))
 
     def _entry_dir(self, ref: Ref) -> str:
@@ -304,7 +306,13 @@ class RemoteRegistry:
         return versions, yanked & set(versions)
 
     def _describe(self, ref: Ref, repo: str, version: str, commit: str, yanked: bool) -> dict[str, Any]:
-        """The version record of a tagged commit: reads its metadata files (small), no weights."""
+        """The version record of a tagged commit: reads its metadata files (small), no weights.
+        Commits never change, so one read per commit is enough."""
+        if (repo, commit) not in self._described:
+            self._described[repo, commit] = self._read_version(ref, repo, version, commit)
+        return {**self._described[repo, commit], "yanked": yanked}
+
+    def _read_version(self, ref: Ref, repo: str, version: str, commit: str) -> dict[str, Any]:
         with self._talking(f"{repo}@v{version}"):
             names = {f.path for f in self.api.list_repo_tree(repo, revision=commit)}
         kind = next((k for k, n in METADATA_FILES.items() if n in names), None)
@@ -332,7 +340,7 @@ class RemoteRegistry:
                 raise IntegrityError(f"{repo}@v{version} lists the unsafe file name {name!r}")
         return {"layout": 1, "base": ref.base, "task": ref.task, "name": ref.name, "version": version,
                 "kind": kind, "digest": "sha256:" + files[meta_name]["sha256"], "files": files,
-                "repo": repo, "commit": commit, "yanked": yanked, "summary": _summary(metadata),
+                "repo": repo, "commit": commit, "yanked": False, "summary": summarize(metadata),
                 "resolved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
     def _entry(self, record: dict[str, Any]) -> Entry:
@@ -409,7 +417,11 @@ class RemoteRegistry:
             for name, record in files.items():
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 self.cache.copy_out(record["sha256"], staging / name)
-            pulled = read_artifact(staging)
+            try:
+                pulled = read_artifact(staging)  # checks every copied file's sha256
+            except IntegrityError:
+                self.cache.evict_damaged(r["sha256"] for r in files.values())
+                raise
             if pulled.digest != entry.digest:
                 raise IntegrityError(f"{entry.ref}: pulled metadata does not match the resolved digest")
             if pulled.kind == "fusion":
@@ -421,7 +433,8 @@ class RemoteRegistry:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self.cache.write_version(self.key, self._entry_dir(entry.ref), entry.ref.version, entry.manifest)
+        if self._cached(entry.ref, entry.ref.version) != entry.manifest:
+            self.cache.write_version(self.key, self._entry_dir(entry.ref), entry.ref.version, entry.manifest)
         return entry
 
     def verify(self, ref: Ref) -> Entry:
@@ -539,18 +552,28 @@ class RemoteRegistry:
             filters.append(tag)
         if sort:
             check_segment(sort, "sort metric")
+        query = {"filter": filters, "author": self.namespace, "search": name or None}
         with self._talking("search"):
-            # Sorting by a metric needs every match; otherwise a margin over ``limit`` covers
-            # repositories that turn out not to be entries (no ahl-entry tag, nothing released).
-            models = self._list_models(filter=filters, author=self.namespace, search=name or None,
-                                       limit=None if sort else max(limit * 2, 100))
+            models = None
+            if sort:
+                # ahl serve sorts by a metric itself (it lists ahlEntry, so its answer is
+                # recognisable); any other server gets every match, sorted here.
+                try:
+                    models = self._list_models(**query, sort=f"ahl-metric:{sort}", limit=limit + 10)
+                except AhlError:
+                    models = None
+                if not models or not all(hasattr(m, "ahlEntry") for m in models):
+                    models = self._list_models(**query, limit=None)
+            if models is None:
+                # a margin over ``limit`` covers repositories that turn out not to be entries
+                models = self._list_models(**query, limit=limit + 10)
         refs, listed = [], []
         for model in models:
             # ahl serve lists each entry's latest version with the repository (an extra field the
             # Hub client keeps as an attribute): no request per result. Elsewhere: read the tags.
-            summary = getattr(model, "ahlEntry", None)
-            if isinstance(summary, dict) and summary.get("version"):
-                if not name or name.lower() in str(summary.get("name", "")).lower():
+            if hasattr(model, "ahlEntry"):  # None: an entry with no released version
+                summary = model.ahlEntry
+                if isinstance(summary, dict) and (not name or name.lower() in str(summary["name"]).lower()):
                     listed.append(self._entry({**summary, "repo": model.id}))
                 continue
             entry_tag = next((t for t in model.tags or [] if t.startswith("ahl-entry:")), None)
@@ -578,6 +601,7 @@ class RemoteRegistry:
             entries = listed + [e for e in pool.map(latest, refs) if e is not None]
         if architecture:
             entries = [e for e in entries if e.summary.get("architecture") == architecture]
-        if sort:
-            entries.sort(key=lambda e: -(e.summary.get("metrics", {}).get(sort) or float("-inf")))
+        if sort:  # best first, entries without the metric last (as the local registry sorts)
+            entries.sort(key=lambda e: (e.summary.get("metrics", {}).get(sort) is None,
+                                        -(e.summary.get("metrics", {}).get(sort) or 0.0)))
         return entries[:limit]

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .refs import repo_slug
-from .repo_model import LOCAL_NAMESPACE, Repo, entry_key, entry_tags, hub_time, version_commit_id
+from .refs import check_segment, repo_slug
+from .repo_model import LOCAL_NAMESPACE, METRIC_SORT, Repo, entry_key, entry_tags, hub_time, version_commit_id
 
 
 class RepoIndex:
@@ -32,7 +32,7 @@ class RepoIndex:
         "CREATE INDEX IF NOT EXISTS repo_tags_by_repo ON repo_tags (repo)",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     )
-    ORDER = {"createdAt": "created_at DESC, id", "id": "id"}  # anything else: lastModified
+    ORDER = {"createdAt": "created_at DESC, id", "id": "id"}  # anything else: lastModified, or METRIC_SORT
 
     def __init__(self, path: Path, registry_index: Path, load_all: Callable[[], Iterable[Repo]]) -> None:
         """Open (or create) the index at ``path``; ``load_all`` yields every repository record,
@@ -128,31 +128,44 @@ class RepoIndex:
         """The mirror of one entry: ``main`` is its newest version that is not yanked (the newest
         of all when every one is), tags come from that version's summary."""
         rows = db.execute(
-            "SELECT architecture, head, pushed_at, digest, yanked FROM registry.versions "
+            "SELECT architecture, head, pushed_at, digest, yanked, tags FROM registry.versions "
             "WHERE base = ? AND task = ? AND name = ? ORDER BY major, minor, patch", entry
         ).fetchall()
-        architecture, head, _, digest, _ = ([r for r in rows if not r[4]] or rows)[-1]
+        architecture, head, _, digest, _, summary_tags = ([r for r in rows if not r[4]] or rows)[-1]
         pushed = [hub_time(r[2]) for r in rows]
+        # the summary's tags too (head:..., the artifact's own), so a tag search finds what it
+        # finds in the local registry
+        tags = dict.fromkeys([*entry_tags(*entry, architecture, head), *json.loads(summary_tags)])
         return Repo(f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}", min(pushed), max(pushed), version_commit_id(digest),
-                    entry, tuple(entry_tags(*entry, architecture, head)), local=True)
+                    entry, tuple(tags), local=True)
 
     def search(self, *, author: str | None, search: str | None, tags: Sequence[str], sort: str, offset: int,
                limit: int) -> list[dict[str, Any]]:
         where, args = ["1"], []
         if author:
-            where.append("namespace = ?")
+            where.append("repos.namespace = ?")
             args.append(author)
         if search:
-            where.append("instr(lower(name), lower(?)) > 0")
+            where.append("instr(lower(repos.name), lower(?)) > 0")
             args.append(search)
         for tag in tags:
-            where.append("id IN (SELECT repo FROM repo_tags WHERE tag = ?)")
+            where.append("repos.id IN (SELECT repo FROM repo_tags WHERE tag = ?)")
             args.append(tag)
-        query = (f"SELECT id, sha, created_at, last_modified, tags, entry FROM repos WHERE {' AND '.join(where)} "
-                 f"ORDER BY {self.ORDER.get(sort, 'last_modified DESC, id')} LIMIT ? OFFSET ?")
+        columns = "repos.id, sha, created_at, last_modified, repos.tags, entry"
+        if sort.startswith(METRIC_SORT):
+            # ahl's own sort (SPEC 14.6): entries by a dev metric of their latest version, best
+            # first. Driven from the versions index; the unique entry column finds each repo.
+            metric = check_segment(sort.removeprefix(METRIC_SORT), "sort metric")
+            query = (f"SELECT {columns}, json_extract(v.metrics, '$.{metric}') AS score FROM registry.versions AS v "
+                     f"JOIN repos ON repos.entry = v.base || char(10) || v.task || char(10) || v.name "
+                     f"WHERE v.latest = 1 AND {' AND '.join(where)} ORDER BY score IS NULL, score DESC, repos.id "
+                     f"LIMIT ? OFFSET ?")
+        else:
+            query = (f"SELECT {columns} FROM repos WHERE {' AND '.join(where)} "
+                     f"ORDER BY {self.ORDER.get(sort, 'last_modified DESC, id')} LIMIT ? OFFSET ?")
         with self._connect() as db:
-            rows = db.execute(query, (*args, int(limit), int(offset))).fetchall()
             db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
+            rows = [row[:6] for row in db.execute(query, (*args, int(limit), int(offset))).fetchall()]
             latest = {entry: self._latest_version(db, entry) for *_, entry in rows if entry}
         return [{"id": i, "sha": sha, "createdAt": created, "lastModified": modified, "tags": json.loads(tags),
                  "ahlEntry": latest.get(entry)} for i, sha, created, modified, tags, entry in rows]

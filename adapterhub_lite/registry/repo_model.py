@@ -19,6 +19,8 @@ from ..errors import NotFoundError, RefError, VersionConflictError
 from .refs import check_segment
 
 LOCAL_NAMESPACE = "ahl"  # entries pushed into the directory directly (SPEC 14.3)
+# list_models sort value for "by this dev metric, best first" (ahl serve only; SPEC 14.6)
+METRIC_SORT = "ahl-metric:"
 RESERVED_NAMESPACES = {LOCAL_NAMESPACE, "api"}  # "api" would shadow the API routes' URLs
 BRANCH = "main"
 VERSION_TAG = re.compile(r"v((?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8}))(-yanked)?")

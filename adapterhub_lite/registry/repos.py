@@ -36,7 +36,7 @@ from typing import Any
 
 from ..artifact import CARD_FILE, METADATA_FILES, read_artifact
 from ..errors import ArtifactError, RefError
-from .local import LocalRegistry
+from .local import LocalRegistry, summarize
 from .refs import Ref, base_key, repo_slug
 from .repo_index import RepoIndex
 from .repo_model import (
@@ -305,6 +305,7 @@ class RepoStore:
                         "preset", "head_only")
                     tags += entry_tags(base_key(meta["base"]["model_id"]), meta["task"], meta["name"],
                                        architecture, (meta.get("head") or {}).get("type"))
+                    tags += summarize(meta)["tags"]  # as the local registry's search sees them
             except (ValueError, KeyError, TypeError, AttributeError, RefError):
                 pass  # not (yet) an artifact: the card's tags only
         card = card_data((self.read_small(files, CARD_FILE) or b"").decode("utf-8", "replace"))
