@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -51,7 +50,7 @@ from .errors import (
     NotFoundError,
     UnsupportedModelError,
 )
-from .files import sha256_file
+from .files import sha256_file, swap_into_place
 from .model import HEAD_PREFIX, AdapterModel
 from .registry.refs import check_segment
 
@@ -725,10 +724,7 @@ def export_adapter(
         if head_config is not None:
             _write_json(staging / HEAD_CONFIG_FILE, {**common, "config": head_config})
             _save_tensors(staging, head_weights, HEAD_SAFETENSORS, HEAD_PICKLE, weights_format)
-        staging.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

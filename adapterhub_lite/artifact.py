@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -23,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ArtifactError, IntegrityError
-from .files import sha256_file
+from .files import sha256_file, swap_into_place
 from .registry.refs import base_key, check_segment
 
 FORMAT_VERSION = "1.0"
@@ -113,7 +112,7 @@ def write_artifact(
         staging.chmod(0o755)
         for file in staging.iterdir():
             file.chmod(0o644)
-        _swap_into_place(staging, out)
+        swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -135,17 +134,6 @@ def check_writable(out: Path, *, overwrite: bool) -> None:
     """Refuse to write over an existing file or non-empty directory unless told to."""
     if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise ArtifactError(f"{out} already exists; choose another output directory or overwrite it")
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    # Move the old directory aside first: a rename is atomic, a recursive delete is not.
-    aside = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.replace(out, aside)
-    os.replace(staging, out)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def read_artifact(path: str | Path, *, verify: bool = True) -> Artifact:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,31 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block: the one lock
+    that registries, the server and the download cache use across processes."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def swap_into_place(staging: Path, out: Path) -> None:
+    """Put the finished directory ``staging`` at ``out``, replacing what is there: the old one
+    is first moved aside (a rename is atomic, a recursive delete is not), then removed."""
+    staging.chmod(0o755)  # mkdtemp makes it owner-only; an artifact is meant to be shared
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, aside)
+    os.replace(staging, out)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextmanager

@@ -13,19 +13,18 @@ see a partial or damaged file; a version record is written only after all of its
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError
-from ..files import replacing, sha256_file
+from ..files import locked, replacing, sha256_file
 from .local import cache_root
 
 # Given the offset to start from, yield the bytes from there on; the fetcher may ignore the
@@ -72,14 +71,8 @@ class DownloadCache:
     def has(self, sha256: str) -> bool:
         return self.blob_path(sha256).is_file()
 
-    @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        with (self.root / "locks" / f"{key}.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self, key: str) -> AbstractContextManager[None]:
+        return locked(self.root / "locks" / f"{key}.lock")
 
     def fetch(self, sha256: str, size: int, opener: Fetch, *, what: str,
               progress: Callable[[int], None] | None = None) -> Path:

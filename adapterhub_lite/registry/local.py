@@ -16,7 +16,6 @@ every file lands by an atomic rename, so a crash leaves no half-written blob or 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,7 +38,7 @@ from ..artifact import (
 )
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
-from ..files import sha256_file
+from ..files import locked, sha256_file, swap_into_place
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
 LAYOUT = 1
@@ -176,12 +175,8 @@ class LocalRegistry:
     @contextmanager
     def _locked(self, base: str, task: str, name: str) -> Iterator[None]:
         key = hashlib.sha256(f"{base}\n{task}\n{name}".encode()).hexdigest()[:32]
-        with (self.root / "locks" / f"{key}.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with locked(self.root / "locks" / f"{key}.lock"):
+            yield
 
     def push(self, path: str | Path, *, version: str | None = None,
              origin: dict[str, str] | None = None) -> Entry:
@@ -311,10 +306,7 @@ class LocalRegistry:
                 raise IntegrityError(f"{entry.ref}: its metadata disagrees with the registry manifest")
             if pulled.kind == "fusion":
                 self._pull_fusion_adapters(entry, pulled, staging, base)
-            staging.chmod(0o755)
-            if to.exists():
-                shutil.rmtree(to)
-            os.replace(staging, to)
+            swap_into_place(staging, to)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -360,6 +352,19 @@ class LocalRegistry:
     def all_manifests(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         for path in sorted((self.root / "entries").glob("*/*/*/*/*.json")):
             yield path, json.loads(path.read_text(encoding="utf-8"))
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to a search index (WAL: readers never wait for the writer) whose block is
+    one transaction; several processes may use the file at once."""
+    db = sqlite3.connect(path, timeout=60)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        with db:
+            yield db
+    finally:
+        db.close()
 
 
 def check_compatible(entry: Entry, fingerprint: BaseFingerprint, base_id: str) -> None:
@@ -426,15 +431,8 @@ class _Index:
                     "(versions.major, versions.minor, versions.patch))"
                 )
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=60)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     @staticmethod
     def _row(entry: Entry) -> tuple[Any, ...]:

@@ -39,6 +39,7 @@ from ..errors import (
     RefError,
     VersionConflictError,
 )
+from ..files import swap_into_place
 from .cache import Download, DownloadCache
 from .local import Entry, check_compatible, next_version, summarize
 from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
@@ -426,10 +427,7 @@ class RemoteRegistry:
                 raise IntegrityError(f"{entry.ref}: pulled metadata does not match the resolved digest")
             if pulled.kind == "fusion":
                 fusion_adapters(pulled)  # every adapter copy verified against the lock
-            staging.chmod(0o755)
-            if to.exists():
-                shutil.rmtree(to)
-            os.replace(staging, to)
+            swap_into_place(staging, to)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

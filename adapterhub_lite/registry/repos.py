@@ -21,7 +21,6 @@ Records and names are in :mod:`.repo_model`, the search index in :mod:`.repo_ind
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -36,6 +35,7 @@ from typing import Any
 
 from ..artifact import CARD_FILE, METADATA_FILES, read_artifact
 from ..errors import ArtifactError, RefError
+from ..files import locked
 from .local import LocalRegistry, summarize
 from .refs import Ref, base_key, repo_slug
 from .repo_index import RepoIndex
@@ -69,16 +69,6 @@ STAGING_PREFIX = "serve-"  # ROOT/tmp/serve-*: commit bodies and tagged commits 
 STALE_STAGING_SECONDS = 24 * 3600
 
 
-@contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class RepoStore:
     """Hub-style repositories over a :class:`LocalRegistry` directory (see the module docstring)."""
 
@@ -108,7 +98,7 @@ class RepoStore:
     @contextmanager
     def _repo_lock(self, repo_id: str) -> Iterator[None]:
         key = hashlib.sha256(repo_id.encode()).hexdigest()[:32]
-        with _flock(self.root / "locks" / f"repo-{key}.lock"):
+        with locked(self.root / "locks" / f"repo-{key}.lock"):
             yield
 
     def _load_repo(self, repo_id: str) -> Repo | None:
@@ -371,7 +361,7 @@ class RepoStore:
 
     def _bind(self, repo: Repo, entry: tuple[str, str, str]) -> None:
         """Fix a repository's entry at its first version; an entry belongs to one repository."""
-        with _flock(self.root / "locks" / "repo-bindings.lock"):
+        with locked(self.root / "locks" / "repo-bindings.lock"):
             owner = self._index.owner(entry)
             if owner is None and self.registry.versions(Ref(*entry), include_yanked=True):
                 owner = f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}"
