@@ -61,6 +61,8 @@ class AdapterModel(nn.Module):
         self.fusion_configs: dict[str, FusionConfig] = {}
         self.fusion_members: dict[str, tuple[str, ...]] = {}
         self.active_fusion: str | None = None
+        # Stacked adapter weights per (fusion, layer, position): built once, reused every forward.
+        self._stacks: dict[tuple[str, int, str], StackedAdapters] = {}
         # While recording: site key -> [sum of attention over real tokens (per adapter), token count].
         self._activations: dict[str, list[Any]] | None = None
         self._token_mask: torch.Tensor | None = None
@@ -139,8 +141,7 @@ class AdapterModel(nn.Module):
             fusion = self.fusions[self.active_fusion][site.layer]  # type: ignore[index]
             if site.position not in fusion or self.adapter_configs[members[0]].original_ln_before != ln_before:
                 return None
-            stack = StackedAdapters([self.adapters[n][site.layer][site.position] for n in members])  # type: ignore[index]
-            update, attention = fuse(u, stack, fusion[site.position])
+            update, attention = fuse(u, self._stack(self.active_fusion, site), fusion[site.position])
             if self._activations is not None:
                 self._record(site, attention)
             return update
@@ -150,6 +151,15 @@ class AdapterModel(nn.Module):
         if site.position not in config.positions or config.original_ln_before != ln_before:
             return None
         return self.adapters[self.active][site.layer][site.position](u)  # type: ignore[index]
+
+    def _stack(self, fusion: str, site: AdapterSite) -> StackedAdapters:
+        """The adapters ``fusion`` mixes at ``site``, stacked (cached; see :class:`StackedAdapters`)."""
+        adapters = [self.adapters[n][site.layer][site.position] for n in self.fusion_members[fusion]]  # type: ignore[index]
+        key = (fusion, site.layer, site.position)
+        stack = self._stacks.get(key)
+        if stack is None or stack.adapters != adapters:  # members changed (e.g. pruned): restack
+            stack = self._stacks[key] = StackedAdapters(adapters)
+        return stack
 
     def _hook(self, site: AdapterSite) -> list[Any]:
         # A weak reference: the encoder outliving this model must not keep it alive.

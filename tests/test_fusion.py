@@ -41,6 +41,57 @@ def test_fast_fusion_equals_the_paper_form(shapes):
     assert torch.allclose(attention.sum(-1), torch.ones(3, 7))
 
 
+@pytest.mark.parametrize(("shapes", "temperature"), [([(16, "relu")] * 3, 1.0), (MIXED, 0.7)])
+def test_fast_fusion_gradients_equal_the_paper_form(shapes, temperature):
+    torch.manual_seed(1)
+    hidden = 32
+    adapters = [BottleneckAdapter(hidden, AdapterConfig(reduction_factor=rf, non_linearity=act)) for rf, act in shapes]
+    for adapter in adapters:
+        _randomise(adapter)
+        adapter.requires_grad_(False)  # frozen, as in fusion training: the stacked weights are cached
+    layer = FusionLayer(hidden, FusionConfig(temperature=temperature))
+    _randomise(layer, 0.2)
+    u = torch.randn(3, 7, hidden)
+    target = torch.randn(3, 7, hidden)
+
+    def grads(run):
+        layer.zero_grad(set_to_none=True)
+        x = u.clone().requires_grad_(True)
+        (run(x) * target).sum().backward()
+        # b_k cancels in the softmax: its gradient is zero (None where it is never used)
+        out = {k: torch.zeros_like(p) if p.grad is None else p.grad for k, p in layer.named_parameters()}
+        return {**out, "u": x.grad}
+
+    stack = StackedAdapters(adapters)
+    for _ in range(2):  # the second pass reuses the cached stack
+        fast = grads(lambda x: fuse(x, stack, layer)[0])
+        slow = grads(lambda x: fuse_reference(x, adapters, layer))
+        for name, grad in slow.items():
+            assert (fast[name] - grad).abs().max().item() <= 1e-4, name
+
+
+def test_cached_stacks_follow_weight_changes():
+    torch.manual_seed(2)
+    hidden = 16
+    adapters = [BottleneckAdapter(hidden, AdapterConfig(reduction_factor=4)) for _ in range(2)]
+    for adapter in adapters:
+        _randomise(adapter)
+    layer = FusionLayer(hidden, FusionConfig())
+    _randomise(layer, 0.2)
+    stack, u = StackedAdapters(adapters), torch.randn(5, hidden)
+    with torch.inference_mode():
+        fuse(u, stack, layer)  # fills the caches
+    with torch.no_grad():
+        adapters[1].up.weight.add_(0.5)
+        layer.value.weight.mul_(2.0)
+    with torch.inference_mode():
+        fast = fuse(u, stack, layer)[0]
+    assert (fast - fuse_reference(u, adapters, layer)).abs().max().item() <= 1e-4
+    layer.requires_grad_(True)
+    fuse(u, stack, layer)[0].sum().backward()  # stacks built under inference_mode still train
+    assert layer.query.weight.grad is not None
+
+
 def _model_with(presets: list[str], seed: int = 0) -> AdapterModel:
     torch.manual_seed(seed)
     model = AdapterModel(tiny_base("bert"))

@@ -7,14 +7,27 @@ With the adapter input ``u`` (the query's source), adapter ``i``'s update
     s_i = Q . (W_k a_i + b_k) / T        softmax over i gives p
     o = sum_i p_i W_v a_i = W_v (sum_i p_i a_i)
 
-Because ``Q . b_k`` is the same for every adapter it cancels in the softmax, and
-``Q . W_k a_i = (W_k^T Q) . (U_i z_i + c_i)``. So the keys never need to be formed in the
-hidden dimension: one matmul gives every adapter's bottleneck, one maps ``W_k^T Q`` into all
-bottlenecks at once, and the value map is applied once, to the mixture. The straightforward
-per-adapter form is kept as :func:`fuse_reference`; tests hold the two equal.
+Write ``[z_i | 1]`` for the bottleneck with a constant unit appended, so that
+``a_i = [U_i | c_i] [z_i | 1]``. Then:
+
+* ``Q . b_k`` is the same for every adapter: it cancels in the softmax and is never computed;
+* ``Q . W_k a_i / T = (u A_i + b_q^T K_i) . [z_i | 1]`` with ``K_i = W_k [U_i | c_i] / T`` and
+  ``A_i = W_q^T K_i`` (``d x (r+1)``): the score needs only ``u A``, ``r + 1`` numbers per adapter;
+* ``W_v sum_i p_i a_i = sum_i (W_v [U_i | c_i]) p_i [z_i | 1]``: the value map is folded into the
+  stacked up-projections.
+
+``A`` and ``W_v [U | c]`` are formed once per forward (``O(d^2 N r)``, not per token; cached
+while nothing trains). Per token, one matmul gives every bottleneck (``D``), one every score
+coefficient (``A``), one maps the attention-weighted bottlenecks back to the hidden size: about
+``3 d N (r+1)`` multiply-adds, where forming keys and values in the hidden size costs
+``3 d^2 + ...``; nothing of shape ``[..., N, d]`` exists, in the forward or the backward. The
+straightforward per-adapter form is kept as :func:`fuse_reference`; the tests hold the two
+equal, outputs and gradients.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -46,11 +59,36 @@ class FusionLayer(nn.Module):
         return (self.value.weight - eye).pow(2).sum()
 
 
+class Stacked(NamedTuple):
+    """The adapters of one site as one set of weights (``r`` = the widest bottleneck)."""
+
+    down: torch.Tensor  # [d, N*r]: every down-projection, transposed for ``u @ down``
+    down_bias: torch.Tensor  # [N*r]
+    up: torch.Tensor  # [d, N*(r+1)]: per adapter its up-projection, then its up-bias as one more column
+
+
+class FusedWeights(NamedTuple):
+    """What :func:`fuse` multiplies ``u`` and the attention-weighted bottlenecks by."""
+
+    scores: torch.Tensor  # [d, N*(r+1)]: W_q^T W_k [U_i | c_i] / T, the score coefficients of u
+    scores_bias: torch.Tensor  # [N*(r+1)]: b_q^T W_k [U_i | c_i] / T
+    out: torch.Tensor  # [N*(r+1), d]: (W_v [U_i | c_i])^T
+
+
+def _versions(tensors: list[torch.Tensor]) -> tuple[tuple[int, int, torch.device, torch.dtype], ...]:
+    """A key that changes whenever a tensor is written in place or replaced (``.to``, ``load_state_dict``)."""
+    return tuple((t._version, t.data_ptr(), t.device, t.dtype) for t in tensors)
+
+
 class StackedAdapters:
-    """The frozen adapters of one site as stacked, zero-padded weights: one matmul for all.
+    """The adapters of one site as stacked, zero-padded weights: one matmul for all.
 
     Padding is exact: a padded bottleneck unit has zero weights and bias, every supported
     non-linearity maps 0 to 0, and its up-projection column is zero.
+
+    Frozen adapters (the fusion training stage, and inference) are stacked once and reused
+    until one of their weights changes; so are the fused weights of :func:`fuse` while no
+    gradient is wanted (inference).
     """
 
     def __init__(self, adapters: list[BottleneckAdapter]) -> None:
@@ -59,34 +97,72 @@ class StackedAdapters:
         acts = {type(a.act) for a in adapters}
         # The common case, one non-linearity for all adapters, is applied in one call.
         self.shared_act = adapters[0].act if len(acts) == 1 else None
+        self._params = [p for a in adapters for p in a.parameters()]
+        self._stacked: tuple[tuple[object, ...], Stacked] | None = None
+        self._fused: tuple[tuple[object, ...], FusedWeights] | None = None
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``D [N*r, d]``, ``e [N*r]``, ``U [d, N*r]``, ``C [N, d]`` (r = the widest bottleneck)."""
+    def tensors(self) -> Stacked:
+        """The stacked weights; cached while no adapter weight requires a gradient."""
+        if any(p.requires_grad for p in self._params):
+            return self._stack()
+        key = _versions(self._params)
+        if self._stacked is None or self._stacked[0] != key:
+            # Built as ordinary tensors even under inference_mode: a later training forward
+            # saves them for backward, which inference tensors cannot be.
+            with torch.inference_mode(False), torch.no_grad():
+                self._stacked = (key, self._stack())
+        return self._stacked[1]
+
+    def _stack(self) -> Stacked:
         r = self.width
-        pad_rows = lambda w: F.pad(w, (0, 0, 0, r - w.size(0)))
-        down = torch.cat([pad_rows(a.down.weight) for a in self.adapters])
-        down_bias = torch.cat([F.pad(a.down.bias, (0, r - a.down.bias.size(0))) for a in self.adapters])
-        up = torch.cat([F.pad(a.up.weight, (0, r - a.up.weight.size(1))) for a in self.adapters], dim=1)
-        up_bias = torch.stack([a.up.bias for a in self.adapters])
-        return down, down_bias, up, up_bias
+        down = torch.cat([F.pad(a.down.weight, (0, 0, 0, r - a.down.out_features)) for a in self.adapters])
+        down_bias = torch.cat([F.pad(a.down.bias, (0, r - a.down.out_features)) for a in self.adapters])
+        up = [torch.cat([F.pad(a.up.weight, (0, r - a.up.in_features)), a.up.bias[:, None]], 1)
+              for a in self.adapters]
+        return Stacked(down.T.contiguous(), down_bias, torch.cat(up, 1))
 
-    def bottlenecks(self, u: torch.Tensor, down: torch.Tensor, down_bias: torch.Tensor) -> torch.Tensor:
-        """Every adapter's bottleneck activations, ``[..., N, r]``."""
-        z = F.linear(u, down, down_bias).unflatten(-1, (len(self.adapters), self.width))
+    def fused_weights(self, layer: FusionLayer) -> FusedWeights:
+        """:class:`FusedWeights` for ``layer``; cached while nothing needs a gradient."""
+        params = [*self._params, *layer.parameters()]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return _fused_weights(self.tensors(), layer)
+        key = (id(layer), *_versions(params))
+        if self._fused is None or self._fused[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._fused = (key, _fused_weights(self.tensors(), layer))
+        return self._fused[1]
+
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        """Every adapter's non-linearity on its pre-activations ``[..., N, r]``."""
         if self.shared_act is not None:
             return self.shared_act(z)
         return torch.stack([a.act(z[..., i, :]) for i, a in enumerate(self.adapters)], dim=-2)
 
 
+def _fused_weights(stacked: Stacked, layer: FusionLayer) -> FusedWeights:
+    # Right to left, every product stays [d, N (r+1)]: no d x d x d product is formed.
+    keys = layer.key.weight @ stacked.up  # W_k [U_i | c_i]
+    if layer.config.temperature != 1.0:
+        keys = keys / layer.config.temperature
+    # [W_q | b_q]^T keys: u . (W_q^T keys) + b_q . keys = Q . W_k a_i / T in one product; b_k is
+    # left out: it cancels in the softmax.
+    scores = torch.cat([layer.query.weight, layer.query.bias[:, None]], 1).T @ keys
+    return FusedWeights(scores[:-1], scores[-1], (layer.value.weight @ stacked.up).T)
+
+
 def fuse(u: torch.Tensor, stack: StackedAdapters, layer: FusionLayer) -> tuple[torch.Tensor, torch.Tensor]:
     """The fused update ``W_v sum_i p_i a_i`` and the attention ``p`` (``[..., N]``)."""
-    down, down_bias, up, up_bias = stack.tensors()
-    z = stack.bottlenecks(u, down, down_bias)  # [..., N, r]
-    q = layer.query(u) @ layer.key.weight  # W_k^T Q as a row vector; b_k cancels in the softmax
-    scores = ((q @ up).unflatten(-1, z.shape[-2:]) * z).sum(-1) + q @ up_bias.T  # [..., N]
-    p = torch.softmax(scores / layer.config.temperature, dim=-1)
-    mixture = (z * p.unsqueeze(-1)).flatten(-2) @ up.T + p @ up_bias  # sum_i p_i a_i
-    return layer.value(mixture), p
+    n, r = len(stack.adapters), stack.width
+    stacked, weights = stack.tensors(), stack.fused_weights(layer)
+    flat = u.reshape(-1, u.size(-1))
+    # Two matmuls rather than one over [D | scores]: the frozen D then gets no weight gradient.
+    z = stack.activate(torch.addmm(stacked.down_bias, flat, stacked.down).unflatten(-1, (n, r)))  # [t, N, r]
+    z1 = F.pad(z, (0, 1), value=1.0)  # [z_i | 1]: the up-bias c_i rides along as one more unit
+    coefficients = torch.addmm(weights.scores_bias, flat, weights.scores).unflatten(-1, (n, r + 1))
+    # elementwise product and sum, not einsum: its batched-matmul backward is slow on the CPU
+    p = torch.softmax((z1 * coefficients).sum(-1), dim=-1)  # [t, N]
+    update = (z1 * p.unsqueeze(-1)).flatten(-2) @ weights.out  # W_v sum_i p_i (U_i z_i + c_i)
+    return update.view(*u.shape[:-1], -1), p.view(*u.shape[:-1], n)
 
 
 def fuse_reference(u: torch.Tensor, adapters: list[BottleneckAdapter], layer: FusionLayer) -> torch.Tensor:
