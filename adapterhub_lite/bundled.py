@@ -7,11 +7,13 @@ built by ``scripts/build_task_suite.py``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from .errors import DataError
+from .training.data import Columns, ExampleSet, load_examples
 
 BUNDLED_DIR = Path(__file__).parent / "data" / "bundled"
 
@@ -29,3 +31,31 @@ def split_path(task: str, split: str) -> Path:
     if task not in tasks() or not path.is_file():
         raise DataError(f"no bundled split {task}/{split}; bundled tasks: {', '.join(tasks())}")
     return path
+
+
+def load(task: str, split: str, limit: int | None = None) -> ExampleSet:
+    """A bundled split as examples, the first ``limit`` of them if given."""
+    data = load_examples(split_path(task, split), Columns())
+    if limit is not None:
+        data = ExampleSet(data.examples[:limit], data.source, data.sha256, data.columns_found)
+    return data
+
+
+def text_key(text: str) -> str:
+    """What makes two texts the same example here: case and runs of whitespace are ignored."""
+    return " ".join(text.lower().split())
+
+
+def texts_of(tasks: Iterable[str], split: str = "train") -> set[str]:
+    """The :func:`text_key` of every text in one split of several bundled tasks."""
+    return {text_key(e.text) for task in tasks for e in load(task, split).examples}
+
+
+def without_texts(data: ExampleSet, texts: set[str]) -> ExampleSet:
+    """``data`` minus the examples whose text is in ``texts`` (keys from :func:`text_key`).
+
+    Bundled tasks can share texts (rotten_tomatoes and vader_movies share ~6.2k), so a target's
+    evaluation data must drop what an adapter it builds on saw in training.
+    """
+    kept = [e for e in data.examples if text_key(e.text) not in texts]
+    return ExampleSet(kept, data.source, data.sha256, data.columns_found)

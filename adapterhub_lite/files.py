@@ -52,6 +52,8 @@ def replacing(target: Path, suffix: str = "") -> Iterator[Path]:
     completes, so a reader never sees a half-written file and a failure leaves nothing."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
+    # mkstemp makes the file owner-only; outputs are ordinary files (a caller may narrow it again)
+    os.chmod(tmp, 0o644)
     try:
         yield Path(tmp)
         os.replace(tmp, target)

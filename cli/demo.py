@@ -1,78 +1,208 @@
-"""``ahl demo``: the main job end to end on the embedded model and bundled real data."""
+"""``ahl demo``: the whole story on the embedded model and bundled real data.
+
+Train a few source adapters, share them through a registry, pull them back verified, and fuse
+them with a low-resource target's own adapter (Pfeiffer et al. 2021): then compare the fusion
+with the target's adapter and its head-only baseline, and show which adapters the fusion uses.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from adapterhub_lite import api, bundled, hub
+from adapterhub_lite import analysis, api, bundled, hub
+from adapterhub_lite.base import BaseModel
 from adapterhub_lite.config import TrainConfig
 from adapterhub_lite.errors import ConfigError
-from adapterhub_lite.training.data import Columns, ExampleSet, load_examples
+from adapterhub_lite.training.data import ExampleSet
+from adapterhub_lite.training.loop import TrainEvent
 
-from .render import console, quiet_libraries, trainable_share, training_progress, user_errors
+from .render import activations_table, console, quiet_libraries, trainable_share, training_progress, user_errors
+
+DEFAULT_SOURCES = "rotten_tomatoes,vader_amazon,trec"
+
+
+@dataclass
+class Run:
+    """A trained target-side model: its artifact, training result, held-out metrics and time."""
+
+    label: str
+    path: Path
+    result: api.TrainResult
+    held_out: dict[str, float]
+    seconds: float
 
 
 @user_errors
 def demo(
-    task: str = typer.Option("trec", help="Bundled task to train on (see adapterhub_lite/data/bundled/tasks.json)."),
-    epochs: int = typer.Option(3, help="Epochs for each run."),
-    limit: Optional[int] = typer.Option(None, help="Use at most this many training examples (a quick look)."),
-    lr: float = typer.Option(1e-3, help="Learning rate for both runs."),
-    workdir: Path = typer.Option(Path("ahl-demo"), help="Where the demo writes its artifacts."),
+    task: str = typer.Option("vader_tweets", help="Low-resource target: a bundled task (tasks.json)."),
+    sources: str = typer.Option(DEFAULT_SOURCES, help="Comma-separated bundled tasks to train source adapters on."),
+    examples: int = typer.Option(300, help="Labelled target examples (a tenth of them is held out as dev)."),
+    epochs: int = typer.Option(1, help="Epochs for each source adapter (on its bundled train split)."),
+    target_epochs: int = typer.Option(5, help="Most epochs for each target run (best dev epoch kept)."),
+    limit: Optional[int] = typer.Option(None, help="At most this many examples per train and eval set (a quick look)."),
+    lr: float = typer.Option(1e-3, help="Learning rate of every run, fusion included (see docs/paper-replication.md)."),
+    workdir: Path = typer.Option(Path("ahl-demo"), help="Where the demo writes artifacts, registry and heatmap."),
 ) -> None:
-    """Train a Pfeiffer adapter on bundled real data, compare it with a head-only baseline, then
-    push it to a registry and pull it back.
+    """Train source adapters, push them to a registry and pull them back, then fuse them for a
+    low-resource target and compare with the target's own adapter and a head-only baseline.
 
-    Both runs use the embedded MiniLM-L6-H384, the same data, head, learning rate and epochs;
-    the only difference is whether the adapter trains. Artifacts and the registry land in WORKDIR.
+    Every run uses the embedded MiniLM-L6-H384. Target runs select their epoch on a dev split of
+    the target's examples and are scored on the task's bundled dev file, held out (minus any text
+    a source adapter trained on). Artifacts, the registry and the heatmap land in WORKDIR.
     """
     quiet_libraries()
-    tasks = bundled.tasks()
-    if task not in tasks:
-        raise ConfigError(f"unknown bundled task {task!r}; choose one of: {', '.join(tasks)}")
-    train_file, dev_file = bundled.split_path(task, "train"), bundled.split_path(task, "dev")
-    train_data = load_examples(train_file, Columns())
-    if limit is not None:
-        train_data = ExampleSet(train_data.examples[:limit], train_data.source, train_data.sha256)
+    names = _check_tasks(task, sources)
     base = api.load_base()
-    console.print(f"[bold]demo[/]: {task} ({tasks[task]['description']}), base {base.model_id}, "
-                  f"{epochs} epochs, lr {lr}")
-    rows: dict[str, tuple[api.TrainResult, float]] = {}
-    for run, adapter in (("head only", None), ("pfeiffer adapter", "pfeiffer")):
-        config = TrainConfig(epochs=epochs, learning_rate=lr, patience=epochs)
-        start = time.perf_counter()
-        with training_progress(run) as on_event:
-            result = api.train(train_data, dev_data=dev_file, task=task, base=base, adapter=adapter,
-                               config=config, out=workdir / run.replace(" ", "-"), overwrite=True,
-                               on_event=on_event)
-        rows[run] = (result, time.perf_counter() - start)
+    size = min(examples, limit) if limit is not None else examples
+    console.print(f"[bold]demo[/]: fuse adapters of {', '.join(names)} for {task} with {size} labelled "
+                  f"examples; base {base.model_id}, lr {lr}")
 
-    table = Table(title=f"{task}: dev metrics, adapter vs head-only baseline")
-    for column in ("run", "accuracy", "macro-F1", "trainable", "time"):
-        table.add_column(column, justify="left" if column == "run" else "right")
-    for run, (result, seconds) in rows.items():
-        m = result.metrics
-        table.add_row(run, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}",
-                      trainable_share(result.trainable_parameters, result.total_parameters), f"{seconds:.0f}s")
-    console.print(table)
-    gain = rows["pfeiffer adapter"][0].metrics["accuracy"] - rows["head only"][0].metrics["accuracy"]
-    console.print(f"adapter gain over head-only: [bold]{100 * gain:+.1f}[/] accuracy points")
+    trained = _train_sources(names, base, epochs, lr, limit, workdir / "sources")
+    pulled = _share(trained, base, workdir)
+    train, held_out = _target_data(task, names, size, limit)
+    config = TrainConfig(learning_rate=lr, epochs=target_epochs, patience=2)
+    runs = _train_target(task, train, held_out, pulled, base, config, workdir / "target")
+    _compare(task, runs, len(held_out))
+    _inspect(runs[-1].path, train, base, workdir / "fusion-heatmap.png")
+    entry = hub.push(runs[-1].path, registry=workdir / "registry")
+    hub.verify(str(entry.ref), registry=workdir / "registry")
+    console.print(f"pushed the fusion as [bold]{entry.ref}[/] (it locks its adapters by digest) and verified it")
+    console.print(f"artifacts in {workdir}/ (try: ahl info {runs[-1].path}, ahl search --registry {workdir}/registry)")
 
-    # Share it: push to a registry directory and pull it back, verified, into an empty place.
-    adapter_dir = rows["pfeiffer adapter"][0].artifact.path  # type: ignore[union-attr]
+
+def _check_tasks(task: str, sources: str) -> list[str]:
+    """The source task names, checked: bundled, distinct, and none of them the target."""
+    known = bundled.tasks()
+    names = [name.strip() for name in sources.split(",") if name.strip()]
+    for name in (task, *names):
+        if name not in known:
+            raise ConfigError(f"unknown bundled task {name!r}; choose from: {', '.join(known)}")
+    if len(names) < 2 or len(set(names)) < len(names):
+        raise ConfigError(f"the demo fuses at least two distinct source adapters; got {', '.join(names) or 'none'}")
+    if task in names:
+        raise ConfigError(f"{task} is the target; the sources must be other tasks")
+    return names
+
+
+def _train_sources(names: list[str], base: BaseModel, epochs: int, lr: float, limit: int | None,
+                   workdir: Path) -> dict[str, Path]:
+    """Train one Pfeiffer adapter per source task (its bundled dev split picks the best epoch)."""
+    paths = {}
+    for name in names:
+        config = TrainConfig(learning_rate=lr, epochs=epochs, patience=epochs)
+        with training_progress(f"source {name}") as on_event:
+            result = api.train(bundled.load(name, "train", limit), dev_data=bundled.load(name, "dev", limit),
+                               task=name, base=base, adapter="pfeiffer", config=config, out=workdir / name,
+                               overwrite=True, on_event=on_event)
+        paths[name] = workdir / name
+        console.print(f"source adapter [bold]{name}[/]: dev accuracy {result.metrics['accuracy']:.3f}, "
+                      f"{trainable_share(result.trainable_parameters, result.total_parameters)} trainable")
+    return paths
+
+
+def _share(trained: dict[str, Path], base: BaseModel, workdir: Path) -> dict[str, Path]:
+    """Push every adapter to the demo registry, pull it into an empty place, compare the bytes.
+
+    The fusion then trains on the pulled copies, as a user would with adapters from a hub.
+    """
     registry = workdir / "registry"
-    entry = hub.push(adapter_dir, registry=registry)
-    _, pulled = hub.pull(str(entry.ref), registry=registry, base=base, to=workdir / "pulled", overwrite=True)
-    questions = ["Who wrote Hamlet ?", "How far is the Moon from the Earth ?", "What does NASA stand for ?"]
-    from_pull = api.predict(pulled, questions, base=base)
-    same = [p.to_dict() for p in from_pull] == [p.to_dict() for p in api.predict(adapter_dir, questions, base=base)]
-    console.print(f"pushed [bold]{entry.ref}[/] to {registry}/ and pulled it into {pulled}/: "
-                  f"{'identical' if same else 'DIFFERENT'} predictions")
-    for question, prediction in zip(questions, from_pull, strict=True):
-        console.print(f"  {question!r} -> {prediction.label}")
-    console.print(f"artifacts in {workdir}/ (try: ahl info {pulled}, ahl search --registry {registry})")
+    table = Table(title=f"shared through {registry}/")
+    for column in ("adapter", "ref", "pulled weights"):
+        table.add_column(column)
+    pulled = {}
+    for name, path in trained.items():
+        entry = hub.push(path, registry=registry)
+        _, pulled[name] = hub.pull(str(entry.ref), registry=registry, base=base, to=workdir / "pulled" / name,
+                                   overwrite=True)
+        same = _weights_digest(path) == _weights_digest(pulled[name])
+        table.add_row(name, str(entry.ref), "bit-identical" if same else "[red]DIFFERENT[/]")
+    console.print(table)
+    return pulled
+
+
+def _weights_digest(artifact: Path) -> str:
+    """One sha256 over every weights file of an artifact, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(artifact.glob("*.safetensors")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _target_data(task: str, sources: list[str], size: int, limit: int | None) -> tuple[ExampleSet, ExampleSet]:
+    """The target's first ``size`` training examples and its held-out bundled dev file (at most
+    ``limit`` of it), both without the texts any source adapter trained on; the held-out set also
+    drops texts that occur in the target's own training file (a few tasks repeat texts across
+    their splits)."""
+    seen = bundled.texts_of(sources)
+    train = bundled.without_texts(bundled.load(task, "train"), seen)
+    held_out = bundled.without_texts(bundled.load(task, "dev"), seen | bundled.texts_of([task]))
+    return _first(train, size), _first(held_out, limit)
+
+
+def _first(data: ExampleSet, count: int | None) -> ExampleSet:
+    return ExampleSet(data.examples[:count], data.source, data.sha256, data.columns_found)
+
+
+def _train_target(task: str, train: ExampleSet, held_out: ExampleSet, pulled: dict[str, Path], base: BaseModel,
+                  config: TrainConfig, workdir: Path) -> list[Run]:
+    """Head-only, the target's own adapter, and the fusion of the pulled sources + that adapter.
+
+    Each run carves the same dev split from ``train`` (same seed) to pick its best epoch.
+    """
+    common = {"task": task, "base": base, "config": config, "overwrite": True}
+    head = _run("head only", workdir, held_out, base,
+                lambda out, on_event: api.train(train, adapter=None, out=out, on_event=on_event, **common))
+    own = _run("target adapter", workdir, held_out, base,
+               lambda out, on_event: api.train(train, adapter="pfeiffer", out=out, on_event=on_event, **common))
+    fusion = _run("fusion", workdir, held_out, base,
+                  lambda out, on_event: api.fuse([*pulled.values(), own.path], train, out=out, on_event=on_event,
+                                                 **common))
+    return [head, own, fusion]
+
+
+def _run(label: str, workdir: Path, held_out: ExampleSet, base: BaseModel,
+         fit: Callable[[Path, Callable[[TrainEvent], None]], api.TrainResult]) -> Run:
+    """Train and save one target-side model with a progress bar, then score the saved artifact."""
+    out = workdir / label.replace(" ", "-")
+    start = time.perf_counter()
+    with training_progress(label) as on_event:
+        result = fit(out, on_event)
+    return Run(label, out, result, api.evaluate(out, held_out, base=base), time.perf_counter() - start)
+
+
+def _compare(task: str, runs: list[Run], held_out_size: int) -> None:
+    """The comparison table, then one line with the fusion's gain over the target's adapter."""
+    table = Table(title=f"{task}: {len(runs[0].result.model.head.config.label_names)} classes, "  # type: ignore[union-attr]
+                        f"held-out {held_out_size} examples")
+    for column in ("run", "dev acc.", "held-out acc.", "held-out macro-F1", "trainable", "time"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for run in runs:
+        result = run.result
+        table.add_row(run.label, f"{result.metrics['accuracy']:.3f}", f"{run.held_out['accuracy']:.3f}",
+                      f"{run.held_out['macro_f1']:.3f}", trainable_share(result.trainable_parameters,
+                                                                         result.total_parameters),
+                      f"{run.seconds:.0f}s")
+    console.print(table)
+    fusion, own = runs[-1].held_out["accuracy"], runs[1].held_out["accuracy"]
+    console.print(f"held-out accuracy: fusion {fusion:.3f} vs target adapter {own:.3f} "
+                  f"([bold]{100 * (fusion - own):+.1f}[/] points)")
+
+
+def _inspect(fusion: Path, data: ExampleSet, base: BaseModel, plot: Path) -> None:
+    """Which adapters the fusion attends to, per layer, on the target's examples; and a heatmap."""
+    report = analysis.fusion_activations(fusion, data, base=base)
+    console.print(activations_table(report, f"mean fusion attention over {report.tokens:,} target tokens"))
+    try:
+        report.plot(plot, title="mean fusion attention on the target's examples")
+    except ConfigError:
+        console.print("no heatmap: it needs matplotlib (pip install 'adapterhub-lite[plot]')")
+        return
+    console.print(f"heatmap written to {plot}")

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from adapterhub_lite.analysis import FusionActivations
 from adapterhub_lite.errors import AhlError
 from adapterhub_lite.training.loop import TrainEvent
 
@@ -117,4 +118,16 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
         table.add_column(name, justify="right")
     for run, metrics in rows.items():
         table.add_row(run, *[f"{metrics[n]:.4f}" if n in metrics else "-" for n in names])
+    return table
+
+
+def activations_table(report: FusionActivations, title: str) -> Table:
+    """Mean fusion attention: one row per site, one column per adapter, each row's top in bold."""
+    table = Table(title=title)
+    table.add_column("layer.position")
+    for adapter in report.adapters:
+        table.add_column(adapter, justify="right")
+    for site, row in zip(report.sites, report.mean, strict=True):
+        best = row.argmax()
+        table.add_row(site, *[f"[bold]{v:.3f}[/]" if i == best else f"{v:.3f}" for i, v in enumerate(row)])
     return table

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from adapterhub_lite.artifact import fusion_adapters, read_artifact
 
 from .conftest import write_csv
 
@@ -148,9 +151,31 @@ def test_bad_option_value(tmp_path, spam_files):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    """The README's main command, on a small slice: trains, compares, pushes, pulls back."""
-    proc = ahl("demo", "--epochs", "1", "--limit", "120", "--workdir", tmp_path / "demo", cwd=tmp_path)
+    """The README's main command on a small slice: source adapters, a registry round trip,
+    a fusion for the low-resource target, the comparison, the activation table and heatmap."""
+    workdir = tmp_path / "demo"
+    proc = ahl("demo", "--sources", "rotten_tomatoes,trec", "--epochs", "1", "--target-epochs", "1",
+               "--limit", "80", "--workdir", workdir, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "adapter gain over head-only" in proc.stdout
-    assert "identical predictions" in proc.stdout
-    assert (tmp_path / "demo" / "pulled" / "adapter.json").is_file()
+    out = proc.stdout
+    assert out.count("bit-identical") == 2 and "DIFFERENT" not in out
+    for name in ("rotten_tomatoes", "trec"):
+        pushed, pulled = workdir / "sources" / name, workdir / "pulled" / name
+        assert (pulled / "adapter.safetensors").read_bytes() == (pushed / "adapter.safetensors").read_bytes()
+    fusion = read_artifact(workdir / "target" / "fusion")  # verifies every file's sha256
+    assert [part.metadata["name"] for part in fusion_adapters(fusion)] == ["rotten_tomatoes", "trec", "vader_tweets"]
+    locked = {a["name"]: a["digest"] for a in fusion.metadata["adapters"]}
+    for name in ("rotten_tomatoes", "trec"):  # the fusion was trained on the pulled copies
+        assert locked[name] == read_artifact(workdir / "pulled" / name).digest
+    scores = re.search(r"held-out accuracy: fusion (\d\.\d{3}) vs target adapter (\d\.\d{3})", out)
+    assert scores, out
+    assert all(0.0 <= float(score) <= 1.0 for score in scores.groups())
+    assert "mean fusion attention" in out and "vader_tweets/vader_tweets" in out
+    assert (workdir / "fusion-heatmap.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "verified it" in out
+
+
+def test_demo_refuses_a_target_among_its_sources(tmp_path):
+    proc = ahl("demo", "--task", "trec", "--sources", "trec,sms_spam", "--workdir", tmp_path / "demo")
+    assert_one_line_error(proc, "trec is the target")
+    assert not (tmp_path / "demo").exists()

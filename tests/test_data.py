@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from adapterhub_lite import Columns, DataError
+from adapterhub_lite import Columns, DataError, bundled
 from adapterhub_lite.training.data import (
     bucketed_batches,
     collate,
@@ -164,3 +164,15 @@ def test_datasets_directory_with_several_splits_is_refused(tmp_path):
     with pytest.raises(DataError, match="holds several splits .*point at one split"):
         load_examples(tmp_path / "dd", Columns())
     assert len(load_examples(tmp_path / "dd" / "train", Columns())) == 3
+
+
+def test_bundled_overlap_is_found_and_dropped():
+    """rotten_tomatoes and vader_movies share texts (up to case and spacing); a target's data
+    must be able to drop what a source adapter trained on."""
+    movies = bundled.load("vader_movies", "dev")
+    seen = bundled.texts_of(["rotten_tomatoes"])
+    kept = bundled.without_texts(movies, seen)
+    assert 0 < len(kept) < len(movies)
+    assert not {bundled.text_key(e.text) for e in kept.examples} & seen
+    assert bundled.text_key("  A  Fine\tFilm ") == "a fine film"
+    assert len(bundled.load("trec", "train", limit=7)) == 7
