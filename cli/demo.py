@@ -203,6 +203,6 @@ def _inspect(fusion: Path, data: ExampleSet, base: BaseModel, plot: Path) -> Non
     try:
         report.plot(plot, title="mean fusion attention on the target's examples")
     except ConfigError:
-        console.print("no heatmap: it needs matplotlib (pip install 'adapterhub-lite[plot]')")
+        console.print("no heatmap: it needs matplotlib (pip install 'adapterhub-lite[plot]')", markup=False)
         return
     console.print(f"heatmap written to {plot}")

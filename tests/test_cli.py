@@ -179,3 +179,19 @@ def test_demo_refuses_a_target_among_its_sources(tmp_path):
     proc = ahl("demo", "--task", "trec", "--sources", "trec,sms_spam", "--workdir", tmp_path / "demo")
     assert_one_line_error(proc, "trec is the target")
     assert not (tmp_path / "demo").exists()
+
+
+def test_error_messages_keep_their_brackets(capsys):
+    """Rich markup must not eat text in square brackets, e.g. a pip extra in the fix it suggests."""
+    import typer
+
+    from adapterhub_lite.errors import ConfigError
+    from cli.render import user_errors
+
+    @user_errors
+    def needs_plot() -> None:
+        raise ConfigError("plotting needs matplotlib: pip install 'adapterhub-lite[plot]'")
+
+    with pytest.raises(typer.Exit):
+        needs_plot()
+    assert "pip install 'adapterhub-lite[plot]'" in capsys.readouterr().err
