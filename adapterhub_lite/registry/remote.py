@@ -239,8 +239,8 @@ class RemoteRegistry:
                     raise
         raise AssertionError("unreachable")
 
-    def _read_small(self, repo: str, commit: str, path: str) -> bytes:
-        """A metadata file's bytes (their sha256 is what we learn from them), cached by content."""
+    def _read_small(self, repo: str, commit: str, path: str) -> tuple[bytes, str]:
+        """A metadata file's bytes and their sha256 (what we learn from them), cached by content."""
         from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import get_session, hf_raise_for_status
 
@@ -251,8 +251,7 @@ class RemoteRegistry:
             data = response.content
         if len(data) > 16 << 20:
             raise IntegrityError(f"{repo}/{path} is {len(data):,} bytes; metadata files are small, refusing it")
-        self.cache.store_bytes(data)
-        return data
+        return data, self.cache.store_bytes(data)
 
     # -- repositories and versions ------------------------------------------------------------
 
@@ -307,10 +306,13 @@ class RemoteRegistry:
         return versions, yanked & set(versions)
 
     def _describe(self, ref: Ref, repo: str, version: str, commit: str, yanked: bool) -> dict[str, Any]:
-        """The version record of a tagged commit: reads its metadata files (small), no weights.
-        Commits never change, so one read per commit is enough."""
+        """The version record of a tagged commit: from the cache when it holds that commit, else
+        read from its metadata files (small, no weights). Commits never change, so one read per
+        commit is enough."""
         if (repo, commit) not in self._described:
-            self._described[repo, commit] = self._read_version(ref, repo, version, commit)
+            cached = self._cached(ref, version)
+            self._described[repo, commit] = cached if cached is not None and cached["commit"] == commit else \
+                self._read_version(ref, repo, version, commit)
         return {**self._described[repo, commit], "yanked": yanked}
 
     def _read_version(self, ref: Ref, repo: str, version: str, commit: str) -> dict[str, Any]:
@@ -320,17 +322,16 @@ class RemoteRegistry:
         if kind is None:
             raise IntegrityError(f"{repo}@v{version} holds no adapter.json or fusion.json; it is not an artifact")
         meta_name = METADATA_FILES[kind]
-        raw = self._read_small(repo, commit, meta_name)
+        raw, raw_sha = self._read_small(repo, commit, meta_name)
         metadata = json.loads(raw)
         key = (base_key(metadata["base"]["model_id"]), metadata["task"], metadata["name"])
         if key != ref.entry:
             raise IntegrityError(f"{repo}@v{version} holds {'/'.join(key)}, not {ref.base}/{ref.task}/{ref.name}")
-        files = {meta_name: {"sha256": self.cache.store_bytes(raw), "size": len(raw)},
+        files = {meta_name: {"sha256": raw_sha, "size": len(raw)},
                  **{n: dict(r) for n, r in metadata["files"].items()}}
         for record in metadata.get("adapters", []) if kind == "fusion" else []:
             prefix = f"{FUSION_ADAPTERS_DIR}/{check_segment(record['name'], 'adapter name')}"
-            part_raw = self._read_small(repo, commit, f"{prefix}/adapter.json")
-            part_sha = self.cache.store_bytes(part_raw)
+            part_raw, part_sha = self._read_small(repo, commit, f"{prefix}/adapter.json")
             if "sha256:" + part_sha != record["digest"]:
                 raise IntegrityError(f"{repo}@v{version}: adapter {record['name']!r} is not the version the fusion "
                                      f"locks ({record['digest'][:19]}...)")
@@ -384,10 +385,7 @@ class RemoteRegistry:
         else:
             candidates = [v for v in ordered if v not in yanked][:1]
         for version in candidates:
-            cached = self._cached(ref, version)
-            record = cached if cached is not None and cached["commit"] == versions[version] else \
-                self._describe(ref, repo, version, versions[version], version in yanked)
-            record["yanked"] = version in yanked
+            record = self._describe(ref, repo, version, versions[version], version in yanked)
             if ref.digest is None or record["digest"] == ref.digest:
                 return self._entry(record)
         what = f"no version of {ref.base}/{ref.task}/{ref.name} has digest {ref.digest}" if ref.digest else f"{ref}"
@@ -499,9 +497,6 @@ class RemoteRegistry:
         return self.resolve(ref.with_version(version))
 
     def _digest_at(self, ref: Ref, repo: str, version: str, commit: str) -> str:
-        cached = self._cached(ref, version)
-        if cached is not None and cached["commit"] == commit:
-            return str(cached["digest"])
         return str(self._describe(ref, repo, version, commit, False)["digest"])
 
     def _same_or_conflict(self, ref: Ref, repo: str, version: str, commit: str, digest: str) -> Entry:
@@ -591,9 +586,7 @@ class RemoteRegistry:
             live = sorted((v for v in versions if v not in yanked), key=version_key)
             if not live:
                 return None
-            cached = self._cached(ref, live[-1])
-            record = cached if cached is not None else self._describe(ref, repo, live[-1], versions[live[-1]], False)
-            return self._entry(record)
+            return self._entry(self._describe(ref, repo, live[-1], versions[live[-1]], False))
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             entries = listed + [e for e in pool.map(latest, refs) if e is not None]
