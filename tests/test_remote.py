@@ -201,6 +201,25 @@ def test_fusion_round_trip_through_ahl_serve(server, tmp_path, tiny_base_model, 
     assert not (tmp_path / "bad").exists()
 
 
+def test_fusion_pushed_locally_is_pulled_through_ahl_serve(server, tmp_path, tiny_base_model, spam_files):
+    """A fusion pushed into the served directory directly (no repository, adapters stored as their
+    own entries) is served as ``ahl/SLUG`` with its locked adapters, so a client pull works."""
+    from adapterhub_lite import TrainConfig, api
+
+    sources = [make_artifact(tmp_path / name, tiny_base_model, task=name, name=name, seed=i)
+               for i, name in enumerate(("sentiment", "topic"))]
+    fusion = tmp_path / "fusion"
+    api.fuse(sources, spam_files[0], dev_data=spam_files[1], task="sms_spam", out=fusion,
+             config=TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"))
+    entry = hub.push(fusion, registry=str(server.root))
+    assert entry.manifest["files"].keys() == {"fusion.json", *json.loads((fusion / "fusion.json").read_text())["files"]}
+    _, pulled = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "pulled")
+    assert same_files(fusion, pulled)
+    texts = ["free prize now, text WIN", "see you at lunch"]
+    assert [p.probabilities for p in api.predict(api.load(pulled), texts)] == \
+        [p.probabilities for p in api.predict(api.load(fusion), texts)]
+
+
 # -- faults --------------------------------------------------------------------------------------------
 
 

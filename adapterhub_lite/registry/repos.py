@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..artifact import CARD_FILE, METADATA_FILES, read_artifact
+from ..artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, read_artifact
 from ..errors import ArtifactError, RefError
 from ..files import locked
 from .local import LocalRegistry, summarize
@@ -225,8 +225,24 @@ class RepoStore:
         for version in self.registry.versions(Ref(*repo.entry), include_yanked=True) if repo.entry else []:
             manifest = self._manifest(repo.entry, version)  # type: ignore[arg-type]
             if version_commit_id(manifest["digest"]) == commit_id:
-                return Commit(commit_id, manifest["files"], hub_time(manifest["pushed_at"]), f"v{version}")
+                return Commit(commit_id, self._local_snapshot(manifest), hub_time(manifest["pushed_at"]),
+                              f"v{version}")
         return None
+
+    def _local_snapshot(self, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The files of a version pushed locally, as a client pull expects them: a fusion's
+        manifest lists its own files only (its adapters are versions of their own entries), so
+        the adapter versions it locks are added under ``adapters/<name>/``, as a push through a
+        client commits them."""
+        files = dict(manifest["files"])
+        if manifest["kind"] != "fusion":
+            return files
+        meta = json.loads(self.blob_path(files[METADATA_FILES["fusion"]]["sha256"]).read_bytes())
+        for record in meta["adapters"]:
+            part = self.registry.resolve(Ref(record["base"], record["task"], record["name"], digest=record["digest"]))
+            files.update({f"{FUSION_ADAPTERS_DIR}/{record['name']}/{name}": file_record
+                          for name, file_record in part.manifest["files"].items()})
+        return files
 
     def _write_commit(self, repo_id: str, parent: str | None, files: dict[str, dict[str, Any]], created: str,
                       title: str) -> Commit:
