@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -524,6 +525,32 @@ def test_search_filters(root, art, hub_base):
     assert search_refs(root, sort="accuracy", limit=2) == [D, f"{HUB_ID}/sst2/sst2-pfeiffer@1.0.1"]
     (entry,) = hub.search(registry=root, base=HUB_ID, name="sst2-pfeiffer")
     assert entry.summary["metrics"]["accuracy"] == pytest.approx(0.57)
+
+
+def test_metric_sort_follows_latest_versions_and_survives_an_old_index(root, art):
+    """Sorting by a metric walks ``latest_metrics``: the latest version's value counts, entries
+    without a numeric value come last, and an index written before the table existed is filled on open."""
+    registry = LocalRegistry(root)
+    registry.push(art(seed=1, task="sst2", name="a"))   # accuracy 0.51
+    registry.push(art(seed=4, task="sst2", name="b"))   # 0.54
+    unscored = art(seed=2, task="trec", name="c")
+    meta = json.loads((unscored / "adapter.json").read_text())
+    meta["metrics"]["dev"] = {"accuracy": "n/a", "macro_f1": 0.4}  # not a number: not sortable by accuracy
+    (unscored / "adapter.json").write_text(json.dumps(meta))
+    registry.push(unscored)
+    registry.push(art(seed=9, task="sst2", name="a"))   # a@1.0.1: 0.59
+    A0, A1, B, C = (f"{HUB_ID}/sst2/a@1.0.0", f"{HUB_ID}/sst2/a@1.0.1", f"{HUB_ID}/sst2/b@1.0.0",
+                    f"{HUB_ID}/trec/c@1.0.0")
+    assert search_refs(root, sort="accuracy") == [A1, B, C]
+    assert search_refs(root, sort="accuracy", limit=1) == [A1]
+    assert search_refs(root, sort="macro_f1") == [C, A1, B]  # scored first, then by entry
+    registry.yank(parse_ref(A1))
+    assert search_refs(root, sort="accuracy") == [B, A0, C]
+    assert search_refs(root, sort="accuracy", task="trec") == [C]
+
+    with sqlite3.connect(root / "index.sqlite") as db:
+        db.execute("DROP TABLE latest_metrics")
+    assert search_refs(LocalRegistry(root), sort="accuracy") == [B, A0, C]
 
 
 # -- refs --------------------------------------------------------------------------------------------

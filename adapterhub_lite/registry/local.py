@@ -402,6 +402,8 @@ class _Index:
 
     ``latest`` marks the newest non-yanked version of each entry, kept current on push and
     yank, so that search reads one indexed row per entry instead of ranking every version.
+    ``latest_metrics`` holds those versions' numeric dev metrics, indexed by value, so a sort by
+    a metric walks the index best first and stops at the limit instead of sorting every entry.
     """
 
     SCHEMA = (
@@ -411,14 +413,25 @@ class _Index:
         "CREATE INDEX IF NOT EXISTS latest_by_entry ON versions (latest, base, task, name)",
         "CREATE INDEX IF NOT EXISTS latest_by_task ON versions (latest, task)",
         "CREATE INDEX IF NOT EXISTS by_digest ON versions (base, task, name, digest)",
+        "CREATE TABLE IF NOT EXISTS latest_metrics (metric TEXT, value REAL, base TEXT, task TEXT, name TEXT)",
+        "CREATE INDEX IF NOT EXISTS latest_metrics_by_value ON latest_metrics (metric, value DESC, base, task, name)",
+        "CREATE INDEX IF NOT EXISTS latest_metrics_by_entry ON latest_metrics (base, task, name)",
     )
+    # the numeric metrics of the latest versions (all of them, or one entry's)
+    _FILL_METRICS = ("INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
+                     "FROM versions AS v, json_each(v.metrics) AS m WHERE v.latest = 1 "
+                     "AND m.type IN ('integer', 'real')")
 
     def __init__(self, path: Path, registry: LocalRegistry) -> None:
         self.path = path
         fresh = not path.exists()
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # schema checks and changes: one process at a time
+            had_metrics = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'latest_metrics'").fetchone()
             for statement in self.SCHEMA:
                 db.execute(statement)
+            if not fresh and not had_metrics:  # an index written before latest_metrics existed
+                db.execute(self._FILL_METRICS)
             if fresh:  # one transaction for the whole rebuild: one fsync, not one per version
                 rows = [self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
                                         manifest_path.with_suffix(".yanked").exists()))
@@ -430,6 +443,7 @@ class _Index:
                     "AND v.yanked = 0 AND (v.major, v.minor, v.patch) > "
                     "(versions.major, versions.minor, versions.patch))"
                 )
+                db.execute(self._FILL_METRICS)
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return connect(self.path)
@@ -450,6 +464,8 @@ class _Index:
             "UPDATE versions SET latest = 1 WHERE rowid = (SELECT rowid FROM versions WHERE base = ? AND task = ? "
             "AND name = ? AND yanked = 0 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1)", key
         )
+        db.execute("DELETE FROM latest_metrics WHERE base = ? AND task = ? AND name = ?", key)
+        db.execute(f"{_Index._FILL_METRICS} AND v.base = ? AND v.task = ? AND v.name = ?", key)
 
     def add(self, entry: Entry) -> None:
         """Index a new version (called under the entry's lock)."""
@@ -477,24 +493,34 @@ class _Index:
                limit: int = 50) -> list[tuple[str, str, str, str]]:
         """``(base, task, name, version)`` of entries whose latest non-yanked version matches.
 
-        Filters: exact base/task/architecture, name substring, tag. Order: a dev metric, best
-        first, or by entry."""
-        where, args = ["latest = 1"], []
+        Filters: exact base/task/architecture, name substring, tag. Order: a numeric dev metric,
+        best first (entries without it last), or by entry."""
+        where, args = ["v.latest = 1"], []
         for column, value in (("base", base), ("task", task), ("architecture", architecture)):
             if value:
-                where.append(f"{column} = ?")
+                where.append(f"v.{column} = ?")
                 args.append(value)
         if name:
-            where.append("instr(lower(name), lower(?)) > 0")
+            where.append("instr(lower(v.name), lower(?)) > 0")
             args.append(name)
         if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE json_each.value = ?)")
+            where.append("EXISTS (SELECT 1 FROM json_each(v.tags) WHERE json_each.value = ?)")
             args.append(tag)
-        columns, order = "base, task, name, version", "base, task, name"
-        if sort:
-            check_segment(sort, "sort metric")
-            columns += f", json_extract(metrics, '$.{sort}') AS score"
-            order = f"score IS NULL, score DESC, {order}"
-        query = f"SELECT {columns} FROM versions WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
+        columns, filters = "v.base, v.task, v.name, v.version", " AND ".join(where)
         with self._connect() as db:
-            return [row[:4] for row in db.execute(query, (*args, int(limit))).fetchall()]
+            if not sort:
+                query = f"SELECT {columns} FROM versions AS v WHERE {filters} ORDER BY v.base, v.task, v.name LIMIT ?"
+                return db.execute(query, (*args, int(limit))).fetchall()
+            metric = check_segment(sort, "sort metric")
+            same_entry = "m.metric = ? AND m.base = v.base AND m.task = v.task AND m.name = v.name"
+            rows = db.execute(
+                f"SELECT {columns} FROM latest_metrics AS m JOIN versions AS v ON {same_entry} "
+                f"WHERE {filters} ORDER BY m.value DESC, m.base, m.task, m.name LIMIT ?", (metric, *args, int(limit))
+            ).fetchall()
+            if len(rows) < limit:
+                rows += db.execute(
+                    f"SELECT {columns} FROM versions AS v WHERE {filters} AND NOT EXISTS "
+                    f"(SELECT 1 FROM latest_metrics AS m WHERE {same_entry}) ORDER BY v.base, v.task, v.name LIMIT ?",
+                    (*args, metric, int(limit) - len(rows))
+                ).fetchall()
+            return rows

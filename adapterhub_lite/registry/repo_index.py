@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -28,8 +29,11 @@ class RepoIndex:
         "source TEXT)",
         "CREATE TABLE IF NOT EXISTS repo_tags (tag TEXT, repo TEXT, PRIMARY KEY (tag, repo)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS repos_by_namespace ON repos (namespace, last_modified)",
-        "CREATE INDEX IF NOT EXISTS repos_by_modified ON repos (last_modified)",
-        "CREATE INDEX IF NOT EXISTS repos_by_created ON repos (created_at)",
+        # (column, id): listings walk these in order and stop at the limit, no sort of every row
+        "DROP INDEX IF EXISTS repos_by_modified",
+        "DROP INDEX IF EXISTS repos_by_created",
+        "CREATE INDEX IF NOT EXISTS repos_by_modified_id ON repos (last_modified DESC, id)",
+        "CREATE INDEX IF NOT EXISTS repos_by_created_id ON repos (created_at DESC, id)",
         "CREATE INDEX IF NOT EXISTS repo_tags_by_repo ON repo_tags (repo)",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     )
@@ -40,6 +44,7 @@ class RepoIndex:
         read only when the index is missing. ``registry_index`` is the local registry's index."""
         self.path = path
         self.registry_index = registry_index
+        self._readers = threading.local()
         fresh = not path.exists()
         with self._connect() as db:
             for statement in self.SCHEMA:
@@ -50,6 +55,17 @@ class RepoIndex:
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return connect(self.path)
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's long-lived read connection, with the registry index attached as
+        ``registry``. Kept open so that ``PRAGMA registry.data_version`` can tell it whether
+        any other connection changed the registry since this one last looked."""
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
+            self._readers.db, self._readers.seen = db, None
+        return db
 
     @staticmethod
     def _put(db: sqlite3.Connection, repo: Repo, source: str | None = None) -> None:
@@ -85,10 +101,18 @@ class RepoIndex:
     def sync_local(self) -> None:
         """Mirror the registry's entries that no repository holds as ``ahl/SLUG`` rows.
 
-        A cheap signature of the registry index (version count, newest push, yank count) tells
-        whether anything changed since the last sync; then a per-entry signature picks the
+        Unchanged since this thread last looked (``data_version``): nothing to do, no query.
+        Otherwise a signature of the registry index (version count, newest push, yank count)
+        tells whether another sync already caught up; then a per-entry signature picks the
         mirrors to rewrite, so a local push costs one entry's rows, not a rebuild.
         """
+        version = self._reader().execute("PRAGMA registry.data_version").fetchone()[0]
+        if self._readers.seen == version:
+            return
+        self._sync_local()
+        self._readers.seen = version
+
+    def _sync_local(self) -> None:
         db = sqlite3.connect(self.path, timeout=60)
         try:
             db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
@@ -135,34 +159,81 @@ class RepoIndex:
 
     def search(self, *, author: str | None, search: str | None, tags: Sequence[str], sort: str, offset: int,
                limit: int) -> list[dict[str, Any]]:
-        where, args = ["1"], []
+        """Repositories matching every filter, ordered by ``sort``, each with its ``ahlEntry``."""
+        where, args = [], []
         if author:
             where.append("repos.namespace = ?")
             args.append(author)
         if search:
             where.append("instr(lower(repos.name), lower(?)) > 0")
             args.append(search)
-        for tag in tags:
-            where.append("repos.id IN (SELECT repo FROM repo_tags WHERE tag = ?)")
-            args.append(tag)
-        columns = "repos.id, sha, created_at, last_modified, repos.tags, entry"
-        if sort.startswith(METRIC_SORT):
-            # ahl's own sort (SPEC 14.6): entries by a dev metric of their latest version, best
-            # first. Driven from the versions index; the unique entry column finds each repo.
-            metric = check_segment(sort.removeprefix(METRIC_SORT), "sort metric")
-            query = (f"SELECT {columns}, json_extract(v.metrics, '$.{metric}') AS score FROM registry.versions AS v "
-                     f"JOIN repos ON repos.entry = v.base || char(10) || v.task || char(10) || v.name "
-                     f"WHERE v.latest = 1 AND {' AND '.join(where)} ORDER BY score IS NULL, score DESC, repos.id "
-                     f"LIMIT ? OFFSET ?")
-        else:
-            query = (f"SELECT {columns} FROM repos WHERE {' AND '.join(where)} "
-                     f"ORDER BY {self.ORDER.get(sort, 'last_modified DESC, id')} LIMIT ? OFFSET ?")
-        with self._connect() as db:
-            db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
-            rows = [row[:6] for row in db.execute(query, (*args, int(limit), int(offset))).fetchall()]
+        db = self._reader()
+        db.execute("BEGIN")  # one snapshot for the listing and its entries' versions
+        try:
+            tag_filter, tag_args = self._tag_filter(db, tags, limit + offset)
+            filters = " AND ".join([*where, *tag_filter]) or "1"
+            args += tag_args
+            columns = "repos.id, sha, created_at, last_modified, repos.tags, entry"
+            if sort.startswith(METRIC_SORT):
+                rows = self._by_metric(db, columns, filters, args, sort.removeprefix(METRIC_SORT), offset, limit)
+            else:
+                rows = db.execute(f"SELECT {columns} FROM repos WHERE {filters} ORDER BY "
+                                  f"{self.ORDER.get(sort, 'last_modified DESC, id')} LIMIT ? OFFSET ?",
+                                  (*args, int(limit), int(offset))).fetchall()
             latest = {entry: self._latest_version(db, entry) for *_, entry in rows if entry}
+        finally:
+            db.execute("COMMIT")
         return [{"id": i, "sha": sha, "createdAt": created, "lastModified": modified, "tags": json.loads(tags),
                  "ahlEntry": latest.get(entry)} for i, sha, created, modified, tags, entry in rows]
+
+    @staticmethod
+    def _tag_filter(db: sqlite3.Connection, tags: Sequence[str], wanted: int) -> tuple[list[str], list[str]]:
+        """SQL conditions for "carries every tag in ``tags``", shaped for the cheaper plan.
+
+        Common tags (``adapterhub-lite`` is on every entry) are checked per row while the listing
+        walks its order index and stops at the limit: about ``wanted * repos / matches`` rows. A
+        rare tag instead drives the query from its own rows, which are then sorted: ``matches``
+        rows. The counts are index range scans of the tag table.
+        """
+        if not tags:
+            return [], []
+        counts = {tag: db.execute("SELECT count(*) FROM repo_tags WHERE tag = ?", (tag,)).fetchone()[0]
+                  for tag in dict.fromkeys(tags)}
+        rarest = min(counts, key=counts.__getitem__)
+        total = db.execute("SELECT max(rowid) FROM repos").fetchone()[0] or 0  # rows ever, an upper bound
+        exists = "EXISTS (SELECT 1 FROM repo_tags WHERE tag = ? AND repo = repos.id)"
+        if counts[rarest] ** 2 < wanted * total:
+            others = [tag for tag in counts if tag != rarest]
+            return ["repos.id IN (SELECT repo FROM repo_tags WHERE tag = ?)", *[exists] * len(others)], \
+                [rarest, *others]
+        return [exists] * len(counts), list(counts)
+
+    @staticmethod
+    def _by_metric(db: sqlite3.Connection, columns: str, filters: str, args: list[str], metric: str,
+                   offset: int, limit: int) -> list[tuple[Any, ...]]:
+        """ahl's own sort (SPEC 14.6): entries by a numeric dev metric of their latest version,
+        best first, then entries without it by id. The first part walks the registry's
+        ``latest_metrics`` index and stops at the limit."""
+        check_segment(metric, "sort metric")
+        entry_of = "m.base || char(10) || m.task || char(10) || m.name"
+        scored = db.execute(
+            f"SELECT {columns} FROM registry.latest_metrics AS m JOIN repos ON repos.entry = {entry_of} "
+            f"WHERE m.metric = ? AND {filters} ORDER BY m.value DESC, repos.id LIMIT ? OFFSET ?",
+            (metric, *args, int(limit), int(offset))).fetchall()
+        if len(scored) == limit:
+            return scored
+        if not scored and offset:  # the page starts among the unscored: skip past every scored one
+            offset -= db.execute(f"SELECT count(*) FROM registry.latest_metrics AS m JOIN repos ON repos.entry = "
+                                 f"{entry_of} WHERE m.metric = ? AND {filters}", (metric, *args)).fetchone()[0]
+        else:
+            offset = 0
+        unscored = db.execute(
+            f"SELECT {columns} FROM registry.versions AS v JOIN repos ON repos.entry = "
+            f"v.base || char(10) || v.task || char(10) || v.name WHERE v.latest = 1 AND {filters} AND NOT EXISTS "
+            f"(SELECT 1 FROM registry.latest_metrics AS m WHERE m.metric = ? AND m.base = v.base AND m.task = v.task "
+            f"AND m.name = v.name) ORDER BY repos.id LIMIT ? OFFSET ?",
+            (*args, metric, int(limit) - len(scored), max(offset, 0))).fetchall()
+        return scored + unscored
 
     @staticmethod
     def _latest_version(db: sqlite3.Connection, entry: str) -> dict[str, Any] | None:
