@@ -190,9 +190,12 @@ def check_metadata(metadata: Any, where: Path | str) -> None:
             raise ArtifactError(f"{where}: files[{name!r}] must be an object with sha256 and size")
 
 
-def verify_files(artifact: Artifact) -> None:
-    """Check size and sha256 of every file the metadata lists."""
-    for name, expected in artifact.metadata["files"].items():
+def verify_files(artifact: Artifact, files: dict[str, dict[str, Any] | None] | None = None) -> None:
+    """Check size and sha256 of every file the metadata lists, or of each of ``files`` (paths in
+    the artifact mapped to records, as :func:`artifact_files` gives them) that has a record."""
+    for name, expected in (artifact.metadata["files"] if files is None else files).items():
+        if expected is None:
+            continue
         file = artifact.path / name
         if not file.is_file():
             raise IntegrityError(f"{artifact.path}: file {name} is missing")
@@ -261,19 +264,23 @@ def render_model_card(metadata: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def artifact_files(artifact: Artifact) -> list[str]:
-    """Every file that belongs to an artifact, as paths relative to its directory: the metadata
-    file, the files it lists and, for a fusion, each of its adapters' files under ``adapters/``."""
-    files = [METADATA_FILES[artifact.kind], *artifact.metadata["files"]]
+def artifact_files(artifact: Artifact) -> dict[str, dict[str, Any] | None]:
+    """Every file that belongs to an artifact, as paths relative to its directory, with the
+    record (``sha256``, ``size``) its metadata holds for it: the metadata file (``None``: no
+    record holds it), the files it lists and, for a fusion, each of its adapters' files under
+    ``adapters/``. Only metadata is read; the files themselves are not checked."""
+    files: dict[str, dict[str, Any] | None] = {METADATA_FILES[artifact.kind]: None, **artifact.metadata["files"]}
     if artifact.kind == "fusion":
-        for part in fusion_adapters(artifact):
-            files += [f"{FUSION_ADAPTERS_DIR}/{part.path.name}/{name}" for name in artifact_files(part)]
+        for part in fusion_adapters(artifact, verify=False):
+            files.update({f"{FUSION_ADAPTERS_DIR}/{part.path.name}/{name}": record
+                          for name, record in artifact_files(part).items()})
     return files
 
 
-def fusion_adapters(artifact: Artifact) -> list[Artifact]:
-    """The adapters a fusion artifact mixes, from its ``adapters/`` directory, each verified and
-    matched against the digest the fusion recorded.
+def fusion_adapters(artifact: Artifact, *, verify: bool = True) -> list[Artifact]:
+    """The adapters a fusion artifact mixes, from its ``adapters/`` directory, each matched
+    against the digest the fusion recorded and (unless ``verify`` is off, for callers that
+    check the files otherwise) verified.
 
     Raises:
         ArtifactError: an adapter copy is missing (pull the fusion to fetch its adapters).
@@ -285,7 +292,7 @@ def fusion_adapters(artifact: Artifact) -> list[Artifact]:
         if not path.is_dir():
             raise ArtifactError(f"{path} is missing: the fusion needs adapter {record['name']!r}; "
                                 f"fetch the fusion with 'ahl pull', which brings its adapters")
-        part = read_artifact(path)
+        part = read_artifact(path, verify=verify)
         if part.digest != record["digest"]:
             raise IntegrityError(f"{path} is not the adapter this fusion was trained with "
                                  f"(digest {part.digest[:19]}..., expected {record['digest'][:19]}...)")

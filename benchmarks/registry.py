@@ -53,9 +53,10 @@ What it measures
                     repetition (fresh server directory, client cache and destination), rotating
                     with four same-disk baselines: ``shutil.copyfile``, copy + fsync (the
                     download cache fsyncs each blob), ``sha256_file`` and base64 of the weights
-                    file (``ahl serve`` answers "regular" to preupload, so the client sends
-                    every file base64-encoded in the NDJSON commit). Goal: >= 50% of the raw
-                    copy. One more push and pull run under cProfile (client side, not timed).
+                    file (what a "regular" upload, base64 inside the NDJSON commit, would cost;
+                    this client sends large files raw over the LFS basic transfer, and the
+                    server hashes them as they stream). Goal: >= 50% of the raw copy. One more
+                    push and pull run under cProfile (client side, not timed).
                   - search: ``ahl serve`` over section 3's directory (same entries, as
                     repositories ``ahl/SLUG``); the first request builds the server's repository
                     index from the registry index and is timed on its own. Then the section 3

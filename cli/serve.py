@@ -25,7 +25,7 @@ def serve(
     port: int = typer.Option(8765, help="TCP port."),
     tokens: Optional[Path] = typer.Option(None, help=TOKENS_HELP),
     private: bool = typer.Option(False, help="Reads need a valid token too."),
-    max_upload_mb: float = typer.Option(512, help="Largest commit body accepted, in MiB."),
+    max_upload_mb: float = typer.Option(512, help="Largest commit body or LFS file accepted, in MiB."),
 ) -> None:
     """Serve a registry directory over the Hugging Face Hub HTTP API (create, commit, tag, search, download)."""
     # imported here, so that other commands do not load the web stack

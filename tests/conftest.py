@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -210,3 +212,20 @@ def ahl_server(tmp_path_factory):
     server = AhlServer(tmp_path_factory.mktemp("ahl-serve") / "registry").start()
     yield server
     server.stop()
+
+
+@contextmanager
+def requests_sent() -> Iterator[list[tuple[str, str]]]:
+    """``(method, path)`` of every request huggingface_hub's shared HTTP session sends in the block
+    (a request hook: what the client really sent, not a mock)."""
+    from huggingface_hub.utils import get_session
+
+    sent: list[tuple[str, str]] = []
+    session = get_session()
+    hooks = session.event_hooks
+    session.event_hooks = {**hooks, "request": [*hooks.get("request", []),
+                                                lambda request: sent.append((request.method, request.url.path))]}
+    try:
+        yield sent
+    finally:
+        session.event_hooks = hooks

@@ -32,7 +32,7 @@ from adapterhub_lite.errors import (
 from adapterhub_lite.registry.cache import DownloadCache
 from adapterhub_lite.registry.refs import repo_slug
 
-from .conftest import AhlServer, make_artifact
+from .conftest import AhlServer, make_artifact, requests_sent
 
 HUB_ID = "test-org/tiny-bert"
 AHL = [sys.executable, "-m", "adapterhub_lite"]
@@ -133,6 +133,57 @@ def test_plain_huggingface_hub_tooling_moves_the_same_adapter(server, art, tmp_p
                                 cache_dir=tmp_path / "hf-cache", token=False)
     assert same_files(pushed, Path(fetched))
     assert {m.id for m in api.list_models(filter="task:trec")} == {repo, entry.manifest["repo"]}
+
+
+def test_push_sends_large_files_raw_over_lfs(server, art, tmp_path, hub_base):
+    """ahl's client takes the LFS basic path (Xet off for the call only) and names each file by the
+    sha256 its metadata records: the weights go raw in one PUT, bit-identical at the other end."""
+    from huggingface_hub import constants
+
+    artifact = make_artifact(tmp_path / "art", hub_base, seed=1)
+    (artifact / "extra.bin").write_bytes(os.urandom(3 << 20))  # over the 1 MiB line, listed in the metadata
+    meta = json.loads((artifact / "adapter.json").read_text())
+    meta["files"]["extra.bin"] = {"sha256": hashlib.sha256((artifact / "extra.bin").read_bytes()).hexdigest(),
+                                  "size": 3 << 20}
+    (artifact / "adapter.json").write_text(json.dumps(meta))
+    xet_setting = constants.HF_HUB_DISABLE_XET
+    with requests_sent() as sent:
+        entry = hub.push(artifact, registry=server.url)
+    assert constants.HF_HUB_DISABLE_XET == xet_setting  # restored after the push
+    puts = sorted(path.rsplit("/", 1)[1] for method, path in sent if method == "PUT")
+    assert puts == sorted(meta["files"][name]["sha256"] for name in ("adapter.safetensors", "extra.bin"))
+    assert not [path for _, path in sent if "xet" in path]
+    _, pulled = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "pulled")
+    assert same_files(artifact, pulled)
+
+
+def test_damaged_local_file_is_refused_and_nothing_is_committed(server, art):
+    """The client checks files while they upload: a flipped byte stops the push before its commit."""
+    from huggingface_hub import HfApi
+
+    artifact = art(seed=1)
+    weights = artifact / "adapter.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    repo = f"alice/{repo_slug(HUB_ID, 'sst2', 'sst2')}"
+    with pytest.raises(IntegrityError, match="adapter.safetensors does not match its sha256"):
+        hub.push(artifact, registry=server.url)
+    assert HfApi(endpoint=server.url).list_repo_files(repo) == []  # created, never committed to
+    assert hub.search(registry=server.url) == [] and not list((server.root / "tmp").iterdir())
+
+
+def test_xet_switch_is_shared_by_concurrent_pushes():
+    from huggingface_hub import constants
+
+    from adapterhub_lite.registry.remote import _XetSwitch
+
+    switch, before = _XetSwitch(), constants.HF_HUB_DISABLE_XET
+    with switch.off():
+        with switch.off():
+            assert constants.HF_HUB_DISABLE_XET is True
+        assert constants.HF_HUB_DISABLE_XET is True  # the first push still uploads
+    assert constants.HF_HUB_DISABLE_XET == before
 
 
 def test_cached_pull_needs_no_server_and_offline_resolves_latest(server, art, tmp_path, monkeypatch):
@@ -479,3 +530,66 @@ def test_remote_search_matches_local_search(server, art, hub_base, tmp_path):
         remote = [str(e.ref) for e in hub.search(registry=server.url, **filters)]
         assert remote == [str(e.ref) for e in local.search(**filters)], filters
     assert [e.ref.name for e in hub.search(registry=server.url, sort="accuracy")] == ["a", "local", "c", "b"]
+
+
+class HubLikeProxy:
+    """An HTTP proxy in front of ``ahl serve`` that answers model listings without ahl's
+    extensions (no ``ahlEntry``, ``ahl-metric:`` sorts ignored), as the Hugging Face Hub does."""
+
+    def __init__(self, target: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx2
+
+        upstream = httpx2.Client(base_url=target, timeout=30)
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                path = self.path
+                if path.startswith("/api/models?"):
+                    path = "&".join(p for p in path.split("&") if not p.startswith("sort=ahl-metric"))
+                reply = upstream.request(self.command, path, headers={k: v for k, v in self.headers.items()
+                                                                      if k.lower() != "host"})
+                body = reply.content
+                if path.startswith("/api/models?"):
+                    body = json.dumps([{k: v for k, v in m.items() if k != "ahlEntry"} for m in reply.json()]).encode()
+                self.send_response(reply.status_code)
+                for key, value in reply.headers.items():
+                    if key.lower() not in ("content-length", "content-encoding", "transfer-encoding", "link"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_search_on_a_server_without_ahl_extensions_reads_the_tags(server, art):
+    """Against a Hub-like listing (no ``ahlEntry``), search finds entries by their tags, reads each
+    latest version from its repository and sorts by the metric itself: the same rows as ahl serve."""
+    from adapterhub_lite.registry import remote
+
+    for seed, name in ((3, "c"), (9, "a"), (1, "b")):
+        hub.push(art(seed=seed, name=name), registry=server.url)
+    hub.push(art(seed=5, task="trec", name="t"), registry=server.url)
+    proxy = HubLikeProxy(server.url)
+    try:
+        for filters in ({"sort": "accuracy"}, {"task": "trec"}, {"name": "A"}, {"sort": "accuracy", "limit": 2},
+                        {"architecture": "pfeiffer", "sort": "accuracy"}, {"tag": "task:sst2"}):
+            through_tags = [str(e.ref) for e in hub.search(registry=proxy.url, **filters)]
+            assert through_tags == [str(e.ref) for e in hub.search(registry=server.url, **filters)], filters
+        assert remote._REACHED[proxy.url] is False and remote._REACHED[server.url] is True
+        assert [e.ref.name for e in hub.search(registry=proxy.url, sort="accuracy")] == ["a", "t", "c", "b"]
+    finally:
+        proxy.close()

@@ -12,9 +12,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -28,21 +30,24 @@ from huggingface_hub import (  # noqa: E402
     hf_hub_download,
     snapshot_download,
 )
+from huggingface_hub import constants as hf_constants  # noqa: E402
 from huggingface_hub.errors import (  # noqa: E402
     BadRequestError,
     HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils._runtime import is_xet_available  # noqa: E402  (what the upload path asks)
 
 from adapterhub_lite.artifact import read_artifact  # noqa: E402
 from adapterhub_lite.base import BaseModel  # noqa: E402
 from adapterhub_lite.errors import ConfigError  # noqa: E402
 from adapterhub_lite.registry.local import LocalRegistry  # noqa: E402
 from adapterhub_lite.registry.refs import Ref, repo_slug  # noqa: E402
-from adapterhub_lite.registry.server import load_tokens  # noqa: E402
+from adapterhub_lite.registry.repo_model import LFS_TRANSFER_HEADER  # noqa: E402
+from adapterhub_lite.registry.server import create_app, load_tokens  # noqa: E402
 
-from .conftest import AhlServer, make_artifact  # noqa: E402
+from .conftest import AhlServer, make_artifact, requests_sent  # noqa: E402
 
 HUB_ID = "test-org/tiny-bert"
 
@@ -76,6 +81,35 @@ def limited_server(tmp_path_factory):
 
 def api(server: AhlServer, token: str | bool | None = None) -> HfApi:
     return HfApi(endpoint=server.url, token=server.token if token is None else token)
+
+
+def lfs_api(server: AhlServer) -> HfApi:
+    """A client that announces LFS basic uploads; used with Xet off (``no_xet``), as ahl's own client is."""
+    return HfApi(endpoint=server.url, token=server.token, headers={LFS_TRANSFER_HEADER: "basic"})
+
+
+@pytest.fixture
+def no_xet(monkeypatch):
+    """Xet off for the test: huggingface_hub then sends "lfs" files over the LFS batch API."""
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+
+
+def auth(server: AhlServer) -> dict[str, str]:
+    return {"authorization": f"Bearer {server.token}"}
+
+
+def upload_link(server: AhlServer, repo_id: str, content: bytes, size: int | None = None) -> str:
+    """The signed link the LFS batch endpoint gives for ``content`` (announced with ``size``)."""
+    oid = hashlib.sha256(content).hexdigest()
+    response = httpx.post(f"{server.url}/{repo_id}.git/info/lfs/objects/batch", headers=auth(server),
+                          json={"operation": "upload", "transfers": ["basic", "multipart"], "hash_algo": "sha256",
+                                "objects": [{"oid": oid, "size": len(content) if size is None else size}]})
+    assert response.status_code == 200, response.text
+    return response.json()["objects"][0]["actions"]["upload"]["href"]
+
+
+def lfs_leftovers(server: AhlServer) -> list[Path]:
+    return list((server.root / "tmp").glob("serve-lfs-*"))
 
 
 def status(excinfo: pytest.ExceptionInfo) -> int:
@@ -249,6 +283,166 @@ def test_token_sources(tmp_path):
         load_tokens(None, "no-user-here")
     with pytest.raises(ConfigError):
         load_tokens(tmp_path / "missing")
+
+
+# -- LFS uploads ------------------------------------------------------------------------------------
+
+
+def test_preupload_answers_lfs_only_to_clients_that_announce_it(ahl_server):
+    repo_id = f"{ahl_server.user}/modes"
+    api(ahl_server).create_repo(repo_id)
+
+    def entry(path: str, sample: bytes, size: int) -> dict:
+        return {"path": path, "sample": base64.b64encode(sample).decode(), "size": size}
+
+    files = [entry("README.md", b"# hi\n", 5), entry("w.safetensors", b"\x08\x00\x00\x00{}", 900),
+             entry("big.txt", b"a" * 512, 2 << 20), entry("empty.bin", b"", 0)]
+    url = f"{ahl_server.url}/api/models/{repo_id}/preupload/main"
+    for headers, modes in (({}, ["regular"] * 4),
+                           ({LFS_TRANSFER_HEADER: "basic"}, ["regular", "lfs", "lfs", "regular"])):
+        response = httpx.post(url, headers={**auth(ahl_server), **headers}, json={"files": files})
+        assert [f["uploadMode"] for f in response.json()["files"]] == modes
+
+
+def test_stock_client_with_xet_still_uploads_inline(ahl_server, tmp_path):
+    """An unmodified huggingface_hub with hf_xet would take "lfs" to Xet and fail: it gets "regular"."""
+    assert is_xet_available()
+    folder = tmp_path / "stock"
+    folder.mkdir()
+    (folder / "big.bin").write_bytes(os.urandom(2 << 20))
+    (folder / "README.md").write_text("# stock\n")
+    repo_id = f"{ahl_server.user}/stock"
+    api(ahl_server).create_repo(repo_id)
+    with requests_sent() as sent:
+        api(ahl_server).upload_folder(repo_id=repo_id, folder_path=folder)
+    assert not [path for _, path in sent if ".git/info/lfs" in path or "xet" in path], sent
+    local = hf_hub_download(repo_id, "big.bin", endpoint=ahl_server.url, cache_dir=tmp_path / "hf-cache")
+    assert Path(local).read_bytes() == (folder / "big.bin").read_bytes()
+
+
+def test_lfs_upload_round_trip(ahl_server, art, tmp_path, no_xet):
+    artifact = art(task="lfs", name="lfs", seed=42)  # weights no other test has stored
+    big = os.urandom(3 << 20)
+    repo_id = f"{ahl_server.user}/{repo_slug(HUB_ID, 'lfs', 'lfs')}"
+    client = lfs_api(ahl_server)
+    client.create_repo(repo_id)
+    with requests_sent() as sent:
+        client.upload_folder(repo_id=repo_id, folder_path=artifact)
+        client.upload_file(path_or_fileobj=big, path_in_repo="extra/big.bin", repo_id=repo_id)
+    puts = sorted(path.rsplit("/", 1)[1] for method, path in sent if method == "PUT")
+    weights_sha = read_artifact(artifact).metadata["files"]["adapter.safetensors"]["sha256"]
+    assert puts == sorted([weights_sha, hashlib.sha256(big).hexdigest()])  # the binary files, raw
+    client.create_tag(repo_id, tag="v1.0.0")
+
+    pulled = Path(snapshot_download(repo_id, revision="v1.0.0", endpoint=ahl_server.url,
+                                    cache_dir=tmp_path / "hf-cache", token=False))
+    assert (pulled / "extra" / "big.bin").read_bytes() == big
+    for path in artifact.iterdir():
+        assert (pulled / path.name).read_bytes() == path.read_bytes()
+    blob = LocalRegistry(ahl_server.root).blob_path(hashlib.sha256(big).hexdigest())
+    assert blob.stat().st_mode & 0o777 == 0o444 and not lfs_leftovers(ahl_server)
+
+    # content the server holds already is not sent again
+    with requests_sent() as sent:
+        client.upload_file(path_or_fileobj=big, path_in_repo="extra/again.bin", repo_id=repo_id)
+    assert [m for m, _ in sent if m == "PUT"] == []
+    assert client.list_repo_tree(repo_id, "extra")
+
+
+def test_upload_links_are_checked(ahl_server):
+    repo_id = f"{ahl_server.user}/links"
+    api(ahl_server).create_repo(repo_id)
+    content = os.urandom(4096)
+    link = upload_link(ahl_server, repo_id, content)
+    before = files_under(ahl_server.root)
+    forged = link[:-4] + ("0000" if not link.endswith("0000") else "1111")
+    resized = link.replace("size=4096", "size=4095")
+    for href in (forged, resized, link.split("?")[0], link.replace(repo_id, f"{ahl_server.user}/other")):
+        response = httpx.put(href, content=content)
+        assert response.status_code == 403 and "upload link" in response.headers["x-error-message"], response.text
+    # the right link with other bytes: refused after hashing, nothing kept
+    other = os.urandom(4096)
+    response = httpx.put(link, content=other)
+    assert response.status_code == 400 and "is not the object announced" in response.json()["error"]
+    assert files_under(ahl_server.root) == before and not lfs_leftovers(ahl_server)
+    assert httpx.put(link, content=content).status_code == 200
+    assert hashlib.sha256(LocalRegistry(ahl_server.root).blob_path(
+        hashlib.sha256(content).hexdigest()).read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()
+
+
+def test_expired_upload_link_is_refused(tmp_path):
+    """A server whose links expire at once (``create_app(upload_link_seconds=0)``), run in-process."""
+    import uvicorn
+
+    root = tmp_path / "registry"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(root, tokens=AhlServer.TOKENS, upload_link_seconds=0),
+                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        served = SimpleNamespace(url=f"http://127.0.0.1:{port}", token="alice-token", root=root)
+        api(served).create_repo("alice/expiring")
+        content = b"\0" * 100
+        link = upload_link(served, "alice/expiring", content)
+        time.sleep(1.1)
+        response = httpx.put(link, content=content)
+        assert response.status_code == 403 and "expired" in response.json()["error"]
+        assert not [p for p in (root / "blobs").rglob("*") if p.is_file()] and not lfs_leftovers(served)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_commit_refuses_objects_never_uploaded(ahl_server):
+    repo_id = f"{ahl_server.user}/unknown-object"
+    client = api(ahl_server)
+    client.create_repo(repo_id)
+    head = client.model_info(repo_id).sha
+    content = os.urandom(1000)
+    assert httpx.put(upload_link(ahl_server, repo_id, content), content=content).status_code == 200
+    oid = hashlib.sha256(content).hexdigest()
+    before = files_under(ahl_server.root)
+    url = f"{ahl_server.url}/api/models/{repo_id}/commit/main"
+    for value, message in (({"oid": hashlib.sha256(b"never sent").hexdigest(), "size": 10}, "never uploaded"),
+                           ({"oid": oid, "size": 999}, "is not the 1000 bytes"),
+                           ({"oid": "ABC", "size": 3}, "needs a sha256 'oid'")):
+        line = {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", **value}}
+        response = httpx.post(url, headers=auth(ahl_server), content=commit_body(line))
+        assert response.status_code == 400 and message in response.json()["error"], response.text
+    assert client.model_info(repo_id).sha == head and files_under(ahl_server.root) == before
+    line = {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": 1000}}
+    assert httpx.post(url, headers=auth(ahl_server), content=commit_body(line)).status_code == 200
+    assert client.list_repo_files(repo_id) == ["w.bin"]
+
+
+def test_server_killed_mid_lfs_upload_stores_nothing(tmp_path):
+    server = AhlServer(tmp_path / "registry").start()
+    try:
+        api(server).create_repo("alice/cut")
+        content = os.urandom(1 << 20)
+        link = httpx.URL(upload_link(server, "alice/cut", content))
+        with socket.create_connection(("127.0.0.1", server.port)) as conn:
+            conn.sendall(f"PUT {link.raw_path.decode()} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"Content-Length: {len(content)}\r\n\r\n".encode() + content[:100_000])
+            deadline = time.monotonic() + 30
+            while not lfs_leftovers(server) and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the server is receiving the body
+            server.process.kill()  # SIGKILL mid-body
+            server.process.wait()
+        server.process = None
+        leftovers = lfs_leftovers(server)
+        assert leftovers and not LocalRegistry(server.root).blob_path(hashlib.sha256(content).hexdigest()).exists()
+        for path in leftovers:
+            os.utime(path, (0, 0))  # as if a day old: the next start removes it
+        server.start()
+        assert not lfs_leftovers(server)
+    finally:
+        server.stop()
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -434,6 +628,30 @@ def test_search_filters_and_pagination(ahl_server, art):
     assert sorted(sum(pages, [])) == sorted(names)
 
 
+def test_metric_sort_pages_through_scored_then_unscored_entries(ahl_server, art):
+    """``sort=ahl-metric:M`` lists entries best first, then those without a numeric M by id; pages
+    (``limit`` + the Link header) cross that boundary without losing or repeating a row."""
+    registry = LocalRegistry(ahl_server.root)
+    for seed, name in ((1, "low"), (5, "high"), (3, "mid")):  # accuracy 0.5 + seed / 100
+        registry.push(art(task="pagesort", name=name, seed=seed))
+    for name in ("nb", "na"):
+        unscored = art(task="pagesort", name=name, seed=7)
+        meta = json.loads((unscored / "adapter.json").read_text())
+        meta["metrics"]["dev"] = {}
+        (unscored / "adapter.json").write_text(json.dumps(meta))
+        registry.push(unscored)
+    expected = [f"ahl/{repo_slug(HUB_ID, 'pagesort', n)}" for n in ("high", "mid", "low")]
+    expected += sorted(f"ahl/{repo_slug(HUB_ID, 'pagesort', n)}" for n in ("na", "nb"))
+    for size in (1, 2, 3, 5):
+        pages, url = [], f"{ahl_server.url}/api/models?filter=task:pagesort&sort=ahl-metric:accuracy&limit={size}"
+        while url:
+            response = httpx.get(url)
+            pages.append([m["id"] for m in response.json()])
+            url = response.links.get("next", {}).get("url")
+        assert sum(pages, []) == expected, size
+        assert all(len(page) <= size for page in pages)
+
+
 # -- private server, upload limit, restart ----------------------------------------------------------
 
 
@@ -468,6 +686,23 @@ def test_oversized_commit_is_refused(limited_server):
     assert response.status_code == 413
     assert files_under(limited_server.root) == before
     assert not list((limited_server.root / "tmp").iterdir())
+
+
+def test_oversized_lfs_upload_is_refused(limited_server, no_xet):
+    repo_id = f"{limited_server.user}/big-lfs"
+    api(limited_server).create_repo(repo_id)
+    before = files_under(limited_server.root)
+    with pytest.raises(HfHubHTTPError) as excinfo:  # refused by the batch request, before any byte moves
+        lfs_api(limited_server).upload_file(path_or_fileobj=os.urandom(2 << 20), path_in_repo="big.bin",
+                                            repo_id=repo_id)
+    assert status(excinfo) == 413 and "upload limit" in str(excinfo.value)
+    # a link for a small object does not take more: the running count stops the PUT (with a
+    # Content-Length at once, chunked after 1 MiB)
+    link = upload_link(limited_server, repo_id, b"small")
+    for body in (os.urandom(2 << 20), (b" " * (64 << 10) for _ in range(40))):
+        response = httpx.put(link, content=body)
+        assert response.status_code == 413 and "upload limit" in response.json()["error"]
+    assert files_under(limited_server.root) == before and not lfs_leftovers(limited_server)
 
 
 def test_restart_keeps_everything(ahl_server, art, tmp_path):

@@ -163,14 +163,35 @@ class LocalRegistry:
             handle.write(data)
 
     def _store_blob(self, source: Path, sha256: str) -> None:
-        """Copy ``source`` into the blob store, hashing in the same pass; refuse a mismatch."""
+        """Copy ``source`` into the blob store, hashing in the same pass; refuse a mismatch.
+
+        A blob stored already is trusted: it was checked against its name when it was written
+        and is never changed (``verify`` finds damage). ``source`` is then hashed once to check
+        it, unless it is that very blob (``ahl serve`` tags a commit staged as hard links of
+        its blobs), which needs no reading at all.
+        """
         target = self.blob_path(sha256)
-        if target.is_file() and sha256_file(target) == sha256:
-            return  # already stored intact (a damaged copy is replaced below)
+        if target.is_file():
+            if not os.path.samefile(source, target) and sha256_file(source) != sha256:
+                raise _changed(source)
+            return
         with self._atomic_file(target, 0o444) as handle:
             if copy_hashed(source, handle) != sha256:
-                raise IntegrityError(f"{source} does not match its sha256 in the metadata; it is damaged "
-                                     f"or changed while being pushed")
+                raise _changed(source)
+
+    def _adopt_blob(self, source: Path, sha256: str) -> None:
+        """Move ``source``, a file under ``tmp/`` whose sha256 the caller computed from the very
+        bytes it wrote (``ahl serve``'s uploads), into the blob store without reading it again:
+        fsynced and made read-only before the rename, as every blob. If the blob is stored
+        already (or ``source`` is it), nothing changes."""
+        target = self.blob_path(sha256)
+        if target.is_file():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with source.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(source, 0o444)
+        os.replace(source, target)
 
     @contextmanager
     def _locked(self, base: str, task: str, name: str) -> Iterator[None]:
@@ -196,8 +217,9 @@ class LocalRegistry:
         artifact = read_artifact(path, verify=False)
         meta = artifact.metadata
         if artifact.kind == "fusion":
-            # A fusion is only pullable with its adapters: store them first (idempotent).
-            for part in fusion_adapters(artifact):
+            # A fusion is only pullable with its adapters: store them first (idempotent). Their
+            # digests are checked against the lock here, their files as they are stored.
+            for part in fusion_adapters(artifact, verify=False):
                 self.push(part.path)
         base, task, name = base_key(meta["base"]["model_id"]), meta["task"], meta["name"]
         meta_name = METADATA_FILES[artifact.kind]
@@ -377,6 +399,11 @@ def check_compatible(entry: Entry, fingerprint: BaseFingerprint, base_id: str) -
             f"{entry.ref} was trained on {entry.ref.base} ({recorded.short()}) but the base is {base_id} "
             f"({fingerprint.short()}); they differ in {', '.join(differences)}"
         )
+
+
+def _changed(source: Path) -> IntegrityError:
+    return IntegrityError(f"{source} does not match its sha256 in the metadata; it is damaged or changed while "
+                          f"being pushed")
 
 
 def copy_hashed(source: Path, out: BinaryIO) -> str:

@@ -3,7 +3,8 @@
 One entry is one model repository, one version one git tag (``registry/SPEC.md`` section 14).
 Every download lands in the :class:`~adapterhub_lite.registry.cache.DownloadCache`, verified
 against the sha256 its metadata records before it becomes visible; pulling an exact version the
-cache holds makes no request at all.
+cache holds makes no request at all. Pushes to the Hub go over Xet, as ``huggingface_hub`` does;
+pushes to any other server upload large files raw with the LFS basic transfer (section 14.6).
 """
 
 from __future__ import annotations
@@ -15,20 +16,23 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..artifact import (
     FUSION_ADAPTERS_DIR,
     METADATA_FILES,
+    Artifact,
     artifact_files,
     check_writable,
     fusion_adapters,
     read_artifact,
+    verify_files,
 )
 from ..base import BaseFingerprint
 from ..errors import (
@@ -45,10 +49,15 @@ from .local import Entry, check_compatible, next_version, summarize
 from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
 from .tokens import token_for
 
+if TYPE_CHECKING:
+    from huggingface_hub import CommitOperationAdd
+
 HF_ENDPOINT = "https://huggingface.co"
+HUB_HOSTS = ("huggingface.co", "hf.co")  # and their subdomains: servers that speak Xet
 OFFLINE_ENVS = ("AHL_OFFLINE", "HF_HUB_OFFLINE")
-# Endpoints that answered in this process: their listings need no fail-fast probe first.
-_REACHED: set[str] = set()
+# Endpoints that answered in this process (their listings need no fail-fast probe first), and
+# whether their listing carries ``ahlEntry`` (ahl serve's extensions, SPEC 14.6); None: unknown yet.
+_REACHED: dict[str, bool | None] = {}
 # Progress: given the bytes a pull will download, returns the callback that advances it.
 Progress = Callable[[int], Callable[[int], None]]
 
@@ -104,6 +113,77 @@ def _status(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
+def is_hub(endpoint: str) -> bool:
+    """Whether an endpoint is the Hugging Face Hub, which takes uploads over Xet."""
+    host = (urlsplit(endpoint).hostname or "").lower()
+    return any(host == name or host.endswith("." + name) for name in HUB_HOSTS)
+
+
+class _XetSwitch:
+    """Keeps Xet off in ``huggingface_hub`` while at least one upload needs the LFS basic transfer.
+
+    The client has no per-call option: it reads the module global ``HF_HUB_DISABLE_XET`` when
+    it uploads. So the switch is process-wide and counted: concurrent pushes share it, the first
+    turns Xet off and the last restores the value it found. Other uploads this process makes
+    meanwhile also go over LFS, which the Hub takes as well.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = False
+
+    @contextmanager
+    def off(self) -> Iterator[None]:
+        from huggingface_hub import constants
+
+        with self._lock:
+            if self._users == 0:
+                self._saved = constants.HF_HUB_DISABLE_XET
+                constants.HF_HUB_DISABLE_XET = True
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    constants.HF_HUB_DISABLE_XET = self._saved
+
+
+_XET = _XetSwitch()
+
+
+@contextmanager
+def _verifying(artifact: Artifact) -> Iterator[Callable[[], None]]:
+    """Check every file of ``artifact`` against its record in a thread while the block talks to
+    the server. The block calls the function it gets before it commits anything; the check is
+    awaited on the way out as well, so a damaged file is the error reported even where the upload
+    failed first (a server refuses an object whose sha256 is not its oid)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        check = pool.submit(verify_files, artifact, artifact_files(artifact))
+        try:
+            yield check.result
+        finally:
+            check.result()
+
+
+def _additions(artifact: Artifact) -> list[CommitOperationAdd]:
+    """One addition per file of an artifact, each given the sha256 its metadata records: the LFS
+    batch request names files by sha256, which the client would otherwise compute by reading
+    every large file once more (and a file that does not match is refused by the server, or by
+    the check that runs meanwhile)."""
+    from huggingface_hub import CommitOperationAdd
+
+    additions = []
+    for name, record in artifact_files(artifact).items():
+        addition = CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(artifact.path / name))
+        if record is not None:
+            addition.upload_info.sha256 = bytes.fromhex(record["sha256"])
+        additions.append(addition)
+    return additions
+
+
 class RemoteRegistry:
     """A registry on a Hub-compatible server, with the verbs of
     :class:`~adapterhub_lite.registry.local.LocalRegistry`.
@@ -117,12 +197,18 @@ class RemoteRegistry:
     def __init__(self, url: str, *, token: str | None = None, cache: DownloadCache | None = None) -> None:
         from huggingface_hub import HfApi  # imported here: local registries never need it
 
+        from .repo_model import LFS_TRANSFER_HEADER
+
         self.url = url
         self.endpoint, self.namespace = parse_remote(url)
         self.token = token or token_for(self.endpoint)
         # token=False, not None: never send the user's stored Hugging Face token to a server
         # they did not log in to (huggingface_hub would attach it to any endpoint).
         self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
+        # Commits to servers other than the Hub are uploaded with Xet off (see _uploading), by
+        # a client whose requests say so: ahl serve then answers "lfs" for large files.
+        self._lfs_api = None if is_hub(self.endpoint) else HfApi(
+            endpoint=self.endpoint, token=self.token or False, headers={LFS_TRANSFER_HEADER: "basic"})
         self.cache = cache or DownloadCache()
         netloc = urlsplit(self.endpoint).netloc
         self.key = re.sub(r"[^A-Za-z0-9.-]", "_", netloc) + (f"~{self.namespace}" if self.namespace else "")
@@ -162,15 +248,60 @@ class RemoteRegistry:
                 f"(exact versions in the cache still pull; AHL_OFFLINE=1 resolves from the cache alone)"
             ) from None
 
-    def _list_models(self, **query: Any) -> list[Any]:
-        """``list_models``, after one plain request that fails at once when the server is down:
-        the client's paginated listing would retry a refused connection for ~25 s first."""
-        from huggingface_hub.utils import get_session
+    @contextmanager
+    def _uploading(self) -> Iterator[Any]:
+        """The client to upload a commit with. The Hub's own (Xet) for the Hub; for any other
+        server, one that announces the LFS basic transfer, used with Xet off: ahl serve (and
+        any server without a Xet store) takes large files only that way (docs/hub-protocol.md 3)."""
+        if self._lfs_api is None:
+            yield self.api
+            return
+        with _XET.off():
+            yield self._lfs_api
 
-        if self.endpoint not in _REACHED:
-            get_session().get(f"{self.endpoint}/api/models", params={"limit": 1}, headers=self._headers()).close()
-            _REACHED.add(self.endpoint)
+    def _probe(self) -> bool | None:
+        """Whether the server lists ``ahlEntry`` (None: it lists nothing yet), from one plain
+        request that fails at once when the server is down: the client's paginated listing
+        would retry a refused connection for ~25 s first."""
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        if _REACHED.get(self.endpoint) is None:
+            response = get_session().get(f"{self.endpoint}/api/models", params={"limit": 1}, headers=self._headers())
+            try:
+                hf_raise_for_status(response)
+                rows = response.json()
+            except ValueError:  # not JSON: not a listing this client can read anyway
+                rows = []
+            finally:
+                response.close()
+            first = rows[0] if isinstance(rows, list) and rows else None
+            _REACHED[self.endpoint] = None if first is None else isinstance(first, dict) and "ahlEntry" in first
+        return _REACHED[self.endpoint]
+
+    def _list_models(self, **query: Any) -> list[Any]:
+        """``list_models`` (after the probe)."""
+        self._probe()
         return list(self.api.list_models(**query))
+
+    def _ahl_listing(self, filters: list[str], name: str | None, sort: str | None, count: int) -> list[Any] | None:
+        """ahl serve's listing rows (``id``, ``ahlEntry``) read as plain JSON through the Hub
+        client's session; None from any other server. Building the client's ``ModelInfo`` for
+        each row (two dates parsed by ``strptime``) costs more than the server's whole answer."""
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        if not self._probe():
+            return None
+        params = [("filter", f) for f in filters] + [("limit", str(count))]
+        params += [(k, v) for k, v in (("author", self.namespace), ("search", name)) if v]
+        params += [("sort", f"ahl-metric:{sort}")] if sort else []
+        url: str | None = f"{self.endpoint}/api/models"
+        rows: list[Any] = []
+        while url and len(rows) < count:
+            response = get_session().get(url, params=params if not rows else None, headers=self._headers())
+            hf_raise_for_status(response)
+            rows += response.json()
+            url = response.links.get("next", {}).get("url")
+        return rows
 
     def _entry_dir(self, ref: Ref) -> str:
         org, _, model = ref.base.rpartition("/")
@@ -452,18 +583,25 @@ class RemoteRegistry:
     def push(self, path: str | Path, *, version: str | None = None) -> Entry:
         """Upload a verified artifact as a new immutable version (a commit, then its tag).
 
-        A fusion's adapters are pushed first, each to its own entry. Identical content under an
-        existing version (or, without ``version``, under any version) is an idempotent success.
+        Every file is checked against its record in the metadata while the upload runs, and the
+        commit is made only once all of them matched: each file is read twice (hashed, sent), and
+        the two overlap. A fusion's adapters are pushed first, each to its own entry. Identical
+        content under an existing version (or, without ``version``, under any version) is an
+        idempotent success.
 
         Raises:
+            IntegrityError: a file does not match the metadata (nothing is committed).
             VersionConflictError: the version exists with other content.
         """
-        from huggingface_hub import CommitOperationAdd
-
-        artifact = read_artifact(path)
+        artifact = read_artifact(path, verify=False)
         if artifact.kind == "fusion":
-            for part in fusion_adapters(artifact):
+            for part in fusion_adapters(artifact, verify=False):
                 self.push(part.path)
+        with _verifying(artifact) as verified:
+            return self._push(artifact, version, verified)
+
+    def _push(self, artifact: Artifact, version: str | None, verified: Callable[[], None]) -> Entry:
+        """:meth:`push` of one artifact; ``verified()`` returns once its files are checked."""
         meta = artifact.metadata
         ref = Ref(base_key(meta["base"]["model_id"]), meta["task"], meta["name"])
         repo = f"{self._namespace_for_push()}/{repo_slug(*ref.entry)}"
@@ -477,12 +615,14 @@ class RemoteRegistry:
         elif version in versions:
             return self._same_or_conflict(ref, repo, version, versions[version], digest)
         check_version(version)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(artifact.path / name))
-                      for name in artifact_files(artifact)]
+        operations = _additions(artifact)
         with self._talking(f"push {ref.with_version(version)}"):
             self.api.create_repo(repo, exist_ok=True)
-            commit = self.api.create_commit(repo, operations=operations,
-                                            commit_message=f"{ref.base}/{ref.task}/{ref.name} {version}")
+            with self._uploading() as uploader:
+                uploader.preupload_lfs_files(repo, additions=operations)  # large files, while they are checked
+                verified()  # nothing is committed unless every file matched
+                commit = uploader.create_commit(repo, operations=operations,
+                                                commit_message=f"{ref.base}/{ref.task}/{ref.name} {version}")
         from huggingface_hub.errors import HfHubHTTPError
 
         with self._talking(f"tag {ref.with_version(version)}"):
@@ -533,7 +673,8 @@ class RemoteRegistry:
     def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
                name: str | None = None, tag: str | None = None, sort: str | None = None,
                limit: int = 50) -> list[Entry]:
-        """Latest non-yanked version of each matching entry, found by the repositories' tags."""
+        """Latest non-yanked version of each matching entry, found by the repositories' tags.
+        ahl serve answers in one request; other servers (the Hub) in one more per result."""
         filters = ["adapterhub-lite"]
         if base:
             filters.append(f"base_model:{base_key(base)}")
@@ -545,30 +686,26 @@ class RemoteRegistry:
             filters.append(tag)
         if sort:
             check_segment(sort, "sort metric")
-        query = {"filter": filters, "author": self.namespace, "search": name or None}
         with self._talking("search"):
-            models = None
-            if sort:
-                # ahl serve sorts by a metric itself (it lists ahlEntry, so its answer is
-                # recognisable); any other server gets every match, sorted here.
-                try:
-                    models = self._list_models(**query, sort=f"ahl-metric:{sort}", limit=limit + 10)
-                except AhlError:
-                    models = None
-                if not models or not all(hasattr(m, "ahlEntry") for m in models):
-                    models = self._list_models(**query, limit=None)
-            if models is None:
-                # a margin over ``limit`` covers repositories that turn out not to be entries
-                models = self._list_models(**query, limit=limit + 10)
-        refs, listed = [], []
+            # a margin over ``limit`` covers repositories whose entry has no released version
+            rows = self._ahl_listing(filters, name, sort, limit + 10)
+            if rows is not None:  # ahl serve: each row carries its entry's latest version
+                entries = [self._entry({**row["ahlEntry"], "repo": row["id"]}) for row in rows
+                           if isinstance(row.get("ahlEntry"), dict)
+                           and (not name or name.lower() in str(row["ahlEntry"]["name"]).lower())]
+            else:
+                entries = self._search_by_tags(filters, name, sort, limit)
+        if architecture:
+            entries = [e for e in entries if e.summary.get("architecture") == architecture]
+        return entries[:limit]
+
+    def _search_by_tags(self, filters: list[str], name: str | None, sort: str | None, limit: int) -> list[Entry]:
+        """Search on a server without ahl's extensions (the Hub): list the repositories by tag,
+        then read each one's latest version (every match when sorting by a metric, here)."""
+        models = self._list_models(filter=filters, author=self.namespace, search=name or None,
+                                   limit=None if sort else limit + 10)
+        refs = []
         for model in models:
-            # ahl serve lists each entry's latest version with the repository (an extra field the
-            # Hub client keeps as an attribute): no request per result. Elsewhere: read the tags.
-            if hasattr(model, "ahlEntry"):  # None: an entry with no released version
-                summary = model.ahlEntry
-                if isinstance(summary, dict) and (not name or name.lower() in str(summary["name"]).lower()):
-                    listed.append(self._entry({**summary, "repo": model.id}))
-                continue
             entry_tag = next((t for t in model.tags or [] if t.startswith("ahl-entry:")), None)
             if entry_tag is None:
                 continue
@@ -589,10 +726,8 @@ class RemoteRegistry:
             return self._entry(self._describe(ref, repo, live[-1], versions[live[-1]], False))
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            entries = listed + [e for e in pool.map(latest, refs) if e is not None]
-        if architecture:
-            entries = [e for e in entries if e.summary.get("architecture") == architecture]
+            entries = [e for e in pool.map(latest, refs) if e is not None]
         if sort:  # best first, entries without the metric last (as the local registry sorts)
             entries.sort(key=lambda e: (e.summary.get("metrics", {}).get(sort) is None,
                                         -(e.summary.get("metrics", {}).get(sort) or 0.0)))
-        return entries[:limit]
+        return entries

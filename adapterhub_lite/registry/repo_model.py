@@ -1,7 +1,8 @@
 """The Hub repository model of ``ahl serve``: records, names, revisions, tags and errors.
 
 Shared by the store (:mod:`.repos`), its search index (:mod:`.repo_index`) and the HTTP layer
-(:mod:`.server`); ``registry/SPEC.md`` 14 defines the mapping of entries onto repositories.
+(:mod:`.server`), and with the client (:mod:`.remote`) for the upload header; ``registry/SPEC.md``
+14 defines the mapping of entries onto repositories.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ BRANCH = "main"
 VERSION_TAG = re.compile(r"v((?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8}))(-yanked)?")
 COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 MAX_PATH_LENGTH = 1000
+# A client sends this request header (value "basic") when it uploads "lfs" files with the LFS
+# basic transfer, Xet off; ahl serve answers "lfs" in preupload only then (SPEC 14.6), since a
+# stock huggingface_hub with hf_xet installed would take an "lfs" answer to Xet and fail.
+LFS_TRANSFER_HEADER = "X-AHL-LFS-Transfer"
 
 
 class RepoNotFoundError(NotFoundError):
@@ -91,7 +96,8 @@ class Repo:
 
 @dataclass(frozen=True)
 class PutFile:
-    """Commit operation: add or replace ``path`` with the (already hashed) file ``source``."""
+    """Commit operation: add or replace ``path`` with ``source``, whose ``sha256`` and ``size`` the
+    server computed as it received it: a file under ``tmp/``, or the blob itself (LFS uploads)."""
 
     path: str
     source: Path

@@ -33,8 +33,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, read_artifact
-from ..errors import ArtifactError, RefError
+from ..artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, Artifact, artifact_files, read_artifact
+from ..errors import ArtifactError, IntegrityError, RefError
 from ..files import locked
 from .local import LocalRegistry, summarize
 from .refs import Ref, base_key, repo_slug
@@ -65,7 +65,7 @@ from .repo_model import (
 )
 
 MAX_CARD_BYTES = 1 << 20  # model cards and metadata read for tags; larger ones are not parsed
-STAGING_PREFIX = "serve-"  # ROOT/tmp/serve-*: commit bodies and tagged commits being checked
+STAGING_PREFIX = "serve-"  # ROOT/tmp/serve-*: commit bodies, LFS uploads, tagged commits being checked
 STALE_STAGING_SECONDS = 24 * 3600
 
 
@@ -84,7 +84,10 @@ class RepoStore:
         """Delete what a killed server left under ``tmp/``; a live one's staging is never a day old."""
         for path in (self.root / "tmp").glob(f"{STAGING_PREFIX}*"):
             if time.time() - path.stat().st_mtime > STALE_STAGING_SECONDS:
-                shutil.rmtree(path, ignore_errors=True)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
     # -- paths and records ---------------------------------------------------------------------
 
@@ -255,8 +258,9 @@ class RepoStore:
                parent: str | None = None) -> Commit:
         """Apply operations to the head of ``main`` as one new commit, and move ``main`` to it.
 
-        The files of ``PutFile`` operations are copied into the blob store (checked against their
-        sha256) before the commit exists; ``main`` moves last, so a crash leaves no commit.
+        The files of ``PutFile`` operations move into the blob store (not read again: their sha256
+        was computed as they were received) before the commit exists; ``main`` moves last, so a
+        crash leaves no commit.
 
         Raises:
             RepoNotFoundError, ReadOnlyRepoError, StaleParentError (``parent`` is not the head),
@@ -286,7 +290,7 @@ class RepoStore:
             _check_tree(files)
             for op in operations:
                 if isinstance(op, PutFile):
-                    self.registry._store_blob(op.source, op.sha256)
+                    self.registry._adopt_blob(op.source, op.sha256)
             created = now()
             commit = self._write_commit(repo_id, repo.main, files, created, title)
             self._save_repo(replace(repo, main=commit.id, last_modified=created, tags=self.snapshot_tags(files)))
@@ -360,7 +364,11 @@ class RepoStore:
                 except OSError:
                     shutil.copyfile(self.blob_path(record["sha256"]), target)
             try:
-                artifact = read_artifact(staging)
+                # The staged files are the commit's blobs, checked against their sha256 when they
+                # were uploaded: comparing the metadata's records with the commit's stands for
+                # hashing them again (and so does the push below, which finds the blobs stored).
+                artifact = read_artifact(staging, verify=False)
+                _check_records(artifact, commit.files)
             except ArtifactError as exc:
                 raise ArtifactError(f"commit {commit.id[:12]} of {repo.id} is not a valid artifact: "
                                     f"{str(exc).replace(str(staging), '.')}") from None
@@ -393,6 +401,20 @@ class RepoStore:
         """Repositories matching all filters, as index rows (``id``, ``sha``, dates, ``tags``)."""
         self._index.sync_local()
         return self._index.search(author=author, search=search, tags=tags, sort=sort, offset=offset, limit=limit)
+
+
+def _check_records(artifact: Artifact, files: dict[str, dict[str, Any]]) -> None:
+    """Refuse (IntegrityError) an artifact whose metadata records a file other than the commit holds."""
+    for path, record in artifact_files(artifact).items():
+        if record is None:
+            continue  # a metadata file: the version's digest, or (an adapter's) checked against the lock
+        held = files.get(path)
+        if held is None:
+            raise IntegrityError(f"{path} is listed in the metadata but missing from the commit")
+        if (held["sha256"], held["size"]) != (record["sha256"], record["size"]):
+            raise IntegrityError(f"{path} in the commit ({held['size']} bytes, sha256 {held['sha256'][:12]}...) is "
+                                 f"not the file the metadata records ({record['size']} bytes, sha256 "
+                                 f"{record['sha256'][:12]}...)")
 
 
 def _check_tree(files: dict[str, Any]) -> None:

@@ -5,10 +5,14 @@ create repositories, commit files, tag versions, search and download. The endpoi
 exact payloads follow ``docs/hub-protocol.md``; storage is :mod:`.repos` over a local registry
 directory (``registry/SPEC.md`` 12 and 14.6), so restarting the server loses nothing.
 
-- Uploads: preupload answers ``regular`` for every file, so the client never takes the Xet or
-  LFS paths and sends contents base64 inside the NDJSON commit. The commit body is spooled to
-  ``ROOT/tmp`` while its size is counted (413 over ``max_upload_bytes``) and applied only when
-  complete and valid.
+- Uploads: preupload answers ``lfs`` for large or binary files to clients that announce LFS
+  basic uploads (header ``X-AHL-LFS-Transfer: basic``, Xet off), and ``regular`` otherwise:
+  a stock client with ``hf_xet`` would send ``lfs`` files over Xet, which this server does not
+  speak (``docs/hub-protocol.md`` 3). ``lfs`` files are PUT raw to a link the LFS batch endpoint
+  signs, streamed to ``ROOT/tmp`` and hashed in the same pass, and become blobs only if their
+  sha256 is their oid; ``regular`` ones come base64 inside the NDJSON commit body, which is
+  spooled to ``ROOT/tmp`` and applied only when complete and valid. Each uploaded byte is
+  hashed once (``max_upload_bytes``: 413 for a larger commit body or object).
 - Downloads: ``/resolve`` streams the blob file with ``ETag`` = ``X-Linked-Etag`` = sha256 and
   honours ``Range``; files are presented as LFS files (``lfs`` in siblings and tree entries).
 - Auth: ``Authorization: Bearer TOKEN``. Writes need a token whose user is the repository's
@@ -29,8 +33,12 @@ import functools
 import hashlib
 import hmac
 import json
+import os
+import re
+import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -45,9 +53,9 @@ from starlette.routing import Route
 
 from ..artifact import CARD_FILE
 from ..errors import AhlError, ConfigError, NotFoundError, RefError, VersionConflictError
-from ..files import sha256_file
 from .repo_model import (
     BRANCH,
+    LFS_TRANSFER_HEADER,
     LOCAL_NAMESPACE,
     RESERVED_NAMESPACES,
     AlreadyExistsError,
@@ -71,6 +79,10 @@ MAX_JSON_BYTES = 16 << 20  # preupload, create, tag and validate-yaml bodies
 PAGE_SIZE = 1000  # list_models rows per page, as on the Hub
 TOKENS_ENV = "AHL_SERVE_TOKENS"
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
+LFS_MIN_BYTES = 1 << 20  # larger files go "lfs" (to clients that take it), as do binary ones
+LFS_JSON = "application/vnd.git-lfs+json"
+UPLOAD_LINK_SECONDS = 3600  # how long a signed LFS upload link is good for, by default
+OID = re.compile(r"[0-9a-f]{64}")
 
 
 class HTTPError(Exception):
@@ -189,11 +201,14 @@ def _lfs(record: dict[str, Any]) -> tuple[str, int]:
     return hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest(), len(pointer)
 
 
-def parse_commit(body: Path, staging: Path) -> tuple[dict[str, Any], list[PutFile | Delete]]:
-    """The header and operations of an NDJSON commit body; file contents land in ``staging``.
+def parse_commit(body: Path, staging: Path,
+                 blob_path: Callable[[str], Path]) -> tuple[dict[str, Any], list[PutFile | Delete]]:
+    """The header and operations of an NDJSON commit body; inline file contents land in
+    ``staging``, hashed from the decoded bytes, and ``lfsFile`` lines name blobs uploaded before.
 
     Raises:
-        RefError: a malformed line, an invalid path, or an operation this server does not take.
+        RefError: a malformed line, an invalid path, an ``lfsFile`` whose object was not
+        uploaded (or has another size), or an operation this server does not take.
     """
     header: dict[str, Any] = {}
     operations: list[PutFile | Delete] = []
@@ -220,27 +235,66 @@ def parse_commit(body: Path, staging: Path) -> tuple[dict[str, Any], list[PutFil
                     raise RefError(f"commit file {path!r}: content is not valid base64") from None
                 target = staging / f"file-{number}"
                 target.write_bytes(content)
-                operations.append(PutFile(path, target, sha256_file(target), len(content)))
+                operations.append(PutFile(path, target, hashlib.sha256(content).hexdigest(), len(content)))
             elif key in ("deletedFile", "deletedFolder"):
                 path = value.get("path")
                 path = path.rstrip("/") if isinstance(path, str) else path
                 operations.append(Delete(check_repo_path(path), folder=key == "deletedFolder"))
             elif key == "lfsFile":
-                raise RefError("ahl serve takes no LFS uploads: preupload answers 'regular' for every file, "
-                               "so send contents inline")
+                operations.append(_uploaded(check_repo_path(value.get("path")), value, blob_path))
             else:
                 raise RefError(f"commit line {number}: unknown operation {key!r}")
     return header, operations
 
 
+def _uploaded(path: str, value: dict[str, Any], blob_path: Callable[[str], Path]) -> PutFile:
+    """The operation of an ``lfsFile`` commit line: the blob its oid names, uploaded before."""
+    oid, size = value.get("oid"), value.get("size")
+    if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not OID.fullmatch(oid):
+        raise RefError(f"commit file {path!r}: an lfsFile needs a sha256 'oid' (64 lowercase hex digits)")
+    blob = blob_path(oid)
+    try:
+        stored = blob.stat().st_size
+    except FileNotFoundError:
+        raise RefError(f"commit file {path!r}: object {oid[:12]}... was never uploaded; upload it through "
+                       f"the LFS batch endpoint before committing") from None
+    if size is not None and size != stored:  # lfsFile lines of copies carry no size
+        raise RefError(f"commit file {path!r}: size {size!r} is not the {stored} bytes of object {oid[:12]}...")
+    return PutFile(path, blob, oid, stored)
+
+
+def _upload_mode(entry: dict[str, Any], lfs: bool) -> str:
+    """How the client should send a preupload entry: ``lfs`` (raw, over the LFS batch endpoint)
+    for a file over :data:`LFS_MIN_BYTES` or with a NUL byte in its sample (git's test for
+    binary), when the client takes ``lfs``; else ``regular`` (inline in the commit). Empty files
+    are always regular (the client insists)."""
+    if not lfs:
+        return "regular"
+    size = entry.get("size")
+    if not isinstance(size, int) or size < 0:
+        raise RefError(f"preupload: file {entry.get('path')!r} needs a whole-number 'size'")
+    if size == 0:
+        return "regular"
+    try:
+        sample = base64.b64decode(entry.get("sample") or "", validate=True)
+    except (binascii.Error, TypeError):
+        raise RefError(f"preupload: the sample of {entry.get('path')!r} is not base64") from None
+    return "lfs" if size > LFS_MIN_BYTES or b"\0" in sample else "regular"
+
+
 class _Server:
     """The endpoints, bound to one store and one auth configuration."""
 
-    def __init__(self, store: RepoStore, tokens: dict[str, str], private: bool, max_upload_bytes: int) -> None:
+    def __init__(self, store: RepoStore, tokens: dict[str, str], private: bool, max_upload_bytes: int,
+                 upload_link_seconds: int) -> None:
         self.store = store
         self.tokens = dict(tokens)
         self.private = private
         self.max_upload_bytes = max_upload_bytes
+        self.upload_link_seconds = upload_link_seconds
+        # Signs LFS upload links (the client PUTs without a token). Per process: a restart only
+        # invalidates links in flight, which the client asks for again with its next push.
+        self.secret = secrets.token_bytes(32)
 
     # -- auth ----------------------------------------------------------------------------------
 
@@ -382,16 +436,91 @@ class _Server:
         files = body.get("files")
         if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
             raise RefError("preupload needs {\"files\": [{\"path\": ..., \"size\": ...}, ...]}")
-        # "regular" for every file: contents come inline in the commit, never over Xet or LFS
-        answer = [{"path": check_repo_path(f.get("path")), "uploadMode": "regular", "shouldIgnore": False,
+        # "lfs" only to a client that said it uploads lfs files over LFS basic (module docstring)
+        transfers = request.headers.get(LFS_TRANSFER_HEADER, "")
+        lfs = "basic" in {t.strip().lower() for t in transfers.split(",")}
+        answer = [{"path": check_repo_path(f.get("path")), "uploadMode": _upload_mode(f, lfs), "shouldIgnore": False,
                    "oid": None} for f in files]
         return JSONResponse({"files": answer, "commitOid": repo.main})
 
-    async def _spool(self, request: Request, target: Path) -> None:
-        """Write the request body to ``target``, refusing (413) more than the upload limit."""
+    def _too_large(self, what: str, advice: str = "") -> HTTPError:
+        return HTTPError(413, f"{what} is larger than this server's upload limit of "
+                              f"{self.max_upload_bytes / (1 << 20):g} MB (ahl serve --max-upload-mb){advice}")
+
+    def _sign(self, repo_id: str, oid: str, size: int, expires: int) -> str:
+        return hmac.new(self.secret, f"{repo_id}\n{oid}\n{size}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    async def lfs_batch(self, request: Request) -> Response:
+        """The git-lfs batch API, uploads only: per object, no ``actions`` when the blob is stored
+        already (the client skips it), else a signed, expiring link to PUT it to."""
+        repo_id = self._write_repo_id(request)
+        await run_in_threadpool(self.store.repo, repo_id)  # 404 for a repository that does not exist
+        body = await _json_body(request)
+        if body.get("operation") != "upload":
+            raise RefError("ahl serve's LFS batch endpoint takes uploads only; files download through /resolve")
+        if "basic" not in (body.get("transfers") or ["basic"]) or body.get("hash_algo", "sha256") != "sha256":
+            raise RefError("ahl serve speaks the LFS 'basic' transfer with sha256 oids only")
+        objects = body.get("objects")
+        if not isinstance(objects, list) or not all(
+                isinstance(o, dict) and isinstance(o.get("oid"), str) and OID.fullmatch(o["oid"])
+                and isinstance(o.get("size"), int) and o["size"] >= 0 for o in objects):
+            raise RefError("LFS batch needs {\"objects\": [{\"oid\": <sha256 hex>, \"size\": <bytes>}, ...]}")
+        for item in objects:
+            if item["size"] > self.max_upload_bytes:
+                raise self._too_large(f"object {item['oid'][:12]}... ({item['size'] / (1 << 20):.1f} MB)")
+        base, expires = str(request.base_url).rstrip("/"), int(time.time()) + self.upload_link_seconds
+        answer = []
+        for item in objects:
+            oid, size = item["oid"], item["size"]
+            if self.store.blob_path(oid).is_file():
+                answer.append({"oid": oid, "size": size})
+                continue
+            query = urlencode({"size": size, "expires": expires, "sig": self._sign(repo_id, oid, size, expires)})
+            upload = {"href": f"{base}/{repo_id}.git/info/lfs/objects/{oid}?{query}",
+                      "expires_in": self.upload_link_seconds}
+            answer.append({"oid": oid, "size": size, "authenticated": True, "actions": {"upload": upload}})
+        return JSONResponse({"transfer": "basic", "objects": answer, "hash_algo": "sha256"}, media_type=LFS_JSON)
+
+    def _signed_size(self, request: Request, repo_id: str, oid: str) -> int:
+        """The size an upload link was signed for; 403 for a link this server did not sign (or
+        one altered since) and for an expired one."""
+        params = request.query_params
+        try:
+            size, expires = int(params["size"]), int(params["expires"])
+        except (KeyError, ValueError):
+            size, expires = -1, 0
+        if not hmac.compare_digest(self._sign(repo_id, oid, size, expires).encode(), params.get("sig", "").encode()):
+            raise HTTPError(403, "this upload link was not signed by this server process (or was altered); "
+                                 "ask the LFS batch endpoint for a new one")
+        if expires < time.time():
+            raise HTTPError(403, "this upload link has expired; ask the LFS batch endpoint for a new one")
+        return size
+
+    async def lfs_upload(self, request: Request) -> Response:
+        """``PUT`` of one object to the link :meth:`lfs_batch` signed (the client sends no token):
+        stored as a blob only if its size and sha256 are those the link was made for."""
+        repo_id = f"{request.path_params['namespace']}/{request.path_params['name']}"
+        oid = request.path_params["oid"]
+        size = self._signed_size(request, repo_id, oid)
+        fd, name = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}lfs-", dir=self.store.root / "tmp")
+        os.close(fd)
+        target = Path(name)
+        try:
+            digest = hashlib.sha256()
+            received = await self._spool(request, target, self._too_large(f"object {oid[:12]}..."), digest)
+            if received != size or digest.hexdigest() != oid:
+                raise HTTPError(400, f"object {oid[:12]}...: the upload ({received} bytes, sha256 "
+                                     f"{digest.hexdigest()[:12]}...) is not the object announced ({size} bytes, "
+                                     f"sha256 {oid[:12]}...); nothing was stored")
+            await run_in_threadpool(self.store.registry._adopt_blob, target, oid)
+        finally:
+            target.unlink(missing_ok=True)
+        return Response(status_code=200)
+
+    async def _spool(self, request: Request, target: Path, too_large: HTTPError, digest: Any = None) -> int:
+        """Write the request body to ``target`` (and into ``digest``, a hashlib object, in the
+        same pass); raise ``too_large`` (413) past the upload limit. Returns the body's size."""
         limit = self.max_upload_bytes
-        too_large = HTTPError(413, f"the commit is larger than this server's upload limit of {limit / (1 << 20):g} MB "
-                                   f"(ahl serve --max-upload-mb); split it into smaller commits")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large
@@ -401,7 +530,10 @@ class _Server:
                 received += len(chunk)
                 if received > limit:
                     raise too_large
+                if digest is not None:
+                    digest.update(chunk)
                 out.write(chunk)
+        return received
 
     async def commit(self, request: Request) -> Response:
         repo_id = self._write_repo_id(request)
@@ -411,8 +543,10 @@ class _Server:
             raise RefError(f"commits go to {BRANCH}; branches other than {BRANCH} are not supported")
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}commit-", dir=self.store.root / "tmp"))
         try:
-            await self._spool(request, staging / "body.ndjson")
-            header, operations = await run_in_threadpool(parse_commit, staging / "body.ndjson", staging)
+            await self._spool(request, staging / "body.ndjson",
+                              self._too_large("the commit", "; split it into smaller commits"))
+            header, operations = await run_in_threadpool(parse_commit, staging / "body.ndjson", staging,
+                                                         self.store.blob_path)
             title = str(header.get("summary") or "")
             commit = await run_in_threadpool(functools.partial(
                 self.store.commit, repo_id, operations, title=title, parent=header.get("parentCommit")))
@@ -519,12 +653,14 @@ class _Server:
 
 
 def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = False,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> Starlette:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               upload_link_seconds: int = UPLOAD_LINK_SECONDS) -> Starlette:
     """The ``ahl serve`` ASGI application over the registry directory ``root``.
 
-    ``tokens`` maps each bearer token to its user (the namespace it may write).
+    ``tokens`` maps each bearer token to its user (the namespace it may write);
+    ``upload_link_seconds`` is how long the LFS upload links it signs stay valid.
     """
-    server = _Server(RepoStore(root), tokens, private, max_upload_bytes)
+    server = _Server(RepoStore(root), tokens, private, max_upload_bytes, upload_link_seconds)
     repo = "/{namespace}/{name}"
     api = f"/api/models{repo}"
     routes = [
@@ -536,6 +672,8 @@ def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = Fals
         Route(f"{api}/revision/{{revision:path}}", _endpoint(server.model_info), methods=["GET"]),
         Route(f"{api}/preupload/{{revision:path}}", _endpoint(server.preupload), methods=["POST"]),
         Route(f"{api}/commit/{{revision:path}}", _endpoint(server.commit), methods=["POST"]),
+        Route(f"{repo}.git/info/lfs/objects/batch", _endpoint(server.lfs_batch), methods=["POST"]),
+        Route(f"{repo}.git/info/lfs/objects/{{oid}}", _endpoint(server.lfs_upload), methods=["PUT"]),
         Route(f"{api}/tree/{{revision}}", _endpoint(server.tree), methods=["GET"]),
         Route(f"{api}/tree/{{revision}}/{{path:path}}", _endpoint(server.tree), methods=["GET"]),
         Route(f"{api}/refs", _endpoint(server.list_refs), methods=["GET"]),
