@@ -50,7 +50,8 @@ def train_case(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     else:
         model.train_adapter_fusion(Fuse(*names))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    # AdapterTrainer's default optimizer with torch >= 2.8 is "adamw_torch_fused" (TrainingArguments.optim)
+    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0, fused=True)
     inputs, labels = wl.make_batch(model.config.vocab_size, args, device)
     model.train()
 

@@ -105,15 +105,14 @@ def make_batch(vocab_size: int, batch: int, seq: int, seed: int) -> tuple[dict[s
 def time_steps(model: Any, params: list[Any], inputs: dict[str, Any], labels: Any,
                steps: int, warmup: int, lr: float) -> list[float]:
     """Seconds per train step (as in ``fit``, autocast on GPU) for ``steps`` steps after ``warmup``."""
-    import torch
     from torch import nn
 
     from adapterhub_lite.modules.heads import head_loss
-    from adapterhub_lite.training.loop import autocast_for
+    from adapterhub_lite.training.loop import adamw, autocast_for
 
     device = labels.device
     cast, _ = autocast_for(device)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    optimizer = adamw(params, lr, 0.0)
     model.train()
     times = []
     for i in range(warmup + steps):

@@ -107,12 +107,13 @@ def ours_train(args: argparse.Namespace, device: Any) -> dict[str, Any]:
 
     from adapterhub_lite.config import TrainConfig
     from adapterhub_lite.modules.heads import head_loss
+    from adapterhub_lite.training.loop import adamw
 
     model, names = _ours_model(args, device)
     if args.n >= 2:
         model.active_fusion = "fusion"
     params = model.set_trainable("adapter" if args.n == 1 else "fusion", base_dropout=TrainConfig().base_dropout)
-    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    optimizer = adamw(params, 1e-4, 0.0)  # as fit makes it
     inputs, labels = wl.make_batch(model.base.fingerprint.vocab_size, args, device)
     model.train()
 

@@ -135,6 +135,17 @@ def evaluate_outputs(
     return compute_metrics(head_type, outputs, np.asarray(data.targets))
 
 
+def adamw(params: list[nn.Parameter], learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """The optimizer :func:`fit` trains with: AdamW, with its fused kernel where the parameters'
+    device has one (CPU from torch 2.4, CUDA). Fused, each tensor's update is one pass instead of
+    about a dozen elementwise ops, each a parallel region of its own; that matters for fusion
+    layers, whose Query, Key and Value maps hold millions of parameters."""
+    try:
+        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # no fused kernel for this device or torch version
+        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+
+
 def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup:
@@ -195,7 +206,7 @@ def fit(
             runner = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = adamw(params, config.learning_rate, config.weight_decay)
         steps_per_epoch = math.ceil(len(train.features) / config.batch_size)
         total = steps_per_epoch * config.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(
