@@ -16,7 +16,6 @@ the caller rather than imported, because ``registry.py`` runs as ``__main__``.
 
 from __future__ import annotations
 
-import base64
 import cProfile
 import io
 import os
@@ -168,11 +167,6 @@ def copy_fsync(source: Path, target: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def b64_file(path: Path) -> int:
-    """Read and base64-encode a whole file, as ``huggingface_hub`` does for a "regular" upload."""
-    return len(base64.b64encode(path.read_bytes()))
-
-
 def profile_top(fn: Callable[[], Any], top: int) -> list[dict[str, Any]]:
     """Run ``fn`` under cProfile; the ``top`` functions by own time (with calls and cumulative)."""
     profiler = cProfile.Profile()
@@ -278,15 +272,15 @@ def bench_pull(work: Path, small_dir: Path, pulls: int, *, copy_files: Callable[
 
 
 # Per repetition, rotating; push always precedes the pull of what it pushed.
-ORDERS = [("copy", "copy_fsync", "hash", "b64", "push", "pull"),
-          ("push", "pull", "copy", "copy_fsync", "hash", "b64"),
-          ("hash", "b64", "push", "copy", "copy_fsync", "pull")]
+ORDERS = [("copy", "copy_fsync", "hash", "push", "pull"),
+          ("push", "pull", "copy", "copy_fsync", "hash"),
+          ("hash", "push", "copy", "copy_fsync", "pull")]
 
 
 def _transfer_rep(work: Path, big: Any, rep: int, order: tuple[str, ...], counter: RequestCounter,
                   samples: dict[str, list[dict[str, float]]], sha256_file: Callable[[Path], str],
                   profiles: dict[str, list[dict[str, Any]]] | None) -> None:
-    """One repetition against a fresh server: the six operations in ``order``, appended to
+    """One repetition against a fresh server: the five operations in ``order``, appended to
     ``samples``; or, with ``profiles``, one push and one pull under cProfile."""
     from adapterhub_lite import hub
 
@@ -310,7 +304,6 @@ def _transfer_rep(work: Path, big: Any, rep: int, order: tuple[str, ...], counte
             "copy": lambda: shutil.copyfile(weights, copy_to),
             "copy_fsync": lambda: copy_fsync(weights, copy_to),
             "hash": lambda: sha256_file(weights),
-            "b64": lambda: b64_file(weights),
             "push": push, "pull": pull,
         }
         for op in order:
@@ -323,8 +316,8 @@ def bench_transfer(work: Path, big: Any, reps: int, *, sha256_file: Callable[[Pa
                    dir_bytes: Callable[[Path], int], profile: bool) -> dict[str, Any]:
     """``hub.push`` / ``hub.pull`` of the big artifact through a fresh ``ahl serve`` per repetition
     (fresh server directory, fresh client cache, fresh destination), interleaved with the
-    same-disk baselines: ``shutil.copyfile``, copy + fsync, ``sha256_file`` and base64 of the
-    weights file. Optionally one more push and pull under cProfile (client side)."""
+    same-disk baselines: ``shutil.copyfile``, copy + fsync and ``sha256_file`` of the weights
+    file. Optionally one more push and pull under cProfile (client side)."""
     weights = big.weights_path
     weight_bytes, artifact_bytes = weights.stat().st_size, dir_bytes(big.path)
     samples: dict[str, list[dict[str, float]]] = {op: [] for op in ORDERS[0]}
@@ -341,7 +334,7 @@ def bench_transfer(work: Path, big: Any, reps: int, *, sha256_file: Callable[[Pa
                 shutil.rmtree(path, ignore_errors=True)
     finally:
         counter.close()
-    size = {"copy": weight_bytes, "copy_fsync": weight_bytes, "hash": weight_bytes, "b64": weight_bytes,
+    size = {"copy": weight_bytes, "copy_fsync": weight_bytes, "hash": weight_bytes,
             "push": artifact_bytes, "pull": artifact_bytes}
     mbps = {op: [size[op] / MB / s["wall_s"] for s in ss] for op, ss in samples.items()}
     median = {op: statistics.median(v) for op, v in mbps.items()}
