@@ -1,90 +1,62 @@
-"""adapterhub-lite: share, pull and compose bottleneck adapters for Hugging Face encoders."""
+"""adapterhub-lite: share, pull and compose bottleneck adapters for Hugging Face encoders.
 
-from . import hub
-from .adapters_format import export_adapter, import_adapter
-from .analysis import FusionActivations, PruneReport, fusion_activations, prune_fusion
-from .api import LoadedAdapter, Prediction, TrainResult, evaluate, fuse, info, load, predict, train
-from .artifact import Artifact, read_artifact
-from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
-from .config import AdapterConfig, FusionConfig, HeadConfig, TrainConfig
-from .errors import (
-    AhlError,
-    ArtifactError,
-    BaseModelError,
-    ConfigError,
-    DataError,
-    IncompatibleBaseError,
-    IntegrityError,
-    NotFoundError,
-    RefError,
-    UnsupportedModelError,
-    VersionConflictError,
-)
-from .hub import login, logout, pull, push, resolve, search, verify, yank
-from .model import AdapterModel
-from .registry.cache import DownloadCache
-from .registry.local import Entry, LocalRegistry
-from .registry.refs import Ref, parse_ref
-from .registry.remote import RemoteRegistry
-from .training.data import Columns, Example
-from .training.loop import TrainEvent
+The public names below load their submodule on first access (PEP 562), so that a program using
+one part pays only for that part: ``AdapterModel`` and ``load_base`` for inference do not import
+the registry, its sqlite index and HTTP client, nor the training and interop code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DEFAULT_BASE",
-    "AdapterConfig",
-    "AdapterModel",
-    "AhlError",
-    "Artifact",
-    "ArtifactError",
-    "BaseFingerprint",
-    "BaseModel",
-    "BaseModelError",
-    "Columns",
-    "DownloadCache",
-    "ConfigError",
-    "DataError",
-    "Example",
-    "FusionActivations",
-    "FusionConfig",
-    "HeadConfig",
-    "IncompatibleBaseError",
-    "IntegrityError",
-    "Entry",
-    "LocalRegistry",
-    "NotFoundError",
-    "Ref",
-    "RemoteRegistry",
-    "RefError",
-    "VersionConflictError",
-    "LoadedAdapter",
-    "Prediction",
-    "PruneReport",
-    "TrainConfig",
-    "TrainEvent",
-    "TrainResult",
-    "UnsupportedModelError",
-    "evaluate",
-    "export_adapter",
-    "fuse",
-    "fusion_activations",
-    "prune_fusion",
-    "hub",
-    "parse_ref",
-    "pull",
-    "push",
-    "resolve",
-    "search",
-    "verify",
-    "yank",
-    "import_adapter",
-    "info",
-    "load",
-    "load_base",
-    "login",
-    "logout",
-    "predict",
-    "read_artifact",
-    "train",
-]
+# submodule -> the public names it defines; "" exports the submodule itself under its own name
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    ".hub": ("", "login", "logout", "pull", "push", "resolve", "search", "verify", "yank"),
+    ".adapters_format": ("export_adapter", "import_adapter"),
+    ".analysis": ("FusionActivations", "PruneReport", "fusion_activations", "prune_fusion"),
+    ".api": ("LoadedAdapter", "Prediction", "TrainResult", "evaluate", "fuse", "info", "load", "predict", "train"),
+    ".artifact": ("Artifact", "read_artifact"),
+    ".base": ("DEFAULT_BASE", "BaseFingerprint", "BaseModel", "load_base"),
+    ".config": ("AdapterConfig", "FusionConfig", "HeadConfig", "TrainConfig"),
+    ".errors": (
+        "AhlError",
+        "ArtifactError",
+        "BaseModelError",
+        "ConfigError",
+        "DataError",
+        "IncompatibleBaseError",
+        "IntegrityError",
+        "NotFoundError",
+        "RefError",
+        "UnsupportedModelError",
+        "VersionConflictError",
+    ),
+    ".model": ("AdapterModel",),
+    ".registry.cache": ("DownloadCache",),
+    ".registry.local": ("Entry", "LocalRegistry"),
+    ".registry.refs": ("Ref", "parse_ref"),
+    ".registry.remote": ("RemoteRegistry",),
+    ".training.data": ("Columns", "Example"),
+    ".training.loop": ("TrainEvent",),
+}
+_HOME = {name or module.rsplit(".", 1)[-1]: (module, name) for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` and return the name (cached in this module)."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _HOME[name]
+    module = importlib.import_module(module_name, __name__)
+    value = getattr(module, attribute) if attribute else module
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

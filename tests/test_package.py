@@ -1,0 +1,24 @@
+"""The package's public names, and what importing one part of the package pulls in."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import adapterhub_lite
+
+
+def test_every_public_name_resolves():
+    missing = [name for name in adapterhub_lite.__all__ if getattr(adapterhub_lite, name, None) is None]
+    assert not missing
+
+
+def test_model_and_base_import_without_registry_training_or_api():
+    heavy = ("adapterhub_lite.registry", "adapterhub_lite.training", "adapterhub_lite.api", "sqlite3")
+    code = (
+        "import sys\n"
+        "from adapterhub_lite import AdapterModel, load_base\n"
+        f"print([m for m in sys.modules if m.startswith({heavy!r})])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
