@@ -219,7 +219,9 @@ def _load_tokenizer(source: str, model_id: str, kwargs: dict[str, Any]) -> Any:
 
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as exc:
+    # the Rust ``tokenizers`` backend raises a bare Exception for a malformed tokenizer.json
+    # (seen with transformers 4.44); any failure here means the files cannot make a tokenizer
+    except Exception as exc:
         raise BaseModelError(f"cannot load the tokenizer of base model {model_id!r}: {_first_line(exc)}") from exc
 
 
