@@ -190,12 +190,9 @@ def check_metadata(metadata: Any, where: Path | str) -> None:
             raise ArtifactError(f"{where}: files[{name!r}] must be an object with sha256 and size")
 
 
-def verify_files(artifact: Artifact, files: dict[str, dict[str, Any] | None] | None = None) -> None:
-    """Check size and sha256 of every file the metadata lists, or of each of ``files`` (paths in
-    the artifact mapped to records, as :func:`artifact_files` gives them) that has a record."""
-    for name, expected in (artifact.metadata["files"] if files is None else files).items():
-        if expected is None:
-            continue
+def verify_files(artifact: Artifact) -> None:
+    """Check size and sha256 of every file the metadata lists."""
+    for name, expected in artifact.metadata["files"].items():
         file = artifact.path / name
         if not file.is_file():
             raise IntegrityError(f"{artifact.path}: file {name} is missing")

@@ -453,11 +453,15 @@ class _Index:
         self.path = path
         fresh = not path.exists()
         with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")  # schema checks and changes: one process at a time
-            had_metrics = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'latest_metrics'").fetchone()
+            # An index written before latest_metrics existed gets it, filled by one process: the
+            # check is repeated under the write lock, which an ordinary open never takes.
+            upgrade = not fresh and not self._has_metrics(db)
+            if upgrade:
+                db.execute("BEGIN IMMEDIATE")
+                upgrade = not self._has_metrics(db)
             for statement in self.SCHEMA:
                 db.execute(statement)
-            if not fresh and not had_metrics:  # an index written before latest_metrics existed
+            if upgrade:
                 db.execute(self._FILL_METRICS)
             if fresh:  # one transaction for the whole rebuild: one fsync, not one per version
                 rows = [self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
@@ -474,6 +478,10 @@ class _Index:
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return connect(self.path)
+
+    @staticmethod
+    def _has_metrics(db: sqlite3.Connection) -> bool:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'latest_metrics'").fetchone() is not None
 
     @staticmethod
     def _row(entry: Entry) -> tuple[Any, ...]:

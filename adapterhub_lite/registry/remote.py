@@ -156,12 +156,13 @@ _XET = _XetSwitch()
 
 @contextmanager
 def _verifying(artifact: Artifact) -> Iterator[Callable[[], None]]:
-    """Check every file of ``artifact`` against its record in a thread while the block talks to
-    the server. The block calls the function it gets before it commits anything; the check is
+    """Check the files ``artifact``'s metadata lists against their records in a thread while the
+    block talks to the server (a fusion's adapter copies were checked by their own pushes, which
+    precede it). The block calls the function it gets before it commits anything; the check is
     awaited on the way out as well, so a damaged file is the error reported even where the upload
     failed first (a server refuses an object whose sha256 is not its oid)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        check = pool.submit(verify_files, artifact, artifact_files(artifact))
+        check = pool.submit(verify_files, artifact)
         try:
             yield check.result
         finally:
