@@ -214,3 +214,37 @@ def test_frozen_base_runs_without_dropout_unless_asked():
     model.set_trainable("full", base_dropout=False)  # full fine-tuning keeps its dropout
     model.train()
     assert model.encoder.training
+
+
+def test_cpu_inference_slices_large_batches_with_the_same_result():
+    model = AdapterModel(tiny_base("bert"))
+    for name in ("a", "b"):
+        model.add_adapter(name, AdapterConfig.from_preset("pfeiffer"))
+        for param in model.adapters[name].parameters():
+            torch.nn.init.normal_(param, 0.0, 0.3)
+    model.add_fusion("f", ["a", "b"])
+    model.set_head(HeadConfig(label_names=["0", "1"]))
+    model.eval()
+    calls: list[int] = []
+    model.encoder.register_forward_pre_hook(lambda _, args, kwargs: calls.append(kwargs["input_ids"].size(0)),
+                                            with_kwargs=True)
+    batch = _batch(batch=5)
+
+    def run(slice_tokens: int | None) -> tuple[torch.Tensor, dict[str, list]]:
+        model.inference_slice_tokens = slice_tokens
+        calls.clear()
+        with torch.no_grad(), model.recording_activations() as acts:
+            return model(**batch), acts
+
+    whole, whole_acts = run(None)
+    assert calls == [5]
+    sliced, sliced_acts = run(2 * 11)  # two sequences of 11 tokens per call
+    assert calls == [2, 2, 1]
+    assert (sliced - whole).abs().max().item() <= 1e-6
+    assert sliced_acts.keys() == whole_acts.keys()
+    for key, (total, tokens) in whole_acts.items():  # padding stays out of every slice's record
+        assert sliced_acts[key][1] == tokens
+        assert torch.allclose(sliced_acts[key][0], total, atol=1e-5)
+    calls.clear()
+    model(**batch).sum().backward()  # with gradients: one call, whatever the budget
+    assert calls == [5]
