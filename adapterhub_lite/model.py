@@ -336,7 +336,9 @@ class AdapterModel(nn.Module):
             return input_ids.size(0)
         return max(1, self.inference_slice_tokens // max(1, input_ids.size(1)))
 
-    def _encode_slice(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+    def _encode_slice(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict[str, Any]
+    ) -> torch.Tensor:
         self._token_mask = attention_mask
         with self._run():
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs)[0]
