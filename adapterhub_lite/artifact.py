@@ -193,17 +193,22 @@ def check_metadata(metadata: Any, where: Path | str) -> None:
 def verify_files(artifact: Artifact) -> None:
     """Check size and sha256 of every file the metadata lists."""
     for name, expected in artifact.metadata["files"].items():
-        file = artifact.path / name
-        if not file.is_file():
-            raise IntegrityError(f"{artifact.path}: file {name} is missing")
-        size = file.stat().st_size
-        if size != expected.get("size"):
-            raise IntegrityError(
-                f"{file} has {size} bytes, metadata says {expected.get('size')}: truncated or "
-                f"replaced; fetch the artifact again"
-            )
-        if sha256_file(file) != expected.get("sha256"):
-            raise IntegrityError(f"{file} does not match its sha256 in the metadata; fetch it again")
+        check_file(artifact.path / name, expected)
+
+
+def check_file(file: Path, expected: dict[str, Any]) -> None:
+    """Raise :class:`IntegrityError` unless ``file`` exists with the ``size`` and ``sha256`` of
+    its record."""
+    if not file.is_file():
+        raise IntegrityError(f"{file.parent}: file {file.name} is missing")
+    size = file.stat().st_size
+    if size != expected.get("size"):
+        raise IntegrityError(
+            f"{file} has {size} bytes, metadata says {expected.get('size')}: truncated or "
+            f"replaced; fetch the artifact again"
+        )
+    if sha256_file(file) != expected.get("sha256"):
+        raise IntegrityError(f"{file} does not match its sha256 in the metadata; fetch it again")
 
 
 def render_model_card(metadata: dict[str, Any]) -> str:

@@ -291,6 +291,21 @@ def test_flipped_byte_in_stored_blob_is_caught_and_nothing_is_cached(server, art
         hub.verify(str(entry.ref), registry=server.url)
 
 
+def test_damaged_cached_blob_is_caught_evicted_and_fetched_again(server, art, tmp_path, client_env):
+    entry = hub.push(art(seed=1), registry=server.url)
+    _, first = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "first")
+    blob = DownloadCache(client_env).blob_path(entry.manifest["files"]["adapter.safetensors"]["sha256"])
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256"):
+        hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "second")
+    assert not (tmp_path / "second").exists() and not blob.exists()
+    _, third = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "third")
+    assert same_files(first, third)
+
+
 def test_server_killed_mid_upload_leaves_no_version(server, art):
     """A commit whose body stops half-way (the server dies) never becomes visible."""
     from huggingface_hub import HfApi

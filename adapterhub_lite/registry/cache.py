@@ -57,7 +57,7 @@ class DownloadCache:
 
     Example:
         >>> cache = DownloadCache()
-        >>> cache.fetch(sha256, size, opener)   # downloads once, verified; later calls are free
+        >>> cache.fetch(sha256, size, opener, what=name)   # downloads once, verified; later calls are free
     """
 
     def __init__(self, root: Path | str | None = None) -> None:
@@ -75,8 +75,9 @@ class DownloadCache:
         return locked(self.root / "locks" / f"{key}.lock")
 
     def fetch(self, sha256: str, size: int, opener: Fetch, *, what: str,
-              progress: Callable[[int], None] | None = None) -> Path:
-        """The blob with this sha256, downloaded with ``opener`` unless the cache holds it.
+              progress: Callable[[int], None] | None = None) -> bool:
+        """Put the blob with this sha256 in the cache, downloaded with ``opener`` unless the cache
+        holds it; whether this call downloaded it (and so hashed every byte just now).
 
         A partial download left by an earlier try (this or another process) is resumed from its
         length. The blob is renamed into place only once its size and sha256 match; otherwise
@@ -84,10 +85,10 @@ class DownloadCache:
         """
         target = self.blob_path(sha256)
         if target.is_file():
-            return target
+            return False
         with self._locked(sha256):
             if target.is_file():  # another process finished it while we waited
-                return target
+                return False
             part = self.root / "tmp" / f"{sha256}.part"
             offset = part.stat().st_size if part.is_file() else 0
             if offset > size:
@@ -122,7 +123,7 @@ class DownloadCache:
             target.parent.mkdir(parents=True, exist_ok=True)
             part.chmod(0o444)
             os.replace(part, target)
-        return target
+        return True
 
     def store_bytes(self, data: bytes) -> str:
         """Cache content already in memory (a metadata file); return its sha256."""

@@ -29,6 +29,7 @@ from ..artifact import (
     METADATA_FILES,
     Artifact,
     artifact_files,
+    check_file,
     check_writable,
     fusion_adapters,
     read_artifact,
@@ -358,8 +359,9 @@ class RemoteRegistry:
         return opener
 
     def _fetch(self, repo: str, commit: str, path: str, record: dict[str, Any],
-               progress: Callable[[int], None] | None = None) -> Path:
-        """One file into the cache, verified; a transfer cut mid-way is resumed (three tries)."""
+               progress: Callable[[int], None] | None = None) -> bool:
+        """One file into the cache, verified; a transfer cut mid-way is resumed (three tries).
+        Whether it was downloaded now (see :meth:`DownloadCache.fetch`)."""
         what = f"{repo}/{path}"
         for attempt in range(3):
             try:
@@ -540,8 +542,10 @@ class RemoteRegistry:
         files = entry.manifest["files"]
         missing = {n: r for n, r in files.items() if not self.cache.has(r["sha256"])}
         advance = progress(sum(int(r["size"]) for r in missing.values())) if progress and missing else None
-        for name, record in missing.items():
-            self._fetch(entry.manifest["repo"], entry.manifest["commit"], name, record, advance)
+        # Blobs downloaded now were hashed as they arrived; those the cache held already may have
+        # been damaged on disk since, so only their copies are hashed again (one pass per byte).
+        hashed = {r["sha256"] for n, r in missing.items()
+                  if self._fetch(entry.manifest["repo"], entry.manifest["commit"], n, r, advance)}
         to.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
         try:
@@ -549,14 +553,18 @@ class RemoteRegistry:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 self.cache.copy_out(record["sha256"], staging / name)
             try:
-                pulled = read_artifact(staging)  # checks every copied file's sha256
+                for name, record in files.items():
+                    if record["sha256"] not in hashed:
+                        check_file(staging / name, record)
             except IntegrityError:
-                self.cache.evict_damaged(r["sha256"] for r in files.values())
+                self.cache.evict_damaged(r["sha256"] for r in files.values() if r["sha256"] not in hashed)
                 raise
+            # The manifest lists every file, the adapter copies of a fusion included: all checked.
+            pulled = read_artifact(staging, verify=False)
             if pulled.digest != entry.digest:
                 raise IntegrityError(f"{entry.ref}: pulled metadata does not match the resolved digest")
             if pulled.kind == "fusion":
-                fusion_adapters(pulled)  # every adapter copy verified against the lock
+                fusion_adapters(pulled, verify=False)  # every adapter copy is the locked version
             swap_into_place(staging, to)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
