@@ -320,15 +320,20 @@ class AdapterModel(nn.Module):
         runs through the encoder in slices of whole sequences (why: :data:`INFERENCE_SLICE_TOKENS`);
         the result is the same tensor.
         """
+        batch = input_ids.size(0)
         rows = self._slice_rows(input_ids)
-        if rows >= input_ids.size(0):
+        if rows >= batch:
             return self._encode_slice(input_ids, attention_mask, inputs)
-        hidden = [
+
+        def rows_of(value: Any, i: int) -> Any:  # per-sequence inputs are sliced, anything else is shared
+            per_sequence = isinstance(value, torch.Tensor) and value.dim() > 0 and value.size(0) == batch
+            return value[i : i + rows] if per_sequence else value
+
+        return torch.cat([
             self._encode_slice(input_ids[i : i + rows], attention_mask[i : i + rows],
-                               {k: v[i : i + rows] for k, v in inputs.items()})
-            for i in range(0, input_ids.size(0), rows)
-        ]
-        return torch.cat(hidden)
+                               {k: rows_of(v, i) for k, v in inputs.items()})
+            for i in range(0, batch, rows)
+        ])
 
     def _slice_rows(self, input_ids: torch.Tensor) -> int:
         """Sequences per encoder call for this batch (all of them unless :meth:`encode` slices)."""

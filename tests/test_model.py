@@ -229,6 +229,7 @@ def test_cpu_inference_slices_large_batches_with_the_same_result():
     model.encoder.register_forward_pre_hook(lambda _, args, kwargs: calls.append(kwargs["input_ids"].size(0)),
                                             with_kwargs=True)
     batch = _batch(batch=5)
+    batch["token_type_ids"] = torch.randint(0, 2, batch["input_ids"].shape, generator=torch.Generator().manual_seed(1))
 
     def run(slice_tokens: int | None) -> tuple[torch.Tensor, dict[str, list]]:
         model.inference_slice_tokens = slice_tokens
