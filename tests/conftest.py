@@ -73,6 +73,14 @@ def deeper_tiny_base_dir(tmp_path_factory, minilm_dir) -> Path:
     return _save_tiny_base(tmp_path_factory.mktemp("tiny-base-3"), minilm_dir, seed=0, layers=3)
 
 
+def flip_a_byte(path: Path) -> None:
+    """Damage a file in place (a stored blob is read-only: made writable first)."""
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)

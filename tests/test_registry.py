@@ -38,7 +38,7 @@ from adapterhub_lite.errors import (
 from adapterhub_lite.registry.local import LocalRegistry
 from adapterhub_lite.registry.refs import Ref, parse_ref
 
-from .conftest import make_artifact
+from .conftest import flip_a_byte, make_artifact
 
 HUB_ID = "test-org/tiny-bert"
 OTHER_ID = "other-org/tiny-bert"
@@ -418,10 +418,7 @@ def test_damaged_blob_is_detected(registry, root, art, tmp_path, damaged):
     entry = registry.push(artifact)
     blob = registry.blob_path(entry.manifest["files"][damaged]["sha256"])
     assert blob.stat().st_mode & 0o777 == 0o444
-    blob.chmod(0o644)
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    blob.write_bytes(bytes(data))
+    flip_a_byte(blob)
 
     dest = tmp_path / "out" / "pulled"
     with pytest.raises(IntegrityError, match=damaged):

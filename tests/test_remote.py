@@ -32,7 +32,7 @@ from adapterhub_lite.errors import (
 from adapterhub_lite.registry.cache import DownloadCache
 from adapterhub_lite.registry.refs import repo_slug
 
-from .conftest import AhlServer, make_artifact, requests_sent
+from .conftest import AhlServer, flip_a_byte, make_artifact, requests_sent
 
 HUB_ID = "test-org/tiny-bert"
 AHL = [sys.executable, "-m", "adapterhub_lite"]
@@ -162,10 +162,7 @@ def test_damaged_local_file_is_refused_and_nothing_is_committed(server, art):
     from huggingface_hub import HfApi
 
     artifact = art(seed=1)
-    weights = artifact / "adapter.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    weights.write_bytes(bytes(data))
+    flip_a_byte(artifact / "adapter.safetensors")
     repo = f"alice/{repo_slug(HUB_ID, 'sst2', 'sst2')}"
     with pytest.raises(IntegrityError, match="adapter.safetensors does not match its sha256"):
         hub.push(artifact, registry=server.url)
@@ -277,11 +274,7 @@ def test_fusion_pushed_locally_is_pulled_through_ahl_serve(server, tmp_path, tin
 def test_flipped_byte_in_stored_blob_is_caught_and_nothing_is_cached(server, art, tmp_path, client_env):
     entry = hub.push(art(seed=1), registry=server.url)
     weights_sha = entry.manifest["files"]["adapter.safetensors"]["sha256"]
-    blob = next(server.root.joinpath("blobs").rglob(weights_sha))
-    blob.chmod(0o644)
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    blob.write_bytes(bytes(data))
+    flip_a_byte(next(server.root.joinpath("blobs").rglob(weights_sha)))
     with pytest.raises(IntegrityError, match="damaged"):
         hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "pulled")
     cache = DownloadCache(client_env)
@@ -295,10 +288,7 @@ def test_damaged_cached_blob_is_caught_evicted_and_fetched_again(server, art, tm
     entry = hub.push(art(seed=1), registry=server.url)
     _, first = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "first")
     blob = DownloadCache(client_env).blob_path(entry.manifest["files"]["adapter.safetensors"]["sha256"])
-    blob.chmod(0o644)
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    blob.write_bytes(bytes(data))
+    flip_a_byte(blob)
     with pytest.raises(IntegrityError, match="sha256"):
         hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "second")
     assert not (tmp_path / "second").exists() and not blob.exists()
