@@ -24,7 +24,7 @@ Learning rates
     run is also the reported seed-0 result. Test data plays no part in the choice.
 
 Run
-    .venv/bin/python benchmarks/paper_table.py            # full: ~50 min on 2 CPU cores
+    .venv/bin/python benchmarks/paper_table.py            # full: 10-50 min on 2 CPU cores
     .venv/bin/python benchmarks/paper_table.py --quick    # smoke test: a couple of minutes
 
 Writes ``benchmarks/results/paper_table[-quick].json`` (every run, with dev history) and

@@ -23,7 +23,7 @@ and of process-CPU time beside wall time (less inflated by other processes); the
 step's numbers.
 
 Run
-    .venv/bin/python benchmarks/vs_adapters.py                  # full run (~20 min on 2 cores)
+    .venv/bin/python benchmarks/vs_adapters.py                  # full run (10-20 min on 2 cores)
     .venv/bin/python benchmarks/vs_adapters.py --quick          # smoke run (~3 min)
     .venv/bin/python benchmarks/vs_adapters.py --adapters-venv /path/to/venv   # an existing venv
     python benchmarks/vs_adapters.py --device cuda --base bert-base-random     # a GPU machine
