@@ -212,8 +212,14 @@ def _fit(model: AdapterModel, base_model: BaseModel, data: _TaskData, config: Tr
     enc_dev = tokenize(tok, data.dev, config.max_length, data.dev_targets)
     if on_event:
         on_event(TrainEvent("params", parameters=(trainable, total)))
-    result = fit(model, params, enc_train, enc_dev, data.head.type, config, pad_id=pad_id_of(tok),
-                 on_event=on_event, metrics_path=_metrics_path(out), regularizer=model.regularization)
+    log = _metrics_path(out)
+    try:
+        result = fit(model, params, enc_train, enc_dev, data.head.type, config, pad_id=pad_id_of(tok),
+                     on_event=on_event, metrics_path=log, regularizer=model.regularization)
+    except BaseException:  # an error or an interruption (Ctrl-C, SIGTERM) leaves no partial log behind
+        if log:
+            log.unlink(missing_ok=True)
+        raise
     model.requires_grad_(False)
     model.eval()
     return result, trainable, total

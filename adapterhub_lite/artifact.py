@@ -108,11 +108,7 @@ def write_artifact(
         }}
         text = json.dumps(_finite(metadata), indent=2, allow_nan=False)
         (staging / METADATA_FILES[kind]).write_text(text + "\n", encoding="utf-8")
-        # mkdtemp and safetensors create owner-only entries; an artifact is meant to be shared.
-        staging.chmod(0o755)
-        for file in staging.iterdir():
-            file.chmod(0o644)
-        swap_into_place(staging, out)
+        swap_into_place(staging, out)  # which makes the tree shareable (files.share_tree)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -55,6 +55,11 @@ class IntegrityError(ArtifactError):
     exit_code = 6
 
 
+class UnreachableError(ConfigError):
+    """A remote registry cannot be reached (connection refused, DNS, timeout), or the client is
+    offline (``AHL_OFFLINE`` / ``HF_HUB_OFFLINE``) and the answer needs the server."""
+
+
 class RefError(AhlError):
     """A registry reference is malformed (bad characters, empty parts, bad version...)."""
 

@@ -33,10 +33,22 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def share_tree(root: Path) -> None:
+    """Make a finished directory tree usable by its owner and readable by others: directories
+    0755 (traversable), files 0644. mkdtemp and safetensors create owner-only entries, and a
+    directory with a file's mode (0644) cannot be entered, not even by its owner."""
+    root.chmod(0o755)
+    for parent, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o644)
+
+
 def swap_into_place(staging: Path, out: Path) -> None:
     """Put the finished directory ``staging`` at ``out``, replacing what is there: the old one
     is first moved aside (a rename is atomic, a recursive delete is not), then removed."""
-    staging.chmod(0o755)  # mkdtemp makes it owner-only; an artifact is meant to be shared
+    share_tree(staging)
     if not out.exists():
         os.replace(staging, out)
         return

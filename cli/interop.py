@@ -72,7 +72,7 @@ def export(
         "both", help="safetensors, bin (what load_adapter(DIR) reads by default) or both."),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
 ) -> None:
-    """Write an adapter in another library's format; ``adapters`` loads it with model.load_adapter(DIR)."""
+    """Write an adapter in another library's format: adapters (AdapterHub) loads it with model.load_adapter(DIR)."""
     if format != "adapters":
         raise ConfigError(f"unknown format {format!r}; the one export format is 'adapters'")
     path = export_adapter(local_artifact(target, base, registry), out, with_head=head, weights_format=weights,

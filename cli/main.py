@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import platform
+
 import typer
 
+from adapterhub_lite.api import _versions
+
 from . import analysis, demo, fuse, interop, registry, serve, train, use
+from .render import console, print_json, setup
 
 app = typer.Typer(
     name="ahl",
@@ -12,7 +17,34 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Help is plain text: Rich markup would read "[:PORT][/NAMESPACE]" in a help string as tags
+    # (a MarkupError on rich 15), and typer's Rich help shows "<bool>" beside every flag.
+    rich_markup_mode=None,
 )
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print the versions of adapterhub-lite, torch, "
+                                                          "transformers and huggingface_hub, and exit."),
+    json_out: bool = typer.Option(False, "--json", help="With --version: print them as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or status on stderr (errors still)."),
+) -> None:
+    """adapterhub-lite: train, share and compose adapters for Hugging Face encoders."""
+    setup(quiet=quiet)
+    if version:
+        versions = {**_versions(), "python": platform.python_version()}
+        if json_out:
+            print_json(versions)
+        else:
+            console.print("\n".join(f"{name} {number}" for name, number in versions.items()), highlight=False)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:  # options but no command: as with no arguments at all
+        typer.echo(ctx.get_help(), err=True)
+        raise typer.Exit(2)
+
+
 app.command("train")(train.train)
 app.command("eval")(use.evaluate)
 app.command("predict")(use.predict)

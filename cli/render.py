@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,32 +15,99 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from adapterhub_lite.analysis import FusionActivations
 from adapterhub_lite.errors import AhlError
 from adapterhub_lite.training.loop import TrainEvent
 
-console = Console()
+# Data (tables, JSON, paths) goes to stdout. On a terminal it fits the window; piped, nothing
+# is wrapped or cut (Rich would otherwise assume 80 columns and fold paths and refs).
+_PIPED = not sys.stdout.isatty()
+console = Console(width=1 << 14 if _PIPED else None, soft_wrap=_PIPED)
+# Progress and status go to stderr; --quiet silences them (not errors, which have their own).
 err_console = Console(stderr=True)
+_error_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised as an interruption so that the same cleanup runs as for Ctrl-C."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Interrupted()
+
+
+def print_error(message: str) -> None:
+    """One line on stderr: ``error: MESSAGE`` (shown with --quiet too)."""
+    # escaped: messages hold brackets (pip extras, regexes) that are not Rich markup
+    _error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def user_errors(func: F) -> F:
-    """Turn an :class:`AhlError` into one line on stderr and its exit code (no traceback)."""
+    """Turn an :class:`AhlError` into one line on stderr and its exit code (no traceback); an
+    interruption (Ctrl-C, SIGTERM) into ``interrupted`` and 130/143. The API removes what it
+    had staged on the way out, so nothing partial is left behind."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except AhlError as exc:
-            # escaped: messages hold brackets (pip extras, regexes) that are not Rich markup
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, Interrupted)
+            _error_console.print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}); nothing was written",
+                                 highlight=False, soft_wrap=True)
+            raise typer.Exit(143 if terminated else 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _StatusHandler(logging.Handler):
+    """The library's warnings (e.g. an offline fallback to the cache) as one stderr line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+def setup(quiet: bool = False) -> None:
+    """Process-wide CLI setup, before any command runs: status and progress on stderr (none with
+    ``quiet``), one progress implementation (Rich: huggingface_hub's tqdm bars are turned off),
+    SIGTERM handled like Ctrl-C."""
+    err_console.quiet = quiet
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    logger = logging.getLogger("adapterhub_lite")
+    if not any(isinstance(h, _StatusHandler) for h in logger.handlers):
+        logger.addHandler(_StatusHandler(logging.WARNING))
+        logger.propagate = False
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def progress_enabled() -> bool:
+    """Whether to draw progress: not with --quiet, nor with HF_HUB_DISABLE_PROGRESS_BARS set."""
+    return not err_console.quiet and not _env_true("HF_HUB_DISABLE_PROGRESS_BARS")
 
 
 def quiet_libraries() -> None:
@@ -46,6 +116,36 @@ def quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+
+
+@contextmanager
+def transfer_progress() -> Iterator[Callable[[int], Callable[[int], None]]]:
+    """A byte progress bar for downloads on stderr, shown only once there is something to
+    download (a cached pull or an error prints nothing)."""
+    bar = Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), console=err_console, transient=True, disable=not progress_enabled())
+
+    def start(total: int) -> Callable[[int], None]:
+        bar.start()
+        task = bar.add_task("download", total=total)
+        return lambda n: bar.advance(task, n)
+
+    try:
+        yield start
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+@contextmanager
+def activity(label: str) -> Iterator[None]:
+    """A spinner with the elapsed time on stderr for work whose size is not known ahead (an
+    upload, a conversion): the same Rich progress as training and downloads."""
+    spinner = Progress(SpinnerColumn(), TextColumn(label), TimeElapsedColumn(), console=err_console,
+                       transient=True, disable=not progress_enabled())
+    with spinner:
+        spinner.add_task(label, total=None)
+        yield
 
 
 def print_json(data: Any) -> None:
@@ -77,7 +177,7 @@ def training_progress(label: str, enabled: bool = True) -> Iterator[Callable[[Tr
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        disable=not enabled,
+        disable=not (enabled and progress_enabled()),
         transient=False,
     )
     task = progress.add_task(label, total=None, loss="-", dev="")

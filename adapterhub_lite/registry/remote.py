@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ from ..errors import (
     IntegrityError,
     NotFoundError,
     RefError,
+    UnreachableError,
     VersionConflictError,
 )
 from ..files import swap_into_place
@@ -53,6 +55,7 @@ from .tokens import token_for
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperationAdd
 
+logger = logging.getLogger(__name__)
 HF_ENDPOINT = "https://huggingface.co"
 HUB_HOSTS = ("huggingface.co", "hf.co")  # and their subdomains: servers that speak Xet
 OFFLINE_ENVS = ("AHL_OFFLINE", "HF_HUB_OFFLINE")
@@ -245,7 +248,7 @@ class RemoteRegistry:
                 raise NotFoundError(f"{what}: not found on {self.url}") from None
             raise AhlError(f"{what}: {self.url} answered {message}") from None
         except self._errors as exc:
-            raise ConfigError(
+            raise UnreachableError(
                 f"{what}: cannot reach {self.url} ({type(exc).__name__}); check the URL and that the server runs "
                 f"(exact versions in the cache still pull; AHL_OFFLINE=1 resolves from the cache alone)"
             ) from None
@@ -509,6 +512,18 @@ class RemoteRegistry:
             return self._entry(record)
         if offline():
             return self._cached_entry(ref)
+        try:
+            return self._resolve_online(ref)
+        except UnreachableError as exc:
+            # as huggingface_hub does: what the download cache can answer, it answers
+            try:
+                entry = self._cached_entry(ref)
+            except NotFoundError:
+                raise UnreachableError(f"{exc}; {ref} is not in the download cache either") from None
+            logger.warning("%s is unreachable; using cached %s", self.url, entry.ref)
+            return entry
+
+    def _resolve_online(self, ref: Ref) -> Entry:
         repo = self._repo(ref)
         versions, yanked = self._tags(repo, missing_ok=True)
         ordered = sorted(versions, key=version_key, reverse=True)
@@ -684,6 +699,9 @@ class RemoteRegistry:
                limit: int = 50) -> list[Entry]:
         """Latest non-yanked version of each matching entry, found by the repositories' tags.
         ahl serve answers in one request; other servers (the Hub) in one more per result."""
+        if offline():
+            raise UnreachableError("search needs the registry, and the client is offline (AHL_OFFLINE/HF_HUB_OFFLINE "
+                                   "is set); 'ahl cache ls' lists the versions the cache holds")
         filters = ["adapterhub-lite"]
         if base:
             filters.append(f"base_model:{base_key(base)}")
