@@ -37,7 +37,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .artifact import Artifact, check_writable, read_artifact, render_model_card, write_artifact
+from .artifact import (
+    CARD_FILE,
+    Artifact,
+    check_license,
+    check_writable,
+    read_artifact,
+    render_model_card,
+    write_artifact,
+)
 from .base import DEFAULT_BASE, BaseModel, load_base
 from .config import AdapterConfig, HeadConfig
 from .errors import (
@@ -470,6 +478,7 @@ def import_adapter(
     task: str | None = None,
     with_head: bool = True,
     overwrite: bool = False,
+    license: str | None = None,
 ) -> Artifact:
     """Convert an adapter in AdapterHub's ``adapters`` format into an adapterhub-lite artifact.
 
@@ -489,6 +498,7 @@ def import_adapter(
         name, task: artifact name and task (default: the adapter's name, sanitised).
         with_head: convert the head too, when the source has one.
         overwrite: replace an existing artifact at ``to``.
+        license: the license id recorded in the metadata and the card (e.g. ``apache-2.0``).
 
     Returns:
         The written, verified artifact.
@@ -505,6 +515,7 @@ def import_adapter(
         'imdb'
     """
     check_writable(Path(to), overwrite=overwrite)
+    check_license(license)
     directory, origin = fetch(source, revision=revision, endpoint=endpoint, token=token, cache_dir=cache_dir)
     meta = _read_json(directory / CONFIG_FILE)
     adapter_name = str(meta.get("name") or "")
@@ -561,7 +572,8 @@ def import_adapter(
                 raise ArtifactError(f"tensor {key} of adapter {adapter_name!r} has shape {list(tensor.shape)}, "
                                     f"base {base_model.model_id} needs {list(expected[key].shape)}")
         model.load_artifact_state_dict(name, weights)
-        return write_model_artifact(model, Path(to), task=task, imported_from=imported_from, overwrite=overwrite)
+        return write_model_artifact(model, Path(to), task=task, imported_from=imported_from, overwrite=overwrite,
+                                    license=license)
     finally:
         model.remove_hooks()
 
@@ -606,6 +618,7 @@ def write_model_artifact(
     task: str,
     imported_from: dict[str, Any] | None = None,
     overwrite: bool = False,
+    license: str | None = None,
 ) -> Artifact:
     """Write the active adapter and head of ``model`` as an artifact without training metadata.
 
@@ -629,17 +642,12 @@ def write_model_artifact(
         "head": model.head.config.to_dict(),
         "library": _versions(),
     }
-    card = render_model_card(metadata)
+    if license is not None:
+        metadata["license"] = check_license(license)
     if imported_from is not None:
         metadata["imported_from"] = imported_from
-        # The generic card says the adapter was trained here; this one was converted.
-        card = card.replace(", trained with adapterhub-lite.", ", converted from AdapterHub's adapters format.")
-        card += (f"Converted from the AdapterHub `adapters` adapter `{imported_from['adapter_name']}` "
-                 f"({imported_from['source']}"
-                 + (f" at {imported_from['commit']}" if imported_from.get("commit") else "") + ").\n")
-        if model.head.config.extra.get("placeholder"):
-            card += "\nThe source has no prediction head: this artifact's head is an all-zero placeholder.\n"
-    return write_artifact(out, metadata, model.artifact_state_dict(name), card, overwrite=overwrite)
+    return write_artifact(out, metadata, model.artifact_state_dict(name), render_model_card(metadata),
+                          overwrite=overwrite)
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -720,6 +728,7 @@ def export_adapter(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         _write_json(staging / CONFIG_FILE, adapter_config)
+        (staging / CARD_FILE).write_text(render_model_card(meta, adapters_export=True), encoding="utf-8")
         _save_tensors(staging, adapter_weights, WEIGHTS_SAFETENSORS, WEIGHTS_PICKLE, weights_format)
         if head_config is not None:
             _write_json(staging / HEAD_CONFIG_FILE, {**common, "config": head_config})

@@ -20,6 +20,7 @@ import torch
 from .artifact import (
     FUSION_ADAPTERS_DIR,
     Artifact,
+    check_license,
     check_writable,
     fusion_adapters,
     read_artifact,
@@ -106,6 +107,7 @@ def train(
     name: str | None = None,
     overwrite: bool = False,
     on_event: Callable[[TrainEvent], None] | None = None,
+    license: str | None = None,
 ) -> TrainResult:
     """Train an adapter (or, with ``adapter=None``, a head alone) and save it as an artifact.
 
@@ -122,6 +124,7 @@ def train(
         name: artifact name; defaults to the task name.
         overwrite: replace an existing artifact at ``out``.
         on_event: progress callback.
+        license: the license id recorded in the metadata and the model card (e.g. ``apache-2.0``).
 
     Returns:
         :class:`TrainResult` with the dev metrics of the best epoch.
@@ -139,6 +142,7 @@ def train(
     name = name or task
     check_segment(task, "task")  # names become registry keys and paths: one rule for both
     check_segment(name, "name")
+    check_license(license)
     if isinstance(adapter, str):
         adapter = AdapterConfig.from_preset(adapter)
     if config.mode == "adapter" and adapter is None:
@@ -162,7 +166,7 @@ def train(
     if out is not None and result_is_writer():
         metadata = artifact_metadata(
             kind="adapter", name=name, task=task, base=base_model, head=data.head, columns=columns, config=config,
-            fit_result=result, data=data.records(), parameters=(trainable, total),
+            fit_result=result, data=data.records(), parameters=(trainable, total), license=license,
             extra={"adapter": adapter.to_dict() if config.mode == "adapter" else None},  # type: ignore[union-attr]
         )
         artifact = _save(Path(out), metadata, model.artifact_state_dict(), overwrite=overwrite)
@@ -253,6 +257,7 @@ def fuse(
     name: str | None = None,
     overwrite: bool = False,
     on_event: Callable[[TrainEvent], None] | None = None,
+    license: str | None = None,
 ) -> TrainResult:
     """Train an AdapterFusion layer and a new head over trained adapters (the paper's stage 2).
 
@@ -266,7 +271,7 @@ def fuse(
         base: the base to use; defaults to the adapters' base.
         fusion: the fusion configuration.
         config: training configuration; defaults to the paper's lr 5e-5, at most 10 epochs.
-        out, name, overwrite, on_event: as in :func:`train`.
+        out, name, overwrite, on_event, license: as in :func:`train`.
 
     Example:
         >>> fuse(["sst2-adapter", "mnli-adapter"], "rte/train.csv", task="rte", out="rte-fusion")
@@ -277,6 +282,7 @@ def fuse(
     name = name or f"{task}-fusion"
     check_segment(task, "task")
     check_segment(name, "name")
+    check_license(license)
     if out is not None:
         check_writable(Path(out), overwrite=overwrite)
     parts = [a.artifact if isinstance(a, LoadedAdapter) else read_artifact(a) for a in adapters]
@@ -309,7 +315,7 @@ def fuse(
                     "base": base_key(p.metadata["base"]["model_id"]), "digest": p.digest} for p in parts]
         metadata = artifact_metadata(
             kind="fusion", name=name, task=task, base=base_model, head=data.head, columns=columns, config=config,
-            fit_result=result, data=data.records(), parameters=(trainable, total),
+            fit_result=result, data=data.records(), parameters=(trainable, total), license=license,
             extra={"fusion": {**model.fusion_configs[name].to_dict(), "positions": list(positions)},
                    "adapters": records},
         )
@@ -344,11 +350,13 @@ def artifact_metadata(
     data: dict[str, dict[str, Any]],
     parameters: tuple[int, int],
     extra: dict[str, Any],
+    license: str | None = None,
 ) -> dict[str, Any]:
     """The metadata file of a trained artifact (``files`` is added when writing).
 
     ``extra`` holds what the kind adds: ``adapter`` (its config, or None for a head alone), or
-    ``fusion`` and ``adapters`` (the fused adapters' entries and digests).
+    ``fusion`` and ``adapters`` (the fused adapters' entries and digests). ``license`` (a Hub
+    license id) is recorded when given.
     """
     return {
         "kind": kind,
@@ -366,6 +374,7 @@ def artifact_metadata(
         "metrics": {"dev": fit_result.best_metrics},
         "parameters": {"trainable": parameters[0], "total": parameters[1]},
         "library": _versions(),
+        **({"license": license} if license is not None else {}),
     }
 
 

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ArtifactError, IntegrityError
+from .errors import ArtifactError, ConfigError, IntegrityError
 from .files import sha256_file, swap_into_place
 from .registry.refs import base_key, check_segment
 
@@ -207,59 +207,106 @@ def check_file(file: Path, expected: dict[str, Any]) -> None:
         raise IntegrityError(f"{file} does not match its sha256 in the metadata; fetch it again")
 
 
-def render_model_card(metadata: dict[str, Any]) -> str:
-    """A Hugging Face model card: YAML header (library, base, relation, tags, results) + prose."""
+LICENSE_PATTERN = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")
+
+
+def check_license(license: str | None) -> str | None:
+    """A license as the Hub's ``license`` field takes it: an id such as ``apache-2.0``, ``mit``,
+    ``cc-by-4.0`` or ``other`` (lowercase letters, digits, ``.``, ``+``, ``-``)."""
+    if license is not None and not LICENSE_PATTERN.fullmatch(license):
+        raise ConfigError(f"license {license!r} is not a license id; use the Hub's ids, e.g. apache-2.0, mit, "
+                          f"cc-by-4.0 or other")
+    return license
+
+
+def hub_model_id(model_id: str) -> str | None:
+    """``model_id`` when it names a Hub repository, None for a local directory (whose path the
+    metadata keeps in ``base.model_id``; a card's ``base_model`` takes Hub ids only)."""
+    return model_id if not Path(model_id).is_absolute() and base_key(model_id) == model_id else None
+
+
+def _dataset_ids(metadata: dict[str, Any]) -> list[str]:
+    """The Hub dataset ids the artifact was trained on (``hf:NAME[:SPLIT]`` sources); a local
+    file is no dataset id, so it is not listed."""
+    ids = []
+    for record in metadata.get("training", {}).get("data", {}).values():
+        source = str(record.get("source", ""))
+        if source.startswith("hf:") and (dataset := source.split(":")[1]) and dataset not in ids:
+            ids.append(dataset)
+    return ids
+
+
+def render_model_card(metadata: dict[str, Any], *, adapters_export: bool = False) -> str:
+    """The Hugging Face model card (``README.md``) of an artifact, built with huggingface_hub's
+    ``ModelCard``/``ModelCardData``/``EvalResult``: valid with or without metrics.
+
+    With ``adapters_export``, the card of the directory ``ahl export --format adapters`` writes:
+    the header and usage AdapterHub's own exports carry (``library_name: adapter-transformers``).
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
     base_id = metadata["base"]["model_id"]
-    task = metadata["task"]
-    head = metadata["head"]
+    hub_base = hub_model_id(base_id)
+    task, name, head = metadata["task"], metadata["name"], metadata["head"]
     adapter = metadata.get("adapter")
-    metrics = metadata.get("metrics", {}).get("dev", {})
+    metrics = {k: v for k, v in metadata.get("metrics", {}).get("dev", {}).items() if v is not None}
     pipeline = "multiple-choice" if head["type"] == "multiple_choice" else "text-classification"
-    tags = ["adapterhub-lite", "adapters", f"task:{task}", head["type"]]
-    if adapter:
-        tags.append(f"adapter:{adapter['preset']}")
+    datasets = _dataset_ids(metadata)
+    if adapters_export:
+        tags = ["adapter-transformers", metadata["base"]["fingerprint"]["model_type"], f"task:{task}"]
+        library = "adapter-transformers"
+    else:
+        tags = ["adapterhub-lite", "adapters", f"task:{task}", head["type"]]
+        if adapter:
+            tags.append(f"adapter:{adapter['preset']}")
+        if metadata["kind"] == "fusion":
+            tags.append("adapter:fusion")
+        # Remote registries find entries by these tags without knowing their namespace (SPEC 14.2).
+        key = base_key(base_id)
+        tags += [f"ahl-entry:{key}/{task}/{name}", f"base_model:{key}"]
+        library = "adapterhub-lite"
+    if hub_base:  # the tag the Hub derives from base_model + base_model_relation: adapter
+        tags.append(f"base_model:adapter:{hub_base}")
+    results = [EvalResult(task_type=pipeline, dataset_type=datasets[0] if datasets else task, dataset_name=task,
+                          dataset_split="dev", metric_type=k, metric_value=round(float(v), 4))
+               for k, v in metrics.items()]
+    data = ModelCardData(
+        library_name=library, license=metadata.get("license"), base_model=hub_base,
+        base_model_relation="adapter" if hub_base else None, pipeline_tag=pipeline, tags=tags,
+        datasets=datasets or None, model_name=name if results else None, eval_results=results or None,
+    )
     fused = [a["name"] for a in metadata.get("adapters", [])]
-    if metadata["kind"] == "fusion":
-        tags.append("adapter:fusion")
-    # Remote registries find entries by these tags without knowing their namespace (SPEC 14.2).
-    key = base_key(base_id)
-    tags += [f"ahl-entry:{key}/{task}/{metadata['name']}", f"base_model:{key}"]
-    lines = [
-        "---",
-        "library_name: adapterhub-lite",
-        f"base_model: {json.dumps(base_id)}",
-        "base_model_relation: adapter",
-        f"pipeline_tag: {pipeline}",
-        "tags:",
-        *[f"- {json.dumps(t)}" for t in tags],
-        "datasets:",
-        f"- {json.dumps(task)}",
-        "model-index:",
-        f"- name: {json.dumps(metadata['name'])}",
-        "  results:",
-        "  - task:",
-        f"      type: {pipeline}",
-        "    dataset:",
-        f"      name: {json.dumps(task)}",
-        f"      type: {json.dumps(task)}",
-        "      split: dev",
-        "    metrics:",
-        *[f"    - type: {k}\n      value: {v:.4f}" for k, v in metrics.items()],
-        "---",
-        "",
-        f"# {metadata['name']}",
-        "",
-        (f"An AdapterFusion over {len(fused)} adapters ({', '.join(fused)})" if fused else
-         f"A {adapter['preset'] if adapter else 'head-only'} adapter") + f" for **{task}** on "
-        f"`{base_id}`, trained with adapterhub-lite.",
-        "",
-    ]
-    if head["type"] == "classification":
-        lines += [f"Labels: {', '.join(head['label_names'])}.", ""]
+    imported = metadata.get("imported_from")
+    what = (f"An AdapterFusion over {len(fused)} adapters ({', '.join(fused)})" if fused else
+            f"A {adapter['preset'] if adapter else 'head-only'} adapter")
+    how = "converted from AdapterHub's adapters format" if imported else "trained with adapterhub-lite"
+    body = [f"# {name}", "", f"{what} for the task **{task}** on `{base_id}`, {how}.", ""]
+    if imported:
+        body += [f"Converted from the AdapterHub `adapters` adapter `{imported['adapter_name']}` "
+                 f"({imported['source']}" + (f" at {imported['commit']}" if imported.get("commit") else "") + ").", ""]
+    if head.get("placeholder"):
+        body += ["The source has no prediction head: this artifact's head is an all-zero placeholder; it serves "
+                 "fusion, not prediction.", ""]
+    elif head["type"] == "classification":
+        body += [f"Labels: {', '.join(head['label_names'])}.", ""]
     if metrics:
-        lines += ["| dev metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()], ""]
-    lines += ["```bash", "ahl predict PATH_TO_THIS_DIR --input texts.txt", "```", ""]
-    return "\n".join(lines)
+        body += ["| dev metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()], ""]
+    if adapters_export:
+        body += ["## Usage", "", "```bash", "pip install -U adapters", "```", "", "```python",
+                 "from adapters import AutoAdapterModel", "",
+                 f"model = AutoAdapterModel.from_pretrained({json.dumps(hub_base or base_id)})",
+                 "# \".\": run from this directory (a copy on the Hub loads by its repo id, source=\"hf\")",
+                 "adapter_name = model.load_adapter(\".\", set_active=True)", "```", ""]
+    elif not head.get("placeholder"):
+        pairs = metadata.get("columns", {}).get("text_pair")
+        text_column = metadata.get("columns", {}).get("text", "text")
+        body += ["## Usage", "", "One text per line in a `.txt` file (or a CSV/JSON Lines file with a "
+                 f"`{text_column}` column"
+                 + (f" and a `{pairs}` column: this adapter reads text pairs" if pairs else "")
+                 + "), run from this directory (elsewhere, name the directory or the registry ref instead of `.`):",
+                 "", "```bash", "printf 'first text\\nsecond text\\n' > texts.txt", "ahl predict . -i texts.txt",
+                 "```", ""]
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))
 
 
 def artifact_files(artifact: Artifact) -> dict[str, dict[str, Any] | None]:

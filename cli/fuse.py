@@ -14,6 +14,7 @@ from adapterhub_lite.training.data import Columns
 
 from .registry import REGISTRY_HELP
 from .render import (
+    LICENSE_HELP,
     console,
     metrics_table,
     print_json,
@@ -50,6 +51,7 @@ def fuse(
     value_l2: float = typer.Option(0.01, help="Weight of the L2 pull of V towards the identity."),
     temperature: float = typer.Option(1.0, help="Softmax temperature over adapters."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps."),
+    license: Optional[str] = typer.Option(None, help=LICENSE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a fusion layer and a head for TASK over frozen adapters; save (and push) the fusion.
@@ -70,7 +72,7 @@ def fuse(
         with training_progress(f"fuse {task}", enabled=not json_out) as on_event:
             result = api.fuse(paths, train_file, task=task, dev_data=dev_file, base=base, head=head,
                               columns=columns, fusion=fusion, config=config, out=out, name=name,
-                              overwrite=overwrite, on_event=on_event)
+                              overwrite=overwrite, on_event=on_event, license=license)
     if not api.result_is_writer():
         return
     pushed = hub.push(result.artifact.path, registry=registry) if push else None  # type: ignore[union-attr]

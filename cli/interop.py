@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from adapterhub_lite import hub
 from adapterhub_lite.adapters_format import export_adapter, import_adapter
 from adapterhub_lite.errors import ConfigError
 
 from .registry import REGISTRY_HELP, entry_json, local_artifact
-from .render import console, print_json, quiet_libraries, user_errors
+from .render import LICENSE_HELP, activity, console, print_json, quiet_libraries, user_errors
 
 
 @user_errors
@@ -30,6 +31,7 @@ def import_(
     task: Optional[str] = typer.Option(None, help="Task recorded in the artifact (default: its name)."),
     head: bool = typer.Option(True, help="Convert the prediction head too, when there is one."),
     overwrite: bool = typer.Option(False, help="Replace an existing --to directory."),
+    license: Optional[str] = typer.Option(None, help=LICENSE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the artifact's metadata (or pushed version) as JSON."),
 ) -> None:
     """Convert an AdapterHub adapter into an artifact (and push it with --registry).
@@ -41,8 +43,10 @@ def import_(
     quiet_libraries()
     with tempfile.TemporaryDirectory(prefix="ahl-import-") as scratch:
         target = to if to is not None else Path(scratch) / "artifact"
-        artifact = import_adapter(source, to=target, base=base, revision=revision, endpoint=endpoint, name=name,
-                                  task=task, with_head=head, overwrite=overwrite)
+        with activity(f"converting {escape(source)}"):
+            artifact = import_adapter(source, to=target, base=base, revision=revision, endpoint=endpoint,
+                                      name=name, task=task, with_head=head, overwrite=overwrite,
+                                      license=license)
         entry = hub.push(artifact.path, registry=registry) if registry is not None else None
     if json_out:
         print_json(entry_json(entry) if entry is not None else artifact.metadata)
@@ -71,10 +75,15 @@ def export(
     weights: str = typer.Option(
         "both", help="safetensors, bin (what load_adapter(DIR) reads by default) or both."),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
+    json_out: bool = typer.Option(False, "--json", help="Print the written directory and its files as JSON."),
 ) -> None:
     """Write an adapter in another library's format: adapters (AdapterHub) loads it with model.load_adapter(DIR)."""
     if format != "adapters":
         raise ConfigError(f"unknown format {format!r}; the one export format is 'adapters'")
     path = export_adapter(local_artifact(target, base, registry), out, with_head=head, weights_format=weights,
                           overwrite=overwrite)
-    console.print(f"wrote {path} (load it with model.load_adapter({str(path)!r}))", highlight=False)
+    if json_out:
+        print_json({"format": format, "path": str(path), "files": sorted(p.name for p in path.iterdir())})
+        return
+    console.print(f"wrote {escape(str(path))} (load it with model.load_adapter({escape(repr(str(path)))}))",
+                  highlight=False)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from adapterhub_lite import hub
@@ -19,7 +16,7 @@ from adapterhub_lite.registry.cache import DownloadCache
 from adapterhub_lite.registry.local import Entry, cache_root
 from adapterhub_lite.registry.tokens import tokens_path
 
-from .render import console, print_json, user_errors
+from .render import activity, console, print_json, transfer_progress, user_errors
 
 REGISTRY_HELP = ("Registry: a directory, http(s)://HOST[:PORT][/NAMESPACE] (ahl serve, a Hub mirror) or "
                  "hf://NAMESPACE (default: $AHL_REGISTRY, else ~/.local/share/adapterhub-lite/registry).")
@@ -68,7 +65,8 @@ def push(
     json_out: bool = typer.Option(False, "--json", help="Print the stored version as JSON."),
 ) -> None:
     """Push an artifact to a registry as a new immutable version."""
-    entry = hub.push(path, registry=registry, version=version)
+    with activity(f"pushing {escape(str(path))}"):
+        entry = hub.push(path, registry=registry, version=version)
     if json_out:
         print_json(entry_json(entry))
     else:
@@ -83,17 +81,26 @@ def pull(
     to: Optional[Path] = typer.Option(None, help="Destination directory (default: ./NAME-VERSION)."),
     registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing destination."),
+    json_out: bool = typer.Option(False, "--json", help="Print the pulled version and its directory as JSON."),
 ) -> None:
     """Pull a version from a registry into a directory, verifying every file."""
     if ref.startswith(hub.ADAPTERS_SCHEME):  # AdapterHub's format: converted on the way in
         repo = ref.removeprefix(hub.ADAPTERS_SCHEME).partition("@")[0]
         target = to or Path(Path(repo).name)
         check_writable(target, overwrite=overwrite)
-        console.print(f"converted {escape(ref)} into {hub.fetch(ref, to=target, base=base, registry=registry)}")
+        with activity(f"converting {escape(ref)}"):
+            path = hub.fetch(ref, to=target, base=base, registry=registry)
+        if json_out:
+            print_json({"source": ref, "path": str(path)})
+        else:
+            console.print(f"converted {escape(ref)} into {escape(str(path))}", highlight=False)
         return
     with transfer_progress() as progress:
         entry, target = hub.pull(ref, to=to, base=base, registry=registry, overwrite=overwrite, progress=progress)
-    console.print(f"pulled [bold]{entry.ref}[/] into {target}")
+    if json_out:
+        print_json({**entry_json(entry), "path": str(target)})
+    else:
+        console.print(f"pulled [bold]{entry.ref}[/] into {escape(str(target))}", highlight=False)
 
 
 @user_errors
@@ -129,11 +136,18 @@ def verify(
     target: str = typer.Argument(..., help="Artifact directory or registry ref."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
     registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print what was verified as JSON."),
 ) -> None:
     """Check every file of an artifact or registry version against its sha256."""
-    result = hub.verify(target, base=base, registry=registry)
+    with activity(f"verifying {escape(target)}"):
+        result = hub.verify(target, base=base, registry=registry)
+    if json_out:
+        print_json({"verified": True, **(entry_json(result) if isinstance(result, Entry) else
+                                         {"path": str(result.path), "digest": result.digest,
+                                          "files": sorted(result.metadata["files"])})})
+        return
     what = result.ref if isinstance(result, Entry) else result.path
-    console.print(f"[green]verified[/] {what}")
+    console.print(f"[green]verified[/] {escape(str(what))}", highlight=False)
 
 
 @user_errors
@@ -141,48 +155,42 @@ def yank(
     ref: str = typer.Argument(..., help="An exact version: TASK/NAME@VERSION."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
     registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print the yanked version as JSON."),
 ) -> None:
     """Hide a version from search and @latest; it stays pullable by its exact version."""
     entry = hub.yank(ref, base=base, registry=registry)
-    console.print(f"yanked {entry.ref}")
-
-
-@contextmanager
-def transfer_progress() -> Iterator[Callable[[int], Callable[[int], None]]]:
-    """A byte progress bar for downloads, shown only once there is something to download (a
-    cached pull or an error prints nothing)."""
-    bar = Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), console=console, transient=True)
-
-    def start(total: int) -> Callable[[int], None]:
-        bar.start()
-        task = bar.add_task("download", total=total)
-        return lambda n: bar.advance(task, n)
-
-    try:
-        yield start
-    finally:
-        if bar.live.is_started:
-            bar.stop()
+    if json_out:
+        print_json(entry_json(entry))
+    else:
+        console.print(f"yanked {entry.ref}", highlight=False)
 
 
 @user_errors
 def login(
     registry: str = typer.Option(..., envvar="AHL_REGISTRY", help="Remote registry URL, e.g. http://127.0.0.1:8765."),
     token: Optional[str] = typer.Option(None, help="The token (default: prompt without echo)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the registry, user and token file as JSON."),
 ) -> None:
     """Store a token for a remote registry (checked with the server first); sent to it alone."""
-    user = hub.login(registry, token or typer.prompt("token", hide_input=True))
-    console.print(f"logged in to {escape(registry)} as [bold]{escape(user)}[/] (token stored in {tokens_path()})")
+    user = hub.login(registry, token or typer.prompt("token", hide_input=True, err=True))
+    if json_out:
+        print_json({"registry": registry, "user": user, "tokens_file": str(tokens_path())})
+        return
+    console.print(f"logged in to {escape(registry)} as [bold]{escape(user)}[/] (token stored in "
+                  f"{escape(str(tokens_path()))})", highlight=False)
 
 
 @user_errors
 def logout(
     registry: str = typer.Option(..., envvar="AHL_REGISTRY", help="Remote registry URL."),
+    json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
 ) -> None:
     """Forget the stored token of a remote registry."""
     hub.logout(registry)
-    console.print(f"logged out of {escape(registry)}")
+    if json_out:
+        print_json({"registry": registry, "logged_out": True})
+    else:
+        console.print(f"logged out of {escape(registry)}", highlight=False)
 
 
 cache_app = typer.Typer(help="The download cache of remote pulls: list and prune.", no_args_is_help=True)
@@ -213,7 +221,11 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
 @user_errors
 def cache_prune(
     everything: bool = typer.Option(False, "--all", help="Empty the whole cache, not only unused files."),
+    json_out: bool = typer.Option(False, "--json", help="Print the files removed and bytes freed as JSON."),
 ) -> None:
     """Remove partial downloads and files no cached version uses (--all: everything)."""
     removed, freed = DownloadCache().prune(everything=everything)
-    console.print(f"removed {removed} file(s), {freed / 1e6:.1f} MB")
+    if json_out:
+        print_json({"removed_files": removed, "freed_bytes": freed})
+    else:
+        console.print(f"removed {removed} file(s), {freed / 1e6:.1f} MB", highlight=False)

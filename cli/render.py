@@ -42,6 +42,8 @@ _error_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+LICENSE_HELP = "License id recorded in the metadata and the model card, e.g. apache-2.0, mit, cc-by-4.0, other."
+
 
 class Interrupted(KeyboardInterrupt):
     """SIGTERM, raised as an interruption so that the same cleanup runs as for Ctrl-C."""

@@ -13,6 +13,7 @@ from adapterhub_lite.config import AdapterConfig, TrainConfig
 from adapterhub_lite.training.data import Columns
 
 from .render import (
+    LICENSE_HELP,
     console,
     metrics_table,
     print_json,
@@ -65,6 +66,7 @@ def train(
         False, help="Keep dropout on inside the frozen base (AdapterHub's behaviour; slower)."
     ),
     device: str = TrainOption("auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps."),
+    license: Optional[str] = typer.Option(None, help=LICENSE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train an adapter on a frozen base model and save it as an artifact directory.
@@ -108,6 +110,7 @@ def train(
             name=name,
             overwrite=overwrite,
             on_event=on_event,
+            license=license,
         )
     if not api.result_is_writer():
         return

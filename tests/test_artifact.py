@@ -61,7 +61,8 @@ def test_artifact_layout_and_metadata(trained):
     weights = load_file(str(out / "adapter.safetensors"))
     assert all(k.startswith(("adapter.", "head.")) for k in weights)
     card = (out / "README.md").read_text()
-    assert "base_model_relation: adapter" in card and "library_name: adapterhub-lite" in card
+    # trained on a local directory: no base_model (a Hub id or nothing), the path stays in base.model_id
+    assert "library_name: adapterhub-lite" in card and "base_model" not in card.partition("tags:")[0]
     epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs[0]["epoch"] == 1 and "dev_accuracy" in epochs[0]
     assert not list(out.parent.glob(".*"))  # no staging or log leftovers
