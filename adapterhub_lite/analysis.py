@@ -7,7 +7,7 @@ For every fused site (layer x position), the mean softmax weight of each adapter
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +109,30 @@ class PruneReport:
     seconds_before: float
     seconds_after: float
     artifact: Artifact | None = None
+    # (seconds before, seconds after) of each interleaved timing; seconds_* are their medians
+    timings: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def speedups(self) -> list[float]:
+        """Before/after time ratio of each timing."""
+        pairs = self.timings or [(self.seconds_before, self.seconds_after)]
+        return [b / a if a else float("nan") for b, a in pairs]
 
     @property
     def speedup(self) -> float:
-        return self.seconds_before / self.seconds_after if self.seconds_after else float("nan")
+        """The median ratio over the timings."""
+        return float(np.median(self.speedups))
+
+    @property
+    def speedup_measured(self) -> bool:
+        """Whether every timing agrees the pruned fusion is faster (more than one timing, all above 1)."""
+        return len(self.speedups) > 1 and min(self.speedups) > 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"kept": self.kept, "dropped": self.dropped, "metrics_before": self.metrics_before,
                 "metrics_after": self.metrics_after, "seconds_before": self.seconds_before,
-                "seconds_after": self.seconds_after, "speedup": self.speedup,
+                "seconds_after": self.seconds_after, "speedup": self.speedup, "speedups": self.speedups,
+                "speedup_measured": self.speedup_measured,
                 "artifact": str(self.artifact.path) if self.artifact else None}
 
 
@@ -132,6 +147,7 @@ def prune_fusion(
     out: str | Path | None = None,
     overwrite: bool = False,
     batch_size: int = 64,
+    repeats: int = 3,
 ) -> PruneReport:
     """Drop the adapters a fusion hardly uses; measure accuracy and inference time before/after.
 
@@ -139,13 +155,20 @@ def prune_fusion(
     ``threshold``, an adapter goes when its mean attention stays below it at every site; with
     ``keep``, the ``keep`` adapters with the highest mean attention over all sites stay. Q, K and V
     act per site, not per adapter, so the fusion runs unchanged over the remaining adapters (the
-    softmax renormalises). With ``out`` the pruned fusion is saved as a new artifact.
+    softmax renormalises). With ``out`` the pruned fusion is saved as a new artifact. Inference
+    time is measured ``repeats`` times, unpruned and pruned interleaved (load drifts affect both).
 
     Raises:
-        ConfigError: neither or both of ``threshold``/``keep``, or fewer than two adapters would stay.
+        ConfigError: neither or both of ``threshold``/``keep``, or fewer than two adapters would stay
+            (``keep`` below 2 is refused before any work).
     """
     if (threshold is None) == (keep is None):
-        raise ConfigError("prune with exactly one of threshold or keep")
+        raise ConfigError("prune needs exactly one of --threshold or --keep (threshold= or keep= in Python)")
+    if keep is not None and keep < 2:
+        raise ConfigError(f"--keep {keep} would leave fewer than two adapters; a fusion needs two (keep 2 or more, "
+                          f"or use the adapter alone)")
+    if repeats < 1:
+        raise ConfigError("--repeats must be at least 1")
     loaded = ensure_loaded(fusion, base)
     report = fusion_activations(loaded, data, columns=columns, batch_size=batch_size)
     names = [a["name"] for a in loaded.artifact.metadata["adapters"]]
@@ -164,9 +187,14 @@ def prune_fusion(
         return metrics, time.perf_counter() - start
 
     timed_eval()  # warm-up: first-call costs must not count against the unpruned model
-    before, seconds_before = timed_eval()
-    model.fusion_members[name] = tuple(kept)
-    after, seconds_after = timed_eval()
+    members = model.fusion_members[name]
+    timings = []
+    for _ in range(repeats):
+        model.fusion_members[name] = members
+        before, seconds_before = timed_eval()
+        model.fusion_members[name] = tuple(kept)
+        after, seconds_after = timed_eval()
+        timings.append((seconds_before, seconds_after))
     artifact = None
     if out is not None:
         meta = loaded.artifact.metadata
@@ -177,5 +205,6 @@ def prune_fusion(
         sources = {f"{FUSION_ADAPTERS_DIR}/{n}": loaded.artifact.path / FUSION_ADAPTERS_DIR / n for n in kept}
         artifact = write_artifact(Path(out), metadata, model.artifact_state_dict(kind="fusion"),
                                   render_model_card(metadata), extra_dirs=sources, overwrite=overwrite)
-    return PruneReport(kept, [n for n in names if n not in kept], report, before, after, seconds_before,
-                       seconds_after, artifact)
+    return PruneReport(kept, [n for n in names if n not in kept], report, before, after,
+                       float(np.median([t[0] for t in timings])), float(np.median([t[1] for t in timings])),
+                       artifact, timings)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .artifact import Artifact, read_artifact
 from .base import BaseModel, load_base
-from .errors import ConfigError
+from .errors import ConfigError, RefError
 from .registry.local import REGISTRY_ENV, Entry, LocalRegistry
 from .registry.refs import Ref, base_key, parse_ref
 from .registry.remote import Progress, RemoteRegistry, is_remote, parse_remote
@@ -37,7 +37,28 @@ def open_registry(registry: RegistryLike = None) -> Registry:
 
 
 def _ref(ref: str | Ref, base: str | None) -> Ref:
-    return ref if isinstance(ref, Ref) else parse_ref(ref, base=base_key(base) if base else None)
+    if isinstance(ref, Ref):
+        return ref
+    check_not_a_path(ref)
+    return parse_ref(ref, base=base_key(base) if base else None)
+
+
+def check_not_a_path(target: str | Path) -> None:
+    """Raise :class:`RefError` saying "no such directory" for a target that can only mean a file
+    system path: one that is a file, starts like a path (``/``, ``.``, ``~``) or is a bare name
+    (a registry ref has at least TASK/NAME). Anything else is left to the ref parser."""
+    text = str(target)
+    if not text or text.startswith(ADAPTERS_SCHEME):
+        return
+    what = "an artifact is a directory with adapter.json or fusion.json; a registry ref looks like TASK/NAME[@VERSION]"
+    try:
+        is_file = Path(text).expanduser().is_file()
+    except (OSError, ValueError):  # too long, or a NUL byte: no path, the ref parser says why
+        return
+    if is_file:
+        raise RefError(f"{text} is a file, not an artifact directory ({what})")
+    if text.startswith(("/", ".", "~")) or not any(c in text for c in "/\\@"):
+        raise RefError(f"no such directory: {text} ({what})")
 
 
 def is_artifact_path(target: str | Path) -> bool:

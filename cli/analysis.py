@@ -47,11 +47,14 @@ def prune(
     out: Optional[Path] = typer.Option(None, help="Save the pruned fusion here."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
+    repeats: int = typer.Option(3, help="Timings of each model, interleaved; a speed-up is claimed only when "
+                                        "every one agrees."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Drop adapters a fusion hardly uses (AdapterDrop); report accuracy before/after and speed-up."""
+    """Drop adapters a fusion hardly uses (AdapterDrop); report accuracy before/after and the time taken."""
     quiet_libraries()
-    report = prune_fusion(target, data, threshold=threshold, keep=keep, base=base, out=out, overwrite=overwrite)
+    report = prune_fusion(target, data, threshold=threshold, keep=keep, base=base, out=out, overwrite=overwrite,
+                          repeats=repeats)
     if json_out:
         print_json(report.to_dict())
         return
@@ -63,4 +66,9 @@ def prune(
                                     ("after", report.metrics_after, report.seconds_after)):
         table.add_row(label, *[f"{v:.4f}" for v in metrics.values()], f"{seconds:.2f}")
     console.print(table)
-    console.print(f"speed-up {report.speedup:.2f}x" + (f"; saved {out}" if out else ""))
+    ratios = ", ".join(f"{r:.2f}x" for r in report.speedups)
+    if report.speedup_measured:
+        verdict = f"speed-up {report.speedup:.2f}x (median of {len(report.speedups)} timings: {ratios})"
+    else:
+        verdict = f"no measured speed-up (time ratios {ratios}; seconds are medians of {len(report.speedups)})"
+    console.print(verdict + (f"; saved {out}" if out else ""), highlight=False)

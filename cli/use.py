@@ -15,7 +15,7 @@ from rich.table import Table
 from adapterhub_lite import api, hub
 from adapterhub_lite.errors import ConfigError, DataError
 from adapterhub_lite.files import replacing
-from adapterhub_lite.training.data import Columns, Example
+from adapterhub_lite.training.data import HUB_PREFIX, Columns, Example, load_examples
 
 from .registry import REGISTRY_HELP, entry_table, local_artifact
 from .render import console, metrics_table, print_json, quiet_libraries, trainable_share, user_errors
@@ -56,7 +56,8 @@ def evaluate(
 @user_errors
 def predict(
     artifact: str = typer.Argument(..., help="Artifact directory (adapter or fusion) or registry ref."),
-    input: str = typer.Option("-", "--input", "-i", help="Data file, or - for one text per line on stdin."),
+    input: str = typer.Option("-", "--input", "-i", help="Data file (.txt: one text per line; .csv, .tsv, .jsonl: "
+                                                         "the text column), or - for one text per line on stdin."),
     output: str = typer.Option("-", "--output", "-o", help="Output file, or - for stdout."),
     format: str = typer.Option("jsonl", help="jsonl or csv."),
     base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the artifact)."),
@@ -66,30 +67,55 @@ def predict(
     choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
 ) -> None:
-    """Predict labels and probabilities for a file or stdin, as JSON Lines or CSV."""
+    """Predict labels and probabilities for a file or stdin, as JSON Lines or CSV (with the input text)."""
     if format not in ("jsonl", "csv"):
         raise ConfigError(f"unknown format {format!r}; use jsonl or csv")
     quiet_libraries()
-    if input == "-":
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-        if not texts:
-            raise DataError("nothing to predict: stdin has no text lines")
+    texts = _text_lines(input)  # checked before the model loads
+    if texts is None and not input.startswith(HUB_PREFIX) and not Path(input).exists():
+        raise DataError(f"input file {input} does not exist; pass a data file (.txt: one text per line; .csv, "
+                        f".tsv, .jsonl) or - to read one text per line from stdin")
     loaded = api.load(local_artifact(artifact, base, registry), base=base, device="auto")
-    if input == "-":
-        inputs: object = [Example(t) for t in texts]
-    else:
-        inputs = input
     columns = _columns(loaded, text_column, text_pair_column, None, choices_column)
-    predictions = api.predict(loaded, inputs, columns=columns, batch_size=batch_size)  # type: ignore[arg-type]
-    examples = inputs if isinstance(inputs, list) else None
-    text = _render(predictions, examples, format)
+    if texts is not None:
+        examples = [Example(t) for t in texts]
+        numbered = False
+    else:
+        examples = load_examples(input, columns, require_label=False).examples
+        numbered = True
+    predictions = api.predict(loaded, examples, columns=columns, batch_size=batch_size)
+    text = _render(predictions, examples, format, numbered=numbered)
     _write(output, text)
 
 
-def _render(predictions: list[api.Prediction], examples: list[Example] | None, format: str) -> str:
+def _text_lines(input: str) -> list[str] | None:
+    """The texts of stdin (``-``) or a ``.txt`` file, one per non-blank line; None for a data file."""
+    if input == "-":
+        lines = list(sys.stdin)
+        where = "stdin"
+    elif input.lower().endswith(".txt") and Path(input).is_file():
+        try:
+            lines = Path(input).read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError:
+            raise DataError(f"{input} is not UTF-8 text; re-save it as UTF-8") from None
+        where = input
+    else:
+        return None
+    texts = [line.rstrip("\r\n") for line in lines if line.strip()]
+    if not texts:
+        raise DataError(f"nothing to predict: {where} has no text lines")
+    return texts
+
+
+def _render(predictions: list[api.Prediction], examples: list[Example], format: str, *, numbered: bool) -> str:
+    """One row per prediction: (the file's row number,) the input text (and its pair), the label
+    and the probabilities."""
     rows = []
-    for i, p in enumerate(predictions):
-        row = {"text": examples[i].text} if examples else {"row": i}
+    for i, (p, example) in enumerate(zip(predictions, examples, strict=True)):
+        row: dict[str, object] = {"row": i} if numbered else {}
+        row["text"] = example.text
+        if example.text_pair is not None:
+            row["text_pair"] = example.text_pair
         rows.append({**row, **p.to_dict()})
     if format == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -65,8 +66,10 @@ def test_predict_file_to_csv(artifact, spam_files, tmp_path):
     target = tmp_path / "pred.csv"
     proc = ahl("predict", artifact[0], "--input", spam_files[1], "--format", "csv", "--output", target)
     assert proc.returncode == 0, proc.stderr
-    lines = target.read_text().splitlines()
-    assert lines[0] == "row,label,p_ham,p_spam" and len(lines) == 121
+    rows = list(csv.reader(target.open(newline="", encoding="utf-8")))
+    assert rows[0] == ["row", "text", "label", "p_ham", "p_spam"] and len(rows) == 121
+    texts = [r["text"] for r in csv.DictReader(spam_files[1].open(newline="", encoding="utf-8"))]
+    assert [r[1] for r in rows[1:]] == texts  # each prediction beside its input text
 
 
 def test_info_and_eval(artifact, spam_files):

@@ -150,8 +150,10 @@ def test_pruning_keeps_the_most_used_adapters_and_reports_the_cost(tmp_path, tin
     assert prune_fusion(result.artifact.path, spam_files[1], threshold=0.0).dropped == []
     with pytest.raises(ConfigError, match="a fusion needs two"):
         prune_fusion(result.artifact.path, spam_files[1], threshold=1.01)
-    with pytest.raises(ConfigError, match="exactly one of threshold or keep"):
+    with pytest.raises(ConfigError, match="exactly one of --threshold or --keep"):
         prune_fusion(result.artifact.path, spam_files[1])
+    assert len(report.timings) == 3 and report.speedups == [b / a for b, a in report.timings]
+    assert report.speedup_measured == (min(report.speedups) > 1.0)
 
 
 def test_fusion_metadata_follows_its_schema(fused):

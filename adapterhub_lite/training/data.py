@@ -184,13 +184,14 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
     name = str(source)
     found = list(rows[0].keys())
     examples = []
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         text = _column(row, columns.text, found, name) if columns.text else ""
         pair = _column(row, columns.text_pair, found, name) if columns.text_pair else None
         choices = _choices(row, columns.choices, found, name) if columns.choices else None
         label = _column(row, columns.label, found, name) if require_label else row.get(columns.label)
         if require_label and (label is None or (isinstance(label, str) and not label.strip())):
-            raise DataError(f"{name}: a row has an empty {columns.label!r} value")
+            raise DataError(f"{name}: row {number} has an empty {columns.label!r} value (rows count from 1, "
+                            f"header excluded); give it a label or remove the row")
         examples.append(Example(str(text or ""), None if pair is None else str(pair), choices, label))
     counts = {len(e.choices) for e in examples if e.choices is not None}
     if len(counts) > 1:
