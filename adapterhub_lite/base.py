@@ -115,7 +115,26 @@ def resolve_base(base: str | None) -> tuple[str, str]:
         if not (path / "config.json").is_file():
             raise BaseModelError(f"{base} is not a model directory (no config.json in it)")
         return str(path.resolve()), str(path)
+    if base.startswith(("/", ".", "~")) or "\\" in base:
+        raise BaseModelError(f"no such directory: {base} (--base takes a model directory or a Hub model id)")
     return base, base
+
+
+def _hub_reachable() -> bool:
+    """Whether the Hub endpoint answers one request (no retries, 5 s at most): when it does not,
+    a model is read from the local Hugging Face cache alone instead of being retried for ~30 s."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    from .registry.remote import offline
+
+    if offline() or constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=5).close()
+    except Exception:  # any failure to connect (DNS, refused, TLS, timeout) means not reachable
+        return False
+    return True
 
 
 def weights_digest(encoder: nn.Module) -> str:
@@ -173,11 +192,18 @@ def load_base(
 
     model_id, source = resolve_base(base)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if revision and source == model_id and not Path(source).exists():
+    from_hub = source == model_id and not Path(source).exists()
+    if revision and from_hub:
         kwargs["revision"] = revision
+    if from_hub and not _hub_reachable():
+        kwargs["local_files_only"] = True
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
+        if kwargs.get("local_files_only"):
+            raise BaseModelError(f"cannot load base model {model_id!r}: it is no local directory, not in the Hugging "
+                                 f"Face cache, and the Hub cannot be reached (offline); check the id, or pass a "
+                                 f"model directory") from None
         raise BaseModelError(f"cannot load base model {model_id!r}: {_first_line(exc)}") from exc
     layout = layout_for(config.model_type)  # fail on an unsupported family before loading weights
     model_kwargs = {"add_pooling_layer": False} if layout.optional_pooler else {}

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .artifact import Artifact, read_artifact
-from .base import BaseModel, load_base
-from .errors import ConfigError, RefError
+from .base import BaseFingerprint, BaseModel, load_base
+from .errors import ConfigError, NotFoundError, RefError
 from .registry.local import REGISTRY_ENV, Entry, LocalRegistry
 from .registry.refs import Ref, base_key, parse_ref
 from .registry.remote import Progress, RemoteRegistry, is_remote, parse_remote
@@ -94,7 +94,7 @@ def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel 
     """
     base_id = base.model_id if isinstance(base, BaseModel) else base
     reg = open_registry(registry)
-    entry = reg.resolve(_ref(ref, base_id))
+    entry = _resolve(reg, ref, base if isinstance(base, BaseModel) else base_id)
     checked = None
     if base is not None:
         loaded = base if isinstance(base, BaseModel) else load_base(base)
@@ -116,7 +116,29 @@ def search(*, registry: RegistryLike = None, **filters: Any) -> list[Entry]:
 def resolve(ref: str | Ref, *, base: str | None = None,
             registry: RegistryLike = None) -> Entry:
     """The version a ref means, with its manifest (no files move)."""
-    return open_registry(registry).resolve(_ref(ref, base))
+    return _resolve(open_registry(registry), ref, base)
+
+
+def _resolve(reg: Registry, ref: str | Ref, base: str | BaseModel | None) -> Entry:
+    """Resolve ``ref``; a short ref (TASK/NAME) with a base in a local directory that no entry is
+    keyed by (``local/<dir>``) means the entry trained on the same weights (same fingerprint),
+    under whichever base id it was pushed: a copy of a Hub model in a directory finds its adapters."""
+    base_id = base.model_id if isinstance(base, BaseModel) else base
+    try:
+        return reg.resolve(_ref(ref, base_id))
+    except NotFoundError:
+        short = isinstance(ref, str) and ref.partition("@")[0].count("/") == 1
+        if not (short and base_id and Path(base_id).expanduser().is_dir()):
+            raise
+    wanted = parse_ref(str(ref))
+    fingerprint = (base if isinstance(base, BaseModel) else load_base(base_id)).fingerprint
+    for found in reg.search(task=wanted.task, name=wanted.name, limit=1000):
+        recorded = found.summary.get("fingerprint")
+        same = recorded and not BaseFingerprint.from_dict(recorded).differences(fingerprint)
+        if found.ref.name == wanted.name and same:
+            return reg.resolve(Ref(found.ref.base, wanted.task, wanted.name, wanted.version, wanted.digest))
+    raise NotFoundError(f"no entry {wanted.task}/{wanted.name} was trained on the weights in {base_id} (looked up by "
+                        f"fingerprint); 'ahl search --task {wanted.task}' lists what there is")
 
 
 def verify(target: str | Path, *, base: str | None = None,

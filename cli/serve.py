@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from adapterhub_lite.errors import ConfigError
 
-from .render import console, user_errors
+from .render import err_console, user_errors
 
 REGISTRY_HELP = "Registry directory to serve (default: $AHL_REGISTRY or ~/.local/share/adapterhub-lite/registry)."
 TOKENS_HELP = ("File of write tokens, one 'TOKEN USER' per line ('#' comments); also read: "
@@ -41,10 +41,14 @@ def serve(
     token_map = load_tokens(tokens, os.environ.get(TOKENS_ENV))
     root = Path(registry).expanduser() if registry is not None else default_root()
     app = create_app(root, tokens=token_map, private=private, max_upload_bytes=int(max_upload_mb * (1 << 20)))
-    console.print(f"ahl serve: registry {escape(str(root))} at [bold]{registry_url(host, port)}[/] "
+    err_console.print(f"ahl serve: registry {escape(str(root))} at [bold]{registry_url(host, port)}[/] "
                   f"({len(token_map)} token(s){', private' if private else ''}); Ctrl-C stops", highlight=False,
                   soft_wrap=True)
     if not token_map:
-        console.print("no tokens: the registry is read-only (pass --tokens FILE or set $AHL_SERVE_TOKENS)")
-    # uvicorn finishes in-flight requests on SIGINT/SIGTERM before it exits
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+        err_console.print("no tokens: the registry is read-only (pass --tokens FILE or set $AHL_SERVE_TOKENS)")
+    # uvicorn finishes in-flight requests on SIGINT/SIGTERM before it exits, then raises the
+    # signal again: stopping the server is its normal end, not an interruption
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+    except KeyboardInterrupt:
+        err_console.print("ahl serve: stopped", highlight=False)
