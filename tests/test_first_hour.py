@@ -216,9 +216,17 @@ def test_every_card_loads_and_says_what_it_should(tmp_path, tiny_base_model, tin
     # a fusion over two adapters
     other = make_artifact(tmp_path / "b", hub_base, task="b", name="b", seed=1)
     fusion = api.fuse([trained.path, other], spam_files[0], dev_data=spam_files[1], task="sms_spam", config=fast,
-                      base=hub_base, out=tmp_path / "fusion").artifact
+                      base=hub_base, out=tmp_path / "fusion", license="cc-by-4.0").artifact
     card = _card(fusion.path)
-    assert "adapter:fusion" in card.data.tags and card.data.eval_results
+    assert "adapter:fusion" in card.data.tags and card.data.eval_results and card.data.license == "cc-by-4.0"
+
+    from jsonschema import Draft202012Validator  # the license is part of the specified metadata
+
+    schemas = Path(__file__).parents[1] / "registry" / "schema"
+    for artifact, kind in ((trained, "adapter"), (fusion, "fusion")):
+        validator = Draft202012Validator(json.loads((schemas / f"{kind}.schema.json").read_text()))
+        assert list(validator.iter_errors(artifact.metadata)) == []
+        assert list(validator.iter_errors({**artifact.metadata, "license": "Apache 2.0"}))
 
 
 def test_card_usage_snippet_runs_as_written(tmp_path, tiny_base_model, monkeypatch):

@@ -143,8 +143,9 @@ def test_model_card_header(tiny_base, tmp_path):
     assert header["base_model"] == "tiny-bert"
     assert header["base_model_relation"] == "adapter"
     assert header["pipeline_tag"] == "text-classification"
-    assert {"task:tiny-task", "adapter:pfeiffer", "classification"} <= set(header["tags"])
-    assert header["datasets"] == ["tiny-task"]
+    tags = {"task:tiny-task", "adapter:pfeiffer", "classification", "base_model:adapter:tiny-bert"}
+    assert tags <= set(header["tags"])
+    assert "datasets" not in header  # a task name is no Hub dataset id (SPEC 8)
     result = header["model-index"][0]["results"][0]
     assert header["model-index"][0]["name"] == "tiny"
     assert result["dataset"] == {"name": "tiny-task", "type": "tiny-task", "split": "dev"}
