@@ -123,7 +123,7 @@ def search(
         return
     table = Table(title=f"{len(entries)} adapter(s)")
     for column in ("task/name", "version", "base", "arch", "head", "dev metrics"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal folds a ref, never cuts it
     for e in entries:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in e.summary.get("metrics", {}).items() if v is not None)
         table.add_row(f"{e.ref.task}/{e.ref.name}", e.ref.version, e.ref.base, e.summary.get("architecture"),

@@ -399,3 +399,17 @@ def test_json_on_every_result(tmp_path, tiny_base_model, monkeypatch):
     assert "README.md" in exported["files"] and "adapter_config.json" in exported["files"]
     pruned = invoke("cache", "prune", "--json")
     assert pruned.exit_code == 0 and set(json.loads(pruned.stdout)) == {"removed_files", "freed_bytes"}
+
+
+def test_quiet_and_disabled_progress_bars(tmp_path, tiny_base_dir, spam_files, monkeypatch):
+    """--quiet: nothing on stderr; HF_HUB_DISABLE_PROGRESS_BARS: status lines, no bar."""
+    common = ("train", "--base", tiny_base_dir, "--train", spam_files[0], "--dev", spam_files[1], "--task", "t",
+              "--epochs", "1")
+    quiet = invoke("--quiet", *common, "--out", tmp_path / "q")
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+    assert f"saved {tmp_path / 'q'}" in quiet.stdout
+    loud = invoke(*common, "--out", tmp_path / "loud")
+    assert loud.exit_code == 0 and "trainable parameters" in loud.stderr and "train t" in loud.stderr  # the bar
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    plain = invoke(*common, "--out", tmp_path / "plain")
+    assert plain.exit_code == 0 and "trainable parameters" in plain.stderr and "train t" not in plain.stderr
