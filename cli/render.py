@@ -102,7 +102,6 @@ def setup(quiet: bool = False) -> None:
     logger = logging.getLogger("adapterhub_lite")
     if not any(isinstance(h, _StatusHandler) for h in logger.handlers):
         logger.addHandler(_StatusHandler(logging.WARNING))
-        logger.propagate = False
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate)
 

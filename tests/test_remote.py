@@ -183,7 +183,7 @@ def test_xet_switch_is_shared_by_concurrent_pushes():
     assert constants.HF_HUB_DISABLE_XET == before
 
 
-def test_cached_pull_needs_no_server_and_offline_resolves_latest(server, art, tmp_path, monkeypatch):
+def test_cached_pull_needs_no_server_and_offline_resolves_latest(server, art, tmp_path, monkeypatch, caplog):
     artifact = art(seed=5)
     hub.push(artifact, registry=server.url, version="1.2.0")
     hub.pull(f"{HUB_ID}/sst2/sst2@1.2.0", registry=server.url, to=tmp_path / "first")
@@ -191,8 +191,13 @@ def test_cached_pull_needs_no_server_and_offline_resolves_latest(server, art, tm
     # An exact version is immutable: the cache answers without a single request.
     _, again = hub.pull(f"{HUB_ID}/sst2/sst2@1.2.0", registry=server.url, to=tmp_path / "second")
     assert same_files(artifact, again)
-    with pytest.raises(ConfigError, match="cannot reach"):
-        hub.pull(f"{HUB_ID}/sst2/sst2", registry=server.url, to=tmp_path / "third")
+    # The server cannot be reached: as huggingface_hub does, the cache answers, and says so.
+    with caplog.at_level("WARNING", logger="adapterhub_lite"):
+        entry, latest = hub.pull(f"{HUB_ID}/sst2/sst2", registry=server.url, to=tmp_path / "latest")
+    assert entry.ref.version == "1.2.0" and same_files(artifact, latest)
+    assert any("unreachable; using cached" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ConfigError, match="cannot reach.*not in the download cache"):
+        hub.pull(f"{HUB_ID}/sst2/other", registry=server.url, to=tmp_path / "third")
     assert not (tmp_path / "third").exists()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     entry, third = hub.pull(f"{HUB_ID}/sst2/sst2", registry=server.url, to=tmp_path / "third")
