@@ -61,8 +61,8 @@ def print_error(message: str) -> None:
 
 def user_errors(func: F) -> F:
     """Turn an :class:`AhlError` into one line on stderr and its exit code (no traceback); an
-    interruption (Ctrl-C, SIGTERM) into ``interrupted`` and 130/143. The API removes what it
-    had staged on the way out, so nothing partial is left behind."""
+    interruption (Ctrl-C, SIGTERM) into ``interrupted`` and 130/143 (the API removes what it
+    had staged on the way out: training leaves no partial artifact or log)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -73,8 +73,7 @@ def user_errors(func: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, Interrupted)
-            _error_console.print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}); nothing was written",
-                                 highlight=False, soft_wrap=True)
+            _error_console.print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'})", highlight=False)
             raise typer.Exit(143 if terminated else 130) from None
 
     return wrapper  # type: ignore[return-value]
