@@ -364,3 +364,24 @@ def test_huge_regular_imported_file_is_refused_while_streaming(hub, world, untou
 def test_regular_files_import_when_honest(hub, world, untouched):
     files = serve_adapters(hub, lfs=False)
     assert {p.name: p.read_bytes() for p in fetch(hub, world).iterdir()} == files
+
+
+# -- typed errors against the real ahl serve --------------------------------------------------
+
+
+def test_push_without_a_token_to_an_existing_repository_is_one_line(ahl_server, world, tiny_base_model, tmp_path,
+                                                                     monkeypatch):
+    """Once a repository exists, an anonymous push reached huggingface_hub's hf:// URI parser
+    and ended in an HfUriError traceback; now it is the one line that asks for a token."""
+    from adapterhub_lite import hub as ahl_hub
+
+    base = dataclasses.replace(tiny_base_model, model_id=HUB_ID)
+    monkeypatch.setenv("AHL_CACHE", str(world / "cache"))
+    monkeypatch.setenv("AHL_TOKEN", ahl_server.token)
+    registry = f"{ahl_server.url}/{ahl_server.user}"
+    ahl_hub.push(make_artifact(tmp_path / "first", base, name="anon", seed=1), registry=registry)
+    monkeypatch.delenv("AHL_TOKEN")
+    second = make_artifact(tmp_path / "second", base, name="anon", seed=2)
+    with pytest.raises(AhlError) as caught:
+        ahl_hub.push(second, registry=registry)
+    assert "\n" not in str(caught.value) and "token" in str(caught.value), str(caught.value)

@@ -165,6 +165,16 @@ def _streaming(url: str, headers: dict[str, str]) -> Iterator[tuple[Any, Iterato
             response.close()
 
 
+def _raised_by_client(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside the HTTP client or a JSON parser (reading what a server
+    sent) rather than in this project's code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return any(f"{os.sep}{package}{os.sep}" in where for package in ("huggingface_hub", "httpx", "httpx2", "json"))
+
+
 def is_hub(endpoint: str) -> bool:
     """Whether an endpoint is the Hugging Face Hub, which takes uploads over Xet."""
     host = (urlsplit(endpoint).hostname or "").lower()
@@ -304,7 +314,10 @@ class RemoteRegistry:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # huggingface_hub parses the server's JSON into its own types: a body that is not
             # JSON, or JSON of another shape, ends here (HfUriError and HFValidationError are
-            # ValueErrors too: a repository id or revision the client refuses).
+            # ValueErrors too: a repository id or revision the client refuses). A mistake in
+            # this project's own code is not the server's: it stays a traceback.
+            if not _raised_by_client(exc):
+                raise
             detail = " ".join(str(exc).split())[:200]
             raise RemoteError(f"{what}: {self.url} answered something this client cannot read "
                               f"({type(exc).__name__}: {detail})") from None
@@ -752,7 +765,8 @@ class RemoteRegistry:
             for name, record in entry.manifest["files"].items():
                 with self._talking(f"{entry.manifest['repo']}/{name}"):
                     scratch.fetch(record["sha256"], int(record["size"]),
-                                  self._open(entry.manifest["repo"], entry.manifest["commit"], name),
+                                  self._open(entry.manifest["repo"], entry.manifest["commit"], name,
+                                             int(record["size"])),
                                   what=f"{entry.ref}: {name}")
         finally:
             shutil.rmtree(scratch.root, ignore_errors=True)
@@ -771,8 +785,12 @@ class RemoteRegistry:
 
         Raises:
             IntegrityError: a file does not match the metadata (nothing is committed).
+            ConfigError: no token (every write needs one), or the server refused it.
             VersionConflictError: the version exists with other content.
         """
+        if not self.token:  # every write needs one; asked here, before any request (SPEC 14.8)
+            raise ConfigError(f"pushing to {self.url} needs a token: run 'ahl login --registry {self.url}' "
+                              f"or set AHL_TOKEN")
         artifact = read_artifact(path, verify=False)
         if artifact.kind == "fusion":
             for part in fusion_adapters(artifact, verify=False):
