@@ -385,3 +385,17 @@ def test_push_without_a_token_to_an_existing_repository_is_one_line(ahl_server, 
     with pytest.raises(AhlError) as caught:
         ahl_hub.push(second, registry=registry)
     assert "\n" not in str(caught.value) and "token" in str(caught.value), str(caught.value)
+
+
+def test_an_imported_repository_serves_again_offline_and_unreachable(world, monkeypatch, untouched):
+    with HostileHub() as server:
+        files = serve_adapters(server)
+        first = fetch(server, world)
+    # the server is gone: the copy imported before serves (as huggingface_hub's cache did)
+    again, origin = af.fetch(ADAPTERS_REPO, endpoint=server.url, cache_dir=world / "cache")
+    assert again == first and origin["commit"] == first.name
+    assert {p.name: p.read_bytes() for p in again.iterdir()} == files
+    monkeypatch.setenv("AHL_OFFLINE", "1")
+    assert af.fetch(ADAPTERS_REPO, endpoint=server.url, cache_dir=world / "cache")[0] == first
+    with pytest.raises(AhlError, match="never imported"):
+        af.fetch("evil/other", endpoint=server.url, cache_dir=world / "cache")

@@ -48,7 +48,7 @@ from ..errors import (
     UnreachableError,
     VersionConflictError,
 )
-from ..files import swap_into_place
+from ..files import replacing, swap_into_place
 from .boundary import (
     MAX_METADATA_BYTES,
     check_commit,
@@ -480,7 +480,12 @@ class RemoteRegistry:
             check_segment(part, "repository id part")
         where = f"{repo}@{revision or 'main'}"
         url = f"{self.endpoint}/api/models/{repo}/revision/{quote(revision or 'main', safe='')}"
+        repo_dir = self.cache.root.joinpath("imports", self.key, *(["_"] if len(parts) == 1 else []), *parts)
+        # the commit a revision last resolved to, for offline use (named by a hash: a revision is free text)
+        last = repo_dir / "refs" / hashlib.sha256((revision or "main").encode()).hexdigest()[:32]
         try:
+            if offline():
+                raise UnreachableError(f"{where}: offline (AHL_OFFLINE/HF_HUB_OFFLINE), and it was never imported")
             with self._talking(where), _streaming(f"{url}?blobs=true", self._headers()) as (response, chunks):
                 hf_raise_for_status(response)
                 check_content_length(response.headers, MAX_METADATA_BYTES, where)
@@ -489,6 +494,14 @@ class RemoteRegistry:
             if isinstance(exc.__context__, RevisionNotFoundError) and revision:
                 raise NotFoundError(f"repository {repo} has no revision {revision!r} on {self.url}") from None
             raise
+        except UnreachableError:
+            try:  # a copy imported before serves, as huggingface_hub's cache would
+                commit: str | None = check_commit(last.read_text(encoding="utf-8").strip(), where)
+            except (OSError, RemoteError):
+                commit = None
+            if commit is None or not (repo_dir / commit).is_dir():
+                raise
+            return repo_dir / commit, commit
         if not isinstance(info, dict) or not isinstance(info.get("siblings"), list):
             raise RemoteError(f"{where}: {self.url} answered repository information without a file list")
         commit = check_commit(info.get("sha"), where)
@@ -505,7 +518,7 @@ class RemoteRegistry:
                 if not isinstance(blob_id, str) or not re.fullmatch(r"[0-9a-f]{40}", blob_id):
                     raise RemoteError(f"{where}: {name} has no sha256 and no git blob id to check it by")
                 wanted[name] = ("git", {"sha1": blob_id})
-        target = self.cache.root.joinpath("imports", self.key, *(["_"] if len(parts) == 1 else []), *parts, commit)
+        target = repo_dir / commit
         files = {}
         for name, (kind, record) in wanted.items():
             if kind == "sha256":
@@ -531,6 +544,9 @@ class RemoteRegistry:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        last.parent.mkdir(exist_ok=True)
+        with replacing(last) as tmp:
+            tmp.write_text(commit, encoding="utf-8")
         return target, commit
 
     # -- repositories and versions ------------------------------------------------------------
