@@ -399,3 +399,32 @@ def test_an_imported_repository_serves_again_offline_and_unreachable(world, monk
     assert af.fetch(ADAPTERS_REPO, endpoint=server.url, cache_dir=world / "cache")[0] == first
     with pytest.raises(AhlError, match="never imported"):
         af.fetch("evil/other", endpoint=server.url, cache_dir=world / "cache")
+
+
+# -- poisoned search listings (ahl serve's extension rows) ------------------------------------
+
+
+def listing_row(**entry: Any) -> dict[str, Any]:
+    record = {"base": HUB_ID, "task": "sst2", "name": "sst2", "version": "1.0.0", "digest": "sha256:" + "a" * 64,
+              "summary": {}, **entry}
+    return {"id": REPO, "ahlEntry": record}
+
+
+@pytest.mark.parametrize("row, match", [
+    (listing_row(base="../../sibling"), "invalid entry"),
+    (listing_row(name="x\0y"), "invalid entry"),
+    (listing_row(version="../1.0.0"), "invalid entry"),
+    (listing_row(digest="sha256:../x"), "digest"),
+    ({**listing_row(), "id": "../../x"}, "repository"),
+])
+def test_poisoned_search_rows_are_refused(row, match, hub, world):
+    hub.poison.bodies["listing"] = json.dumps([row]).encode()
+    registry = RemoteRegistry(hub.url, cache=DownloadCache(world / "cache"))
+    expect_one_line(RemoteError, match, registry.search)
+
+
+def test_a_next_page_on_another_server_is_refused(hub, world):
+    hub.poison.bodies["listing"] = json.dumps([listing_row()]).encode()
+    hub.poison.headers["listing"] = {"Link": '<http://198.51.100.7/api/models?cursor=2>; rel="next"'}
+    registry = RemoteRegistry(hub.url, cache=DownloadCache(world / "cache"))
+    expect_one_line(RemoteError, "another server", lambda: registry.search(limit=5))

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from ..artifact import (
     FUSION_ADAPTERS_DIR,
@@ -361,7 +361,7 @@ class RemoteRegistry:
         """ahl serve's listing rows (``id``, ``ahlEntry``) read as plain JSON through the Hub
         client's session; None from any other server. Building the client's ``ModelInfo`` for
         each row (two dates parsed by ``strptime``) costs more than the server's whole answer."""
-        from huggingface_hub.utils import get_session, hf_raise_for_status
+        from huggingface_hub.utils import hf_raise_for_status
 
         if not self._probe():
             return None
@@ -371,13 +371,17 @@ class RemoteRegistry:
         url: str | None = f"{self.endpoint}/api/models"
         rows: list[Any] = []
         while url and len(rows) < count:
-            response = get_session().get(url, params=params if not rows else None, headers=self._headers())
-            hf_raise_for_status(response)
-            page = parse_json(response.content, "search")
+            with _streaming(url if rows else f"{url}?{urlencode(params)}", self._headers()) as (response, chunks):
+                hf_raise_for_status(response)
+                check_content_length(response.headers, MAX_METADATA_BYTES, "search")
+                page = parse_json(read_bounded(chunks, MAX_METADATA_BYTES, "search"), "search")
+                url = response.links.get("next", {}).get("url")
+            if url is not None and urlsplit(url)[:2] != urlsplit(self.endpoint)[:2]:
+                raise RemoteError(f"search: {self.url} pointed the next page at {url[:80]!r}, another server; "
+                                  f"refusing to send it the token")
             if not isinstance(page, list) or not all(isinstance(row, dict) for row in page):
                 raise RemoteError(f"search: {self.url} answered a listing that is not a list of objects")
             rows += page
-            url = response.links.get("next", {}).get("url")
         return rows
 
     def _entry_dir(self, ref: Ref) -> str:
