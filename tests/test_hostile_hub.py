@@ -129,36 +129,36 @@ def test_an_honest_hostile_hub_serves_a_pull(hub, world, artifact_files, untouch
 
 # -- poisoned version records (finding 1 and 8) -----------------------------------------------
 
-POISONED_RECORDS: dict[str, tuple[Callable[[dict[str, Any]], None], type[AhlError], str]] = {
+POISONED_RECORDS: dict[str, tuple[Callable[[dict[str, Any], Path], None], type[AhlError], str]] = {
     # a "sha256" that is a relative path to a file the user can delete: main deleted it
     "sha256 is a relative path to a victim": (
-        lambda m: weights(m).update(sha256="../../sibling/victim.txt"), RemoteError, "not 64 lowercase hex"),
+        lambda m, w: weights(m).update(sha256="../../sibling/victim.txt"), RemoteError, "not 64 lowercase hex"),
     # one that does not exist: main created sibling/planted.part and .lock outside the cache
     "sha256 is a relative path to plant files": (
-        lambda m: weights(m).update(sha256="../../sibling/planted"), RemoteError, "not 64 lowercase hex"),
+        lambda m, w: weights(m).update(sha256="../../sibling/planted"), RemoteError, "not 64 lowercase hex"),
     "sha256 is an absolute path": (
-        lambda m: weights(m).update(sha256="/tmp/ahl-hostile-absolute"), RemoteError, "not 64 lowercase hex"),
+        lambda m, w: weights(m).update(sha256=str(w / "sibling" / "absolute")), RemoteError, "not 64 lowercase hex"),
     "sha256 in upper case": (
-        lambda m: weights(m).update(sha256=weights(m)["sha256"].upper()), RemoteError, "not 64 lowercase hex"),
+        lambda m, w: weights(m).update(sha256=weights(m)["sha256"].upper()), RemoteError, "not 64 lowercase hex"),
     "record overrides the metadata file's own record": (
-        lambda m: m["files"].update({"adapter.json": dict(weights(m))}), RemoteError, "given twice"),
-    "huge size": (lambda m: weights(m).update(size=10**15), RemoteError, "size of 'adapter.safetensors'"),
-    "negative size": (lambda m: weights(m).update(size=-1), RemoteError, "size of 'adapter.safetensors'"),
-    "size is a string": (lambda m: weights(m).update(size="12"), RemoteError, "size|sha256 and size"),
+        lambda m, w: m["files"].update({"adapter.json": dict(weights(m))}), RemoteError, "given twice"),
+    "huge size": (lambda m, w: weights(m).update(size=10**15), RemoteError, "size of 'adapter.safetensors'"),
+    "negative size": (lambda m, w: weights(m).update(size=-1), RemoteError, "size of 'adapter.safetensors'"),
+    "size is a string": (lambda m, w: weights(m).update(size="12"), RemoteError, "size|sha256 and size"),
     "NUL in a file name": (
-        lambda m: m["files"].update({"x\0y.txt": dict(weights(m))}), RemoteError, "NUL"),
+        lambda m, w: m["files"].update({"x\0y.txt": dict(weights(m))}), RemoteError, "NUL"),
     "../ in a file name": (
-        lambda m: m["files"].update({"../../sibling/escape.txt": dict(weights(m))}), RemoteError, "plain name"),
+        lambda m, w: m["files"].update({"../../sibling/escape.txt": dict(weights(m))}), RemoteError, "plain name"),
     "absolute file name": (
-        lambda m: m["files"].update({"/tmp/ahl-hostile-name": dict(weights(m))}), RemoteError, "plain name"),
+        lambda m, w: m["files"].update({"/tmp/ahl-hostile-name": dict(weights(m))}), RemoteError, "plain name"),
     "file/dir name clash": (
-        lambda m: m["files"].update({"metrics.jsonl/inner": dict(weights(m))}), RemoteError, "plain name"),
-    "files is a list": (lambda m: m.update(files=[1, 2]), RemoteError, "files"),
-    "task is a number": (lambda m: m.update(task=7), RemoteError, "must be strings"),
+        lambda m, w: m["files"].update({"metrics.jsonl/inner": dict(weights(m))}), RemoteError, "plain name"),
+    "files is a list": (lambda m, w: m.update(files=[1, 2]), RemoteError, "files"),
+    "task is a number": (lambda m, w: m.update(task=7), RemoteError, "must be strings"),
     "digest of another file": (
-        lambda m: weights(m).update(sha256=m["files"]["README.md"]["sha256"]), IntegrityError, "arrived damaged"),
+        lambda m, w: weights(m).update(sha256=m["files"]["README.md"]["sha256"]), IntegrityError, "arrived damaged"),
     "digest and size of another file": (
-        lambda m: weights(m).update(sha256=m["files"]["README.md"]["sha256"], size=m["files"]["README.md"]["size"]),
+        lambda m, w: weights(m).update(sha256=m["files"]["README.md"]["sha256"], size=m["files"]["README.md"]["size"]),
         RemoteError, "declared"),
 }
 
@@ -166,11 +166,10 @@ POISONED_RECORDS: dict[str, tuple[Callable[[dict[str, Any]], None], type[AhlErro
 @pytest.mark.parametrize("case", POISONED_RECORDS)
 def test_poisoned_record_is_refused_before_any_file_operation(case, hub, world, artifact_files, untouched):
     edit, error, match = POISONED_RECORDS[case]
-    serve(hub, artifact_files, edit)
+    serve(hub, artifact_files, lambda metadata: edit(metadata, world))
     expect_one_line(error, match, lambda: pull(hub, world))
     nothing_pulled(world)
     assert (world / "sibling" / "victim.txt").read_text() == "precious"
-    assert not Path("/tmp/ahl-hostile-absolute.part").exists()
 
 
 # -- poisoned bodies and headers (finding 8) --------------------------------------------------
@@ -424,7 +423,10 @@ def test_poisoned_search_rows_are_refused(row, match, hub, world):
 
 
 def test_a_next_page_on_another_server_is_refused(hub, world):
+    """Following it would send the token to a server it was not given for."""
     hub.poison.bodies["listing"] = json.dumps([listing_row()]).encode()
-    hub.poison.headers["listing"] = {"Link": '<http://198.51.100.7/api/models?cursor=2>; rel="next"'}
-    registry = RemoteRegistry(hub.url, cache=DownloadCache(world / "cache"))
-    expect_one_line(RemoteError, "another server", lambda: registry.search(limit=5))
+    with HostileHub() as other:
+        hub.poison.headers["listing"] = {"Link": f'<{other.url}/api/models?cursor=2>; rel="next"'}
+        registry = RemoteRegistry(hub.url, token="secret", cache=DownloadCache(world / "cache"))
+        expect_one_line(RemoteError, "another server", lambda: registry.search(limit=5))
+    assert other.requests == []
