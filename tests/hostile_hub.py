@@ -52,6 +52,7 @@ class Poison:
     huge: dict[str, int] = field(default_factory=dict)  # stream this many bytes, no Content-Length
     trickle: dict[str, float] = field(default_factory=dict)  # seconds between single bytes
     status: dict[str, int] = field(default_factory=dict)  # answer with this status instead
+    stall: dict[str, float] = field(default_factory=dict)  # seconds of silence after the headers
     info: Callable[[dict[str, Any]], Any] | None = None  # rewrite the revision info JSON
 
 
@@ -174,6 +175,7 @@ class HostileHub:
             handler.end_headers()
             if not body:
                 return
+            time.sleep(self.poison.stall.get(key, 0.0))
             for chunk in self._chunks(data, key, huge):
                 handler.wfile.write(chunk)
                 handler.wfile.flush()

@@ -430,3 +430,17 @@ def test_a_next_page_on_another_server_is_refused(hub, world):
         registry = RemoteRegistry(hub.url, token="secret", cache=DownloadCache(world / "cache"))
         expect_one_line(RemoteError, "another server", lambda: registry.search(limit=5))
     assert other.requests == []
+
+
+@pytest.mark.parametrize("path", ["adapter.json", "adapter.safetensors"])
+def test_a_stalled_body_times_out(path, hub, world, artifact_files, untouched, monkeypatch):
+    """huggingface_hub's session has no timeout: a server that sends headers and then nothing
+    would hold a pull forever. Every read through the client's own path gives up after
+    STALL_TIMEOUT_S of silence (1 s here)."""
+    monkeypatch.setattr(boundary, "STALL_TIMEOUT_S", 1.0)
+    serve(hub, artifact_files)
+    hub.poison.stall[f"{REPO}/{path}"] = 5.0
+    started = time.monotonic()
+    expect_one_line(AhlError, "ReadTimeout", lambda: pull(hub, world))
+    assert time.monotonic() - started < 4.5
+    nothing_pulled(world)

@@ -22,6 +22,7 @@ from .refs import DIGEST, Ref, check_base_id, check_file_path, check_segment, ch
 MAX_METADATA_BYTES = 16 << 20  # adapter.json / fusion.json / an adapters config: small files
 MAX_FILE_BYTES = 1 << 40  # no artifact file is a terabyte; a larger size is a lie
 METADATA_DEADLINE_S = 60.0  # a metadata file that takes longer is a trickle, not a download
+STALL_TIMEOUT_S = 60.0  # no byte for this long: the server stalls (huggingface_hub's session waits forever)
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 

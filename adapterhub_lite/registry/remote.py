@@ -49,6 +49,7 @@ from ..errors import (
     VersionConflictError,
 )
 from ..files import replacing, swap_into_place
+from . import boundary
 from .boundary import (
     MAX_METADATA_BYTES,
     check_commit,
@@ -152,13 +153,14 @@ def _streaming(url: str, headers: dict[str, str]) -> Iterator[tuple[Any, Iterato
     from huggingface_hub.utils import get_session
 
     session = get_session()
+    timeout = boundary.STALL_TIMEOUT_S  # per read: a stalled server fails, a slow large file does not
     if hasattr(session, "stream"):  # httpx (huggingface_hub >= 1.0)
-        with session.stream("GET", url, headers=headers) as response:
+        with session.stream("GET", url, headers=headers, timeout=timeout) as response:
             # No chunk size: httpx would hold back up to that much, and bytes that reached us
             # before a cut must reach the partial file, so that the next try resumes after them.
             yield response, response.iter_bytes()
     else:  # requests (huggingface_hub < 1.0)
-        response = session.get(url, headers=headers, stream=True)
+        response = session.get(url, headers=headers, stream=True, timeout=timeout)
         try:
             yield response, response.iter_content(1 << 16)
         finally:
@@ -307,8 +309,10 @@ class RemoteRegistry:
                 raise NotFoundError(f"{what}: not found on {self.url}") from None
             raise RemoteError(f"{what}: {self.url} answered {message}") from None
         except self._errors as exc:
+            # a read timeout: the server took the request and then fell silent (SPEC 14.8)
+            failed = "got no answer in time from" if "Timeout" in type(exc).__name__ else "cannot reach"
             raise UnreachableError(
-                f"{what}: cannot reach {self.url} ({type(exc).__name__}); check the URL and that the server runs "
+                f"{what}: {failed} {self.url} ({type(exc).__name__}); check the URL and that the server runs "
                 f"(exact versions in the cache still pull; AHL_OFFLINE=1 resolves from the cache alone)"
             ) from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
