@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ from .errors import (
     IncompatibleBaseError,
     IntegrityError,
     NotFoundError,
+    RefError,
+    UnreachableError,
     UnsupportedModelError,
 )
 from .files import sha256_file, swap_into_place
@@ -179,8 +182,10 @@ def fetch(
         source: a directory holding ``adapter_config.json``, or a repository id (``org/name``).
         revision: branch, tag or commit of the repository (default: its main branch).
         endpoint: Hub URL, e.g. a self-hosted ``ahl serve`` (default: ``$HF_ENDPOINT`` or the Hub).
-        token: Hub token (default: the one ``huggingface_hub`` finds).
-        cache_dir: ``huggingface_hub`` cache (default: its own).
+        token: Hub token (default: the one ``ahl login`` stored for the endpoint; for the Hub,
+            also the one ``huggingface_hub`` finds).
+        cache_dir: the download cache (default: ``$AHL_CACHE``, see ``registry/SPEC.md`` 14.5);
+            files land there verified, under ``imports/<endpoint>/<repo>/<commit>``.
 
     Returns:
         The directory and where it came from: ``source``, ``revision``, and for a repository the
@@ -189,40 +194,32 @@ def fetch(
     Raises:
         NotFoundError: no such directory, repository, revision or file.
         AhlError: the Hub cannot be reached.
+        RemoteError, IntegrityError: the server's answer breaks a rule, or a file does not
+            match what it stated (nothing is kept; see :meth:`RemoteRegistry.download_files`).
     """
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
             raise ArtifactError(f"{path} is not an adapters directory (no {CONFIG_FILE} in it)")
         return path, {"source": str(path.resolve()), "revision": None}
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    # Our own verified download path, not huggingface_hub's snapshot_download: that one builds
+    # cache paths from the server's ETag, so a hostile endpoint could write outside its cache.
+    from .registry.cache import DownloadCache
+    from .registry.remote import HF_ENDPOINT, RemoteRegistry
 
     repo = str(source)
+    url = (endpoint or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT).rstrip("/")
     try:
-        local = Path(snapshot_download(repo, revision=revision, endpoint=endpoint, token=token, cache_dir=cache_dir,
-                                       allow_patterns=list(SOURCE_FILES)))
-    except HFValidationError:
+        remote = RemoteRegistry(url, token=token if isinstance(token, str) else None,
+                                cache=DownloadCache(cache_dir) if cache_dir is not None else None)
+        local, commit = remote.download_files(repo, SOURCE_FILES, revision=revision)
+    except RefError:
         raise NotFoundError(f"{repo!r} is neither a directory nor a Hub repository id (ORG/NAME)") from None
-    # LocalEntryNotFoundError (offline, nothing cached) subclasses EntryNotFoundError: test it first.
-    except LocalEntryNotFoundError:
-        raise AhlError(f"cannot reach {endpoint or 'the Hub'} to download {repo}, and it is not cached") from None
-    except RevisionNotFoundError:
-        raise NotFoundError(f"repository {repo} has no revision {revision!r}") from None
-    except (RepositoryNotFoundError, EntryNotFoundError):
-        raise NotFoundError(f"repository {repo} not found on {endpoint or 'the Hub'} (or it needs a token)") from None
-    except OSError as exc:  # other HTTP errors (HfHubHTTPError is an OSError)
-        raise AhlError(f"cannot download {repo}: {_first_line(exc)}") from None
+    except UnreachableError as exc:
+        raise AhlError(f"cannot reach {endpoint or url} to download {repo}: {_first_line(exc)}") from None
     if not (local / CONFIG_FILE).is_file():
         raise NotFoundError(f"repository {repo} holds no {CONFIG_FILE}: not an adapters adapter")
-    # snapshot_download returns .../snapshots/<commit hash>: the exact revision that was read.
-    return local, {"source": repo, "revision": revision, "commit": local.name, "endpoint": endpoint}
+    return local, {"source": repo, "revision": revision, "commit": commit, "endpoint": endpoint}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -76,3 +76,14 @@ class VersionConflictError(AhlError):
     """A version already exists with different content: versions are immutable."""
 
     exit_code = 8
+
+
+class RemoteError(AhlError):
+    """A remote registry answered something malformed, unsafe or too large (checked before any
+    file is written, so nothing was); or it refused the request with a reason of its own."""
+
+    exit_code = 9
+
+
+class UnreachableError(ConfigError):
+    """A remote registry cannot be reached (refused, timed out, no route)."""

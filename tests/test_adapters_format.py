@@ -33,6 +33,7 @@ from adapterhub_lite.errors import (
 )
 
 from .conftest import write_csv
+from .hostile_hub import HostileHub
 from .test_cli import ahl, assert_one_line_error
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adapters"
@@ -292,26 +293,20 @@ def test_export_refuses_what_adapters_cannot_hold(bases, tmp_path):
         af.export_adapter(artifact.path, tmp_path / "x", weights_format="pt")
 
 
-def test_hub_source_is_downloaded_with_endpoint_and_recorded(bases, tmp_path, monkeypatch):
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = tmp_path / "hub" / "snapshots" / commit
-    shutil.copytree(FIXTURES / "bert_seq_bn-safetensors", snapshot)
-    calls = []
-
-    def fake_snapshot_download(repo_id, **kwargs):
-        calls.append((repo_id, kwargs))
-        return str(snapshot)
-
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    artifact = af.import_adapter("org/bert-adapter", to=tmp_path / "out", base=bases["bert"], revision="v1",
-                                 endpoint="http://127.0.0.1:9", token="secret", name="sentiment", task="sst2")
-    repo, kwargs = calls[0]
-    assert repo == "org/bert-adapter"
-    assert (kwargs["revision"], kwargs["endpoint"], kwargs["token"]) == ("v1", "http://127.0.0.1:9", "secret")
+def test_hub_source_is_downloaded_with_endpoint_and_recorded(bases, tmp_path):
+    """A repository is read through the project's own verified download path (never
+    huggingface_hub's snapshot_download), at the revision asked for, with the token given."""
+    with HostileHub() as server:
+        served = server.add("org/bert-adapter", FIXTURES / "bert_seq_bn-safetensors")
+        artifact = af.import_adapter("org/bert-adapter", to=tmp_path / "out", base=bases["bert"], revision="v1",
+                                     endpoint=server.url, token="secret", name="sentiment", task="sst2",
+                                     cache_dir=tmp_path / "cache")
+    assert ("GET", "/api/models/org/bert-adapter/revision/v1?blobs=true") in server.requests
+    assert set(server.authorizations) == {"Bearer secret"}
     provenance = artifact.metadata["imported_from"]
-    assert (provenance["source"], provenance["revision"], provenance["commit"]) == ("org/bert-adapter", "v1", commit)
+    assert (provenance["source"], provenance["revision"], provenance["commit"]) == ("org/bert-adapter", "v1",
+                                                                                  served.commit)
+    assert provenance["endpoint"] == server.url
     assert (artifact.metadata["name"], artifact.metadata["task"]) == ("sentiment", "sst2")
 
 

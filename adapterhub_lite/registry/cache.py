@@ -18,13 +18,14 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import IntegrityError
-from ..files import locked, replacing, sha256_file
+from ..errors import AhlError, IntegrityError
+from ..files import replacing
+from .blobs import BlobStore, is_sha256
 from .local import cache_root
 
 # Given the offset to start from, yield the bytes from there on; the fetcher may ignore the
@@ -62,17 +63,14 @@ class DownloadCache:
 
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else cache_root()
-        for sub in ("blobs/sha256", "remotes", "tmp", "locks"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "remotes").mkdir(parents=True, exist_ok=True)
+        self.blob_store = BlobStore(self.root)
 
     def blob_path(self, sha256: str) -> Path:
-        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+        return self.blob_store.path(sha256)
 
     def has(self, sha256: str) -> bool:
-        return self.blob_path(sha256).is_file()
-
-    def _locked(self, key: str) -> AbstractContextManager[None]:
-        return locked(self.root / "locks" / f"{key}.lock")
+        return self.blob_store.has(sha256)
 
     def fetch(self, sha256: str, size: int, opener: Fetch, *, what: str,
               progress: Callable[[int], None] | None = None) -> bool:
@@ -83,13 +81,13 @@ class DownloadCache:
         length. The blob is renamed into place only once its size and sha256 match; otherwise
         the partial file is removed and :class:`IntegrityError` names ``what`` was damaged.
         """
-        target = self.blob_path(sha256)
+        target = self.blob_path(sha256)  # refuses anything but 64 hex: no path from a server
         if target.is_file():
             return False
-        with self._locked(sha256):
+        with self.blob_store.lock(sha256):
             if target.is_file():  # another process finished it while we waited
                 return False
-            part = self.root / "tmp" / f"{sha256}.part"
+            part = self.blob_store.part_path(sha256)
             offset = part.stat().st_size if part.is_file() else 0
             if offset > size:
                 part.unlink()
@@ -127,14 +125,7 @@ class DownloadCache:
 
     def store_bytes(self, data: bytes) -> str:
         """Cache content already in memory (a metadata file); return its sha256."""
-        sha256 = hashlib.sha256(data).hexdigest()
-        target = self.blob_path(sha256)
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with replacing(target) as tmp:
-                tmp.write_bytes(data)
-                tmp.chmod(0o444)
-        return sha256
+        return self.blob_store.write_bytes(data)
 
     def copy_out(self, sha256: str, to: Path) -> None:
         """Copy a blob to ``to``. Not re-hashed here: the caller verifies the copies (one pass)
@@ -147,9 +138,9 @@ class DownloadCache:
     def evict_damaged(self, sha256s: Iterable[str]) -> list[str]:
         """Remove the blobs whose content no longer matches their name (a cache can rot on disk
         too), so that the next pull downloads them again; returns their sha256s."""
-        damaged = [s for s in sha256s if self.has(s) and sha256_file(self.blob_path(s)) != s]
+        damaged = [s for s in sha256s if self.has(s) and not self.blob_store.verify(s)]
         for sha256 in damaged:
-            self.blob_path(sha256).unlink(missing_ok=True)
+            self.blob_store.evict(sha256)
         return damaged
 
     # -- resolved versions --------------------------------------------------------------------
@@ -162,11 +153,11 @@ class DownloadCache:
         path = self.version_path(endpoint_key, repo_id, version)
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            # a record of another shape, or naming a blob by something else than 64 hex, is no record
+            complete = all(self.has(f["sha256"]) for f in record["files"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, AhlError):
             return None
-        if not all(self.has(f["sha256"]) for f in record["files"].values()):
-            return None
-        return record
+        return record if complete else None
 
     def write_version(self, endpoint_key: str, repo_id: str, version: str, record: dict[str, Any]) -> None:
         path = self.version_path(endpoint_key, repo_id, version)
@@ -192,7 +183,7 @@ class DownloadCache:
     # -- housekeeping -------------------------------------------------------------------------
 
     def blobs(self) -> Iterator[Path]:
-        yield from (p for p in (self.root / "blobs" / "sha256").glob("*/*") if p.is_file())
+        yield from (path for _, path in self.blob_store)
 
     def prune(self, *, everything: bool = False) -> tuple[int, int]:
         """Remove partial downloads and blobs no cached version refers to (``everything``: the
@@ -203,10 +194,16 @@ class DownloadCache:
                 record.path.unlink(missing_ok=True)
                 removed += 1
         keep = {f["sha256"] for v in self.cached_versions() for f in v.record["files"].values()}
-        for path in [*self.blobs(), *(self.root / "tmp").glob("*")]:
-            if path.is_file() and (path.parent.name == "tmp" or path.name not in keep):
+        for sha256, _ in list(self.blob_store):
+            if sha256 not in keep:
                 # Holding the blob's lock means no download of it is writing right now.
-                with self._locked(path.name.removesuffix(".part")):
+                with self.blob_store.lock(sha256):
+                    freed += self.blob_store.evict(sha256)
+                    removed += 1
+        for path in list(self.blob_store.tmp.glob("*")):
+            if path.is_file():
+                key = path.name.removesuffix(".part")
+                with self.blob_store.lock(key) if is_sha256(key) else nullcontext():
                     freed += path.stat().st_size
                     path.unlink(missing_ok=True)
                     removed += 1

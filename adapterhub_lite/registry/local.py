@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..artifact import (
     FUSION_ADAPTERS_DIR,
@@ -39,6 +39,7 @@ from ..artifact import (
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
 from ..files import locked, sha256_file, swap_into_place
+from .blobs import BlobStore, copy_hashed
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
 LAYOUT = 1
@@ -118,8 +119,8 @@ class LocalRegistry:
                 f"{self.root} is not an adapterhub-lite registry (no ahl-registry.json, holds "
                 f"{', '.join(sorted(foreign)[:3])}); choose an empty or registry directory"
             )
-        for sub in ("blobs/sha256", "entries", "locks", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "entries").mkdir(parents=True, exist_ok=True)
+        self.blob_store = BlobStore(self.root)
         if not marker.is_file():
             self._write_atomic(marker, json.dumps({"layout": LAYOUT}).encode())
         self._index = _Index(self.root / "index.sqlite", self)
@@ -137,61 +138,25 @@ class LocalRegistry:
         return self._entry_dir(*ref.entry) / f"{check_version(version)}.json"
 
     def blob_path(self, sha256: str) -> Path:
-        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+        return self.blob_store.path(sha256)
 
     # -- writing ------------------------------------------------------------------------------
 
-    @contextmanager
-    def _atomic_file(self, target: Path, mode: int) -> Iterator[BinaryIO]:
-        """A temporary file under ``tmp/`` that replaces ``target`` (fsynced, chmod ``mode``)
-        only if the block completes."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     def _write_atomic(self, target: Path, data: bytes) -> None:
-        with self._atomic_file(target, 0o644) as handle:
-            handle.write(data)
+        self.blob_store.write_atomic(target, data)
 
     def _store_blob(self, source: Path, sha256: str) -> None:
-        """Copy ``source`` into the blob store, hashing in the same pass; refuse a mismatch.
-
-        A blob stored already is trusted: it was checked against its name when it was written
-        and is never changed (``verify`` finds damage). ``source`` is then hashed once to check
-        it, unless it is that very blob (``ahl serve`` tags a commit staged as hard links of
-        its blobs), which needs no reading at all.
-        """
-        target = self.blob_path(sha256)
-        if target.is_file():
-            if not os.path.samefile(source, target) and sha256_file(source) != sha256:
-                raise _changed(source)
-            return
-        with self._atomic_file(target, 0o444) as handle:
-            if copy_hashed(source, handle) != sha256:
-                raise _changed(source)
+        """Copy ``source`` into the blob store, hashing in the same pass; refuse a mismatch
+        (see :meth:`BlobStore.store_file`: ``ahl serve`` tags a commit staged as hard links of
+        its blobs, which are then not read at all)."""
+        if not self.blob_store.store_file(source, sha256):
+            raise _changed(source)
 
     def _adopt_blob(self, source: Path, sha256: str) -> None:
         """Move ``source``, a file under ``tmp/`` whose sha256 the caller computed from the very
-        bytes it wrote (``ahl serve``'s uploads), into the blob store without reading it again:
-        fsynced and made read-only before the rename, as every blob. If the blob is stored
-        already (or ``source`` is it), nothing changes."""
-        target = self.blob_path(sha256)
-        if target.is_file():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with source.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(source, 0o444)
-        os.replace(source, target)
+        bytes it wrote (``ahl serve``'s uploads), into the blob store without reading it again
+        (:meth:`BlobStore.adopt`)."""
+        self.blob_store.adopt(source, sha256)
 
     @contextmanager
     def _locked(self, base: str, task: str, name: str) -> Iterator[None]:
@@ -352,8 +317,7 @@ class LocalRegistry:
         """Check every blob of a version against its sha256; raise :class:`IntegrityError`."""
         entry = self.resolve(ref)
         for file_name, record in entry.manifest["files"].items():
-            blob = self.blob_path(record["sha256"])
-            if not blob.is_file() or sha256_file(blob) != record["sha256"]:
+            if not self.blob_store.verify(record["sha256"]):
                 raise IntegrityError(f"{entry.ref}: stored {file_name} is missing or damaged")
         return entry
 
@@ -404,16 +368,6 @@ def check_compatible(entry: Entry, fingerprint: BaseFingerprint, base_id: str) -
 def _changed(source: Path) -> IntegrityError:
     return IntegrityError(f"{source} does not match its sha256 in the metadata; it is damaged or changed while "
                           f"being pushed")
-
-
-def copy_hashed(source: Path, out: BinaryIO) -> str:
-    """Copy a file into ``out`` and return its sha256, reading it once."""
-    digest = hashlib.sha256()
-    with source.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            out.write(block)
-    return digest.hexdigest()
 
 
 def next_version(existing: list[str]) -> str:

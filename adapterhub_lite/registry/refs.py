@@ -57,6 +57,32 @@ def check_version(value: str) -> str:
     return value
 
 
+MAX_FILE_PATH = 1000  # as ahl serve takes in a commit
+MAX_FILE_DEPTH = 8
+
+
+def check_file_path(value: object, what: str = "file name") -> str:
+    """Return ``value`` if it is a safe file path inside an artifact, else raise :class:`RefError`.
+
+    Relative, ``/``-separated, at most ``MAX_FILE_DEPTH`` parts and ``MAX_FILE_PATH`` characters,
+    each part a valid name segment (ASCII letters, digits, ``.``, ``_``, ``-``; no ``..``, no NUL,
+    no leading dot): no path built from it can leave the directory it is joined to."""
+    if not isinstance(value, str) or not value:
+        raise RefError(f"{what} {value!r} is empty or not a string")
+    if "\x00" in value:
+        raise RefError(f"{what} {value!r} contains a NUL character")
+    if len(value) > MAX_FILE_PATH:
+        raise RefError(f"{what} {value[:40]!r}... is {len(value)} characters long; the limit is {MAX_FILE_PATH}")
+    if value.startswith("/"):
+        raise RefError(f"{what} {value!r} is an absolute path; file names are relative to the artifact")
+    parts = value.split("/")
+    if len(parts) > MAX_FILE_DEPTH:
+        raise RefError(f"{what} {value!r} is {len(parts)} directories deep; the limit is {MAX_FILE_DEPTH}")
+    for part in parts:
+        check_segment(part, f"{what} part")
+    return value
+
+
 def version_key(version: str) -> tuple[int, int, int]:
     """Sort key of a version: numeric, so 1.10.0 comes after 1.9.0."""
     major, minor, patch = (int(part) for part in version.split("."))

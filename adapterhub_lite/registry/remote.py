@@ -10,20 +10,20 @@ pushes to any other server upload large files raw with the LFS basic transfer (s
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import importlib
-import json
 import logging
 import os
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from ..artifact import (
     FUSION_ADAPTERS_DIR,
@@ -31,6 +31,7 @@ from ..artifact import (
     Artifact,
     artifact_files,
     check_file,
+    check_metadata,
     check_writable,
     fusion_adapters,
     read_artifact,
@@ -39,14 +40,30 @@ from ..artifact import (
 from ..base import BaseFingerprint
 from ..errors import (
     AhlError,
+    ArtifactError,
     ConfigError,
     IntegrityError,
     NotFoundError,
     RefError,
+    RemoteError,
     UnreachableError,
     VersionConflictError,
 )
-from ..files import swap_into_place
+from ..files import replacing, swap_into_place
+from . import boundary
+from .boundary import (
+    MAX_METADATA_BYTES,
+    check_commit,
+    check_content_length,
+    check_digest,
+    check_file_record,
+    check_files,
+    check_ref,
+    check_repo,
+    merge_files,
+    parse_json,
+    read_bounded,
+)
 from .cache import Download, DownloadCache
 from .local import Entry, check_compatible, next_version, summarize
 from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
@@ -115,6 +132,51 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 def _status(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     return getattr(response, "status_code", None)
+
+
+def _reason(exc: BaseException) -> str:
+    """What a server said when it refused a request, whole and on one line: its status, then its
+    own reason (the Hub's ``X-Error-Message`` header or JSON ``error`` field, which
+    ``huggingface_hub`` collects as ``server_message``), else the client's first line."""
+    status = _status(exc)
+    response = getattr(exc, "response", None)
+    phrase = getattr(response, "reason_phrase", "") or ""
+    said = getattr(exc, "server_message", None) or ""
+    if not said:
+        said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    said = " ".join(str(said).split())[:500]  # one line, whatever the server sent
+    return f"{status} {phrase}: {said}" if status else said
+
+
+@contextmanager
+def _streaming(url: str, headers: dict[str, str]) -> Iterator[tuple[Any, Iterator[bytes]]]:
+    """GET ``url`` through ``huggingface_hub``'s session, yielding the response and its body as
+    it arrives (closed on the way out): nothing is read before the caller decides to."""
+    from huggingface_hub.utils import get_session
+
+    session = get_session()
+    timeout = boundary.STALL_TIMEOUT_S  # per read: a stalled server fails, a slow large file does not
+    if hasattr(session, "stream"):  # httpx (huggingface_hub >= 1.0)
+        with session.stream("GET", url, headers=headers, timeout=timeout) as response:
+            # No chunk size: httpx would hold back up to that much, and bytes that reached us
+            # before a cut must reach the partial file, so that the next try resumes after them.
+            yield response, response.iter_bytes()
+    else:  # requests (huggingface_hub < 1.0)
+        response = session.get(url, headers=headers, stream=True, timeout=timeout)
+        try:
+            yield response, response.iter_content(1 << 16)
+        finally:
+            response.close()
+
+
+def _raised_by_client(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside the HTTP client or a JSON parser (reading what a server
+    sent) rather than in this project's code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return any(f"{os.sep}{package}{os.sep}" in where for package in ("huggingface_hub", "httpx", "httpx2", "json"))
 
 
 def is_hub(endpoint: str) -> bool:
@@ -238,20 +300,33 @@ class RemoteRegistry:
             raise NotFoundError(f"{what}: not found on {self.url}") from None
         except HfHubHTTPError as exc:
             status = _status(exc)
-            message = str(exc).splitlines()[0]
+            message = _reason(exc)
             if status == 401:
-                raise ConfigError(f"{what}: {self.url} refused the token (401); run 'ahl login --registry "
-                                  f"{self.url}' or set AHL_TOKEN") from None
+                hint = "run 'ahl login --registry " + self.url + "' or set AHL_TOKEN"
+                raise ConfigError(f"{what}: {self.url} refused the request without a valid token ({message}); "
+                                  f"{hint}") from None
             if status == 403:
-                raise ConfigError(f"{what}: the token may not write there (403): {message}") from None
+                raise ConfigError(f"{what}: the token may not write there ({message})") from None
             if status == 404:
                 raise NotFoundError(f"{what}: not found on {self.url}") from None
-            raise AhlError(f"{what}: {self.url} answered {message}") from None
+            raise RemoteError(f"{what}: {self.url} answered {message}") from None
         except self._errors as exc:
+            # a read timeout: the server took the request and then fell silent (SPEC 14.8)
+            failed = "got no answer in time from" if "Timeout" in type(exc).__name__ else "cannot reach"
             raise UnreachableError(
-                f"{what}: cannot reach {self.url} ({type(exc).__name__}); check the URL and that the server runs "
+                f"{what}: {failed} {self.url} ({type(exc).__name__}); check the URL and that the server runs "
                 f"(exact versions in the cache still pull; AHL_OFFLINE=1 resolves from the cache alone)"
             ) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # huggingface_hub parses the server's JSON into its own types: a body that is not
+            # JSON, or JSON of another shape, ends here (HfUriError and HFValidationError are
+            # ValueErrors too: a repository id or revision the client refuses). A mistake in
+            # this project's own code is not the server's: it stays a traceback.
+            if not _raised_by_client(exc):
+                raise
+            detail = " ".join(str(exc).split())[:200]
+            raise RemoteError(f"{what}: {self.url} answered something this client cannot read "
+                              f"({type(exc).__name__}: {detail})") from None
 
     @contextmanager
     def _uploading(self) -> Iterator[Any]:
@@ -292,7 +367,7 @@ class RemoteRegistry:
         """ahl serve's listing rows (``id``, ``ahlEntry``) read as plain JSON through the Hub
         client's session; None from any other server. Building the client's ``ModelInfo`` for
         each row (two dates parsed by ``strptime``) costs more than the server's whole answer."""
-        from huggingface_hub.utils import get_session, hf_raise_for_status
+        from huggingface_hub.utils import hf_raise_for_status
 
         if not self._probe():
             return None
@@ -302,10 +377,17 @@ class RemoteRegistry:
         url: str | None = f"{self.endpoint}/api/models"
         rows: list[Any] = []
         while url and len(rows) < count:
-            response = get_session().get(url, params=params if not rows else None, headers=self._headers())
-            hf_raise_for_status(response)
-            rows += response.json()
-            url = response.links.get("next", {}).get("url")
+            with _streaming(url if rows else f"{url}?{urlencode(params)}", self._headers()) as (response, chunks):
+                hf_raise_for_status(response)
+                check_content_length(response.headers, MAX_METADATA_BYTES, "search")
+                page = parse_json(read_bounded(chunks, MAX_METADATA_BYTES, "search"), "search")
+                url = response.links.get("next", {}).get("url")
+            if url is not None and urlsplit(url)[:2] != urlsplit(self.endpoint)[:2]:
+                raise RemoteError(f"search: {self.url} pointed the next page at {url[:80]!r}, another server; "
+                                  f"refusing to send it the token")
+            if not isinstance(page, list) or not all(isinstance(row, dict) for row in page):
+                raise RemoteError(f"search: {self.url} answered a listing that is not a list of objects")
+            rows += page
         return rows
 
     def _entry_dir(self, ref: Ref) -> str:
@@ -320,10 +402,12 @@ class RemoteRegistry:
 
         return build_hf_headers(token=self.token or False)
 
-    def _open(self, repo: str, commit: str, path: str) -> Callable[[int], Download]:
-        """An opener for :meth:`DownloadCache.fetch`: GET the file, from an offset with ``Range``."""
+    def _open(self, repo: str, commit: str, path: str, size: int) -> Callable[[int], Download]:
+        """An opener for :meth:`DownloadCache.fetch`: GET the file, from an offset with ``Range``.
+        A response that declares more bytes than the file's recorded ``size`` is refused before
+        its body is read (the cache stops reading at ``size`` anyway)."""
         from huggingface_hub import hf_hub_url
-        from huggingface_hub.utils import get_session, hf_raise_for_status
+        from huggingface_hub.utils import hf_raise_for_status
 
         url = hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint)
 
@@ -331,31 +415,18 @@ class RemoteRegistry:
             headers = {**self._headers(), "Accept-Encoding": "identity"}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
-            session = get_session()
-            if hasattr(session, "stream"):  # httpx (huggingface_hub >= 1.0)
-                context = session.stream("GET", url, headers=headers)
-                response = context.__enter__()
-                # No chunk size: httpx would hold back up to that much, and bytes that reached us
-                # before a cut must reach the partial file, so that the next try resumes after them.
-                chunks = response.iter_bytes()
-            else:  # requests (huggingface_hub < 1.0)
-                context = None
-                response = session.get(url, headers=headers, stream=True)
-                chunks = response.iter_content(1 << 16)
+            stack = ExitStack()
             try:
+                response, chunks = stack.enter_context(_streaming(url, headers))
                 hf_raise_for_status(response)
+                check_content_length(response.headers, size, f"{repo}/{path}")
             except BaseException:
-                response.close()
+                stack.close()
                 raise
 
             def stream() -> Iterator[bytes]:
-                try:
+                with stack:
                     yield from chunks
-                finally:
-                    if context is not None:
-                        context.__exit__(None, None, None)
-                    else:
-                        response.close()
 
             return Download(stream(), resumed=response.status_code == 206)
 
@@ -369,7 +440,8 @@ class RemoteRegistry:
         for attempt in range(3):
             try:
                 with self._talking(what):
-                    return self.cache.fetch(record["sha256"], int(record["size"]), self._open(repo, commit, path),
+                    return self.cache.fetch(record["sha256"], int(record["size"]),
+                                            self._open(repo, commit, path, int(record["size"])),
                                             what=what, progress=progress)
             except ConfigError:  # unreachable: the partial file stays for the next try
                 if attempt == 2:
@@ -379,16 +451,113 @@ class RemoteRegistry:
     def _read_small(self, repo: str, commit: str, path: str) -> tuple[bytes, str]:
         """A metadata file's bytes and their sha256 (what we learn from them), cached by content."""
         from huggingface_hub import hf_hub_url
-        from huggingface_hub.utils import get_session, hf_raise_for_status
+        from huggingface_hub.utils import hf_raise_for_status
 
-        with self._talking(f"{repo}/{path}"):
-            response = get_session().get(hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint),
-                                         headers=self._headers())
+        what = f"{repo}/{path}"
+        url = hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint)
+        with self._talking(what), _streaming(url, self._headers()) as (response, chunks):
             hf_raise_for_status(response)
-            data = response.content
-        if len(data) > 16 << 20:
-            raise IntegrityError(f"{repo}/{path} is {len(data):,} bytes; metadata files are small, refusing it")
+            # Streamed and bounded: a 100 MB "metadata" body is refused at the cap, never held whole.
+            check_content_length(response.headers, MAX_METADATA_BYTES, what)
+            data = read_bounded(chunks, MAX_METADATA_BYTES, what)
         return data, self.cache.store_bytes(data)
+
+    # -- snapshots of other repositories (imports) ---------------------------------------------
+
+    def download_files(self, repo: str, names: Iterable[str], *, revision: str | None = None) -> tuple[Path, str]:
+        """Download the files named ``names`` (those the repository has) of one revision of any
+        model repository, through the cache and verified: ``(directory, commit)``.
+
+        This replaces ``huggingface_hub.snapshot_download`` for imports: its cache paths are
+        built from what the server sends (an ETag), ours only from checked values. The
+        revision's file list is read bounded; a file is fetched only when it is one of
+        ``names`` and the server gave its sha256 (LFS) or git blob id, and it is kept only when
+        its bytes match. The directory is ``CACHE/imports/<endpoint>/<repo>/<commit>``.
+
+        Raises:
+            NotFoundError: no such repository or revision. RemoteError: the server's answer
+            breaks a rule. IntegrityError: a file's bytes do not match what the server stated.
+        """
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.errors import RevisionNotFoundError
+        from huggingface_hub.utils import hf_raise_for_status
+
+        names = set(names)
+        parts = repo.split("/")
+        if not 1 <= len(parts) <= 2:
+            raise RefError(f"repository id {repo!r} is not NAME or ORG/NAME")
+        for part in parts:
+            check_segment(part, "repository id part")
+        where = f"{repo}@{revision or 'main'}"
+        url = f"{self.endpoint}/api/models/{repo}/revision/{quote(revision or 'main', safe='')}"
+        repo_dir = self.cache.root.joinpath("imports", self.key, *(["_"] if len(parts) == 1 else []), *parts)
+        # the commit a revision last resolved to, for offline use (named by a hash: a revision is free text)
+        last = repo_dir / "refs" / hashlib.sha256((revision or "main").encode()).hexdigest()[:32]
+        try:
+            if offline():
+                raise UnreachableError(f"{where}: offline (AHL_OFFLINE/HF_HUB_OFFLINE), and it was never imported")
+            with self._talking(where), _streaming(f"{url}?blobs=true", self._headers()) as (response, chunks):
+                hf_raise_for_status(response)
+                check_content_length(response.headers, MAX_METADATA_BYTES, where)
+                info = parse_json(read_bounded(chunks, MAX_METADATA_BYTES, where), where)
+        except NotFoundError as exc:
+            if isinstance(exc.__context__, RevisionNotFoundError) and revision:
+                raise NotFoundError(f"repository {repo} has no revision {revision!r} on {self.url}") from None
+            raise
+        except UnreachableError:
+            try:  # a copy imported before serves, as huggingface_hub's cache would
+                commit: str | None = check_commit(last.read_text(encoding="utf-8").strip(), where)
+            except (OSError, RemoteError):
+                commit = None
+            if commit is None or not (repo_dir / commit).is_dir():
+                raise
+            return repo_dir / commit, commit
+        if not isinstance(info, dict) or not isinstance(info.get("siblings"), list):
+            raise RemoteError(f"{where}: {self.url} answered repository information without a file list")
+        commit = check_commit(info.get("sha"), where)
+        wanted = {}
+        for sibling in info["siblings"]:
+            name = sibling.get("rfilename") if isinstance(sibling, dict) else None
+            if name not in names:
+                continue  # never a path: only the names the caller asked for are used
+            lfs = sibling.get("lfs")
+            if isinstance(lfs, dict):
+                wanted[name] = ("sha256", check_file_record(name, lfs, where))
+            else:
+                blob_id = sibling.get("blobId")
+                if not isinstance(blob_id, str) or not re.fullmatch(r"[0-9a-f]{40}", blob_id):
+                    raise RemoteError(f"{where}: {name} has no sha256 and no git blob id to check it by")
+                wanted[name] = ("git", {"sha1": blob_id})
+        target = repo_dir / commit
+        files = {}
+        for name, (kind, record) in wanted.items():
+            if kind == "sha256":
+                self._fetch(repo, commit, name, record)
+                files[name] = record["sha256"]
+                continue
+            what = f"{repo}/{name}"
+            with self._talking(what), _streaming(hf_hub_url(repo, name, revision=commit, endpoint=self.endpoint),
+                                                 self._headers()) as (response, chunks):
+                hf_raise_for_status(response)
+                check_content_length(response.headers, MAX_METADATA_BYTES, what)
+                data = read_bounded(chunks, MAX_METADATA_BYTES, what)
+            if hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() != record["sha1"]:
+                raise IntegrityError(f"{what} arrived damaged (its git blob id differs from the one {self.url} "
+                                     f"stated); nothing was kept")
+            files[name] = self.cache.store_bytes(data)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{commit}.", dir=target.parent))
+        try:
+            for name, sha256 in files.items():
+                self.cache.copy_out(sha256, staging / name)
+            swap_into_place(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        last.parent.mkdir(exist_ok=True)
+        with replacing(last) as tmp:
+            tmp.write_text(commit, encoding="utf-8")
+        return target, commit
 
     # -- repositories and versions ------------------------------------------------------------
 
@@ -409,8 +578,9 @@ class RemoteRegistry:
         if self.namespace:
             return f"{self.namespace}/{slug}"
         tag = f"ahl-entry:{ref.base}/{ref.task}/{ref.name}"
-        with self._talking(f"look up {ref.base}/{ref.task}/{ref.name}"):
-            repos = sorted(m.id for m in self._list_models(filter=tag, limit=20))
+        where = f"look up {ref.base}/{ref.task}/{ref.name}"
+        with self._talking(where):
+            repos = sorted(check_repo(m.id, where) for m in self._list_models(filter=tag, limit=20))
         if not repos:
             raise NotFoundError(f"{ref.base}/{ref.task}/{ref.name} is not on {self.url} (ahl search lists what is)")
         if len(repos) > 1:
@@ -439,7 +609,7 @@ class RemoteRegistry:
             if match.group(2):
                 yanked.add(version)
             else:
-                versions[version] = tag.target_commit
+                versions[version] = check_commit(tag.target_commit, f"{repo} tag {tag.name}")
         return versions, yanked & set(versions)
 
     def _describe(self, ref: Ref, repo: str, version: str, commit: str, yanked: bool) -> dict[str, Any]:
@@ -453,34 +623,70 @@ class RemoteRegistry:
         return {**self._described[repo, commit], "yanked": yanked}
 
     def _read_version(self, ref: Ref, repo: str, version: str, commit: str) -> dict[str, Any]:
-        with self._talking(f"{repo}@v{version}"):
+        """Build a version record from the commit's metadata files, every field the server sent
+        checked first (``registry/SPEC.md`` 14.8): nothing here writes a file but the metadata
+        blobs themselves, which are named by the sha256 of the bytes we received."""
+        where = f"{repo}@v{version}"
+        with self._talking(where):
             names = {f.path for f in self.api.list_repo_tree(repo, revision=commit)}
         kind = next((k for k, n in METADATA_FILES.items() if n in names), None)
         if kind is None:
-            raise IntegrityError(f"{repo}@v{version} holds no adapter.json or fusion.json; it is not an artifact")
+            raise IntegrityError(f"{where} holds no adapter.json or fusion.json; it is not an artifact")
         meta_name = METADATA_FILES[kind]
-        raw, raw_sha = self._read_small(repo, commit, meta_name)
-        metadata = json.loads(raw)
+        metadata, raw, raw_sha = self._read_metadata(repo, commit, meta_name, where)
         key = (base_key(metadata["base"]["model_id"]), metadata["task"], metadata["name"])
         if key != ref.entry:
-            raise IntegrityError(f"{repo}@v{version} holds {'/'.join(key)}, not {ref.base}/{ref.task}/{ref.name}")
-        files = {meta_name: {"sha256": raw_sha, "size": len(raw)},
-                 **{n: dict(r) for n, r in metadata["files"].items()}}
+            raise IntegrityError(f"{where} holds {'/'.join(key)}, not {ref.base}/{ref.task}/{ref.name}")
+        # The metadata file's own record comes first and nothing it lists may override it.
+        parts = [{meta_name: {"sha256": raw_sha, "size": len(raw)}}, check_files(metadata["files"], where)]
         for record in metadata.get("adapters", []) if kind == "fusion" else []:
-            prefix = f"{FUSION_ADAPTERS_DIR}/{check_segment(record['name'], 'adapter name')}"
-            part_raw, part_sha = self._read_small(repo, commit, f"{prefix}/adapter.json")
-            if "sha256:" + part_sha != record["digest"]:
-                raise IntegrityError(f"{repo}@v{version}: adapter {record['name']!r} is not the version the fusion "
-                                     f"locks ({record['digest'][:19]}...)")
-            files[f"{prefix}/adapter.json"] = {"sha256": part_sha, "size": len(part_raw)}
-            files.update({f"{prefix}/{n}": dict(r) for n, r in json.loads(part_raw)["files"].items()})
-        for name in files:
-            if name.startswith("/") or ".." in name.split("/") or "\\" in name:
-                raise IntegrityError(f"{repo}@v{version} lists the unsafe file name {name!r}")
+            if not isinstance(record, dict):
+                raise RemoteError(f"{where}: an entry of 'adapters' is not an object")
+            try:
+                prefix = f"{FUSION_ADAPTERS_DIR}/{check_segment(record.get('name'), 'adapter name')}/"
+            except (RefError, TypeError):
+                raise RemoteError(f"{where}: the fusion names the adapter {str(record.get('name'))[:80]!r}, "
+                                  f"not a valid name") from None
+            digest = check_digest(record.get("digest"), where)
+            part_raw, part_sha = self._read_small(repo, commit, f"{prefix}adapter.json")
+            if "sha256:" + part_sha != digest:
+                raise IntegrityError(f"{where}: adapter {record['name']!r} is not the version the fusion "
+                                     f"locks ({digest[:19]}...)")
+            part_meta = self._parse_metadata(part_raw, f"{where}: {prefix}adapter.json")
+            parts += [{f"{prefix}adapter.json": {"sha256": part_sha, "size": len(part_raw)}},
+                      check_files(part_meta["files"], where, prefix=prefix)]
+        files = merge_files(parts, where)
+        try:
+            summary = summarize(metadata)
+            if summary["fingerprint"] is not None:
+                BaseFingerprint.from_dict(summary["fingerprint"])
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise RemoteError(f"{where}: {meta_name} is not shaped like artifact metadata ({type(exc).__name__}: "
+                              f"{str(exc)[:120]})") from None
         return {"layout": 1, "base": ref.base, "task": ref.task, "name": ref.name, "version": version,
-                "kind": kind, "digest": "sha256:" + files[meta_name]["sha256"], "files": files,
-                "repo": repo, "commit": commit, "yanked": False, "summary": summarize(metadata),
+                "kind": kind, "digest": "sha256:" + raw_sha, "files": files,
+                "repo": repo, "commit": commit, "yanked": False, "summary": summary,
                 "resolved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+    def _read_metadata(self, repo: str, commit: str, path: str, where: str) -> tuple[dict[str, Any], bytes, str]:
+        """A metadata file of a commit, read bounded and checked: ``(metadata, bytes, sha256)``."""
+        raw, raw_sha = self._read_small(repo, commit, path)
+        return self._parse_metadata(raw, f"{where}: {path}"), raw, raw_sha
+
+    @staticmethod
+    def _parse_metadata(raw: bytes, where: str) -> dict[str, Any]:
+        """Artifact metadata a server sent: JSON, the fields every artifact has (``check_metadata``),
+        and the strings the entry key is made of."""
+        metadata = parse_json(raw, where)
+        try:
+            check_metadata(metadata, where)
+        except ArtifactError as exc:
+            raise RemoteError(str(exc)) from None
+        base = metadata.get("base")
+        if not (isinstance(base, dict) and isinstance(base.get("model_id"), str)
+                and isinstance(metadata["task"], str) and isinstance(metadata["name"], str)):
+            raise RemoteError(f"{where}: base.model_id, task and name must be strings")
+        return metadata
 
     def _entry(self, record: dict[str, Any]) -> Entry:
         ref = Ref(record["base"], record["task"], record["name"], record["version"])
@@ -554,7 +760,8 @@ class RemoteRegistry:
             check_compatible(entry, base[1], base[0])
         to = Path(to)
         check_writable(to, overwrite=overwrite)
-        files = entry.manifest["files"]
+        # Checked again here: a record may come from the cache rather than from _read_version.
+        files = merge_files([check_files(entry.manifest["files"], str(entry.ref))], str(entry.ref))
         missing = {n: r for n, r in files.items() if not self.cache.has(r["sha256"])}
         advance = progress(sum(int(r["size"]) for r in missing.values())) if progress and missing else None
         # Blobs downloaded now were hashed as they arrived; those the cache held already may have
@@ -596,7 +803,8 @@ class RemoteRegistry:
             for name, record in entry.manifest["files"].items():
                 with self._talking(f"{entry.manifest['repo']}/{name}"):
                     scratch.fetch(record["sha256"], int(record["size"]),
-                                  self._open(entry.manifest["repo"], entry.manifest["commit"], name),
+                                  self._open(entry.manifest["repo"], entry.manifest["commit"], name,
+                                             int(record["size"])),
                                   what=f"{entry.ref}: {name}")
         finally:
             shutil.rmtree(scratch.root, ignore_errors=True)
@@ -615,8 +823,12 @@ class RemoteRegistry:
 
         Raises:
             IntegrityError: a file does not match the metadata (nothing is committed).
+            ConfigError: no token (every write needs one), or the server refused it.
             VersionConflictError: the version exists with other content.
         """
+        if not self.token:  # every write needs one; asked here, before any request (SPEC 14.8)
+            raise ConfigError(f"pushing to {self.url} needs a token: run 'ahl login --registry {self.url}' "
+                              f"or set AHL_TOKEN")
         artifact = read_artifact(path, verify=False)
         if artifact.kind == "fusion":
             for part in fusion_adapters(artifact, verify=False):
@@ -717,14 +929,22 @@ class RemoteRegistry:
             # a margin over ``limit`` covers repositories whose entry has no released version
             rows = self._ahl_listing(filters, name, sort, limit + 10)
             if rows is not None:  # ahl serve: each row carries its entry's latest version
-                entries = [self._entry({**row["ahlEntry"], "repo": row["id"]}) for row in rows
-                           if isinstance(row.get("ahlEntry"), dict)
-                           and (not name or name.lower() in str(row["ahlEntry"]["name"]).lower())]
+                entries = [self._listed(row) for row in rows if isinstance(row.get("ahlEntry"), dict)]
+                entries = [e for e in entries if not name or name.lower() in e.ref.name.lower()]
             else:
                 entries = self._search_by_tags(filters, name, sort, limit)
         if architecture:
             entries = [e for e in entries if e.summary.get("architecture") == architecture]
         return entries[:limit]
+
+    def _listed(self, row: dict[str, Any]) -> Entry:
+        """The entry of one ahl serve listing row, its names and digest checked like a ref."""
+        record = row["ahlEntry"]
+        ref = check_ref(record.get("base"), record.get("task"), record.get("name"), record.get("version"), "search")
+        check_digest(record.get("digest"), f"search: {ref}")
+        if not isinstance(record.get("summary", {}), dict):
+            raise RemoteError(f"search: {ref}: the server's summary is not an object")
+        return Entry(ref, {**record, "repo": check_repo(row.get("id"), "search")}, bool(record.get("yanked")))
 
     def _search_by_tags(self, filters: list[str], name: str | None, sort: str | None, limit: int) -> list[Entry]:
         """Search on a server without ahl's extensions (the Hub): list the repositories by tag,
@@ -740,8 +960,9 @@ class RemoteRegistry:
             if name and name.lower() not in entry_name.lower():
                 continue
             try:
-                refs.append((model.id, Ref("/".join(base_parts), entry_task, entry_name)))
-            except RefError:
+                refs.append((check_repo(model.id, "search"),
+                             check_ref("/".join(base_parts), entry_task, entry_name, None, "search")))
+            except RemoteError:
                 continue  # a tag this client cannot parse is not an entry it can pull
 
         def latest(item: tuple[str, Ref]) -> Entry | None:
