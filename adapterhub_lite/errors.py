@@ -83,7 +83,3 @@ class RemoteError(AhlError):
     file is written, so nothing was); or it refused the request with a reason of its own."""
 
     exit_code = 9
-
-
-class UnreachableError(ConfigError):
-    """A remote registry cannot be reached (refused, timed out, no route)."""
