@@ -27,10 +27,17 @@ def sha256_file(path: Path) -> str:
 CRASH_ENV = "AHL_SERVE_TEST_CRASH_AT"
 
 
+_crash_hits: dict[str, int] = {}
+
+
 def crash_point(step: str) -> None:
-    """SIGKILL this process when ``$AHL_SERVE_TEST_CRASH_AT`` names ``step`` (a test hook)."""
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """SIGKILL this process when ``$AHL_SERVE_TEST_CRASH_AT`` is ``step`` (its first time) or
+    ``step#N`` (its N-th time in this process): a test hook."""
+    wanted = os.environ.get(CRASH_ENV)
+    if wanted and wanted.partition("#")[0] == step:
+        _crash_hits[step] = _crash_hits.get(step, 0) + 1
+        if str(_crash_hits[step]) == (wanted.partition("#")[2] or "1"):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager

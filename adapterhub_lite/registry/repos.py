@@ -490,7 +490,10 @@ class RepoStore:
         record = files.get(CARD_FILE)
         if record is None or record["size"] > MAX_CARD_BYTES:
             return {}
-        return self._card(record["sha256"])
+        try:
+            return self._card(record["sha256"])
+        except FileNotFoundError:  # a lost blob (ahl fsck reports it): no card data, nothing cached
+            return {}
 
     def _parse_card(self, sha256: str) -> dict[str, Any]:
         return card_data(self.blob_path(sha256).read_bytes().decode("utf-8", "replace"))
@@ -525,7 +528,10 @@ class RepoStore:
             for kind, meta_name in METADATA_FILES.items():
                 record = files.get(meta_name)
                 if record is not None and record["size"] <= MAX_CARD_BYTES:
-                    parsed = self._meta(record["sha256"], kind) or parsed
+                    try:
+                        parsed = self._meta(record["sha256"], kind) or parsed
+                    except FileNotFoundError:
+                        pass  # a lost blob (ahl fsck reports it)
             if parsed is not None and parsed[0] == entry:
                 tags += parsed[1]
             else:

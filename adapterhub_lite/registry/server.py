@@ -60,7 +60,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -174,9 +174,16 @@ def _error(status: int, message: str, code: str | None = None, headers: dict[str
            **body: Any) -> Response:
     # Header values must be latin-1 and one line; the JSON body keeps the full message.
     head = {"X-Error-Message": message.encode("ascii", "replace").decode().replace("\n", " ")[:1000]}
+    code = code or _CODES.get(status)
     if code:
         head["X-Error-Code"] = code
     return JSONResponse({"error": message, **body}, status_code=status, headers={**head, **(headers or {})})
+
+
+# X-Error-Code of refusals that have no more specific one (401 and 404 keep the Hub's meaning:
+# huggingface_hub reads a 401/404 without a code as "repository not found")
+_CODES = {400: "BadRequest", 403: "Forbidden", 408: "RequestTimeout", 409: "Conflict", 412: "PreconditionFailed",
+          413: "PayloadTooLarge", 429: "TooManyRequests", 500: "InternalError", 507: "InsufficientStorage"}
 
 
 def _status(exc: AhlError) -> int:
@@ -193,8 +200,9 @@ def _status(exc: AhlError) -> int:
 
 def _storage_error(exc: OSError | sqlite3.Error) -> Response:
     """A failed read or write of the registry directory, as one clear line (507 for a full disk)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        status, message = 507, "the registry's disk is full; nothing was stored: free space on the server and retry"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "full" in str(exc):
+        status, message = 507, ("the registry's storage is full (no space, or a quota or file-size limit); nothing "
+                                "was stored: the operator must free space")
     elif isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) or \
             "readonly" in str(exc):
         status, message = 500, ("the server cannot write its registry directory (read-only or not permitted); "
@@ -202,7 +210,7 @@ def _storage_error(exc: OSError | sqlite3.Error) -> Response:
     else:
         status, message = 500, f"the server could not read or write its registry: {exc}"
     log.error("ahl serve: %s (%s)", message, exc)
-    return _error(status, message, "StorageError")
+    return _error(status, message)
 
 
 def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -216,6 +224,8 @@ def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[[Request]
             return _error(exc.status, exc.message, exc.code)
         except AhlError as exc:
             return _error(_status(exc), str(exc), getattr(exc, "code", None))
+        except ClientDisconnect:  # the client went away mid-body: nobody reads an answer
+            return _error(400, "the client disconnected before its request body was complete")
         except (OSError, sqlite3.Error) as exc:
             return _storage_error(exc)
         except Exception:  # a bug: the log gets the traceback, the client one line
