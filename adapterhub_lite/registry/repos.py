@@ -114,8 +114,7 @@ class RepoStore:
             # This process's id in staging and pending names; the lock says it is alive (the
             # kernel drops it when the process dies, however it dies).
             self.instance = f"{os.getpid()}x{secrets.token_hex(4)}"
-            self._alive = (self.root / "locks" / f"serve-{self.instance}.lock").open("a")
-            fcntl.flock(self._alive, fcntl.LOCK_EX)
+            self._alive = self._hold(self.root / "locks" / f"serve-{self.instance}.lock")
             with tempfile.TemporaryFile(dir=self.root / "tmp"):
                 pass  # the write probe: serving a directory we cannot write would fail every upload
             self._index = RepoIndex(self.repos_dir / "index.sqlite", self.root / "index.sqlite", self._all_repos)
@@ -126,6 +125,20 @@ class RepoStore:
         self._card = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_card)
         self._meta = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_meta)
         self.repairs = self.recover() if recover else Repairs()
+
+    @staticmethod
+    def _hold(lock: Path) -> Any:
+        """Open and lock ``lock`` for this process's life. Another server's recovery may delete
+        the file between our open and our lock (it looked unlocked): then lock a new one."""
+        while True:
+            handle = lock.open("a")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+                    return handle
+            except FileNotFoundError:
+                pass
+            handle.close()
 
     def staging_prefix(self, kind: str) -> str:
         """The name prefix of this process's staging files of ``kind`` under ``ROOT/tmp``."""

@@ -49,6 +49,7 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -404,6 +405,7 @@ class _Server:
         self.uploads = 0  # bodies being received now (commits, LFS PUTs); the event loop's own count
         # tree listings by (commit, folder, recursive): a listing is paged, so computed once for all its pages
         self.trees: OrderedDict[tuple[str, str, bool], list[dict[str, Any]]] = OrderedDict()
+        self.trees_lock = threading.Lock()  # listings are made in worker threads
         # Signs LFS upload links (the client PUTs without a token). Per process: a restart only
         # invalidates links in flight, which the client asks for again with its next push.
         self.secret = secrets.token_bytes(32)
@@ -711,16 +713,18 @@ class _Server:
         recursive = request.query_params.get("recursive", "false").lower() == "true"
         offset = _whole(request.query_params.get("cursor"), 0, "cursor")
         key = (commit.id, prefix, recursive)
-        entries = self.trees.get(key)
+        with self.trees_lock:
+            entries = self.trees.get(key)
+            if entries is not None:
+                self.trees.move_to_end(key)
         if entries is None:
             entries = _tree_entries(commit.files, prefix, recursive)
             if prefix and not entries:
                 raise EntryNotFoundError(f"folder {prefix!r} not found in {repo.id} at {commit.id[:12]}")
-            self.trees[key] = entries
-            while len(self.trees) > 16:
-                self.trees.popitem(last=False)
-        else:
-            self.trees.move_to_end(key)
+            with self.trees_lock:
+                self.trees[key] = entries
+                while len(self.trees) > 16:
+                    self.trees.popitem(last=False)
         page = entries[offset:offset + PAGE_SIZE]
         return page, offset + PAGE_SIZE if offset + PAGE_SIZE < len(entries) else 0
 
