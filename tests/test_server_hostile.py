@@ -437,9 +437,10 @@ def test_read_only_registry_is_reported_at_start(tmp_path):
     root = tmp_path / "registry"
     LocalRegistry(root)  # an existing registry, made read-only
     _read_only(root)
-    command = [sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(root), "--port", "1"]
+    port = AhlServer(root).port  # a free one
+    command = [sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(root), "--port", str(port)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=_without_root_powers)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, preexec_fn=_without_root_powers)
     finally:
         _read_only(root, writable=True)
     assert done.returncode != 0

@@ -554,8 +554,9 @@ class _Server:
         # "lfs" only to a client that said it uploads lfs files over LFS basic (module docstring)
         transfers = request.headers.get(LFS_TRANSFER_HEADER, "")
         lfs = "basic" in {t.strip().lower() for t in transfers.split(",")}
-        answer = [{"path": check_repo_path(f.get("path")), "uploadMode": _upload_mode(f, lfs), "shouldIgnore": False,
-                   "oid": None} for f in files]
+        answer = await run_in_threadpool(lambda: [  # up to 10,000 paths and samples: off the loop
+            {"path": check_repo_path(f.get("path")), "uploadMode": _upload_mode(f, lfs), "shouldIgnore": False,
+             "oid": None} for f in files])
         return JSONResponse({"files": answer, "commitOid": repo.main})
 
     def _too_large(self, what: str, advice: str = "") -> HTTPError:
@@ -586,10 +587,12 @@ class _Server:
             if item["size"] > self.max_upload_bytes:
                 raise self._too_large(f"object {item['oid'][:12]}... ({item['size'] / (1 << 20):.1f} MB)")
         base, expires = str(request.base_url).rstrip("/"), int(time.time()) + self.upload_link_seconds
+        stored = await run_in_threadpool(
+            lambda: {o["oid"] for o in objects if self.store.blob_path(o["oid"]).is_file()})
         answer = []
         for item in objects:
             oid, size = item["oid"], item["size"]
-            if self.store.blob_path(oid).is_file():
+            if oid in stored:
                 answer.append({"oid": oid, "size": size})
                 continue
             query = urlencode({"size": size, "expires": expires, "sig": self._sign(repo_id, oid, size, expires)})
