@@ -133,6 +133,7 @@ bomb = "---\\n" + "\\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
     "a%d: &a%d [%s]" % (i, i, ", ".join(["*a%d" % (i - 1)] * 10)) for i in range(1, 9)]) + "\\n---\\n"
 header = "---\\n" + "".join("k%d: [v, v, v, v, v, v, v, v]\\n" % i for i in range(8000))[:250000] + "---\\n"
 bodies = [json.dumps({"content": bomb}).encode(), json.dumps({"content": header}).encode()]
+huge = json.dumps({"content": "---\\n" + "".join("k%d: [v, v]\\n" % i for i in range(400000)) + "---\\n"}).encode()
 
 def trickle():
     yield b'{"key": "header", "value": {"summary": "slow"}}\\n'
@@ -145,6 +146,8 @@ while True:
         if kind == "yaml":
             for body in bodies:
                 httpx.post(url + "/api/validate-yaml", content=body, headers=auth, timeout=60)
+        elif kind == "huge-yaml":  # over the cap (refused at once); the 2-minute freeze of issue 13
+            httpx.post(url + "/api/validate-yaml", content=huge, timeout=300)
         else:
             httpx.post(url + "/api/models/alice/attacked/commit/main", content=trickle(), headers=auth, timeout=60)
     except httpx.TransportError:
@@ -154,12 +157,13 @@ while True:
 
 def test_search_answers_within_a_second_while_hostile_bodies_arrive(server):
     """Largest allowed bodies from other clients (YAML bombs, card headers near the cap, a
-    commit body near the upload limit sent slowly; separate processes) do not hold up an
+    commit body near the upload limit sent slowly) and an anonymous 6 MB YAML body (over the
+    cap), each from its own process, do not hold up an
     anonymous search: a generous bound here, ``benchmarks/server_under_attack.py`` reports
     the real figures."""
     api(server).create_repo("alice/attacked")
     attackers = [subprocess.Popen([sys.executable, "-c", ATTACKER, server.url, kind, server.token])
-                 for kind in ("yaml", "yaml", "commit")]
+                 for kind in ("yaml", "yaml", "huge-yaml", "commit")]
     try:
         time.sleep(2)
         assert all(a.poll() is None for a in attackers)
