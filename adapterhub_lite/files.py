@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,24 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# Test hook: crash tests set this in a server subprocess only; at the named step of a write the
+# process SIGKILLs itself, as kill -9 or a power cut would (registry/SPEC.md 14.7).
+CRASH_ENV = "AHL_SERVE_TEST_CRASH_AT"
+
+
+_crash_hits: dict[str, int] = {}
+
+
+def crash_point(step: str) -> None:
+    """SIGKILL this process when ``$AHL_SERVE_TEST_CRASH_AT`` is ``step`` (its first time) or
+    ``step#N`` (its N-th time in this process): a test hook."""
+    wanted = os.environ.get(CRASH_ENV)
+    if wanted and wanted.partition("#")[0] == step:
+        _crash_hits[step] = _crash_hits.get(step, 0) + 1
+        if str(_crash_hits[step]) == (wanted.partition("#")[2] or "1"):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,9 @@ from rich.markup import escape
 from adapterhub_lite.errors import ConfigError
 
 from .render import err_console, user_errors
+
+if TYPE_CHECKING:
+    from adapterhub_lite.registry.repos import Repairs
 
 REGISTRY_HELP = "Registry directory to serve (default: $AHL_REGISTRY or ~/.local/share/adapterhub-lite/registry)."
 TOKENS_HELP = ("File of write tokens, one 'TOKEN USER' per line ('#' comments); also read: "
@@ -26,29 +29,84 @@ def serve(
     tokens: Optional[Path] = typer.Option(None, help=TOKENS_HELP),
     private: bool = typer.Option(False, help="Reads need a valid token too."),
     max_upload_mb: float = typer.Option(512, help="Largest commit body or LFS file accepted, in MiB."),
+    max_concurrent_uploads: int = typer.Option(
+        8, help="Commit bodies and LFS files received at once; more get 429 (retry later)."),
+    read_timeout: float = typer.Option(
+        30, help="Seconds a client may pause inside a request body, and to send its request headers."),
+    check: bool = typer.Option(False, "--check", help="Reconcile the indexes with the files (as ahl fsck), "
+                                                      "report, and exit without serving."),
 ) -> None:
     """Serve a registry directory over the Hugging Face Hub HTTP API (create, commit, tag, search, download)."""
     # imported here, so that other commands do not load the web stack
     import uvicorn
 
     from adapterhub_lite.registry.local import default_root
-    from adapterhub_lite.registry.server import TOKENS_ENV, create_app, load_tokens, registry_url
+    from adapterhub_lite.registry.repos import RepoStore
+    from adapterhub_lite.registry.server import (
+        TOKENS_ENV,
+        HeaderTimeoutProtocol,
+        create_app,
+        load_tokens,
+        registry_url,
+    )
 
-    if max_upload_mb <= 0:
-        raise ConfigError("--max-upload-mb must be positive")
+    if max_upload_mb <= 0 or max_concurrent_uploads <= 0 or read_timeout <= 0:
+        raise ConfigError("--max-upload-mb, --max-concurrent-uploads and --read-timeout must be positive")
     if registry is not None and "://" in registry:
         raise ConfigError(f"ahl serve serves a local registry directory, not the remote {registry}")
     token_map = load_tokens(tokens, os.environ.get(TOKENS_ENV))
     root = Path(registry).expanduser() if registry is not None else default_root()
-    app = create_app(root, tokens=token_map, private=private, max_upload_bytes=int(max_upload_mb * (1 << 20)))
+    store = RepoStore(root)  # refuses a directory it cannot write; repairs what a crash left
+    if check:
+        raise typer.Exit(report_repairs(store.fsck(), root))
+    if store.repairs.changed:
+        err_console.print(f"ahl serve: repaired after an unclean stop: {describe(store.repairs)}", highlight=False)
+    app = create_app(root, tokens=token_map, private=private, max_upload_bytes=int(max_upload_mb * (1 << 20)),
+                     max_concurrent_uploads=max_concurrent_uploads, read_timeout=read_timeout, store=store)
     err_console.print(f"ahl serve: registry {escape(str(root))} at [bold]{registry_url(host, port)}[/] "
-                  f"({len(token_map)} token(s){', private' if private else ''}); Ctrl-C stops", highlight=False,
-                  soft_wrap=True)
+                      f"({len(token_map)} token(s){', private' if private else ''}); Ctrl-C stops", highlight=False,
+                      soft_wrap=True)
     if not token_map:
         err_console.print("no tokens: the registry is read-only (pass --tokens FILE or set $AHL_SERVE_TOKENS)")
+    HeaderTimeoutProtocol.HEADER_TIMEOUT = read_timeout
     # uvicorn finishes in-flight requests on SIGINT/SIGTERM before it exits, then raises the
-    # signal again: stopping the server is its normal end, not an interruption
+    # signal again: stopping the server is its normal end, not an interruption. h11 caps a
+    # request head at 64 KiB.
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off", http=HeaderTimeoutProtocol,
+                    h11_max_incomplete_event_size=64 << 10)
     except KeyboardInterrupt:
         err_console.print("ahl serve: stopped", highlight=False)
+
+
+@user_errors
+def fsck(
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+) -> None:
+    """Check a registry directory served by ahl serve: reconcile its indexes, entry bindings and
+    staging with the manifests and repository records, and report blobs that are missing."""
+    from adapterhub_lite.registry.local import default_root
+    from adapterhub_lite.registry.repos import RepoStore
+
+    if registry is not None and "://" in registry:
+        raise ConfigError(f"ahl fsck checks a local registry directory, not the remote {registry}")
+    root = Path(registry).expanduser() if registry is not None else default_root()
+    raise typer.Exit(report_repairs(RepoStore(root, recover=False).fsck(), root))
+
+
+def describe(repairs: Repairs) -> str:
+    return (f"{repairs.staging_removed} staging item(s) removed, {repairs.writes_replayed} interrupted write(s) "
+            f"replayed, {repairs.entries_reindexed} entr(y/ies) and {repairs.repos_reindexed} repositor(y/ies) "
+            f"re-indexed, {repairs.bindings_fixed} entry binding(s) fixed")
+
+
+def report_repairs(repairs: Repairs, root: Path) -> int:
+    """Print what a check repaired (stderr) and what it could not; the exit code: 1 when blobs are missing."""
+    err_console.print(f"{escape(str(root))}: {describe(repairs)}", highlight=False, soft_wrap=True)
+    for missing in repairs.missing_blobs:
+        err_console.print(f"missing blob: {escape(missing)}", highlight=False, soft_wrap=True)
+    if repairs.missing_blobs:
+        err_console.print(f"error: {len(repairs.missing_blobs)} file(s) have no blob; push those versions again",
+                          highlight=False)
+        return 1
+    return 0

@@ -182,6 +182,8 @@ class AhlServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root.parent / f"serve-{self.port}.log"
         self.process = None
+        self.env: dict[str, str] = {}  # extra environment of the server process (test hooks)
+        self.popen: dict = {}  # extra subprocess.Popen arguments (user=, preexec_fn=)
 
     def start(self) -> AhlServer:
         import os
@@ -190,11 +192,11 @@ class AhlServer:
         import sys
         import time
 
-        env = {**os.environ, "AHL_SERVE_TOKENS": ",".join(f"{t}:{u}" for t, u in self.tokens.items())}
+        env = {**os.environ, "AHL_SERVE_TOKENS": ",".join(f"{t}:{u}" for t, u in self.tokens.items()), **self.env}
         command = [sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(self.root),
                    "--port", str(self.port), *self.args]
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, **self.popen)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -460,19 +460,22 @@ def test_tag_refusals(ahl_server, art):
     with pytest.raises(RevisionNotFoundError):
         client.create_tag(repo_id, tag="v1.0.0", revision="v7.0.0")
 
-    # a repository holds one entry: a commit with another entry's artifact cannot be tagged
+    # a repository holds one entry: a commit with another entry's artifact could never be
+    # tagged, so it is refused at once and leaves no commit
     first = publish(ahl_server, art(task="bound", name="bound"))
-    client.upload_folder(repo_id=first, folder_path=art(task="intruder", name="intruder"))
+    head = client.model_info(first).sha
     with pytest.raises(BadRequestError, match="is the repository of"):
-        client.create_tag(first, tag="v2.0.0")
+        client.upload_folder(repo_id=first, folder_path=art(task="intruder", name="intruder"))
+    assert client.model_info(first).sha == head
 
     # and an entry lives in one repository: another user cannot bind it again
     bob = api(ahl_server, "bob-token")
     second = f"bob/{first.split('/')[1]}"
     bob.create_repo(second)
-    bob.upload_folder(repo_id=second, folder_path=art(task="bound", name="bound", seed=1))
+    empty = bob.model_info(second).sha
     with pytest.raises(BadRequestError, match=f"already lives in repository {first}"):
-        bob.create_tag(second, tag="v1.0.0")
+        bob.upload_folder(repo_id=second, folder_path=art(task="bound", name="bound", seed=1))
+    assert bob.model_info(second).sha == empty and not bob.list_repo_refs(second).tags
 
 
 def test_auth_refusals_write_nothing(ahl_server):

@@ -38,7 +38,7 @@ from ..artifact import (
 )
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
-from ..files import locked, sha256_file, swap_into_place
+from ..files import crash_point, locked, sha256_file, swap_into_place
 from .blobs import BlobStore, copy_hashed
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
@@ -218,6 +218,7 @@ class LocalRegistry:
                 **({"origin": dict(origin)} if origin else {}),
             }
             self._write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+            crash_point("push:manifest")  # a test hook (files.py)
             entry = Entry(ref.with_version(version), manifest)
             self._index.add(entry)
         return entry
@@ -461,6 +462,40 @@ class _Index:
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", self._row(entry))
             self._refresh_latest(db, entry.ref)
+
+    def reconcile(self, registry: LocalRegistry, refs: list[Ref] | None = None) -> int:
+        """Make the rows of ``refs``' entries (default: every entry) those of their manifests on
+        disk, the truth: after a crash between a manifest and its row the index is stale. Returns
+        how many entries were re-indexed. Reads every manifest of those entries."""
+        if refs is None:
+            found = [(p, m) for p, m in registry.all_manifests()]
+            keys = {(m["base"], m["task"], m["name"]) for _, m in found}
+            with self._connect() as db:
+                keys |= set(db.execute("SELECT DISTINCT base, task, name FROM versions").fetchall())
+        else:
+            keys = {ref.entry for ref in refs}
+            found = [(registry._manifest_path(Ref(*key), v), registry._read_manifest(Ref(*key), v))
+                     for key in keys for v in registry._versions(Ref(*key))]
+        on_disk: dict[tuple[str, str, str], set[tuple[Any, ...]]] = {key: set() for key in keys}
+        rows: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {key: [] for key in keys}
+        for manifest_path, m in found:
+            row = self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
+                                  manifest_path.with_suffix(".yanked").exists()))
+            key = (m["base"], m["task"], m["name"])
+            on_disk[key].add((row[3], row[7], row[13]))
+            rows[key].append(row)
+        fixed = 0
+        with self._connect() as db:
+            for key in keys:
+                indexed = set(db.execute("SELECT version, digest, yanked FROM versions WHERE base = ? AND task = ? "
+                                         "AND name = ?", key).fetchall())
+                if indexed == on_disk[key]:
+                    continue
+                db.execute("DELETE FROM versions WHERE base = ? AND task = ? AND name = ?", key)
+                db.executemany(f"INSERT INTO versions VALUES ({', '.join('?' * 15)})", rows[key])
+                self._refresh_latest(db, Ref(*key))
+                fixed += 1
+        return fixed
 
     def set_yanked(self, ref: Ref, yanked: bool) -> None:
         with self._connect() as db:

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from ..files import crash_point
 from .local import connect
 from .refs import check_segment, repo_slug
 from .repo_model import LOCAL_NAMESPACE, METRIC_SORT, Repo, entry_key, entry_tags, hub_time, version_commit_id
@@ -81,6 +82,32 @@ class RepoIndex:
     def put(self, repo: Repo) -> None:
         with self._connect() as db:
             self._put(db, repo)
+            crash_point("index:update")  # a test hook (files.py): killed inside the transaction
+
+    def reconcile_one(self, repo_id: str, repo: Repo | None) -> int:
+        """Make ``repo_id``'s row that of its record (``None``: no record, no row); 1 if it changed."""
+        return self.reconcile([repo] if repo else [], only=repo_id)
+
+    def reconcile(self, repos: Sequence[Repo], only: str | None = None) -> int:
+        """Make the rows of repositories (not local mirrors) those of ``repos``, their records:
+        rows that differ are rewritten, rows without a record deleted (all of them, or only
+        ``only``'s). Returns how many rows changed."""
+        changed = 0
+        with self._connect() as db:
+            query = "SELECT id, sha, created_at, last_modified, entry, tags FROM repos WHERE local = 0"
+            rows = db.execute(query + (" AND id = ?" if only else ""), (only,) if only else ()).fetchall()
+            indexed = {row[0]: row[1:] for row in rows}
+            for repo in repos:
+                wanted = (repo.main, repo.created_at, repo.last_modified, entry_key(repo.entry) if repo.entry else None,
+                          json.dumps(list(repo.tags)))
+                if indexed.pop(repo.id, None) != wanted:
+                    self._put(db, repo)
+                    changed += 1
+            for stale in indexed:
+                db.execute("DELETE FROM repo_tags WHERE repo = ?", (stale,))
+                db.execute("DELETE FROM repos WHERE id = ?", (stale,))
+                changed += 1
+        return changed
 
     def owner(self, entry: tuple[str, str, str]) -> str | None:
         """The repository (not a local mirror) an entry is bound to, if any."""

@@ -26,7 +26,15 @@ RESERVED_NAMESPACES = {LOCAL_NAMESPACE, "api"}  # "api" would shadow the API rou
 BRANCH = "main"
 VERSION_TAG = re.compile(r"v((?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8}))(-yanked)?")
 COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+# Limits of a repository's file paths (SPEC 14.7): a part longer than most file systems take
+# would make every later version tag fail, and deep trees cost CPU in every tree listing.
 MAX_PATH_LENGTH = 1000
+MAX_PATH_PART_BYTES = 255
+MAX_PATH_DEPTH = 16
+# Model card headers: larger ones, or ones whose aliases expand past MAX_CARD_NODES values, give
+# no card data (a YAML "billion laughs" header would otherwise cost CPU and memory on every read).
+MAX_CARD_HEADER_BYTES = 64 << 10
+MAX_CARD_NODES = 10_000
 # A client sends this request header (value "basic") when it uploads "lfs" files with the LFS
 # basic transfer, Xet off; ahl serve answers "lfs" in preupload only then (SPEC 14.6), since a
 # stock huggingface_hub with hf_xet installed would take an "lfs" answer to Xet and fail.
@@ -149,8 +157,15 @@ def check_repo_path(path: Any) -> str:
         raise RefError(f"file path {path[:40]!r}... is longer than {MAX_PATH_LENGTH} characters")
     if path.startswith("/") or "\\" in path or any(ord(char) < 32 for char in path):
         raise RefError(f"file path {path!r} must be relative, use '/' and hold no control characters")
-    if any(part in ("", ".", "..") for part in path.split("/")):
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
         raise RefError(f"file path {path!r} has an empty, '.' or '..' part")
+    if len(parts) > MAX_PATH_DEPTH:
+        raise RefError(f"file path {path[:40]!r}... is {len(parts)} levels deep; at most {MAX_PATH_DEPTH} are allowed")
+    long = next((part for part in parts if len(part.encode("utf-8", "surrogatepass")) > MAX_PATH_PART_BYTES), None)
+    if long is not None:
+        raise RefError(f"file path part {long[:40]!r}... is longer than {MAX_PATH_PART_BYTES} bytes; "
+                       f"use shorter file and folder names")
     return path
 
 
@@ -164,17 +179,44 @@ def entry_tags(base: str, task: str, name: str, architecture: str | None, head: 
     return [*tags, f"ahl-entry:{base}/{task}/{name}", f"base_model:{base}"]
 
 
-def card_data(text: str) -> dict[str, Any]:
-    """The YAML header of a model card as a dict (empty when there is none or it is malformed)."""
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def card_header(text: str) -> str | None:
+    """The YAML header of a model card (between the ``---`` lines), None when there is none."""
     if not text.startswith("---"):
-        return {}
+        return None
     _, _, rest = text.partition("\n")
     header, found, _ = rest.partition("\n---")
-    try:
-        data = yaml.safe_load(header) if found else None
-    except yaml.YAMLError:
+    return header if found else None
+
+
+def card_data(text: str) -> dict[str, Any]:
+    """The YAML header of a model card as a dict: empty when there is none, it is malformed, it
+    is over :data:`MAX_CARD_HEADER_BYTES`, or it expands (through aliases) past
+    :data:`MAX_CARD_NODES` values. CPU-bound for large headers: servers call it off their loop."""
+    header = card_header(text)
+    if header is None or len(header.encode("utf-8", "replace")) > MAX_CARD_HEADER_BYTES:
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        data = yaml.load(header, Loader=_SafeLoader)  # noqa: S506 (a safe loader, C when available)
+        bounded = isinstance(data, dict) and _within(data, [MAX_CARD_NODES])
+    except (yaml.YAMLError, RecursionError):
+        return {}
+    return data if bounded else {}
+
+
+def _within(value: Any, budget: list[int]) -> bool:
+    """Whether ``value`` holds at most ``budget[0]`` values counted as JSON would write them
+    (an alias counts each time it is used); stops as soon as the budget is spent."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if isinstance(value, dict):
+        return all(_within(k, budget) and _within(v, budget) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_within(item, budget) for item in value)
+    return True
 
 
 def version_commit_id(digest: str) -> str:

@@ -5,7 +5,8 @@ module is its storage, next to the local registry's own layout (section 12, 14.6
 
     ROOT/repos/<namespace>/<name>/repo.json                repository record (head of main, entry, tags)
     ROOT/repos/<namespace>/<name>/commits/<40 hex>.json    one commit: a snapshot {path: {sha256, size}}
-    ROOT/repos/index.sqlite                                search index, derived; rebuilt when missing
+    ROOT/repos/index.sqlite                                search index, derived (reconciled, SPEC 14.7)
+    ROOT/repos/pending/<instance>-<id>.json                a write in progress: what to re-index after a crash
     ROOT/locks/repo-<key>.lock, ROOT/locks/repo-bindings.lock   per-repository and entry-binding locks
 
 File contents are the registry's blobs (``blobs/sha256``). Versions are not stored here: tag
@@ -15,27 +16,33 @@ into the directory without a repository appear as read-only repositories ``ahl/S
 commits are derived from the version digests.
 
 Every file lands by an atomic rename and a commit becomes visible only when ``repo.json`` moves
-its head, so a crash leaves no half-made commit; writers to one repository hold its lock.
+its head, so a crash leaves no half-made commit; writers to one repository hold its lock. The
+SQLite indexes are derived: each write first records what it touches under ``repos/pending``,
+and a server that starts replays the records of servers that died (:meth:`RepoStore.recover`);
+:meth:`RepoStore.fsck` reconciles everything with the manifests and ``repo.json`` files.
 Records and names are in :mod:`.repo_model`, the search index in :mod:`.repo_index`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import sqlite3
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, Artifact, artifact_files, read_artifact
-from ..errors import ArtifactError, IntegrityError, RefError
-from ..files import locked
+from ..errors import ArtifactError, ConfigError, IntegrityError, RefError
+from ..files import crash_point, locked
 from .local import LocalRegistry, summarize
 from .refs import Ref, base_key, repo_slug
 from .repo_index import RepoIndex
@@ -65,29 +72,190 @@ from .repo_model import (
 )
 
 MAX_CARD_BYTES = 1 << 20  # model cards and metadata read for tags; larger ones are not parsed
-STAGING_PREFIX = "serve-"  # ROOT/tmp/serve-*: commit bodies, LFS uploads, tagged commits being checked
-STALE_STAGING_SECONDS = 24 * 3600
+MAX_REPO_FILES = 10_000  # files in one snapshot (tree listings and tags cost per file)
+# ROOT/tmp/serve-<kind>-<instance>-*: commit bodies, LFS uploads, tagged commits being checked;
+# <instance> is the server process that owns it (it holds ROOT/locks/serve-<instance>.lock)
+STAGING_PREFIX = "serve-"
+PARSED_CACHE = 4096  # parsed cards and metadata kept per process, keyed by blob sha256
+
+
+@dataclass
+class Repairs:
+    """What :meth:`RepoStore.recover` / :meth:`RepoStore.fsck` found and repaired."""
+
+    staging_removed: int = 0
+    writes_replayed: int = 0
+    entries_reindexed: int = 0
+    repos_reindexed: int = 0
+    bindings_fixed: int = 0
+    missing_blobs: list[str] = field(default_factory=list)  # "what: sha256", not repairable here
+
+    @property
+    def changed(self) -> int:
+        return (self.staging_removed + self.writes_replayed + self.entries_reindexed + self.repos_reindexed
+                + self.bindings_fixed)
 
 
 class RepoStore:
     """Hub-style repositories over a :class:`LocalRegistry` directory (see the module docstring)."""
 
-    def __init__(self, root: Path | str) -> None:
-        self.registry = LocalRegistry(root)
-        self.root = self.registry.root
-        self.repos_dir = self.root / "repos"
-        self.repos_dir.mkdir(exist_ok=True)
-        self._index = RepoIndex(self.repos_dir / "index.sqlite", self.root / "index.sqlite", self._all_repos)
-        self._remove_stale_staging()
+    def __init__(self, root: Path | str, *, recover: bool = True) -> None:
+        """Open the store; with ``recover``, also repair what servers that died left (:meth:`recover`).
 
-    def _remove_stale_staging(self) -> None:
-        """Delete what a killed server left under ``tmp/``; a live one's staging is never a day old."""
+        Raises:
+            ConfigError: the directory cannot be written (read-only, not permitted, full).
+        """
+        try:
+            self.registry = LocalRegistry(root)
+            self.root = self.registry.root
+            self.repos_dir = self.root / "repos"
+            self.pending_dir = self.repos_dir / "pending"
+            self.pending_dir.mkdir(parents=True, exist_ok=True)
+            # This process's id in staging and pending names; the lock says it is alive (the
+            # kernel drops it when the process dies, however it dies).
+            self.instance = f"{os.getpid()}x{secrets.token_hex(4)}"
+            self._alive = self._hold(self.root / "locks" / f"serve-{self.instance}.lock")
+            with tempfile.TemporaryFile(dir=self.root / "tmp"):
+                pass  # the write probe: serving a directory we cannot write would fail every upload
+            self._index = RepoIndex(self.repos_dir / "index.sqlite", self.root / "index.sqlite", self._all_repos)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"cannot write the registry directory {Path(root)}: {reason}; ahl serve needs a "
+                              f"writable directory (check its permissions, mount and free space)") from None
+        self._card = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_card)
+        self._meta = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_meta)
+        self.repairs = self.recover() if recover else Repairs()
+
+    @staticmethod
+    def _hold(lock: Path) -> Any:
+        """Open and lock ``lock`` for this process's life. Another server's recovery may delete
+        the file between our open and our lock (it looked unlocked): then lock a new one."""
+        while True:
+            handle = lock.open("a")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+                    return handle
+            except FileNotFoundError:
+                pass
+            handle.close()
+
+    def staging_prefix(self, kind: str) -> str:
+        """The name prefix of this process's staging files of ``kind`` under ``ROOT/tmp``."""
+        return f"{STAGING_PREFIX}{kind}-{self.instance}-"
+
+    def _dead(self, instance: str) -> bool:
+        """Whether the server process ``instance`` is gone (nobody holds its lock)."""
+        if instance == self.instance:
+            return False
+        lock = self.root / "locks" / f"serve-{instance}.lock"
+        try:
+            handle = lock.open("rb")
+        except FileNotFoundError:
+            return True
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        return True
+
+    def recover(self) -> Repairs:
+        """Clean up after server processes that died (killed, power cut): delete their staging
+        under ``tmp/`` and replay their pending writes, re-deriving the indexes and the entry
+        binding of what each touched from the manifests and ``repo.json``. Cheap: it reads only
+        what was being written. Live servers sharing the directory are left alone."""
+        repairs = Repairs()
+        dead: dict[str, bool] = {}
+
+        def is_dead(instance: str) -> bool:
+            if instance not in dead:
+                dead[instance] = self._dead(instance)
+            return dead[instance]
+
         for path in (self.root / "tmp").glob(f"{STAGING_PREFIX}*"):
-            if time.time() - path.stat().st_mtime > STALE_STAGING_SECONDS:
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+            parts = path.name.split("-")
+            if len(parts) < 3 or is_dead(parts[2]):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                repairs.staging_removed += 1
+        for intent in sorted(self.pending_dir.glob("*.json")):
+            if not is_dead(intent.name.split("-")[0]):
+                continue
+            try:
+                data = json.loads(intent.read_text("utf-8"))
+                repo_id, entry = str(data["repo"]), tuple(data["entry"]) if data.get("entry") else None
+            except (ValueError, KeyError, TypeError):
+                repo_id, entry = None, None  # cut while written: the write had not started
+            if repo_id is not None:
+                self._repair(repo_id, entry, repairs)  # type: ignore[arg-type]
+                repairs.writes_replayed += 1
+            intent.unlink(missing_ok=True)
+        for instance, gone in dead.items():
+            if gone:
+                (self.root / "locks" / f"serve-{instance}.lock").unlink(missing_ok=True)
+        return repairs
+
+    @contextmanager
+    def _pending(self, repo_id: str) -> Iterator[Callable[[tuple[str, str, str]], None]]:
+        """Record a write to ``repo_id`` before it starts, delete the record once every index is
+        updated. The block may call the function it gets with the entry it is about to version."""
+        path = self.pending_dir / f"{self.instance}-{secrets.token_hex(8)}.json"
+        touched: list[tuple[str, str, str]] = []
+
+        def entry(key: tuple[str, str, str]) -> None:
+            touched[:] = [key]
+            self._write_json(path, {"repo": repo_id, "entry": list(key)})
+
+        self._write_json(path, {"repo": repo_id, "entry": None})
+        try:
+            yield entry
+        except BaseException:
+            # a write that failed half way (a full disk, say) may have left an index behind
+            # its files: re-derive now; if that fails too, the record stays for the next start
+            try:
+                self._repair(repo_id, touched[0] if touched else None, Repairs())
+            except Exception:  # noqa: BLE001, S110 (the record stays; the original error is reported)
+                pass
+            else:
+                path.unlink(missing_ok=True)
+            raise
+        path.unlink(missing_ok=True)
+
+    def _repair(self, repo_id: str, entry: tuple[str, str, str] | None, repairs: Repairs) -> None:
+        """Re-derive the indexes and binding of one repository (and one entry) from the files."""
+        if entry is not None:
+            repairs.entries_reindexed += self.registry._index.reconcile(self.registry, [Ref(*entry)])
+        with self._repo_lock(repo_id):
+            repo = self._load_repo(repo_id)
+            if repo is None:  # created but never recorded
+                repairs.repos_reindexed += self._index.reconcile_one(repo_id, None)
+                return
+            bound = self._bound_entry(repo, entry)
+            if bound != repo.entry:
+                repairs.bindings_fixed += 1
+            fixed = self._retagged(replace(repo, entry=bound))
+            if fixed != repo:
+                self._save_repo(fixed)
+                repairs.repos_reindexed += 1
+            else:
+                repairs.repos_reindexed += self._index.reconcile_one(repo_id, repo)
+
+    def _bound_entry(self, repo: Repo, hint: tuple[str, str, str] | None) -> tuple[str, str, str] | None:
+        """The entry a repository holds by the rule of SPEC 14.2: one that has a version tagged
+        in it (a manifest whose ``origin`` is this repository)."""
+        for entry in dict.fromkeys(e for e in (repo.entry, hint) if e):
+            if any(self._origin_repo(entry, v) == repo.id
+                   for v in self.registry.versions(Ref(*entry), include_yanked=True)):
+                return entry
+        return None
+
+    def _origin_repo(self, entry: tuple[str, str, str], version: str) -> str | None:
+        return (self._manifest(entry, version).get("origin") or {}).get("repo")
+
+    def _retagged(self, repo: Repo) -> Repo:
+        """``repo`` with the search tags of its head and entry."""
+        head = self._read_commit(repo, repo.main)
+        return replace(repo, tags=self.snapshot_tags(head.files if head else {}, repo.entry))
 
     # -- paths and records ---------------------------------------------------------------------
 
@@ -119,6 +287,7 @@ class RepoStore:
             "id": repo.id, "created_at": repo.created_at, "last_modified": repo.last_modified,
             "main": repo.main, "entry": list(repo.entry) if repo.entry else None, "tags": list(repo.tags),
         })
+        crash_point("repo:record")
         self._index.put(repo)
 
     def _all_repos(self) -> Iterator[Repo]:
@@ -267,7 +436,7 @@ class RepoStore:
             EntryNotFoundError (deleting a missing path), RefError (a path is both file and folder).
         """
         self._writable(repo_id)
-        with self._repo_lock(repo_id):
+        with self._pending(repo_id), self._repo_lock(repo_id):
             repo = self._load_repo(repo_id)
             assert repo is not None  # repositories are never deleted
             if parent and parent != repo.main:
@@ -288,13 +457,39 @@ class RepoStore:
                 elif files.pop(op.path, None) is None:
                     raise EntryNotFoundError(f"{repo_id}: file {op.path!r} not found")
             _check_tree(files)
+            if len(files) > MAX_REPO_FILES:
+                raise RefError(f"{repo_id}: the commit would hold {len(files)} files; a repository holds at most "
+                               f"{MAX_REPO_FILES}")
+            self._check_entry(repo, operations)  # before anything is written
             for op in operations:
                 if isinstance(op, PutFile):
                     self.registry._adopt_blob(op.source, op.sha256)
+            crash_point("commit:blobs")
             created = now()
             commit = self._write_commit(repo_id, repo.main, files, created, title)
-            self._save_repo(replace(repo, main=commit.id, last_modified=created, tags=self.snapshot_tags(files)))
+            crash_point("commit:file")
+            self._save_repo(replace(repo, main=commit.id, last_modified=created,
+                                    tags=self.snapshot_tags(files, repo.entry)))
         return commit
+
+    def _check_entry(self, repo: Repo, operations: Sequence[PutFile | Delete]) -> None:
+        """Refuse now a commit that could never be tagged as a version (SPEC 14.3): its new
+        metadata file names an entry other than the repository's, or one bound elsewhere. So a
+        push refused for that leaves no commit. Metadata that does not parse is left to the tag
+        (work in progress may be committed in several steps)."""
+        for op in operations:
+            if not isinstance(op, PutFile) or op.path not in METADATA_FILES.values() or op.size > MAX_CARD_BYTES:
+                continue
+            kind = next(k for k, name in METADATA_FILES.items() if name == op.path)
+            parsed = self._parse_meta_bytes(op.source.read_bytes(), kind)
+            if parsed is None:
+                continue
+            entry = parsed[0]
+            if repo.entry and entry != repo.entry:
+                raise ArtifactError(f"{op.path} holds {'/'.join(entry)}, but {repo.id} is the repository of "
+                                    f"{'/'.join(repo.entry)}; push it to its own repository")
+            if repo.entry is None:
+                self._check_unbound(repo, entry)
 
     def read_small(self, files: dict[str, dict[str, Any]], path: str) -> bytes | None:
         """A snapshot file's bytes if it exists and is small (cards and metadata)."""
@@ -303,25 +498,68 @@ class RepoStore:
             return None
         return self.blob_path(record["sha256"]).read_bytes()
 
-    def snapshot_tags(self, files: dict[str, dict[str, Any]]) -> tuple[str, ...]:
-        """Search tags of a snapshot: the entry's (from its metadata) and the model card's own."""
+    def card(self, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The parsed YAML header of a snapshot's model card; parsed once per card content."""
+        record = files.get(CARD_FILE)
+        if record is None or record["size"] > MAX_CARD_BYTES:
+            return {}
+        try:
+            return self._card(record["sha256"])
+        except FileNotFoundError:  # a lost blob (ahl fsck reports it): no card data, nothing cached
+            return {}
+
+    def _parse_card(self, sha256: str) -> dict[str, Any]:
+        return card_data(self.blob_path(sha256).read_bytes().decode("utf-8", "replace"))
+
+    def _parse_meta(self, sha256: str, kind: str) -> tuple[tuple[str, str, str], list[str]] | None:
+        return self._parse_meta_bytes(self.blob_path(sha256).read_bytes(), kind)
+
+    @staticmethod
+    def _parse_meta_bytes(raw: bytes, kind: str) -> tuple[tuple[str, str, str], list[str]] | None:
+        """``(entry, search tags)`` of a metadata file of ``kind``, None when it is not (yet) one."""
+        try:
+            meta = json.loads(raw)
+            if not isinstance(meta, dict):
+                return None
+            architecture = "fusion" if kind == "fusion" else (meta.get("adapter") or {}).get("preset", "head_only")
+            entry = (base_key(meta["base"]["model_id"]), meta["task"], meta["name"])
+            if not all(isinstance(part, str) for part in entry):
+                return None
+            return entry, [*entry_tags(*entry, architecture, (meta.get("head") or {}).get("type")),
+                           *summarize(meta)["tags"]]  # as the local registry's search sees them
+        except (ValueError, KeyError, TypeError, AttributeError, RefError):
+            return None
+
+    def snapshot_tags(self, files: dict[str, dict[str, Any]], entry: tuple[str, str, str] | None) -> tuple[str, ...]:
+        """Search tags of a snapshot of a repository bound to ``entry`` (SPEC 14.2): the entry's
+        (from the snapshot's metadata when it is that entry's, else from the entry's latest
+        version), then the model card's own without ``ahl-entry:`` ones. A repository is found
+        by an entry's tag only through a version of that entry tagged in it."""
         tags: list[str] = []
-        for kind, meta_name in METADATA_FILES.items():
-            raw = self.read_small(files, meta_name)
-            try:
-                meta = json.loads(raw) if raw else None
-                if isinstance(meta, dict):
-                    architecture = "fusion" if kind == "fusion" else (meta.get("adapter") or {}).get(
-                        "preset", "head_only")
-                    tags += entry_tags(base_key(meta["base"]["model_id"]), meta["task"], meta["name"],
-                                       architecture, (meta.get("head") or {}).get("type"))
-                    tags += summarize(meta)["tags"]  # as the local registry's search sees them
-            except (ValueError, KeyError, TypeError, AttributeError, RefError):
-                pass  # not (yet) an artifact: the card's tags only
-        card = card_data((self.read_small(files, CARD_FILE) or b"").decode("utf-8", "replace"))
-        card_tags = card.get("tags")
-        tags += [t for t in card_tags if isinstance(t, str)] if isinstance(card_tags, list) else []
+        if entry is not None:
+            parsed = None
+            for kind, meta_name in METADATA_FILES.items():
+                record = files.get(meta_name)
+                if record is not None and record["size"] <= MAX_CARD_BYTES:
+                    try:
+                        parsed = self._meta(record["sha256"], kind) or parsed
+                    except FileNotFoundError:
+                        pass  # a lost blob (ahl fsck reports it)
+            if parsed is not None and parsed[0] == entry:
+                tags += parsed[1]
+            else:
+                tags += self._entry_summary_tags(entry)
+        card_tags = self.card(files).get("tags")
+        tags += [t for t in card_tags if isinstance(t, str) and not t.startswith("ahl-entry:")] \
+            if isinstance(card_tags, list) else []
         return tuple(dict.fromkeys(tags))
+
+    def _entry_summary_tags(self, entry: tuple[str, str, str]) -> list[str]:
+        versions = self.registry.versions(Ref(*entry)) or self.registry.versions(Ref(*entry), include_yanked=True)
+        if not versions:
+            return entry_tags(*entry, None, None)
+        summary = self._manifest(entry, versions[-1]).get("summary") or {}
+        return [*entry_tags(*entry, summary.get("architecture"), summary.get("head")), *summary.get("tags", [])]
 
     # -- version tags --------------------------------------------------------------------------
 
@@ -338,7 +576,7 @@ class RepoStore:
             raise RefError(f"tag {tag!r} is not a version tag: use vX.Y.Z, or vX.Y.Z-yanked to yank vX.Y.Z")
         version, yank = match.group(1), bool(match.group(2))
         self._writable(repo_id)
-        with self._repo_lock(repo_id):
+        with self._pending(repo_id) as pending, self._repo_lock(repo_id):
             repo = self.repo(repo_id)
             commit = self.resolve(repo, revision)
             tags = dict(self.refs(repo).tags)
@@ -349,11 +587,13 @@ class RepoStore:
                 if tags.get(f"v{version}") != commit.id:
                     raise RefError(f"{repo_id} has no version v{version} at {revision}: tag {tag} on the "
                                    f"commit of v{version}")
+                pending(repo.entry)  # type: ignore[arg-type]
                 self.registry.yank(Ref(*repo.entry, version=version))  # type: ignore[misc]
             else:
-                self._tag_version(repo, version, commit)
+                self._tag_version(repo, version, commit, pending)
 
-    def _tag_version(self, repo: Repo, version: str, commit: Commit) -> None:
+    def _tag_version(self, repo: Repo, version: str, commit: Commit,
+                     pending: Callable[[tuple[str, str, str]], None]) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}tag-", dir=self.root / "tmp"))
         try:
             for path, record in commit.files.items():
@@ -377,22 +617,65 @@ class RepoStore:
             if repo.entry and entry != repo.entry:
                 raise ArtifactError(f"commit {commit.id[:12]} holds {'/'.join(entry)}, but {repo.id} is the "
                                     f"repository of {'/'.join(repo.entry)}; push it to its own repository")
-            if repo.entry is None:
-                self._bind(repo, entry)
-            self.registry.push(staging, version=version, origin={"repo": repo.id, "commit": commit.id})
+            pending(entry)
+            # The version (its manifest) is written first, then the binding: the binding is
+            # derived from the manifest's origin, so a crash between the two is repaired.
+            with locked(self.root / "locks" / "repo-bindings.lock"):
+                if repo.entry is None:
+                    self._check_unbound(repo, entry)
+                self.registry.push(staging, version=version, origin={"repo": repo.id, "commit": commit.id})
+                crash_point("tag:manifest")
+                if repo.entry is None:
+                    self._save_repo(self._retagged(replace(repo, entry=entry)))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _bind(self, repo: Repo, entry: tuple[str, str, str]) -> None:
-        """Fix a repository's entry at its first version; an entry belongs to one repository."""
-        with locked(self.root / "locks" / "repo-bindings.lock"):
-            owner = self._index.owner(entry)
-            if owner is None and self.registry.versions(Ref(*entry), include_yanked=True):
-                owner = f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}"
-            if owner is not None:
-                raise ArtifactError(f"{'/'.join(entry)} already lives in repository {owner}; "
-                                    f"push its versions there")
-            self._save_repo(replace(repo, entry=entry))
+    def _check_unbound(self, repo: Repo, entry: tuple[str, str, str]) -> None:
+        """Refuse to bind ``entry`` to ``repo`` when another repository holds it (a version
+        tagged there), or it was pushed into the directory locally: one entry, one repository."""
+        owner = self._index.owner(entry)
+        if owner is None or owner == repo.id:
+            origins = {self._origin_repo(entry, v) for v in self.registry.versions(Ref(*entry), include_yanked=True)}
+            origins.discard(repo.id)  # versions of a binding cut by a crash: ours
+            owner = next((o for o in origins if o), f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}") if origins else None
+        if owner is not None and owner != repo.id:
+            raise ArtifactError(f"{'/'.join(entry)} already lives in repository {owner}; push its versions there")
+
+    # -- consistency ---------------------------------------------------------------------------
+
+    def fsck(self) -> Repairs:
+        """Reconcile everything derived with the files it derives from (``ahl fsck``, ``ahl serve
+        --check``): the registry index with the version manifests, each repository's entry
+        binding with the manifests' ``origin``, its search tags with its head, and the
+        repository index with the ``repo.json`` files. Reports blobs that manifests or heads
+        name but the store lacks (those need the data again: push it anew). Reads every record."""
+        repairs = self.recover()
+        repairs.entries_reindexed += self.registry._index.reconcile(self.registry)
+        origins: dict[str, tuple[str, str, str]] = {}  # repository -> an entry tagged in it
+        for manifest_path, manifest in self.registry.all_manifests():
+            origin = (manifest.get("origin") or {}).get("repo")
+            if origin:
+                origins.setdefault(origin, (manifest["base"], manifest["task"], manifest["name"]))
+            repairs.missing_blobs += [f"{manifest_path.relative_to(self.root)} {name}: {record['sha256']}"
+                                      for name, record in manifest["files"].items()
+                                      if not self.blob_path(record["sha256"]).is_file()]
+        for repo in list(self._all_repos()):
+            with self._repo_lock(repo.id):
+                current = self._load_repo(repo.id)
+                assert current is not None  # repositories are never deleted
+                bound = self._bound_entry(current, origins.get(current.id))
+                fixed = self._retagged(replace(current, entry=bound))
+                if bound != current.entry:
+                    repairs.bindings_fixed += 1
+                if fixed != current:
+                    self._save_repo(fixed)
+                    repairs.repos_reindexed += 1
+            head = self._read_commit(fixed, fixed.main)
+            repairs.missing_blobs += [f"{fixed.id} {path}: {record['sha256']}"
+                                      for path, record in (head.files if head else {}).items()
+                                      if not self.blob_path(record["sha256"]).is_file()]
+        repairs.repos_reindexed += self._index.reconcile(list(self._all_repos()))
+        return repairs
 
     # -- search --------------------------------------------------------------------------------
 

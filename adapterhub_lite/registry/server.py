@@ -23,40 +23,57 @@ directory (``registry/SPEC.md`` 12 and 14.6), so restarting the server loses not
 
 Every error carries ``X-Error-Message`` (and ``X-Error-Code`` where the client needs one) and a
 JSON body ``{"error": ...}``.
+
+Limits (``registry/SPEC.md`` 14.7): every body has a cap suited to its endpoint, arrives within
+a read timeout and at a minimum rate, and uploads run at most ``max_concurrent_uploads`` at a
+time; request headers must arrive within the header timeout (:class:`HeaderTimeoutProtocol`).
+Parsing, YAML and hashing of more than a few kilobytes run in worker threads, never on the
+event loop, so one client's hostile body cannot stall another's search.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import errno
 import functools
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
+import sqlite3
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..artifact import CARD_FILE
 from ..errors import AhlError, ConfigError, NotFoundError, RefError, VersionConflictError
 from .repo_model import (
     BRANCH,
     LFS_TRANSFER_HEADER,
     LOCAL_NAMESPACE,
+    MAX_CARD_HEADER_BYTES,
+    MAX_CARD_NODES,
     RESERVED_NAMESPACES,
     AlreadyExistsError,
     Commit,
@@ -69,20 +86,31 @@ from .repo_model import (
     RevisionNotFoundError,
     StaleParentError,
     card_data,
+    card_header,
     check_repo_id,
     check_repo_path,
 )
-from .repos import STAGING_PREFIX, RepoStore
+from .repos import MAX_REPO_FILES, RepoStore
 
 DEFAULT_MAX_UPLOAD_BYTES = 512 << 20
-MAX_JSON_BYTES = 16 << 20  # preupload, create, tag and validate-yaml bodies
-PAGE_SIZE = 1000  # list_models rows per page, as on the Hub
+# Body caps per endpoint (SPEC 14.7); commit bodies and LFS objects: max_upload_bytes
+MAX_JSON_BYTES = 64 << 10  # create repository, create tag
+MAX_LIST_JSON_BYTES = 2 << 20  # preupload, LFS batch (huggingface_hub sends 256 files a request)
+MAX_YAML_JSON_BYTES = 256 << 10  # validate-yaml: a model card
+MAX_COMMIT_FILES = MAX_REPO_FILES  # operations in one commit, files in one preupload or batch
+DEFAULT_MAX_CONCURRENT_UPLOADS = 8  # commit bodies and LFS PUTs received at once; more: 429
+DEFAULT_READ_TIMEOUT = 30.0  # seconds: the longest pause inside a body, and headers' deadline
+MIN_BODY_RATE = 16 << 10  # bytes/s a body must average once it has taken read_timeout seconds
+OFF_LOOP_BYTES = 64 << 10  # JSON bodies larger than this are parsed in a worker thread
+MAX_CURSOR = 1 << 62  # list_models offsets (SQLite integers are 64-bit)
+PAGE_SIZE = 1000  # list_models rows per page, as on the Hub; tree entries per page too
 TOKENS_ENV = "AHL_SERVE_TOKENS"
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
 LFS_MIN_BYTES = 1 << 20  # larger files go "lfs" (to clients that take it), as do binary ones
 LFS_JSON = "application/vnd.git-lfs+json"
 UPLOAD_LINK_SECONDS = 3600  # how long a signed LFS upload link is good for, by default
 OID = re.compile(r"[0-9a-f]{64}")
+log = logging.getLogger("ahl.serve")
 
 
 class HTTPError(Exception):
@@ -147,9 +175,16 @@ def _error(status: int, message: str, code: str | None = None, headers: dict[str
            **body: Any) -> Response:
     # Header values must be latin-1 and one line; the JSON body keeps the full message.
     head = {"X-Error-Message": message.encode("ascii", "replace").decode().replace("\n", " ")[:1000]}
+    code = code or _CODES.get(status)
     if code:
         head["X-Error-Code"] = code
     return JSONResponse({"error": message, **body}, status_code=status, headers={**head, **(headers or {})})
+
+
+# X-Error-Code of refusals that have no more specific one (401 and 404 keep the Hub's meaning:
+# huggingface_hub reads a 401/404 without a code as "repository not found")
+_CODES = {400: "BadRequest", 403: "Forbidden", 408: "RequestTimeout", 409: "Conflict", 412: "PreconditionFailed",
+          413: "PayloadTooLarge", 429: "TooManyRequests", 500: "InternalError", 507: "InsufficientStorage"}
 
 
 def _status(exc: AhlError) -> int:
@@ -164,8 +199,23 @@ def _status(exc: AhlError) -> int:
     return 400
 
 
+def _storage_error(exc: OSError | sqlite3.Error) -> Response:
+    """A failed read or write of the registry directory, as one clear line (507 for a full disk)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "full" in str(exc):
+        status, message = 507, ("the registry's storage is full (no space, or a quota or file-size limit); nothing "
+                                "was stored: the operator must free space")
+    elif isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) or \
+            "readonly" in str(exc):
+        status, message = 500, ("the server cannot write its registry directory (read-only or not permitted); "
+                                "nothing was stored: the operator must make it writable")
+    else:
+        status, message = 500, f"the server could not read or write its registry: {exc}"
+    log.error("ahl serve: %s (%s)", message, exc)
+    return _error(status, message)
+
+
 def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Turn typed errors into Hub-style error responses."""
+    """Turn typed errors into Hub-style error responses: never a bare 500."""
 
     @functools.wraps(handler)
     async def wrapper(request: Request) -> Response:
@@ -175,24 +225,67 @@ def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[[Request]
             return _error(exc.status, exc.message, exc.code)
         except AhlError as exc:
             return _error(_status(exc), str(exc), getattr(exc, "code", None))
+        except ClientDisconnect:  # the client went away mid-body: nobody reads an answer
+            return _error(400, "the client disconnected before its request body was complete")
+        except (OSError, sqlite3.Error) as exc:
+            return _storage_error(exc)
+        except Exception:  # a bug: the log gets the traceback, the client one line
+            log.exception("ahl serve: internal error in %s %s", request.method, request.url.path)
+            return _error(500, "internal error in ahl serve (the server log has the details)")
 
     return wrapper
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    """A small JSON object request body, read up to :data:`MAX_JSON_BYTES`."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON_BYTES:
-            raise HTTPError(413, f"request body larger than {MAX_JSON_BYTES >> 20} MB")
+def _too_big(limit: int, what: str = "request body") -> HTTPError:
+    return HTTPError(413, f"{what} larger than this endpoint's limit of {limit >> 10} KiB")
+
+
+async def _body(request: Request, limit: int, too_large: HTTPError, timeout: float) -> AsyncIterator[bytes]:
+    """The request body's chunks: 413 (``too_large``) past ``limit`` bytes (from Content-Length
+    at once), 408 for a pause over ``timeout`` seconds or, once the body has taken that long, an
+    average under :data:`MIN_BODY_RATE` (a slow client holds nothing for long)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    stream, received, started = request.stream().__aiter__(), 0, time.monotonic()
+    while True:
+        try:
+            with anyio.fail_after(timeout):
+                chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise HTTPError(408, f"the request body stopped arriving (nothing for {timeout:g} s); "
+                                 f"send it again") from None
+        received += len(chunk)
+        if received > limit:
+            raise too_large
+        elapsed = time.monotonic() - started
+        if elapsed > timeout and received < elapsed * MIN_BODY_RATE:
+            raise HTTPError(408, f"the request body arrives too slowly ({received / elapsed / 1024:.1f} KiB/s; "
+                                 f"at least {MIN_BODY_RATE >> 10} KiB/s); send it again on a faster link")
+        yield chunk
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RefError("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise RefError("request body must be a JSON object")
     return data
+
+
+async def _json_body(request: Request, limit: int = MAX_JSON_BYTES,
+                     timeout: float = DEFAULT_READ_TIMEOUT) -> dict[str, Any]:
+    """A JSON object request body of at most ``limit`` bytes; parsed off the loop when large."""
+    body = bytearray()
+    async for chunk in _body(request, limit, _too_big(limit), timeout):
+        body += chunk
+    if len(body) > OFF_LOOP_BYTES:
+        return await run_in_threadpool(_parse_json, bytes(body))
+    return _parse_json(bytes(body))
 
 
 def _lfs(record: dict[str, Any]) -> tuple[str, int]:
@@ -216,10 +309,13 @@ def parse_commit(body: Path, staging: Path,
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
+            if len(operations) >= MAX_COMMIT_FILES:
+                raise RefError(f"the commit has more than {MAX_COMMIT_FILES} operations; split it into smaller commits")
             try:
                 item = json.loads(line)
+                line = b""  # the parsed copy is enough: a large inline file is not held twice
                 key, value = item["key"], item["value"]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 raise RefError(f"commit line {number} is not a {{\"key\", \"value\"}} JSON object") from None
             if not isinstance(value, dict):
                 raise RefError(f"commit line {number}: 'value' must be an object")
@@ -229,13 +325,8 @@ def parse_commit(body: Path, staging: Path,
                 path = check_repo_path(value.get("path"))
                 if value.get("encoding", "base64") != "base64" or not isinstance(value.get("content"), str):
                     raise RefError(f"commit file {path!r}: content must be a base64 string")
-                try:
-                    content = base64.b64decode(value["content"], validate=True)
-                except binascii.Error:
-                    raise RefError(f"commit file {path!r}: content is not valid base64") from None
                 target = staging / f"file-{number}"
-                target.write_bytes(content)
-                operations.append(PutFile(path, target, hashlib.sha256(content).hexdigest(), len(content)))
+                operations.append(_decode_to(value.pop("content"), target, path))
             elif key in ("deletedFile", "deletedFolder"):
                 path = value.get("path")
                 path = path.rstrip("/") if isinstance(path, str) else path
@@ -245,6 +336,23 @@ def parse_commit(body: Path, staging: Path,
             else:
                 raise RefError(f"commit line {number}: unknown operation {key!r}")
     return header, operations
+
+
+def _decode_to(content: str, target: Path, path: str) -> PutFile:
+    """Decode a base64 inline file into ``target`` in slices, hashing as it goes: no decoded
+    copy of a large file is held in memory beside its text."""
+    step = 4 << 20  # a multiple of 4: padding can only end the last slice
+    digest, size = hashlib.sha256(), 0
+    with target.open("wb") as out:
+        for start in range(0, len(content), step):
+            try:
+                block = base64.b64decode(content[start:start + step], validate=True)
+            except (binascii.Error, ValueError):
+                raise RefError(f"commit file {path!r}: content is not valid base64") from None
+            digest.update(block)
+            size += len(block)
+            out.write(block)
+    return PutFile(path, target, digest.hexdigest(), size)
 
 
 def _uploaded(path: str, value: dict[str, Any], blob_path: Callable[[str], Path]) -> PutFile:
@@ -286,12 +394,18 @@ class _Server:
     """The endpoints, bound to one store and one auth configuration."""
 
     def __init__(self, store: RepoStore, tokens: dict[str, str], private: bool, max_upload_bytes: int,
-                 upload_link_seconds: int) -> None:
+                 upload_link_seconds: int, max_concurrent_uploads: int, read_timeout: float) -> None:
         self.store = store
         self.tokens = dict(tokens)
         self.private = private
         self.max_upload_bytes = max_upload_bytes
         self.upload_link_seconds = upload_link_seconds
+        self.max_concurrent_uploads = max_concurrent_uploads
+        self.read_timeout = read_timeout
+        self.uploads = 0  # bodies being received now (commits, LFS PUTs); the event loop's own count
+        # tree listings by (commit, folder, recursive): a listing is paged, so computed once for all its pages
+        self.trees: OrderedDict[tuple[str, str, bool], list[dict[str, Any]]] = OrderedDict()
+        self.trees_lock = threading.Lock()  # listings are made in worker threads
         # Signs LFS upload links (the client PUTs without a token). Per process: a restart only
         # invalidates links in flight, which the client asks for again with its next push.
         self.secret = secrets.token_bytes(32)
@@ -383,9 +497,9 @@ class _Server:
     def _model_info(self, request: Request) -> dict[str, Any]:
         repo = self._read_repo(request)
         commit = self.store.resolve(repo, request.path_params.get("revision", BRANCH))
-        card = card_data((self.store.read_small(commit.files, CARD_FILE) or b"").decode("utf-8", "replace"))
+        card = self.store.card(commit.files)  # parsed once per card, then cached
         # a real repository's tags at this revision; a local mirror's from its registry summary
-        tags = list(repo.tags) if repo.local else list(self.store.snapshot_tags(commit.files))
+        tags = list(repo.tags) if repo.local else list(self.store.snapshot_tags(commit.files, repo.entry))
         return self._model_json(repo, commit, tags, card)
 
     async def model_info(self, request: Request) -> Response:
@@ -395,11 +509,7 @@ class _Server:
         if self.private and self._user(request) is None:
             raise HTTPError(401, "this registry is private: pass a token")
         params = request.query_params
-        try:
-            limit = int(params.get("limit") or PAGE_SIZE)
-            offset = int(params.get("cursor") or 0)
-        except ValueError:
-            raise RefError("limit and cursor must be whole numbers") from None
+        limit, offset = _whole(params.get("limit"), PAGE_SIZE, "limit"), _whole(params.get("cursor"), 0, "cursor")
         page = max(1, min(limit, PAGE_SIZE))
         rows = await run_in_threadpool(
             functools.partial(self.store.search, author=params.get("author"), search=params.get("search"),
@@ -418,13 +528,16 @@ class _Server:
         return JSONResponse(models, headers=headers)
 
     async def validate_yaml(self, request: Request) -> Response:
-        body = await _json_body(request)
+        """Check a model card's YAML header: a writer's work (a token), small, parsed off the loop."""
+        self._writer(request)
+        body = await _json_body(request, MAX_YAML_JSON_BYTES, self.read_timeout)
         content = body.get("content", "")
-        if isinstance(content, str) and content.startswith("---") and not card_data(content):
-            header = content.partition("\n")[2].partition("\n---")[0]
-            if header.strip():
-                return JSONResponse({"errors": [{"message": "the README.md YAML header is not a valid mapping"}],
-                                     "warnings": []}, status_code=400)
+        header = card_header(content) if isinstance(content, str) else None
+        if header and header.strip() and not await run_in_threadpool(card_data, content):
+            return JSONResponse({"errors": [{"message": f"the README.md YAML header is not a valid mapping (or is "
+                                                        f"over {MAX_CARD_HEADER_BYTES >> 10} KiB, or expands past "
+                                                        f"{MAX_CARD_NODES} values through aliases)"}],
+                                 "warnings": []}, status_code=400)
         return JSONResponse({"errors": [], "warnings": []})
 
     # -- uploads -------------------------------------------------------------------------------
@@ -432,15 +545,18 @@ class _Server:
     async def preupload(self, request: Request) -> Response:
         repo_id = self._write_repo_id(request)
         repo = await run_in_threadpool(self.store.repo, repo_id)
-        body = await _json_body(request)
+        body = await _json_body(request, MAX_LIST_JSON_BYTES, self.read_timeout)
         files = body.get("files")
         if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
             raise RefError("preupload needs {\"files\": [{\"path\": ..., \"size\": ...}, ...]}")
+        if len(files) > MAX_COMMIT_FILES:
+            raise RefError(f"preupload of {len(files)} files; at most {MAX_COMMIT_FILES} a request")
         # "lfs" only to a client that said it uploads lfs files over LFS basic (module docstring)
         transfers = request.headers.get(LFS_TRANSFER_HEADER, "")
         lfs = "basic" in {t.strip().lower() for t in transfers.split(",")}
-        answer = [{"path": check_repo_path(f.get("path")), "uploadMode": _upload_mode(f, lfs), "shouldIgnore": False,
-                   "oid": None} for f in files]
+        answer = await run_in_threadpool(lambda: [  # up to 10,000 paths and samples: off the loop
+            {"path": check_repo_path(f.get("path")), "uploadMode": _upload_mode(f, lfs), "shouldIgnore": False,
+             "oid": None} for f in files])
         return JSONResponse({"files": answer, "commitOid": repo.main})
 
     def _too_large(self, what: str, advice: str = "") -> HTTPError:
@@ -455,7 +571,7 @@ class _Server:
         already (the client skips it), else a signed, expiring link to PUT it to."""
         repo_id = self._write_repo_id(request)
         await run_in_threadpool(self.store.repo, repo_id)  # 404 for a repository that does not exist
-        body = await _json_body(request)
+        body = await _json_body(request, MAX_LIST_JSON_BYTES, self.read_timeout)
         if body.get("operation") != "upload":
             raise RefError("ahl serve's LFS batch endpoint takes uploads only; files download through /resolve")
         if "basic" not in (body.get("transfers") or ["basic"]) or body.get("hash_algo", "sha256") != "sha256":
@@ -465,14 +581,18 @@ class _Server:
                 isinstance(o, dict) and isinstance(o.get("oid"), str) and OID.fullmatch(o["oid"])
                 and isinstance(o.get("size"), int) and o["size"] >= 0 for o in objects):
             raise RefError("LFS batch needs {\"objects\": [{\"oid\": <sha256 hex>, \"size\": <bytes>}, ...]}")
+        if len(objects) > MAX_COMMIT_FILES:
+            raise RefError(f"LFS batch of {len(objects)} objects; at most {MAX_COMMIT_FILES} a request")
         for item in objects:
             if item["size"] > self.max_upload_bytes:
                 raise self._too_large(f"object {item['oid'][:12]}... ({item['size'] / (1 << 20):.1f} MB)")
         base, expires = str(request.base_url).rstrip("/"), int(time.time()) + self.upload_link_seconds
+        stored = await run_in_threadpool(
+            lambda: {o["oid"] for o in objects if self.store.blob_path(o["oid"]).is_file()})
         answer = []
         for item in objects:
             oid, size = item["oid"], item["size"]
-            if self.store.blob_path(oid).is_file():
+            if oid in stored:
                 answer.append({"oid": oid, "size": size})
                 continue
             query = urlencode({"size": size, "expires": expires, "sig": self._sign(repo_id, oid, size, expires)})
@@ -502,34 +622,44 @@ class _Server:
         repo_id = f"{request.path_params['namespace']}/{request.path_params['name']}"
         oid = request.path_params["oid"]
         size = self._signed_size(request, repo_id, oid)
-        fd, name = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}lfs-", dir=self.store.root / "tmp")
-        os.close(fd)
-        target = Path(name)
-        try:
-            digest = hashlib.sha256()
-            received = await self._spool(request, target, self._too_large(f"object {oid[:12]}..."), digest)
-            if received != size or digest.hexdigest() != oid:
-                raise HTTPError(400, f"object {oid[:12]}...: the upload ({received} bytes, sha256 "
-                                     f"{digest.hexdigest()[:12]}...) is not the object announced ({size} bytes, "
-                                     f"sha256 {oid[:12]}...); nothing was stored")
-            await run_in_threadpool(self.store.registry._adopt_blob, target, oid)
-        finally:
-            target.unlink(missing_ok=True)
+        with self._upload_slot():
+            fd, name = tempfile.mkstemp(prefix=self.store.staging_prefix("lfs"), dir=self.store.root / "tmp")
+            os.close(fd)
+            target = Path(name)
+            try:
+                digest = hashlib.sha256()
+                received = await self._spool(request, target, self._too_large(f"object {oid[:12]}..."), digest)
+                if received != size or digest.hexdigest() != oid:
+                    raise HTTPError(400, f"object {oid[:12]}...: the upload ({received} bytes, sha256 "
+                                         f"{digest.hexdigest()[:12]}...) is not the object announced ({size} bytes, "
+                                         f"sha256 {oid[:12]}...); nothing was stored")
+                await run_in_threadpool(self.store.registry._adopt_blob, target, oid)
+            finally:
+                target.unlink(missing_ok=True)
         return Response(status_code=200)
+
+    @contextlib.contextmanager
+    def _upload_slot(self) -> Iterator[None]:
+        """One of ``max_concurrent_uploads`` slots for receiving a body; 429 when all are taken
+        (run on the event loop, so the count needs no lock)."""
+        if self.uploads >= self.max_concurrent_uploads:
+            raise HTTPError(429, f"{self.uploads} uploads are in progress, this server's limit "
+                                 f"(ahl serve --max-concurrent-uploads); retry in a few seconds")
+        self.uploads += 1
+        try:
+            yield
+        finally:
+            self.uploads -= 1
 
     async def _spool(self, request: Request, target: Path, too_large: HTTPError, digest: Any = None) -> int:
         """Write the request body to ``target`` (and into ``digest``, a hashlib object, in the
-        same pass); raise ``too_large`` (413) past the upload limit. Returns the body's size."""
-        limit = self.max_upload_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise too_large
+        same pass); raise ``too_large`` (413) past the upload limit, 408 for a stalled or too
+        slow body. Returns the body's size. Chunks are small (the server reads 64 KiB at a
+        time): hashing and writing one costs well under a millisecond on the loop."""
         received = 0
         with target.open("wb") as out:
-            async for chunk in request.stream():
+            async for chunk in _body(request, self.max_upload_bytes, too_large, self.read_timeout):
                 received += len(chunk)
-                if received > limit:
-                    raise too_large
                 if digest is not None:
                     digest.update(chunk)
                 out.write(chunk)
@@ -541,17 +671,18 @@ class _Server:
         await run_in_threadpool(self.store.repo, repo_id)  # 404 before reading any body
         if revision != BRANCH:
             raise RefError(f"commits go to {BRANCH}; branches other than {BRANCH} are not supported")
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}commit-", dir=self.store.root / "tmp"))
-        try:
-            await self._spool(request, staging / "body.ndjson",
-                              self._too_large("the commit", "; split it into smaller commits"))
-            header, operations = await run_in_threadpool(parse_commit, staging / "body.ndjson", staging,
-                                                         self.store.blob_path)
-            title = str(header.get("summary") or "")
-            commit = await run_in_threadpool(functools.partial(
-                self.store.commit, repo_id, operations, title=title, parent=header.get("parentCommit")))
-        finally:
-            await run_in_threadpool(shutil.rmtree, staging, True)
+        with self._upload_slot():
+            staging = Path(tempfile.mkdtemp(prefix=self.store.staging_prefix("commit"), dir=self.store.root / "tmp"))
+            try:
+                await self._spool(request, staging / "body.ndjson",
+                                  self._too_large("the commit", "; split it into smaller commits"))
+                header, operations = await run_in_threadpool(parse_commit, staging / "body.ndjson", staging,
+                                                             self.store.blob_path)
+                title = str(header.get("summary") or "")
+                commit = await run_in_threadpool(functools.partial(
+                    self.store.commit, repo_id, operations, title=title, parent=header.get("parentCommit")))
+            finally:
+                await run_in_threadpool(shutil.rmtree, staging, True)
         url = f"{str(request.base_url).rstrip('/')}/{repo_id}/commit/{commit.id}"
         return JSONResponse({"success": True, "commitOid": commit.id, "commitUrl": url, "commitMessage": title})
 
@@ -577,37 +708,37 @@ class _Server:
     async def resolve(self, request: Request) -> Response:
         return await run_in_threadpool(self._resolve_file, request)
 
-    def _tree(self, request: Request) -> list[dict[str, Any]]:
+    def _tree(self, request: Request) -> tuple[list[dict[str, Any]], int]:
+        """One page of a tree listing and the offset of the next (0: the last page)."""
         repo = self._read_repo(request)
         commit = self.store.resolve(repo, request.path_params["revision"])
         prefix = request.path_params.get("path", "").strip("/")
         recursive = request.query_params.get("recursive", "false").lower() == "true"
-        under = {p: r for p, r in commit.files.items() if not prefix or p.startswith(prefix + "/")}
-        if prefix and not under:
-            raise EntryNotFoundError(f"folder {prefix!r} not found in {repo.id} at {commit.id[:12]}")
-        folders: dict[str, list[str]] = {}
-        for path in under:
-            parts = path.split("/")
-            for depth in range(len(prefix.split("/")) + 1 if prefix else 1, len(parts)):
-                folders.setdefault("/".join(parts[:depth]), []).append(path)
-        entries = []
-        for path in sorted(set(under) | set(folders)):
-            depth = path.count("/") - (prefix.count("/") + 1 if prefix else 0)
-            if depth > 0 and not recursive:
-                continue
-            if path in folders:
-                listing = "".join(f"{p} {under[p]['sha256']}\n" for p in sorted(folders[path]))
-                entries.append({"type": "directory", "path": path, "size": 0,
-                                "oid": hashlib.sha1(listing.encode()).hexdigest()})
-            else:
-                record = under[path]
-                blob_id, pointer_size = _lfs(record)
-                entries.append({"type": "file", "path": path, "size": record["size"], "oid": blob_id,
-                                "lfs": {"oid": record["sha256"], "size": record["size"], "pointerSize": pointer_size}})
-        return entries
+        offset = _whole(request.query_params.get("cursor"), 0, "cursor")
+        key = (commit.id, prefix, recursive)
+        with self.trees_lock:
+            entries = self.trees.get(key)
+            if entries is not None:
+                self.trees.move_to_end(key)
+        if entries is None:
+            entries = _tree_entries(commit.files, prefix, recursive)
+            if prefix and not entries:
+                raise EntryNotFoundError(f"folder {prefix!r} not found in {repo.id} at {commit.id[:12]}")
+            with self.trees_lock:
+                self.trees[key] = entries
+                while len(self.trees) > 16:
+                    self.trees.popitem(last=False)
+        page = entries[offset:offset + PAGE_SIZE]
+        return page, offset + PAGE_SIZE if offset + PAGE_SIZE < len(entries) else 0
 
     async def tree(self, request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(self._tree, request))
+        page, following = await run_in_threadpool(self._tree, request)
+        headers = {}
+        if following:
+            query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"] + \
+                [("cursor", str(following))]
+            headers["Link"] = f'<{request.url.replace(query=urlencode(query))}>; rel="next"'
+        return JSONResponse(page, headers=headers)
 
     # -- refs and tags -------------------------------------------------------------------------
 
@@ -654,13 +785,17 @@ class _Server:
 
 def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = False,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               upload_link_seconds: int = UPLOAD_LINK_SECONDS) -> Starlette:
+               upload_link_seconds: int = UPLOAD_LINK_SECONDS,
+               max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS,
+               read_timeout: float = DEFAULT_READ_TIMEOUT, store: RepoStore | None = None) -> ASGIApp:
     """The ``ahl serve`` ASGI application over the registry directory ``root``.
 
     ``tokens`` maps each bearer token to its user (the namespace it may write);
-    ``upload_link_seconds`` is how long the LFS upload links it signs stay valid.
+    ``upload_link_seconds`` is how long the LFS upload links it signs stay valid; the other
+    options are the limits of SPEC 14.7. ``store``: one opened already (its start-up repairs done).
     """
-    server = _Server(RepoStore(root), tokens, private, max_upload_bytes, upload_link_seconds)
+    server = _Server(store or RepoStore(root), tokens, private, max_upload_bytes, upload_link_seconds,
+                     max_concurrent_uploads, read_timeout)
     repo = "/{namespace}/{name}"
     api = f"/api/models{repo}"
     routes = [
@@ -686,7 +821,89 @@ def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = Fals
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         return _error(status, exc.detail if isinstance(exc, HTTPException) else "internal error")
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return _CleanURLs(Starlette(routes=routes, exception_handlers={HTTPException: http_error}))
+
+
+class _CleanURLs:
+    """ASGI middleware: 400 for a URL whose path or query holds a NUL or another control
+    character (decoded), before any route sees it: such a name can never be valid, and
+    file-system calls would raise on it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            query = scope.get("query_string", b"").decode("latin-1")
+            if _CONTROL.search(path) or _CONTROL.search(unquote(query)):
+                response = _error(400, "the URL holds a NUL or another control character; no name can hold one",
+                                  "BadRequest")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _whole(value: str | None, default: int, what: str) -> int:
+    """A non-negative whole-number query parameter (``limit``, ``cursor``); 400 otherwise."""
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or len(value) > 18 or int(value) > MAX_CURSOR:
+        raise RefError(f"{what} must be a whole number from 0 to {MAX_CURSOR}, not {value[:24]!r}")
+    return int(value)
+
+
+def _tree_entries(files: dict[str, dict[str, Any]], prefix: str, recursive: bool) -> list[dict[str, Any]]:
+    """Tree entries under ``prefix`` (one level, or all with ``recursive``), sorted by path.
+
+    A folder's ``oid`` hashes the (path, sha256) digests of every file under it, each file's
+    digest computed once: the cost is files x depth small updates, bounded by the path limits.
+    """
+    start = prefix.count("/") + 1 if prefix else 0
+    under = {p: r for p, r in files.items() if not prefix or p.startswith(prefix + "/")}
+    folders: dict[str, Any] = {}
+    for path in sorted(under):
+        line = hashlib.sha1(f"{path} {under[path]['sha256']}\n".encode()).digest()
+        cuts = [i for i, char in enumerate(path) if char == "/"][start:]
+        for cut in cuts if recursive else cuts[:1]:
+            folders.setdefault(path[:cut], hashlib.sha1()).update(line)
+    entries = []
+    for path in sorted(set(folders) | {p for p in under if recursive or p.count("/") == start}):
+        if path in folders:
+            entries.append({"type": "directory", "path": path, "size": 0, "oid": folders[path].hexdigest()})
+        else:
+            record = under[path]
+            blob_id, pointer_size = _lfs(record)
+            entries.append({"type": "file", "path": path, "size": record["size"], "oid": blob_id,
+                            "lfs": {"oid": record["sha256"], "size": record["size"], "pointerSize": pointer_size}})
+    return entries
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for request headers: a connection that has
+    not sent a whole request head within ``HEADER_TIMEOUT`` seconds of opening (or of its last
+    response) is closed, so a slow-loris client holds no connection for long."""
+
+    HEADER_TIMEOUT = DEFAULT_READ_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_deadline()
+
+    def _arm_header_deadline(self) -> None:
+        waiting_for = self.cycle  # a new request replaces the cycle
+        self.loop.call_later(self.HEADER_TIMEOUT, self._headers_late, waiting_for)
+
+    def _headers_late(self, waiting_for: Any) -> None:
+        if self.cycle is waiting_for and not self.transport.is_closing():
+            self.transport.close()
 
 
 def registry_url(host: str, port: int) -> str:
