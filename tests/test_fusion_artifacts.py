@@ -192,9 +192,10 @@ def test_fusion_artifact_carries_its_dev_activations_and_heatmap(fused, spam_fil
 def test_svg_heatmap_needs_no_matplotlib_and_escapes_text(fused, spam_files, tmp_path, monkeypatch):
     import xml.etree.ElementTree as ElementTree
 
+    from adapterhub_lite.cli import demo
+
     from adapterhub_lite import ConfigError
     from adapterhub_lite.analysis import FusionActivations, fusion_activations
-    from adapterhub_lite.cli import demo
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
     report = fusion_activations(fused[1], spam_files[1])
