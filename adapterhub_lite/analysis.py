@@ -22,7 +22,6 @@ from .files import replacing
 from .training.data import Columns, ExampleSet, load_examples, tokenize
 from .training.loop import predict_outputs
 
-HEATMAP_FILE = "fusion-heatmap.svg"  # the heatmap a fusion artifact carries (SPEC 13)
 # viridis at 0, 0.25, 0.5, 0.75, 1 (matplotlib's values), interpolated linearly in between
 _VIRIDIS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
 

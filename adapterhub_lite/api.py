@@ -19,6 +19,7 @@ import torch
 
 from .artifact import (
     FUSION_ADAPTERS_DIR,
+    HEATMAP_FILE,
     Artifact,
     check_writable,
     fusion_adapters,
@@ -299,7 +300,7 @@ def fuse(
 
     artifact = None
     if out is not None and result_is_writer():
-        from .analysis import HEATMAP_FILE, measure_activations  # analysis imports this module
+        from .analysis import measure_activations  # analysis imports this module
 
         records = [{"name": p.metadata["name"], "task": p.metadata["task"],
                     "base": base_key(p.metadata["base"]["model_id"]), "digest": p.digest} for p in parts]

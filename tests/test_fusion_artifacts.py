@@ -171,8 +171,8 @@ def test_fusion_metadata_follows_its_schema(fused):
 def test_fusion_artifact_carries_its_dev_activations_and_heatmap(fused, spam_files):
     import xml.etree.ElementTree as ElementTree
 
-    from adapterhub_lite.analysis import HEATMAP_FILE, fusion_activations
-    from adapterhub_lite.artifact import read_artifact
+    from adapterhub_lite.analysis import fusion_activations
+    from adapterhub_lite.artifact import HEATMAP_FILE, read_artifact
 
     artifact = read_artifact(fused[1])  # verifies every listed file, the heatmap included
     meta = artifact.metadata

@@ -48,6 +48,7 @@ from ..files import swap_into_place
 from .cache import Download, DownloadCache
 from .local import Entry, check_compatible, next_version, summarize
 from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
+from .repo_model import listing_filters
 from .tokens import token_for
 
 if TYPE_CHECKING:
@@ -684,15 +685,7 @@ class RemoteRegistry:
                limit: int = 50) -> list[Entry]:
         """Latest non-yanked version of each matching entry, found by the repositories' tags.
         ahl serve answers in one request; other servers (the Hub) in one more per result."""
-        filters = ["adapterhub-lite"]
-        if base:
-            filters.append(f"base_model:{base_key(base)}")
-        if task:
-            filters.append(f"task:{check_segment(task, 'task')}")
-        if architecture and architecture != "head_only":
-            filters.append(f"adapter:{architecture}")
-        if tag:
-            filters.append(tag)
+        filters = listing_filters(base=base, task=task, architecture=architecture, tag=tag)
         if sort:
             check_segment(sort, "sort metric")
         with self._talking("search"):
