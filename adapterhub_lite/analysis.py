@@ -92,9 +92,10 @@ def heatmap_svg(report: FusionActivations, title: str | None = None) -> str:
     adapter names can hold any character; the document holds no script and no external link."""
     cell_w, cell_h, left, top = 84, 28, 96, 46
     label_h = 14 + 6 * max((len(a) for a in report.adapters), default=0)  # names written at 45 degrees
-    width = left + cell_w * len(report.adapters) + 70
+    title = title or "mean fusion attention per layer"
+    width = max(left + cell_w * len(report.adapters) + 70, left + 8 * len(title))  # room for the title
     height = top + cell_h * len(report.sites) + min(label_h, 220) + 10
-    text = escape(title or "mean fusion attention per layer")
+    text = escape(title)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
            f"<title>{text}</title>", f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
