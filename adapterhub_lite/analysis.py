@@ -236,7 +236,8 @@ def prune_fusion(
     artifact = None
     if out is not None:
         meta = loaded.artifact.metadata
-        metadata = {k: v for k, v in meta.items() if k not in ("files", "format_version")}
+        # the recorded activations (and their heatmap) describe the unpruned fusion: not carried over
+        metadata = {k: v for k, v in meta.items() if k not in ("files", "format_version", "activations")}
         metadata["adapters"] = [a for a in meta["adapters"] if a["name"] in kept]
         metadata["pruned_from"] = {"digest": loaded.artifact.digest, "dropped": [n for n in names if n not in kept]}
         metadata["metrics"] = {**meta.get("metrics", {}), "pruned": after}

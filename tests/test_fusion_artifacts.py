@@ -146,6 +146,8 @@ def test_pruning_keeps_the_most_used_adapters_and_reports_the_cost(tmp_path, tin
     assert report.seconds_before > 0 and report.seconds_after > 0
     pruned = api.load(tmp_path / "pruned")
     assert [a["name"] for a in pruned.artifact.metadata["adapters"]] == report.kept
+    assert "activations" not in pruned.artifact.metadata  # measured on the unpruned fusion
+    assert "activations" in result.artifact.metadata and "fusion-heatmap.svg" not in pruned.artifact.metadata["files"]
     assert api.evaluate(pruned, spam_files[1]) == pytest.approx(report.metrics_after)
     assert prune_fusion(result.artifact.path, spam_files[1], threshold=0.0).dropped == []
     with pytest.raises(ConfigError, match="a fusion needs two"):
