@@ -204,8 +204,11 @@ class Catalog:
                           newer=urlencode({**links, "page": page - 1}) if page > 1 else None,
                           older=urlencode({**links, "page": page + 1}) if len(found) > PAGE_ROWS else None)
 
-    def _row(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _row(self, row: dict[str, Any], *, size: bool = True) -> dict[str, Any]:
+        """A listing row for a template; ``size`` reads the version's manifest (one file)."""
         entry = row["ahlEntry"]
+        if not size:
+            return {"repo": row["id"], **entry}
         manifest = self.store.registry.resolve(Ref(entry["base"], entry["task"], entry["name"],
                                                    version=entry["version"])).manifest
         return {"repo": row["id"], **entry, "size": sum(f["size"] for f in manifest["files"].values())}
@@ -266,7 +269,8 @@ class Catalog:
                       "", "")
         groups: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            groups.setdefault(row["ahlEntry"]["task"], []).append(self._row(row))
+            # no size column here: up to 1,000 rows, a manifest read each would double the time
+            groups.setdefault(row["ahlEntry"]["task"], []).append(self._row(row, size=False))
         tasks = []
         for task, members in sorted(groups.items()):
             metric = _group_metric(members)
