@@ -344,7 +344,34 @@ def test_login_and_logout_need_their_csrf_token(catalog):
 def test_card_links_and_header():
     assert safe_link("https://example.org/x") and safe_link("/relative") and safe_link("#anchor")
     for link in ("javascript:alert(1)", "JAVASCRIPT:alert(1)", "java\tscript:alert(1)", " javascript:x",
-                 "data:text/html,x", "vbscript:x", "file:///etc/passwd"):
+                 "data:text/html,x", "vbscript:x", "file:///etc/passwd", "http://[::1"):
         assert not safe_link(link), link
     assert card_body("---\ntags: [a]\n---\n# Title\n") == "# Title\n"
     assert card_body("# no header\n") == "# no header\n"
+
+
+def test_catalog_pages_through_what_ahl_search_lists(tmp_path_factory, hub_base):
+    """30 entries (pushed into the served directory: the ahl/ mirrors), 25 a page, by accuracy."""
+    import re
+
+    from adapterhub_lite.registry.local import LocalRegistry
+
+    tmp = tmp_path_factory.mktemp("paged")
+    server = AhlServer(tmp / "registry").start()
+    try:
+        local = LocalRegistry(server.root)
+        for seed in range(30):
+            local.push(make_artifact(tmp / f"n{seed:02d}", hub_base, task="bulk", name=f"n{seed:02d}", seed=seed))
+        registry = RemoteRegistry(server.url, cache=DownloadCache(tmp / "cache"))
+        shown, url = [], "/?task=bulk&sort=accuracy"
+        while url:
+            page = httpx.get(server.url + url)
+            assert page.status_code == 200
+            shown.append(re.findall(r'<tr class="result" data-entry="([^"]+)"', page.text))
+            found = re.search(r'id="older" href="([^"]+)"', page.text)
+            url = found.group(1).replace("&amp;", "&") if found else None
+        assert [len(rows) for rows in shown] == [25, 5]
+        assert shown[0] + shown[1] == searched(registry, task="bulk", sort="accuracy")
+        assert shown[0][0] == f"{HUB_ID}/bulk/n29"  # dev accuracy 0.5 + seed / 100: best first
+    finally:
+        server.stop()

@@ -67,7 +67,10 @@ def safe_link(url: str) -> bool:
     """Links a card may hold: http(s), relative paths and fragments; never ``javascript:``,
     ``data:`` or any other scheme (control characters and spaces are dropped first, as browsers do)."""
     cleaned = re.sub(r"[\x00-\x20\x7f]", "", url)
-    scheme = urlsplit(cleaned).scheme.lower()
+    try:
+        scheme = urlsplit(cleaned).scheme.lower()
+    except ValueError:  # e.g. an unclosed IPv6 bracket: not a link a browser would follow either
+        return False
     return scheme in ("", "http", "https") and not cleaned.startswith("\\")
 
 
