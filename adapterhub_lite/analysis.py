@@ -110,8 +110,8 @@ def heatmap_svg(report: FusionActivations, title: str | None = None) -> str:
                        f'fill="{"#ffffff" if value < 0.6 else "#000000"}">{float(value):.2f}</text>')
     base_y = top + cell_h * len(report.sites) + 12
     for col, adapter in enumerate(report.adapters):
-        x = left + col * cell_w + cell_w / 2
-        out.append(f'<text x="{x}" y="{base_y}" text-anchor="end" transform="rotate(-45 {x} {base_y})">'
+        middle = left + col * cell_w + cell_w / 2
+        out.append(f'<text x="{middle}" y="{base_y}" text-anchor="end" transform="rotate(-45 {middle} {base_y})">'
                    f"{escape(adapter)}</text>")
     bar_x, bar_h = left + cell_w * len(report.adapters) + 16, max(cell_h * len(report.sites), 60)
     out.append('<defs><linearGradient id="scale" x1="0" y1="1" x2="0" y2="0">'

@@ -208,13 +208,20 @@ class Catalog:
                           older=urlencode({**links, "page": page + 1}) if len(found) > PAGE_ROWS else None)
 
     def _row(self, row: dict[str, Any], *, size: bool = True) -> dict[str, Any]:
-        """A listing row for a template; ``size`` reads the version's manifest (one file)."""
+        """A listing row for a template; ``size`` reads the version's manifest (one file, once)."""
         entry = row["ahlEntry"]
         if not size:
             return {"repo": row["id"], **entry}
-        manifest = self.store.registry.resolve(Ref(entry["base"], entry["task"], entry["name"],
-                                                   version=entry["version"])).manifest
-        return {"repo": row["id"], **entry, "size": sum(f["size"] for f in manifest["files"].values())}
+        return {"repo": row["id"], **entry,
+                "size": self._version_size(entry["base"], entry["task"], entry["name"], entry["version"],
+                                           entry["digest"])}
+
+    @functools.lru_cache(maxsize=1 << 16)  # noqa: B019  (one Catalog per application, kept for its life)
+    def _version_size(self, base: str, task: str, name: str, version: str, digest: str) -> int:
+        """Bytes of a version's files. A version never changes (its digest is in the key), so
+        each is read once per process."""
+        manifest = self.store.registry.resolve(Ref(base, task, name, version=version)).manifest
+        return sum(f["size"] for f in manifest["files"].values())
 
     def entry(self, request: Request) -> Response:
         """``/NAMESPACE/NAME``: one repository's entry: versions, card, files, lineage, how to pull."""
