@@ -130,7 +130,7 @@ def browser(tmp_path_factory):
 def shot(driver, name: str) -> Path:
     path = driver.shots / f"catalog-{name}.png"
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height, 700), 2400))  # the whole page, up to a limit
+    driver.set_window_size(1280, min(max(height + 160, 700), 2600))  # the whole page (+ window frame), up to a limit
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 1000)
     assert path.stat().st_size > 1000
