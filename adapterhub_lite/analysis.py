@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from .errors import ConfigError, DataError
 from .files import replacing
 from .training.data import Columns, ExampleSet, load_examples, tokenize
 from .training.loop import predict_outputs
+
+# viridis at 0, 0.25, 0.5, 0.75, 1 (matplotlib's values), interpolated linearly in between
+_VIRIDIS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
 
 
 @dataclass
@@ -36,16 +40,26 @@ class FusionActivations:
                 "sites": {site: dict(zip(self.adapters, map(float, row), strict=True))
                           for site, row in zip(self.sites, self.mean, strict=True)}}
 
+    def svg(self, title: str | None = None) -> str:
+        """The heatmap as an SVG document (:func:`heatmap_svg`)."""
+        return heatmap_svg(self, title)
+
     def plot(self, path: str | Path, title: str | None = None) -> Path:
-        """Write a PNG heatmap (sites x adapters), atomically. Needs matplotlib."""
+        """Write a heatmap (sites x adapters), atomically: SVG for a ``.svg`` path (no optional
+        dependency, :func:`heatmap_svg`), else PNG, which needs matplotlib."""
+        path = Path(path)
+        if path.suffix.lower() == ".svg":
+            with replacing(path, suffix=".svg") as tmp:
+                tmp.write_text(heatmap_svg(self, title), encoding="utf-8")
+            return path
         try:
             import matplotlib
 
             matplotlib.use("Agg")
             from matplotlib import pyplot as plt
         except ImportError:
-            raise ConfigError("plotting needs matplotlib: pip install 'adapterhub-lite[plot]'") from None
-        path = Path(path)
+            raise ConfigError("a PNG heatmap needs matplotlib (pip install 'adapterhub-lite[plot]'); "
+                              "a .svg path needs nothing") from None
         fig, ax = plt.subplots(figsize=(3.0 + 1.1 * len(self.adapters), 1.8 + 0.4 * len(self.sites)))
         image = ax.imshow(self.mean, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(self.adapters)), self.adapters, rotation=45, ha="right")
@@ -62,6 +76,66 @@ class FusionActivations:
         finally:
             plt.close(fig)
         return path
+
+
+def _color(value: float) -> str:
+    position = min(max(value, 0.0), 1.0) * (len(_VIRIDIS) - 1)
+    low = min(int(position), len(_VIRIDIS) - 2)
+    share = position - low
+    red, green, blue = (round(a + (b - a) * share) for a, b in zip(_VIRIDIS[low], _VIRIDIS[low + 1], strict=True))
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def heatmap_svg(report: FusionActivations, title: str | None = None) -> str:
+    """The heatmap of ``report`` as a standalone SVG document (sites x adapters, value in each
+    cell, a 0-1 colour bar), built without any plotting library. Every text is XML-escaped, so
+    adapter names can hold any character; the document holds no script and no external link."""
+    cell_w, cell_h, left, top = 84, 28, 96, 46
+    label_h = 14 + 6 * max((len(a) for a in report.adapters), default=0)  # names written at 45 degrees
+    title = title or "mean fusion attention per layer"
+    width = max(left + cell_w * len(report.adapters) + 70, left + 8 * len(title))  # room for the title
+    height = top + cell_h * len(report.sites) + min(label_h, 220) + 10
+    text = escape(title)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+           f"<title>{text}</title>", f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+           f'<text x="{left}" y="20" font-size="13" font-weight="bold">{text}</text>']
+    for row, site in enumerate(report.sites):
+        y = top + row * cell_h
+        out.append(f'<text x="{left - 6}" y="{y + cell_h / 2 + 4}" text-anchor="end">layer {escape(site)}</text>')
+        for col, value in enumerate(report.mean[row]):
+            x = left + col * cell_w
+            out.append(f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" fill="{_color(float(value))}"/>')
+            out.append(f'<text x="{x + cell_w / 2}" y="{y + cell_h / 2 + 4}" text-anchor="middle" '
+                       f'fill="{"#ffffff" if value < 0.6 else "#000000"}">{float(value):.2f}</text>')
+    base_y = top + cell_h * len(report.sites) + 12
+    for col, adapter in enumerate(report.adapters):
+        middle = left + col * cell_w + cell_w / 2
+        out.append(f'<text x="{middle}" y="{base_y}" text-anchor="end" transform="rotate(-45 {middle} {base_y})">'
+                   f"{escape(adapter)}</text>")
+    bar_x, bar_h = left + cell_w * len(report.adapters) + 16, max(cell_h * len(report.sites), 60)
+    out.append('<defs><linearGradient id="scale" x1="0" y1="1" x2="0" y2="0">'
+               + "".join(f'<stop offset="{i / (len(_VIRIDIS) - 1)}" stop-color="{_color(i / (len(_VIRIDIS) - 1))}"/>'
+                         for i in range(len(_VIRIDIS))) + "</linearGradient></defs>")
+    out.append(f'<rect x="{bar_x}" y="{top}" width="12" height="{bar_h}" fill="url(#scale)"/>')
+    out.append(f'<text x="{bar_x + 16}" y="{top + 8}">1.0</text>')
+    out.append(f'<text x="{bar_x + 16}" y="{top + bar_h}">0.0</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def measure_activations(model: Any, tokenizer: Any, data: ExampleSet, adapters: list[str], *, max_length: int,
+                        batch_size: int = 64) -> FusionActivations:
+    """Mean softmax weight per fused site and adapter of a fusion model over ``data`` (any split)."""
+    if not data.examples:
+        raise DataError(f"{data.source}: no rows to inspect")
+    enc = tokenize(tokenizer, data, max_length, None)
+    with model.recording_activations() as stats:
+        predict_outputs(model, enc, batch_size=batch_size, device=next(model.parameters()).device,
+                        pad_id=pad_id_of(tokenizer))
+    sites = sorted(stats, key=lambda key: (int(key.split(".")[0]), key))
+    mean = np.stack([(stats[s][0] / max(stats[s][1], 1.0)).numpy() for s in sites])
+    return FusionActivations(adapters, sites, mean, int(stats[sites[0]][1]) if sites else 0)
 
 
 def fusion_activations(
@@ -84,17 +158,9 @@ def fusion_activations(
         raise ConfigError(f"{loaded.artifact.path} is an {meta['kind']}, not a fusion; inspect a fusion artifact")
     data_set = data if isinstance(data, ExampleSet) else load_examples(data, columns or loaded.columns,
                                                                        require_label=False)
-    if not data_set.examples:
-        raise DataError(f"{data_set.source}: no rows to inspect")
-    enc = tokenize(loaded.base.tokenizer, data_set, max_length_of(loaded), None)
-    model = loaded.model
-    with model.recording_activations() as stats:
-        predict_outputs(model, enc, batch_size=batch_size, device=next(model.parameters()).device,
-                        pad_id=pad_id_of(loaded.base.tokenizer))
-    sites = sorted(stats, key=lambda key: (int(key.split(".")[0]), key))
-    mean = np.stack([(stats[s][0] / max(stats[s][1], 1.0)).numpy() for s in sites])
     adapters = [f"{a['task']}/{a['name']}" for a in meta["adapters"]]
-    return FusionActivations(adapters, sites, mean, int(stats[sites[0]][1]) if sites else 0)
+    return measure_activations(loaded.model, loaded.base.tokenizer, data_set, adapters,
+                               max_length=max_length_of(loaded), batch_size=batch_size)
 
 
 @dataclass
@@ -198,7 +264,8 @@ def prune_fusion(
     artifact = None
     if out is not None:
         meta = loaded.artifact.metadata
-        metadata = {k: v for k, v in meta.items() if k not in ("files", "format_version")}
+        # the recorded activations (and their heatmap) describe the unpruned fusion: not carried over
+        metadata = {k: v for k, v in meta.items() if k not in ("files", "format_version", "activations")}
         metadata["adapters"] = [a for a in meta["adapters"] if a["name"] in kept]
         metadata["pruned_from"] = {"digest": loaded.artifact.digest, "dropped": [n for n in names if n not in kept]}
         metadata["metrics"] = {**meta.get("metrics", {}), "pruned": after}

@@ -19,6 +19,7 @@ import torch
 
 from .artifact import (
     FUSION_ADAPTERS_DIR,
+    HEATMAP_FILE,
     Artifact,
     check_license,
     check_writable,
@@ -230,10 +231,10 @@ def _fit(model: AdapterModel, base_model: BaseModel, data: _TaskData, config: Tr
 
 
 def _save(out: Path, metadata: dict[str, Any], weights: dict[str, torch.Tensor], *, overwrite: bool,
-          extra_dirs: dict[str, Path] | None = None) -> Artifact:
-    """Write the artifact with its card and the per-epoch log that grew beside it."""
+          extra_dirs: dict[str, Path] | None = None, extra_files: dict[str, bytes] | None = None) -> Artifact:
+    """Write the artifact with its card, ``extra_files`` and the per-epoch log that grew beside it."""
     log = _metrics_path(out)
-    extra = {"metrics.jsonl": log.read_bytes()} if log and log.exists() else {}
+    extra = {**(extra_files or {}), **({"metrics.jsonl": log.read_bytes()} if log and log.exists() else {})}
     try:
         return write_artifact(out, metadata, weights, render_model_card(metadata), extra_files=extra,
                               extra_dirs=extra_dirs, overwrite=overwrite)
@@ -311,16 +312,24 @@ def fuse(
 
     artifact = None
     if out is not None and result_is_writer():
+        from .analysis import measure_activations  # analysis imports this module
+
         records = [{"name": p.metadata["name"], "task": p.metadata["task"],
                     "base": base_key(p.metadata["base"]["model_id"]), "digest": p.digest} for p in parts]
+        # what the fusion attends to on its dev set: recorded, and drawn into the artifact (SPEC 13)
+        activations = measure_activations(model, base_model.tokenizer, data.dev,
+                                          [f"{p.metadata['task']}/{p.metadata['name']}" for p in parts],
+                                          max_length=config.max_length, batch_size=config.batch_size)
         metadata = artifact_metadata(
             kind="fusion", name=name, task=task, base=base_model, head=data.head, columns=columns, config=config,
             fit_result=result, data=data.records(), parameters=(trainable, total), license=license,
             extra={"fusion": {**model.fusion_configs[name].to_dict(), "positions": list(positions)},
-                   "adapters": records},
+                   "adapters": records, "activations": {"data": "dev", **activations.to_dict()}},
         )
+        heatmap = activations.svg(f"{name}: mean fusion attention on the dev set")
         artifact = _save(Path(out), metadata, model.artifact_state_dict(kind="fusion"), overwrite=overwrite,
-                         extra_dirs={f"{FUSION_ADAPTERS_DIR}/{p.metadata['name']}": p.path for p in parts})
+                         extra_dirs={f"{FUSION_ADAPTERS_DIR}/{p.metadata['name']}": p.path for p in parts},
+                         extra_files={HEATMAP_FILE: heatmap.encode()})
     return TrainResult(artifact, result, model, trainable, total)
 
 

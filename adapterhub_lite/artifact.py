@@ -32,6 +32,7 @@ WEIGHTS_FILES = {"adapter": "adapter.safetensors", "fusion": "fusion.safetensors
 # they are locked by the digests in ``fusion.json`` instead).
 FUSION_ADAPTERS_DIR = "adapters"
 CARD_FILE = "README.md"
+HEATMAP_FILE = "fusion-heatmap.svg"  # the activation heatmap a fusion carries (SPEC 13)
 REQUIRED_KEYS = ("format_version", "kind", "name", "task", "base", "head", "files")
 _FORMAT_VERSION = re.compile(r"1\.[0-9]+")
 

@@ -18,13 +18,14 @@ from .render import activations_table, console, print_json, quiet_libraries, use
 def inspect(
     target: str = typer.Argument(..., help="Fusion artifact directory, or a registry ref of a fusion."),
     data: str = typer.Option(..., help="Data to run (labels are not needed)."),
-    plot: Optional[Path] = typer.Option(None, help="Write a PNG heatmap here."),
+    plot: Optional[Path] = typer.Option(
+        None, help="Write a heatmap here: FILE.svg (needs nothing) or FILE.png (needs matplotlib)."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
     registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
     json_out: bool = typer.Option(False, "--json", help="Print the activations as JSON."),
 ) -> None:
-    """Mean fusion attention of every adapter at every layer over a dataset: table, JSON, PNG."""
+    """Mean fusion attention of every adapter at every layer over a dataset: table, JSON, SVG or PNG."""
     quiet_libraries()
     report = fusion_activations(local_artifact(target, base, registry), data, base=base, batch_size=batch_size)
     if plot is not None:

@@ -200,9 +200,9 @@ def _inspect(fusion: Path, data: ExampleSet, base: BaseModel, plot: Path) -> Non
     """Which adapters the fusion attends to, per layer, on the target's examples; and a heatmap."""
     report = analysis.fusion_activations(fusion, data, base=base)
     console.print(activations_table(report, f"mean fusion attention over {report.tokens:,} target tokens"))
+    title = "mean fusion attention on the target's examples"
     try:
-        report.plot(plot, title="mean fusion attention on the target's examples")
-    except ConfigError:
-        console.print("no heatmap: it needs matplotlib (pip install 'adapterhub-lite[plot]')", markup=False)
-        return
+        report.plot(plot, title=title)
+    except ConfigError:  # no matplotlib: the same picture as SVG, which needs nothing
+        plot = report.plot(plot.with_suffix(".svg"), title=title)
     console.print(f"heatmap written to {plot}")

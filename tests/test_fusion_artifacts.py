@@ -146,6 +146,8 @@ def test_pruning_keeps_the_most_used_adapters_and_reports_the_cost(tmp_path, tin
     assert report.seconds_before > 0 and report.seconds_after > 0
     pruned = api.load(tmp_path / "pruned")
     assert [a["name"] for a in pruned.artifact.metadata["adapters"]] == report.kept
+    assert "activations" not in pruned.artifact.metadata  # measured on the unpruned fusion
+    assert "activations" in result.artifact.metadata and "fusion-heatmap.svg" not in pruned.artifact.metadata["files"]
     assert api.evaluate(pruned, spam_files[1]) == pytest.approx(report.metrics_after)
     assert prune_fusion(result.artifact.path, spam_files[1], threshold=0.0).dropped == []
     with pytest.raises(ConfigError, match="a fusion needs two"):
@@ -168,3 +170,56 @@ def test_fusion_metadata_follows_its_schema(fused):
     assert list(validator.iter_errors(meta)) == []
     broken = {**meta, "adapters": [{**meta["adapters"][0], "digest": "sha256:nothex"}] + meta["adapters"][1:]}
     assert list(validator.iter_errors(broken))
+
+
+def test_fusion_artifact_carries_its_dev_activations_and_heatmap(fused, spam_files):
+    import xml.etree.ElementTree as ElementTree
+
+    from adapterhub_lite.analysis import fusion_activations
+    from adapterhub_lite.artifact import HEATMAP_FILE, read_artifact
+
+    artifact = read_artifact(fused[1])  # verifies every listed file, the heatmap included
+    meta = artifact.metadata
+    assert HEATMAP_FILE in meta["files"]
+    recorded = meta["activations"]
+    assert recorded["data"] == "dev" and recorded["adapters"] == ["sentiment/sentiment", "topic/topic"]
+    measured = fusion_activations(fused[1], spam_files[1])  # the dev file again, after loading
+    assert recorded["tokens"] == measured.tokens
+    for site, row in zip(measured.sites, measured.mean, strict=True):
+        assert list(recorded["sites"][site].values()) == pytest.approx(row.tolist(), abs=1e-5)
+    svg = ElementTree.fromstring((fused[1] / HEATMAP_FILE).read_text(encoding="utf-8"))
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert "sentiment/sentiment" in texts and "layer 1.ffn" in texts
+    assert f"{measured.mean[0][0]:.2f}" in texts
+
+
+def test_svg_heatmap_needs_no_matplotlib_and_escapes_text(fused, spam_files, tmp_path, monkeypatch):
+    import xml.etree.ElementTree as ElementTree
+
+    from adapterhub_lite.cli import demo
+
+    from adapterhub_lite import ConfigError
+    from adapterhub_lite.analysis import FusionActivations, fusion_activations
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+    report = fusion_activations(fused[1], spam_files[1])
+    with pytest.raises(ConfigError, match="needs matplotlib"):
+        report.plot(tmp_path / "heat.png")
+    assert not list(tmp_path.iterdir())
+    demo._inspect(fused[1], load_examples(spam_files[1], Columns()), api.load(fused[1]).base, tmp_path / "h.png")
+    assert ElementTree.parse(tmp_path / "h.svg").getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    hostile = FusionActivations(['<script>alert(1)</script>', 'a&b"'], ["0.ffn"], np.array([[0.25, 0.75]]), 3)
+    text = hostile.svg("<img src=x onerror=alert(1)>")
+    root = ElementTree.fromstring(text)
+    assert not [e for e in root.iter() if e.tag.endswith(("script", "img", "foreignObject"))]
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "<img src=x onerror=alert(1)>" in titles and 'a&b"' in titles
+
+
+def test_cli_inspect_writes_an_svg_heatmap(fused, spam_files, tmp_path):
+    out = tmp_path / "heat.svg"
+    done = subprocess.run([sys.executable, "-m", "adapterhub_lite", "inspect", str(fused[1]), "--data",
+                           str(spam_files[1]), "--plot", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().startswith("<svg ") and "sentiment/sentiment" in out.read_text()

@@ -67,6 +67,7 @@ from .boundary import (
 from .cache import Download, DownloadCache
 from .local import Entry, check_compatible, next_version, summarize
 from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
+from .repo_model import listing_filters
 from .tokens import token_for
 
 if TYPE_CHECKING:
@@ -914,15 +915,7 @@ class RemoteRegistry:
         if offline():
             raise UnreachableError("search needs the registry, and the client is offline (AHL_OFFLINE/HF_HUB_OFFLINE "
                                    "is set); 'ahl cache ls' lists the versions the cache holds")
-        filters = ["adapterhub-lite"]
-        if base:
-            filters.append(f"base_model:{base_key(base)}")
-        if task:
-            filters.append(f"task:{check_segment(task, 'task')}")
-        if architecture and architecture != "head_only":
-            filters.append(f"adapter:{architecture}")
-        if tag:
-            filters.append(tag)
+        filters = listing_filters(base=base, task=task, architecture=architecture, tag=tag)
         if sort:
             check_segment(sort, "sort metric")
         with self._talking("search"):

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml  # a dependency of huggingface_hub; parses model card headers
+import yaml  # parses model card headers
 
 from ..errors import NotFoundError, RefError, VersionConflictError
-from .refs import check_segment
+from .refs import base_key, check_segment
 
 LOCAL_NAMESPACE = "ahl"  # entries pushed into the directory directly (SPEC 14.3)
 # list_models sort value for "by this dev metric, best first" (ahl serve only; SPEC 14.6)
@@ -177,6 +177,29 @@ def entry_tags(base: str, task: str, name: str, architecture: str | None, head: 
     if head:
         tags.append(head)
     return [*tags, f"ahl-entry:{base}/{task}/{name}", f"base_model:{base}"]
+
+
+def listing_filters(*, base: str | None = None, task: str | None = None, architecture: str | None = None,
+                    head: str | None = None, tag: str | None = None) -> list[str]:
+    """The ``list_models`` filter tags of an entry search (SPEC 14.2): what ``ahl search`` sends and
+    what the catalog pages pass to the same listing. ``head_only`` has no tag (filter rows by
+    their summary's architecture).
+
+    Raises:
+        RefError: a task that is not a valid name.
+    """
+    filters = ["adapterhub-lite"]
+    if base:
+        filters.append(f"base_model:{base_key(base)}")
+    if task:
+        filters.append(f"task:{check_segment(task, 'task')}")
+    if architecture and architecture != "head_only":
+        filters.append(f"adapter:{architecture}")
+    if head:
+        filters.append(f"head:{head}")
+    if tag:
+        filters.append(tag)
+    return filters
 
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

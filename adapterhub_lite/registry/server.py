@@ -418,13 +418,18 @@ class _Server:
         if not header:
             return None
         scheme, _, token = header.partition(" ")
+        user = self.user_of(token) if scheme.lower() == "bearer" else None
+        if user is None:
+            raise HTTPError(401, "Invalid user token.")
+        return user
+
+    def user_of(self, token: str) -> str | None:
+        """The user of ``token`` (a bearer token, or one typed into the catalog's login form)."""
         # compare every token in constant time: response timing must not reveal a prefix
         user = None
         for known, owner in self.tokens.items():
-            if hmac.compare_digest(known.encode(), token.strip().encode()) and scheme.lower() == "bearer":
+            if hmac.compare_digest(known.encode(), token.strip().encode()):
                 user = owner
-        if user is None:
-            raise HTTPError(401, "Invalid user token.")
         return user
 
     def _writer(self, request: Request, namespace: str | None = None) -> str:
@@ -816,6 +821,10 @@ def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = Fals
         Route(f"{api}/tag/{{revision:path}}", _endpoint(server.delete_tag), methods=["DELETE"]),
         Route(f"{repo}/resolve/{{revision}}/{{path:path}}", _endpoint(server.resolve), methods=["GET", "HEAD"]),
     ]
+
+    from .pages import catalog_routes  # here: only a serving process loads the templates
+
+    routes += catalog_routes(server)  # after the API: the entry page's /{namespace}/{name} matches widely
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
