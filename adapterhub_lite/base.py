@@ -201,9 +201,9 @@ def load_base(
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         if kwargs.get("local_files_only"):
-            raise BaseModelError(f"cannot load base model {model_id!r}: it is no local directory, not in the Hugging "
-                                 f"Face cache, and the Hub cannot be reached (offline); check the id, or pass a "
-                                 f"model directory") from None
+            raise BaseModelError(f"cannot load base model {model_id!r}: it is not a local directory, not in the "
+                                 f"Hugging Face cache, and the Hub cannot be reached (offline); check the id, or pass "
+                                 f"a model directory") from None
         raise BaseModelError(f"cannot load base model {model_id!r}: {_first_line(exc)}") from exc
     layout = layout_for(config.model_type)  # fail on an unsupported family before loading weights
     model_kwargs = {"add_pooling_layer": False} if layout.optional_pooler else {}
