@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import random
 import statistics
@@ -102,8 +103,8 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
     """One row per (task, size): test macro-F1 / accuracy of each method over the seeds done."""
     rows, lines = [], [
         "| task | N | seeds | paper (old defaults) | default | balanced | swept best (lr chosen on dev) | "
-        "default - swept (macro-F1) | default time / one sweep run |",
-        "|---|---:|---:|---|---|---|---|---:|---:|"]
+        "default - swept (macro-F1) | default time / one sweep run | default time / paper |",
+        "|---|---:|---:|---|---|---|---|---:|---:|---:|"]
     for task in tasks:
         for size in sizes:
             cells = [v for k, v in runs.items() if v["task"] == task and v["size"] == size]
@@ -112,7 +113,7 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
             if not seeds:
                 continue
             by: dict[str, dict[str, list[float]]] = {}
-            gaps, ratios, chosen = [], [], []
+            gaps, ratios, paper_ratios, chosen = [], [], [], []
             for c in cells:
                 if c["seed"] not in seeds:
                     continue
@@ -128,6 +129,8 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
                         by.setdefault(method, {}).setdefault(metric, []).append(r["test"][metric])
                 gaps.append(c["runs"]["default"]["test"]["macro_f1"] - best["test"]["macro_f1"])
                 ratios.append(c["runs"]["default"]["seconds"] / statistics.median(r["seconds"] for r in sweep))
+                if "paper" in c["runs"]:
+                    paper_ratios.append(c["runs"]["default"]["seconds"] / c["runs"]["paper"]["seconds"])
 
             def cell(method: str, by: dict[str, dict[str, list[float]]] = by) -> str:
                 m = by.get(method)
@@ -135,12 +138,14 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
 
             row = {"task": task, "size": size, "seeds": seeds, "gap_macro_f1": statistics.mean(gaps),
                    "time_ratio": statistics.mean(ratios), "swept_lrs": chosen,
+                   "time_ratio_paper": statistics.mean(paper_ratios) if paper_ratios else None,
                    **{m: {k: statistics.mean(v) for k, v in d.items()} for m, d in by.items()}}
             rows.append(row)
             lrs_text = ", ".join(f"{lr:g}" for lr in chosen)
             lines.append(f"| {task} | {size} | {len(seeds)} | {cell('paper')} | {cell('default')} | "
                          f"{cell('balanced')} | {cell('swept')} ({lrs_text}) | {100 * row['gap_macro_f1']:+.1f} | "
-                         f"{row['time_ratio']:.2f}x |")
+                         f"{row['time_ratio']:.2f}x | "
+                         + (f"{row['time_ratio_paper']:.1f}x |" if paper_ratios else "- |"))
     return rows, "\n".join(lines)
 
 
@@ -153,6 +158,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--quick", action="store_true", help="smoke test: sms_spam, 50 examples, 1 seed, 2 rates")
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the JSON")
+    parser.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.sizes, args.seeds, args.lrs = ["sms_spam"], [50], [0], [1e-3, 3e-3]
@@ -165,13 +171,18 @@ def main() -> None:
     report.update({"machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                               f"{args.threads} thread(s), shared CPU",
                    "learning_rates": args.lrs, "tasks": args.tasks, "sizes": args.sizes, "seeds": args.seeds})
-    base = load_base(None)
 
     def save() -> None:
         rows, table = summarize(report["runs"], args.tasks, args.sizes, args.lrs)
         report["table"], report["rows"] = table, rows
         out.write_text(json.dumps(report, indent=1))
         out.with_suffix(".md").write_text(table + "\n")
+
+    if args.report:
+        save()
+        print(report["table"])
+        return
+    base = load_base(None)
 
     # Seeds outermost: one seed over every cell first, more seeds where time allows.
     for seed in args.seeds:
@@ -187,8 +198,11 @@ def main() -> None:
                 default_schedule = resolved(configs["default"], train)
                 twin = next((m for m, c in configs.items() if m.startswith("lr=")
                              and resolved(c, train) == default_schedule), None)
-                # The default (and its twin) first, so every cell has a default early.
-                order = [*([twin] if twin else []), "default", *(m for m in configs if m not in (twin, "default"))]
+                # The default (and its twin) first, so every cell has a default early; then the
+                # short paper run, then the sweep from the rates nearest the default's.
+                rest = sorted((m for m in configs if m.startswith("lr=") and m != twin),
+                              key=lambda m: abs(math.log(float(m[3:]) / 1e-3)))
+                order = [*([twin] if twin else []), "default", "paper", *rest, "balanced"]
                 for method in order:
                     if method in cell["runs"]:
                         continue
