@@ -103,7 +103,7 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
     """One row per (task, size): test macro-F1 / accuracy of each method over the seeds done."""
     rows, lines = [], [
         "| task | N | seeds | paper (old defaults) | default | balanced | swept best (lr chosen on dev) | "
-        "default - swept (macro-F1) | default time / one sweep run | default time / paper |",
+        "default - swept (macro-F1) | default time / one sweep run (steps) | default time / paper (steps) |",
         "|---|---:|---:|---|---|---|---|---:|---:|---:|"]
     for task in tasks:
         for size in sizes:
@@ -113,7 +113,7 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
             if not seeds:
                 continue
             by: dict[str, dict[str, list[float]]] = {}
-            gaps, ratios, paper_ratios, chosen = [], [], [], []
+            gaps, ratios, paper_ratios, step_ratios, paper_step_ratios, chosen = [], [], [], [], [], []
             for c in cells:
                 if c["seed"] not in seeds:
                     continue
@@ -129,8 +129,10 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
                         by.setdefault(method, {}).setdefault(metric, []).append(r["test"][metric])
                 gaps.append(c["runs"]["default"]["test"]["macro_f1"] - best["test"]["macro_f1"])
                 ratios.append(c["runs"]["default"]["seconds"] / statistics.median(r["seconds"] for r in sweep))
+                step_ratios.append(c["runs"]["default"]["steps"] / statistics.median(r["steps"] for r in sweep))
                 if "paper" in c["runs"]:
                     paper_ratios.append(c["runs"]["default"]["seconds"] / c["runs"]["paper"]["seconds"])
+                    paper_step_ratios.append(c["runs"]["default"]["steps"] / c["runs"]["paper"]["steps"])
 
             def cell(method: str, by: dict[str, dict[str, list[float]]] = by) -> str:
                 m = by.get(method)
@@ -139,13 +141,16 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
             row = {"task": task, "size": size, "seeds": seeds, "gap_macro_f1": statistics.mean(gaps),
                    "time_ratio": statistics.mean(ratios), "swept_lrs": chosen,
                    "time_ratio_paper": statistics.mean(paper_ratios) if paper_ratios else None,
+                   "step_ratio": statistics.mean(step_ratios),
+                   "step_ratio_paper": statistics.mean(paper_step_ratios) if paper_step_ratios else None,
                    **{m: {k: statistics.mean(v) for k, v in d.items()} for m, d in by.items()}}
             rows.append(row)
             lrs_text = ", ".join(f"{lr:g}" for lr in chosen)
             lines.append(f"| {task} | {size} | {len(seeds)} | {cell('paper')} | {cell('default')} | "
                          f"{cell('balanced')} | {cell('swept')} ({lrs_text}) | {100 * row['gap_macro_f1']:+.1f} | "
-                         f"{row['time_ratio']:.2f}x | "
-                         + (f"{row['time_ratio_paper']:.1f}x |" if paper_ratios else "- |"))
+                         f"{row['time_ratio']:.2f}x ({row['step_ratio']:.2f}x) | "
+                         + (f"{row['time_ratio_paper']:.1f}x ({row['step_ratio_paper']:.1f}x) |"
+                            if paper_ratios else "- |"))
     return rows, "\n".join(lines)
 
 

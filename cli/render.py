@@ -92,7 +92,7 @@ def training_progress(label: str, enabled: bool = True) -> Iterator[Callable[[Tr
             return
         if event.kind == "schedule":
             if enabled and event.message:
-                err_console.print(event.message, markup=False, highlight=False)
+                err_console.print(event.message, markup=False, highlight=False, soft_wrap=True)
             return
         if not progress.live.is_started:
             progress.start()

@@ -216,7 +216,7 @@ def fit(
             runner = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        optimizer = adamw(params, config.learning_rate, config.weight_decay)  # type: ignore[arg-type]
+        optimizer = adamw(params, schedule.learning_rate, config.weight_decay)
         total = schedule.planned_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _linear_schedule(int(total * config.warmup_ratio), total)
@@ -229,7 +229,7 @@ def fit(
         emit(TrainEvent("schedule", total_steps=total, message=schedule.summary()))
         emit(TrainEvent("start", total_steps=total))
         try:
-            for epoch in range(1, config.epochs + 1):  # type: ignore[operator]
+            for epoch in range(1, schedule.epochs + 1):
                 runner.train()
                 losses = []
                 for batch_ids in bucketed_batches(train.lengths, config.batch_size, config.seed + epoch):
@@ -277,8 +277,8 @@ def fit(
                     best_state = {id(p): p.detach().clone() for p in params}
                 else:
                     bad_epochs += 1
-                    if bad_epochs >= config.patience:  # type: ignore[operator]
-                        result.stopped_early = epoch < config.epochs
+                    if bad_epochs >= schedule.patience:
+                        result.stopped_early = epoch < schedule.epochs
                         break
         finally:
             if metrics_file:

@@ -57,8 +57,20 @@ class Schedule:
     reasons: dict[str, str]
 
     @property
+    def learning_rate(self) -> float:
+        return float(self.config.learning_rate or 0.0)  # always set by resolve()
+
+    @property
+    def epochs(self) -> int:
+        return int(self.config.epochs or 0)
+
+    @property
+    def patience(self) -> int:
+        return int(self.config.patience or 0)
+
+    @property
     def planned_steps(self) -> int:
-        return self.steps_per_epoch * int(self.config.epochs)  # type: ignore[arg-type]
+        return self.steps_per_epoch * self.epochs
 
     def summary(self) -> str:
         """One line: each value and, for those chosen here, why."""
