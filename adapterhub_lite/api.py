@@ -45,6 +45,7 @@ from .training.data import (
     tokenize,
 )
 from .training.loop import FitResult, TrainEvent, evaluate_outputs, fit, predict_outputs, select_device
+from .training.schedule import check_fits_head
 
 
 @dataclass
@@ -120,7 +121,8 @@ def train(
         head: ``classification``, ``regression`` or ``multiple_choice``.
         columns: which columns hold text, pair, label and choices.
         adapter: an :class:`AdapterConfig`, a preset name, or None for head-only training.
-        config: training configuration (defaults: the paper's).
+        config: training configuration; what it leaves automatic (learning rate, epochs, patience,
+            metric) is chosen from the data and recorded in ``training.schedule`` (docs/small-data.md).
         out: artifact directory to write (only the first process writes under torchrun).
         name: artifact name; defaults to the task name.
         overwrite: replace an existing artifact at ``out``.
@@ -202,6 +204,7 @@ def _prepare_data(train_data: str | Path | ExampleSet, dev_data: str | Path | Ex
     if head == "multiple_choice" and not columns.choices:
         raise ConfigError("a multiple-choice head needs --choices-column")
     head_cfg.validate()
+    check_fits_head(config, head)
     return _TaskData(train_set, dev_set, head_cfg, encode_labels(train_set, head, head_cfg.label_names),
                      encode_labels(dev_set, head, head_cfg.label_names))
 
@@ -271,13 +274,14 @@ def fuse(
         train_data, dev_data, task, head, columns: the target task, as in :func:`train`.
         base: the base to use; defaults to the adapters' base.
         fusion: the fusion configuration.
-        config: training configuration; defaults to the paper's lr 5e-5, at most 10 epochs.
+        config: training configuration, automatic values chosen as in :func:`train` (the
+            paper's setup: ``TrainConfig(learning_rate=5e-5, epochs=10, patience=2, metric="accuracy")``).
         out, name, overwrite, on_event, license: as in :func:`train`.
 
     Example:
         >>> fuse(["sst2-adapter", "mnli-adapter"], "rte/train.csv", task="rte", out="rte-fusion")
     """
-    config = dataclasses.replace(config or TrainConfig(learning_rate=5e-5), mode="fusion")
+    config = dataclasses.replace(config or TrainConfig(), mode="fusion")
     config.validate()
     columns = columns or Columns()
     name = name or f"{task}-fusion"
@@ -377,7 +381,7 @@ def artifact_metadata(
         **extra,
         "head": head.to_dict(),
         "columns": columns.to_dict(),
-        "training": {**config.to_dict(), "best_epoch": fit_result.best_epoch,
+        "training": {**_ran(config, fit_result), "best_epoch": fit_result.best_epoch,
                      "stopped_early": fit_result.stopped_early, "world_size": fit_result.world_size,
                      "data": data, "history": fit_result.history},
         "metrics": {"dev": fit_result.best_metrics},
@@ -385,6 +389,13 @@ def artifact_metadata(
         "library": _versions(),
         **({"license": license} if license is not None else {}),
     }
+
+
+def _ran(config: TrainConfig, fit_result: FitResult) -> dict[str, Any]:
+    """The training config as it ran: automatic values filled in, with the schedule's reasons."""
+    if fit_result.schedule is None:  # a FitResult built by hand: automatic values stay unrecorded
+        return {k: v for k, v in config.to_dict().items() if v is not None}
+    return {**fit_result.schedule.config.to_dict(), "schedule": fit_result.schedule.to_dict()}
 
 
 def result_is_writer() -> bool:

@@ -19,6 +19,8 @@ INITS = ("bert", "zero_up", "houlsby")
 HEAD_TYPES = ("classification", "regression", "multiple_choice")
 POOLINGS = ("cls", "mean")
 TRAIN_MODES = ("adapter", "head_only", "full", "fusion")
+METRICS = ("auto", "accuracy", "macro_f1", "pearson", "spearman")
+CLASS_WEIGHTS = ("none", "balanced")
 
 _C = TypeVar("_C", bound="_JsonConfig")
 
@@ -179,19 +181,42 @@ class HeadConfig(_JsonConfig):
 
 @dataclass
 class TrainConfig(_JsonConfig):
-    """How training runs (defaults follow the paper, A.2: lr 1e-4, early stopping)."""
+    """How training runs. ``None`` and ``"auto"`` values are chosen from the data when training
+    starts (``training/schedule.py``, docs/small-data.md): at least ``min_steps`` optimizer steps,
+    a learning rate from the number of steps (the paper's 1e-4 / 5e-5 on large data), macro-F1
+    model selection on imbalanced labels. ``learning_rate=1e-4, epochs=10, patience=2,
+    metric="accuracy"`` is the paper's setup (A.2); fusion's is the same with 5e-5."""
 
     mode: str = field(
         default="adapter",
         metadata={"help": "adapter: train adapter + head; head_only: frozen encoder; full: all."},
     )
-    learning_rate: float = field(default=1e-4, metadata={"help": "Peak AdamW learning rate."})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak AdamW learning rate (None: from the number of optimizer steps)."},
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(default=32, metadata={"help": "Examples per optimizer step."})
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
-    epochs: int = field(default=10, metadata={"help": "Maximum number of epochs."})
-    patience: int = field(
-        default=2, metadata={"help": "Stop after this many epochs without dev improvement."}
+    epochs: int | None = field(
+        default=None,
+        metadata={"help": "Maximum number of epochs (None: 10, or more to reach min_steps)."},
+    )
+    patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many epochs without dev improvement (None: ~min_steps/4 steps, >= 2)."},
+    )
+    min_steps: int = field(
+        default=200, metadata={"help": "Optimizer steps automatic epochs reach at least (small data)."}
+    )
+    metric: str = field(
+        default="auto",
+        metadata={"help": f"Dev metric for early stopping and the kept epoch: one of {METRICS} (auto: "
+                  "macro_f1 on imbalanced classification labels, else accuracy; pearson for regression)."},
+    )
+    class_weight: str = field(
+        default="none",
+        metadata={"help": f"Loss weights per class: one of {CLASS_WEIGHTS} (balanced: n / (classes x count))."},
     )
     warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps warming up."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: off)."})
@@ -215,13 +240,18 @@ class TrainConfig(_JsonConfig):
         """Raise :class:`ConfigError` for a value no training run can use."""
         if self.mode not in TRAIN_MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of: {', '.join(TRAIN_MODES)}")
+        if self.metric not in METRICS:
+            raise ConfigError(f"unknown metric {self.metric!r}; choose one of: {', '.join(METRICS)}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"unknown class weight {self.class_weight!r}; choose one of: {', '.join(CLASS_WEIGHTS)}")
         checks = [
-            (self.learning_rate > 0, "learning rate must be > 0"),
+            (self.learning_rate is None or self.learning_rate > 0, "learning rate must be > 0"),
             (self.batch_size >= 1, "batch size must be >= 1"),
             (self.grad_accum >= 1, "gradient accumulation must be >= 1"),
             (self.batch_size % self.grad_accum == 0, "batch size must be a multiple of grad accum"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.patience >= 1, "patience must be >= 1"),
+            (self.epochs is None or self.epochs >= 1, "epochs must be >= 1"),
+            (self.patience is None or self.patience >= 1, "patience must be >= 1"),
+            (self.min_steps >= 1, "min steps must be >= 1"),
             (0 <= self.warmup_ratio < 1, "warmup ratio must be in [0, 1)"),
             (self.max_length >= 8, "max length must be >= 8"),
             (0 < self.dev_split < 1, "dev split must be in (0, 1)"),

@@ -42,9 +42,16 @@ def fuse(
     text_pair_column: Optional[str] = typer.Option(None, help="Column with a second text."),
     label_column: str = typer.Option("label", help="Column with the label."),
     choices_column: Optional[str] = typer.Option(None, help="Multiple choice: answers column(s)."),
-    lr: float = typer.Option(5e-5, help="Learning rate (paper: 5e-5)."),
-    epochs: int = typer.Option(10, help="Maximum epochs (paper: 10, early stopping)."),
-    patience: int = typer.Option(2, help="Early stopping patience."),
+    lr: Optional[float] = typer.Option(
+        None, help="Learning rate (default: from the number of steps, 1e-3 on small data; paper: 5e-5)."
+    ),
+    epochs: Optional[int] = typer.Option(
+        None, help="Maximum epochs (default: 10, or more to reach 200 optimizer steps; paper: 10)."
+    ),
+    patience: Optional[int] = typer.Option(None, help="Early stopping patience (default: about 50 steps, >= 2)."),
+    metric: str = typer.Option("auto", help="Dev metric for early stopping: accuracy, macro_f1, pearson, spearman "
+                                            "(auto: macro_f1 when training labels are imbalanced)."),
+    class_weight: str = typer.Option("none", help="Loss weight per class: none or balanced."),
     batch_size: int = typer.Option(32, help="Examples per optimizer step."),
     seed: int = typer.Option(42, help="Random seed."),
     max_length: int = typer.Option(128, help="Maximum tokens per sequence."),
@@ -61,7 +68,8 @@ def fuse(
     quiet_libraries()
     sources = [s.strip() for s in adapters.split(",") if s.strip()]
     config = TrainConfig(mode="fusion", learning_rate=lr, epochs=epochs, patience=patience, batch_size=batch_size,
-                         seed=seed, max_length=max_length, device=device)
+                         seed=seed, max_length=max_length, device=device, metric=metric, class_weight=class_weight)
+    config.validate()  # a bad option fails before any adapter is fetched
     fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
     out = out or Path(name or f"{task}-fusion")
@@ -77,6 +85,7 @@ def fuse(
         return
     pushed = hub.push(result.artifact.path, registry=registry) if push else None  # type: ignore[union-attr]
     summary = {"artifact": str(out), "dev": result.metrics, "best_epoch": result.fit.best_epoch,
+               "schedule": result.fit.schedule.summary() if result.fit.schedule else None,
                "pushed": str(pushed.ref) if pushed else None}
     if json_out:
         print_json(summary)

@@ -190,6 +190,10 @@ def training_progress(label: str, enabled: bool = True) -> Iterator[Callable[[Tr
                 trainable, total = event.parameters
                 err_console.print(f"trainable parameters: {trainable_share(trainable, total)} ({trainable:,})")
             return
+        if event.kind == "schedule":
+            if enabled and event.message:
+                err_console.print(event.message, markup=False, highlight=False, soft_wrap=True)
+            return
         if not progress.live.is_started:
             progress.start()
         if event.kind == "start":

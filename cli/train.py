@@ -53,11 +53,22 @@ def train(
     reduction_factor: Optional[int] = AdapterOption(None, help="Hidden size / bottleneck size (preset: 16)."),
     non_linearity: Optional[str] = AdapterOption(None, help="relu, gelu, silu/swish, leaky_relu, tanh."),
     init: Optional[str] = AdapterOption(None, help="Adapter init: bert, zero_up, houlsby."),
-    lr: float = TrainOption(1e-4, help="Peak learning rate (paper: 1e-4)."),
+    lr: Optional[float] = TrainOption(
+        None, help="Peak learning rate (default: from the number of steps, 1e-3 on small data; paper: 1e-4)."
+    ),
     batch_size: int = TrainOption(32, help="Examples per optimizer step (over all processes)."),
     grad_accum: int = TrainOption(1, help="Micro-batches per optimizer step."),
-    epochs: int = TrainOption(10, help="Maximum epochs."),
-    patience: int = TrainOption(2, help="Early stopping: epochs without dev improvement."),
+    epochs: Optional[int] = TrainOption(
+        None, help="Maximum epochs (default: 10, or more to reach 200 optimizer steps on small data)."
+    ),
+    patience: Optional[int] = TrainOption(
+        None, help="Early stopping: epochs without dev improvement (default: about 50 steps, at least 2)."
+    ),
+    metric: str = TrainOption(
+        "auto", help="Dev metric for early stopping and the kept epoch: accuracy, macro_f1, pearson, spearman "
+        "(auto: macro_f1 when training labels are imbalanced)."
+    ),
+    class_weight: str = TrainOption("none", help="Loss weight per class: none or balanced (n / (classes x count))."),
     warmup_ratio: float = TrainOption(0.06, help="Share of steps spent warming up."),
     weight_decay: float = TrainOption(0.0, help="AdamW weight decay."),
     seed: int = TrainOption(42, help="Random seed."),
@@ -87,6 +98,8 @@ def train(
         grad_accum=grad_accum,
         epochs=epochs,
         patience=patience,
+        metric=metric,
+        class_weight=class_weight,
         warmup_ratio=warmup_ratio,
         seed=seed,
         max_length=max_length,
@@ -118,6 +131,7 @@ def train(
         "artifact": str(result.artifact.path) if result.artifact else None,
         "best_epoch": result.fit.best_epoch,
         "stopped_early": result.fit.stopped_early,
+        "schedule": result.fit.schedule.summary() if result.fit.schedule else None,
         "dev": result.metrics,
         "trainable_parameters": result.trainable_parameters,
         "total_parameters": result.total_parameters,

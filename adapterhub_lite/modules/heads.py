@@ -44,8 +44,10 @@ class PredictionHead(nn.Module):
         return logits
 
 
-def head_loss(head_type: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The training loss of a head: cross-entropy, or mean squared error for regression."""
+def head_loss(head_type: str, logits: torch.Tensor, labels: torch.Tensor,
+              class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The training loss of a head: cross-entropy (optionally class-weighted), or mean squared
+    error for regression."""
     if head_type == "regression":
         return F.mse_loss(logits.float(), labels.float())
-    return F.cross_entropy(logits.float(), labels)
+    return F.cross_entropy(logits.float(), labels, weight=class_weights)

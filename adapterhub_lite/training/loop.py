@@ -1,5 +1,8 @@
 """The training loop: AdamW, linear warmup and decay, early stopping on the dev metric.
 
+What the config leaves automatic (learning rate, epochs, patience, metric) is settled first, from
+the training data, by :func:`.schedule.resolve`.
+
 One function, :func:`fit`, readable top to bottom. It runs on one device or, under ``torchrun``,
 as DistributedDataParallel (gloo on CPU, nccl on GPU). ``batch_size`` is the number of examples
 per optimizer step whatever the number of processes and accumulation steps, so one process and
@@ -26,13 +29,15 @@ from ..config import TrainConfig
 from ..errors import ConfigError
 from ..modules.heads import head_loss
 from .data import Encoded, bucketed_batches, collate, sorted_batches
-from .metrics import MAIN_METRIC, compute_metrics
+from .metrics import compute_metrics
+from .schedule import Schedule, resolve
 
 
 @dataclass
 class TrainEvent:
     """Progress report sent to ``on_event``: ``params`` (trainable and total parameter counts,
-    before training), ``start``, ``step``, ``epoch`` or ``stop``."""
+    before training), ``schedule`` (``message``: the chosen schedule in one line), ``start``,
+    ``step``, ``epoch`` or ``stop``."""
 
     kind: str
     step: int = 0
@@ -46,7 +51,8 @@ class TrainEvent:
 
 @dataclass
 class FitResult:
-    """What training produced: per-epoch history and the epoch whose weights were kept."""
+    """What training produced: per-epoch history, the epoch whose weights were kept, and the
+    schedule it ran (``schedule.config``: the config with every automatic value filled in)."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
@@ -55,6 +61,7 @@ class FitResult:
     stopped_early: bool = False
     device: str = "cpu"
     world_size: int = 1
+    schedule: Schedule | None = None
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -184,13 +191,16 @@ def fit(
     Returns:
         The :class:`FitResult`; ``model`` holds the weights of the best epoch.
     """
-    config.validate()
+    schedule = resolve(config, head_type, list(train.targets or []))
+    config = schedule.config
     device = select_device(config.device)
     seed_everything(config.seed)
     model.to(device)
-    main = MAIN_METRIC[head_type]
-    result = FitResult(main_metric=main, device=str(device))
+    main = str(config.metric)
+    result = FitResult(main_metric=main, device=str(device), schedule=schedule)
     emit = on_event or (lambda event: None)
+    class_weights = (torch.tensor(schedule.class_weights, dtype=torch.float32, device=device)
+                     if schedule.class_weights else None)
 
     with distributed(device) as (rank, world):
         result.world_size = world
@@ -206,9 +216,8 @@ def fit(
             runner = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        optimizer = adamw(params, config.learning_rate, config.weight_decay)
-        steps_per_epoch = math.ceil(len(train.features) / config.batch_size)
-        total = steps_per_epoch * config.epochs
+        optimizer = adamw(params, schedule.learning_rate, config.weight_decay)
+        total = schedule.planned_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _linear_schedule(int(total * config.warmup_ratio), total)
         )
@@ -217,9 +226,10 @@ def fit(
         best_state: dict[int, torch.Tensor] | None = None
         best_value, bad_epochs, step = -math.inf, 0, 0
         metrics_file = metrics_path.open("w") if (metrics_path and rank == 0) else None
+        emit(TrainEvent("schedule", total_steps=total, message=schedule.summary()))
         emit(TrainEvent("start", total_steps=total))
         try:
-            for epoch in range(1, config.epochs + 1):
+            for epoch in range(1, schedule.epochs + 1):
                 runner.train()
                 losses = []
                 for batch_ids in bucketed_batches(train.lengths, config.batch_size, config.seed + epoch):
@@ -232,7 +242,7 @@ def fit(
                         targets = torch.tensor([train.targets[j] for j in ids], device=device)  # type: ignore[index]
                         sync = i == len(micro) - 1 or world == 1
                         with (contextlib.nullcontext() if sync else runner.no_sync()), cast:  # type: ignore[operator]
-                            loss = head_loss(head_type, runner(**batch), targets)
+                            loss = head_loss(head_type, runner(**batch), targets, class_weights)
                             if regularizer is not None and (penalty := regularizer()) is not None:
                                 loss = loss + penalty
                             # weight each micro-batch by its share of the global batch; DDP
@@ -267,8 +277,8 @@ def fit(
                     best_state = {id(p): p.detach().clone() for p in params}
                 else:
                     bad_epochs += 1
-                    if bad_epochs >= config.patience:
-                        result.stopped_early = epoch < config.epochs
+                    if bad_epochs >= schedule.patience:
+                        result.stopped_early = epoch < schedule.epochs
                         break
         finally:
             if metrics_file:

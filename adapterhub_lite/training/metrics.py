@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MAIN_METRIC = {"classification": "accuracy", "multiple_choice": "accuracy", "regression": "pearson"}
-
 
 def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
     return float((pred == gold).mean()) if len(gold) else 0.0
