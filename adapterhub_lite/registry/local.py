@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from ..artifact import (
     FUSION_ADAPTERS_DIR,
     METADATA_FILES,
@@ -39,6 +41,7 @@ from ..artifact import (
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
 from ..files import locked, sha256_file, swap_into_place
+from ..task_embedding import TaskEmbedding, cosine_scores, embedding_of
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
 LAYOUT = 1
@@ -93,6 +96,8 @@ def summarize(metadata: dict[str, Any]) -> dict[str, Any]:
         "labels": head.get("label_names", []),
         "metrics": metadata.get("metrics", {}).get("dev", {}),
         "tags": sorted({f"task:{metadata['task']}", f"head:{head.get('type')}", *metadata.get("tags", [])}),
+        # the training data's task embedding (SPEC 4.3), which ranks entries in search --like
+        **({"task_embedding": metadata["task_embedding"]} if metadata.get("task_embedding") else {}),
     }
 
 
@@ -371,6 +376,14 @@ class LocalRegistry:
         """Latest non-yanked version of each matching entry; filters as in :meth:`_Index.search`."""
         return [self._entry(Ref(b, t, n), v) for b, t, n, v in self._index.search(**filters)]
 
+    def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,
+                    top: int = 10) -> list[tuple[Entry, float]]:
+        """Latest non-yanked versions ranked by the cosine of their task embedding with
+        ``embedding``, best first (ties by entry), with the similarity; entries without an
+        embedding (or of another width) are left out."""
+        return [(self._entry(Ref(b, t, n), v), score) for b, t, n, v, score in
+                self._index.search_like(embedding, base=base_key(base) if base else None, top=top)]
+
     def all_manifests(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         for path in sorted((self.root / "entries").glob("*/*/*/*/*.json")):
             yield path, json.loads(path.read_text(encoding="utf-8"))
@@ -443,6 +456,9 @@ class _Index:
         "CREATE TABLE IF NOT EXISTS latest_metrics (metric TEXT, value REAL, base TEXT, task TEXT, name TEXT)",
         "CREATE INDEX IF NOT EXISTS latest_metrics_by_value ON latest_metrics (metric, value DESC, base, task, name)",
         "CREATE INDEX IF NOT EXISTS latest_metrics_by_entry ON latest_metrics (base, task, name)",
+        # each version's task embedding as raw little-endian float16 (search --like reads these)
+        "CREATE TABLE IF NOT EXISTS embeddings (base TEXT, task TEXT, name TEXT, version TEXT, vector BLOB, "
+        "PRIMARY KEY (base, task, name, version))",
     )
     # the numeric metrics of the latest versions (all of them, or one entry's)
     _FILL_METRICS = ("INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
@@ -456,6 +472,7 @@ class _Index:
             # An index written before latest_metrics existed gets it, filled by one process: the
             # check is repeated under the write lock, which an ordinary open never takes.
             upgrade = not fresh and not self._has_metrics(db)
+            add_embeddings = not fresh and not self._has_table(db, "embeddings")
             if upgrade:
                 db.execute("BEGIN IMMEDIATE")
                 upgrade = not self._has_metrics(db)
@@ -463,6 +480,9 @@ class _Index:
                 db.execute(statement)
             if upgrade:
                 db.execute(self._FILL_METRICS)
+            if fresh or add_embeddings:  # an index from before embeddings were indexed gets them too
+                db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
+                               [row for _, m in registry.all_manifests() for row in self._embedding_rows(m)])
             if fresh:  # one transaction for the whole rebuild: one fsync, not one per version
                 rows = [self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
                                         manifest_path.with_suffix(".yanked").exists()))
@@ -478,6 +498,20 @@ class _Index:
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return connect(self.path)
+
+    @staticmethod
+    def _has_table(db: sqlite3.Connection, name: str) -> bool:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return found is not None
+
+    @staticmethod
+    def _embedding_rows(manifest: dict[str, Any]) -> list[tuple[str, str, str, str, bytes]]:
+        """The ``embeddings`` row of a manifest whose summary holds a readable task embedding."""
+        embedding = embedding_of(manifest.get("summary", {}))
+        if embedding is None:
+            return []
+        vector = embedding.vector.astype("<f2").tobytes()
+        return [(manifest["base"], manifest["task"], manifest["name"], manifest["version"], vector)]
 
     @staticmethod
     def _has_metrics(db: sqlite3.Connection) -> bool:
@@ -506,6 +540,8 @@ class _Index:
         """Index a new version (called under the entry's lock)."""
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", self._row(entry))
+            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
+                           self._embedding_rows(entry.manifest))
             self._refresh_latest(db, entry.ref)
 
     def set_yanked(self, ref: Ref, yanked: bool) -> None:
@@ -559,3 +595,25 @@ class _Index:
                     (*args, metric, int(limit) - len(rows))
                 ).fetchall()
             return rows
+
+    def search_like(self, embedding: TaskEmbedding, *, base: str | None,
+                    top: int) -> list[tuple[str, str, str, str, float]]:
+        """``(base, task, name, version, cosine)`` of the latest versions with an embedding as wide
+        as ``embedding``, best first; equal scores in entry order, so the ranking is deterministic.
+
+        One indexed scan of the latest versions (of ``base``) and one matrix product: at 10k
+        entries the vectors are about 8 MB and the product takes milliseconds."""
+        where, args = ["v.latest = 1", "length(e.vector) = ?"], [2 * embedding.vector.size]
+        if base:
+            where.append("v.base = ?")
+            args.append(base)
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT v.base, v.task, v.name, v.version, e.vector FROM versions AS v JOIN embeddings AS e "
+                "ON e.base = v.base AND e.task = v.task AND e.name = v.name AND e.version = v.version "
+                f"WHERE {' AND '.join(where)} ORDER BY v.base, v.task, v.name", args).fetchall()
+        if not rows or top < 1:
+            return []
+        scores = cosine_scores(embedding, b"".join(row[4] for row in rows))
+        order = np.argsort(-scores, kind="stable")[:top]
+        return [(*rows[i][:4], float(scores[i])) for i in order]
