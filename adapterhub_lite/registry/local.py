@@ -72,6 +72,7 @@ class Entry:
     ref: Ref
     manifest: dict[str, Any]
     yanked: bool = False
+    score: float | None = None  # search --like: the cosine of the task embeddings
 
     @property
     def digest(self) -> str:
@@ -456,9 +457,10 @@ class _Index:
         "CREATE TABLE IF NOT EXISTS latest_metrics (metric TEXT, value REAL, base TEXT, task TEXT, name TEXT)",
         "CREATE INDEX IF NOT EXISTS latest_metrics_by_value ON latest_metrics (metric, value DESC, base, task, name)",
         "CREATE INDEX IF NOT EXISTS latest_metrics_by_entry ON latest_metrics (base, task, name)",
-        # each version's task embedding as raw little-endian float16 (search --like reads these)
+        # each version's task embedding: raw little-endian float16 (what search --like scans) and
+        # its JSON record (what listings show)
         "CREATE TABLE IF NOT EXISTS embeddings (base TEXT, task TEXT, name TEXT, version TEXT, vector BLOB, "
-        "PRIMARY KEY (base, task, name, version))",
+        "record TEXT, PRIMARY KEY (base, task, name, version))",
     )
     # the numeric metrics of the latest versions (all of them, or one entry's)
     _FILL_METRICS = ("INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
@@ -481,7 +483,7 @@ class _Index:
             if upgrade:
                 db.execute(self._FILL_METRICS)
             if fresh or add_embeddings:  # an index from before embeddings were indexed gets them too
-                db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
+                db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
                                [row for _, m in registry.all_manifests() for row in self._embedding_rows(m)])
             if fresh:  # one transaction for the whole rebuild: one fsync, not one per version
                 rows = [self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
@@ -505,13 +507,14 @@ class _Index:
         return found is not None
 
     @staticmethod
-    def _embedding_rows(manifest: dict[str, Any]) -> list[tuple[str, str, str, str, bytes]]:
+    def _embedding_rows(manifest: dict[str, Any]) -> list[tuple[str, str, str, str, bytes, str]]:
         """The ``embeddings`` row of a manifest whose summary holds a readable task embedding."""
         embedding = embedding_of(manifest.get("summary", {}))
         if embedding is None:
             return []
         vector = embedding.vector.astype("<f2").tobytes()
-        return [(manifest["base"], manifest["task"], manifest["name"], manifest["version"], vector)]
+        return [(manifest["base"], manifest["task"], manifest["name"], manifest["version"], vector,
+                 json.dumps(embedding.to_dict()))]
 
     @staticmethod
     def _has_metrics(db: sqlite3.Connection) -> bool:
@@ -540,7 +543,7 @@ class _Index:
         """Index a new version (called under the entry's lock)."""
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", self._row(entry))
-            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
+            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
                            self._embedding_rows(entry.manifest))
             self._refresh_latest(db, entry.ref)
 

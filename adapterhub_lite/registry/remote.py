@@ -45,6 +45,7 @@ from ..errors import (
     VersionConflictError,
 )
 from ..files import swap_into_place
+from ..task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
 from .cache import Download, DownloadCache
 from .local import Entry, check_compatible, next_version, summarize
 from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
@@ -707,6 +708,41 @@ class RemoteRegistry:
         if architecture:
             entries = [e for e in entries if e.summary.get("architecture") == architecture]
         return entries[:limit]
+
+    def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,
+                    top: int = 10) -> list[tuple[Entry, float]]:
+        """Latest entries ranked by task-embedding similarity, ranked by the server in one
+        request (ahl serve's extension, SPEC 14.7), each with its cosine. What the server sends
+        is checked: a malformed row fails the whole answer.
+
+        Raises:
+            ConfigError: the server does not rank by task embedding (the Hub does not).
+        """
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        body = {"task_embedding": embedding.to_dict(), "top": int(top), "base": base_key(base) if base else None}
+        try:
+            with self._talking("search --like"):
+                response = get_session().post(f"{self.endpoint}{SEARCH_LIKE_PATH}", json=body, headers=self._headers())
+                hf_raise_for_status(response)
+                rows = response.json()
+        except NotFoundError:
+            raise ConfigError(f"{self.url} does not rank adapters by task embedding (ahl serve does); rank "
+                              f"named adapters with 'ahl rank --adapters', or search a local registry") from None
+        except ValueError:
+            raise IntegrityError(f"{self.url} answered search --like with something that is not JSON") from None
+        out = []
+        try:
+            for row in rows[:top]:
+                score = row["score"]
+                if not isinstance(score, (int, float)) or isinstance(score, bool) or not -1.001 <= score <= 1.001:
+                    raise TypeError("score")
+                entry = self._entry({**row["ahlEntry"], "repo": str(row["id"])})
+                if not self.namespace or str(row["id"]).startswith(f"{self.namespace}/"):
+                    out.append((entry, float(score)))
+        except (KeyError, TypeError, AttributeError, RefError):
+            raise IntegrityError(f"{self.url} answered search --like with a malformed row") from None
+        return out
 
     def _search_by_tags(self, filters: list[str], name: str | None, sort: str | None, limit: int) -> list[Entry]:
         """Search on a server without ahl's extensions (the Hub): list the repositories by tag,
