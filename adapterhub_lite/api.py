@@ -125,7 +125,7 @@ def train(
         name: artifact name; defaults to the task name.
         overwrite: replace an existing artifact at ``out``.
         on_event: progress callback.
-        task_embedding: record the training data's task embedding in the artifact (SPEC 4.3;
+        task_embedding: record the training data's task embedding in the artifact (SPEC 2.8;
             a mean sentence vector of up to 256 examples, no text), which ranks the adapter
             in ``ahl search --like``. Off: nothing about the data beyond its digest is stored.
         init_from: warm start: an adapter artifact directory or registry ref (pulled from
@@ -258,8 +258,8 @@ def _save(out: Path, metadata: dict[str, Any], weights: dict[str, torch.Tensor],
 
 
 def fuse(
-    adapters: Sequence[str | Path | LoadedAdapter],
-    train_data: str | Path | ExampleSet,
+    adapters: Sequence[str | Path | LoadedAdapter] = (),
+    train_data: str | Path | ExampleSet | None = None,
     *,
     task: str,
     dev_data: str | Path | ExampleSet | None = None,
@@ -272,7 +272,10 @@ def fuse(
     name: str | None = None,
     overwrite: bool = False,
     on_event: Callable[[TrainEvent], None] | None = None,
-) -> TrainResult:
+    auto: int | None = None,
+    registry: Any = None,
+    target_adapter: str | Path | None = None,
+) -> Any:
     """Train an AdapterFusion layer and a new head over trained adapters (the paper's stage 2).
 
     Every adapter must have been trained on the same base (fingerprint): a mismatch fails
@@ -287,9 +290,26 @@ def fuse(
         config: training configuration; defaults to the paper's lr 5e-5, at most 10 epochs.
         out, name, overwrite, on_event: as in :func:`train`.
 
+        auto: compose automatically (:func:`adapterhub_lite.compose.fuse_auto`): rank the
+            pool (``adapters`` if given, else ``registry``'s adapters for the base), take the
+            ``auto`` best, always include the target's own adapter (``target_adapter``, or
+            trained here), try fusion and a warm start, and ship the best on dev; returns an
+            :class:`~adapterhub_lite.compose.AutoResult`. ``config`` then trains the target's
+            adapter, ``fusion`` and fusion training use the fusion defaults (lr 1e-3).
+
     Example:
         >>> fuse(["sst2-adapter", "mnli-adapter"], "rte/train.csv", task="rte", out="rte-fusion")
+        >>> fuse(train_data="rte/train.csv", task="rte", auto=3, registry="./registry", out="rte-auto")
     """
+    if train_data is None:
+        raise ConfigError("fuse needs the target's training data")
+    if auto is not None:
+        from .compose import fuse_auto
+
+        return fuse_auto(train_data, task=task, auto=auto, dev_data=dev_data, adapters=[str(a) for a in adapters],
+                         registry=registry, target_adapter=target_adapter, base=base, columns=columns,
+                         adapter_config=config, fusion=fusion, out=out, name=name, overwrite=overwrite,
+                         on_event=on_event)
     config = dataclasses.replace(config or TrainConfig(learning_rate=5e-5), mode="fusion")
     config.validate()
     columns = columns or Columns()

@@ -98,7 +98,7 @@ def search(*, registry: RegistryLike = None, like: str | Path | ExampleSet | Tas
     entries of ``base`` (default: the embedded base) are ranked by the similarity of their task
     embedding to that data's, best first, ``top`` of them (default 10); each entry's ``score``
     holds the cosine. Remote registries rank on the server, in one request. The data's
-    embedding is computed here, with the frozen base (SPEC 4.3); no text leaves the machine.
+    embedding is computed here, with the frozen base (SPEC 2.8); no text leaves the machine.
 
     Example:
         >>> [(e.ref.task, round(e.score, 2)) for e in search(like="train.csv", top=3)]
@@ -126,7 +126,7 @@ def search(*, registry: RegistryLike = None, like: str | Path | ExampleSet | Tas
 
 def task_embedding_of(data: str | Path | ExampleSet, *, base: str | BaseModel | None = None,
                       columns: Columns | None = None) -> TaskEmbedding:
-    """The task embedding of a data file (or loaded examples) under ``base`` (SPEC 4.3)."""
+    """The task embedding of a data file (or loaded examples) under ``base`` (SPEC 2.8)."""
     examples = data if isinstance(data, ExampleSet) else load_examples(data, columns or Columns(), require_label=False)
     if not examples.examples:
         raise DataError(f"{examples.source}: no rows to summarise")

@@ -1,6 +1,6 @@
 """Task embeddings: a compact, fixed-size summary of a data set, computed with the frozen base.
 
-An adapter's artifact records the embedding of its training data (SPEC 4.3), so that a registry
+An adapter's artifact records the embedding of its training data (SPEC 2.8), so that a registry
 can rank its adapters by how similar their training data is to a user's data (``ahl search
 --like``), as SEmb does (Poth et al., 2021, "What to Pre-Train on?"). The recipe, exactly:
 

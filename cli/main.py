@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import analysis, demo, fuse, interop, registry, serve, train, use
+from . import analysis, demo, fuse, interop, rank, registry, serve, train, use
 
 app = typer.Typer(
     name="ahl",
@@ -18,6 +18,7 @@ app.command("eval")(use.evaluate)
 app.command("predict")(use.predict)
 app.command("info")(use.info)
 app.command("fuse")(fuse.fuse)
+app.command("rank")(rank.rank)
 app.command("inspect")(analysis.inspect)
 app.command("prune")(analysis.prune)
 app.command("push")(registry.push)

@@ -65,6 +65,11 @@ def train(
         False, help="Keep dropout on inside the frozen base (AdapterHub's behaviour; slower)."
     ),
     device: str = TrainOption("auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps."),
+    init_from: Optional[str] = AdapterOption(None, help="Warm start: an adapter (ref or directory) of the same "
+                                                        "architecture whose weights initialise this one."),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry for --init-from refs."),
+    task_embedding: bool = DataOption(True, help="Record the training data's task embedding (a mean sentence "
+                                                 "vector, no text) so that search --like can rank the adapter."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train an adapter on a frozen base model and save it as an artifact directory.
@@ -108,6 +113,9 @@ def train(
             name=name,
             overwrite=overwrite,
             on_event=on_event,
+            task_embedding=task_embedding,
+            init_from=init_from,
+            registry=registry,
         )
     if not api.result_is_writer():
         return

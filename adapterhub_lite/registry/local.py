@@ -97,7 +97,7 @@ def summarize(metadata: dict[str, Any]) -> dict[str, Any]:
         "labels": head.get("label_names", []),
         "metrics": metadata.get("metrics", {}).get("dev", {}),
         "tags": sorted({f"task:{metadata['task']}", f"head:{head.get('type')}", *metadata.get("tags", [])}),
-        # the training data's task embedding (SPEC 4.3), which ranks entries in search --like
+        # the training data's task embedding (SPEC 2.8), which ranks entries in search --like
         **({"task_embedding": metadata["task_embedding"]} if metadata.get("task_embedding") else {}),
     }
 

@@ -250,7 +250,7 @@ class RepoIndex:
         summary = {"architecture": architecture, "head": head, "tags": json.loads(tags), "metrics": json.loads(metrics)}
         embedding = db.execute("SELECT record FROM registry.embeddings WHERE base = ? AND task = ? AND name = ? "
                                "AND version = ?", (base, task, name, version)).fetchone()
-        if embedding is not None:  # the task embedding (SPEC 4.3) rides along in the listing
+        if embedding is not None:  # the task embedding (SPEC 2.8) rides along in the listing
             summary["task_embedding"] = json.loads(embedding[0])
         return {"base": base, "task": task, "name": name, "version": version, "digest": digest,
                 "pushed_at": pushed_at, "summary": summary}
