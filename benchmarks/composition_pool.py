@@ -62,7 +62,7 @@ class PoolScale:
     max_length: int
 
 
-FULL = PoolScale(examples=1000, dev=200, epochs=1, max_length=64)
+FULL = PoolScale(examples=500, dev=150, epochs=1, max_length=64)
 QUICK = PoolScale(examples=96, dev=32, epochs=1, max_length=32)
 SOURCE_LR = 1e-3  # one epoch: the rate the replication chose on dev (docs/paper-replication.md)
 SOURCE_SEED = 0
@@ -108,7 +108,7 @@ def build_pool(base: BaseModel, scale: PoolScale, workdir: Path) -> dict[str, An
             continue
         train = source_data(name, "train", scale.examples)
         dev = source_data(name, "dev", scale.dev)
-        config = TrainConfig(learning_rate=SOURCE_LR, epochs=scale.epochs, patience=scale.epochs,
+        config = TrainConfig(learning_rate=SOURCE_LR, epochs=scale.epochs, patience=scale.epochs, batch_size=16,
                              max_length=scale.max_length, seed=SOURCE_SEED)
         start, cpu = time.perf_counter(), time.process_time()
         result = api.train(train, dev_data=dev, task=name, base=base, adapter="pfeiffer", config=config,
