@@ -5,13 +5,13 @@ Two signals, cheap to expensive:
 - **similarity** of task embeddings (SPEC 2.8): no forward pass over the candidates, only the
   target's own embedding; the registry ranks by it (``ahl search --like``);
 - a **transfer probe**: the target's examples run once through the frozen base with each
-  candidate adapter active, and a cross-validated logistic regression on the mean-pooled last
+  candidate adapter active, and a cross-validated linear (ridge) classifier on the mean-pooled last
   hidden states measures how well those features separate the target's labels, against the
   same probe on the base alone. ``gain`` is the difference: an adapter whose features carry
   the target's distinctions scores above the base.
 
 The probe costs one forward pass per candidate over at most ``max_examples`` examples and a few
-small convex fits; it is deterministic (fixed folds, zero-initialised L-BFGS in float64).
+closed-form fits; it is deterministic (fixed stratified folds, float64 solves).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .training.metrics import compute_metrics
 DEFAULT_MAX_EXAMPLES = 2000
 DEFAULT_FOLDS = 5
 DEFAULT_POOL = 20  # registry candidates the probe looks at (the most similar by embedding)
-PROBE_L2 = 1e-2  # ridge penalty of the probe, per example (features are standardised)
+PROBE_L2 = 1.0  # ridge penalty of the probe, per training example (features are standardised)
 
 
 @dataclass
@@ -47,7 +47,7 @@ class RankedAdapter:
     name: str
     task: str
     similarity: float | None = None  # cosine of the task embeddings (None: the candidate has none)
-    probe: dict[str, float] | None = None  # out-of-fold accuracy, macro_f1 and nll with it active
+    probe: dict[str, float] | None = None  # out-of-fold accuracy, macro_f1 and mse with it active
     gain: float | None = None  # probe macro-F1 minus the base's
     seconds: float = 0.0  # forward pass + probe fits
     path: Path | None = field(default=None, repr=False)
@@ -88,47 +88,38 @@ def fold_ids(labels: Sequence[int], folds: int) -> np.ndarray:
     return ids
 
 
-def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_labels: int, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights and bias of an L2-regularised logistic regression (L-BFGS from zero: deterministic)."""
-    weight = torch.zeros(x.size(1), num_labels, dtype=x.dtype, requires_grad=True)
-    bias = torch.zeros(num_labels, dtype=x.dtype, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ weight + bias, y) + l2 * (weight**2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return weight.detach(), bias.detach()
-
-
 def probe_score(features: np.ndarray, labels: Sequence[int], num_labels: int, folds: int = DEFAULT_FOLDS,
                 l2: float = PROBE_L2) -> dict[str, float]:
-    """Out-of-fold accuracy, macro-F1 and mean negative log-likelihood of an L2-regularised
-    logistic regression on standardised features (float64)."""
+    """Out-of-fold accuracy, macro-F1 and mean squared error of a ridge-regression classifier
+    (one-vs-rest on one-hot targets, closed form in float64) on standardised features.
+
+    Closed form: a fraction of a second for 2,000 examples and exactly reproducible (an
+    iterative logistic-regression fit cost seconds of CPU per candidate on this machine)."""
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     x_all = torch.as_tensor(features, dtype=torch.float64)
+    targets = torch.nn.functional.one_hot(y, num_labels).to(torch.float64)
     ids = fold_ids(list(labels), folds)
-    probs = torch.full((len(y), num_labels), 1.0 / num_labels, dtype=torch.float64)
+    scores = torch.zeros(len(y), num_labels, dtype=torch.float64)
     for fold in range(folds):
         test = torch.as_tensor(ids == fold)
         train = ~test
         if not test.any() or not train.any():
             continue
         mean, std = x_all[train].mean(0), x_all[train].std(0).clamp(min=1e-6)
-        weight, bias = _fit_logistic((x_all[train] - mean) / std, y[train], num_labels, l2)
-        probs[test] = torch.softmax(((x_all[test] - mean) / std) @ weight + bias, -1)
-    metrics = compute_metrics("classification", probs.log().numpy(), y.numpy())
-    nll = float(-probs[torch.arange(len(y)), y].clamp(min=1e-12).log().mean())
-    return {"accuracy": float(metrics["accuracy"]), "macro_f1": float(metrics["macro_f1"]), "nll": nll}
+        x_train, x_test = (x_all[train] - mean) / std, (x_all[test] - mean) / std
+        offset = targets[train].mean(0)
+        gram = x_train.T @ x_train + l2 * int(train.sum()) * torch.eye(x_all.size(1), dtype=torch.float64)
+        weight = torch.linalg.solve(gram, x_train.T @ (targets[train] - offset))
+        scores[test] = x_test @ weight + offset
+    metrics = compute_metrics("classification", scores.numpy(), y.numpy())
+    mse = float(((scores - targets) ** 2).sum(1).mean())
+    return {"accuracy": float(metrics["accuracy"]), "macro_f1": float(metrics["macro_f1"]), "mse": mse}
 
 
 def _order(candidate: RankedAdapter) -> tuple[Any, ...]:
-    """Best first: probe gain (then lower nll), else similarity; ties by task and name."""
+    """Best first: probe gain (then lower squared error), else similarity; ties by task and name."""
     if candidate.gain is not None:
-        return (0, -candidate.gain, candidate.probe["nll"] if candidate.probe else 0.0, candidate.task, candidate.name)
+        return (0, -candidate.gain, candidate.probe["mse"] if candidate.probe else 0.0, candidate.task, candidate.name)
     if candidate.similarity is not None:
         return (1, -candidate.similarity, 0.0, candidate.task, candidate.name)
     return (2, 0.0, 0.0, candidate.task, candidate.name)

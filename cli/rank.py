@@ -37,7 +37,7 @@ def rank(
     """Rank adapters by how much they are likely to help a target task, best first.
 
     The probe runs the target's examples once through the base with each candidate active and
-    scores a cross-validated logistic regression on the features, against the base alone
+    scores a cross-validated linear (ridge) classifier on the features, against the base alone
     (gain, in macro-F1). Example: ahl rank --train train.csv --registry ./registry --top 5
     """
     quiet_libraries()

@@ -174,7 +174,7 @@ def test_probe_folds_are_stratified():
     ids = ranking.fold_ids([0, 0, 0, 1, 1, 1], 3)
     assert sorted(ids[:3]) == [0, 1, 2] and sorted(ids[3:]) == [0, 1, 2]
     score = ranking.probe_score(np.array([[0.0], [0.1], [0.2], [1.0], [1.1], [1.2]]), [0, 0, 0, 1, 1, 1], 2, 3)
-    assert score["accuracy"] == 1.0 and math.isfinite(score["nll"])
+    assert score["accuracy"] == 1.0 and math.isfinite(score["mse"])
 
 
 def test_cli_rank_prints_json_and_refuses_one_label(pool, tmp_path):
