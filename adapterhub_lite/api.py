@@ -294,8 +294,8 @@ def fuse(
             pool (``adapters`` if given, else ``registry``'s adapters for the base), take the
             ``auto`` best, always include the target's own adapter (``target_adapter``, or
             trained here), try fusion and a warm start, and ship the best on dev; returns an
-            :class:`~adapterhub_lite.compose.AutoResult`. ``config`` then trains the target's
-            adapter, ``fusion`` and fusion training use the fusion defaults (lr 1e-3).
+            :class:`~adapterhub_lite.compose.AutoResult`. ``config`` (default lr 1e-3) then
+            trains every candidate: the target's adapter, the warm start and the fusion.
 
     Example:
         >>> fuse(["sst2-adapter", "mnli-adapter"], "rte/train.csv", task="rte", out="rte-fusion")
@@ -308,7 +308,8 @@ def fuse(
 
         return fuse_auto(train_data, task=task, auto=auto, dev_data=dev_data, adapters=[str(a) for a in adapters],
                          registry=registry, target_adapter=target_adapter, base=base, columns=columns,
-                         adapter_config=config, fusion=fusion, out=out, name=name, overwrite=overwrite,
+                         adapter_config=config, fusion=fusion, fusion_config=config, out=out, name=name,
+                         overwrite=overwrite,
                          on_event=on_event)
     config = dataclasses.replace(config or TrainConfig(learning_rate=5e-5), mode="fusion")
     config.validate()
