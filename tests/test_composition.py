@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,6 +243,10 @@ def test_fuse_auto_never_ships_below_the_targets_adapter_on_dev(tiny_pool, tiny_
     assert result.chosen.method == record["chosen"] and meta["metrics"]["dev"] == by_method[record["chosen"]]["dev"]
     assert {c["task"] for c in record["ranking"]["candidates"]} == {"trec", "rotten_tomatoes"}
     assert meta["kind"] == ("fusion" if record["chosen"] == "fusion" else "adapter")
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((Path(__file__).parents[1] / "registry" / "schema" / f"{meta['kind']}.schema.json").read_text())
+    Draft202012Validator(schema).validate(meta)  # composition and task_embedding as SPEC 2.8-2.9 say
 
 
 def test_cli_fuse_auto_and_bad_input(tiny_pool, tiny_base_dir, spam_files, tmp_path):
