@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from composition_pool import FULL as POOL_FULL  # noqa: E402
 from composition_pool import QUICK as POOL_QUICK  # noqa: E402
-from composition_pool import RESULTS, SOURCES, build_pool, log  # noqa: E402
+from composition_pool import RESULTS, SOURCES, PoolScale, build_pool, log  # noqa: E402
 
 from adapterhub_lite import api, bundled, ranking  # noqa: E402
 from adapterhub_lite.base import BaseModel, load_base  # noqa: E402
@@ -281,11 +281,22 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true", help="also measure every candidate's transfer (Regret@K)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--sizes", default=None, help="target training sizes (default: 200,50)")
+    parser.add_argument("--source-examples", type=int, default=None,
+                        help="examples per source adapter (default 2,000; fewer on a starved CPU)")
     args = parser.parse_args()
     scale = QUICK if args.quick else FULL
-    workdir = RESULTS / ("quick" if args.quick else "full")
+    if args.sizes:
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+        scale = Scale(sizes, scale.dev, {s: scale.epochs.get(s, 4 if s >= 200 else 10) for s in sizes},
+                      scale.test_cap, scale.max_length)
+    pool_scale = POOL_QUICK if args.quick else POOL_FULL
+    if args.source_examples:
+        pool_scale = PoolScale(args.source_examples, min(pool_scale.dev, args.source_examples),
+                               pool_scale.epochs, pool_scale.max_length)
+    workdir = RESULTS / ("quick" if args.quick else f"full-{pool_scale.examples}")
     base = load_base()
-    pool = build_pool(base, POOL_QUICK if args.quick else POOL_FULL, workdir)
+    pool = build_pool(base, pool_scale, workdir)
     experiment = Experiment(base, scale, workdir, pool)
     targets = args.targets.split(",")
     for seed in (int(s) for s in args.seeds.split(",")):

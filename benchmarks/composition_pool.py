@@ -62,7 +62,7 @@ class PoolScale:
     max_length: int
 
 
-FULL = PoolScale(examples=500, dev=150, epochs=1, max_length=64)
+FULL = PoolScale(examples=2000, dev=300, epochs=1, max_length=64)
 QUICK = PoolScale(examples=96, dev=32, epochs=1, max_length=32)
 SOURCE_LR = 1e-3  # one epoch: the rate the replication chose on dev (docs/paper-replication.md)
 SOURCE_SEED = 0
