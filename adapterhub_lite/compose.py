@@ -131,9 +131,9 @@ def fuse_auto(
 
         data = _prepare_data(train_data, dev_data, columns, "classification", adapter_config)
         own_name = task
-        ranking = rank(data.train, adapters=list(adapters) or None, registry=registry, top=auto, pool=pool,
-                       base=loaded, columns=columns, exclude=[own_name], workdir=scratch / "pool")
-        sources = [c for c in ranking.candidates if c.path is not None]
+        ranking = rank(data.train, adapters=list(adapters) or None, registry=registry, pool=pool, base=loaded,
+                       columns=columns, exclude=[own_name], workdir=scratch / "pool")
+        sources = [c for c in ranking.candidates if c.path is not None][:auto]  # the record keeps them all
         if target_adapter is not None:
             own_path = fetch(str(target_adapter), to=scratch / "target", registry=registry)
             own = read_artifact(own_path)

@@ -7,8 +7,9 @@ Two signals, cheap to expensive:
 - a **transfer probe**: the target's examples run once through the frozen base with each
   candidate adapter active, and a cross-validated linear (ridge) classifier on the mean-pooled last
   hidden states measures how well those features separate the target's labels, against the
-  same probe on the base alone. ``gain`` is the difference: an adapter whose features carry
-  the target's distinctions scores above the base.
+  same probe on the base alone. ``gain`` is the drop in the probe's out-of-fold squared error
+  (a continuous score: macro-F1 on a few dozen examples moves in steps and ties); an adapter
+  whose features carry the target's distinctions gains, one that hides them loses.
 
 The probe costs one forward pass per candidate over at most ``max_examples`` examples and a few
 closed-form fits; it is deterministic (fixed stratified folds, float64 solves).
@@ -48,7 +49,7 @@ class RankedAdapter:
     task: str
     similarity: float | None = None  # cosine of the task embeddings (None: the candidate has none)
     probe: dict[str, float] | None = None  # out-of-fold accuracy, macro_f1 and mse with it active
-    gain: float | None = None  # probe macro-F1 minus the base's
+    gain: float | None = None  # how much the probe's out-of-fold squared error drops with it active
     seconds: float = 0.0  # forward pass + probe fits
     path: Path | None = field(default=None, repr=False)
 
@@ -117,9 +118,10 @@ def probe_score(features: np.ndarray, labels: Sequence[int], num_labels: int, fo
 
 
 def _order(candidate: RankedAdapter) -> tuple[Any, ...]:
-    """Best first: probe gain (then lower squared error), else similarity; ties by task and name."""
+    """Best first: probe gain (then higher macro-F1), else similarity; ties by task and name."""
     if candidate.gain is not None:
-        return (0, -candidate.gain, candidate.probe["mse"] if candidate.probe else 0.0, candidate.task, candidate.name)
+        f1 = candidate.probe["macro_f1"] if candidate.probe else 0.0
+        return (0, -round(candidate.gain, 12), -f1, candidate.task, candidate.name)
     if candidate.similarity is not None:
         return (1, -candidate.similarity, 0.0, candidate.task, candidate.name)
     return (2, 0.0, 0.0, candidate.task, candidate.name)
@@ -245,7 +247,7 @@ def rank(
                     del model.adapters[name]
                     model.adapter_configs.pop(name, None)
                 c.probe = probe_score(features, labels, len(names), folds)
-                c.gain = c.probe["macro_f1"] - base_probe["macro_f1"]
+                c.gain = base_probe["mse"] - c.probe["mse"]
                 c.seconds = time.perf_counter() - began
                 if on_candidate:
                     on_candidate(c)

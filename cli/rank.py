@@ -38,7 +38,8 @@ def rank(
 
     The probe runs the target's examples once through the base with each candidate active and
     scores a cross-validated linear (ridge) classifier on the features, against the base alone
-    (gain, in macro-F1). Example: ahl rank --train train.csv --registry ./registry --top 5
+    (gain: the drop in its out-of-fold squared error; macro-F1 shown beside it).
+    Example: ahl rank --train train.csv --registry ./registry --top 5
     """
     quiet_libraries()
     names = [a.strip() for a in adapters.split(",") if a.strip()] if adapters else None
@@ -57,9 +58,9 @@ def render_ranking(result: ranking.Ranking, *, title: str) -> None:
     for column in ("#", "adapter", "similarity", "probe macro-F1", "gain", "seconds"):
         table.add_column(column, justify="left" if column == "adapter" else "right")
     for i, c in enumerate(result.candidates, 1):
-        table.add_row(str(i), c.source, "-" if c.similarity is None else f"{c.similarity:.3f}",
+        table.add_row(str(i), f"{c.task}/{c.name}", "-" if c.similarity is None else f"{c.similarity:.3f}",
                       "-" if c.probe is None else f"{c.probe['macro_f1']:.3f}",
-                      "-" if c.gain is None else f"{c.gain:+.3f}", f"{c.seconds:.1f}")
+                      "-" if c.gain is None else f"{c.gain:+.4f}", f"{c.seconds:.1f}")
     console.print(table)
     base = f"base alone: probe macro-F1 {result.base_probe['macro_f1']:.3f}; " if result.base_probe else ""
     console.print(f"{base}{result.method} over {result.examples} examples, {result.folds} folds, "

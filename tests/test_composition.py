@@ -42,13 +42,13 @@ def pool(tmp_path_factory, minilm):
     """Three adapters on the real MiniLM, trained briefly, pushed into a local registry."""
     root = tmp_path_factory.mktemp("pool")
     registry = LocalRegistry(root / "registry")
-    config = TrainConfig(learning_rate=3e-3, epochs=2, patience=2, batch_size=16, max_length=32, seed=0)
+    config = TrainConfig(learning_rate=3e-3, epochs=3, patience=3, batch_size=16, max_length=32, seed=0)
     for task in SOURCES:
-        train = write_csv(root / f"{task}-train.csv", balanced(task, "train", 20 if task == "trec" else 40))
+        train = write_csv(root / f"{task}-train.csv", balanced(task, "train", 30 if task == "trec" else 40))
         dev = write_csv(root / f"{task}-dev.csv", balanced(task, "dev", 5))
         api.train(train, dev_data=dev, task=task, base=minilm, config=config, out=root / task)
         registry.push(root / task)
-    target = write_csv(root / "target.csv", balanced("trec", "train", 10, skip=100))
+    target = write_csv(root / "target.csv", balanced("trec", "train", 20, skip=100))
     return root, registry, target
 
 
@@ -166,7 +166,7 @@ def test_probe_ranks_the_targets_own_distribution_first_deterministically(pool, 
     again = ranking.rank(target, adapters=list(reversed(adapters)), base=minilm, max_length=32)
     assert first.candidates[0].task == "trec", first.to_dict()
     assert [(c.task, c.gain) for c in first.candidates] == [(c.task, c.gain) for c in again.candidates]
-    assert first.base_probe is not None and first.examples == 60 and first.seconds > 0
+    assert first.base_probe is not None and first.examples > 60 and first.seconds > 0
     from_registry = ranking.rank(target, registry=registry, base=minilm, top=2, max_length=32)
     assert [c.task for c in from_registry.candidates] == [c.task for c in first.candidates][:2]
 
@@ -242,6 +242,7 @@ def test_fuse_auto_never_ships_below_the_targets_adapter_on_dev(tiny_pool, tiny_
     assert by_method[record["chosen"]]["dev"][metric] >= by_method["adapter"]["dev"][metric]
     assert result.chosen.method == record["chosen"] and meta["metrics"]["dev"] == by_method[record["chosen"]]["dev"]
     assert {c["task"] for c in record["ranking"]["candidates"]} == {"trec", "rotten_tomatoes"}
+    assert by_method["fusion"]["adapters"][-1] == "sms_spam"  # the target's own adapter is always fused
     assert meta["kind"] == ("fusion" if record["chosen"] == "fusion" else "adapter")
     from jsonschema import Draft202012Validator
 
