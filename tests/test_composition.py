@@ -260,3 +260,15 @@ def test_cli_fuse_auto_and_bad_input(tiny_pool, tiny_base_dir, spam_files, tmp_p
     assert_one_line_error(ahl("fuse", "--task", "t", "--train", spam_files[0]), "--adapters", "--auto")
     assert_one_line_error(ahl("fuse", "--auto", "0", "--task", "t", "--train", spam_files[0], "--registry",
                               tiny_pool / "registry", "--base", tiny_base_dir), "K >= 1")
+
+
+def test_cli_search_like_ranks_and_refuses_bad_input(tiny_pool, tiny_base_dir, tmp_path):
+    target = write_csv(tmp_path / "questions.csv", balanced("trec", "dev", 4))
+    proc = ahl("search", "--like", target, "--registry", tiny_pool / "registry", "--base", tiny_base_dir, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["task"] for r in rows][0] == "trec" and all(-1 <= r["similarity"] <= 1 for r in rows)
+    assert_one_line_error(ahl("search", "--like", tmp_path / "missing.csv", "--registry", tiny_pool / "registry",
+                              "--base", tiny_base_dir), "missing.csv")
+    assert_one_line_error(ahl("search", "--like", target, "--top", "0", "--registry", tiny_pool / "registry",
+                              "--base", tiny_base_dir), "--top")
