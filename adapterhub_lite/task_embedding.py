@@ -88,10 +88,9 @@ class TaskEmbedding:
         return float(self.vector @ b) / norm if norm > 0 else 0.0
 
 
-def cosine_scores(query: TaskEmbedding, vectors: bytes) -> np.ndarray:
-    """Cosine of ``query`` with each row of ``vectors`` (concatenated little-endian float16
-    vectors as wide as the query); a zero vector scores 0."""
-    matrix = np.frombuffer(vectors, dtype="<f2").astype(np.float32).reshape(-1, query.vector.size)
+def cosine_scores(query: TaskEmbedding, matrix: np.ndarray) -> np.ndarray:
+    """Cosine of ``query`` with each row of ``matrix`` (float32, as wide as the query); a zero
+    vector scores 0."""
     norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query.vector))
     dots = matrix @ query.vector
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)

@@ -5,7 +5,9 @@ query ranks all of them: the worst case), each with a random 384-wide task embed
 directly as manifests and indexed by opening it (the index rebuild reads every manifest, as after
 a crash). Then ``--queries`` random query embeddings are ranked (top 10):
 
-- local: ``hub.search(like=...)`` over the directory;
+- local: ``hub.search(like=...)`` over the directory, with one registry object (a long-lived
+  process: the latest versions' vectors stay in memory while the registry is unchanged) and
+  with the registry opened for each query (what one command pays);
 - served: the same call against a real ``ahl serve`` on 127.0.0.1 over the same directory (one
   POST per query, ranked on the server);
 - baseline, in the same run: a plain ``hub.search`` (no ranking) of 10 rows, local and served.
@@ -107,6 +109,9 @@ def main() -> None:
         local = LocalRegistry(root)
         result: dict[str, Any] = {"entries": args.entries, "index_rebuild_s": index_seconds}
         result["local_like"] = latencies(lambda q: hub.search(registry=local, like=q, base=BASE, top=10), queries)
+        # cold: a registry opened for each query (what one CLI call pays, minus Python's start-up)
+        result["local_like_cold"] = latencies(
+            lambda q: hub.search(registry=LocalRegistry(root), like=q, base=BASE, top=10), queries[:20])
         result["local_plain"] = latencies(lambda q: hub.search(registry=local, base=BASE, limit=10), queries)
         process, url = serve(root)
         try:
@@ -123,10 +128,14 @@ def main() -> None:
     print(f"search --like over {args.entries} entries of one base ({args.queries} queries, top 10)")
     print(f"| case | p50 ms | p95 ms | x plain search p95 | goal p95 < {GOAL_P95_MS:.0f} ms |")
     print("|---|---:|---:|---:|---|")
-    for where in ("local", "served"):
-        like, plain = result[f"{where}_like"], result[f"{where}_plain"]
-        print(f"| {where} --like | {like['p50_ms']:.1f} | {like['p95_ms']:.1f} | "
+    for where, case in (("local", "local"), ("local", "local_like_cold"), ("served", "served")):
+        like = result[f"{case}_like"] if case != "local_like_cold" else result[case]
+        plain = result[f"{where}_plain"]
+        label = f"{where} --like" + (", registry opened per query" if case == "local_like_cold" else "")
+        print(f"| {label} | {like['p50_ms']:.1f} | {like['p95_ms']:.1f} | "
               f"{like['p95_ms'] / plain['p95_ms']:.2f}x | {'met' if like['p95_ms'] < GOAL_P95_MS else 'NOT met'} |")
+        if case == "local_like_cold":
+            continue
         print(f"| {where} plain search (baseline) | {plain['p50_ms']:.1f} | {plain['p95_ms']:.1f} | 1.00x | |")
     print(f"served ranking equals local: {result['served_equals_local']}; index rebuild {index_seconds:.1f} s")
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -457,10 +458,10 @@ class _Index:
         "CREATE TABLE IF NOT EXISTS latest_metrics (metric TEXT, value REAL, base TEXT, task TEXT, name TEXT)",
         "CREATE INDEX IF NOT EXISTS latest_metrics_by_value ON latest_metrics (metric, value DESC, base, task, name)",
         "CREATE INDEX IF NOT EXISTS latest_metrics_by_entry ON latest_metrics (base, task, name)",
-        # each version's task embedding: raw little-endian float16 (what search --like scans) and
-        # its JSON record (what listings show)
-        "CREATE TABLE IF NOT EXISTS embeddings (base TEXT, task TEXT, name TEXT, version TEXT, vector BLOB, "
-        "record TEXT, PRIMARY KEY (base, task, name, version))",
+        # each version's task embedding (SPEC 2.8): the raw little-endian float16 values, kept
+        # small so that a row fits its page (search --like scans every latest one)
+        "CREATE TABLE IF NOT EXISTS embeddings (base TEXT, task TEXT, name TEXT, version TEXT, examples INT, "
+        "max_length INT, vector BLOB, PRIMARY KEY (base, task, name, version))",
     )
     # the numeric metrics of the latest versions (all of them, or one entry's)
     _FILL_METRICS = ("INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
@@ -469,6 +470,9 @@ class _Index:
 
     def __init__(self, path: Path, registry: LocalRegistry) -> None:
         self.path = path
+        # search --like: (base, width) -> (signature, entry keys, float32 matrix)
+        self._like_cache: dict[tuple[str | None, int], tuple[Any, list[tuple[str, ...]], np.ndarray]] = {}
+        self._like_lock = threading.Lock()
         fresh = not path.exists()
         with self._connect() as db:
             # An index written before latest_metrics existed gets it, filled by one process: the
@@ -483,7 +487,7 @@ class _Index:
             if upgrade:
                 db.execute(self._FILL_METRICS)
             if fresh or add_embeddings:  # an index from before embeddings were indexed gets them too
-                db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
+                db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)",
                                [row for _, m in registry.all_manifests() for row in self._embedding_rows(m)])
             if fresh:  # one transaction for the whole rebuild: one fsync, not one per version
                 rows = [self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
@@ -507,14 +511,14 @@ class _Index:
         return found is not None
 
     @staticmethod
-    def _embedding_rows(manifest: dict[str, Any]) -> list[tuple[str, str, str, str, bytes, str]]:
+    def _embedding_rows(manifest: dict[str, Any]) -> list[tuple[str, str, str, str, int, int, bytes]]:
         """The ``embeddings`` row of a manifest whose summary holds a readable task embedding."""
         embedding = embedding_of(manifest.get("summary", {}))
         if embedding is None:
             return []
         vector = embedding.vector.astype("<f2").tobytes()
-        return [(manifest["base"], manifest["task"], manifest["name"], manifest["version"], vector,
-                 json.dumps(embedding.to_dict()))]
+        return [(manifest["base"], manifest["task"], manifest["name"], manifest["version"], embedding.examples,
+                 embedding.max_length, vector)]
 
     @staticmethod
     def _has_metrics(db: sqlite3.Connection) -> bool:
@@ -543,7 +547,7 @@ class _Index:
         """Index a new version (called under the entry's lock)."""
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", self._row(entry))
-            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
+            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)",
                            self._embedding_rows(entry.manifest))
             self._refresh_latest(db, entry.ref)
 
@@ -604,19 +608,37 @@ class _Index:
         """``(base, task, name, version, cosine)`` of the latest versions with an embedding as wide
         as ``embedding``, best first; equal scores in entry order, so the ranking is deterministic.
 
-        One indexed scan of the latest versions (of ``base``) and one matrix product: at 10k
-        entries the vectors are about 8 MB and the product takes milliseconds."""
-        where, args = ["v.latest = 1", "length(e.vector) = ?"], [2 * embedding.vector.size]
-        if base:
-            where.append("v.base = ?")
-            args.append(base)
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT v.base, v.task, v.name, v.version, e.vector FROM versions AS v JOIN embeddings AS e "
-                "ON e.base = v.base AND e.task = v.task AND e.name = v.name AND e.version = v.version "
-                f"WHERE {' AND '.join(where)} ORDER BY v.base, v.task, v.name", args).fetchall()
-        if not rows or top < 1:
+        The latest versions' vectors (of ``base``) are read in one indexed scan into a matrix,
+        kept while the registry is unchanged (the signature of :meth:`_signature`), so a
+        long-lived process (``ahl serve``, a Python program) ranks with one matrix product."""
+        if top < 1:
             return []
-        scores = cosine_scores(embedding, b"".join(row[4] for row in rows))
+        width = embedding.vector.size
+        with self._connect() as db:
+            signature = self._signature(db)
+            with self._like_lock:
+                cached = self._like_cache.get((base, width))
+            if cached is None or cached[0] != signature:
+                where, args = ["v.latest = 1", "length(e.vector) = ?"], [2 * width]
+                if base:
+                    where.append("v.base = ?")
+                    args.append(base)
+                rows = db.execute(
+                    "SELECT v.base, v.task, v.name, v.version, e.vector FROM versions AS v JOIN embeddings AS e "
+                    "ON e.base = v.base AND e.task = v.task AND e.name = v.name AND e.version = v.version "
+                    f"WHERE {' AND '.join(where)} ORDER BY v.base, v.task, v.name", args).fetchall()
+                matrix = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f2").astype(np.float32)
+                cached = (signature, [r[:4] for r in rows], matrix.reshape(len(rows), width))
+                with self._like_lock:
+                    self._like_cache[(base, width)] = cached
+        _, keys, matrix = cached
+        if not keys:
+            return []
+        scores = cosine_scores(embedding, matrix)
         order = np.argsort(-scores, kind="stable")[:top]
-        return [(*rows[i][:4], float(scores[i])) for i in order]
+        return [(*keys[i], float(scores[i])) for i in order]
+
+    @staticmethod
+    def _signature(db: sqlite3.Connection) -> tuple[Any, ...]:
+        """Changes whenever a version is pushed or yanked: version count, newest push, yank count."""
+        return tuple(db.execute("SELECT count(*), max(pushed_at), total(yanked) FROM versions").fetchone())
