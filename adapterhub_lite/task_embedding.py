@@ -88,12 +88,11 @@ class TaskEmbedding:
         return float(self.vector @ b) / norm if norm > 0 else 0.0
 
 
-def cosine_scores(query: TaskEmbedding, matrix: np.ndarray) -> np.ndarray:
-    """Cosine of ``query`` with each row of ``matrix`` (float32, as wide as the query); a zero
-    vector scores 0."""
-    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query.vector))
-    dots = matrix @ query.vector
-    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` with each row divided by its L2 norm (zero rows stay zero): the cosine with a
+    unit query is then one matrix-vector product."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
 def sample_indices(n: int, k: int) -> list[int]:

@@ -42,7 +42,7 @@ from ..artifact import (
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
 from ..files import locked, sha256_file, swap_into_place
-from ..task_embedding import TaskEmbedding, cosine_scores, embedding_of
+from ..task_embedding import TaskEmbedding, embedding_of, unit_rows
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
 LAYOUT = 1
@@ -462,6 +462,8 @@ class _Index:
         # small so that a row fits its page (search --like scans every latest one)
         "CREATE TABLE IF NOT EXISTS embeddings (base TEXT, task TEXT, name TEXT, version TEXT, examples INT, "
         "max_length INT, vector BLOB, PRIMARY KEY (base, task, name, version))",
+        # bumped by every push and yank: search --like's in-memory vectors are current while it holds
+        "CREATE TABLE IF NOT EXISTS generation (id INT PRIMARY KEY, n INT)",
     )
     # the numeric metrics of the latest versions (all of them, or one entry's)
     _FILL_METRICS = ("INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
@@ -541,6 +543,7 @@ class _Index:
             "AND name = ? AND yanked = 0 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1)", key
         )
         db.execute("DELETE FROM latest_metrics WHERE base = ? AND task = ? AND name = ?", key)
+        db.execute("INSERT INTO generation VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1")
         db.execute(f"{_Index._FILL_METRICS} AND v.base = ? AND v.task = ? AND v.name = ?", key)
 
     def add(self, entry: Entry) -> None:
@@ -628,17 +631,24 @@ class _Index:
                     "ON e.base = v.base AND e.task = v.task AND e.name = v.name AND e.version = v.version "
                     f"WHERE {' AND '.join(where)} ORDER BY v.base, v.task, v.name", args).fetchall()
                 matrix = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f2").astype(np.float32)
-                cached = (signature, [r[:4] for r in rows], matrix.reshape(len(rows), width))
+                cached = (signature, [r[:4] for r in rows], unit_rows(matrix.reshape(len(rows), width)))
                 with self._like_lock:
                     self._like_cache[(base, width)] = cached
         _, keys, matrix = cached
         if not keys:
             return []
-        scores = cosine_scores(embedding, matrix)
-        order = np.argsort(-scores, kind="stable")[:top]
+        norm = float(np.linalg.norm(embedding.vector))
+        scores = matrix @ (embedding.vector / norm) if norm > 0 else np.zeros(len(keys), dtype=np.float32)
+        candidates = np.arange(len(keys))
+        if len(keys) > top:  # only scores at or above the top-th sort (ties keep entry order)
+            candidates = np.flatnonzero(scores >= np.partition(scores, -top)[-top])
+        order = candidates[np.argsort(-scores[candidates], kind="stable")][:top]
         return [(*keys[i], float(scores[i])) for i in order]
 
     @staticmethod
     def _signature(db: sqlite3.Connection) -> tuple[Any, ...]:
-        """Changes whenever a version is pushed or yanked: version count, newest push, yank count."""
-        return tuple(db.execute("SELECT count(*), max(pushed_at), total(yanked) FROM versions").fetchone())
+        """Changes whenever a version is pushed or yanked (two O(1) reads): the generation that
+        every push and yank bumps, and the newest version row (a writer that predates the
+        generation table still adds rows)."""
+        generation = db.execute("SELECT n FROM generation WHERE id = 0").fetchone()
+        return (generation[0] if generation else 0, db.execute("SELECT max(rowid) FROM versions").fetchone()[0])
