@@ -272,3 +272,20 @@ def test_cli_search_like_ranks_and_refuses_bad_input(tiny_pool, tiny_base_dir, t
                               "--base", tiny_base_dir), "missing.csv")
     assert_one_line_error(ahl("search", "--like", target, "--top", "0", "--registry", tiny_pool / "registry",
                               "--base", tiny_base_dir), "--top")
+
+
+def test_search_like_sees_pushes_and_yanks_in_a_long_lived_registry(tiny_pool, tiny_base_model, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_pool / "registry", tmp_path / "registry")
+    registry = LocalRegistry(tmp_path / "registry")
+    query = TaskEmbedding.from_dict(read_artifact(tiny_pool / "trec").metadata["task_embedding"])
+    first = registry.search_like(query, top=5)
+    assert first[0][0].ref.task == "trec" and first[0][1] == pytest.approx(1.0, abs=1e-3)
+    registry.yank(first[0][0].ref)  # the in-memory vectors must not outlive the change
+    assert [e.ref.task for e, _ in registry.search_like(query, top=5)] == ["rotten_tomatoes"]
+    other = tmp_path / "spam"
+    api.train(write_csv(tmp_path / "s.csv", balanced("sms_spam", "train", 10)), task="sms_spam",
+              base=tiny_base_model, config=TrainConfig(epochs=1, max_length=32), out=other)
+    LocalRegistry(tmp_path / "registry").push(other)  # another registry object: another process
+    assert {e.ref.task for e, _ in registry.search_like(query, top=5)} == {"rotten_tomatoes", "sms_spam"}
