@@ -110,6 +110,9 @@ def train(
     overwrite: bool = False,
     on_event: Callable[[TrainEvent], None] | None = None,
     license: str | None = None,
+    task_embedding: bool = True,
+    init_from: str | Path | None = None,
+    registry: Any = None,
 ) -> TrainResult:
     """Train an adapter (or, with ``adapter=None``, a head alone) and save it as an artifact.
 
@@ -128,6 +131,12 @@ def train(
         overwrite: replace an existing artifact at ``out``.
         on_event: progress callback.
         license: the license id recorded in the metadata and the model card (e.g. ``apache-2.0``).
+        task_embedding: record the training data's task embedding in the artifact (SPEC 2.8;
+            a mean sentence vector of up to 256 examples, no text), which ranks the adapter
+            in ``ahl search --like``. Off: nothing about the data beyond its digest is stored.
+        init_from: warm start: an adapter artifact directory or registry ref (pulled from
+            ``registry``) whose adapter weights initialise this adapter (same architecture and
+            base required); the head starts fresh.
 
     Returns:
         :class:`TrainResult` with the dev metrics of the best epoch.
@@ -158,19 +167,35 @@ def train(
         check_writable(Path(out), overwrite=overwrite)
     data = _prepare_data(train_data, dev_data, columns, head, config)  # bad input fails before loading
 
+    if init_from is not None and config.mode != "adapter":
+        raise ConfigError("--init-from warm-starts an adapter; it needs an adapter preset, not head-only training")
+    source = _warm_start_source(init_from, adapter, registry) if init_from is not None else None  # type: ignore[arg-type]
+
     base_model = base if isinstance(base, BaseModel) else load_base(base)
+    if source is not None:
+        check_base(source.metadata, base_model)
     torch.manual_seed(config.seed)
     model = AdapterModel(base_model)
     if config.mode == "adapter":
         model.add_adapter(name, adapter)  # type: ignore[arg-type]
+        if source is not None:
+            model.adapters[name].load_state_dict(source.weights, strict=True)
     result, trainable, total = _fit(model, base_model, data, config, out, on_event)
 
     artifact = None
     if out is not None and result_is_writer():
+        extra: dict[str, Any] = {"adapter": adapter.to_dict() if config.mode == "adapter" else None}  # type: ignore[union-attr]
+        if task_embedding:
+            from .task_embedding import compute_task_embedding
+
+            extra["task_embedding"] = compute_task_embedding(base_model, data.train,
+                                                             max_length=config.max_length).to_dict()
+        if source is not None:
+            extra["init_from"] = {"name": source.metadata["name"], "task": source.metadata["task"],
+                                  "digest": source.digest}
         metadata = artifact_metadata(
             kind="adapter", name=name, task=task, base=base_model, head=data.head, columns=columns, config=config,
-            fit_result=result, data=data.records(), parameters=(trainable, total), license=license,
-            extra={"adapter": adapter.to_dict() if config.mode == "adapter" else None},  # type: ignore[union-attr]
+            fit_result=result, data=data.records(), parameters=(trainable, total), license=license, extra=extra,
         )
         artifact = _save(Path(out), metadata, model.artifact_state_dict(), overwrite=overwrite)
     return TrainResult(artifact, result, model, trainable, total)
@@ -247,8 +272,8 @@ def _save(out: Path, metadata: dict[str, Any], weights: dict[str, torch.Tensor],
 
 
 def fuse(
-    adapters: Sequence[str | Path | LoadedAdapter],
-    train_data: str | Path | ExampleSet,
+    adapters: Sequence[str | Path | LoadedAdapter] = (),
+    train_data: str | Path | ExampleSet | None = None,
     *,
     task: str,
     dev_data: str | Path | ExampleSet | None = None,
@@ -262,7 +287,10 @@ def fuse(
     overwrite: bool = False,
     on_event: Callable[[TrainEvent], None] | None = None,
     license: str | None = None,
-) -> TrainResult:
+    auto: int | None = None,
+    registry: Any = None,
+    target_adapter: str | Path | None = None,
+) -> Any:
     """Train an AdapterFusion layer and a new head over trained adapters (the paper's stage 2).
 
     Every adapter must have been trained on the same base (fingerprint): a mismatch fails
@@ -278,9 +306,27 @@ def fuse(
             paper's setup: ``TrainConfig(learning_rate=5e-5, epochs=10, patience=2, metric="accuracy")``).
         out, name, overwrite, on_event, license: as in :func:`train`.
 
+        auto: compose automatically (:func:`adapterhub_lite.compose.fuse_auto`): rank the
+            pool (``adapters`` if given, else ``registry``'s adapters for the base), take the
+            ``auto`` best, always include the target's own adapter (``target_adapter``, or
+            trained here), try fusion and a warm start, and ship the best on dev; returns an
+            :class:`~adapterhub_lite.compose.AutoResult`. ``config`` (default lr 1e-3) then
+            trains every candidate: the target's adapter, the warm start and the fusion.
+
     Example:
         >>> fuse(["sst2-adapter", "mnli-adapter"], "rte/train.csv", task="rte", out="rte-fusion")
+        >>> fuse(train_data="rte/train.csv", task="rte", auto=3, registry="./registry", out="rte-auto")
     """
+    if train_data is None:
+        raise ConfigError("fuse needs the target's training data")
+    if auto is not None:
+        from .compose import fuse_auto
+
+        return fuse_auto(train_data, task=task, auto=auto, dev_data=dev_data, adapters=[str(a) for a in adapters],
+                         registry=registry, target_adapter=target_adapter, base=base, columns=columns,
+                         adapter_config=config, fusion=fusion, fusion_config=config, out=out, name=name,
+                         overwrite=overwrite,
+                         on_event=on_event)
     config = dataclasses.replace(config or TrainConfig(), mode="fusion")
     config.validate()
     columns = columns or Columns()
@@ -337,12 +383,48 @@ def fuse(
     return TrainResult(artifact, result, model, trainable, total)
 
 
+@dataclass
+class _WarmStart:
+    """What a warm start takes from its source adapter: identity and adapter weights."""
+
+    metadata: dict[str, Any]
+    digest: str
+    weights: dict[str, torch.Tensor]
+
+
+def _warm_start_source(init_from: str | Path, adapter: AdapterConfig, registry: Any) -> _WarmStart:
+    """The adapter a warm start copies, checked to have exactly ``adapter``'s architecture (a
+    registry ref is pulled, verified, into a temporary directory that is removed again)."""
+    import tempfile
+
+    from .hub import fetch
+
+    with tempfile.TemporaryDirectory(prefix="ahl-init-") as tmp:
+        where = Path(init_from) if Path(init_from).is_dir() else fetch(str(init_from), to=Path(tmp) / "a",
+                                                                        registry=registry)
+        source = read_artifact(where)
+        if source.kind != "adapter" or not source.metadata.get("adapter"):
+            raise ConfigError(f"--init-from {init_from}: holds no adapter (kind {source.kind}); "
+                              f"name a trained adapter")
+        theirs, ours = AdapterConfig.from_dict(source.metadata["adapter"]).to_dict(), adapter.to_dict()
+        differs = [f"{k} ({theirs.get(k)!r}, here {v!r})" for k, v in sorted(ours.items()) if theirs.get(k) != v]
+        if differs:
+            raise ConfigError(f"--init-from {init_from}: its adapter differs in {', '.join(differs)}; "
+                              f"train with the same architecture options to warm-start from it")
+        return _WarmStart(source.metadata, source.digest, _adapter_weights(source))
+
+
+def _adapter_weights(artifact: Artifact) -> dict[str, torch.Tensor]:
+    """An adapter artifact's adapter weights (not its head), keyed as in ``model.adapters[name]``."""
+    prefix = "adapter."
+    return {k[len(prefix):]: v for k, v in artifact.load_weights().items() if k.startswith(prefix)}
+
+
 def _add_stored_adapter(model: AdapterModel, artifact: Artifact) -> None:
     """Add an adapter artifact's adapter (not its head) to ``model``, inactive."""
     name = artifact.metadata["name"]
     model.add_adapter(name, AdapterConfig.from_dict(artifact.metadata["adapter"]), activate=False)
-    prefix = "adapter."
-    weights = {k[len(prefix):]: v for k, v in artifact.load_weights().items() if k.startswith(prefix)}
+    weights = _adapter_weights(artifact)
     try:
         model.adapters[name].load_state_dict(weights, strict=True)
     except RuntimeError as exc:

@@ -8,17 +8,20 @@ section 14. They return values and raise :class:`~adapterhub_lite.errors.AhlErro
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 from .artifact import Artifact, read_artifact
-from .base import BaseFingerprint, BaseModel, load_base
-from .errors import ConfigError, NotFoundError, RefError
+from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
+from .errors import ConfigError, DataError, NotFoundError, RefError
 from .registry.local import REGISTRY_ENV, Entry, LocalRegistry
 from .registry.refs import Ref, base_key, parse_ref
 from .registry.remote import Progress, RemoteRegistry, is_remote, parse_remote
 from .registry.tokens import store_token
+from .task_embedding import TaskEmbedding, compute_task_embedding
+from .training.data import Columns, ExampleSet, load_examples
 
 Registry = LocalRegistry | RemoteRegistry
 RegistryLike = str | Path | LocalRegistry | RemoteRegistry | None
@@ -107,10 +110,49 @@ def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel 
     return entry, target
 
 
-def search(*, registry: RegistryLike = None, **filters: Any) -> list[Entry]:
+def search(*, registry: RegistryLike = None, like: str | Path | ExampleSet | TaskEmbedding | None = None,
+           top: int | None = None, columns: Columns | None = None, **filters: Any) -> list[Entry]:
     """Search by ``base``, ``task``, ``architecture``, ``name`` (substring), ``tag``; ``sort`` by a
-    dev metric; ``limit`` rows."""
-    return open_registry(registry).search(**filters)
+    dev metric; ``limit`` rows.
+
+    With ``like`` (a data file, loaded examples, or a :class:`TaskEmbedding`), the latest
+    entries of ``base`` (default: the embedded base) are ranked by the similarity of their task
+    embedding to that data's, best first, ``top`` of them (default 10); each entry's ``score``
+    holds the cosine. Remote registries rank on the server, in one request. The data's
+    embedding is computed here, with the frozen base (SPEC 2.8); no text leaves the machine.
+
+    Example:
+        >>> [(e.ref.task, round(e.score, 2)) for e in search(like="train.csv", top=3)]
+        [('vader_amazon', 0.93), ('rotten_tomatoes', 0.9), ('vader_movies', 0.88)]
+    """
+    reg = open_registry(registry)
+    if like is None:
+        return reg.search(**filters)
+    others = sorted(k for k, v in filters.items() if v is not None and k not in ("base", "limit"))
+    if others:
+        raise ConfigError(f"--like ranks by similarity; combine it only with --base and --top "
+                          f"(not {', '.join(others)})")
+    base = filters.get("base")
+    if isinstance(like, TaskEmbedding):
+        embedding, base_id = like, (base.model_id if isinstance(base, BaseModel) else base) or DEFAULT_BASE
+    else:
+        loaded = base if isinstance(base, BaseModel) else load_base(base)
+        embedding, base_id = task_embedding_of(like, base=loaded, columns=columns), loaded.model_id
+    limit = top if top is not None else filters.get("limit") or 10
+    if limit < 1:
+        raise ConfigError("--top must be at least 1")
+    return [dataclasses.replace(entry, score=score) for entry, score in
+            reg.search_like(embedding, base=base_id, top=int(limit))]
+
+
+def task_embedding_of(data: str | Path | ExampleSet, *, base: str | BaseModel | None = None,
+                      columns: Columns | None = None) -> TaskEmbedding:
+    """The task embedding of a data file (or loaded examples) under ``base`` (SPEC 2.8)."""
+    examples = data if isinstance(data, ExampleSet) else load_examples(data, columns or Columns(), require_label=False)
+    if not examples.examples:
+        raise DataError(f"{examples.source}: no rows to summarise")
+    loaded = base if isinstance(base, BaseModel) else load_base(base)
+    return compute_task_embedding(loaded, examples)
 
 
 def resolve(ref: str | Ref, *, base: str | None = None,

@@ -1,8 +1,10 @@
 """``ahl demo``: the whole story on the embedded model and bundled real data.
 
-Train a few source adapters, share them through a registry, pull them back verified, and fuse
-them with a low-resource target's own adapter (Pfeiffer et al. 2021): then compare the fusion
-with the target's adapter and its head-only baseline, and show which adapters the fusion uses.
+Train a few source adapters (related and unrelated to the target), share them through a
+registry, pull them back verified, rank the registry's adapters for a low-resource target (task
+embeddings and the transfer probe), and let ``fuse --auto`` compose the best of them with the
+target's own adapter (Pfeiffer et al. 2021): then compare what it shipped with the target's
+adapter and its head-only baseline, and show which adapters a fusion uses.
 """
 
 from __future__ import annotations
@@ -12,21 +14,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
 from adapterhub_lite import analysis, api, bundled, hub
+from adapterhub_lite.artifact import read_artifact
 from adapterhub_lite.base import BaseModel
 from adapterhub_lite.config import TrainConfig
 from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import ExampleSet
 from adapterhub_lite.training.loop import TrainEvent
 
-from .render import activations_table, console, quiet_libraries, trainable_share, training_progress, user_errors
+from .rank import render_ranking
+from .render import (
+    activations_table,
+    console,
+    metrics_table,
+    quiet_libraries,
+    trainable_share,
+    training_progress,
+    user_errors,
+)
 
-DEFAULT_SOURCES = "rotten_tomatoes,vader_amazon,trec"
+DEFAULT_SOURCES = "rotten_tomatoes,vader_amazon,trec,sms_spam"
+AUTO_K = 2
 
 
 @dataclass
@@ -35,7 +48,7 @@ class Run:
 
     label: str
     path: Path
-    result: api.TrainResult
+    result: Any  # api.TrainResult, or auto's AutoResult
     held_out: dict[str, float]
     seconds: float
 
@@ -46,13 +59,15 @@ def demo(
     sources: str = typer.Option(DEFAULT_SOURCES, help="Comma-separated bundled tasks to train source adapters on."),
     examples: int = typer.Option(300, help="Labelled target examples (a tenth of them is held out as dev)."),
     epochs: int = typer.Option(1, help="Epochs for each source adapter (on its bundled train split)."),
+    source_examples: int = typer.Option(1000, help="Training examples of each source adapter."),
     target_epochs: int = typer.Option(5, help="Most epochs for each target run (best dev epoch kept)."),
     limit: Optional[int] = typer.Option(None, help="At most this many examples per train and eval set (a quick look)."),
     lr: float = typer.Option(1e-3, help="Learning rate of every run, fusion included (see docs/paper-replication.md)."),
     workdir: Path = typer.Option(Path("ahl-demo"), help="Where the demo writes artifacts, registry and heatmap."),
 ) -> None:
-    """Train source adapters, push them to a registry and pull them back, then fuse them for a
-    low-resource target and compare with the target's own adapter and a head-only baseline.
+    """Train source adapters, push them to a registry and pull them back, rank them for a
+    low-resource target, compose automatically (fuse --auto) and compare with the target's own
+    adapter and a head-only baseline.
 
     Every run uses the embedded MiniLM-L6-H384. Target runs select their epoch on a dev split of
     the target's examples and are scored on the task's bundled dev file, held out (minus any text
@@ -62,19 +77,23 @@ def demo(
     names = _check_tasks(task, sources)
     base = api.load_base()
     size = min(examples, limit) if limit is not None else examples
-    console.print(f"[bold]demo[/]: fuse adapters of {', '.join(names)} for {task} with {size} labelled "
+    console.print(f"[bold]demo[/]: compose adapters of {', '.join(names)} for {task} with {size} labelled "
                   f"examples; base {base.model_id}, lr {lr}")
 
-    trained = _train_sources(names, base, epochs, lr, limit, workdir / "sources")
-    pulled = _share(trained, base, workdir)
+    per_source = min(source_examples, limit) if limit is not None else source_examples
+    trained = _train_sources(names, base, epochs, lr, per_source, workdir / "sources")
+    _share(trained, base, workdir)  # the registry auto composes from: pushed, pulled back, compared
     train, held_out = _target_data(task, names, size, limit)
     config = TrainConfig(learning_rate=lr, epochs=target_epochs, patience=2)
-    runs = _train_target(task, train, held_out, pulled, base, config, workdir / "target")
+    runs = _train_target(task, train, held_out, base, config, workdir)
     _compare(task, runs, len(held_out))
-    _inspect(runs[-1].path, train, base, workdir / "fusion-heatmap.png")
-    entry = hub.push(runs[-1].path, registry=workdir / "registry")
+    shipped = runs[-1].path
+    if read_artifact(shipped).kind == "fusion":
+        _inspect(shipped, train, base, workdir / "fusion-heatmap.png")
+    entry = hub.push(shipped, registry=workdir / "registry")
     hub.verify(str(entry.ref), registry=workdir / "registry")
-    console.print(f"pushed the fusion as [bold]{entry.ref}[/] (it locks its adapters by digest) and verified it")
+    console.print(f"pushed what auto shipped as [bold]{entry.ref}[/] (a fusion locks its adapters by digest) "
+                  f"and verified it")
     console.print(f"artifacts in {workdir}/ (try: ahl info {runs[-1].path}, ahl search --registry {workdir}/registry)")
 
 
@@ -151,31 +170,50 @@ def _first(data: ExampleSet, count: int | None) -> ExampleSet:
     return ExampleSet(data.examples[:count], data.source, data.sha256, data.columns_found)
 
 
-def _train_target(task: str, train: ExampleSet, held_out: ExampleSet, pulled: dict[str, Path], base: BaseModel,
-                  config: TrainConfig, workdir: Path) -> list[Run]:
-    """Head-only, the target's own adapter, and the fusion of the pulled sources + that adapter.
+def _train_target(task: str, train: ExampleSet, held_out: ExampleSet, base: BaseModel, config: TrainConfig,
+                  workdir: Path) -> list[Run]:
+    """Head-only, the target's own adapter, and what ``fuse --auto`` ships from the registry
+    (ranked, composed with the target's adapter, compared on dev; the ranking is shown).
 
     Each run carves the same dev split from ``train`` (same seed) to pick its best epoch.
     """
     common = {"task": task, "base": base, "config": config, "overwrite": True}
-    head = _run("head only", workdir, held_out, base,
+    head = _run("head only", workdir / "target", held_out, base,
                 lambda out, on_event: api.train(train, adapter=None, out=out, on_event=on_event, **common))
-    own = _run("target adapter", workdir, held_out, base,
+    own = _run("target adapter", workdir / "target", held_out, base,
                lambda out, on_event: api.train(train, adapter="pfeiffer", out=out, on_event=on_event, **common))
-    fusion = _run("fusion", workdir, held_out, base,
-                  lambda out, on_event: api.fuse([*pulled.values(), own.path], train, out=out, on_event=on_event,
-                                                 **common))
-    return [head, own, fusion]
+    chosen: list[Any] = []
+
+    def auto(out: Path, on_event: Callable[[TrainEvent], None]) -> Any:
+        result = api.fuse(train_data=train, out=out, on_event=on_event, auto=AUTO_K, registry=workdir / "registry",
+                          target_adapter=own.path, **common)
+        chosen.append(result)
+        return result
+
+    shipped = _run(f"auto (top {AUTO_K})", workdir / "target", held_out, base, auto)
+    result = chosen[0]
+    render_ranking(result.ranking, title=f"registry adapters ranked for {task} (task embedding, then probe)")
+    console.print(metrics_table("auto: candidates on dev", {c.method: c.dev for c in result.candidates if c.dev}))
+    console.print(f"auto shipped [bold]{result.chosen.method}[/] (best on dev; never below the target's adapter)")
+    return [head, own, shipped]
 
 
 def _run(label: str, workdir: Path, held_out: ExampleSet, base: BaseModel,
-         fit: Callable[[Path, Callable[[TrainEvent], None]], api.TrainResult]) -> Run:
+         fit: Callable[[Path, Callable[[TrainEvent], None]], Any]) -> Run:
     """Train and save one target-side model with a progress bar, then score the saved artifact."""
-    out = workdir / label.replace(" ", "-")
+    out = workdir / label.split(" (")[0].replace(" ", "-")
     start = time.perf_counter()
     with training_progress(label) as on_event:
         result = fit(out, on_event)
     return Run(label, out, result, api.evaluate(out, held_out, base=base), time.perf_counter() - start)
+
+
+def _trainable(result: Any) -> str:
+    """The trainable share of a run (auto: of what it shipped, from the artifact's record)."""
+    if isinstance(result, api.TrainResult):
+        return trainable_share(result.trainable_parameters, result.total_parameters)
+    parameters = result.artifact.metadata["parameters"]
+    return trainable_share(parameters["trainable"], parameters["total"])
 
 
 def _compare(task: str, runs: list[Run], held_out_size: int) -> None:
@@ -187,13 +225,11 @@ def _compare(task: str, runs: list[Run], held_out_size: int) -> None:
     for run in runs:
         result = run.result
         table.add_row(run.label, f"{result.metrics['accuracy']:.3f}", f"{run.held_out['accuracy']:.3f}",
-                      f"{run.held_out['macro_f1']:.3f}", trainable_share(result.trainable_parameters,
-                                                                         result.total_parameters),
-                      f"{run.seconds:.0f}s")
+                      f"{run.held_out['macro_f1']:.3f}", _trainable(result), f"{run.seconds:.0f}s")
     console.print(table)
-    fusion, own = runs[-1].held_out["accuracy"], runs[1].held_out["accuracy"]
-    console.print(f"held-out accuracy: fusion {fusion:.3f} vs target adapter {own:.3f} "
-                  f"([bold]{100 * (fusion - own):+.1f}[/] points)")
+    shipped, own = runs[-1].held_out["accuracy"], runs[1].held_out["accuracy"]
+    console.print(f"held-out accuracy: auto {shipped:.3f} vs target adapter {own:.3f} "
+                  f"([bold]{100 * (shipped - own):+.1f}[/] points)")
 
 
 def _inspect(fusion: Path, data: ExampleSet, base: BaseModel, plot: Path) -> None:

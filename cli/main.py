@@ -8,7 +8,7 @@ import typer
 
 from adapterhub_lite.api import _versions
 
-from . import analysis, demo, fuse, interop, registry, serve, train, use
+from . import analysis, demo, fuse, interop, rank, registry, serve, train, use
 from .render import console, print_json, setup
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ app.command("eval")(use.evaluate)
 app.command("predict")(use.predict)
 app.command("info")(use.info)
 app.command("fuse")(fuse.fuse)
+app.command("rank")(rank.rank)
 app.command("inspect")(analysis.inspect)
 app.command("prune")(analysis.prune)
 app.command("push")(registry.push)

@@ -15,6 +15,7 @@ from adapterhub_lite.errors import AhlError
 from adapterhub_lite.registry.cache import DownloadCache
 from adapterhub_lite.registry.local import Entry, cache_root
 from adapterhub_lite.registry.tokens import tokens_path
+from adapterhub_lite.training.data import Columns
 
 from .render import activity, console, print_json, transfer_progress, user_errors
 
@@ -112,21 +113,32 @@ def search(
     tag: Optional[str] = typer.Option(None, help="A tag, e.g. task:trec or head:regression."),
     sort: Optional[str] = typer.Option(None, help="Sort by a dev metric, best first (e.g. accuracy)."),
     limit: int = typer.Option(50, help="Rows at most."),
+    like: Optional[Path] = typer.Option(None, "--like", help="A data file: rank the base's adapters by how "
+                                        "similar their training data is to it (task embeddings)."),
+    top: int = typer.Option(10, help="With --like: rows at most."),
+    text_column: str = typer.Option("text", help="With --like: the column holding the text."),
     registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Search a registry: the latest non-yanked version of each matching entry."""
-    entries = hub.search(registry=registry, task=task, base=base, architecture=architecture, name=name, tag=tag,
-                         sort=sort, limit=limit)
+    """Search a registry: the latest non-yanked version of each matching entry (or, with
+    --like, the adapters whose training data is most similar to a data file's)."""
+    if like is not None:
+        entries = hub.search(registry=registry, like=like, top=top, columns=Columns(text=text_column), base=base,
+                             task=task, architecture=architecture, name=name, tag=tag, sort=sort)
+    else:
+        entries = hub.search(registry=registry, task=task, base=base, architecture=architecture, name=name,
+                             tag=tag, sort=sort, limit=limit)
     if json_out:
-        print_json([entry_json(e) for e in entries])
+        print_json([{**entry_json(e), **({"similarity": e.score} if like is not None else {})} for e in entries])
         return
-    table = Table(title=f"{len(entries)} adapter(s)")
-    for column in ("task/name", "version", "base", "arch", "head", "dev metrics"):
+    table = Table(title=f"{len(entries)} adapter(s)" + (f" most similar to {like}" if like is not None else ""))
+    columns = ("similarity",) * (like is not None) + ("task/name", "version", "base", "arch", "head", "dev metrics")
+    for column in columns:
         table.add_column(column, overflow="fold")  # a narrow terminal folds a ref, never cuts it
     for e in entries:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in e.summary.get("metrics", {}).items() if v is not None)
-        table.add_row(f"{e.ref.task}/{e.ref.name}", e.ref.version, e.ref.base, e.summary.get("architecture"),
+        score = (f"{e.score:.3f}",) if like is not None else ()
+        table.add_row(*score, f"{e.ref.task}/{e.ref.name}", e.ref.version, e.ref.base, e.summary.get("architecture"),
                       e.summary.get("head"), metrics)
     console.print(table)
 

@@ -78,6 +78,11 @@ def train(
     ),
     device: str = TrainOption("auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps."),
     license: Optional[str] = typer.Option(None, help=LICENSE_HELP),
+    init_from: Optional[str] = AdapterOption(None, help="Warm start: an adapter (ref or directory) of the same "
+                                                        "architecture whose weights initialise this one."),
+    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry for --init-from refs."),
+    task_embedding: bool = DataOption(True, help="Record the training data's task embedding (a mean sentence "
+                                                 "vector, no text) so that search --like can rank the adapter."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train an adapter on a frozen base model and save it as an artifact directory.
@@ -124,6 +129,9 @@ def train(
             overwrite=overwrite,
             on_event=on_event,
             license=license,
+            task_embedding=task_embedding,
+            init_from=init_from,
+            registry=registry,
         )
     if not api.result_is_writer():
         return

@@ -22,11 +22,14 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..artifact import (
     FUSION_ADAPTERS_DIR,
@@ -39,6 +42,7 @@ from ..artifact import (
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
 from ..files import crash_point, locked, sha256_file, swap_into_place
+from ..task_embedding import TaskEmbedding, embedding_of, unit_rows
 from .blobs import BlobStore, copy_hashed
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
@@ -70,6 +74,7 @@ class Entry:
     ref: Ref
     manifest: dict[str, Any]
     yanked: bool = False
+    score: float | None = None  # search --like: the cosine of the task embeddings
 
     @property
     def digest(self) -> str:
@@ -94,6 +99,8 @@ def summarize(metadata: dict[str, Any]) -> dict[str, Any]:
         "labels": head.get("label_names", []),
         "metrics": metadata.get("metrics", {}).get("dev", {}),
         "tags": sorted({f"task:{metadata['task']}", f"head:{head.get('type')}", *metadata.get("tags", [])}),
+        # the training data's task embedding (SPEC 2.8), which ranks entries in search --like
+        **({"task_embedding": metadata["task_embedding"]} if metadata.get("task_embedding") else {}),
     }
 
 
@@ -336,6 +343,14 @@ class LocalRegistry:
         """Latest non-yanked version of each matching entry; filters as in :meth:`_Index.search`."""
         return [self._entry(Ref(b, t, n), v) for b, t, n, v in self._index.search(**filters)]
 
+    def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,
+                    top: int = 10) -> list[tuple[Entry, float]]:
+        """Latest non-yanked versions ranked by the cosine of their task embedding with
+        ``embedding``, best first (ties by entry), with the similarity; entries without an
+        embedding (or of another width) are left out."""
+        return [(self._entry(Ref(b, t, n), v), score) for b, t, n, v, score in
+                self._index.search_like(embedding, base=base_key(base) if base else None, top=top)]
+
     def all_manifests(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         for path in sorted((self.root / "entries").glob("*/*/*/*/*.json")):
             yield path, json.loads(path.read_text(encoding="utf-8"))
@@ -398,6 +413,12 @@ class _Index:
         "CREATE TABLE IF NOT EXISTS latest_metrics (metric TEXT, value REAL, base TEXT, task TEXT, name TEXT)",
         "CREATE INDEX IF NOT EXISTS latest_metrics_by_value ON latest_metrics (metric, value DESC, base, task, name)",
         "CREATE INDEX IF NOT EXISTS latest_metrics_by_entry ON latest_metrics (base, task, name)",
+        # each version's task embedding (SPEC 2.8): the raw little-endian float16 values, kept
+        # small so that a row fits its page (search --like scans every latest one)
+        "CREATE TABLE IF NOT EXISTS embeddings (base TEXT, task TEXT, name TEXT, version TEXT, examples INT, "
+        "max_length INT, vector BLOB, PRIMARY KEY (base, task, name, version))",
+        # bumped by every push and yank: search --like's in-memory vectors are current while it holds
+        "CREATE TABLE IF NOT EXISTS generation (id INT PRIMARY KEY, n INT)",
     )
     # the numeric metrics of the latest versions (all of them, or one entry's)
     _FILL_METRICS = ("INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
@@ -406,11 +427,15 @@ class _Index:
 
     def __init__(self, path: Path, registry: LocalRegistry) -> None:
         self.path = path
+        # search --like: (base, width) -> (signature, entry keys, float32 matrix)
+        self._like_cache: dict[tuple[str | None, int], tuple[Any, list[tuple[str, ...]], np.ndarray]] = {}
+        self._like_lock = threading.Lock()
         fresh = not path.exists()
         with self._connect() as db:
             # An index written before latest_metrics existed gets it, filled by one process: the
             # check is repeated under the write lock, which an ordinary open never takes.
             upgrade = not fresh and not self._has_metrics(db)
+            add_embeddings = not fresh and not self._has_table(db, "embeddings")
             if upgrade:
                 db.execute("BEGIN IMMEDIATE")
                 upgrade = not self._has_metrics(db)
@@ -418,6 +443,9 @@ class _Index:
                 db.execute(statement)
             if upgrade:
                 db.execute(self._FILL_METRICS)
+            if fresh or add_embeddings:  # an index from before embeddings were indexed gets them too
+                db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               [row for _, m in registry.all_manifests() for row in self._embedding_rows(m)])
             if fresh:  # one transaction for the whole rebuild: one fsync, not one per version
                 rows = [self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
                                         manifest_path.with_suffix(".yanked").exists()))
@@ -433,6 +461,21 @@ class _Index:
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return connect(self.path)
+
+    @staticmethod
+    def _has_table(db: sqlite3.Connection, name: str) -> bool:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return found is not None
+
+    @staticmethod
+    def _embedding_rows(manifest: dict[str, Any]) -> list[tuple[str, str, str, str, int, int, bytes]]:
+        """The ``embeddings`` row of a manifest whose summary holds a readable task embedding."""
+        embedding = embedding_of(manifest.get("summary", {}))
+        if embedding is None:
+            return []
+        vector = embedding.vector.astype("<f2").tobytes()
+        return [(manifest["base"], manifest["task"], manifest["name"], manifest["version"], embedding.examples,
+                 embedding.max_length, vector)]
 
     @staticmethod
     def _has_metrics(db: sqlite3.Connection) -> bool:
@@ -455,12 +498,15 @@ class _Index:
             "AND name = ? AND yanked = 0 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1)", key
         )
         db.execute("DELETE FROM latest_metrics WHERE base = ? AND task = ? AND name = ?", key)
+        db.execute("INSERT INTO generation VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1")
         db.execute(f"{_Index._FILL_METRICS} AND v.base = ? AND v.task = ? AND v.name = ?", key)
 
     def add(self, entry: Entry) -> None:
         """Index a new version (called under the entry's lock)."""
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", self._row(entry))
+            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           self._embedding_rows(entry.manifest))
             self._refresh_latest(db, entry.ref)
 
     def reconcile(self, registry: LocalRegistry, refs: list[Ref] | None = None) -> int:
@@ -478,12 +524,14 @@ class _Index:
                      for key in keys for v in registry._versions(Ref(*key))]
         on_disk: dict[tuple[str, str, str], set[tuple[Any, ...]]] = {key: set() for key in keys}
         rows: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {key: [] for key in keys}
+        embeddings: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {key: [] for key in keys}
         for manifest_path, m in found:
             row = self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
                                   manifest_path.with_suffix(".yanked").exists()))
             key = (m["base"], m["task"], m["name"])
             on_disk[key].add((row[3], row[7], row[13]))
             rows[key].append(row)
+            embeddings[key] += self._embedding_rows(m)
         fixed = 0
         with self._connect() as db:
             for key in keys:
@@ -493,6 +541,8 @@ class _Index:
                     continue
                 db.execute("DELETE FROM versions WHERE base = ? AND task = ? AND name = ?", key)
                 db.executemany(f"INSERT INTO versions VALUES ({', '.join('?' * 15)})", rows[key])
+                db.execute("DELETE FROM embeddings WHERE base = ? AND task = ? AND name = ?", key)
+                db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)", embeddings[key])
                 self._refresh_latest(db, Ref(*key))
                 fixed += 1
         return fixed
@@ -548,3 +598,50 @@ class _Index:
                     (*args, metric, int(limit) - len(rows))
                 ).fetchall()
             return rows
+
+    def search_like(self, embedding: TaskEmbedding, *, base: str | None,
+                    top: int) -> list[tuple[str, str, str, str, float]]:
+        """``(base, task, name, version, cosine)`` of the latest versions with an embedding as wide
+        as ``embedding``, best first; equal scores in entry order, so the ranking is deterministic.
+
+        The latest versions' vectors (of ``base``) are read in one indexed scan into a matrix,
+        kept while the registry is unchanged (the signature of :meth:`_signature`), so a
+        long-lived process (``ahl serve``, a Python program) ranks with one matrix product."""
+        if top < 1:
+            return []
+        width = embedding.vector.size
+        with self._connect() as db:
+            signature = self._signature(db)
+            with self._like_lock:
+                cached = self._like_cache.get((base, width))
+            if cached is None or cached[0] != signature:
+                where, args = ["v.latest = 1", "length(e.vector) = ?"], [2 * width]
+                if base:
+                    where.append("v.base = ?")
+                    args.append(base)
+                rows = db.execute(
+                    "SELECT v.base, v.task, v.name, v.version, e.vector FROM versions AS v JOIN embeddings AS e "
+                    "ON e.base = v.base AND e.task = v.task AND e.name = v.name AND e.version = v.version "
+                    f"WHERE {' AND '.join(where)} ORDER BY v.base, v.task, v.name", args).fetchall()
+                matrix = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f2").astype(np.float32)
+                cached = (signature, [r[:4] for r in rows], unit_rows(matrix.reshape(len(rows), width)))
+                with self._like_lock:
+                    self._like_cache[(base, width)] = cached
+        _, keys, matrix = cached
+        if not keys:
+            return []
+        norm = float(np.linalg.norm(embedding.vector))
+        scores = matrix @ (embedding.vector / norm) if norm > 0 else np.zeros(len(keys), dtype=np.float32)
+        candidates = np.arange(len(keys))
+        if len(keys) > top:  # only scores at or above the top-th sort (ties keep entry order)
+            candidates = np.flatnonzero(scores >= np.partition(scores, -top)[-top])
+        order = candidates[np.argsort(-scores[candidates], kind="stable")][:top]
+        return [(*keys[i], float(scores[i])) for i in order]
+
+    @staticmethod
+    def _signature(db: sqlite3.Connection) -> tuple[Any, ...]:
+        """Changes whenever a version is pushed or yanked (two O(1) reads): the generation that
+        every push and yank bumps, and the newest version row (a writer that predates the
+        generation table still adds rows)."""
+        generation = db.execute("SELECT n FROM generation WHERE id = 0").fetchone()
+        return (generation[0] if generation else 0, db.execute("SELECT max(rowid) FROM versions").fetchone()[0])

@@ -50,6 +50,7 @@ from ..errors import (
     VersionConflictError,
 )
 from ..files import replacing, swap_into_place
+from ..task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
 from . import boundary
 from .boundary import (
     MAX_METADATA_BYTES,
@@ -150,20 +151,22 @@ def _reason(exc: BaseException) -> str:
 
 
 @contextmanager
-def _streaming(url: str, headers: dict[str, str]) -> Iterator[tuple[Any, Iterator[bytes]]]:
-    """GET ``url`` through ``huggingface_hub``'s session, yielding the response and its body as
-    it arrives (closed on the way out): nothing is read before the caller decides to."""
+def _streaming(url: str, headers: dict[str, str], json_body: Any = None) -> Iterator[tuple[Any, Iterator[bytes]]]:
+    """GET ``url`` (POST ``json_body`` when given) through ``huggingface_hub``'s session, yielding
+    the response and its body as it arrives (closed on the way out): nothing is read before the
+    caller decides to."""
     from huggingface_hub.utils import get_session
 
     session = get_session()
     timeout = boundary.STALL_TIMEOUT_S  # per read: a stalled server fails, a slow large file does not
+    method = "GET" if json_body is None else "POST"
     if hasattr(session, "stream"):  # httpx (huggingface_hub >= 1.0)
-        with session.stream("GET", url, headers=headers, timeout=timeout) as response:
+        with session.stream(method, url, headers=headers, timeout=timeout, json=json_body) as response:
             # No chunk size: httpx would hold back up to that much, and bytes that reached us
             # before a cut must reach the partial file, so that the next try resumes after them.
             yield response, response.iter_bytes()
     else:  # requests (huggingface_hub < 1.0)
-        response = session.get(url, headers=headers, stream=True, timeout=timeout)
+        response = session.request(method, url, headers=headers, stream=True, timeout=timeout, json=json_body)
         try:
             yield response, response.iter_content(1 << 16)
         finally:
@@ -938,6 +941,42 @@ class RemoteRegistry:
         if not isinstance(record.get("summary", {}), dict):
             raise RemoteError(f"search: {ref}: the server's summary is not an object")
         return Entry(ref, {**record, "repo": check_repo(row.get("id"), "search")}, bool(record.get("yanked")))
+    def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,
+                    top: int = 10) -> list[tuple[Entry, float]]:
+        """Latest entries ranked by task-embedding similarity, ranked by the server in one
+        request (ahl serve's extension, SPEC 14.9), each with its cosine. What the server sends
+        is checked: a malformed row fails the whole answer.
+
+        Raises:
+            ConfigError: the server does not rank by task embedding (the Hub does not).
+        """
+        from huggingface_hub.utils import hf_raise_for_status
+
+        body = {"task_embedding": embedding.to_dict(), "top": int(top), "base": base_key(base) if base else None}
+        what = "search --like"
+        try:
+            with self._talking(what), _streaming(f"{self.endpoint}{SEARCH_LIKE_PATH}", self._headers(),
+                                                 json_body=body) as (response, chunks):
+                hf_raise_for_status(response)
+                check_content_length(response.headers, MAX_METADATA_BYTES, what)
+                rows = parse_json(read_bounded(chunks, MAX_METADATA_BYTES, what), what)
+        except NotFoundError:
+            raise ConfigError(f"{self.url} does not rank adapters by task embedding (ahl serve does); rank "
+                              f"named adapters with 'ahl rank --adapters', or search a local registry") from None
+        if not isinstance(rows, list):
+            raise RemoteError(f"{self.url} answered search --like with something that is not a list")
+        out = []
+        try:
+            for row in rows[:top]:
+                score = row["score"]
+                if not isinstance(score, (int, float)) or isinstance(score, bool) or not -1.001 <= score <= 1.001:
+                    raise TypeError("score")
+                entry = self._entry({**row["ahlEntry"], "repo": str(row["id"])})
+                if not self.namespace or str(row["id"]).startswith(f"{self.namespace}/"):
+                    out.append((entry, float(score)))
+        except (KeyError, TypeError, AttributeError, RefError):
+            raise RemoteError(f"{self.url} answered search --like with a malformed row") from None
+        return out
 
     def _search_by_tags(self, filters: list[str], name: str | None, sort: str | None, limit: int) -> list[Entry]:
         """Search on a server without ahl's extensions (the Hub): list the repositories by tag,

@@ -15,7 +15,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..files import crash_point
+from ..task_embedding import TaskEmbedding
 from .local import connect
 from .refs import check_segment, repo_slug
 from .repo_model import LOCAL_NAMESPACE, METRIC_SORT, Repo, entry_key, entry_tags, hub_time, version_commit_id
@@ -274,6 +277,12 @@ class RepoIndex:
             return None
         version, digest, architecture, head, tags, metrics, pushed_at = row
         base, task, name = entry.split("\n")
+        summary = {"architecture": architecture, "head": head, "tags": json.loads(tags), "metrics": json.loads(metrics)}
+        embedding = db.execute("SELECT examples, max_length, vector FROM registry.embeddings WHERE base = ? AND "
+                               "task = ? AND name = ? AND version = ?", (base, task, name, version)).fetchone()
+        if embedding is not None:  # the task embedding (SPEC 2.8) rides along in the listing
+            examples, max_length, vector = embedding
+            values = np.frombuffer(vector, dtype="<f2").astype(np.float32)
+            summary["task_embedding"] = TaskEmbedding(values, examples, max_length).to_dict()
         return {"base": base, "task": task, "name": name, "version": version, "digest": digest,
-                "pushed_at": pushed_at, "summary": {"architecture": architecture, "head": head,
-                                                    "tags": json.loads(tags), "metrics": json.loads(metrics)}}
+                "pushed_at": pushed_at, "summary": summary}

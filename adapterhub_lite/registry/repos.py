@@ -43,6 +43,7 @@ from typing import Any
 from ..artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, Artifact, artifact_files, read_artifact
 from ..errors import ArtifactError, ConfigError, IntegrityError, RefError
 from ..files import crash_point, locked
+from ..task_embedding import TaskEmbedding
 from .local import LocalRegistry, summarize
 from .refs import Ref, base_key, repo_slug
 from .repo_index import RepoIndex
@@ -684,6 +685,19 @@ class RepoStore:
         """Repositories matching all filters, as index rows (``id``, ``sha``, dates, ``tags``)."""
         self._index.sync_local()
         return self._index.search(author=author, search=search, tags=tags, sort=sort, offset=offset, limit=limit)
+
+    def search_like(self, embedding: TaskEmbedding, *, base: str | None, top: int) -> list[dict[str, Any]]:
+        """The latest entries ranked by task-embedding similarity (SPEC 14.9): rows with the
+        repository ``id`` that serves each entry, its ``score`` (cosine) and ``ahlEntry``."""
+        self._index.sync_local()
+        rows = []
+        for entry, score in self.registry.search_like(embedding, base=base, top=top):
+            key = entry.ref.entry
+            manifest = entry.manifest
+            rows.append({"id": self._index.owner(key) or f"{LOCAL_NAMESPACE}/{repo_slug(*key)}", "score": score,
+                         "ahlEntry": {k: manifest.get(k) for k in ("base", "task", "name", "version", "digest",
+                                                                   "pushed_at", "summary")}})
+        return rows
 
 
 def _check_records(artifact: Artifact, files: dict[str, dict[str, Any]]) -> None:

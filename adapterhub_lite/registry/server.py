@@ -68,6 +68,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import AhlError, ConfigError, NotFoundError, RefError, VersionConflictError
+from ..task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
+from .refs import base_key
 from .repo_model import (
     BRANCH,
     LFS_TRANSFER_HEADER,
@@ -104,6 +106,7 @@ MIN_BODY_RATE = 16 << 10  # bytes/s a body must average once it has taken read_t
 OFF_LOOP_BYTES = 64 << 10  # JSON bodies larger than this are parsed in a worker thread
 MAX_CURSOR = 1 << 62  # list_models offsets (SQLite integers are 64-bit)
 PAGE_SIZE = 1000  # list_models rows per page, as on the Hub; tree entries per page too
+MAX_LIKE_TOP = 1000  # rows search --like answers at most
 TOKENS_ENV = "AHL_SERVE_TOKENS"
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
 LFS_MIN_BYTES = 1 << 20  # larger files go "lfs" (to clients that take it), as do binary ones
@@ -532,6 +535,23 @@ class _Server:
             headers["Link"] = f'<{request.url.replace(query=urlencode(query))}>; rel="next"'
         return JSONResponse(models, headers=headers)
 
+    async def search_like(self, request: Request) -> Response:
+        """ahl's extension (SPEC 14.9): the latest entries of a base ranked by the similarity of
+        their task embedding to the one posted, in one request. Cheap and anonymous like a
+        listing: one index scan and one matrix product, off the event loop."""
+        if self.private and self._user(request) is None:
+            raise HTTPError(401, "this registry is private: pass a token")
+        body = await _json_body(request, MAX_JSON_BYTES, self.read_timeout)
+        embedding = TaskEmbedding.from_dict(body.get("task_embedding"), "task_embedding")
+        top, base = body.get("top", 10), body.get("base")
+        if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= MAX_LIKE_TOP:
+            raise RefError(f"top must be a whole number from 1 to {MAX_LIKE_TOP}")
+        if base is not None and not isinstance(base, str):
+            raise RefError("base must be a string (a model id)")
+        rows = await run_in_threadpool(
+            functools.partial(self.store.search_like, embedding, base=base_key(base) if base else None, top=top))
+        return JSONResponse(rows)
+
     async def validate_yaml(self, request: Request) -> Response:
         """Check a model card's YAML header: a writer's work (a token), small, parsed off the loop."""
         self._writer(request)
@@ -808,6 +828,7 @@ def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = Fals
         Route("/api/repos/create", _endpoint(server.create_repo), methods=["POST"]),
         Route("/api/validate-yaml", _endpoint(server.validate_yaml), methods=["POST"]),
         Route("/api/models", _endpoint(server.list_models), methods=["GET"]),
+        Route(SEARCH_LIKE_PATH, _endpoint(server.search_like), methods=["POST"]),
         Route(api, _endpoint(server.model_info), methods=["GET"]),
         Route(f"{api}/revision/{{revision:path}}", _endpoint(server.model_info), methods=["GET"]),
         Route(f"{api}/preupload/{{revision:path}}", _endpoint(server.preupload), methods=["POST"]),

@@ -1,0 +1,313 @@
+"""Does ranking + automatic composition pay off on low-resource targets? (issue 14, item 5)
+
+Pool
+    The 12 source adapters of ``benchmarks/composition_pool.py`` (sentiment, questions, news,
+    spam families; built once into ``results/composition/<scale>/registry`` and reused).
+
+Targets
+    Four bundled tasks at 50 and 200 training examples (+ 100 dev examples, both sampled once
+    with a fixed data seed from the task's training file); the test set is the task's bundled
+    dev file minus any text a candidate source or the target's own pool trained on. For each
+    target, the candidates are the pool minus the sources built from the target's own data set,
+    so "related" means "another data set of the same family is in the pool":
+
+    vader_tweets, vader_nyt   related (four other sentiment sets in the pool)
+    sms_spam, bbc_news        unrelated (no other spam or news data in the pool)
+
+Methods (per target, size and seed; the method seed varies initialisation and order)
+    head-only         a head on the frozen base
+    ST-A              the target's own Pfeiffer adapter
+    Fusion-all        AdapterFusion over every candidate + ST-A
+    Fusion-emb-K      over the K most similar by task embedding + ST-A
+    Fusion-probe-K    over the K best by the transfer probe + ST-A
+    warm-start        ST-A initialised from the probe's best source
+    auto              what ``fuse --auto K`` ships: the best on dev of ST-A, warm-start and
+                      Fusion-probe-K (ties to the simpler), by the same rule (compose.choose)
+
+Learning rates are the replication's dev-selected ones (docs/paper-replication.md: 1e-3 for
+head, adapters and fusion); nothing here looks at test data to choose anything.
+
+Regret@K (``--oracle``): per target at 200 examples, seed 0, every candidate's transfer is
+measured as the test accuracy of a warm start from it; Regret@K of a ranking is
+``(best - best of its top K) / best`` in percent.
+
+    nice -n 10 .venv/bin/python benchmarks/composition.py [--quick] [--oracle] [--seeds 0,1,2]
+
+Writes ``results/composition/<scale>/composition.json`` after every run and the tables to
+``composition.md`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from composition_pool import FULL as POOL_FULL  # noqa: E402
+from composition_pool import QUICK as POOL_QUICK  # noqa: E402
+from composition_pool import RESULTS, SOURCES, PoolScale, build_pool, log  # noqa: E402
+
+from adapterhub_lite import api, bundled, ranking  # noqa: E402
+from adapterhub_lite.base import BaseModel, load_base  # noqa: E402
+from adapterhub_lite.compose import Candidate, choose  # noqa: E402
+from adapterhub_lite.config import TrainConfig  # noqa: E402
+from adapterhub_lite.registry.local import LocalRegistry  # noqa: E402
+from adapterhub_lite.task_embedding import compute_task_embedding  # noqa: E402
+from adapterhub_lite.training.data import ExampleSet, encode_labels, tokenize  # noqa: E402
+from adapterhub_lite.training.loop import evaluate_outputs  # noqa: E402
+
+TARGETS = {"vader_tweets": "related", "vader_nyt": "related", "sms_spam": "unrelated", "bbc_news": "unrelated"}
+METHODS = ("head-only", "ST-A", "Fusion-all", "Fusion-emb-K", "Fusion-probe-K", "warm-start", "auto")
+LR = 1e-3
+K = 3
+DATA_SEED = 0
+
+
+@dataclass(frozen=True)
+class Scale:
+    sizes: tuple[int, ...]
+    dev: int
+    epochs: dict[int, int]  # training size -> epochs (about 30-60 optimizer steps at batch 16)
+    test_cap: int | None
+    max_length: int
+
+
+FULL = Scale(sizes=(200, 50), dev=100, epochs={200: 4, 50: 10}, test_cap=300, max_length=64)
+QUICK = Scale(sizes=(24,), dev=16, epochs={24: 1}, test_cap=32, max_length=32)
+
+
+def candidates_for(target: str) -> list[str]:
+    """The pool minus every source built from the target's own data set."""
+    return [name for name, source in SOURCES.items() if source.dataset != target]
+
+
+def split(target: str, size: int, scale: Scale, banned: set[str]) -> tuple[ExampleSet, ExampleSet, ExampleSet]:
+    pool = bundled.without_texts(bundled.load(target, "train"), banned)
+    sample = random.Random(DATA_SEED).sample(pool.examples, size + scale.dev)
+    held = bundled.load(target, "dev")
+    own = {bundled.text_key(e.text) for e in bundled.load(target, "train").examples}
+    test = bundled.without_texts(held, banned | own).examples[: scale.test_cap]
+
+    def part(examples: list[Any], note: str, source: ExampleSet) -> ExampleSet:
+        return ExampleSet(examples, f"{source.source} ({note})", source.sha256, source.columns_found)
+
+    return (part(sample[:size], f"{size} sampled", pool), part(sample[size:], "dev sampled", pool),
+            part(test, "held-out test", held))
+
+
+def test_metrics(model: Any, base: BaseModel, test: ExampleSet, max_length: int) -> dict[str, float]:
+    names = model.head.config.label_names
+    enc = tokenize(base.tokenizer, test, max_length, encode_labels(test, "classification", names))
+    return evaluate_outputs(model, enc, "classification", batch_size=64, device=next(model.parameters()).device,
+                            pad_id=api.pad_id_of(base.tokenizer))
+
+
+class Experiment:
+    def __init__(self, base: BaseModel, scale: Scale, workdir: Path, pool: dict[str, Any]) -> None:
+        self.base, self.scale, self.workdir, self.pool = base, scale, workdir, pool
+        self.path = workdir / "composition.json"
+        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.state.setdefault("runs", {})
+        self.state.setdefault("rankings", {})
+        self.state.setdefault("oracle", {})
+        self.state["pool"] = pool
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.state, indent=1))
+        (self.workdir / "composition.md").write_text(markdown(self.state))
+
+    def source_path(self, name: str) -> Path:
+        return self.workdir / "sources" / name
+
+    def config(self, size: int, seed: int) -> TrainConfig:
+        epochs = self.scale.epochs[size]
+        return TrainConfig(learning_rate=LR, epochs=epochs, patience=min(3, epochs), batch_size=16,
+                           max_length=self.scale.max_length, seed=seed)
+
+    def rankings(self, target: str, size: int, train: ExampleSet) -> dict[str, Any]:
+        key = f"{target}/{size}"
+        if key in self.state["rankings"]:
+            return self.state["rankings"][key]
+        names = candidates_for(target)
+        cpu = time.process_time()
+        embedding = compute_task_embedding(self.base, train, max_length=self.scale.max_length)
+        registry = LocalRegistry(self.workdir / "registry")
+        similar = [e.ref.name for e, _ in registry.search_like(embedding, base=self.base.model_id, top=len(SOURCES))
+                   if e.ref.name in names]
+        emb_cpu = time.process_time() - cpu
+        cpu = time.process_time()
+        probed = ranking.rank(train, adapters=[str(self.source_path(n)) for n in names], base=self.base,
+                              max_length=self.scale.max_length)
+        record = {"embedding": similar, "embedding_cpu_s": emb_cpu,
+                  "probe": [c.name for c in probed.candidates], "probe_cpu_s": time.process_time() - cpu,
+                  "probe_detail": probed.to_dict()}
+        self.state["rankings"][key] = record
+        self.save()
+        log(f"{key}: embedding {similar[:K]}, probe {record['probe'][:K]}")
+        return record
+
+    def run(self, target: str, size: int, seed: int) -> None:
+        key = f"{target}/{size}/{seed}"
+        runs = self.state["runs"].setdefault(key, {})
+        names = candidates_for(target)
+        banned = bundled.texts_of({SOURCES[n].dataset for n in names})
+        train, dev, test = split(target, size, self.scale, banned)
+        ranks = self.rankings(target, size, train)
+        config = self.config(size, seed)
+        st_a_path = self.workdir / "st-a" / f"{target}-{size}-{seed}"
+
+        def record(method: str, fn: Any, **extra: Any) -> None:
+            if method in runs:
+                return
+            cpu, wall = time.process_time(), time.perf_counter()
+            result = fn()
+            runs[method] = {"dev": result.metrics, "test": test_metrics(result.model, self.base, test,
+                                                                          self.scale.max_length),
+                            "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
+                            "best_epoch": result.fit.best_epoch, **extra}
+            self.save()
+            log(f"{key} {method:15s} dev {result.metrics['accuracy']:.3f} test {runs[method]['test']['accuracy']:.3f}"
+                f" ({runs[method]['cpu_s']:.0f} cpu-s)")
+
+        common = {"task": target, "dev_data": dev, "base": self.base}
+        record("head-only", lambda: api.train(train, adapter=None, config=config, **common))
+        if "ST-A" not in runs or not st_a_path.is_dir():
+            runs.pop("ST-A", None)
+            record("ST-A", lambda: api.train(train, config=config, out=st_a_path, overwrite=True, **common))
+
+        def fusion(sources: list[str]) -> Any:
+            return api.fuse([*(self.source_path(n) for n in sources), st_a_path], train, config=config, **common)
+
+        record("Fusion-probe-K", lambda: fusion(ranks["probe"][:K]), adapters=ranks["probe"][:K])
+        best = ranks["probe"][0]
+        record("warm-start", lambda: api.train(train, config=config, init_from=self.source_path(best), **common),
+               init_from=best)
+        if "auto" not in runs:
+            tried = [Candidate(m, runs[name]["dev"], []) for m, name in
+                     (("adapter", "ST-A"), ("warm_start", "warm-start"), ("fusion", "Fusion-probe-K"))]
+            chosen = choose(tried)
+            source = {"adapter": "ST-A", "warm_start": "warm-start", "fusion": "Fusion-probe-K"}[chosen.method]
+            runs["auto"] = {**runs[source], "chose": source,
+                            "cpu_s": sum(runs[m]["cpu_s"] for m in ("ST-A", "warm-start", "Fusion-probe-K"))
+                            + ranks["probe_cpu_s"]}
+            self.save()
+        record("Fusion-emb-K", lambda: fusion(ranks["embedding"][:K]), adapters=ranks["embedding"][:K])
+        record("Fusion-all", lambda: fusion(names), adapters=names)
+
+    def oracle(self, target: str, size: int) -> None:
+        """Every candidate's transfer, as the test accuracy of a warm start from it (seed 0)."""
+        names = candidates_for(target)
+        key = f"{target}/{size}"
+        done = self.state["oracle"].setdefault(key, {})
+        banned = bundled.texts_of({SOURCES[n].dataset for n in names})
+        train, dev, test = split(target, size, self.scale, banned)
+        for name in names:
+            if name in done:
+                continue
+            result = api.train(train, task=target, dev_data=dev, base=self.base, config=self.config(size, 0),
+                               init_from=self.source_path(name), task_embedding=False)
+            done[name] = test_metrics(result.model, self.base, test, self.scale.max_length)["accuracy"]
+            self.save()
+            log(f"oracle {key} {name}: test {done[name]:.3f}")
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
+
+
+def regret(oracle: dict[str, float], order: list[str], k: int) -> float | None:
+    if not oracle or not all(n in oracle for n in order[:k]):
+        return None
+    best = max(oracle.values())
+    return 100 * (best - max(oracle[n] for n in order[:k])) / best
+
+
+def markdown(state: dict[str, Any]) -> str:
+    lines = []
+    for metric in ("accuracy", "macro_f1"):
+        lines += [f"### Test {metric} (%), mean ± std over seeds (n = seeds run)", "",
+                  "| target | kind | train | n | " + " | ".join(METHODS) + " |",
+                  "|---|---|---:|---:|" + "---:|" * len(METHODS)]
+        groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for key, runs in state["runs"].items():
+            target, size, _ = key.split("/")
+            groups.setdefault((target, int(size)), []).append(runs)
+        for (target, size), runs in sorted(groups.items(), key=lambda kv: (TARGETS.get(kv[0][0], ""), kv[0])):
+            cells = [mean_std([r[m]["test"][metric] for r in runs if m in r]) for m in METHODS]
+            n = min(sum(1 for r in runs if m in r) for m in METHODS)
+            lines.append(f"| {target} | {TARGETS.get(target, '?')} | {size} | {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["### CPU seconds per run (mean; auto includes its ranking and all three candidates)", "",
+              "| method | CPU s |", "|---|---:|"]
+    for m in METHODS:
+        values = [r[m]["cpu_s"] for r in state["runs"].values() if m in r]
+        lines.append(f"| {m} | {statistics.mean(values):.0f} |" if values else f"| {m} | - |")
+    lines += ["", "### Rankings (top 3) and Regret@K against the warm-start oracle", "",
+              "| target/size | by embedding | by probe | emb CPU s | probe CPU s | Regret@1 emb / probe | "
+              "Regret@3 emb / probe |", "|---|---|---|---:|---:|---|---|"]
+    for key, r in sorted(state["rankings"].items()):
+        oracle = state["oracle"].get(key, {})
+        cells = []
+        for k in (1, 3):
+            values = [regret(oracle, r[name], k) for name in ("embedding", "probe")]
+            cells.append(" / ".join("-" if v is None else f"{v:.1f}%" for v in values))
+        lines.append(f"| {key} | {', '.join(r['embedding'][:3])} | {', '.join(r['probe'][:3])} | "
+                     f"{r['embedding_cpu_s']:.1f} | {r['probe_cpu_s']:.1f} | {cells[0]} | {cells[1]} |")
+    if state["oracle"]:
+        lines += ["", "### Oracle: test accuracy of a warm start from each candidate (seed 0)", ""]
+        for key, values in sorted(state["oracle"].items()):
+            ordered = sorted(values.items(), key=lambda kv: -kv[1])
+            lines.append(f"- {key}: " + ", ".join(f"{n} {100 * v:.1f}" for n, v in ordered))
+    chose = [r["auto"].get("chose") for r in state["runs"].values() if "auto" in r]
+    if chose:
+        lines += ["", "auto chose: " + ", ".join(f"{m} {chose.count(m)}x" for m in sorted(set(chose)))]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--oracle", action="store_true", help="also measure every candidate's transfer (Regret@K)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--sizes", default=None, help="target training sizes (default: 200,50)")
+    parser.add_argument("--source-examples", type=int, default=None,
+                        help="examples per source adapter (default 2,000; fewer on a starved CPU)")
+    args = parser.parse_args()
+    scale = QUICK if args.quick else FULL
+    if args.sizes:
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+        scale = Scale(sizes, scale.dev, {s: scale.epochs.get(s, 4 if s >= 200 else 10) for s in sizes},
+                      scale.test_cap, scale.max_length)
+    pool_scale = POOL_QUICK if args.quick else POOL_FULL
+    if args.source_examples:
+        pool_scale = PoolScale(args.source_examples, min(pool_scale.dev, args.source_examples),
+                               pool_scale.epochs, pool_scale.max_length)
+    workdir = RESULTS / ("quick" if args.quick else f"full-{pool_scale.examples}")
+    base = load_base()
+    pool = build_pool(base, pool_scale, workdir)
+    experiment = Experiment(base, scale, workdir, pool)
+    targets = args.targets.split(",")
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for size in scale.sizes:
+            for target in targets:
+                experiment.run(target, size, seed)
+    if args.oracle:
+        for target in targets:
+            experiment.oracle(target, scale.sizes[0])
+    log(f"done: {experiment.path}")
+
+
+if __name__ == "__main__":
+    main()
