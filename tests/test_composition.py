@@ -15,7 +15,7 @@ from adapterhub_lite import api, hub, ranking
 from adapterhub_lite.artifact import read_artifact
 from adapterhub_lite.compose import Candidate, choose
 from adapterhub_lite.config import AdapterConfig, TrainConfig
-from adapterhub_lite.errors import ArtifactError, ConfigError, IntegrityError
+from adapterhub_lite.errors import ArtifactError, ConfigError, IntegrityError, RemoteError
 from adapterhub_lite.registry.local import LocalRegistry
 from adapterhub_lite.task_embedding import TaskEmbedding, sample_indices
 
@@ -130,7 +130,7 @@ def test_search_like_refuses_other_filters(pool, minilm):
 
 
 def test_remote_search_like_refuses_a_malformed_answer(pool, minilm, tmp_path):
-    """A hostile server's rows fail as one IntegrityError: a real HTTP server on 127.0.0.1."""
+    """A hostile server's rows fail as one RemoteError: a real HTTP server on 127.0.0.1."""
     import http.server
     import threading
 
@@ -150,7 +150,7 @@ def test_remote_search_like_refuses_a_malformed_answer(pool, minilm, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         embedding = TaskEmbedding(np.ones(384, dtype=np.float32), 1, 32)
-        with pytest.raises(IntegrityError, match="malformed"):
+        with pytest.raises(RemoteError, match="malformed"):
             hub.search(registry=f"http://127.0.0.1:{server.server_address[1]}", like=embedding)
     finally:
         server.shutdown()
