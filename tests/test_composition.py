@@ -15,7 +15,7 @@ from adapterhub_lite import api, hub, ranking
 from adapterhub_lite.artifact import read_artifact
 from adapterhub_lite.compose import Candidate, choose
 from adapterhub_lite.config import AdapterConfig, TrainConfig
-from adapterhub_lite.errors import ArtifactError, ConfigError, IntegrityError, RemoteError
+from adapterhub_lite.errors import ArtifactError, ConfigError, RemoteError
 from adapterhub_lite.registry.local import LocalRegistry
 from adapterhub_lite.task_embedding import TaskEmbedding, sample_indices
 
