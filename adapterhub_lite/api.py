@@ -290,6 +290,7 @@ def fuse(
     auto: int | None = None,
     registry: Any = None,
     target_adapter: str | Path | None = None,
+    candidates_dir: str | Path | None = None,
 ) -> Any:
     """Train an AdapterFusion layer and a new head over trained adapters (the paper's stage 2).
 
@@ -312,6 +313,7 @@ def fuse(
             trained here), try fusion and a warm start, and ship the best on dev; returns an
             :class:`~adapterhub_lite.compose.AutoResult`. ``config`` (default lr 1e-3) then
             trains every candidate: the target's adapter, the warm start and the fusion.
+        candidates_dir: with ``auto``, keep every candidate's artifact there (default: removed).
 
     Example:
         >>> fuse(["sst2-adapter", "mnli-adapter"], "rte/train.csv", task="rte", out="rte-fusion")
@@ -325,8 +327,7 @@ def fuse(
         return fuse_auto(train_data, task=task, auto=auto, dev_data=dev_data, adapters=[str(a) for a in adapters],
                          registry=registry, target_adapter=target_adapter, base=base, columns=columns,
                          adapter_config=config, fusion=fusion, fusion_config=config, out=out, name=name,
-                         overwrite=overwrite,
-                         on_event=on_event)
+                         overwrite=overwrite, on_event=on_event, candidates_dir=candidates_dir)
     config = dataclasses.replace(config or TrainConfig(), mode="fusion")
     config.validate()
     columns = columns or Columns()

@@ -17,13 +17,15 @@ metrics, the ranking and the choice are recorded in the artifact (``composition`
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifact import FUSION_ADAPTERS_DIR, Artifact, read_artifact, render_model_card, write_artifact
+from .artifact import FUSION_ADAPTERS_DIR, Artifact, check_writable, read_artifact, render_model_card, write_artifact
 from .base import BaseModel, load_base
 from .config import AdapterConfig, FusionConfig, TrainConfig
 from .errors import ConfigError
@@ -105,8 +107,13 @@ def fuse_auto(
     name: str | None = None,
     overwrite: bool = False,
     on_event: Callable[[TrainEvent], None] | None = None,
+    candidates_dir: str | Path | None = None,
 ) -> AutoResult:
     """Rank, compose, compare on dev, and save the best (see the module docstring).
+
+    ``candidates_dir`` keeps every candidate's artifact there (``target``, ``warm``, ``fusion``),
+    for instance to inspect the fusion when a simpler candidate won; by default they are trained
+    in a temporary directory and removed.
 
     Returns:
         :class:`AutoResult`; the chosen artifact is written at ``out`` (if given).
@@ -124,8 +131,7 @@ def fuse_auto(
     loaded = base if isinstance(base, BaseModel) else load_base(base)
     adapter_config = adapter_config or TrainConfig(learning_rate=1e-3)
     fusion_config = fusion_config or TrainConfig(learning_rate=1e-3)
-    with tempfile.TemporaryDirectory(prefix="ahl-auto-") as tmp:
-        scratch = Path(tmp)
+    with _candidates(candidates_dir, overwrite=overwrite) as scratch:
         # Train and dev as ExampleSets once, so every candidate sees the same split.
         from .api import _prepare_data
 
@@ -172,6 +178,22 @@ def fuse_auto(
             artifact = _ship(read_artifact(chosen.path), Path(out), record, overwrite=overwrite)  # type: ignore[arg-type]
     chosen = dataclasses.replace(chosen, path=artifact.path if artifact else None)
     return AutoResult(artifact, chosen, candidates, ranking)
+
+
+@contextmanager
+def _candidates(keep: str | Path | None, *, overwrite: bool) -> Iterator[Path]:
+    """Where the candidates are trained: ``keep`` (emptied first when ``overwrite``), else a
+    temporary directory removed on the way out."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="ahl-auto-") as tmp:
+            yield Path(tmp)
+        return
+    keep = Path(keep)
+    check_writable(keep, overwrite=overwrite)
+    if keep.is_dir():
+        shutil.rmtree(keep)
+    keep.mkdir(parents=True)
+    yield keep
 
 
 def _ship(source: Artifact, out: Path, composition: dict[str, Any], *, overwrite: bool) -> Artifact:

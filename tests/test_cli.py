@@ -154,8 +154,9 @@ def test_bad_option_value(tmp_path, spam_files):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    """The README's main command on a small slice: source adapters, a registry round trip,
-    a fusion for the low-resource target, the comparison, the activation table and heatmap."""
+    """The README's main command on a small slice: source adapters, a registry round trip, the
+    ranking, fuse --auto for the low-resource target, the comparison, the activation table and
+    the heatmap of the fusion candidate (shipped or not)."""
     workdir = tmp_path / "demo"
     proc = ahl("demo", "--sources", "rotten_tomatoes,trec", "--epochs", "1", "--target-epochs", "1",
                "--limit", "80", "--workdir", workdir, cwd=tmp_path)
@@ -165,12 +166,17 @@ def test_demo_runs_end_to_end(tmp_path):
     for name in ("rotten_tomatoes", "trec"):
         pushed, pulled = workdir / "sources" / name, workdir / "pulled" / name
         assert (pulled / "adapter.safetensors").read_bytes() == (pushed / "adapter.safetensors").read_bytes()
-    fusion = read_artifact(workdir / "target" / "fusion")  # verifies every file's sha256
-    assert [part.metadata["name"] for part in fusion_adapters(fusion)] == ["rotten_tomatoes", "trec", "vader_tweets"]
+    assert "registry adapters ranked for vader_tweets" in out
+    shipped = read_artifact(workdir / "target" / "auto")  # verifies every file's sha256
+    record = shipped.metadata["composition"]
+    assert record["chosen"] in {c["method"] for c in record["candidates"]}
+    fusion = read_artifact(workdir / "target" / "candidates" / "fusion")
+    assert sorted(part.metadata["name"] for part in fusion_adapters(fusion)) == ["rotten_tomatoes", "trec",
+                                                                                 "vader_tweets"]
     locked = {a["name"]: a["digest"] for a in fusion.metadata["adapters"]}
     for name in ("rotten_tomatoes", "trec"):  # the fusion was trained on the pulled copies
         assert locked[name] == read_artifact(workdir / "pulled" / name).digest
-    scores = re.search(r"held-out accuracy: fusion (\d\.\d{3}) vs target adapter (\d\.\d{3})", out)
+    scores = re.search(r"held-out accuracy: auto (\d\.\d{3}) vs target adapter (\d\.\d{3})", out)
     assert scores, out
     assert all(0.0 <= float(score) <= 1.0 for score in scores.groups())
     assert "mean fusion attention" in out and "vader_tweets/vader_tweets" in out
