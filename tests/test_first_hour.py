@@ -403,6 +403,8 @@ def test_json_on_every_result(tmp_path, tiny_base_model, monkeypatch):
 
 def test_quiet_and_disabled_progress_bars(tmp_path, tiny_base_dir, spam_files, monkeypatch):
     """--quiet: nothing on stderr; HF_HUB_DISABLE_PROGRESS_BARS: status lines, no bar."""
+    # the server and catalog test modules switch bars off for the whole session when collected
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
     common = ("train", "--base", tiny_base_dir, "--train", spam_files[0], "--dev", spam_files[1], "--task", "t",
               "--epochs", "1")
     quiet = invoke("--quiet", *common, "--out", tmp_path / "q")

@@ -204,11 +204,13 @@ def _status(exc: AhlError) -> int:
 
 def _storage_error(exc: OSError | sqlite3.Error) -> Response:
     """A failed read or write of the registry directory, as one clear line (507 for a full disk)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "full" in str(exc):
+    # An OSError says what failed by its errno; SQLite only in words ("database or disk is full",
+    # "attempt to write a readonly database"). An OSError's text holds a path, which may hold any word.
+    said = str(exc) if isinstance(exc, sqlite3.Error) else ""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "full" in said:
         status, message = 507, ("the registry's storage is full (no space, or a quota or file-size limit); nothing "
                                 "was stored: the operator must free space")
-    elif isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) or \
-            "readonly" in str(exc):
+    elif isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in said:
         status, message = 500, ("the server cannot write its registry directory (read-only or not permitted); "
                                 "nothing was stored: the operator must make it writable")
     else:
