@@ -4,6 +4,7 @@ directory with the real MiniLM tokenizer, the real embedded MiniLM, and small da
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +115,28 @@ def spam_files(tmp_path_factory) -> tuple[Path, Path]:
 def tiny_base_model(tiny_base_dir) -> BaseModel:
     """``tiny_base_dir`` loaded as a base: artifacts made with it carry its model id and fingerprint."""
     return load_base(str(tiny_base_dir))
+
+
+HUB_ID = "test-org/tiny-bert"
+
+
+@pytest.fixture(scope="module")
+def hub_base(tiny_base_model) -> BaseModel:
+    """The tiny local base under a Hugging Face style id (same weights, same fingerprint)."""
+    return dataclasses.replace(tiny_base_model, model_id=HUB_ID)
+
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory, hub_base):
+    """``art(task=..., name=..., seed=...)``: a fresh artifact directory (a module's tests share
+    the root; test files that need another signature define their own)."""
+    root = tmp_path_factory.mktemp("artifacts")
+    counter = iter(range(1000))
+
+    def make(*, task: str = "sst2", name: str = "sst2", seed: int = 0) -> Path:
+        return make_artifact(root / f"{task}-{name}-{seed}-{next(counter)}", hub_base, task=task, name=name, seed=seed)
+
+    return make
 
 
 def make_artifact(out: Path, base: BaseModel, *, task: str = "sst2", name: str = "sst2", seed: int = 0,

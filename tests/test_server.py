@@ -8,7 +8,6 @@ and small-upload-limit cases get a second one.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import os
@@ -40,34 +39,13 @@ from huggingface_hub.errors import (  # noqa: E402
 from huggingface_hub.utils._runtime import is_xet_available  # noqa: E402  (what the upload path asks)
 
 from adapterhub_lite.artifact import read_artifact  # noqa: E402
-from adapterhub_lite.base import BaseModel  # noqa: E402
 from adapterhub_lite.errors import ConfigError  # noqa: E402
 from adapterhub_lite.registry.local import LocalRegistry  # noqa: E402
 from adapterhub_lite.registry.refs import Ref, repo_slug  # noqa: E402
 from adapterhub_lite.registry.repo_model import LFS_TRANSFER_HEADER  # noqa: E402
 from adapterhub_lite.registry.server import create_app, load_tokens  # noqa: E402
 
-from .conftest import AhlServer, make_artifact, requests_sent  # noqa: E402
-
-HUB_ID = "test-org/tiny-bert"
-
-
-@pytest.fixture(scope="module")
-def hub_base(tiny_base_model) -> BaseModel:
-    """The tiny local base under a Hugging Face style id (same weights, same fingerprint)."""
-    return dataclasses.replace(tiny_base_model, model_id=HUB_ID)
-
-
-@pytest.fixture(scope="module")
-def art(tmp_path_factory, hub_base):
-    """``art(task=..., name=..., seed=...)``: a fresh artifact directory."""
-    root = tmp_path_factory.mktemp("artifacts")
-    counter = iter(range(1000))
-
-    def make(*, task: str = "sst2", name: str = "sst2", seed: int = 0) -> Path:
-        return make_artifact(root / f"{task}-{name}-{seed}-{next(counter)}", hub_base, task=task, name=name, seed=seed)
-
-    return make
+from .conftest import HUB_ID, AhlServer, requests_sent  # noqa: E402
 
 
 @pytest.fixture(scope="module")

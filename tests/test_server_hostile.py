@@ -10,7 +10,6 @@ hostile bodies arrive. ``registry/SPEC.md`` 14.7 lists the limits these check.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import resource
@@ -36,31 +35,14 @@ from adapterhub_lite.registry.local import LocalRegistry  # noqa: E402
 from adapterhub_lite.registry.refs import Ref, repo_slug  # noqa: E402
 from adapterhub_lite.registry.remote import RemoteRegistry  # noqa: E402
 
-from .conftest import AhlServer, make_artifact  # noqa: E402
+from .conftest import HUB_ID, AhlServer  # noqa: E402
 
-HUB_ID = "test-org/tiny-bert"
 ENTRY_TAG = "ahl-entry:" + HUB_ID + "/{task}/{name}"
 
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AHL_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def hub_base(tiny_base_model):
-    return dataclasses.replace(tiny_base_model, model_id=HUB_ID)
-
-
-@pytest.fixture(scope="module")
-def art(tmp_path_factory, hub_base):
-    root = tmp_path_factory.mktemp("hostile-artifacts")
-    counter = iter(range(1000))
-
-    def make(*, task: str = "sst2", name: str = "sst2", seed: int = 0) -> Path:
-        return make_artifact(root / f"{task}-{name}-{seed}-{next(counter)}", hub_base, task=task, name=name, seed=seed)
-
-    return make
 
 
 @pytest.fixture(scope="module")
