@@ -27,8 +27,6 @@ import datetime as _dt
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +59,7 @@ from .errors import (
     UnreachableError,
     UnsupportedModelError,
 )
-from .files import sha256_file, swap_into_place
+from .files import sha256_file, staged_directory
 from .model import HEAD_PREFIX, AdapterModel
 from .registry.refs import check_segment
 
@@ -721,19 +719,13 @@ def export_adapter(
     }}
     out = Path(out)
     check_writable(out, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         _write_json(staging / CONFIG_FILE, adapter_config)
         (staging / CARD_FILE).write_text(render_model_card(meta, adapters_export=True), encoding="utf-8")
         _save_tensors(staging, adapter_weights, WEIGHTS_SAFETENSORS, WEIGHTS_PICKLE, weights_format)
         if head_config is not None:
             _write_json(staging / HEAD_CONFIG_FILE, {**common, "config": head_config})
             _save_tensors(staging, head_weights, HEAD_SAFETENSORS, HEAD_PICKLE, weights_format)
-        swap_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

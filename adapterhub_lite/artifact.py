@@ -12,7 +12,6 @@ import json
 import math
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ArtifactError, ConfigError, IntegrityError
-from .files import sha256_file, swap_into_place
+from .files import sha256_file, staged_directory
 from .registry.refs import base_key, check_segment
 
 FORMAT_VERSION = "1.0"
@@ -93,9 +92,8 @@ def write_artifact(
     out = Path(out)
     kind = metadata["kind"]
     check_writable(out, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    # swap_into_place makes the finished tree shareable (files.share_tree)
+    with staged_directory(out) as staging:
         weights_name = WEIGHTS_FILES[kind]
         save_file(weights, str(staging / weights_name), metadata={"format": "pt"})
         (staging / CARD_FILE).write_text(card, encoding="utf-8")
@@ -109,10 +107,6 @@ def write_artifact(
         }}
         text = json.dumps(_finite(metadata), indent=2, allow_nan=False)
         (staging / METADATA_FILES[kind]).write_text(text + "\n", encoding="utf-8")
-        swap_into_place(staging, out)  # which makes the tree shareable (files.share_tree)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return read_artifact(out)
 
 

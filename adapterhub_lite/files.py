@@ -78,6 +78,26 @@ def swap_into_place(staging: Path, out: Path) -> None:
 
 
 @contextmanager
+def staged_directory(out: Path, *, name: str | None = None) -> Iterator[Path]:
+    """Yield a new empty directory beside ``out`` to build a whole tree in; when the block
+    completes the tree replaces ``out`` (:func:`swap_into_place`), on any error it is removed.
+    So ``out`` holds the old tree or the finished new one, never half of either.
+
+    Example:
+        >>> with staged_directory(Path("my-adapter")) as staging:
+        ...     (staging / "adapter.json").write_text("{}")
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name or out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield staging
+        swap_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextmanager
 def replacing(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; it replaces ``target`` only if the block
     completes, so a reader never sees a half-written file and a failure leaves nothing."""

@@ -22,7 +22,7 @@ What it measures
     3. search     a registry of ``--entries`` (10,000) version manifests. They are NOT pushed one
                   by one: one small artifact is pushed for real and its blobs are reused by every
                   manifest; each manifest is written as ``LocalRegistry.push`` writes it
-                  (``registry._write_atomic``, which fsyncs) and indexed with
+                  (``registry.blob_store.write_atomic``, which fsyncs) and indexed with
                   ``registry._index.add(Entry(...))``, varying base (6), task (40), name,
                   version (1-3 per entry), architecture, metrics, tags; ~2% of versions are
                   yanked (marker file + index flag). The population itself is timed. Then
@@ -333,10 +333,10 @@ def populate(registry: Any, template: dict[str, Any], total: int, rng: random.Ra
                                     "tags": tags}}
             ref = Ref(base, task, name, f"1.0.{patch}")
             path = registry._manifest_path(ref, ref.version)
-            registry._write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())
+            registry.blob_store.write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())
             is_yanked = rng.random() < 0.02
             if is_yanked:
-                registry._write_atomic(path.with_suffix(".yanked"), b"")
+                registry.blob_store.write_atomic(path.with_suffix(".yanked"), b"")
                 yanked += 1
             registry._index.add(Entry(ref, manifest, is_yanked))
             written += 1
@@ -371,7 +371,7 @@ def bench_search(work: Path, small_entry: Any, small_registry: Any, total: int, 
     registry = LocalRegistry(reg_dir)
     # One real artifact's blobs, shared by every manifest (content addressing makes that legal).
     for record in small_entry.manifest["files"].values():
-        registry._store_blob(small_registry.blob_path(record["sha256"]), record["sha256"])
+        registry.blob_store.store_file(small_registry.blob_store.path(record["sha256"]), record["sha256"])
     population = populate(registry, small_entry.manifest, total, rng)
 
     plan = search_plan(rng, searches)
@@ -398,7 +398,7 @@ def bench_search(work: Path, small_entry: Any, small_registry: Any, total: int, 
     flat = [s for kind in SEARCH_KINDS for s in end_to_end[kind]]
     flat_sql = [s for kind in SEARCH_KINDS for s in sql_only[kind]]
     return {
-        "population": {**population, "method": "manifest written with registry._write_atomic + "
+        "population": {**population, "method": "manifest written with registry.blob_store.write_atomic + "
                        "registry._index.add(Entry) per version, blobs of one real pushed artifact reused"},
         "per_kind": {k: {"filters_example": next(f for kk, f in plan if kk == k),
                          "rows_returned_median": statistics.median(rows[k]),
@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None) -> None:
         "adapterhub_lite": getattr(adapterhub_lite, "__version__", "?"),
         "workdir_fs": filesystem_of(work.parent), "page_cache_dropped": False,
         "note": "page cache not dropped (needs root); sources are warm in memory; copyfile and registry blob "
-                "writes are not fsynced; manifests are (registry._write_atomic); the remote download cache "
+                "writes are not fsynced; manifests are (registry.blob_store.write_atomic); the remote download cache "
                 "fsyncs each blob (compare remote pulls with copy+fsync too)",
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "goals": {"transfer_ratio_to_copy": GOAL_TRANSFER_RATIO, "pull_median_ms": GOAL_PULL_MS,

@@ -210,7 +210,7 @@ def test_content_length_over_the_record_size_is_refused(hub, world, artifact_fil
     hub.poison.headers[f"{REPO}/adapter.safetensors"] = {"Content-Length": str(size + 1000)}
     expect_one_line(RemoteError, "declared", lambda: pull(hub, world))
     cache = DownloadCache(world / "cache")
-    assert not cache.has(hashlib.sha256(artifact_files["adapter.safetensors"]).hexdigest())
+    assert not cache.blob_store.has(hashlib.sha256(artifact_files["adapter.safetensors"]).hexdigest())
     nothing_pulled(world)
 
 
@@ -221,7 +221,7 @@ def test_wrong_bytes_are_refused_and_not_cached(hub, world, artifact_files, unto
     hub.poison.bodies[f"{REPO}/adapter.safetensors"] = bytes(data)
     expect_one_line(IntegrityError, "arrived damaged", lambda: pull(hub, world))
     cache = DownloadCache(world / "cache")
-    assert not cache.has(hashlib.sha256(artifact_files["adapter.safetensors"]).hexdigest())
+    assert not cache.blob_store.has(hashlib.sha256(artifact_files["adapter.safetensors"]).hexdigest())
     assert list((world / "cache" / "tmp").iterdir()) == []
     nothing_pulled(world)
 

@@ -225,15 +225,16 @@ def test_versions_sort_numerically(registry, art):
 WORKER = r"""
 import json, sys, time
 root, artifact, version, slow = sys.argv[1:5]
+from adapterhub_lite.registry.blobs import BlobStore
 from adapterhub_lite.registry.local import LocalRegistry
 if float(slow):
-    write_atomic = LocalRegistry._write_atomic
-    def slow_write_atomic(self, target, data):
+    write_atomic = BlobStore.write_atomic
+    def slow_write_atomic(self, target, data, mode=0o644):
         if target.name == "ahl-registry.json":
             print("initializing", flush=True)
             time.sleep(float(slow))
-        return write_atomic(self, target, data)
-    LocalRegistry._write_atomic = slow_write_atomic
+        return write_atomic(self, target, data, mode)
+    BlobStore.write_atomic = slow_write_atomic
 print("ready", flush=True)
 assert sys.stdin.readline().strip() == "go"
 try:
@@ -416,7 +417,7 @@ def test_yank(registry, root, art, tmp_path):
 def test_damaged_blob_is_detected(registry, root, art, tmp_path, damaged):
     artifact = art(seed=0)
     entry = registry.push(artifact)
-    blob = registry.blob_path(entry.manifest["files"][damaged]["sha256"])
+    blob = registry.blob_store.path(entry.manifest["files"][damaged]["sha256"])
     assert blob.stat().st_mode & 0o777 == 0o444
     flip_a_byte(blob)
 
@@ -431,7 +432,7 @@ def test_damaged_blob_is_detected(registry, root, art, tmp_path, damaged):
 
 def test_missing_blob_is_detected(registry, root, art, tmp_path):
     entry = registry.push(art(seed=0))
-    registry.blob_path(entry.manifest["files"]["metrics.jsonl"]["sha256"]).unlink()
+    registry.blob_store.path(entry.manifest["files"]["metrics.jsonl"]["sha256"]).unlink()
     with pytest.raises(IntegrityError, match="metrics.jsonl"):
         hub.verify(ENTRY, registry=root)
     with pytest.raises(IntegrityError, match="metrics.jsonl"):

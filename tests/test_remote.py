@@ -223,7 +223,7 @@ def test_base_mismatch_is_refused_before_weights_move(server, art, tmp_path, oth
     with pytest.raises(IncompatibleBaseError, match="differ in"):
         hub.pull(str(entry.ref), base=other, registry=server.url, to=tmp_path / "pulled")
     weights_sha = entry.manifest["files"]["adapter.safetensors"]["sha256"]
-    assert not DownloadCache(client_env).has(weights_sha) and not (tmp_path / "pulled").exists()
+    assert not DownloadCache(client_env).blob_store.has(weights_sha) and not (tmp_path / "pulled").exists()
 
 
 def test_fusion_round_trip_through_ahl_serve(server, tmp_path, tiny_base_model, spam_files):
@@ -283,7 +283,7 @@ def test_flipped_byte_in_stored_blob_is_caught_and_nothing_is_cached(server, art
     with pytest.raises(IntegrityError, match="damaged"):
         hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "pulled")
     cache = DownloadCache(client_env)
-    assert not cache.has(weights_sha) and not list((client_env / "tmp").iterdir())
+    assert not cache.blob_store.has(weights_sha) and not list((client_env / "tmp").iterdir())
     assert not cache.cached_versions() and not (tmp_path / "pulled").exists()
     with pytest.raises(IntegrityError):
         hub.verify(str(entry.ref), registry=server.url)
@@ -292,7 +292,7 @@ def test_flipped_byte_in_stored_blob_is_caught_and_nothing_is_cached(server, art
 def test_damaged_cached_blob_is_caught_evicted_and_fetched_again(server, art, tmp_path, client_env):
     entry = hub.push(art(seed=1), registry=server.url)
     _, first = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "first")
-    blob = DownloadCache(client_env).blob_path(entry.manifest["files"]["adapter.safetensors"]["sha256"])
+    blob = DownloadCache(client_env).blob_store.path(entry.manifest["files"]["adapter.safetensors"]["sha256"])
     flip_a_byte(blob)
     with pytest.raises(IntegrityError, match="sha256"):
         hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "second")

@@ -317,7 +317,7 @@ def test_lfs_upload_round_trip(ahl_server, art, tmp_path, no_xet):
     assert (pulled / "extra" / "big.bin").read_bytes() == big
     for path in artifact.iterdir():
         assert (pulled / path.name).read_bytes() == path.read_bytes()
-    blob = LocalRegistry(ahl_server.root).blob_path(hashlib.sha256(big).hexdigest())
+    blob = LocalRegistry(ahl_server.root).blob_store.path(hashlib.sha256(big).hexdigest())
     assert blob.stat().st_mode & 0o777 == 0o444 and not lfs_leftovers(ahl_server)
 
     # content the server holds already is not sent again
@@ -344,7 +344,7 @@ def test_upload_links_are_checked(ahl_server):
     assert response.status_code == 400 and "is not the object announced" in response.json()["error"]
     assert files_under(ahl_server.root) == before and not lfs_leftovers(ahl_server)
     assert httpx.put(link, content=content).status_code == 200
-    assert hashlib.sha256(LocalRegistry(ahl_server.root).blob_path(
+    assert hashlib.sha256(LocalRegistry(ahl_server.root).blob_store.path(
         hashlib.sha256(content).hexdigest()).read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()
 
 
@@ -414,7 +414,7 @@ def test_server_killed_mid_lfs_upload_stores_nothing(tmp_path):
             server.process.wait()
         server.process = None
         leftovers = lfs_leftovers(server)
-        assert leftovers and not LocalRegistry(server.root).blob_path(hashlib.sha256(content).hexdigest()).exists()
+        assert leftovers and not LocalRegistry(server.root).blob_store.path(hashlib.sha256(content).hexdigest()).exists()
         for path in leftovers:
             os.utime(path, (0, 0))  # as if a day old: the next start removes it
         server.start()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
@@ -66,12 +65,6 @@ class DownloadCache:
         (self.root / "remotes").mkdir(parents=True, exist_ok=True)
         self.blob_store = BlobStore(self.root)
 
-    def blob_path(self, sha256: str) -> Path:
-        return self.blob_store.path(sha256)
-
-    def has(self, sha256: str) -> bool:
-        return self.blob_store.has(sha256)
-
     def fetch(self, sha256: str, size: int, opener: Fetch, *, what: str,
               progress: Callable[[int], None] | None = None) -> bool:
         """Put the blob with this sha256 in the cache, downloaded with ``opener`` unless the cache
@@ -81,7 +74,7 @@ class DownloadCache:
         length. The blob is renamed into place only once its size and sha256 match; otherwise
         the partial file is removed and :class:`IntegrityError` names ``what`` was damaged.
         """
-        target = self.blob_path(sha256)  # refuses anything but 64 hex: no path from a server
+        target = self.blob_store.path(sha256)  # refuses anything but 64 hex: no path from a server
         if target.is_file():
             return False
         with self.blob_store.lock(sha256):
@@ -110,17 +103,13 @@ class DownloadCache:
                         break
                     if progress is not None:
                         progress(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
             if offset != size or digest.hexdigest() != sha256:
                 part.unlink(missing_ok=True)
                 raise IntegrityError(
                     f"{what} arrived damaged (got {offset:,} of {size:,} bytes, or its sha256 differs from the "
                     f"one its metadata records); nothing was cached: the registry copy may be corrupt"
                 )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            part.chmod(0o444)
-            os.replace(part, target)
+            self.blob_store.adopt(part, sha256)  # fsynced, read-only, renamed into place
         return True
 
     def store_bytes(self, data: bytes) -> str:
@@ -130,7 +119,7 @@ class DownloadCache:
     def copy_out(self, sha256: str, to: Path) -> None:
         """Copy a blob to ``to``. Not re-hashed here: the caller verifies the copies (one pass)
         and calls :meth:`evict_damaged` if they do not match."""
-        blob = self.blob_path(sha256)
+        blob = self.blob_store.path(sha256)
         if not blob.is_file():
             raise IntegrityError(f"cached blob {sha256[:12]}... disappeared (pruned meanwhile?); pull again")
         shutil.copyfile(blob, to)
@@ -138,7 +127,7 @@ class DownloadCache:
     def evict_damaged(self, sha256s: Iterable[str]) -> list[str]:
         """Remove the blobs whose content no longer matches their name (a cache can rot on disk
         too), so that the next pull downloads them again; returns their sha256s."""
-        damaged = [s for s in sha256s if self.has(s) and not self.blob_store.verify(s)]
+        damaged = [s for s in sha256s if self.blob_store.has(s) and not self.blob_store.verify(s)]
         for sha256 in damaged:
             self.blob_store.evict(sha256)
         return damaged
@@ -154,7 +143,7 @@ class DownloadCache:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             # a record of another shape, or naming a blob by something else than 64 hex, is no record
-            complete = all(self.has(f["sha256"]) for f in record["files"].values())
+            complete = all(self.blob_store.has(f["sha256"]) for f in record["files"].values())
         except (OSError, ValueError, KeyError, TypeError, AttributeError, AhlError):
             return None
         return record if complete else None

@@ -19,9 +19,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -41,7 +39,7 @@ from ..artifact import (
 )
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
-from ..files import crash_point, locked, sha256_file, swap_into_place
+from ..files import crash_point, locked, sha256_file, staged_directory
 from ..task_embedding import TaskEmbedding, embedding_of, unit_rows
 from .blobs import BlobStore, copy_hashed
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
@@ -129,7 +127,7 @@ class LocalRegistry:
         (self.root / "entries").mkdir(parents=True, exist_ok=True)
         self.blob_store = BlobStore(self.root)
         if not marker.is_file():
-            self._write_atomic(marker, json.dumps({"layout": LAYOUT}).encode())
+            self.blob_store.write_atomic(marker, json.dumps({"layout": LAYOUT}).encode())
         self._index = _Index(self.root / "index.sqlite", self)
 
     # -- paths --------------------------------------------------------------------------------
@@ -144,13 +142,7 @@ class LocalRegistry:
     def _manifest_path(self, ref: Ref, version: str) -> Path:
         return self._entry_dir(*ref.entry) / f"{check_version(version)}.json"
 
-    def blob_path(self, sha256: str) -> Path:
-        return self.blob_store.path(sha256)
-
     # -- writing ------------------------------------------------------------------------------
-
-    def _write_atomic(self, target: Path, data: bytes) -> None:
-        self.blob_store.write_atomic(target, data)
 
     def _store_blob(self, source: Path, sha256: str) -> None:
         """Copy ``source`` into the blob store, hashing in the same pass; refuse a mismatch
@@ -158,12 +150,6 @@ class LocalRegistry:
         its blobs, which are then not read at all)."""
         if not self.blob_store.store_file(source, sha256):
             raise _changed(source)
-
-    def _adopt_blob(self, source: Path, sha256: str) -> None:
-        """Move ``source``, a file under ``tmp/`` whose sha256 the caller computed from the very
-        bytes it wrote (``ahl serve``'s uploads), into the blob store without reading it again
-        (:meth:`BlobStore.adopt`)."""
-        self.blob_store.adopt(source, sha256)
 
     @contextmanager
     def _locked(self, base: str, task: str, name: str) -> Iterator[None]:
@@ -224,7 +210,7 @@ class LocalRegistry:
                 "summary": summarize(meta),
                 **({"origin": dict(origin)} if origin else {}),
             }
-            self._write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+            self.blob_store.write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
             crash_point("push:manifest")  # a test hook (files.py)
             entry = Entry(ref.with_version(version), manifest)
             self._index.add(entry)
@@ -282,12 +268,10 @@ class LocalRegistry:
             check_compatible(entry, base[1], base[0])
         to = Path(to)
         check_writable(to, overwrite=overwrite)
-        to.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
-        try:
+        with staged_directory(to) as staging:
             files = entry.manifest["files"]
             for file_name, record in files.items():
-                blob = self.blob_path(record["sha256"])
+                blob = self.blob_store.path(record["sha256"])
                 if not blob.is_file():
                     raise IntegrityError(f"{entry.ref}: blob of {file_name} is missing from the registry")
                 with (staging / file_name).open("wb") as out:
@@ -301,10 +285,6 @@ class LocalRegistry:
                 raise IntegrityError(f"{entry.ref}: its metadata disagrees with the registry manifest")
             if pulled.kind == "fusion":
                 self._pull_fusion_adapters(entry, pulled, staging, base)
-            swap_into_place(staging, to)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return entry
 
     def _pull_fusion_adapters(self, entry: Entry, fusion: Artifact, staging: Path,
@@ -335,7 +315,7 @@ class LocalRegistry:
             raise RefError(f"yank needs an exact version, like {ref.base}/{ref.task}/{ref.name}@1.0.0")
         with self._locked(*ref.entry):
             entry = self._entry(ref, ref.version)
-            self._write_atomic(self._manifest_path(ref, ref.version).with_suffix(".yanked"), b"")
+            self.blob_store.write_atomic(self._manifest_path(ref, ref.version).with_suffix(".yanked"), b"")
             self._index.set_yanked(entry.ref, True)
         return Entry(entry.ref, entry.manifest, True)
 
@@ -350,6 +330,11 @@ class LocalRegistry:
         embedding (or of another width) are left out."""
         return [(self._entry(Ref(b, t, n), v), score) for b, t, n, v, score in
                 self._index.search_like(embedding, base=base_key(base) if base else None, top=top)]
+
+    def reindex(self, refs: list[Ref] | None = None) -> int:
+        """Make the search index agree with the version manifests on disk (of ``refs``' entries,
+        default every entry); how many entries were re-indexed (``ahl fsck``, crash recovery)."""
+        return self._index.reconcile(self, refs)
 
     def all_manifests(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         for path in sorted((self.root / "entries").glob("*/*/*/*/*.json")):

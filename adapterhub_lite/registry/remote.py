@@ -49,7 +49,7 @@ from ..errors import (
     UnreachableError,
     VersionConflictError,
 )
-from ..files import replacing, swap_into_place
+from ..files import replacing, staged_directory
 from ..task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
 from . import boundary
 from .boundary import (
@@ -549,15 +549,9 @@ class RemoteRegistry:
                 raise IntegrityError(f"{what} arrived damaged (its git blob id differs from the one {self.url} "
                                      f"stated); nothing was kept")
             files[name] = self.cache.store_bytes(data)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{commit}.", dir=target.parent))
-        try:
+        with staged_directory(target, name=commit) as staging:
             for name, sha256 in files.items():
                 self.cache.copy_out(sha256, staging / name)
-            swap_into_place(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         last.parent.mkdir(exist_ok=True)
         with replacing(last) as tmp:
             tmp.write_text(commit, encoding="utf-8")
@@ -766,15 +760,13 @@ class RemoteRegistry:
         check_writable(to, overwrite=overwrite)
         # Checked again here: a record may come from the cache rather than from _read_version.
         files = merge_files([check_files(entry.manifest["files"], str(entry.ref))], str(entry.ref))
-        missing = {n: r for n, r in files.items() if not self.cache.has(r["sha256"])}
+        missing = {n: r for n, r in files.items() if not self.cache.blob_store.has(r["sha256"])}
         advance = progress(sum(int(r["size"]) for r in missing.values())) if progress and missing else None
         # Blobs downloaded now were hashed as they arrived; those the cache held already may have
         # been damaged on disk since, so only their copies are hashed again (one pass per byte).
         hashed = {r["sha256"] for n, r in missing.items()
                   if self._fetch(entry.manifest["repo"], entry.manifest["commit"], n, r, advance)}
-        to.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
-        try:
+        with staged_directory(to) as staging:
             for name, record in files.items():
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 self.cache.copy_out(record["sha256"], staging / name)
@@ -791,10 +783,6 @@ class RemoteRegistry:
                 raise IntegrityError(f"{entry.ref}: pulled metadata does not match the resolved digest")
             if pulled.kind == "fusion":
                 fusion_adapters(pulled, verify=False)  # every adapter copy is the locked version
-            swap_into_place(staging, to)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         if self._cached(entry.ref, entry.ref.version) != entry.manifest:
             self.cache.write_version(self.key, self._entry_dir(entry.ref), entry.ref.version, entry.manifest)
         return entry

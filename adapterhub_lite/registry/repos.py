@@ -225,7 +225,7 @@ class RepoStore:
     def _repair(self, repo_id: str, entry: tuple[str, str, str] | None, repairs: Repairs) -> None:
         """Re-derive the indexes and binding of one repository (and one entry) from the files."""
         if entry is not None:
-            repairs.entries_reindexed += self.registry._index.reconcile(self.registry, [Ref(*entry)])
+            repairs.entries_reindexed += self.registry.reindex([Ref(*entry)])
         with self._repo_lock(repo_id):
             repo = self._load_repo(repo_id)
             if repo is None:  # created but never recorded
@@ -265,7 +265,7 @@ class RepoStore:
         return self.repos_dir / namespace / check_repo_id(namespace, name).split("/")[1]
 
     def _write_json(self, target: Path, data: dict[str, Any]) -> None:
-        self.registry._write_atomic(target, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        self.registry.blob_store.write_atomic(target, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     @contextmanager
     def _repo_lock(self, repo_id: str) -> Iterator[None]:
@@ -298,7 +298,8 @@ class RepoStore:
                 yield repo
 
     def blob_path(self, sha256: str) -> Path:
-        return self.registry.blob_path(sha256)
+        """Where the store's blob with this sha256 lives (the registry's :class:`BlobStore`)."""
+        return self.registry.blob_store.path(sha256)
 
     # -- repositories --------------------------------------------------------------------------
 
@@ -464,7 +465,7 @@ class RepoStore:
             self._check_entry(repo, operations)  # before anything is written
             for op in operations:
                 if isinstance(op, PutFile):
-                    self.registry._adopt_blob(op.source, op.sha256)
+                    self.registry.blob_store.adopt(op.source, op.sha256)
             crash_point("commit:blobs")
             created = now()
             commit = self._write_commit(repo_id, repo.main, files, created, title)
@@ -651,7 +652,7 @@ class RepoStore:
         repository index with the ``repo.json`` files. Reports blobs that manifests or heads
         name but the store lacks (those need the data again: push it anew). Reads every record."""
         repairs = self.recover()
-        repairs.entries_reindexed += self.registry._index.reconcile(self.registry)
+        repairs.entries_reindexed += self.registry.reindex()
         origins: dict[str, tuple[str, str, str]] = {}  # repository -> an entry tagged in it
         for manifest_path, manifest in self.registry.all_manifests():
             origin = (manifest.get("origin") or {}).get("repo")

@@ -660,7 +660,7 @@ class _Server:
                     raise HTTPError(400, f"object {oid[:12]}...: the upload ({received} bytes, sha256 "
                                          f"{digest.hexdigest()[:12]}...) is not the object announced ({size} bytes, "
                                          f"sha256 {oid[:12]}...); nothing was stored")
-                await run_in_threadpool(self.store.registry._adopt_blob, target, oid)
+                await run_in_threadpool(self.store.registry.blob_store.adopt, target, oid)
             finally:
                 target.unlink(missing_ok=True)
         return Response(status_code=200)
