@@ -23,7 +23,6 @@ so a malicious file cannot run code.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from .artifact import (
     Artifact,
     check_license,
     check_writable,
+    new_metadata,
     read_artifact,
     render_model_card,
     write_artifact,
@@ -620,25 +620,12 @@ def write_model_artifact(
     The name is the active adapter's. Used for imports (with ``imported_from``) and for
     building adapters directly in tests and fixtures.
     """
-    from .api import _versions
-
     name = model.active
     if name is None or model.head is None:
         raise ConfigError("the model needs an active adapter and a head to be written as an artifact")
-    base = model.base
-    metadata: dict[str, Any] = {
-        "kind": "adapter",
-        "name": name,
-        "task": task,
-        "version": None,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "base": {"model_id": base.model_id, "revision": base.revision, "fingerprint": base.fingerprint.to_dict()},
-        "adapter": model.adapter_configs[name].to_dict(),
-        "head": model.head.config.to_dict(),
-        "library": _versions(),
-    }
-    if license is not None:
-        metadata["license"] = check_license(license)
+    metadata = new_metadata(kind="adapter", name=name, task=task, base=model.base, license=check_license(license),
+                            fields={"adapter": model.adapter_configs[name].to_dict(),
+                                    "head": model.head.config.to_dict()})
     if imported_from is not None:
         metadata["imported_from"] = imported_from
     return write_artifact(out, metadata, model.artifact_state_dict(name), render_model_card(metadata),

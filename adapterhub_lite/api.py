@@ -7,10 +7,8 @@ Each CLI command is a thin shell over one of these. They return values and raise
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from .artifact import (
     check_license,
     check_writable,
     fusion_adapters,
+    new_metadata,
     read_artifact,
     render_model_card,
     write_artifact,
@@ -78,16 +77,6 @@ class LoadedAdapter:
     @property
     def columns(self) -> Columns:
         return Columns.from_dict(self.artifact.metadata.get("columns", {}))
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for package in ("adapterhub-lite", "torch", "transformers", "safetensors", "huggingface-hub"):
-        try:
-            out[package] = _metadata.version(package)
-        except _metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _data_record(data: ExampleSet) -> dict[str, Any]:
@@ -454,13 +443,7 @@ def artifact_metadata(
     ``fusion`` and ``adapters`` (the fused adapters' entries and digests). ``license`` (a Hub
     license id) is recorded when given.
     """
-    return {
-        "kind": kind,
-        "name": name,
-        "task": task,
-        "version": None,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "base": {"model_id": base.model_id, "revision": base.revision, "fingerprint": base.fingerprint.to_dict()},
+    return new_metadata(kind=kind, name=name, task=task, base=base, license=license, fields={
         **extra,
         "head": head.to_dict(),
         "columns": columns.to_dict(),
@@ -469,9 +452,7 @@ def artifact_metadata(
                      "data": data, "history": fit_result.history},
         "metrics": {"dev": fit_result.best_metrics},
         "parameters": {"trainable": parameters[0], "total": parameters[1]},
-        "library": _versions(),
-        **({"license": license} if license is not None else {}),
-    }
+    })
 
 
 def _ran(config: TrainConfig, fit_result: FitResult) -> dict[str, Any]:
@@ -554,16 +535,13 @@ def check_base(metadata: dict[str, Any], base: BaseModel | dict[str, Any]) -> No
     """
     recorded = BaseFingerprint.from_dict(metadata["base"]["fingerprint"])
     if isinstance(base, BaseModel):
-        other_id, other, what = base.model_id, base.fingerprint, "the base is"
+        other, other_base = base.fingerprint, f"the base is {base.model_id}"
     else:
-        other_id, other = base["base"]["model_id"], BaseFingerprint.from_dict(base["base"]["fingerprint"])
-        what = f"{base['kind']} {base['name']!r} was trained on"
-    differences = recorded.differences(other)
-    if differences:
-        raise IncompatibleBaseError(
-            f"{metadata['kind']} {metadata['name']!r} was trained on {metadata['base']['model_id']} "
-            f"({recorded.short()}) but {what} {other_id} ({other.short()}); they differ in {', '.join(differences)}"
-        )
+        other = BaseFingerprint.from_dict(base["base"]["fingerprint"])
+        other_base = f"{base['kind']} {base['name']!r} was trained on {base['base']['model_id']}"
+    recorded.check_compatible(
+        other, trained=f"{metadata['kind']} {metadata['name']!r} was trained on {metadata['base']['model_id']}",
+        other_base=other_base)
 
 
 def ensure_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | None) -> LoadedAdapter:

@@ -8,13 +8,15 @@ half-written artifact. Reading verifies every file before any weight is used.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import re
 import shutil
 from dataclasses import dataclass
+from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -23,6 +25,9 @@ from safetensors.torch import load_file, save_file
 from .errors import ArtifactError, ConfigError, IntegrityError
 from .files import sha256_file, staged_directory
 from .registry.refs import base_key, check_segment
+
+if TYPE_CHECKING:
+    from .base import BaseModel
 
 FORMAT_VERSION = "1.0"
 METADATA_FILES = {"adapter": "adapter.json", "fusion": "fusion.json"}
@@ -68,6 +73,37 @@ class Artifact:
             raise IntegrityError(
                 f"{self.weights_path} is truncated or corrupt ({exc}); fetch the artifact again"
             ) from None
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries an artifact was written with (those installed)."""
+    out = {}
+    for package in ("adapterhub-lite", "torch", "transformers", "safetensors", "huggingface-hub"):
+        try:
+            out[package] = _metadata.version(package)
+        except _metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def new_metadata(*, kind: str, name: str, task: str, base: BaseModel, fields: dict[str, Any],
+                 license: str | None = None) -> dict[str, Any]:
+    """The one builder of an artifact's metadata (training, fusion and import all use it):
+    identity, creation time, the base and its fingerprint, then ``fields`` (what the kind and
+    its origin add: ``adapter``, ``head``, ``training``, ...), the library versions and the
+    ``license`` when given. ``files`` is added by :func:`write_artifact`.
+    """
+    return {
+        "kind": kind,
+        "name": name,
+        "task": task,
+        "version": None,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "base": {"model_id": base.model_id, "revision": base.revision, "fingerprint": base.fingerprint.to_dict()},
+        **fields,
+        "library": library_versions(),
+        **({"license": license} if license is not None else {}),
+    }
 
 
 def write_artifact(

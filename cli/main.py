@@ -6,7 +6,7 @@ import platform
 
 import typer
 
-from adapterhub_lite.api import _versions
+from adapterhub_lite.artifact import library_versions
 
 from . import analysis, demo, fuse, interop, rank, registry, serve, train, use
 from .render import console, print_json, setup
@@ -34,7 +34,7 @@ def main(
     """adapterhub-lite: train, share and compose adapters for Hugging Face encoders."""
     setup(quiet=quiet)
     if version:
-        versions = {**_versions(), "python": platform.python_version()}
+        versions = {**library_versions(), "python": platform.python_version()}
         if json_out:
             print_json(versions)
         else:

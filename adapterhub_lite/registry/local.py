@@ -38,7 +38,7 @@ from ..artifact import (
     read_artifact,
 )
 from ..base import BaseFingerprint
-from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
+from ..errors import ConfigError, IntegrityError, NotFoundError, RefError, VersionConflictError
 from ..files import crash_point, locked, sha256_file, staged_directory
 from ..task_embedding import TaskEmbedding, embedding_of, unit_rows
 from .blobs import BlobStore, copy_hashed
@@ -81,6 +81,12 @@ class Entry:
     @property
     def summary(self) -> dict[str, Any]:
         return dict(self.manifest.get("summary", {}))
+
+    def check_base(self, base_id: str, fingerprint: BaseFingerprint) -> None:
+        """Compare the recorded base fingerprint (from the manifest, before any weights move)
+        with the base it will be used on; raise :class:`IncompatibleBaseError` naming both."""
+        BaseFingerprint.from_dict(self.summary["fingerprint"]).check_compatible(
+            fingerprint, trained=f"{self.ref} was trained on {self.ref.base}", other_base=f"the base is {base_id}")
 
 
 def summarize(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +271,7 @@ class LocalRegistry:
         """
         entry = self.resolve(ref)
         if base is not None:
-            check_compatible(entry, base[1], base[0])
+            entry.check_base(*base)
         to = Path(to)
         check_writable(to, overwrite=overwrite)
         with staged_directory(to) as staging:
@@ -352,18 +358,6 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
             yield db
     finally:
         db.close()
-
-
-def check_compatible(entry: Entry, fingerprint: BaseFingerprint, base_id: str) -> None:
-    """Compare an entry's recorded base fingerprint (from its manifest, before any weights move)
-    with the base it will be used on; raise :class:`IncompatibleBaseError` naming both."""
-    recorded = BaseFingerprint.from_dict(entry.summary["fingerprint"])
-    differences = recorded.differences(fingerprint)
-    if differences:
-        raise IncompatibleBaseError(
-            f"{entry.ref} was trained on {entry.ref.base} ({recorded.short()}) but the base is {base_id} "
-            f"({fingerprint.short()}); they differ in {', '.join(differences)}"
-        )
 
 
 def _changed(source: Path) -> IntegrityError:

@@ -66,7 +66,7 @@ from .boundary import (
     read_bounded,
 )
 from .cache import Download, DownloadCache
-from .local import Entry, check_compatible, next_version, summarize
+from .local import Entry, next_version, summarize
 from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
 from .repo_model import listing_filters
 from .tokens import token_for
@@ -755,7 +755,7 @@ class RemoteRegistry:
         """
         entry = self.resolve(ref)
         if base is not None:
-            check_compatible(entry, base[1], base[0])
+            entry.check_base(*base)
         to = Path(to)
         check_writable(to, overwrite=overwrite)
         # Checked again here: a record may come from the cache rather than from _read_version.
