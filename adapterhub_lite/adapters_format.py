@@ -61,7 +61,7 @@ from .errors import (
 )
 from .files import sha256_file, staged_directory
 from .model import HEAD_PREFIX, AdapterModel
-from .registry.refs import check_segment
+from .registry.format.refs import check_segment
 
 FORMAT = "adapters"
 CONFIG_FILE = "adapter_config.json"
@@ -202,8 +202,8 @@ def fetch(
         return path, {"source": str(path.resolve()), "revision": None}
     # Our own verified download path, not huggingface_hub's snapshot_download: that one builds
     # cache paths from the server's ETag, so a hostile endpoint could write outside its cache.
-    from .registry.cache import DownloadCache
-    from .registry.remote import HF_ENDPOINT, RemoteRegistry
+    from .registry.client.cache import DownloadCache
+    from .registry.client.remote import HF_ENDPOINT, RemoteRegistry
 
     repo = str(source)
     url = (endpoint or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT).rstrip("/")

@@ -31,7 +31,7 @@ from .base import BaseFingerprint, BaseModel, load_base
 from .config import AdapterConfig, FusionConfig, HeadConfig, TrainConfig
 from .errors import ConfigError, DataError, IncompatibleBaseError
 from .model import AdapterModel
-from .registry.refs import base_key, check_segment
+from .registry.format.refs import base_key, check_segment
 from .training.data import (
     HUB_PREFIX,
     Columns,

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import ArtifactError, ConfigError, IntegrityError
 from .files import sha256_file, staged_directory
-from .registry.refs import base_key, check_segment
+from .registry.format.refs import base_key, check_segment
 
 if TYPE_CHECKING:
     from .base import BaseModel

@@ -141,7 +141,7 @@ def _hub_reachable() -> bool:
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
 
-    from .registry.remote import offline
+    from .registry.client.remote import offline
 
     if offline() or constants.HF_HUB_OFFLINE:
         return False

@@ -16,10 +16,10 @@ from typing import Any
 from .artifact import Artifact, read_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
 from .errors import ConfigError, DataError, NotFoundError, RefError
-from .registry.local import REGISTRY_ENV, Entry, LocalRegistry
-from .registry.refs import Ref, base_key, parse_ref
-from .registry.remote import Progress, RemoteRegistry, is_remote, parse_remote
-from .registry.tokens import store_token
+from .registry.client.local import REGISTRY_ENV, Entry, LocalRegistry
+from .registry.client.remote import Progress, RemoteRegistry, is_remote, parse_remote
+from .registry.client.tokens import store_token
+from .registry.format.refs import Ref, base_key, parse_ref
 from .task_embedding import TaskEmbedding, compute_task_embedding
 from .training.data import Columns, ExampleSet, load_examples
 

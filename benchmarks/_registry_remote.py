@@ -368,7 +368,7 @@ def bench_search(work: Path, reg_dir: Path, plan: list[tuple[str, dict[str, Any]
     the first ``sort_searches`` of them run.
     """
     from adapterhub_lite import hub
-    from adapterhub_lite.registry.local import LocalRegistry
+    from adapterhub_lite.registry.client.local import LocalRegistry
 
     local = LocalRegistry(reg_dir)
     shutil.rmtree(reg_dir / "repos", ignore_errors=True)  # a server never started here: sync from scratch

@@ -75,8 +75,8 @@ def query_plan(rng: random.Random, count: int) -> list[tuple[str, dict[str, str]
 
 def listing_params(params: dict[str, str]) -> list[tuple[str, str]]:
     """The JSON listing request a catalog page is a view of (``pages.Catalog.catalog``)."""
-    from adapterhub_lite.registry.pages import PAGE_ROWS
-    from adapterhub_lite.registry.repo_model import METRIC_SORT, listing_filters
+    from adapterhub_lite.registry.server.pages import PAGE_ROWS
+    from adapterhub_lite.registry.server.repo_model import METRIC_SORT, listing_filters
 
     filters = listing_filters(base=params.get("base"), task=params.get("task"),
                               architecture=params.get("architecture"), tag=params.get("tag"))
@@ -88,7 +88,7 @@ def listing_params(params: dict[str, str]) -> list[tuple[str, str]]:
 
 def build(work: Path, entries: int, seed: int) -> tuple[Path, dict[str, Any]]:
     """The 10k registry of ``benchmarks/registry.py`` section 3."""
-    from adapterhub_lite.registry.local import LocalRegistry
+    from adapterhub_lite.registry.client.local import LocalRegistry
 
     base = make_base()
     model, metadata = small_model_and_metadata(base, name="sst2", task="sst2")

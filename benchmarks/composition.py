@@ -59,7 +59,7 @@ from adapterhub_lite import api, bundled, ranking  # noqa: E402
 from adapterhub_lite.base import BaseModel, load_base  # noqa: E402
 from adapterhub_lite.compose import Candidate, choose  # noqa: E402
 from adapterhub_lite.config import TrainConfig  # noqa: E402
-from adapterhub_lite.registry.local import LocalRegistry  # noqa: E402
+from adapterhub_lite.registry.client.local import LocalRegistry  # noqa: E402
 from adapterhub_lite.task_embedding import compute_task_embedding  # noqa: E402
 from adapterhub_lite.training.data import ExampleSet, encode_labels, tokenize  # noqa: E402
 from adapterhub_lite.training.loop import evaluate_outputs  # noqa: E402

@@ -239,8 +239,8 @@ ORDERS = [("copy", "hash", "push", "pull"), ("push", "pull", "copy", "hash"), ("
 
 def bench_transfer(work: Path, big: Any, reps: int) -> dict[str, Any]:
     from adapterhub_lite.artifact import sha256_file
-    from adapterhub_lite.registry.local import LocalRegistry
-    from adapterhub_lite.registry.refs import Ref
+    from adapterhub_lite.registry.client.local import LocalRegistry
+    from adapterhub_lite.registry.format.refs import Ref
 
     weights = big.weights_path
     weight_bytes = weights.stat().st_size
@@ -279,8 +279,8 @@ def bench_transfer(work: Path, big: Any, reps: int) -> dict[str, Any]:
 
 def bench_small_pull(work: Path, small_dir: Path, pulls: int) -> dict[str, Any]:
     from adapterhub_lite import hub
-    from adapterhub_lite.registry.local import LocalRegistry
-    from adapterhub_lite.registry.refs import Ref
+    from adapterhub_lite.registry.client.local import LocalRegistry
+    from adapterhub_lite.registry.format.refs import Ref
 
     reg_dir = work / "reg-small"
     registry = LocalRegistry(reg_dir)
@@ -312,8 +312,8 @@ def bench_small_pull(work: Path, small_dir: Path, pulls: int) -> dict[str, Any]:
 
 def populate(registry: Any, template: dict[str, Any], total: int, rng: random.Random) -> dict[str, Any]:
     """Write ``total`` version manifests + index rows the way ``LocalRegistry.push`` does."""
-    from adapterhub_lite.registry.local import Entry
-    from adapterhub_lite.registry.refs import Ref
+    from adapterhub_lite.registry.client.local import Entry
+    from adapterhub_lite.registry.format.refs import Ref
 
     written, yanked, entries = 0, 0, 0
     start = time.perf_counter()
@@ -364,7 +364,7 @@ def search_plan(rng: random.Random, count: int) -> list[tuple[str, dict[str, Any
 
 def bench_search(work: Path, small_entry: Any, small_registry: Any, total: int, searches: int,
                  rebuilds: int, opens: int, seed: int) -> dict[str, Any]:
-    from adapterhub_lite.registry.local import LocalRegistry
+    from adapterhub_lite.registry.client.local import LocalRegistry
 
     rng = random.Random(seed)
     reg_dir = work / "reg-10k"
@@ -415,7 +415,7 @@ def bench_search(work: Path, small_entry: Any, small_registry: Any, total: int, 
 
 
 def bench_push(work: Path, model: Any, metadata: dict[str, Any], pushes: int, big_registry: Any) -> dict[str, Any]:
-    from adapterhub_lite.registry.local import LocalRegistry
+    from adapterhub_lite.registry.client.local import LocalRegistry
 
     sources = work / "push-sources"
     dirs = [write_small(sources / f"s{i}", model, metadata, seed=100 + i).path for i in range(pushes + 2)]
@@ -667,7 +667,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"2/{steps} small pull: {args.pulls} pulls", file=sys.stderr)
         small_pull = bench_small_pull(work, small.path, args.pulls)
         small_registry, small_entry = small_pull.pop("_registry"), small_pull.pop("_entry")
-        from adapterhub_lite.registry.local import LocalRegistry
+        from adapterhub_lite.registry.client.local import LocalRegistry
 
         print(f"3/{steps} search: populating {args.entries} versions, {args.searches} searches", file=sys.stderr)
         search = bench_search(work, small_entry, LocalRegistry(small_registry), args.entries, args.searches,

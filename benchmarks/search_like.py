@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from adapterhub_lite import hub
-from adapterhub_lite.registry.local import LocalRegistry
+from adapterhub_lite.registry.client.local import LocalRegistry
 from adapterhub_lite.task_embedding import TaskEmbedding
 
 RESULTS = Path(__file__).resolve().parent / "results"

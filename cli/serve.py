@@ -14,7 +14,7 @@ from adapterhub_lite.errors import ConfigError
 from .render import err_console, user_errors
 
 if TYPE_CHECKING:
-    from adapterhub_lite.registry.repos import Repairs
+    from adapterhub_lite.registry.server.repos import Repairs
 
 REGISTRY_HELP = "Registry directory to serve (default: $AHL_REGISTRY or ~/.local/share/adapterhub-lite/registry)."
 TOKENS_HELP = ("File of write tokens, one 'TOKEN USER' per line ('#' comments); also read: "
@@ -40,15 +40,15 @@ def serve(
     # imported here, so that other commands do not load the web stack
     import uvicorn
 
-    from adapterhub_lite.registry.local import default_root
-    from adapterhub_lite.registry.repos import RepoStore
-    from adapterhub_lite.registry.server import (
+    from adapterhub_lite.registry.client.local import default_root
+    from adapterhub_lite.registry.server.app import (
         TOKENS_ENV,
         HeaderTimeoutProtocol,
         create_app,
         load_tokens,
         registry_url,
     )
+    from adapterhub_lite.registry.server.repos import RepoStore
 
     if max_upload_mb <= 0 or max_concurrent_uploads <= 0 or read_timeout <= 0:
         raise ConfigError("--max-upload-mb, --max-concurrent-uploads and --read-timeout must be positive")
@@ -85,8 +85,8 @@ def fsck(
 ) -> None:
     """Check a registry directory served by ahl serve: reconcile its indexes, entry bindings and
     staging with the manifests and repository records, and report blobs that are missing."""
-    from adapterhub_lite.registry.local import default_root
-    from adapterhub_lite.registry.repos import RepoStore
+    from adapterhub_lite.registry.client.local import default_root
+    from adapterhub_lite.registry.server.repos import RepoStore
 
     if registry is not None and "://" in registry:
         raise ConfigError(f"ahl fsck checks a local registry directory, not the remote {registry}")

@@ -1,4 +1,4 @@
-"""Property tests of the client's checks on what a server sends (registry/boundary.py), of refs
+"""Property tests of the client's checks on what a server sends (registry/format/boundary.py), of refs
 and of the blob store's digest -> path mapping: for any input, either a typed refusal or a
 value that cannot name a path outside its directory."""
 
@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapterhub_lite.errors import IntegrityError, RefError, RemoteError
-from adapterhub_lite.registry.blobs import BlobStore
-from adapterhub_lite.registry.boundary import check_file_record, check_files, merge_files, read_bounded
-from adapterhub_lite.registry.refs import SEGMENT, check_file_path, parse_ref
+from adapterhub_lite.registry.format.blobs import BlobStore
+from adapterhub_lite.registry.format.boundary import check_file_record, check_files, merge_files, read_bounded
+from adapterhub_lite.registry.format.refs import SEGMENT, check_file_path, parse_ref
 
 # Text a hostile server would try: path syntax, NUL, non-ASCII look-alikes, hex.
 HOSTILE = st.lists(st.sampled_from([*"ab.-_/\\\0\x85é0f9A ", "..", "../", "/"]), max_size=20).map("".join)

@@ -30,10 +30,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from adapterhub_lite import TrainConfig, api  # noqa: E402
 from adapterhub_lite.artifact import HEATMAP_FILE  # noqa: E402
 from adapterhub_lite.files import sha256_file  # noqa: E402
-from adapterhub_lite.registry.cache import DownloadCache  # noqa: E402
-from adapterhub_lite.registry.pages import card_body, safe_link  # noqa: E402
-from adapterhub_lite.registry.refs import Ref  # noqa: E402
-from adapterhub_lite.registry.remote import RemoteRegistry  # noqa: E402
+from adapterhub_lite.registry.client.cache import DownloadCache  # noqa: E402
+from adapterhub_lite.registry.client.remote import RemoteRegistry  # noqa: E402
+from adapterhub_lite.registry.format.refs import Ref  # noqa: E402
+from adapterhub_lite.registry.server.pages import card_body, safe_link  # noqa: E402
 
 from .conftest import AhlServer, make_artifact  # noqa: E402
 
@@ -354,7 +354,7 @@ def test_catalog_pages_through_what_ahl_search_lists(tmp_path_factory, hub_base)
     """30 entries (pushed into the served directory: the ahl/ mirrors), 25 a page, by accuracy."""
     import re
 
-    from adapterhub_lite.registry.local import LocalRegistry
+    from adapterhub_lite.registry.client.local import LocalRegistry
 
     tmp = tmp_path_factory.mktemp("paged")
     server = AhlServer(tmp / "registry").start()

@@ -16,7 +16,7 @@ from adapterhub_lite.artifact import read_artifact
 from adapterhub_lite.compose import Candidate, choose
 from adapterhub_lite.config import AdapterConfig, TrainConfig
 from adapterhub_lite.errors import ArtifactError, ConfigError, RemoteError
-from adapterhub_lite.registry.local import LocalRegistry
+from adapterhub_lite.registry.client.local import LocalRegistry
 from adapterhub_lite.task_embedding import TaskEmbedding, sample_indices
 
 from .conftest import AhlServer, bundled_rows, write_csv

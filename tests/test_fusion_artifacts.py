@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from adapterhub_lite import IncompatibleBaseError, IntegrityError, LocalRegistry, TrainConfig, api, load_base
-from adapterhub_lite.registry.refs import base_key, parse_ref
+from adapterhub_lite.registry.format.refs import base_key, parse_ref
 from adapterhub_lite.training.data import Columns, load_examples, tokenize
 from adapterhub_lite.training.loop import predict_outputs
 

@@ -35,8 +35,8 @@ from adapterhub_lite.errors import (
     RefError,
     VersionConflictError,
 )
-from adapterhub_lite.registry.local import LocalRegistry
-from adapterhub_lite.registry.refs import Ref, parse_ref
+from adapterhub_lite.registry.client.local import LocalRegistry
+from adapterhub_lite.registry.format.refs import Ref, parse_ref
 
 from .conftest import flip_a_byte, make_artifact
 
@@ -225,8 +225,8 @@ def test_versions_sort_numerically(registry, art):
 WORKER = r"""
 import json, sys, time
 root, artifact, version, slow = sys.argv[1:5]
-from adapterhub_lite.registry.blobs import BlobStore
-from adapterhub_lite.registry.local import LocalRegistry
+from adapterhub_lite.registry.format.blobs import BlobStore
+from adapterhub_lite.registry.client.local import LocalRegistry
 if float(slow):
     write_atomic = BlobStore.write_atomic
     def slow_write_atomic(self, target, data, mode=0o644):

@@ -29,8 +29,8 @@ from adapterhub_lite.errors import (
     RefError,
     VersionConflictError,
 )
-from adapterhub_lite.registry.cache import DownloadCache
-from adapterhub_lite.registry.refs import repo_slug
+from adapterhub_lite.registry.client.cache import DownloadCache
+from adapterhub_lite.registry.format.refs import repo_slug
 
 from .conftest import AhlServer, flip_a_byte, make_artifact, requests_sent
 
@@ -173,7 +173,7 @@ def test_damaged_local_file_is_refused_and_nothing_is_committed(server, art):
 def test_xet_switch_is_shared_by_concurrent_pushes():
     from huggingface_hub import constants
 
-    from adapterhub_lite.registry.remote import _XetSwitch
+    from adapterhub_lite.registry.client.remote import _XetSwitch
 
     switch, before = _XetSwitch(), constants.HF_HUB_DISABLE_XET
     with switch.off():
@@ -529,7 +529,7 @@ def test_cli_login_search_json_and_cache_commands(server, art, tmp_path, monkeyp
 def test_remote_search_matches_local_search(server, art, hub_base, tmp_path):
     """Filters, tags and metric sorting give the same rows through ahl serve as on the directory,
     for pushed repositories and for entries pushed into the served directory locally."""
-    from adapterhub_lite.registry.local import LocalRegistry
+    from adapterhub_lite.registry.client.local import LocalRegistry
 
     for seed, name in ((3, "c"), (9, "a"), (1, "b")):  # accuracy 0.5 + seed / 100
         hub.push(art(seed=seed, name=name), registry=server.url)

@@ -40,10 +40,10 @@ from huggingface_hub.utils._runtime import is_xet_available  # noqa: E402  (what
 
 from adapterhub_lite.artifact import read_artifact  # noqa: E402
 from adapterhub_lite.errors import ConfigError  # noqa: E402
-from adapterhub_lite.registry.local import LocalRegistry  # noqa: E402
-from adapterhub_lite.registry.refs import Ref, repo_slug  # noqa: E402
-from adapterhub_lite.registry.repo_model import LFS_TRANSFER_HEADER  # noqa: E402
-from adapterhub_lite.registry.server import create_app, load_tokens  # noqa: E402
+from adapterhub_lite.registry.client.local import LocalRegistry  # noqa: E402
+from adapterhub_lite.registry.format.refs import Ref, repo_slug  # noqa: E402
+from adapterhub_lite.registry.server.app import create_app, load_tokens  # noqa: E402
+from adapterhub_lite.registry.server.repo_model import LFS_TRANSFER_HEADER  # noqa: E402
 
 from .conftest import HUB_ID, AhlServer, requests_sent  # noqa: E402
 
@@ -414,7 +414,8 @@ def test_server_killed_mid_lfs_upload_stores_nothing(tmp_path):
             server.process.wait()
         server.process = None
         leftovers = lfs_leftovers(server)
-        assert leftovers and not LocalRegistry(server.root).blob_store.path(hashlib.sha256(content).hexdigest()).exists()
+        blob = LocalRegistry(server.root).blob_store.path(hashlib.sha256(content).hexdigest())
+        assert leftovers and not blob.exists()
         for path in leftovers:
             os.utime(path, (0, 0))  # as if a day old: the next start removes it
         server.start()

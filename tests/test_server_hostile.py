@@ -31,9 +31,9 @@ from huggingface_hub.errors import BadRequestError  # noqa: E402
 
 from adapterhub_lite.artifact import read_artifact  # noqa: E402
 from adapterhub_lite.errors import AhlError  # noqa: E402
-from adapterhub_lite.registry.local import LocalRegistry  # noqa: E402
-from adapterhub_lite.registry.refs import Ref, repo_slug  # noqa: E402
-from adapterhub_lite.registry.remote import RemoteRegistry  # noqa: E402
+from adapterhub_lite.registry.client.local import LocalRegistry  # noqa: E402
+from adapterhub_lite.registry.client.remote import RemoteRegistry  # noqa: E402
+from adapterhub_lite.registry.format.refs import Ref, repo_slug  # noqa: E402
 
 from .conftest import HUB_ID, AhlServer  # noqa: E402
 

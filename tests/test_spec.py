@@ -26,7 +26,7 @@ from adapterhub_lite.api import artifact_metadata
 from adapterhub_lite.artifact import read_artifact, render_model_card, write_artifact
 from adapterhub_lite.config import AdapterConfig, HeadConfig, TrainConfig
 from adapterhub_lite.model import AdapterModel
-from adapterhub_lite.registry.refs import SEGMENT
+from adapterhub_lite.registry.format.refs import SEGMENT
 from adapterhub_lite.training.data import Columns
 from adapterhub_lite.training.loop import FitResult
 

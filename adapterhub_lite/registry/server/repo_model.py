@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml  # parses model card headers
 
-from ..errors import NotFoundError, RefError, VersionConflictError
-from .refs import base_key, check_segment
+from ...errors import NotFoundError, RefError, VersionConflictError
+from ..format.refs import base_key, check_segment
 
 LOCAL_NAMESPACE = "ahl"  # entries pushed into the directory directly (SPEC 14.3)
 # list_models sort value for "by this dev metric, best first" (ahl serve only; SPEC 14.6)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AhlError, IntegrityError
-from ..files import replacing
-from .blobs import BlobStore, is_sha256
+from ...errors import AhlError, IntegrityError
+from ...files import replacing
+from ..format.blobs import BlobStore, is_sha256
 from .local import cache_root
 
 # Given the offset to start from, yield the bytes from there on; the fetcher may ignore the

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import RefError, RemoteError
+from ...errors import RefError, RemoteError
 from .blobs import is_sha256
 from .refs import DIGEST, Ref, check_base_id, check_file_path, check_segment, check_version
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import (
+from ...artifact import (
     FUSION_ADAPTERS_DIR,
     METADATA_FILES,
     Artifact,
@@ -37,12 +37,12 @@ from ..artifact import (
     fusion_adapters,
     read_artifact,
 )
-from ..base import BaseFingerprint
-from ..errors import ConfigError, IntegrityError, NotFoundError, RefError, VersionConflictError
-from ..files import crash_point, locked, sha256_file, staged_directory
-from ..task_embedding import TaskEmbedding, embedding_of, unit_rows
-from .blobs import BlobStore, copy_hashed
-from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
+from ...base import BaseFingerprint
+from ...errors import ConfigError, IntegrityError, NotFoundError, RefError, VersionConflictError
+from ...files import crash_point, locked, sha256_file, staged_directory
+from ...task_embedding import TaskEmbedding, embedding_of, unit_rows
+from ..format.blobs import BlobStore, copy_hashed
+from ..format.refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 
 LAYOUT = 1
 REGISTRY_ENV = "AHL_REGISTRY"

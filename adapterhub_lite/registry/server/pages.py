@@ -34,10 +34,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..artifact import CARD_FILE, HEATMAP_FILE, METADATA_FILES
-from ..errors import AhlError, NotFoundError
-from .local import Entry
-from .refs import Ref
+from ...artifact import CARD_FILE, HEATMAP_FILE, METADATA_FILES
+from ...errors import AhlError, NotFoundError
+from ..client.local import Entry
+from ..format.refs import Ref
 from .repo_model import METRIC_SORT, Repo, listing_filters
 
 PAGE_ROWS = 25

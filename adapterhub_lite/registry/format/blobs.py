@@ -22,8 +22,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import IntegrityError
-from ..files import locked, sha256_file
+from ...errors import IntegrityError
+from ...files import locked, sha256_file
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 

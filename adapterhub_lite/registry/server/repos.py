@@ -40,12 +40,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, Artifact, artifact_files, read_artifact
-from ..errors import ArtifactError, ConfigError, IntegrityError, RefError
-from ..files import crash_point, locked
-from ..task_embedding import TaskEmbedding
-from .local import LocalRegistry, summarize
-from .refs import Ref, base_key, repo_slug
+from ...artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, Artifact, artifact_files, read_artifact
+from ...errors import ArtifactError, ConfigError, IntegrityError, RefError
+from ...files import crash_point, locked
+from ...task_embedding import TaskEmbedding
+from ..client.local import LocalRegistry, summarize
+from ..format.refs import Ref, base_key, repo_slug
 from .repo_index import RepoIndex
 from .repo_model import (
     BRANCH,

@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..files import replacing
+from ...errors import ConfigError
+from ...files import replacing
 
 TOKEN_ENV = "AHL_TOKEN"
 HUB_HOSTS = ("https://huggingface.co", "https://hf.co")

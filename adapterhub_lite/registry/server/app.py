@@ -67,9 +67,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..errors import AhlError, ConfigError, NotFoundError, RefError, VersionConflictError
-from ..task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
-from .refs import base_key
+from ...errors import AhlError, ConfigError, NotFoundError, RefError, VersionConflictError
+from ...task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
+from ..format.refs import base_key
 from .repo_model import (
     BRANCH,
     LFS_TRANSFER_HEADER,

@@ -1,7 +1,7 @@
 """Remote registries: the Hugging Face Hub, or ``ahl serve``, reached through ``huggingface_hub``.
 
 One entry is one model repository, one version one git tag (``registry/SPEC.md`` section 14).
-Every download lands in the :class:`~adapterhub_lite.registry.cache.DownloadCache`, verified
+Every download lands in the :class:`~adapterhub_lite.registry.client.cache.DownloadCache`, verified
 against the sha256 its metadata records before it becomes visible; pulling an exact version the
 cache holds makes no request at all. Pushes to the Hub go over Xet, as ``huggingface_hub`` does;
 pushes to any other server upload large files raw with the LFS basic transfer (section 14.6).
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from ..artifact import (
+from ...artifact import (
     FUSION_ADAPTERS_DIR,
     METADATA_FILES,
     Artifact,
@@ -37,8 +37,8 @@ from ..artifact import (
     read_artifact,
     verify_files,
 )
-from ..base import BaseFingerprint
-from ..errors import (
+from ...base import BaseFingerprint
+from ...errors import (
     AhlError,
     ArtifactError,
     ConfigError,
@@ -49,10 +49,10 @@ from ..errors import (
     UnreachableError,
     VersionConflictError,
 )
-from ..files import replacing, staged_directory
-from ..task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
-from . import boundary
-from .boundary import (
+from ...files import replacing, staged_directory
+from ...task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
+from ..format import boundary
+from ..format.boundary import (
     MAX_METADATA_BYTES,
     check_commit,
     check_content_length,
@@ -65,10 +65,10 @@ from .boundary import (
     parse_json,
     read_bounded,
 )
+from ..format.refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
+from ..server.repo_model import listing_filters
 from .cache import Download, DownloadCache
 from .local import Entry, next_version, summarize
-from .refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
-from .repo_model import listing_filters
 from .tokens import token_for
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def _additions(artifact: Artifact) -> list[CommitOperationAdd]:
 
 class RemoteRegistry:
     """A registry on a Hub-compatible server, with the verbs of
-    :class:`~adapterhub_lite.registry.local.LocalRegistry`.
+    :class:`~adapterhub_lite.registry.client.local.LocalRegistry`.
 
     Example:
         >>> registry = RemoteRegistry("http://127.0.0.1:8765")
@@ -268,7 +268,7 @@ class RemoteRegistry:
     def __init__(self, url: str, *, token: str | None = None, cache: DownloadCache | None = None) -> None:
         from huggingface_hub import HfApi  # imported here: local registries never need it
 
-        from .repo_model import LFS_TRANSFER_HEADER
+        from ..server.repo_model import LFS_TRANSFER_HEADER
 
         self.url = url
         self.endpoint, self.namespace = parse_remote(url)

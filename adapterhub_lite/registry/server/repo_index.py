@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..files import crash_point
-from ..task_embedding import TaskEmbedding
-from .local import connect
-from .refs import check_segment, repo_slug
+from ...files import crash_point
+from ...task_embedding import TaskEmbedding
+from ..client.local import connect
+from ..format.refs import check_segment, repo_slug
 from .repo_model import LOCAL_NAMESPACE, METRIC_SORT, Repo, entry_key, entry_tags, hub_time, version_commit_id
 
 
