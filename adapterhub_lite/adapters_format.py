@@ -47,6 +47,7 @@ from .artifact import (
 )
 from .base import DEFAULT_BASE, BaseModel, load_base
 from .config import AdapterConfig, HeadConfig
+from .constants import HF_ENDPOINT, HF_ENDPOINT_ENV
 from .errors import (
     AhlError,
     ArtifactError,
@@ -203,10 +204,10 @@ def fetch(
     # Our own verified download path, not huggingface_hub's snapshot_download: that one builds
     # cache paths from the server's ETag, so a hostile endpoint could write outside its cache.
     from .registry.client.cache import DownloadCache
-    from .registry.client.remote import HF_ENDPOINT, RemoteRegistry
+    from .registry.client.remote import RemoteRegistry
 
     repo = str(source)
-    url = (endpoint or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT).rstrip("/")
+    url = (endpoint or os.environ.get(HF_ENDPOINT_ENV) or HF_ENDPOINT).rstrip("/")
     try:
         remote = RemoteRegistry(url, token=token if isinstance(token, str) else None,
                                 cache=DownloadCache(cache_dir) if cache_dir is not None else None)

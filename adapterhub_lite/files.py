@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .constants import CRASH_ENV
+
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
@@ -20,11 +22,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-# Test hook: crash tests set this in a server subprocess only; at the named step of a write the
-# process SIGKILLs itself, as kill -9 or a power cut would (registry/SPEC.md 14.7).
-CRASH_ENV = "AHL_SERVE_TEST_CRASH_AT"
 
 
 _crash_hits: dict[str, int] = {}

@@ -15,22 +15,24 @@ from typing import Any
 
 from .artifact import Artifact, read_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
+from .constants import REGISTRY_ENV
 from .errors import ConfigError, DataError, NotFoundError, RefError
-from .registry.client.local import REGISTRY_ENV, Entry, LocalRegistry
-from .registry.client.remote import Progress, RemoteRegistry, is_remote, parse_remote
+from .registry.client.local import LocalRegistry
+from .registry.client.protocol import Progress, Registry
+from .registry.client.remote import RemoteRegistry, is_remote, parse_remote
 from .registry.client.tokens import store_token
+from .registry.format.manifest import Entry
 from .registry.format.refs import Ref, base_key, parse_ref
 from .task_embedding import TaskEmbedding, compute_task_embedding
 from .training.data import Columns, ExampleSet, load_examples
 
-Registry = LocalRegistry | RemoteRegistry
-RegistryLike = str | Path | LocalRegistry | RemoteRegistry | None
+RegistryLike = str | Path | Registry | None
 
 
 def open_registry(registry: RegistryLike = None) -> Registry:
     """The registry a ``--registry`` value names: a directory, a URL, or None for the default
     local registry (``$AHL_REGISTRY`` may itself hold a URL)."""
-    if isinstance(registry, (LocalRegistry, RemoteRegistry)):
+    if isinstance(registry, Registry):
         return registry
     if registry is None and is_remote(os.environ.get(REGISTRY_ENV)):
         registry = os.environ[REGISTRY_ENV]
@@ -103,10 +105,7 @@ def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel 
         loaded = base if isinstance(base, BaseModel) else load_base(base)
         checked = (loaded.model_id, loaded.fingerprint)
     target = Path(to) if to is not None else Path(f"{entry.ref.name}-{entry.ref.version}")
-    if isinstance(reg, RemoteRegistry):
-        reg.pull(entry.ref, target, base=checked, overwrite=overwrite, progress=progress)
-    else:
-        reg.pull(entry.ref, target, base=checked, overwrite=overwrite)
+    reg.pull(entry.ref, target, base=checked, overwrite=overwrite, progress=progress)
     return entry, target
 
 
@@ -239,8 +238,7 @@ def fetch(source: str | Path, *, to: Path, base: str | BaseModel | None = None, 
 
         repo, _, revision = text.removeprefix(ADAPTERS_SCHEME).partition("@")
         base_id = base.model_id if isinstance(base, BaseModel) else base
-        remote = open_registry(registry) if is_remote(registry) else None
+        remote = RemoteRegistry(str(registry)) if is_remote(registry) else None
         return import_adapter(repo, to=to, base=base_id, revision=revision or None,
-                              endpoint=remote.endpoint if isinstance(remote, RemoteRegistry) else None,
-                              token=remote.token if isinstance(remote, RemoteRegistry) else None).path
+                              endpoint=remote.endpoint if remote else None, token=remote.token if remote else None).path
     return pull(text, to=to, base=base, registry=registry)[1]

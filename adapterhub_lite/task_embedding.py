@@ -32,7 +32,6 @@ from .training.data import Encoded, Example, ExampleSet, collate, sorted_batches
 METHOD = "mean-sentence-v1"
 DEFAULT_EXAMPLES = 256
 MAX_DIM = 8192  # the widest hidden size a summary may claim; anything larger is refused
-SEARCH_LIKE_PATH = "/api/ahl/search-like"  # ahl serve's ranking by task embedding (SPEC 14.9)
 
 
 @dataclass(frozen=True)

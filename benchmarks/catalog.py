@@ -75,8 +75,9 @@ def query_plan(rng: random.Random, count: int) -> list[tuple[str, dict[str, str]
 
 def listing_params(params: dict[str, str]) -> list[tuple[str, str]]:
     """The JSON listing request a catalog page is a view of (``pages.Catalog.catalog``)."""
+    from adapterhub_lite.registry.format.tags import listing_filters
     from adapterhub_lite.registry.server.pages import PAGE_ROWS
-    from adapterhub_lite.registry.server.repo_model import METRIC_SORT, listing_filters
+    from adapterhub_lite.registry.server.repo_model import METRIC_SORT
 
     filters = listing_filters(base=params.get("base"), task=params.get("task"),
                               architecture=params.get("architecture"), tag=params.get("tag"))

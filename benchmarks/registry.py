@@ -312,7 +312,7 @@ def bench_small_pull(work: Path, small_dir: Path, pulls: int) -> dict[str, Any]:
 
 def populate(registry: Any, template: dict[str, Any], total: int, rng: random.Random) -> dict[str, Any]:
     """Write ``total`` version manifests + index rows the way ``LocalRegistry.push`` does."""
-    from adapterhub_lite.registry.client.local import Entry
+    from adapterhub_lite.registry.format.manifest import Entry
     from adapterhub_lite.registry.format.refs import Ref
 
     written, yanked, entries = 0, 0, 0

@@ -11,10 +11,11 @@ from rich.table import Table
 
 from adapterhub_lite import hub
 from adapterhub_lite.artifact import check_writable, read_artifact
+from adapterhub_lite.constants import cache_root
 from adapterhub_lite.errors import AhlError
 from adapterhub_lite.registry.client.cache import DownloadCache
-from adapterhub_lite.registry.client.local import Entry, cache_root
 from adapterhub_lite.registry.client.tokens import tokens_path
+from adapterhub_lite.registry.format.manifest import Entry
 from adapterhub_lite.training.data import Columns
 
 from .render import activity, console, print_json, transfer_progress, user_errors

@@ -40,9 +40,8 @@ def serve(
     # imported here, so that other commands do not load the web stack
     import uvicorn
 
-    from adapterhub_lite.registry.client.local import default_root
+    from adapterhub_lite.constants import SERVE_TOKENS_ENV, default_registry_root
     from adapterhub_lite.registry.server.app import (
-        TOKENS_ENV,
         HeaderTimeoutProtocol,
         create_app,
         load_tokens,
@@ -54,8 +53,8 @@ def serve(
         raise ConfigError("--max-upload-mb, --max-concurrent-uploads and --read-timeout must be positive")
     if registry is not None and "://" in registry:
         raise ConfigError(f"ahl serve serves a local registry directory, not the remote {registry}")
-    token_map = load_tokens(tokens, os.environ.get(TOKENS_ENV))
-    root = Path(registry).expanduser() if registry is not None else default_root()
+    token_map = load_tokens(tokens, os.environ.get(SERVE_TOKENS_ENV))
+    root = Path(registry).expanduser() if registry is not None else default_registry_root()
     store = RepoStore(root)  # refuses a directory it cannot write; repairs what a crash left
     if check:
         raise typer.Exit(report_repairs(store.fsck(), root))
@@ -85,12 +84,12 @@ def fsck(
 ) -> None:
     """Check a registry directory served by ahl serve: reconcile its indexes, entry bindings and
     staging with the manifests and repository records, and report blobs that are missing."""
-    from adapterhub_lite.registry.client.local import default_root
+    from adapterhub_lite.constants import default_registry_root
     from adapterhub_lite.registry.server.repos import RepoStore
 
     if registry is not None and "://" in registry:
         raise ConfigError(f"ahl fsck checks a local registry directory, not the remote {registry}")
-    root = Path(registry).expanduser() if registry is not None else default_root()
+    root = Path(registry).expanduser() if registry is not None else default_registry_root()
     raise typer.Exit(report_repairs(RepoStore(root, recover=False).fsck(), root))
 
 

@@ -39,11 +39,11 @@ from huggingface_hub.errors import (  # noqa: E402
 from huggingface_hub.utils._runtime import is_xet_available  # noqa: E402  (what the upload path asks)
 
 from adapterhub_lite.artifact import read_artifact  # noqa: E402
+from adapterhub_lite.constants import LFS_TRANSFER_HEADER  # noqa: E402
 from adapterhub_lite.errors import ConfigError  # noqa: E402
 from adapterhub_lite.registry.client.local import LocalRegistry  # noqa: E402
 from adapterhub_lite.registry.format.refs import Ref, repo_slug  # noqa: E402
 from adapterhub_lite.registry.server.app import create_app, load_tokens  # noqa: E402
-from adapterhub_lite.registry.server.repo_model import LFS_TRANSFER_HEADER  # noqa: E402
 
 from .conftest import HUB_ID, AhlServer, requests_sent  # noqa: E402
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...constants import cache_root
 from ...errors import AhlError, IntegrityError
 from ...files import replacing
 from ..format.blobs import BlobStore, is_sha256
-from .local import cache_root
 
 # Given the offset to start from, yield the bytes from there on; the fetcher may ignore the
 # offset (a server without Range support) and then reports it by returning False from ``resumed``.

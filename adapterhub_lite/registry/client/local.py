@@ -18,12 +18,10 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,74 +36,19 @@ from ...artifact import (
     read_artifact,
 )
 from ...base import BaseFingerprint
+from ...constants import default_registry_root
 from ...errors import ConfigError, IntegrityError, NotFoundError, RefError, VersionConflictError
 from ...files import crash_point, locked, sha256_file, staged_directory
 from ...task_embedding import TaskEmbedding, embedding_of, unit_rows
 from ..format.blobs import BlobStore, copy_hashed
+from ..format.manifest import Entry, next_version, summarize
 from ..format.refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
+from ..format.sqlite import connect
+from .protocol import Progress
 
 LAYOUT = 1
-REGISTRY_ENV = "AHL_REGISTRY"
 _OWN_NAMES = {"ahl-registry.json", "blobs", "entries", "locks", "tmp", "index.sqlite", "index.sqlite-wal",
               "index.sqlite-shm", "index.sqlite-journal", "repos"}
-
-
-def default_root() -> Path:
-    """``$AHL_REGISTRY``, else ``$XDG_DATA_HOME/adapterhub-lite/registry`` (``~/.local/share``)."""
-    if os.environ.get(REGISTRY_ENV):
-        return Path(os.environ[REGISTRY_ENV]).expanduser()
-    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return data / "adapterhub-lite" / "registry"
-
-
-def cache_root() -> Path:
-    """``$AHL_CACHE``, else ``$XDG_CACHE_HOME/adapterhub-lite`` (``~/.cache``): pulled artifacts."""
-    if os.environ.get("AHL_CACHE"):
-        return Path(os.environ["AHL_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adapterhub-lite"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One version of one registry entry, with its manifest."""
-
-    ref: Ref
-    manifest: dict[str, Any]
-    yanked: bool = False
-    score: float | None = None  # search --like: the cosine of the task embeddings
-
-    @property
-    def digest(self) -> str:
-        return str(self.manifest["digest"])
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return dict(self.manifest.get("summary", {}))
-
-    def check_base(self, base_id: str, fingerprint: BaseFingerprint) -> None:
-        """Compare the recorded base fingerprint (from the manifest, before any weights move)
-        with the base it will be used on; raise :class:`IncompatibleBaseError` naming both."""
-        BaseFingerprint.from_dict(self.summary["fingerprint"]).check_compatible(
-            fingerprint, trained=f"{self.ref} was trained on {self.ref.base}", other_base=f"the base is {base_id}")
-
-
-def summarize(metadata: dict[str, Any]) -> dict[str, Any]:
-    """What search shows and filters on, taken from the artifact metadata at push time."""
-    adapter = metadata.get("adapter") or {}
-    head = metadata.get("head", {})
-    architecture = "fusion" if metadata["kind"] == "fusion" else adapter.get("preset", "head_only")
-    return {
-        "kind": metadata["kind"],
-        "fingerprint": metadata["base"].get("fingerprint"),
-        "architecture": architecture,
-        "adapters": [f"{a['base']}/{a['task']}/{a['name']}" for a in metadata.get("adapters", [])],
-        "head": head.get("type"),
-        "labels": head.get("label_names", []),
-        "metrics": metadata.get("metrics", {}).get("dev", {}),
-        "tags": sorted({f"task:{metadata['task']}", f"head:{head.get('type')}", *metadata.get("tags", [])}),
-        # the training data's task embedding (SPEC 2.8), which ranks entries in search --like
-        **({"task_embedding": metadata["task_embedding"]} if metadata.get("task_embedding") else {}),
-    }
 
 
 class LocalRegistry:
@@ -118,7 +61,7 @@ class LocalRegistry:
     """
 
     def __init__(self, root: Path | str | None = None) -> None:
-        self.root = Path(root).expanduser() if root is not None else default_root()
+        self.root = Path(root).expanduser() if root is not None else default_registry_root()
         marker = self.root / "ahl-registry.json"
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"registry {self.root} is a file; point --registry at a directory")
@@ -263,11 +206,12 @@ class LocalRegistry:
         return self._entry(ref, candidates[-1])
 
     def pull(self, ref: Ref, to: Path, *, base: tuple[str, BaseFingerprint] | None = None,
-             overwrite: bool = False) -> Entry:
+             overwrite: bool = False, progress: Progress | None = None) -> Entry:
         """Copy a version into directory ``to``, verifying every file's sha256 on the way.
 
         With ``base`` (its id and fingerprint), a base that differs from the recorded one is
         refused before any file is copied. Nothing appears at ``to`` unless every file verified.
+        ``progress`` is not called: a local copy downloads nothing (:class:`Registry`).
         """
         entry = self.resolve(ref)
         if base is not None:
@@ -347,30 +291,9 @@ class LocalRegistry:
             yield path, json.loads(path.read_text(encoding="utf-8"))
 
 
-@contextmanager
-def connect(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection to a search index (WAL: readers never wait for the writer) whose block is
-    one transaction; several processes may use the file at once."""
-    db = sqlite3.connect(path, timeout=60)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        with db:
-            yield db
-    finally:
-        db.close()
-
-
 def _changed(source: Path) -> IntegrityError:
     return IntegrityError(f"{source} does not match its sha256 in the metadata; it is damaged or changed while "
                           f"being pushed")
-
-
-def next_version(existing: list[str]) -> str:
-    """The version after the newest of ``existing`` (sorted oldest first): next patch, or 1.0.0."""
-    if not existing:
-        return "1.0.0"
-    major, minor, patch = version_key(existing[-1])
-    return f"{major}.{minor}.{patch + 1}"
 
 
 class _Index:

@@ -38,6 +38,7 @@ from ...artifact import (
     verify_files,
 )
 from ...base import BaseFingerprint
+from ...constants import HF_ENDPOINT, HF_ENDPOINT_ENV, LFS_TRANSFER_HEADER, OFFLINE_ENVS, SEARCH_LIKE_PATH
 from ...errors import (
     AhlError,
     ArtifactError,
@@ -50,7 +51,7 @@ from ...errors import (
     VersionConflictError,
 )
 from ...files import replacing, staged_directory
-from ...task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
+from ...task_embedding import TaskEmbedding
 from ..format import boundary
 from ..format.boundary import (
     MAX_METADATA_BYTES,
@@ -65,24 +66,21 @@ from ..format.boundary import (
     parse_json,
     read_bounded,
 )
+from ..format.manifest import Entry, next_version, summarize
 from ..format.refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
-from ..server.repo_model import listing_filters
+from ..format.tags import listing_filters
 from .cache import Download, DownloadCache
-from .local import Entry, next_version, summarize
+from .protocol import Progress
 from .tokens import token_for
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperationAdd
 
 logger = logging.getLogger(__name__)
-HF_ENDPOINT = "https://huggingface.co"
 HUB_HOSTS = ("huggingface.co", "hf.co")  # and their subdomains: servers that speak Xet
-OFFLINE_ENVS = ("AHL_OFFLINE", "HF_HUB_OFFLINE")
 # Endpoints that answered in this process (their listings need no fail-fast probe first), and
 # whether their listing carries ``ahlEntry`` (ahl serve's extensions, SPEC 14.6); None: unknown yet.
 _REACHED: dict[str, bool | None] = {}
-# Progress: given the bytes a pull will download, returns the callback that advances it.
-Progress = Callable[[int], Callable[[int], None]]
 
 
 def is_remote(registry: str | os.PathLike[str] | None) -> bool:
@@ -102,7 +100,7 @@ def parse_remote(url: str) -> tuple[str, str | None]:
         ConfigError: not a URL this client understands.
     """
     if url.startswith("hf://"):
-        endpoint = (os.environ.get("HF_ENDPOINT") or HF_ENDPOINT).rstrip("/")
+        endpoint = (os.environ.get(HF_ENDPOINT_ENV) or HF_ENDPOINT).rstrip("/")
         namespace = url.removeprefix("hf://").strip("/") or None
     else:
         parts = urlsplit(url)
@@ -268,7 +266,6 @@ class RemoteRegistry:
     def __init__(self, url: str, *, token: str | None = None, cache: DownloadCache | None = None) -> None:
         from huggingface_hub import HfApi  # imported here: local registries never need it
 
-        from ..server.repo_model import LFS_TRANSFER_HEADER
 
         self.url = url
         self.endpoint, self.namespace = parse_remote(url)

@@ -12,10 +12,10 @@ import json
 import os
 from pathlib import Path
 
+from ...constants import HF_ENDPOINT_ENV, TOKEN_ENV
 from ...errors import ConfigError
 from ...files import replacing
 
-TOKEN_ENV = "AHL_TOKEN"
 HUB_HOSTS = ("https://huggingface.co", "https://hf.co")
 
 
@@ -42,7 +42,7 @@ def token_for(endpoint: str) -> str | None:
     stored = _stored().get(endpoint.rstrip("/"))
     if stored:
         return stored
-    if endpoint.rstrip("/") in HUB_HOSTS or endpoint.rstrip("/") == os.environ.get("HF_ENDPOINT", "").rstrip("/"):
+    if endpoint.rstrip("/") in HUB_HOSTS or endpoint.rstrip("/") == os.environ.get(HF_ENDPOINT_ENV, "").rstrip("/"):
         from huggingface_hub import get_token
 
         return get_token()

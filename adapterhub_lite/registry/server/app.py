@@ -67,12 +67,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ...constants import LFS_TRANSFER_HEADER, SEARCH_LIKE_PATH, SERVE_TOKENS_ENV
 from ...errors import AhlError, ConfigError, NotFoundError, RefError, VersionConflictError
-from ...task_embedding import SEARCH_LIKE_PATH, TaskEmbedding
+from ...task_embedding import TaskEmbedding
 from ..format.refs import base_key
 from .repo_model import (
     BRANCH,
-    LFS_TRANSFER_HEADER,
     LOCAL_NAMESPACE,
     MAX_CARD_HEADER_BYTES,
     MAX_CARD_NODES,
@@ -107,7 +107,6 @@ OFF_LOOP_BYTES = 64 << 10  # JSON bodies larger than this are parsed in a worker
 MAX_CURSOR = 1 << 62  # list_models offsets (SQLite integers are 64-bit)
 PAGE_SIZE = 1000  # list_models rows per page, as on the Hub; tree entries per page too
 MAX_LIKE_TOP = 1000  # rows search --like answers at most
-TOKENS_ENV = "AHL_SERVE_TOKENS"
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
 LFS_MIN_BYTES = 1 << 20  # larger files go "lfs" (to clients that take it), as do binary ones
 LFS_JSON = "application/vnd.git-lfs+json"
@@ -148,7 +147,8 @@ def parse_tokens_env(value: str) -> dict[str, str]:
     for pair in filter(None, (p.strip() for p in value.split(","))):
         token, sep, user = pair.rpartition(":")
         if not sep or not token:
-            raise ConfigError(f"${TOKENS_ENV}: expected TOKEN:USER pairs separated by commas, got {pair[:8]!r}...")
+            raise ConfigError(f"${SERVE_TOKENS_ENV}: expected TOKEN:USER pairs separated by commas, "
+                              f"got {pair[:8]!r}...")
         tokens[token] = _check_user(user)
     return tokens
 

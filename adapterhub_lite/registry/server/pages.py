@@ -36,9 +36,10 @@ from starlette.routing import Route
 
 from ...artifact import CARD_FILE, HEATMAP_FILE, METADATA_FILES
 from ...errors import AhlError, NotFoundError
-from ..client.local import Entry
+from ..format.manifest import Entry
 from ..format.refs import Ref
-from .repo_model import METRIC_SORT, Repo, listing_filters
+from ..format.tags import listing_filters
+from .repo_model import METRIC_SORT, Repo
 
 PAGE_ROWS = 25
 BASE_PAGE_ROWS = 1000  # the listing's page size: a base page shows at most this many entries

@@ -19,9 +19,10 @@ import numpy as np
 
 from ...files import crash_point
 from ...task_embedding import TaskEmbedding
-from ..client.local import connect
 from ..format.refs import check_segment, repo_slug
-from .repo_model import LOCAL_NAMESPACE, METRIC_SORT, Repo, entry_key, entry_tags, hub_time, version_commit_id
+from ..format.sqlite import connect
+from ..format.tags import entry_tags
+from .repo_model import LOCAL_NAMESPACE, METRIC_SORT, Repo, entry_key, hub_time, version_commit_id
 
 
 class RepoIndex:

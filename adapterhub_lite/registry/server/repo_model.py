@@ -17,7 +17,7 @@ from typing import Any
 import yaml  # parses model card headers
 
 from ...errors import NotFoundError, RefError, VersionConflictError
-from ..format.refs import base_key, check_segment
+from ..format.refs import check_segment
 
 LOCAL_NAMESPACE = "ahl"  # entries pushed into the directory directly (SPEC 14.3)
 # list_models sort value for "by this dev metric, best first" (ahl serve only; SPEC 14.6)
@@ -35,10 +35,6 @@ MAX_PATH_DEPTH = 16
 # no card data (a YAML "billion laughs" header would otherwise cost CPU and memory on every read).
 MAX_CARD_HEADER_BYTES = 64 << 10
 MAX_CARD_NODES = 10_000
-# A client sends this request header (value "basic") when it uploads "lfs" files with the LFS
-# basic transfer, Xet off; ahl serve answers "lfs" in preupload only then (SPEC 14.6), since a
-# stock huggingface_hub with hf_xet installed would take an "lfs" answer to Xet and fail.
-LFS_TRANSFER_HEADER = "X-AHL-LFS-Transfer"
 
 
 class RepoNotFoundError(NotFoundError):
@@ -167,39 +163,6 @@ def check_repo_path(path: Any) -> str:
         raise RefError(f"file path part {long[:40]!r}... is longer than {MAX_PATH_PART_BYTES} bytes; "
                        f"use shorter file and folder names")
     return path
-
-
-def entry_tags(base: str, task: str, name: str, architecture: str | None, head: str | None) -> list[str]:
-    """The search tags of an entry (SPEC 14.2), from the fields its summary records."""
-    tags = ["adapterhub-lite", f"task:{task}"]
-    if architecture and architecture != "head_only":
-        tags.append(f"adapter:{architecture}")
-    if head:
-        tags.append(head)
-    return [*tags, f"ahl-entry:{base}/{task}/{name}", f"base_model:{base}"]
-
-
-def listing_filters(*, base: str | None = None, task: str | None = None, architecture: str | None = None,
-                    head: str | None = None, tag: str | None = None) -> list[str]:
-    """The ``list_models`` filter tags of an entry search (SPEC 14.2): what ``ahl search`` sends and
-    what the catalog pages pass to the same listing. ``head_only`` has no tag (filter rows by
-    their summary's architecture).
-
-    Raises:
-        RefError: a task that is not a valid name.
-    """
-    filters = ["adapterhub-lite"]
-    if base:
-        filters.append(f"base_model:{base_key(base)}")
-    if task:
-        filters.append(f"task:{check_segment(task, 'task')}")
-    if architecture and architecture != "head_only":
-        filters.append(f"adapter:{architecture}")
-    if head:
-        filters.append(f"head:{head}")
-    if tag:
-        filters.append(tag)
-    return filters
 
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

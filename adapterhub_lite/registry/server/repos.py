@@ -44,7 +44,8 @@ from ...artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, Artifact
 from ...errors import ArtifactError, ConfigError, IntegrityError, RefError
 from ...files import crash_point, locked
 from ...task_embedding import TaskEmbedding
-from ..client.local import LocalRegistry, summarize
+from ..client.local import LocalRegistry
+from ..format.manifest import summarize
 from ..format.refs import Ref, base_key, repo_slug
 from .repo_index import RepoIndex
 from .repo_model import (

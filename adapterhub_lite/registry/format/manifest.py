@@ -1,0 +1,63 @@
+"""What a registry version is, on either side of the wire: an :class:`Entry` (a ref and its
+manifest), the summary that search shows (taken from the artifact metadata at push time), and
+the version numbering of pushes without one (``registry/SPEC.md``, "Registry layout")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...base import BaseFingerprint
+from .refs import Ref, version_key
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One version of one registry entry, with its manifest."""
+
+    ref: Ref
+    manifest: dict[str, Any]
+    yanked: bool = False
+    score: float | None = None  # search --like: the cosine of the task embeddings
+
+    @property
+    def digest(self) -> str:
+        return str(self.manifest["digest"])
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return dict(self.manifest.get("summary", {}))
+
+    def check_base(self, base_id: str, fingerprint: BaseFingerprint) -> None:
+        """Compare the recorded base fingerprint (from the manifest, before any weights move)
+        with the base it will be used on; raise :class:`IncompatibleBaseError` naming both."""
+        BaseFingerprint.from_dict(self.summary["fingerprint"]).check_compatible(
+            fingerprint, trained=f"{self.ref} was trained on {self.ref.base}", other_base=f"the base is {base_id}"
+        )
+
+
+def summarize(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What search shows and filters on, taken from the artifact metadata at push time."""
+    adapter = metadata.get("adapter") or {}
+    head = metadata.get("head", {})
+    architecture = "fusion" if metadata["kind"] == "fusion" else adapter.get("preset", "head_only")
+    return {
+        "kind": metadata["kind"],
+        "fingerprint": metadata["base"].get("fingerprint"),
+        "architecture": architecture,
+        "adapters": [f"{a['base']}/{a['task']}/{a['name']}" for a in metadata.get("adapters", [])],
+        "head": head.get("type"),
+        "labels": head.get("label_names", []),
+        "metrics": metadata.get("metrics", {}).get("dev", {}),
+        "tags": sorted({f"task:{metadata['task']}", f"head:{head.get('type')}", *metadata.get("tags", [])}),
+        # the training data's task embedding (SPEC 2.8), which ranks entries in search --like
+        **({"task_embedding": metadata["task_embedding"]} if metadata.get("task_embedding") else {}),
+    }
+
+
+def next_version(existing: list[str]) -> str:
+    """The version after the newest of ``existing`` (sorted oldest first): next patch, or 1.0.0."""
+    if not existing:
+        return "1.0.0"
+    major, minor, patch = version_key(existing[-1])
+    return f"{major}.{minor}.{patch + 1}"
