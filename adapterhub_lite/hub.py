@@ -15,8 +15,8 @@ from typing import Any
 
 from .artifact import Artifact, read_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
-from .constants import REGISTRY_ENV
-from .errors import ConfigError, DataError, NotFoundError, RefError
+from .constants import REGISTRY_ENV, cache_root
+from .errors import AhlError, ConfigError, DataError, NotFoundError, RefError
 from .registry.client.local import LocalRegistry
 from .registry.client.protocol import Progress, Registry
 from .registry.client.remote import RemoteRegistry, is_remote, parse_remote
@@ -221,6 +221,31 @@ def logout(registry: str) -> None:
 ADAPTERS_SCHEME = "adapters:"
 
 
+def adapters_source(source: str) -> tuple[str, str | None]:
+    """``(REPO or DIR, REVISION or None)`` of an ``adapters:REPO[@REVISION]`` source."""
+    repo, _, revision = source.removeprefix(ADAPTERS_SCHEME).partition("@")
+    return repo, revision or None
+
+
+def import_dir(source: str) -> Path:
+    """Where an ``adapters:`` source is converted to by default: ``./<last part of REPO>``."""
+    return Path(Path(adapters_source(source)[0]).name)
+
+
+def local_artifact(target: str | Path, *, base: str | None = None, registry: RegistryLike = None) -> Path:
+    """An artifact directory for a target: the directory itself, or a registry ref pulled
+    (verified, with a fusion's adapters) into the cache's ``artifacts/``, once per content digest."""
+    if is_artifact_path(target):
+        return Path(target)
+    entry = resolve(str(target), base=base, registry=registry)
+    cached = cache_root() / "artifacts" / entry.digest.removeprefix("sha256:")
+    try:
+        read_artifact(cached)  # verified: a damaged cache entry is pulled again
+        return cached
+    except AhlError:
+        return pull(entry.ref, to=cached, base=base, registry=registry, overwrite=True)[1]
+
+
 def fetch(source: str | Path, *, to: Path, base: str | BaseModel | None = None, registry: RegistryLike = None) -> Path:
     """An artifact directory for any adapter source, ready to load or fuse:
 
@@ -236,9 +261,9 @@ def fetch(source: str | Path, *, to: Path, base: str | BaseModel | None = None, 
     if text.startswith(ADAPTERS_SCHEME):
         from .adapters_format import import_adapter
 
-        repo, _, revision = text.removeprefix(ADAPTERS_SCHEME).partition("@")
+        repo, revision = adapters_source(text)
         base_id = base.model_id if isinstance(base, BaseModel) else base
         remote = RemoteRegistry(str(registry)) if is_remote(registry) else None
-        return import_adapter(repo, to=to, base=base_id, revision=revision or None,
+        return import_adapter(repo, to=to, base=base_id, revision=revision,
                               endpoint=remote.endpoint if remote else None, token=remote.token if remote else None).path
     return pull(text, to=to, base=base, registry=registry)[1]

@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from adapterhub_lite import hub
 from adapterhub_lite.analysis import fusion_activations, prune_fusion
 
-from .registry import BASE_HELP, REGISTRY_HELP, local_artifact
+from .registry import BASE_HELP, REGISTRY_HELP
 from .render import activations_table, console, print_json, quiet_libraries, user_errors
 
 
@@ -27,7 +28,8 @@ def inspect(
 ) -> None:
     """Mean fusion attention of every adapter at every layer over a dataset: table, JSON, SVG or PNG."""
     quiet_libraries()
-    report = fusion_activations(local_artifact(target, base, registry), data, base=base, batch_size=batch_size)
+    artifact = hub.local_artifact(target, base=base, registry=registry)
+    report = fusion_activations(artifact, data, base=base, batch_size=batch_size)
     if plot is not None:
         report.plot(plot, title=f"fusion attention on {Path(data).name}")
     if json_out:

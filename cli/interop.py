@@ -13,7 +13,7 @@ from adapterhub_lite import hub
 from adapterhub_lite.adapters_format import export_adapter, import_adapter
 from adapterhub_lite.errors import ConfigError
 
-from .registry import REGISTRY_HELP, entry_json, local_artifact
+from .registry import REGISTRY_HELP
 from .render import LICENSE_HELP, activity, console, print_json, quiet_libraries, user_errors
 
 
@@ -49,7 +49,7 @@ def import_(
                                       license=license)
         entry = hub.push(artifact.path, registry=registry) if registry is not None else None
     if json_out:
-        print_json(entry_json(entry) if entry is not None else artifact.metadata)
+        print_json(entry.to_dict() if entry is not None else artifact.metadata)
         return
     meta = artifact.metadata
     adapter = meta["adapter"]
@@ -80,8 +80,8 @@ def export(
     """Write an adapter in another library's format: adapters (AdapterHub) loads it with model.load_adapter(DIR)."""
     if format != "adapters":
         raise ConfigError(f"unknown format {format!r}; the one export format is 'adapters'")
-    path = export_adapter(local_artifact(target, base, registry), out, with_head=head, weights_format=weights,
-                          overwrite=overwrite)
+    artifact = hub.local_artifact(target, base=base, registry=registry)
+    path = export_adapter(artifact, out, with_head=head, weights_format=weights, overwrite=overwrite)
     if json_out:
         print_json({"format": format, "path": str(path), "files": sorted(p.name for p in path.iterdir())})
         return

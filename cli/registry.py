@@ -10,9 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from adapterhub_lite import hub
-from adapterhub_lite.artifact import check_writable, read_artifact
-from adapterhub_lite.constants import cache_root
-from adapterhub_lite.errors import AhlError
+from adapterhub_lite.artifact import check_writable
 from adapterhub_lite.registry.client.cache import DownloadCache
 from adapterhub_lite.registry.client.tokens import tokens_path
 from adapterhub_lite.registry.format.manifest import Entry
@@ -25,34 +23,12 @@ REGISTRY_HELP = ("Registry: a directory, http(s)://HOST[:PORT][/NAMESPACE] (ahl 
 BASE_HELP = "Base model id for short refs (TASK/NAME) and the compatibility check."
 
 
-def entry_json(entry: Entry) -> dict:
-    s = entry.summary
-    return {"ref": str(entry.ref), "base": entry.ref.base, "task": entry.ref.task, "name": entry.ref.name,
-            "version": entry.ref.version, "digest": entry.digest, "yanked": entry.yanked,
-            "architecture": s.get("architecture"), "head": s.get("head"), "metrics": s.get("metrics", {}),
-            "tags": s.get("tags", []), "pushed_at": entry.manifest.get("pushed_at")}
-
-
-def local_artifact(target: str, base: str | None, registry: str | None) -> Path:
-    """An artifact directory for a command-line target: the directory itself, or a registry ref
-    pulled (verified, with a fusion's adapters) into the cache, once per content digest."""
-    if hub.is_artifact_path(target):
-        return Path(target)
-    entry = hub.resolve(target, base=base, registry=registry)
-    cached = cache_root() / "artifacts" / entry.digest.removeprefix("sha256:")
-    try:
-        read_artifact(cached)  # verified: a damaged cache entry is pulled again
-        return cached
-    except AhlError:
-        return hub.pull(entry.ref, to=cached, base=base, registry=registry, overwrite=True)[1]
-
-
 def entry_table(entry: Entry) -> Table:
     """Key facts of one registry version."""
     table = Table(title=escape(str(entry.ref) + (" [yanked]" if entry.yanked else "")), show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    for key, value in entry_json(entry).items():
+    for key, value in entry.to_dict().items():
         if key not in ("ref", "base", "task", "name", "version"):
             table.add_row(key, escape(str(value)))
     table.add_row("files", ", ".join(f"{n} ({f['size']:,} B)" for n, f in entry.manifest["files"].items()))
@@ -70,7 +46,7 @@ def push(
     with activity(f"pushing {escape(str(path))}"):
         entry = hub.push(path, registry=registry, version=version)
     if json_out:
-        print_json(entry_json(entry))
+        print_json(entry.to_dict())
     else:
         console.print(f"pushed [bold]{entry.ref}[/] ({entry.digest[:19]})")
 
@@ -87,8 +63,7 @@ def pull(
 ) -> None:
     """Pull a version from a registry into a directory, verifying every file."""
     if ref.startswith(hub.ADAPTERS_SCHEME):  # AdapterHub's format: converted on the way in
-        repo = ref.removeprefix(hub.ADAPTERS_SCHEME).partition("@")[0]
-        target = to or Path(Path(repo).name)
+        target = to or hub.import_dir(ref)
         check_writable(target, overwrite=overwrite)
         with activity(f"converting {escape(ref)}"):
             path = hub.fetch(ref, to=target, base=base, registry=registry)
@@ -100,7 +75,7 @@ def pull(
     with transfer_progress() as progress:
         entry, target = hub.pull(ref, to=to, base=base, registry=registry, overwrite=overwrite, progress=progress)
     if json_out:
-        print_json({**entry_json(entry), "path": str(target)})
+        print_json({**entry.to_dict(), "path": str(target)})
     else:
         console.print(f"pulled [bold]{entry.ref}[/] into {escape(str(target))}", highlight=False)
 
@@ -130,7 +105,7 @@ def search(
         entries = hub.search(registry=registry, task=task, base=base, architecture=architecture, name=name,
                              tag=tag, sort=sort, limit=limit)
     if json_out:
-        print_json([{**entry_json(e), **({"similarity": e.score} if like is not None else {})} for e in entries])
+        print_json([{**e.to_dict(), **({"similarity": e.score} if like is not None else {})} for e in entries])
         return
     table = Table(title=f"{len(entries)} adapter(s)" + (f" most similar to {like}" if like is not None else ""))
     columns = ("similarity",) * (like is not None) + ("task/name", "version", "base", "arch", "head", "dev metrics")
@@ -155,7 +130,7 @@ def verify(
     with activity(f"verifying {escape(target)}"):
         result = hub.verify(target, base=base, registry=registry)
     if json_out:
-        print_json({"verified": True, **(entry_json(result) if isinstance(result, Entry) else
+        print_json({"verified": True, **(result.to_dict() if isinstance(result, Entry) else
                                          {"path": str(result.path), "digest": result.digest,
                                           "files": sorted(result.metadata["files"])})})
         return
@@ -173,7 +148,7 @@ def yank(
     """Hide a version from search and @latest; it stays pullable by its exact version."""
     entry = hub.yank(ref, base=base, registry=registry)
     if json_out:
-        print_json(entry_json(entry))
+        print_json(entry.to_dict())
     else:
         console.print(f"yanked {entry.ref}", highlight=False)
 

@@ -17,7 +17,7 @@ from adapterhub_lite.errors import ConfigError, DataError
 from adapterhub_lite.files import replacing
 from adapterhub_lite.training.data import HUB_PREFIX, Columns, Example, load_examples
 
-from .registry import REGISTRY_HELP, entry_table, local_artifact
+from .registry import REGISTRY_HELP, entry_table
 from .render import console, metrics_table, print_json, quiet_libraries, trainable_share, user_errors
 
 COLUMN_HELP = "Column override (default: the column used in training)."
@@ -44,7 +44,7 @@ def evaluate(
 ) -> None:
     """Evaluate an artifact on labelled data."""
     quiet_libraries()
-    loaded = api.load(local_artifact(artifact, base, registry), base=base, device="auto")
+    loaded = api.load(hub.local_artifact(artifact, base=base, registry=registry), base=base, device="auto")
     columns = _columns(loaded, text_column, text_pair_column, label_column, choices_column)
     metrics = api.evaluate(loaded, data, columns=columns, batch_size=batch_size)
     if json_out:
@@ -75,7 +75,7 @@ def predict(
     if texts is None and not input.startswith(HUB_PREFIX) and not Path(input).exists():
         raise DataError(f"input file {input} does not exist; pass a data file (.txt: one text per line; .csv, "
                         f".tsv, .jsonl) or - to read one text per line from stdin")
-    loaded = api.load(local_artifact(artifact, base, registry), base=base, device="auto")
+    loaded = api.load(hub.local_artifact(artifact, base=base, registry=registry), base=base, device="auto")
     columns = _columns(loaded, text_column, text_pair_column, None, choices_column)
     if texts is not None:
         examples = [Example(t) for t in texts]
