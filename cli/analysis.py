@@ -11,7 +11,7 @@ from rich.table import Table
 from adapterhub_lite import hub
 from adapterhub_lite.analysis import fusion_activations, prune_fusion
 
-from .registry import BASE_HELP, REGISTRY_HELP
+from .options import BaseRefOption, RegistryOption
 from .render import activations_table, console, print_json, quiet_libraries, user_errors
 
 
@@ -21,8 +21,8 @@ def inspect(
     data: str = typer.Option(..., help="Data to run (labels are not needed)."),
     plot: Optional[Path] = typer.Option(
         None, help="Write a heatmap here: FILE.svg (needs nothing) or FILE.png (needs matplotlib)."),
-    base: Optional[str] = typer.Option(None, help=BASE_HELP),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    base: BaseRefOption = None,
+    registry: RegistryOption = None,
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
     json_out: bool = typer.Option(False, "--json", help="Print the activations as JSON."),
 ) -> None:
@@ -49,7 +49,7 @@ def prune(
     keep: Optional[int] = typer.Option(None, help="Keep the K adapters with the highest mean attention."),
     out: Optional[Path] = typer.Option(None, help="Save the pruned fusion here."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
-    base: Optional[str] = typer.Option(None, help=BASE_HELP),
+    base: BaseRefOption = None,
     repeats: int = typer.Option(3, help="Timings of each model, interleaved; a speed-up is claimed only when "
                                         "every one agrees."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),

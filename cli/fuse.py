@@ -14,10 +14,32 @@ from adapterhub_lite.config import FusionConfig, TrainConfig
 from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import Columns
 
+from .options import (
+    COLUMNS,
+    FUSION,
+    TRAIN,
+    BatchSize,
+    ChoicesColumn,
+    ClassWeight,
+    Device,
+    Epochs,
+    GradAccum,
+    JsonOption,
+    LabelColumn,
+    LearningRate,
+    LicenseOption,
+    MaxLength,
+    Metric,
+    Patience,
+    RegistryOption,
+    Seed,
+    TextColumn,
+    TextPairColumn,
+    WarmupRatio,
+    WeightDecay,
+)
 from .rank import render_ranking
-from .registry import REGISTRY_HELP
 from .render import (
-    LICENSE_HELP,
     console,
     metrics_table,
     print_json,
@@ -41,34 +63,32 @@ def fuse(
     train_file: str = typer.Option(..., "--train", help="Target training data."),
     dev_file: Optional[str] = typer.Option(None, "--dev", help="Target dev data (default: hold out --dev-split)."),
     base: Optional[str] = typer.Option(None, help="Base model (default: the adapters' base)."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     out: Optional[Path] = typer.Option(None, help="Fusion artifact directory (default: ./NAME)."),
     name: Optional[str] = typer.Option(None, help="Fusion name (default: TASK-fusion)."),
     push: bool = typer.Option(False, help="Push the fusion (and its adapters) to --registry afterwards."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
     head: str = typer.Option("classification", help="classification, regression or multiple_choice."),
-    text_column: str = typer.Option("text", help="Column with the text."),
-    text_pair_column: Optional[str] = typer.Option(None, help="Column with a second text."),
-    label_column: str = typer.Option("label", help="Column with the label."),
-    choices_column: Optional[str] = typer.Option(None, help="Multiple choice: answers column(s)."),
-    lr: Optional[float] = typer.Option(
-        None, help="Learning rate (default: from the number of steps, 1e-3 on small data; paper: 5e-5)."
-    ),
-    epochs: Optional[int] = typer.Option(
-        None, help="Maximum epochs (default: 10, or more to reach 200 optimizer steps; paper: 10)."
-    ),
-    patience: Optional[int] = typer.Option(None, help="Early stopping patience (default: about 50 steps, >= 2)."),
-    metric: str = typer.Option("auto", help="Dev metric for early stopping: accuracy, macro_f1, pearson, spearman "
-                                            "(auto: macro_f1 when training labels are imbalanced)."),
-    class_weight: str = typer.Option("none", help="Loss weight per class: none or balanced."),
-    batch_size: int = typer.Option(32, help="Examples per optimizer step."),
-    seed: int = typer.Option(42, help="Random seed."),
-    max_length: int = typer.Option(128, help="Maximum tokens per sequence."),
-    value_l2: float = typer.Option(0.01, help="Weight of the L2 pull of V towards the identity."),
-    temperature: float = typer.Option(1.0, help="Softmax temperature over adapters."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, mps."),
-    license: Optional[str] = typer.Option(None, help=LICENSE_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    text_column: TextColumn = COLUMNS.text,
+    text_pair_column: TextPairColumn = COLUMNS.text_pair,
+    label_column: LabelColumn = COLUMNS.label,
+    choices_column: ChoicesColumn = COLUMNS.choices,
+    lr: LearningRate = TRAIN.learning_rate,
+    batch_size: BatchSize = TRAIN.batch_size,
+    grad_accum: GradAccum = TRAIN.grad_accum,
+    epochs: Epochs = TRAIN.epochs,
+    patience: Patience = TRAIN.patience,
+    metric: Metric = TRAIN.metric,
+    class_weight: ClassWeight = TRAIN.class_weight,
+    warmup_ratio: WarmupRatio = TRAIN.warmup_ratio,
+    weight_decay: WeightDecay = TRAIN.weight_decay,
+    seed: Seed = TRAIN.seed,
+    max_length: MaxLength = TRAIN.max_length,
+    value_l2: float = typer.Option(FUSION.value_l2, help="Weight of the L2 pull of V towards the identity."),
+    temperature: float = typer.Option(FUSION.temperature, help="Softmax temperature over adapters."),
+    device: Device = TRAIN.device,
+    license: LicenseOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Train a fusion layer and a head for TASK over frozen adapters; save (and push) the fusion.
 
@@ -76,7 +96,8 @@ def fuse(
     """
     quiet_libraries()
     sources = [s.strip() for s in adapters.split(",") if s.strip()]
-    train_config = TrainConfig(learning_rate=lr, epochs=epochs, patience=patience, batch_size=batch_size, seed=seed,
+    train_config = TrainConfig(learning_rate=lr, epochs=epochs, patience=patience, batch_size=batch_size,
+                               grad_accum=grad_accum, warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
                                max_length=max_length, device=device, metric=metric, class_weight=class_weight)
     train_config.validate()  # a bad option fails before any adapter is fetched
     if auto is not None:

@@ -13,8 +13,8 @@ from adapterhub_lite import hub
 from adapterhub_lite.adapters_format import export_adapter, import_adapter
 from adapterhub_lite.errors import ConfigError
 
-from .registry import REGISTRY_HELP
-from .render import LICENSE_HELP, activity, console, print_json, quiet_libraries, user_errors
+from .options import LicenseOption, RegistryOption
+from .render import activity, console, print_json, quiet_libraries, user_errors
 
 
 @user_errors
@@ -31,7 +31,7 @@ def import_(
     task: Optional[str] = typer.Option(None, help="Task recorded in the artifact (default: its name)."),
     head: bool = typer.Option(True, help="Convert the prediction head too, when there is one."),
     overwrite: bool = typer.Option(False, help="Replace an existing --to directory."),
-    license: Optional[str] = typer.Option(None, help=LICENSE_HELP),
+    license: LicenseOption = None,
     json_out: bool = typer.Option(False, "--json", help="Print the artifact's metadata (or pushed version) as JSON."),
 ) -> None:
     """Convert an AdapterHub adapter into an artifact (and push it with --registry).
@@ -70,7 +70,7 @@ def export(
     out: Path = typer.Argument(..., help="Directory to write."),
     format: str = typer.Option(..., "--format", help="Target format: adapters (AdapterHub's library)."),
     base: Optional[str] = typer.Option(None, help="Base model id for short refs."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     head: bool = typer.Option(True, help="Include the prediction head."),
     weights: str = typer.Option(
         "both", help="safetensors, bin (what load_adapter(DIR) reads by default) or both."),

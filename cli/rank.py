@@ -11,7 +11,7 @@ from rich.table import Table
 from adapterhub_lite import ranking
 from adapterhub_lite.training.data import Columns
 
-from .registry import REGISTRY_HELP
+from .options import RegistryOption
 from .render import console, print_json, quiet_libraries, user_errors
 
 
@@ -20,7 +20,7 @@ def rank(
     train_file: str = typer.Option(..., "--train", help="The target's labelled training data."),
     adapters: Optional[str] = typer.Option(None, help="Comma-separated candidates (refs or artifact directories); "
                                                       "default: the registry's adapters for the base."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     base: Optional[str] = typer.Option(None, help="Base model (default: the embedded MiniLM)."),
     top: Optional[int] = typer.Option(None, help="Rows at most (default: all)."),
     pool: int = typer.Option(ranking.DEFAULT_POOL, help="Registry candidates to probe: the most similar by "

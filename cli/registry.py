@@ -16,11 +16,8 @@ from adapterhub_lite.registry.client.tokens import tokens_path
 from adapterhub_lite.registry.format.manifest import Entry
 from adapterhub_lite.training.data import Columns
 
+from .options import BaseRefOption, RegistryOption
 from .render import activity, console, print_json, transfer_progress, user_errors
-
-REGISTRY_HELP = ("Registry: a directory, http(s)://HOST[:PORT][/NAMESPACE] (ahl serve, a Hub mirror) or "
-                 "hf://NAMESPACE (default: $AHL_REGISTRY, else ~/.local/share/adapterhub-lite/registry).")
-BASE_HELP = "Base model id for short refs (TASK/NAME) and the compatibility check."
 
 
 def entry_table(entry: Entry) -> Table:
@@ -38,7 +35,7 @@ def entry_table(entry: Entry) -> Table:
 @user_errors
 def push(
     path: Path = typer.Argument(..., help="Artifact directory."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     version: Optional[str] = typer.Option(None, help="MAJOR.MINOR.PATCH (default: next patch version)."),
     json_out: bool = typer.Option(False, "--json", help="Print the stored version as JSON."),
 ) -> None:
@@ -55,9 +52,9 @@ def push(
 def pull(
     ref: str = typer.Argument(..., help="TASK/NAME[@VERSION|@latest|@sha256:...], BASE/TASK/NAME[...], or "
                                         "adapters:REPO[@REV] (an AdapterHub adapter, converted)."),
-    base: Optional[str] = typer.Option(None, help=BASE_HELP),
+    base: BaseRefOption = None,
     to: Optional[Path] = typer.Option(None, help="Destination directory (default: ./NAME-VERSION)."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     overwrite: bool = typer.Option(False, help="Replace an existing destination."),
     json_out: bool = typer.Option(False, "--json", help="Print the pulled version and its directory as JSON."),
 ) -> None:
@@ -93,7 +90,7 @@ def search(
                                         "similar their training data is to it (task embeddings)."),
     top: int = typer.Option(10, help="With --like: rows at most."),
     text_column: str = typer.Option("text", help="With --like: the column holding the text."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search a registry: the latest non-yanked version of each matching entry (or, with
@@ -122,8 +119,8 @@ def search(
 @user_errors
 def verify(
     target: str = typer.Argument(..., help="Artifact directory or registry ref."),
-    base: Optional[str] = typer.Option(None, help=BASE_HELP),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    base: BaseRefOption = None,
+    registry: RegistryOption = None,
     json_out: bool = typer.Option(False, "--json", help="Print what was verified as JSON."),
 ) -> None:
     """Check every file of an artifact or registry version against its sha256."""
@@ -141,8 +138,8 @@ def verify(
 @user_errors
 def yank(
     ref: str = typer.Argument(..., help="An exact version: TASK/NAME@VERSION."),
-    base: Optional[str] = typer.Option(None, help=BASE_HELP),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    base: BaseRefOption = None,
+    registry: RegistryOption = None,
     json_out: bool = typer.Option(False, "--json", help="Print the yanked version as JSON."),
 ) -> None:
     """Hide a version from search and @latest; it stays pullable by its exact version."""

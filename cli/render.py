@@ -42,7 +42,6 @@ _error_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-LICENSE_HELP = "License id recorded in the metadata and the model card, e.g. apache-2.0, mit, cc-by-4.0, other."
 
 
 class Interrupted(KeyboardInterrupt):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 
+from adapterhub_lite.constants import REGISTRY_ENV
 from adapterhub_lite.errors import ConfigError
 
 from .render import err_console, user_errors
@@ -16,14 +17,17 @@ from .render import err_console, user_errors
 if TYPE_CHECKING:
     from adapterhub_lite.registry.server.repos import Repairs
 
-REGISTRY_HELP = "Registry directory to serve (default: $AHL_REGISTRY or ~/.local/share/adapterhub-lite/registry)."
+# The directory served: a registry option of its own (a URL is no directory to serve).
+ServedRegistry = Annotated[Optional[str], typer.Option(
+    envvar=REGISTRY_ENV, help="Registry directory to serve (default: $AHL_REGISTRY or "
+    "~/.local/share/adapterhub-lite/registry).")]
 TOKENS_HELP = ("File of write tokens, one 'TOKEN USER' per line ('#' comments); also read: "
                "$AHL_SERVE_TOKENS as TOKEN:USER,TOKEN:USER. A user may write to its own namespace.")
 
 
 @user_errors
 def serve(
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: ServedRegistry = None,
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0: every interface)."),
     port: int = typer.Option(8765, help="TCP port."),
     tokens: Optional[Path] = typer.Option(None, help=TOKENS_HELP),
@@ -80,7 +84,7 @@ def serve(
 
 @user_errors
 def fsck(
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: ServedRegistry = None,
 ) -> None:
     """Check a registry directory served by ahl serve: reconcile its indexes, entry bindings and
     staging with the manifests and repository records, and report blobs that are missing."""

@@ -12,8 +12,29 @@ from adapterhub_lite import api
 from adapterhub_lite.config import AdapterConfig, TrainConfig
 from adapterhub_lite.training.data import Columns
 
+from .options import (
+    COLUMNS,
+    TRAIN,
+    BatchSize,
+    ChoicesColumn,
+    ClassWeight,
+    Device,
+    Epochs,
+    GradAccum,
+    JsonOption,
+    LabelColumn,
+    LearningRate,
+    LicenseOption,
+    MaxLength,
+    Metric,
+    Patience,
+    Seed,
+    TextColumn,
+    TextPairColumn,
+    WarmupRatio,
+    WeightDecay,
+)
 from .render import (
-    LICENSE_HELP,
     console,
     metrics_table,
     print_json,
@@ -35,13 +56,11 @@ def train(
     ),
     dev_file: Optional[str] = DataOption(None, "--dev", help="Dev data (default: hold out --dev-split of train)."),
     task: str = DataOption(..., help="Task name recorded in the artifact."),
-    text_column: str = DataOption("text", help="Column with the text (or question)."),
-    text_pair_column: Optional[str] = DataOption(None, help="Column with a second text (pairs)."),
-    label_column: str = DataOption("label", help="Column with the label."),
-    choices_column: Optional[str] = DataOption(
-        None, help="Multiple choice: a column with a list of answers, or comma-separated answer columns."
-    ),
-    dev_split: float = DataOption(0.1, help="Share of train held out as dev when --dev is not given."),
+    text_column: TextColumn = COLUMNS.text,
+    text_pair_column: TextPairColumn = COLUMNS.text_pair,
+    label_column: LabelColumn = COLUMNS.label,
+    choices_column: ChoicesColumn = COLUMNS.choices,
+    dev_split: float = DataOption(TRAIN.dev_split, help="Share of train held out as dev when --dev is not given."),
     base: Optional[str] = typer.Option(
         None, help="Base model: Hub id or local dir (default: embedded MiniLM-L6-H384)."
     ),
@@ -53,37 +72,28 @@ def train(
     reduction_factor: Optional[int] = AdapterOption(None, help="Hidden size / bottleneck size (preset: 16)."),
     non_linearity: Optional[str] = AdapterOption(None, help="relu, gelu, silu/swish, leaky_relu, tanh."),
     init: Optional[str] = AdapterOption(None, help="Adapter init: bert, zero_up, houlsby."),
-    lr: Optional[float] = TrainOption(
-        None, help="Peak learning rate (default: from the number of steps, 1e-3 on small data; paper: 1e-4)."
-    ),
-    batch_size: int = TrainOption(32, help="Examples per optimizer step (over all processes)."),
-    grad_accum: int = TrainOption(1, help="Micro-batches per optimizer step."),
-    epochs: Optional[int] = TrainOption(
-        None, help="Maximum epochs (default: 10, or more to reach 200 optimizer steps on small data)."
-    ),
-    patience: Optional[int] = TrainOption(
-        None, help="Early stopping: epochs without dev improvement (default: about 50 steps, at least 2)."
-    ),
-    metric: str = TrainOption(
-        "auto", help="Dev metric for early stopping and the kept epoch: accuracy, macro_f1, pearson, spearman "
-        "(auto: macro_f1 when training labels are imbalanced)."
-    ),
-    class_weight: str = TrainOption("none", help="Loss weight per class: none or balanced (n / (classes x count))."),
-    warmup_ratio: float = TrainOption(0.06, help="Share of steps spent warming up."),
-    weight_decay: float = TrainOption(0.0, help="AdamW weight decay."),
-    seed: int = TrainOption(42, help="Random seed."),
-    max_length: int = TrainOption(128, help="Maximum tokens per sequence."),
+    lr: LearningRate = TRAIN.learning_rate,
+    batch_size: BatchSize = TRAIN.batch_size,
+    grad_accum: GradAccum = TRAIN.grad_accum,
+    epochs: Epochs = TRAIN.epochs,
+    patience: Patience = TRAIN.patience,
+    metric: Metric = TRAIN.metric,
+    class_weight: ClassWeight = TRAIN.class_weight,
+    warmup_ratio: WarmupRatio = TRAIN.warmup_ratio,
+    weight_decay: WeightDecay = TRAIN.weight_decay,
+    seed: Seed = TRAIN.seed,
+    max_length: MaxLength = TRAIN.max_length,
     base_dropout: bool = TrainOption(
-        False, help="Keep dropout on inside the frozen base (AdapterHub's behaviour; slower)."
+        TRAIN.base_dropout, help="Keep dropout on inside the frozen base (AdapterHub's behaviour; slower)."
     ),
-    device: str = TrainOption("auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps."),
-    license: Optional[str] = typer.Option(None, help=LICENSE_HELP),
+    device: Device = TRAIN.device,
+    license: LicenseOption = None,
     init_from: Optional[str] = AdapterOption(None, help="Warm start: an adapter (ref or directory) of the same "
                                                         "architecture whose weights initialise this one."),
     registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry for --init-from refs."),
     task_embedding: bool = DataOption(True, help="Record the training data's task embedding (a mean sentence "
                                                  "vector, no text) so that search --like can rank the adapter."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: JsonOption = False,
 ) -> None:
     """Train an adapter on a frozen base model and save it as an artifact directory.
 

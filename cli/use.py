@@ -17,7 +17,8 @@ from adapterhub_lite.errors import ConfigError, DataError
 from adapterhub_lite.files import replacing
 from adapterhub_lite.training.data import HUB_PREFIX, Columns, Example, load_examples
 
-from .registry import REGISTRY_HELP, entry_table
+from .options import RegistryOption
+from .registry import entry_table
 from .render import console, metrics_table, print_json, quiet_libraries, trainable_share, user_errors
 
 COLUMN_HELP = "Column override (default: the column used in training)."
@@ -34,7 +35,7 @@ def evaluate(
     artifact: str = typer.Argument(..., help="Artifact directory (adapter or fusion) or registry ref."),
     data: str = typer.Option(..., help="Labelled data file."),
     base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the artifact)."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     label_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
@@ -61,7 +62,7 @@ def predict(
     output: str = typer.Option("-", "--output", "-o", help="Output file, or - for stdout."),
     format: str = typer.Option("jsonl", help="jsonl or csv."),
     base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the artifact)."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
@@ -153,7 +154,7 @@ def _describe_adapter(meta: dict) -> str:
 def info(
     target: str = typer.Argument(..., help="Artifact directory, or a registry ref (TASK/NAME[@VERSION])."),
     base: Optional[str] = typer.Option(None, help="Base model id for short refs."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help=REGISTRY_HELP),
+    registry: RegistryOption = None,
     json_out: bool = typer.Option(False, "--json", help="Print the full metadata as JSON."),
 ) -> None:
     """Show an artifact's metadata (after verifying every file's sha256), or a registry version."""
