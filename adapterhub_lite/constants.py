@@ -18,6 +18,7 @@ TOKEN_ENV = "AHL_TOKEN"  # a token for every remote registry, before the stored 
 OFFLINE_ENVS = ("AHL_OFFLINE", "HF_HUB_OFFLINE")  # true: resolve remote refs from the cache only
 HF_ENDPOINT_ENV = "HF_ENDPOINT"  # huggingface_hub's own: the Hub's URL
 SERVE_TOKENS_ENV = "AHL_SERVE_TOKENS"  # ahl serve's TOKEN:USER pairs
+NO_PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"  # huggingface_hub's own; the CLI honours it too
 # Test hook: crash tests set this in a server subprocess only; at the named step of a write the
 # process SIGKILLs itself, as kill -9 or a power cut would (registry/SPEC.md 14.7).
 CRASH_ENV = "AHL_SERVE_TEST_CRASH_AT"
@@ -30,6 +31,11 @@ SEARCH_LIKE_PATH = "/api/ahl/search-like"  # ahl serve's ranking by task embeddi
 # basic transfer, Xet off; ahl serve answers "lfs" in preupload only then (SPEC 14.6), since a
 # stock huggingface_hub with hf_xet installed would take an "lfs" answer to Xet and fail.
 LFS_TRANSFER_HEADER = "X-AHL-LFS-Transfer"
+
+
+def env_true(name: str) -> bool:
+    """Whether an environment variable holds a true value (1, true, yes, on; any case)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 # -- default locations ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from adapterhub_lite import hub
 from adapterhub_lite.artifact import check_writable
+from adapterhub_lite.constants import REGISTRY_ENV
 from adapterhub_lite.registry.client.cache import DownloadCache
 from adapterhub_lite.registry.client.tokens import tokens_path
 from adapterhub_lite.registry.format.manifest import Entry
@@ -152,7 +153,7 @@ def yank(
 
 @user_errors
 def login(
-    registry: str = typer.Option(..., envvar="AHL_REGISTRY", help="Remote registry URL, e.g. http://127.0.0.1:8765."),
+    registry: str = typer.Option(..., envvar=REGISTRY_ENV, help="Remote registry URL, e.g. http://127.0.0.1:8765."),
     token: Optional[str] = typer.Option(None, help="The token (default: prompt without echo)."),
     json_out: bool = typer.Option(False, "--json", help="Print the registry, user and token file as JSON."),
 ) -> None:
@@ -167,7 +168,7 @@ def login(
 
 @user_errors
 def logout(
-    registry: str = typer.Option(..., envvar="AHL_REGISTRY", help="Remote registry URL."),
+    registry: str = typer.Option(..., envvar=REGISTRY_ENV, help="Remote registry URL."),
     json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
 ) -> None:
     """Forget the stored token of a remote registry."""

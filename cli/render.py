@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from adapterhub_lite.analysis import FusionActivations
+from adapterhub_lite.constants import NO_PROGRESS_ENV, env_true
 from adapterhub_lite.errors import AhlError
 from adapterhub_lite.training.loop import TrainEvent
 
@@ -78,10 +78,6 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 class _StatusHandler(logging.Handler):
     """The library's warnings (e.g. an offline fallback to the cache) as one stderr line each."""
 
@@ -106,7 +102,7 @@ def setup(quiet: bool = False) -> None:
 
 def progress_enabled() -> bool:
     """Whether to draw progress: not with --quiet, nor with HF_HUB_DISABLE_PROGRESS_BARS set."""
-    return not err_console.quiet and not _env_true("HF_HUB_DISABLE_PROGRESS_BARS")
+    return not err_console.quiet and not env_true(NO_PROGRESS_ENV)
 
 
 def quiet_libraries() -> None:

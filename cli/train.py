@@ -10,6 +10,7 @@ import typer
 
 from adapterhub_lite import api
 from adapterhub_lite.config import AdapterConfig, TrainConfig
+from adapterhub_lite.constants import REGISTRY_ENV
 from adapterhub_lite.training.data import Columns
 
 from .options import (
@@ -90,7 +91,7 @@ def train(
     license: LicenseOption = None,
     init_from: Optional[str] = AdapterOption(None, help="Warm start: an adapter (ref or directory) of the same "
                                                         "architecture whose weights initialise this one."),
-    registry: Optional[str] = typer.Option(None, envvar="AHL_REGISTRY", help="Registry for --init-from refs."),
+    registry: Optional[str] = typer.Option(None, envvar=REGISTRY_ENV, help="Registry for --init-from refs."),
     task_embedding: bool = DataOption(True, help="Record the training data's task embedding (a mean sentence "
                                                  "vector, no text) so that search --like can rank the adapter."),
     json_out: JsonOption = False,

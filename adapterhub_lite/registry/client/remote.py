@@ -38,7 +38,14 @@ from ...artifact import (
     verify_files,
 )
 from ...base import BaseFingerprint
-from ...constants import HF_ENDPOINT, HF_ENDPOINT_ENV, LFS_TRANSFER_HEADER, OFFLINE_ENVS, SEARCH_LIKE_PATH
+from ...constants import (
+    HF_ENDPOINT,
+    HF_ENDPOINT_ENV,
+    LFS_TRANSFER_HEADER,
+    OFFLINE_ENVS,
+    SEARCH_LIKE_PATH,
+    env_true,
+)
 from ...errors import (
     AhlError,
     ArtifactError,
@@ -90,7 +97,7 @@ def is_remote(registry: str | os.PathLike[str] | None) -> bool:
 
 def offline() -> bool:
     """``AHL_OFFLINE`` or ``HF_HUB_OFFLINE`` set to a true value: resolve from the cache only."""
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in OFFLINE_ENVS)
+    return any(env_true(name) for name in OFFLINE_ENVS)
 
 
 def parse_remote(url: str) -> tuple[str, str | None]:
