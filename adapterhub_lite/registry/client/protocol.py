@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ...base import BaseFingerprint
 from ...task_embedding import TaskEmbedding
@@ -52,9 +52,11 @@ class Registry(Protocol):
         """Hide an exact version from search and ``latest``; it stays pullable by version."""
         ...
 
-    def search(self, **filters: Any) -> list[Entry]:
-        """Latest non-yanked version of each entry matching ``base``, ``task``,
-        ``architecture``, ``name``, ``tag``; ``sort`` by a dev metric; ``limit`` rows."""
+    def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
+               name: str | None = None, tag: str | None = None, sort: str | None = None,
+               limit: int = 50) -> list[Entry]:
+        """Latest non-yanked version of each entry matching the exact ``base``, ``task`` and
+        ``architecture``, a ``name`` substring and a ``tag``; ``sort`` by a dev metric, best first."""
         ...
 
     def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,

@@ -90,7 +90,7 @@ HUB_HOSTS = ("huggingface.co", "hf.co")  # and their subdomains: servers that sp
 _REACHED: dict[str, bool | None] = {}
 
 
-def is_remote(registry: str | os.PathLike[str] | None) -> bool:
+def is_remote(registry: object) -> bool:
     """Whether a ``--registry`` value names a remote (URL or ``hf://``) rather than a directory."""
     return isinstance(registry, str) and re.match(r"(https?|hf)://", registry) is not None
 

@@ -47,6 +47,7 @@ from ...task_embedding import TaskEmbedding
 from ..client.local import LocalRegistry
 from ..format.manifest import summarize
 from ..format.refs import Ref, base_key, repo_slug
+from ..format.tags import entry_tags
 from .repo_index import RepoIndex
 from .repo_model import (
     BRANCH,
@@ -67,7 +68,6 @@ from .repo_model import (
     StaleParentError,
     card_data,
     check_repo_id,
-    entry_tags,
     hub_time,
     now,
     version_commit_id,
