@@ -40,6 +40,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".registry.format.manifest": ("Entry",),
     ".registry.format.refs": ("Ref", "parse_ref"),
     ".registry.client.remote": ("RemoteRegistry",),
+    ".registry.client.protocol": ("Registry",),
     ".training.data": ("Columns", "Example"),
     ".training.loop": ("TrainEvent",),
 }

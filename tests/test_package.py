@@ -22,3 +22,14 @@ def test_model_and_base_import_without_registry_training_or_api():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_local_and_remote_registries_implement_the_registry_protocol(tmp_path, monkeypatch):
+    """hub.py talks to the Registry protocol; both kinds of registry implement all of it."""
+    monkeypatch.setenv("AHL_CACHE", str(tmp_path / "cache"))
+    from adapterhub_lite import LocalRegistry, Registry, RemoteRegistry, hub
+
+    local, remote = LocalRegistry(tmp_path / "registry"), RemoteRegistry("http://127.0.0.1:9")
+    assert isinstance(local, Registry) and isinstance(remote, Registry)
+    assert hub.open_registry(local) is local and hub.open_registry(remote) is remote
+    assert not isinstance(str(tmp_path), Registry)

@@ -273,7 +273,6 @@ class RemoteRegistry:
     def __init__(self, url: str, *, token: str | None = None, cache: DownloadCache | None = None) -> None:
         from huggingface_hub import HfApi  # imported here: local registries never need it
 
-
         self.url = url
         self.endpoint, self.namespace = parse_remote(url)
         self.token = token or token_for(self.endpoint)
