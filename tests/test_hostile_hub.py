@@ -23,9 +23,9 @@ import pytest
 
 from adapterhub_lite import adapters_format as af
 from adapterhub_lite.errors import AhlError, IntegrityError, RemoteError
-from adapterhub_lite.registry import boundary
 from adapterhub_lite.registry.client.cache import DownloadCache
 from adapterhub_lite.registry.client.remote import RemoteRegistry
+from adapterhub_lite.registry.format import boundary
 from adapterhub_lite.registry.format.refs import parse_ref, repo_slug
 
 from .conftest import make_artifact

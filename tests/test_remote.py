@@ -588,7 +588,7 @@ class HubLikeProxy:
 def test_search_on_a_server_without_ahl_extensions_reads_the_tags(server, art):
     """Against a Hub-like listing (no ``ahlEntry``), search finds entries by their tags, reads each
     latest version from its repository and sorts by the metric itself: the same rows as ahl serve."""
-    from adapterhub_lite.registry import remote
+    from adapterhub_lite.registry.client import remote
 
     for seed, name in ((3, "c"), (9, "a"), (1, "b")):
         hub.push(art(seed=seed, name=name), registry=server.url)
