@@ -239,7 +239,7 @@ def fetch(source: str | Path, *, to: Path, base: str | BaseModel | None = None, 
 
         repo, _, revision = text.removeprefix(ADAPTERS_SCHEME).partition("@")
         base_id = base.model_id if isinstance(base, BaseModel) else base
-        remote = open_registry(registry) if is_remote(registry) else None
+        remote = open_registry(registry) if isinstance(registry, str) and is_remote(registry) else registry
         return import_adapter(repo, to=to, base=base_id, revision=revision or None,
                               endpoint=remote.endpoint if isinstance(remote, RemoteRegistry) else None,
                               token=remote.token if isinstance(remote, RemoteRegistry) else None).path
