@@ -20,7 +20,7 @@ from adapterhub_lite.registry.local import LocalRegistry
 from adapterhub_lite.task_embedding import TaskEmbedding, sample_indices
 
 from .conftest import AhlServer, bundled_rows, write_csv
-from .test_cli import ahl, assert_one_line_error
+from .test_cli import ahl, ahl_in_process, assert_one_line_error
 
 # The target is TREC question types; the sources are TREC itself (other rows: the target's own
 # distribution), SMS spam and movie-review sentiment (unrelated).
@@ -185,7 +185,7 @@ def test_cli_rank_prints_json_and_refuses_one_label(pool, tmp_path):
     result = json.loads(proc.stdout)
     assert [c["task"] for c in result["candidates"]][0] == "trec" and result["seconds"] > 0
     one = write_csv(tmp_path / "one.csv", [{"text": f"q {i}", "label": "HUM"} for i in range(10)])
-    assert_one_line_error(ahl("rank", "--train", one, "--adapters", root / "trec"), "two labels")
+    assert_one_line_error(ahl_in_process("rank", "--train", one, "--adapters", root / "trec"), "two labels")
 
 
 # -- warm start and fuse --auto (tiny base: fast) ------------------------------------------------
@@ -257,9 +257,9 @@ def test_cli_fuse_auto_and_bad_input(tiny_pool, tiny_base_dir, spam_files, tmp_p
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert answer["chosen"] in ("adapter", "warm_start", "fusion") and len(answer["ranking"]["candidates"]) == 2
-    assert_one_line_error(ahl("fuse", "--task", "t", "--train", spam_files[0]), "--adapters", "--auto")
-    assert_one_line_error(ahl("fuse", "--auto", "0", "--task", "t", "--train", spam_files[0], "--registry",
-                              tiny_pool / "registry", "--base", tiny_base_dir), "K >= 1")
+    assert_one_line_error(ahl_in_process("fuse", "--task", "t", "--train", spam_files[0]), "--adapters", "--auto")
+    assert_one_line_error(ahl_in_process("fuse", "--auto", "0", "--task", "t", "--train", spam_files[0],
+                                         "--registry", tiny_pool / "registry", "--base", tiny_base_dir), "K >= 1")
 
 
 def test_cli_search_like_ranks_and_refuses_bad_input(tiny_pool, tiny_base_dir, tmp_path):
@@ -268,10 +268,10 @@ def test_cli_search_like_ranks_and_refuses_bad_input(tiny_pool, tiny_base_dir, t
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["task"] for r in rows][0] == "trec" and all(-1 <= r["similarity"] <= 1 for r in rows)
-    assert_one_line_error(ahl("search", "--like", tmp_path / "missing.csv", "--registry", tiny_pool / "registry",
-                              "--base", tiny_base_dir), "missing.csv")
-    assert_one_line_error(ahl("search", "--like", target, "--top", "0", "--registry", tiny_pool / "registry",
-                              "--base", tiny_base_dir), "--top")
+    assert_one_line_error(ahl_in_process("search", "--like", tmp_path / "missing.csv", "--registry",
+                                         tiny_pool / "registry", "--base", tiny_base_dir), "missing.csv")
+    assert_one_line_error(ahl_in_process("search", "--like", target, "--top", "0", "--registry",
+                                         tiny_pool / "registry", "--base", tiny_base_dir), "--top")
 
 
 def test_search_like_sees_pushes_and_yanks_in_a_long_lived_registry(tiny_pool, tiny_base_model, tmp_path):
