@@ -28,13 +28,15 @@ def ahl(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subpro
                           cwd=cwd, timeout=300)
 
 
-def ahl_in_process(*args: object, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """``ahl ARGS`` run in this process (Typer's CliRunner), as a CompletedProcess. An exception
-    that escapes the CLI (a traceback in a real run) fails the test instead of becoming exit 1."""
+def ahl_in_process(*args: object, stdin: str | None = None,
+                   env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """``ahl ARGS`` run in this process (Typer's CliRunner), as a CompletedProcess; ``env`` is set
+    (``None`` unsets) for the call. An exception that escapes the CLI (a traceback in a real run)
+    fails the test instead of becoming exit 1."""
     from adapterhub_lite.cli.main import app
     from typer.testing import CliRunner
 
-    result = CliRunner().invoke(app, [str(a) for a in args], input=stdin, env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, [str(a) for a in args], input=stdin, env={"COLUMNS": "200", **(env or {})})
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
