@@ -39,7 +39,8 @@ def balanced(task: str, split: str, per_label: int, skip: int = 0) -> list[dict]
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory, minilm):
-    """Three adapters on the real MiniLM, trained briefly, pushed into a local registry."""
+    """Three adapters on the real MiniLM, trained briefly, pushed into a local registry (minutes on
+    2 cores: the tests that use it are marked slow)."""
     root = tmp_path_factory.mktemp("pool")
     registry = LocalRegistry(root / "registry")
     config = TrainConfig(learning_rate=3e-3, epochs=3, patience=3, batch_size=16, max_length=32, seed=0)
@@ -92,6 +93,7 @@ def test_train_records_the_embedding_without_text_and_can_opt_out(tmp_path, tiny
 # -- search --like ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_search_like_ranks_the_targets_own_distribution_first_deterministically(pool, minilm):
     root, registry, target = pool
     first = hub.search(registry=registry, like=target, base=minilm)
@@ -102,6 +104,7 @@ def test_search_like_ranks_the_targets_own_distribution_first_deterministically(
     assert [e.ref.task for e in hub.search(registry=registry, like=target, base=minilm, top=1)] == ["trec"]
 
 
+@pytest.mark.slow
 def test_search_like_through_ahl_serve_equals_local(pool, minilm, tmp_path):
     root, registry, target = pool
     embedding = hub.task_embedding_of(target, base=minilm)
@@ -123,12 +126,14 @@ def test_search_like_through_ahl_serve_equals_local(pool, minilm, tmp_path):
     assert bad.status_code == 400 and too_many.status_code == 400
 
 
+@pytest.mark.slow
 def test_search_like_refuses_other_filters(pool, minilm):
     root, registry, target = pool
     with pytest.raises(ConfigError, match="only with --base and --top"):
         hub.search(registry=registry, like=target, base=minilm, task="trec")
 
 
+@pytest.mark.slow
 def test_remote_search_like_refuses_a_malformed_answer(pool, minilm, tmp_path):
     """A hostile server's rows fail as one RemoteError: a real HTTP server on 127.0.0.1."""
     import http.server
@@ -159,6 +164,7 @@ def test_remote_search_like_refuses_a_malformed_answer(pool, minilm, tmp_path):
 # -- the transfer probe -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_probe_ranks_the_targets_own_distribution_first_deterministically(pool, minilm):
     root, registry, target = pool
     adapters = [str(root / task) for task in SOURCES]
@@ -178,6 +184,7 @@ def test_probe_folds_are_stratified():
     assert score["accuracy"] == 1.0 and math.isfinite(score["mse"])
 
 
+@pytest.mark.slow
 def test_cli_rank_prints_json_and_refuses_one_label(pool, tmp_path):
     root, registry, target = pool
     proc = ahl("rank", "--train", target, "--adapters", f"{root / 'trec'},{root / 'sms_spam'}", "--json")
