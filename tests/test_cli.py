@@ -1,6 +1,7 @@
-"""The ``ahl`` command line: happy paths as a real subprocess (pipes, exit codes, no traceback),
-every bad-input case in-process with Typer's CliRunner (same code, same one-line error and exit
-code, without starting an interpreter and importing torch for each case)."""
+"""The ``ahl`` command line: train and predict as a real subprocess (pipes, exit codes, no
+traceback), info, eval and every bad-input case in-process with Typer's CliRunner (same code,
+same output, one-line error and exit code, without starting an interpreter and importing torch
+for each case)."""
 
 from __future__ import annotations
 
@@ -89,11 +90,11 @@ def test_predict_file_to_csv(artifact, spam_files, tmp_path):
 
 
 def test_info_and_eval(artifact, spam_files):
-    proc = ahl("info", artifact[0])
+    proc = ahl_in_process("info", artifact[0])
     assert proc.returncode == 0 and "sms_spam" in proc.stdout and "pfeiffer" in proc.stdout
-    meta = json.loads(ahl("info", artifact[0], "--json").stdout)
+    meta = json.loads(ahl_in_process("info", artifact[0], "--json").stdout)
     assert meta["name"] == "sms_spam"
-    metrics = json.loads(ahl("eval", artifact[0], "--data", spam_files[1], "--json").stdout)
+    metrics = json.loads(ahl_in_process("eval", artifact[0], "--data", spam_files[1], "--json").stdout)
     assert metrics["accuracy"] == pytest.approx(meta["metrics"]["dev"]["accuracy"])
 
 
