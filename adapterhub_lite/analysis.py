@@ -241,7 +241,8 @@ def prune_fusion(
     if threshold is not None:
         kept = [n for n, col in zip(names, report.mean.T, strict=True) if col.max() >= threshold]
     else:
-        order = np.argsort(-report.mean.mean(axis=0), kind="stable")[: int(keep)]  # type: ignore[arg-type]
+        assert keep is not None  # exactly one of the two is set (checked above)
+        order = np.argsort(-report.mean.mean(axis=0), kind="stable")[:keep]
         kept = [names[i] for i in sorted(order)]
     if len(kept) < 2:
         raise ConfigError(f"pruning would leave {len(kept)} adapter(s); a fusion needs two (use the adapter alone)")

@@ -72,7 +72,9 @@ class LoadedAdapter:
 
     @property
     def head(self) -> HeadConfig:
-        return self.model.head.config  # type: ignore[union-attr]
+        head = self.model.head
+        assert head is not None  # loading an artifact always sets its head
+        return head.config
 
     @property
     def columns(self) -> Columns:
@@ -156,24 +158,27 @@ def train(
         check_writable(Path(out), overwrite=overwrite)
     data = _prepare_data(train_data, dev_data, columns, head, config)  # bad input fails before loading
 
-    if init_from is not None and config.mode != "adapter":
-        raise ConfigError("--init-from warm-starts an adapter; it needs an adapter preset, not head-only training")
-    source = _warm_start_source(init_from, adapter, registry) if init_from is not None else None  # type: ignore[arg-type]
+    trained = adapter if config.mode == "adapter" else None  # the adapter this run trains, if any
+    source = None
+    if init_from is not None:
+        if trained is None:
+            raise ConfigError("--init-from warm-starts an adapter; it needs an adapter preset, not head-only training")
+        source = _warm_start_source(init_from, trained, registry)
 
     base_model = base if isinstance(base, BaseModel) else load_base(base)
     if source is not None:
         check_base(source.metadata, base_model)
     torch.manual_seed(config.seed)
     model = AdapterModel(base_model)
-    if config.mode == "adapter":
-        model.add_adapter(name, adapter)  # type: ignore[arg-type]
+    if trained is not None:
+        model.add_adapter(name, trained)
         if source is not None:
             model.adapters[name].load_state_dict(source.weights, strict=True)
     result, trainable, total = _fit(model, base_model, data, config, out, on_event)
 
     artifact = None
     if out is not None and result_is_writer():
-        extra: dict[str, Any] = {"adapter": adapter.to_dict() if config.mode == "adapter" else None}  # type: ignore[union-attr]
+        extra: dict[str, Any] = {"adapter": trained.to_dict() if trained is not None else None}
         if task_embedding:
             from .task_embedding import compute_task_embedding
 

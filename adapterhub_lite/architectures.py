@@ -84,7 +84,7 @@ def adapter_sites(encoder: nn.Module, model_type: str, positions: tuple[str, ...
     layout = layout_for(model_type)
     layers = encoder.get_submodule(layout.layers)
     sites = []
-    for index, layer in enumerate(layers):  # type: ignore[arg-type]
+    for index, layer in enumerate(layers.children()):  # a ModuleList: its layers in order
         for position in positions:
             out_path, ln_path = layout.sites[position]
             sites.append(

@@ -88,7 +88,7 @@ class BaseModel:
 
     @property
     def config(self) -> Any:
-        return self.encoder.config  # type: ignore[union-attr]
+        return hf_config(self.encoder)
 
     @functools.cached_property
     def tokenizer(self) -> Any:
@@ -162,9 +162,16 @@ def weights_digest(encoder: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def hf_config(encoder: nn.Module) -> Any:
+    """The transformers config of ``encoder``: ``Any``, as each family names its fields its own
+    way (DistilBERT's ``n_layers``, ``dim``), and ``nn.Module`` types attribute reads as
+    ``Tensor | Module``."""
+    return encoder.config
+
+
 def fingerprint_of(encoder: nn.Module) -> BaseFingerprint:
     """Compute the fingerprint of a loaded encoder."""
-    config = encoder.config  # type: ignore[union-attr]
+    config = hf_config(encoder)
     layers = getattr(config, "num_hidden_layers", None) or config.n_layers
     hidden = getattr(config, "hidden_size", None) or config.dim
     return BaseFingerprint(
@@ -248,7 +255,7 @@ def from_encoder(
 
 def _wrap(encoder: nn.Module, load_tokenizer: Callable[[], Any], model_id: str, revision: str | None) -> BaseModel:
     """Freeze ``encoder`` in eval mode and fingerprint it."""
-    layout_for(encoder.config.model_type)  # type: ignore[union-attr]
+    layout_for(hf_config(encoder).model_type)
     encoder.eval()
     encoder.requires_grad_(False)
     return BaseModel(model_id, revision, encoder, fingerprint_of(encoder), load_tokenizer)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .artifact import FUSION_ADAPTERS_DIR, Artifact, check_writable, read_artifact, render_model_card, write_artifact
 from .base import BaseModel, load_base
@@ -32,6 +32,9 @@ from .errors import ConfigError
 from .ranking import DEFAULT_POOL, Ranking, rank
 from .training.data import Columns, ExampleSet
 from .training.loop import TrainEvent
+
+if TYPE_CHECKING:
+    from .api import TrainResult
 
 METHOD_ORDER = ("adapter", "warm_start", "fusion")  # simplest first: it wins ties
 
@@ -149,7 +152,7 @@ def fuse_auto(
         else:
             result = train(data.train, task=task, dev_data=data.dev, base=loaded, columns=columns, adapter=adapter,
                            config=adapter_config, out=scratch / "target", name=own_name, on_event=on_event)
-            own, own_dev = result.artifact, result.metrics  # type: ignore[assignment]
+            own, own_dev = _saved(result), result.metrics
         own_name = own.metadata["name"]
         candidates = [Candidate("adapter", own_dev, [own_name], own.path)]
         if warm_start and sources:
@@ -159,25 +162,32 @@ def fuse_auto(
                                adapter=adapter, config=adapter_config, out=scratch / "warm", name=own_name,
                                init_from=best.path, on_event=on_event)
                 candidates.append(Candidate("warm_start", result.metrics, [best.name],
-                                            result.artifact.path, f"initialised from {best.source}"))  # type: ignore[union-attr]
+                                            _saved(result).path, f"initialised from {best.source}"))
             except ConfigError as exc:  # another architecture: no warm start from it
                 candidates.append(Candidate("warm_start", {}, [best.name], None, str(exc)))
-        parts = [c.path for c in sources if c.name != own_name]
+        parts = [c.path for c in sources if c.path is not None and c.name != own_name]
         if parts:
             result = fuse([*parts, own.path], data.train, task=task, dev_data=data.dev, base=loaded, columns=columns,
                           fusion=fusion, config=fusion_config, out=scratch / "fusion", name=name or f"{task}-fusion",
                           on_event=on_event)
             candidates.append(Candidate("fusion", result.metrics, [*(c.name for c in sources), own_name],
-                                        result.artifact.path))  # type: ignore[union-attr]
+                                        _saved(result).path))
         tried = [c for c in candidates if c.dev]
         chosen = choose(tried)
         artifact = None
         if out is not None:
             record = {"auto": auto, "selection_metric": selection_metric(chosen.dev), "chosen": chosen.method,
                       "candidates": [c.to_dict() for c in candidates], "ranking": ranking.to_dict()}
-            artifact = _ship(read_artifact(chosen.path), Path(out), record, overwrite=overwrite)  # type: ignore[arg-type]
+            assert chosen.path is not None  # a candidate with dev metrics was saved
+            artifact = _ship(read_artifact(chosen.path), Path(out), record, overwrite=overwrite)
     chosen = dataclasses.replace(chosen, path=artifact.path if artifact else None)
     return AutoResult(artifact, chosen, candidates, ranking)
+
+
+def _saved(result: TrainResult) -> Artifact:
+    """The artifact a ``train`` or ``fuse`` given ``out`` wrote (``None`` only without ``out``)."""
+    assert result.artifact is not None
+    return result.artifact
 
 
 @contextmanager

@@ -28,20 +28,25 @@ _C = TypeVar("_C", bound="_JsonConfig")
 class _JsonConfig:
     """JSON round trip shared by every config dataclass."""
 
+    # Declared for the type checker: every subclass is a dataclass (so ``dataclasses.asdict`` and
+    # ``fields`` accept it) with an ``extra`` field for keys this version does not know.
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    extra: dict[str, Any]
+
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)  # type: ignore[call-overload]
+        out = dataclasses.asdict(self)
         extra = out.pop("extra", {}) or {}
         return {**extra, **out}
 
     @classmethod
     def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}  # type: ignore[arg-type]
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in data.items() if k in known}
         if "positions" in kwargs:
             kwargs["positions"] = tuple(kwargs["positions"])
         obj = cls(**kwargs)
-        if "extra" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
-            obj.extra = {k: v for k, v in data.items() if k not in known}  # type: ignore[attr-defined]
+        if "extra" in {f.name for f in dataclasses.fields(cls)}:
+            obj.extra = {k: v for k, v in data.items() if k not in known}
         return obj
 
 

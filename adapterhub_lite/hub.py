@@ -263,7 +263,8 @@ def fetch(source: str | Path, *, to: Path, base: str | BaseModel | None = None, 
 
         repo, revision = adapters_source(text)
         base_id = base.model_id if isinstance(base, BaseModel) else base
-        remote = RemoteRegistry(str(registry)) if is_remote(registry) else None
+        remote = registry if isinstance(registry, RemoteRegistry) else (
+            RemoteRegistry(str(registry)) if is_remote(registry) else None)
         return import_adapter(repo, to=to, base=base_id, revision=revision,
                               endpoint=remote.endpoint if remote else None, token=remote.token if remote else None).path
     return pull(text, to=to, base=base, registry=registry)[1]

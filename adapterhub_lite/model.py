@@ -21,7 +21,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -152,7 +152,7 @@ class AdapterModel(nn.Module):
             return False
         if self.active_fusion is not None:
             members = self.fusion_members[self.active_fusion]
-            fusion = self.fusions[self.active_fusion][site.layer]  # type: ignore[index]
+            fusion = _layer_sites(self.fusions[self.active_fusion], site.layer)
             return site.position in fusion and self.adapter_configs[members[0]].original_ln_before == ln_before
         if self.active is None:
             return False
@@ -162,16 +162,16 @@ class AdapterModel(nn.Module):
     def _update(self, site: AdapterSite, u: torch.Tensor) -> torch.Tensor:
         """The active adapter's (or fused) update at a site where :meth:`_acts_at`, for input ``u``."""
         if self.active_fusion is not None:
-            fusion = self.fusions[self.active_fusion][site.layer]  # type: ignore[index]
-            update, attention = fuse(u, self._stack(self.active_fusion, site), fusion[site.position])
-            if self._activations is not None:
-                self._record(site, attention)
+            fusion = _site_module(self.fusions[self.active_fusion], site, FusionLayer)
+            update, attention = fuse(u, self._stack(self.active_fusion, site), fusion)
+            self._record(site, attention)
             return update
-        return self.adapters[self.active][site.layer][site.position](u)  # type: ignore[index]
+        assert self.active is not None  # _acts_at(site) held
+        return _site_module(self.adapters[self.active], site, BottleneckAdapter)(u)
 
     def _stack(self, fusion: str, site: AdapterSite) -> StackedAdapters:
         """The adapters ``fusion`` mixes at ``site``, stacked (cached; see :class:`StackedAdapters`)."""
-        adapters = [self.adapters[n][site.layer][site.position] for n in self.fusion_members[fusion]]  # type: ignore[index]
+        adapters = [_site_module(self.adapters[n], site, BottleneckAdapter) for n in self.fusion_members[fusion]]
         key = (fusion, site.layer, site.position)
         stack = self._stacks.get(key)
         if stack is None or stack.adapters != adapters:  # members changed (e.g. pruned): restack
@@ -195,9 +195,12 @@ class AdapterModel(nn.Module):
         ]
 
     def _record(self, site: AdapterSite, attention: torch.Tensor) -> None:
-        mask = self._token_mask.to(attention.dtype).unsqueeze(-1)  # type: ignore[union-attr]  # padding out
+        """Add ``attention`` at ``site`` to the sums, while :meth:`recording_activations`."""
+        if self._activations is None or self._token_mask is None:
+            return
+        mask = self._token_mask.to(attention.dtype).unsqueeze(-1)  # padding out
         total = (attention.detach() * mask).sum(dim=(0, 1)).float().cpu()
-        entry = self._activations.setdefault(site.key, [torch.zeros_like(total), 0.0])  # type: ignore[union-attr]
+        entry = self._activations.setdefault(site.key, [torch.zeros_like(total), 0.0])
         entry[0] += total
         entry[1] += float(mask.sum())
 
@@ -290,7 +293,8 @@ class AdapterModel(nn.Module):
         if self.active_fusion is None:
             return None
         weight = self.fusion_configs[self.active_fusion].value_l2
-        layers = [layer for sites in self.fusions[self.active_fusion] for layer in sites.values()]  # type: ignore[union-attr]
+        layers = [layer for sites in self.fusions[self.active_fusion].children() for layer in sites.children()
+                  if isinstance(layer, FusionLayer)]
         return weight * torch.stack([layer.value_penalty() for layer in layers]).sum()
 
     def count_parameters(self) -> tuple[int, int]:
@@ -382,3 +386,22 @@ class AdapterModel(nn.Module):
             raise RuntimeError(f"unexpected tensors {unexpected[:3]}, missing tensors {missing[:3]}")
         for prefix, module in self._stored(kind, name).items():
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+
+
+def _layer_sites(layers: nn.Module, layer: int) -> nn.ModuleDict:
+    """Position -> module at ``layer`` of an adapter's or a fusion's layers (a ModuleList of
+    ModuleDicts; torch types a container's items as plain ``Module``, the checks narrow them)."""
+    assert isinstance(layers, nn.ModuleList)
+    sites = layers[layer]
+    assert isinstance(sites, nn.ModuleDict)
+    return sites
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def _site_module(layers: nn.Module, site: AdapterSite, kind: type[M]) -> M:
+    """The ``kind`` module at ``site`` of an adapter's or a fusion's layers (see :func:`_layer_sites`)."""
+    module = _layer_sites(layers, site.layer)[site.position]
+    assert isinstance(module, kind)
+    return module

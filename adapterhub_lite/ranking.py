@@ -220,7 +220,8 @@ def rank(
                               "this base; name them with --adapters)")
         artifacts: dict[str, Artifact] = {}
         for c in candidates:
-            artifacts[c.source] = read_artifact(c.path)  # type: ignore[arg-type]
+            assert c.path is not None  # every candidate found here was fetched
+            artifacts[c.source] = read_artifact(c.path)
             check_base(artifacts[c.source].metadata, loaded)
         base_probe = None
         used = min(len(data), max_examples)

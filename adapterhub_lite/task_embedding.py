@@ -113,7 +113,8 @@ def pooled_features(encode: Any, enc: Encoded, *, pad_id: int, batch_size: int =
     ``encode(input_ids, attention_mask, **rest)`` returns ``[batch, seq, hidden]``: the base
     encoder alone, or :meth:`AdapterModel.encode` with an adapter active.
     """
-    rows: list[np.ndarray | None] = [None] * len(enc.features)
+    order: list[int] = []
+    rows: list[np.ndarray] = []
     for ids in sorted_batches(enc.lengths, batch_size):
         batch = collate([enc.features[i] for i in ids], pad_id)
         if device is not None:
@@ -125,9 +126,9 @@ def pooled_features(encode: Any, enc: Encoded, *, pad_id: int, batch_size: int =
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-        for i, row in zip(ids, pooled.cpu().numpy(), strict=True):
-            rows[i] = row
-    return np.stack(rows)  # type: ignore[arg-type]
+        order.extend(ids)
+        rows.extend(pooled.cpu().numpy())
+    return np.stack(rows)[np.argsort(order)]  # rows[k] is example order[k]
 
 
 def compute_task_embedding(base: BaseModel, data: ExampleSet, *, examples: int = DEFAULT_EXAMPLES,

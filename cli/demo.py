@@ -182,7 +182,7 @@ def _train_target(task: str, train: ExampleSet, held_out: ExampleSet, base: Base
 
     Each run carves the same dev split from ``train`` (same seed) to pick its best epoch.
     """
-    common = {"task": task, "base": base, "config": config, "overwrite": True}
+    common: dict[str, Any] = {"task": task, "base": base, "config": config, "overwrite": True}  # train's and fuse's
     head = _run("head only", workdir / "target", held_out, base,
                 lambda out, on_event: api.train(train, adapter=None, out=out, on_event=on_event, **common))
     own = _run("target adapter", workdir / "target", held_out, base,
@@ -223,7 +223,7 @@ def _trainable(result: Any) -> str:
 
 def _compare(task: str, runs: list[Run], held_out_size: int) -> None:
     """The comparison table, then one line with the fusion's gain over the target's adapter."""
-    table = Table(title=f"{task}: {len(runs[0].result.model.head.config.label_names)} classes, "  # type: ignore[union-attr]
+    table = Table(title=f"{task}: {len(runs[0].result.model.head.config.label_names)} classes, "
                         f"held-out {held_out_size} examples")
     for column in ("run", "dev acc.", "held-out acc.", "held-out macro-F1", "trainable", "time"):
         table.add_column(column, justify="left" if column == "run" else "right")

@@ -121,7 +121,7 @@ def fuse(
                               overwrite=overwrite, on_event=on_event, license=license)
     if not api.result_is_writer():
         return
-    pushed = hub.push(result.artifact.path, registry=registry) if push else None  # type: ignore[union-attr]
+    pushed = hub.push(result.artifact.path, registry=registry) if push else None
     summary = {"artifact": str(out), "dev": result.metrics, "best_epoch": result.fit.best_epoch,
                "schedule": result.fit.schedule.summary() if result.fit.schedule else None,
                "pushed": str(pushed.ref) if pushed else None}

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -40,7 +40,8 @@ console = Console(width=1 << 14 if _PIPED else None, soft_wrap=_PIPED)
 err_console = Console(stderr=True)
 _error_console = Console(stderr=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 
@@ -58,13 +59,13 @@ def print_error(message: str) -> None:
     _error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def user_errors(func: F) -> F:
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn an :class:`AhlError` into one line on stderr and its exit code (no traceback); an
     interruption (Ctrl-C, SIGTERM) into ``interrupted`` and 130/143 (the API removes what it
     had staged on the way out: training leaves no partial artifact or log)."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except AhlError as exc:
@@ -75,7 +76,7 @@ def user_errors(func: F) -> F:
             _error_console.print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'})", highlight=False)
             raise typer.Exit(143 if terminated else 130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class _StatusHandler(logging.Handler):

@@ -34,7 +34,7 @@ from adapterhub_lite.errors import (
 
 from .conftest import write_csv
 from .hostile_hub import HostileHub
-from .test_cli import ahl, assert_one_line_error
+from .test_cli import ahl, ahl_in_process, assert_one_line_error
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adapters"
 TOLERANCE = 1e-5
@@ -346,7 +346,7 @@ def test_cli_import_push_export_and_refusal(tmp_path):
     proc = ahl("export", tmp_path / "imported", "--format", "adapters", tmp_path / "exported")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "exported" / "pytorch_adapter.bin").is_file()
-    proc = ahl("import", FIXTURES / "bert_lora-safetensors", "--base", base, "--to", tmp_path / "lora")
+    proc = ahl_in_process("import", FIXTURES / "bert_lora-safetensors", "--base", base, "--to", tmp_path / "lora")
     assert_one_line_error(proc, "LoRA")
     assert proc.returncode == ConfigError.exit_code
 

@@ -1,4 +1,7 @@
-"""The ``ahl`` command line, run as a real subprocess: happy paths and every bad-input case."""
+"""The ``ahl`` command line: train and predict as a real subprocess (pipes, exit codes, no
+traceback), info, eval and every bad-input case in-process with Typer's CliRunner (same code,
+same output, one-line error and exit code, without starting an interpreter and importing torch
+for each case)."""
 
 from __future__ import annotations
 
@@ -24,6 +27,20 @@ def ahl(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subpro
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([*AHL, *map(str, args)], input=stdin, capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=300)
+
+
+def ahl_in_process(*args: object, stdin: str | None = None,
+                   env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """``ahl ARGS`` run in this process (Typer's CliRunner), as a CompletedProcess; ``env`` is set
+    (``None`` unsets) for the call. An exception that escapes the CLI (a traceback in a real run)
+    fails the test instead of becoming exit 1."""
+    from adapterhub_lite.cli.main import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [str(a) for a in args], input=stdin, env={"COLUMNS": "200", **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -73,11 +90,11 @@ def test_predict_file_to_csv(artifact, spam_files, tmp_path):
 
 
 def test_info_and_eval(artifact, spam_files):
-    proc = ahl("info", artifact[0])
+    proc = ahl_in_process("info", artifact[0])
     assert proc.returncode == 0 and "sms_spam" in proc.stdout and "pfeiffer" in proc.stdout
-    meta = json.loads(ahl("info", artifact[0], "--json").stdout)
+    meta = json.loads(ahl_in_process("info", artifact[0], "--json").stdout)
     assert meta["name"] == "sms_spam"
-    metrics = json.loads(ahl("eval", artifact[0], "--data", spam_files[1], "--json").stdout)
+    metrics = json.loads(ahl_in_process("eval", artifact[0], "--data", spam_files[1], "--json").stdout)
     assert metrics["accuracy"] == pytest.approx(meta["metrics"]["dev"]["accuracy"])
 
 
@@ -86,7 +103,7 @@ def _train(tmp_path, tiny_base_dir, train, dev=None, *extra):
     args = ["train", "--base", tiny_base_dir, "--train", train, "--task", "t", "--out", out, "--epochs", "1", *extra]
     if dev is not None:
         args += ["--dev", dev]
-    return ahl(*args), out
+    return ahl_in_process(*args), out
 
 
 def test_missing_data_file(tmp_path, tiny_base_dir):
@@ -124,9 +141,10 @@ def test_non_utf8_data(tmp_path, tiny_base_dir):
 
 
 def test_directory_that_is_no_artifact(tmp_path):
-    assert_one_line_error(ahl("info", tmp_path), "not an adapterhub-lite artifact")
+    assert_one_line_error(ahl_in_process("info", tmp_path), "not an adapterhub-lite artifact")
     target = tmp_path / "pred.jsonl"
-    assert_one_line_error(ahl("predict", tmp_path, "--output", target, stdin="hi\n"), "not an adapterhub-lite artifact")
+    assert_one_line_error(ahl_in_process("predict", tmp_path, "--output", target, stdin="hi\n"),
+                          "not an adapterhub-lite artifact")
     assert not target.exists()
 
 
@@ -136,7 +154,7 @@ def test_truncated_safetensors(artifact, tmp_path):
     weights = copy / "adapter.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     target = tmp_path / "pred.jsonl"
-    proc = ahl("predict", copy, "--output", target, stdin="hello\n")
+    proc = ahl_in_process("predict", copy, "--output", target, stdin="hello\n")
     assert_one_line_error(proc, "adapter.safetensors", "truncated")
     assert not target.exists()
 
@@ -144,15 +162,17 @@ def test_truncated_safetensors(artifact, tmp_path):
 def test_unsupported_base_family_lists_supported(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     write_csv(tmp_path / "d.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}] * 5)
-    proc = ahl("train", "--base", tmp_path, "--train", tmp_path / "d.csv", "--task", "t", "--out", tmp_path / "o")
+    proc = ahl_in_process("train", "--base", tmp_path, "--train", tmp_path / "d.csv", "--task", "t",
+                          "--out", tmp_path / "o")
     assert_one_line_error(proc, "gpt2", "bert", "deberta-v2", "distilbert")
 
 
 def test_bad_option_value(tmp_path, spam_files):
-    proc = ahl("train", "--train", spam_files[0], "--task", "t", "--preset", "lora", "--out", tmp_path / "o")
+    proc = ahl_in_process("train", "--train", spam_files[0], "--task", "t", "--preset", "lora", "--out", tmp_path / "o")
     assert_one_line_error(proc, "unknown adapter preset 'lora'", "pfeiffer")
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     """The README's main command on a small slice: source adapters, a registry round trip, the
     ranking, fuse --auto for the low-resource target, the comparison, the activation table and
@@ -185,7 +205,7 @@ def test_demo_runs_end_to_end(tmp_path):
 
 
 def test_demo_refuses_a_target_among_its_sources(tmp_path):
-    proc = ahl("demo", "--task", "trec", "--sources", "trec,sms_spam", "--workdir", tmp_path / "demo")
+    proc = ahl_in_process("demo", "--task", "trec", "--sources", "trec,sms_spam", "--workdir", tmp_path / "demo")
     assert_one_line_error(proc, "trec is the target")
     assert not (tmp_path / "demo").exists()
 

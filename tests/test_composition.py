@@ -20,7 +20,7 @@ from adapterhub_lite.registry.client.local import LocalRegistry
 from adapterhub_lite.task_embedding import TaskEmbedding, sample_indices
 
 from .conftest import AhlServer, bundled_rows, write_csv
-from .test_cli import ahl, assert_one_line_error
+from .test_cli import ahl, ahl_in_process, assert_one_line_error
 
 # The target is TREC question types; the sources are TREC itself (other rows: the target's own
 # distribution), SMS spam and movie-review sentiment (unrelated).
@@ -39,7 +39,8 @@ def balanced(task: str, split: str, per_label: int, skip: int = 0) -> list[dict]
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory, minilm):
-    """Three adapters on the real MiniLM, trained briefly, pushed into a local registry."""
+    """Three adapters on the real MiniLM, trained briefly, pushed into a local registry (minutes on
+    2 cores: the tests that use it are marked slow)."""
     root = tmp_path_factory.mktemp("pool")
     registry = LocalRegistry(root / "registry")
     config = TrainConfig(learning_rate=3e-3, epochs=3, patience=3, batch_size=16, max_length=32, seed=0)
@@ -92,6 +93,7 @@ def test_train_records_the_embedding_without_text_and_can_opt_out(tmp_path, tiny
 # -- search --like ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_search_like_ranks_the_targets_own_distribution_first_deterministically(pool, minilm):
     root, registry, target = pool
     first = hub.search(registry=registry, like=target, base=minilm)
@@ -102,6 +104,7 @@ def test_search_like_ranks_the_targets_own_distribution_first_deterministically(
     assert [e.ref.task for e in hub.search(registry=registry, like=target, base=minilm, top=1)] == ["trec"]
 
 
+@pytest.mark.slow
 def test_search_like_through_ahl_serve_equals_local(pool, minilm, tmp_path):
     root, registry, target = pool
     embedding = hub.task_embedding_of(target, base=minilm)
@@ -123,12 +126,14 @@ def test_search_like_through_ahl_serve_equals_local(pool, minilm, tmp_path):
     assert bad.status_code == 400 and too_many.status_code == 400
 
 
+@pytest.mark.slow
 def test_search_like_refuses_other_filters(pool, minilm):
     root, registry, target = pool
     with pytest.raises(ConfigError, match="only with --base and --top"):
         hub.search(registry=registry, like=target, base=minilm, task="trec")
 
 
+@pytest.mark.slow
 def test_remote_search_like_refuses_a_malformed_answer(pool, minilm, tmp_path):
     """A hostile server's rows fail as one RemoteError: a real HTTP server on 127.0.0.1."""
     import http.server
@@ -159,6 +164,7 @@ def test_remote_search_like_refuses_a_malformed_answer(pool, minilm, tmp_path):
 # -- the transfer probe -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_probe_ranks_the_targets_own_distribution_first_deterministically(pool, minilm):
     root, registry, target = pool
     adapters = [str(root / task) for task in SOURCES]
@@ -178,6 +184,7 @@ def test_probe_folds_are_stratified():
     assert score["accuracy"] == 1.0 and math.isfinite(score["mse"])
 
 
+@pytest.mark.slow
 def test_cli_rank_prints_json_and_refuses_one_label(pool, tmp_path):
     root, registry, target = pool
     proc = ahl("rank", "--train", target, "--adapters", f"{root / 'trec'},{root / 'sms_spam'}", "--json")
@@ -185,7 +192,7 @@ def test_cli_rank_prints_json_and_refuses_one_label(pool, tmp_path):
     result = json.loads(proc.stdout)
     assert [c["task"] for c in result["candidates"]][0] == "trec" and result["seconds"] > 0
     one = write_csv(tmp_path / "one.csv", [{"text": f"q {i}", "label": "HUM"} for i in range(10)])
-    assert_one_line_error(ahl("rank", "--train", one, "--adapters", root / "trec"), "two labels")
+    assert_one_line_error(ahl_in_process("rank", "--train", one, "--adapters", root / "trec"), "two labels")
 
 
 # -- warm start and fuse --auto (tiny base: fast) ------------------------------------------------
@@ -257,9 +264,9 @@ def test_cli_fuse_auto_and_bad_input(tiny_pool, tiny_base_dir, spam_files, tmp_p
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert answer["chosen"] in ("adapter", "warm_start", "fusion") and len(answer["ranking"]["candidates"]) == 2
-    assert_one_line_error(ahl("fuse", "--task", "t", "--train", spam_files[0]), "--adapters", "--auto")
-    assert_one_line_error(ahl("fuse", "--auto", "0", "--task", "t", "--train", spam_files[0], "--registry",
-                              tiny_pool / "registry", "--base", tiny_base_dir), "K >= 1")
+    assert_one_line_error(ahl_in_process("fuse", "--task", "t", "--train", spam_files[0]), "--adapters", "--auto")
+    assert_one_line_error(ahl_in_process("fuse", "--auto", "0", "--task", "t", "--train", spam_files[0],
+                                         "--registry", tiny_pool / "registry", "--base", tiny_base_dir), "K >= 1")
 
 
 def test_cli_search_like_ranks_and_refuses_bad_input(tiny_pool, tiny_base_dir, tmp_path):
@@ -268,10 +275,10 @@ def test_cli_search_like_ranks_and_refuses_bad_input(tiny_pool, tiny_base_dir, t
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["task"] for r in rows][0] == "trec" and all(-1 <= r["similarity"] <= 1 for r in rows)
-    assert_one_line_error(ahl("search", "--like", tmp_path / "missing.csv", "--registry", tiny_pool / "registry",
-                              "--base", tiny_base_dir), "missing.csv")
-    assert_one_line_error(ahl("search", "--like", target, "--top", "0", "--registry", tiny_pool / "registry",
-                              "--base", tiny_base_dir), "--top")
+    assert_one_line_error(ahl_in_process("search", "--like", tmp_path / "missing.csv", "--registry",
+                                         tiny_pool / "registry", "--base", tiny_base_dir), "missing.csv")
+    assert_one_line_error(ahl_in_process("search", "--like", target, "--top", "0", "--registry",
+                                         tiny_pool / "registry", "--base", tiny_base_dir), "--top")
 
 
 def test_search_like_sees_pushes_and_yanks_in_a_long_lived_registry(tiny_pool, tiny_base_model, tmp_path):

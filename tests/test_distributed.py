@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(prefix: list[str], out, spam_files) -> list[dict]:
     args = ["train", "--train", str(spam_files[0]), "--dev", str(spam_files[1]),
@@ -22,6 +24,7 @@ def _run(prefix: list[str], out, spam_files) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path, minilm_dir, spam_files):
     single = _run([sys.executable, "-m", "adapterhub_lite"], tmp_path / "one", spam_files)
     multi = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from adapterhub_lite import AdapterConfig, AdapterModel, TrainConfig, api
@@ -19,6 +20,7 @@ def test_zero_up_adapter_keeps_minilm_output(minilm):
         model.remove_hooks()
 
 
+@pytest.mark.slow
 def test_pfeiffer_adapter_clearly_beats_head_only_on_trec(minilm, tmp_path):
     train = write_csv(tmp_path / "train.csv", bundled_rows("trec", "train", 800))
     dev = write_csv(tmp_path / "dev.csv", bundled_rows("trec", "dev", 300))

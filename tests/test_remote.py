@@ -33,6 +33,7 @@ from adapterhub_lite.registry.client.cache import DownloadCache
 from adapterhub_lite.registry.format.refs import repo_slug
 
 from .conftest import AhlServer, flip_a_byte, make_artifact, requests_sent
+from .test_cli import ahl_in_process
 
 HUB_ID = "test-org/tiny-bert"
 AHL = [sys.executable, "-m", "adapterhub_lite"]
@@ -435,8 +436,7 @@ def test_oversized_upload_is_refused_in_one_line(tmp_path, hub_base):
         meta["files"]["big.bin"] = {"sha256": hashlib.sha256((artifact / "big.bin").read_bytes()).hexdigest(),
                                     "size": 2 << 20}
         (artifact / "adapter.json").write_text(json.dumps(meta))
-        result = subprocess.run([*AHL, "push", str(artifact), "--registry", small.url], capture_output=True,
-                                text=True, env={**os.environ, "AHL_TOKEN": small.token})
+        result = ahl_in_process("push", artifact, "--registry", small.url, env={"AHL_TOKEN": small.token})
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "413" in lines[0] and "Traceback" not in result.stderr, result.stderr
@@ -499,8 +499,7 @@ def test_eight_pushers_and_eight_pullers_at_once(server, art, tmp_path):
 
 def test_cli_login_search_json_and_cache_commands(server, art, tmp_path, monkeypatch):
     monkeypatch.delenv("AHL_TOKEN")
-    env = {k: v for k, v in os.environ.items() if k != "AHL_TOKEN"}
-    run = lambda *args: subprocess.run([*AHL, *args], capture_output=True, text=True, env=env)  # noqa: E731
+    run = ahl_in_process  # every command is one line of output or one error: in-process suffices
     bad = run("login", "--registry", server.url, "--token", "wrong")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "401" in bad.stderr
     ok = run("login", "--registry", server.url, "--token", server.token)

@@ -15,7 +15,7 @@ from adapterhub_lite.training.metrics import macro_f1
 from adapterhub_lite.training.schedule import auto_learning_rate, resolve
 
 from .conftest import bundled_rows, write_csv
-from .test_cli import ahl, assert_one_line_error
+from .test_cli import ahl, ahl_in_process, assert_one_line_error
 
 
 def labels(counts: dict[int, int]) -> list[int]:
@@ -80,6 +80,7 @@ def imbalanced_spam(tmp_path_factory):
     return write_csv(root / "train.csv", train), write_csv(root / "dev.csv", dev)
 
 
+@pytest.mark.slow
 def test_defaults_train_an_imbalanced_small_task_past_the_majority_class(imbalanced_spam, minilm, tmp_path):
     train, dev = imbalanced_spam
     result = api.train(train, dev_data=dev, task="spam", base=minilm, out=tmp_path / "spam",
@@ -121,13 +122,13 @@ def test_cli_lr_overrides_and_the_schedule_line(imbalanced_spam, tiny_base_dir, 
 ])
 def test_cli_refuses_bad_metric_and_class_weight(imbalanced_spam, tmp_path, args, needles):
     train, dev = imbalanced_spam
-    proc = ahl("train", "--train", train, "--dev", dev, "--task", "spam", "--out", tmp_path / "x", *args)
+    proc = ahl_in_process("train", "--train", train, "--dev", dev, "--task", "spam", "--out", tmp_path / "x", *args)
     assert_one_line_error(proc, *needles)
     assert not (tmp_path / "x").exists()
 
 
 def test_fuse_refuses_a_bad_metric_before_fetching(imbalanced_spam, tmp_path):
     train, _ = imbalanced_spam
-    proc = ahl("fuse", "--adapters", "a/b,c/d", "--task", "spam", "--train", train, "--metric", "recall",
+    proc = ahl_in_process("fuse", "--adapters", "a/b,c/d", "--task", "spam", "--train", train, "--metric", "recall",
                "--registry", tmp_path / "empty-registry")
     assert_one_line_error(proc, "unknown metric 'recall'")

@@ -27,6 +27,7 @@ equal, outputs and gradients.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -75,7 +76,7 @@ class FusedWeights(NamedTuple):
     out: torch.Tensor  # [N*(r+1), d]: (W_v [U_i | c_i])^T
 
 
-def _versions(tensors: list[torch.Tensor]) -> tuple[tuple[int, int, torch.device, torch.dtype], ...]:
+def _versions(tensors: Sequence[torch.Tensor]) -> tuple[tuple[int, int, torch.device, torch.dtype], ...]:
     """A key that changes whenever a tensor is written in place or replaced (``.to``, ``load_state_dict``)."""
     return tuple((t._version, t.data_ptr(), t.device, t.dtype) for t in tensors)
 

@@ -38,7 +38,7 @@ class Columns:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Columns:
-        return cls(**{k: data.get(k) for k in ("text", "text_pair", "label", "choices") if k in data})
+        return cls(**{k: data[k] for k in ("text", "text_pair", "label", "choices") if k in data})
 
 
 @dataclass
@@ -280,13 +280,15 @@ class Encoded:
 def tokenize(tokenizer: Any, data: ExampleSet, max_length: int, targets: list[Any] | None) -> Encoded:
     """Tokenise every example once, truncated but unpadded (padding happens per batch)."""
     examples = data.examples
-    if examples and examples[0].choices is not None:
-        firsts = [e.text for e in examples for _ in e.choices]  # type: ignore[union-attr]
-        seconds = [c for e in examples for c in e.choices]  # type: ignore[union-attr]
+    # A multiple-choice set: every example has its candidates (one ``choices`` column spec).
+    choice_lists = [e.choices for e in examples if e.choices is not None]
+    if choice_lists:
+        firsts = [e.text for e, choices in zip(examples, choice_lists, strict=True) for _ in choices]
+        seconds = [c for choices in choice_lists for c in choices]
         enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
         features, start = [], 0
-        for e in examples:
-            n = len(e.choices)  # type: ignore[arg-type]
+        for choices in choice_lists:
+            n = len(choices)
             features.append({k: v[start:start + n] for k, v in enc.items()})
             start += n
         lengths = [max(len(ids) for ids in f["input_ids"]) for f in features]

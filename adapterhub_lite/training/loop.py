@@ -16,7 +16,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ def seed_everything(seed: int) -> None:
 
 
 @contextlib.contextmanager
-def distributed(device: torch.device):
+def distributed(device: torch.device) -> Iterator[tuple[int, int]]:
     """Join the torchrun process group for the duration of training, if launched by torchrun.
 
     Yields ``(rank, world_size)``; ``(0, 1)`` when not distributed.
@@ -123,15 +123,16 @@ def predict_outputs(
     was_training = model.training
     model.eval()
     cast, _ = autocast_for(device)
-    outputs: list[np.ndarray | None] = [None] * len(data.features)
+    order: list[int] = []
+    rows: list[np.ndarray] = []
     for batch_ids in sorted_batches(data.lengths, batch_size):
         batch = _to(collate([data.features[i] for i in batch_ids], pad_id), device)
         with cast:
             logits = model(**batch)
-        for i, row in zip(batch_ids, logits.float().cpu().numpy(), strict=False):
-            outputs[i] = row
+        order.extend(batch_ids)
+        rows.extend(logits.float().cpu().numpy())
     model.train(was_training)
-    return np.stack(outputs)  # type: ignore[arg-type]
+    return np.stack(rows)[np.argsort(order)]  # rows[k] is example order[k]
 
 
 def evaluate_outputs(
@@ -239,6 +240,8 @@ def fit(
                     step_loss = 0.0
                     for i, ids in enumerate(micro):
                         batch = _to(collate([train.features[j] for j in ids], pad_id), device)
+                        # ignores: training data always has targets (Encoded types them optional,
+                        # for unlabelled prediction), and runner is a DDP wrapper when not sync.
                         targets = torch.tensor([train.targets[j] for j in ids], device=device)  # type: ignore[index]
                         sync = i == len(micro) - 1 or world == 1
                         with (contextlib.nullcontext() if sync else runner.no_sync()), cast:  # type: ignore[operator]

@@ -517,7 +517,7 @@ class _Index:
             with self._like_lock:
                 cached = self._like_cache.get((base, width))
             if cached is None or cached[0] != signature:
-                where, args = ["v.latest = 1", "length(e.vector) = ?"], [2 * width]
+                where, args = ["v.latest = 1", "length(e.vector) = ?"], list[int | str]([2 * width])
                 if base:
                     where.append("v.base = ?")
                     args.append(base)

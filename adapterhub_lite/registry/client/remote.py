@@ -162,7 +162,7 @@ def _streaming(url: str, headers: dict[str, str], json_body: Any = None) -> Iter
     caller decides to."""
     from huggingface_hub.utils import get_session
 
-    session = get_session()
+    session: Any = get_session()  # an httpx Client (huggingface_hub >= 1.0) or a requests Session
     timeout = boundary.STALL_TIMEOUT_S  # per read: a stalled server fails, a slow large file does not
     method = "GET" if json_body is None else "POST"
     if hasattr(session, "stream"):  # httpx (huggingface_hub >= 1.0)
@@ -643,8 +643,11 @@ class RemoteRegistry:
         for record in metadata.get("adapters", []) if kind == "fusion" else []:
             if not isinstance(record, dict):
                 raise RemoteError(f"{where}: an entry of 'adapters' is not an object")
+            name = record.get("name")
             try:
-                prefix = f"{FUSION_ADAPTERS_DIR}/{check_segment(record.get('name'), 'adapter name')}/"
+                if not isinstance(name, str):
+                    raise TypeError(name)
+                prefix = f"{FUSION_ADAPTERS_DIR}/{check_segment(name, 'adapter name')}/"
             except (RefError, TypeError):
                 raise RemoteError(f"{where}: the fusion names the adapter {str(record.get('name'))[:80]!r}, "
                                   f"not a valid name") from None
@@ -786,8 +789,9 @@ class RemoteRegistry:
                 raise IntegrityError(f"{entry.ref}: pulled metadata does not match the resolved digest")
             if pulled.kind == "fusion":
                 fusion_adapters(pulled, verify=False)  # every adapter copy is the locked version
-        if self._cached(entry.ref, entry.ref.version) != entry.manifest:
-            self.cache.write_version(self.key, self._entry_dir(entry.ref), entry.ref.version, entry.manifest)
+        version = entry.ref.version  # set: a resolved entry is one version
+        if version is not None and self._cached(entry.ref, version) != entry.manifest:
+            self.cache.write_version(self.key, self._entry_dir(entry.ref), version, entry.manifest)
         return entry
 
     def verify(self, ref: Ref) -> Entry:

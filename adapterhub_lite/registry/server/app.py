@@ -333,9 +333,9 @@ def parse_commit(body: Path, staging: Path,
                 target = staging / f"file-{number}"
                 operations.append(_decode_to(value.pop("content"), target, path))
             elif key in ("deletedFile", "deletedFolder"):
-                path = value.get("path")
-                path = path.rstrip("/") if isinstance(path, str) else path
-                operations.append(Delete(check_repo_path(path), folder=key == "deletedFolder"))
+                deleted = value.get("path")
+                deleted = deleted.rstrip("/") if isinstance(deleted, str) else deleted
+                operations.append(Delete(check_repo_path(deleted), folder=key == "deletedFolder"))
             elif key == "lfsFile":
                 operations.append(_uploaded(check_repo_path(value.get("path")), value, blob_path))
             else:
@@ -921,6 +921,7 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     HEADER_TIMEOUT = DEFAULT_READ_TIMEOUT
 
+    # uvicorn's protocol narrows asyncio's BaseTransport parameter to Transport itself.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_header_deadline()

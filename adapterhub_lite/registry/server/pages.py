@@ -77,6 +77,7 @@ def safe_link(url: str) -> bool:
 
 def _markdown() -> MarkdownIt:
     renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    # markdown-it-py's documented hook for link policy is assigning this method on the instance.
     renderer.validateLink = safe_link  # type: ignore[method-assign]
     return renderer
 
@@ -91,10 +92,11 @@ def card_body(text: str) -> str:
 
 
 def _size(num: int) -> str:
+    size = float(num)
     for unit in ("B", "KB", "MB", "GB"):
-        if num < 1024 or unit == "GB":
-            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
-        num /= 1024  # type: ignore[assignment]
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
     return ""
 
 

@@ -160,7 +160,7 @@ class RepoIndex:
                 "AND r.entry = v.base || char(10) || v.task || char(10) || v.name) GROUP BY v.base, v.task, v.name"
             )}
             changed = {key: source for key, source in wanted.items() if current.get(key) != source}
-            mirrors = [(self._mirror_of(db, tuple(key.split("\n"))), source)  # type: ignore[arg-type]
+            mirrors = [(self._mirror_of(db, _entry_of(key)), source)
                        for key, source in changed.items()]
             with db:
                 for key in set(current) - set(wanted):
@@ -287,3 +287,9 @@ class RepoIndex:
             summary["task_embedding"] = TaskEmbedding(values, examples, max_length).to_dict()
         return {"base": base, "task": task, "name": name, "version": version, "digest": digest,
                 "pushed_at": pushed_at, "summary": summary}
+
+
+def _entry_of(key: str) -> tuple[str, str, str]:
+    """The ``(base, task, name)`` of an entry key (its parts joined by newlines)."""
+    base, task, name = key.split("\n")
+    return base, task, name

@@ -189,7 +189,7 @@ class RepoStore:
             except (ValueError, KeyError, TypeError):
                 repo_id, entry = None, None  # cut while written: the write had not started
             if repo_id is not None:
-                self._repair(repo_id, entry, repairs)  # type: ignore[arg-type]
+                self._repair(repo_id, entry, repairs)
                 repairs.writes_replayed += 1
             intent.unlink(missing_ok=True)
         for instance, gone in dead.items():
@@ -280,7 +280,7 @@ class RepoStore:
         except FileNotFoundError:
             return None
         entry = tuple(data["entry"]) if data.get("entry") else None
-        return Repo(data["id"], data["created_at"], data["last_modified"], data["main"], entry,  # type: ignore[arg-type]
+        return Repo(data["id"], data["created_at"], data["last_modified"], data["main"], entry,
                     tuple(data.get("tags", [])))
 
     def _save_repo(self, repo: Repo) -> None:
@@ -397,11 +397,12 @@ class RepoStore:
             except FileNotFoundError:
                 pass
         # Versions pushed locally have no commit file: their snapshot is the manifest's files.
-        for version in self.registry.versions(Ref(*repo.entry), include_yanked=True) if repo.entry else []:
-            manifest = self._manifest(repo.entry, version)  # type: ignore[arg-type]
-            if version_commit_id(manifest["digest"]) == commit_id:
-                return Commit(commit_id, self._local_snapshot(manifest), hub_time(manifest["pushed_at"]),
-                              f"v{version}")
+        if repo.entry is not None:
+            for version in self.registry.versions(Ref(*repo.entry), include_yanked=True):
+                manifest = self._manifest(repo.entry, version)
+                if version_commit_id(manifest["digest"]) == commit_id:
+                    return Commit(commit_id, self._local_snapshot(manifest), hub_time(manifest["pushed_at"]),
+                                  f"v{version}")
         return None
 
     def _local_snapshot(self, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -590,8 +591,9 @@ class RepoStore:
                 if tags.get(f"v{version}") != commit.id:
                     raise RefError(f"{repo_id} has no version v{version} at {revision}: tag {tag} on the "
                                    f"commit of v{version}")
-                pending(repo.entry)  # type: ignore[arg-type]
-                self.registry.yank(Ref(*repo.entry, version=version))  # type: ignore[misc]
+                assert repo.entry is not None  # it has the version v{version}
+                pending(repo.entry)
+                self.registry.yank(Ref(*repo.entry, version=version))
             else:
                 self._tag_version(repo, version, commit, pending)
 
