@@ -8,9 +8,13 @@ Layout (``registry/SPEC.md``, "Registry layout")::
     ROOT/entries/.../<version>.yanked             yank marker (the manifest stays as it was)
     ROOT/index.sqlite                             search index, derived from entries/
     ROOT/locks/, ROOT/tmp/                        entry locks, staging
+    ROOT/pending/<key>.json                       a write to an entry in progress (crash recovery)
 
 Writers take a per-entry file lock, so concurrent pushes of one version create it exactly once;
-every file lands by an atomic rename, so a crash leaves no half-written blob or version.
+every file lands by an atomic rename, so a crash leaves no half-written blob or version. A
+crash between a version's files and its index row leaves a ``pending/`` record, and the next
+open of the registry re-derives that entry's rows from its manifests (as ``ahl serve`` does at
+start-up), so no stale index outlives the process that crashed.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from ..artifact import (
 )
 from ..base import BaseFingerprint
 from ..errors import ConfigError, IncompatibleBaseError, IntegrityError, NotFoundError, RefError, VersionConflictError
-from ..files import crash_point, locked, sha256_file, swap_into_place
+from ..files import crash_point, locked, sha256_file, swap_into_place, try_locked
 from ..task_embedding import TaskEmbedding, embedding_of, unit_rows
 from .blobs import BlobStore, copy_hashed
 from .refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
@@ -49,7 +53,7 @@ from .refs import Ref, base_key, check_base_id, check_segment, check_version, ve
 LAYOUT = 1
 REGISTRY_ENV = "AHL_REGISTRY"
 _OWN_NAMES = {"ahl-registry.json", "blobs", "entries", "locks", "tmp", "index.sqlite", "index.sqlite-wal",
-              "index.sqlite-shm", "index.sqlite-journal", "repos"}
+              "index.sqlite-shm", "index.sqlite-journal", "repos", "pending"}
 
 
 def default_root() -> Path:
@@ -131,6 +135,7 @@ class LocalRegistry:
         if not marker.is_file():
             self._write_atomic(marker, json.dumps({"layout": LAYOUT}).encode())
         self._index = _Index(self.root / "index.sqlite", self)
+        self._recover()
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -165,11 +170,44 @@ class LocalRegistry:
         (:meth:`BlobStore.adopt`)."""
         self.blob_store.adopt(source, sha256)
 
+    @staticmethod
+    def _lock_key(base: str, task: str, name: str) -> str:
+        return hashlib.sha256(f"{base}\n{task}\n{name}".encode()).hexdigest()[:32]
+
     @contextmanager
     def _locked(self, base: str, task: str, name: str) -> Iterator[None]:
-        key = hashlib.sha256(f"{base}\n{task}\n{name}".encode()).hexdigest()[:32]
-        with locked(self.root / "locks" / f"{key}.lock"):
+        with locked(self.root / "locks" / f"{self._lock_key(base, task, name)}.lock"):
             yield
+
+    @contextmanager
+    def _writing(self, ref: Ref) -> Iterator[None]:
+        """Record that an entry's files and index row are about to change (under the entry's
+        lock); the record goes once both agree. One left behind means the writer died between
+        the two, and :meth:`_recover` finishes its work."""
+        path = self.root / "pending" / f"{self._lock_key(*ref.entry)}.json"
+        path.parent.mkdir(exist_ok=True)
+        self._write_atomic(path, json.dumps(list(ref.entry)).encode())
+        yield
+        path.unlink(missing_ok=True)
+
+    def _recover(self) -> None:
+        """Re-index each entry whose writer died mid-write (a ``pending/`` record whose entry
+        lock nobody holds); a live writer's record is left alone. Cheap: ``pending/`` is empty
+        unless a write is running or crashed. A read-only registry stays as it is."""
+        for record in sorted((self.root / "pending").glob("*.json")):
+            try:
+                with try_locked(self.root / "locks" / f"{record.stem}.lock") as free:
+                    if not free:
+                        continue  # its writer is at work
+                    try:
+                        ref = Ref(*json.loads(record.read_text(encoding="utf-8")))
+                    except (ValueError, TypeError):
+                        ref = None  # not ours to read: nothing to re-index
+                    if ref is not None and record.stem == self._lock_key(*ref.entry):
+                        self._index.reconcile(self, [ref])
+                    record.unlink(missing_ok=True)
+            except (OSError, sqlite3.Error):
+                return  # read-only or full: the record stays for the next open that can write
 
     def push(self, path: str | Path, *, version: str | None = None,
              origin: dict[str, str] | None = None) -> Entry:
@@ -224,10 +262,11 @@ class LocalRegistry:
                 "summary": summarize(meta),
                 **({"origin": dict(origin)} if origin else {}),
             }
-            self._write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
-            crash_point("push:manifest")  # a test hook (files.py)
             entry = Entry(ref.with_version(version), manifest)
-            self._index.add(entry)
+            with self._writing(ref):
+                self._write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+                crash_point("push:manifest")  # a test hook (files.py)
+                self._index.add(entry)
         return entry
 
     # -- reading ------------------------------------------------------------------------------
@@ -335,8 +374,10 @@ class LocalRegistry:
             raise RefError(f"yank needs an exact version, like {ref.base}/{ref.task}/{ref.name}@1.0.0")
         with self._locked(*ref.entry):
             entry = self._entry(ref, ref.version)
-            self._write_atomic(self._manifest_path(ref, ref.version).with_suffix(".yanked"), b"")
-            self._index.set_yanked(entry.ref, True)
+            with self._writing(ref):
+                self._write_atomic(self._manifest_path(ref, ref.version).with_suffix(".yanked"), b"")
+                crash_point("yank:marker")  # a test hook (files.py)
+                self._index.set_yanked(entry.ref, True)
         return Entry(entry.ref, entry.manifest, True)
 
     def search(self, **filters: Any) -> list[Entry]:
