@@ -20,6 +20,7 @@ start-up), so no stale index outlives the process that crashed.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -140,11 +141,7 @@ class LocalRegistry:
     # -- paths --------------------------------------------------------------------------------
 
     def _entry_dir(self, base: str, task: str, name: str) -> Path:
-        check_base_id(base)
-        org, _, model = base.rpartition("/")
-        # "_" cannot start a valid segment, so base ids without an org cannot collide with one
-        parts = [org or "_", model, check_segment(task, "task"), check_segment(name, "name")]
-        return self.root.joinpath("entries", *parts)
+        return self.root.joinpath("entries", *_entry_parts(base, task, name))
 
     def _manifest_path(self, ref: Ref, version: str) -> Path:
         return self._entry_dir(*ref.entry) / f"{check_version(version)}.json"
@@ -287,8 +284,10 @@ class LocalRegistry:
     def _is_yanked(self, ref: Ref, version: str) -> bool:
         return self._manifest_path(ref, version).with_suffix(".yanked").exists()
 
-    def _entry(self, ref: Ref, version: str) -> Entry:
-        return Entry(ref.with_version(version), self._read_manifest(ref, version), self._is_yanked(ref, version))
+    def _entry(self, ref: Ref, version: str, yanked: bool | None = None) -> Entry:
+        """The entry of a version; ``yanked`` when the caller knows it (a latest version is not)."""
+        return Entry(ref.with_version(version), self._read_manifest(ref, version),
+                     self._is_yanked(ref, version) if yanked is None else yanked)
 
     def versions(self, ref: Ref, *, include_yanked: bool = False) -> list[str]:
         """Versions of an entry, oldest first."""
@@ -382,19 +381,29 @@ class LocalRegistry:
 
     def search(self, **filters: Any) -> list[Entry]:
         """Latest non-yanked version of each matching entry; filters as in :meth:`_Index.search`."""
-        return [self._entry(Ref(b, t, n), v) for b, t, n, v in self._index.search(**filters)]
+        return [self._entry(Ref(b, t, n), v, False) for b, t, n, v in self._index.search(**filters)]
 
     def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,
                     top: int = 10) -> list[tuple[Entry, float]]:
         """Latest non-yanked versions ranked by the cosine of their task embedding with
         ``embedding``, best first (ties by entry), with the similarity; entries without an
         embedding (or of another width) are left out."""
-        return [(self._entry(Ref(b, t, n), v), score) for b, t, n, v, score in
+        return [(self._entry(Ref(b, t, n), v, False), score) for b, t, n, v, score in
                 self._index.search_like(embedding, base=base_key(base) if base else None, top=top)]
 
     def all_manifests(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         for path in sorted((self.root / "entries").glob("*/*/*/*/*.json")):
             yield path, json.loads(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _entry_parts(base: str, task: str, name: str) -> tuple[str, str, str, str]:
+    """The directory names of an entry under ``entries/``, its names checked (once per entry:
+    search results read a manifest each, and the checks cost more than the read)."""
+    check_base_id(base)
+    org, _, model = base.rpartition("/")
+    # "_" cannot start a valid segment, so base ids without an org cannot collide with one
+    return org or "_", model, check_segment(task, "task"), check_segment(name, "name")
 
 
 @contextmanager
@@ -671,8 +680,11 @@ class _Index:
         _, keys, matrix = cached
         if not keys:
             return []
-        norm = float(np.linalg.norm(embedding.vector))
-        scores = matrix @ (embedding.vector / norm) if norm > 0 else np.zeros(len(keys), dtype=np.float32)
+        query = embedding.vector.astype(np.float32)
+        norm = float(np.linalg.norm(query))
+        # einsum, not ``@``: a matrix-vector product is memory-bound, and BLAS's worker threads
+        # only contend with the server's request threads (on a busy 2-core machine, 6x slower)
+        scores = np.einsum("ij,j->i", matrix, query / norm) if norm > 0 else np.zeros(len(keys), dtype=np.float32)
         candidates = np.arange(len(keys))
         if len(keys) > top:  # only scores at or above the top-th sort (ties keep entry order)
             candidates = np.flatnonzero(scores >= np.partition(scores, -top)[-top])

@@ -10,6 +10,7 @@ pushes to any other server upload large files raw with the LFS basic transfer (s
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import importlib
 import logging
@@ -118,6 +119,7 @@ def parse_remote(url: str) -> tuple[str, str | None]:
     return endpoint, namespace
 
 
+@functools.cache  # a failed import is not cached by Python: trying each one per client costs ms
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """Connection-level failures of whichever HTTP stack ``huggingface_hub`` uses (it moved from
     requests to httpx); the status-code errors are ``HfHubHTTPError`` either way."""

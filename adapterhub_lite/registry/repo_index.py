@@ -113,9 +113,11 @@ class RepoIndex:
         return changed
 
     def owner(self, entry: tuple[str, str, str]) -> str | None:
-        """The repository (not a local mirror) an entry is bound to, if any."""
-        with self._connect() as db:
-            row = db.execute("SELECT id FROM repos WHERE entry = ? AND local = 0", (entry_key(entry),)).fetchone()
+        """The repository (not a local mirror) an entry is bound to, if any (on this thread's
+        read connection: search --like asks once per row, and a connection costs more than the
+        query)."""
+        row = self._reader().execute("SELECT id FROM repos WHERE entry = ? AND local = 0",
+                                     (entry_key(entry),)).fetchone()
         return row[0] if row else None
 
     def mirror(self, repo_id: str) -> Repo | None:
