@@ -469,6 +469,9 @@ class _Index:
         "max_length INT, vector BLOB, PRIMARY KEY (base, task, name, version))",
         # bumped by every push and yank: search --like's in-memory vectors are current while it holds
         "CREATE TABLE IF NOT EXISTS generation (id INT PRIMARY KEY, n INT)",
+        # the entries each push, yank and repair changed, in order: ahl serve's mirrors of local
+        # entries follow it (repo_index.py) instead of scanning every version after each write
+        "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, base TEXT, task TEXT, name TEXT)",
     )
     # the numeric metrics of the latest versions (all of them, or one entry's)
     _FILL_METRICS = ("INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
@@ -549,6 +552,7 @@ class _Index:
         )
         db.execute("DELETE FROM latest_metrics WHERE base = ? AND task = ? AND name = ?", key)
         db.execute("INSERT INTO generation VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1")
+        db.execute("INSERT INTO changes (base, task, name) VALUES (?, ?, ?)", key)
         db.execute(f"{_Index._FILL_METRICS} AND v.base = ? AND v.task = ? AND v.name = ?", key)
 
     def add(self, entry: Entry) -> None:

@@ -8,6 +8,7 @@ from the local registry's own index, so no request scans directories.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -134,9 +135,11 @@ class RepoIndex:
         """Mirror the registry's entries that no repository holds as ``ahl/SLUG`` rows.
 
         Unchanged since this thread last looked (``data_version``): nothing to do, no query.
-        Otherwise a signature of the registry index (version count, newest push, yank count)
-        tells whether another sync already caught up; then a per-entry signature picks the
-        mirrors to rewrite, so a local push costs one entry's rows, not a rebuild.
+        Otherwise the registry index's change log (``changes``, appended by every push, yank
+        and repair) says whether another sync already caught up and which entries changed
+        since; only those are compared (a per-entry signature: version count, newest push,
+        yank count), so a push costs one entry's rows, never a scan of every version. The
+        first sync, and one after the registry index was rebuilt, mirrors every entry.
         """
         version = self._reader().execute("PRAGMA registry.data_version").fetchone()[0]
         if self._readers.seen == version:
@@ -148,18 +151,26 @@ class RepoIndex:
         db = sqlite3.connect(self.path, timeout=60)
         try:
             db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
-            signature = json.dumps(db.execute(
-                "SELECT count(*), coalesce(max(pushed_at), ''), coalesce(sum(yanked), 0) FROM registry.versions"
-            ).fetchone())
-            row = db.execute("SELECT value FROM meta WHERE key = 'local_signature'").fetchone()
-            if row and row[0] == signature:
+            # Where the registry's change log stands (O(1)), with its file's identity: a rebuilt
+            # registry index restarts the log, and is then mirrored whole.
+            mark = [os.stat(self.registry_index).st_ino,
+                    db.execute("SELECT coalesce(max(seq), 0) FROM registry.changes").fetchone()[0]]
+            row = db.execute("SELECT value FROM meta WHERE key = 'local_changes'").fetchone()
+            seen = json.loads(row[0]) if row else None
+            if seen == mark:
                 return
-            current = dict(db.execute("SELECT entry, source FROM repos WHERE local = 1").fetchall())
-            wanted = {f"{base}\n{task}\n{name}": source for base, task, name, source in db.execute(
-                "SELECT v.base, v.task, v.name, count(*) || ' ' || max(v.pushed_at) || ' ' || sum(v.yanked) "
-                "FROM registry.versions AS v WHERE NOT EXISTS (SELECT 1 FROM main.repos AS r WHERE r.local = 0 "
-                "AND r.entry = v.base || char(10) || v.task || char(10) || v.name) GROUP BY v.base, v.task, v.name"
-            )}
+            if seen is not None and seen[0] == mark[0] and seen[1] <= mark[1]:  # only what changed since
+                keys = [f"{b}\n{t}\n{n}" for b, t, n in db.execute(
+                    "SELECT DISTINCT base, task, name FROM registry.changes WHERE seq > ?", (seen[1],))]
+                current = {key: row[0] for key in keys for row in db.execute(
+                    "SELECT source FROM repos WHERE entry = ? AND local = 1", (key,))}
+                wanted = {}
+                for key in keys:
+                    wanted.update(self._local_sources(db, "AND v.base = ? AND v.task = ? AND v.name = ?",
+                                                      tuple(key.split("\n"))))
+            else:
+                current = dict(db.execute("SELECT entry, source FROM repos WHERE local = 1").fetchall())
+                wanted = self._local_sources(db, "", ())
             changed = {key: source for key, source in wanted.items() if current.get(key) != source}
             mirrors = [(self._mirror_of(db, tuple(key.split("\n"))), source)  # type: ignore[arg-type]
                        for key, source in changed.items()]
@@ -169,9 +180,20 @@ class RepoIndex:
                     db.execute("DELETE FROM repos WHERE entry = ? AND local = 1", (key,))
                 for repo, source in mirrors:
                     self._put(db, repo, source)
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('local_signature', ?)", (signature,))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('local_changes', ?)", (json.dumps(mark),))
         finally:
             db.close()
+
+    @staticmethod
+    def _local_sources(db: sqlite3.Connection, where: str, args: tuple[str, ...]) -> dict[str, str]:
+        """``{entry key: source}`` of the registry's entries (those ``where`` selects) that no
+        repository holds; the source (version count, newest push, yank count) says when a
+        mirror must be rewritten."""
+        return {f"{base}\n{task}\n{name}": source for base, task, name, source in db.execute(
+            "SELECT v.base, v.task, v.name, count(*) || ' ' || max(v.pushed_at) || ' ' || sum(v.yanked) "
+            "FROM registry.versions AS v WHERE NOT EXISTS (SELECT 1 FROM main.repos AS r WHERE r.local = 0 "
+            f"AND r.entry = v.base || char(10) || v.task || char(10) || v.name) {where} "
+            "GROUP BY v.base, v.task, v.name", args)}
 
     @staticmethod
     def _mirror_of(db: sqlite3.Connection, entry: tuple[str, str, str]) -> Repo:
