@@ -7,11 +7,12 @@ from the local registry's own index, so no request scans directories.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class RepoIndex:
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     )
     ORDER = {"createdAt": "created_at DESC, id", "id": "id"}  # anything else: lastModified, or METRIC_SORT
+    ONE_PASS_FROM = 1000  # entries to mirror at once from which one pass over every version is cheaper
 
     def __init__(self, path: Path, registry_index: Path, load_all: Callable[[], Iterable[Repo]]) -> None:
         """Open (or create) the index at ``path``; ``load_all`` yields every repository record,
@@ -172,8 +174,8 @@ class RepoIndex:
                 current = dict(db.execute("SELECT entry, source FROM repos WHERE local = 1").fetchall())
                 wanted = self._local_sources(db, "", ())
             changed = {key: source for key, source in wanted.items() if current.get(key) != source}
-            mirrors = [(self._mirror_of(db, tuple(key.split("\n"))), source)  # type: ignore[arg-type]
-                       for key, source in changed.items()]
+            mirrors = [(self._mirror_of(tuple(key.split("\n")), rows), changed[key])  # type: ignore[arg-type]
+                       for key, rows in self._versions_of(db, changed)]
             with db:
                 for key in set(current) - set(wanted):
                     db.execute("DELETE FROM repo_tags WHERE repo = (SELECT id FROM repos WHERE entry = ?)", (key,))
@@ -195,14 +197,28 @@ class RepoIndex:
             f"AND r.entry = v.base || char(10) || v.task || char(10) || v.name) {where} "
             "GROUP BY v.base, v.task, v.name", args)}
 
+    @classmethod
+    def _versions_of(cls, db: sqlite3.Connection, keys: dict[str, str]) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        """``(entry key, its version rows oldest first)`` for each of ``keys``: one indexed query
+        per entry when they are few, one ordered pass over every version when they are many
+        (the first sync at a million versions: a query per entry took minutes)."""
+        columns = "architecture, head, pushed_at, digest, yanked, tags"
+        if len(keys) < cls.ONE_PASS_FROM:
+            for key in keys:
+                yield key, db.execute(f"SELECT {columns} FROM registry.versions WHERE base = ? AND task = ? "
+                                      "AND name = ? ORDER BY major, minor, patch", key.split("\n")).fetchall()
+            return
+        rows = db.execute(f"SELECT base || char(10) || task || char(10) || name, {columns} FROM registry.versions "
+                          "ORDER BY base, task, name, major, minor, patch")
+        for key, group in itertools.groupby(rows, key=lambda row: row[0]):
+            if key in keys:
+                yield key, [row[1:] for row in group]
+
     @staticmethod
-    def _mirror_of(db: sqlite3.Connection, entry: tuple[str, str, str]) -> Repo:
-        """The mirror of one entry: ``main`` is its newest version that is not yanked (the newest
-        of all when every one is), tags come from that version's summary."""
-        rows = db.execute(
-            "SELECT architecture, head, pushed_at, digest, yanked, tags FROM registry.versions "
-            "WHERE base = ? AND task = ? AND name = ? ORDER BY major, minor, patch", entry
-        ).fetchall()
+    def _mirror_of(entry: tuple[str, str, str], rows: list[tuple[Any, ...]]) -> Repo:
+        """The mirror of one entry from its version rows (oldest first): ``main`` is its newest
+        version that is not yanked (the newest of all when every one is), tags come from that
+        version's summary."""
         architecture, head, _, digest, _, summary_tags = ([r for r in rows if not r[4]] or rows)[-1]
         pushed = [hub_time(r[2]) for r in rows]
         # the summary's tags too (head:..., the artifact's own), so a tag search finds what it
