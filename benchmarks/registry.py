@@ -675,12 +675,12 @@ def main_scale(args: argparse.Namespace) -> None:
         result = scale.bench_scale(work, entry, source, args.versions, write_sources=write_sources, plan=plan,
                                    remote=remote, latency_stats=latency_stats, bases=BASES, tasks=TASKS,
                                    architectures=ARCHITECTURES, tags=(LANGS, DOMAINS))
+        out = args.json_out if args.json_out != DEFAULT_JSON else DEFAULT_JSON.with_name("registry_scale.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")  # before the (slow) clean-up
     finally:
         if not args.keep:
             drop(work)
-    out = args.json_out if args.json_out != DEFAULT_JSON else DEFAULT_JSON.with_name("registry_scale.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     a, b = result["10k"], result["scale"]
     print(f"| at {b['build']['versions']:,} versions ({b['build']['entries']:,} entries) | 10k (same run) | "
           f"{b['build']['versions']:,} | ratio |")
