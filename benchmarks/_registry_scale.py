@@ -50,7 +50,10 @@ def build(root: Path, template: dict[str, Any], source: Any, versions: int, *, b
     db = sqlite3.connect(root / "index.sqlite")
     manifests = 0
     try:
-        db.execute("PRAGMA journal_mode=WAL")
+        # a rollback journal for the bulk load, as an index that grew by pushes would be: with
+        # the WAL, the first 1M run measured SQL search p95 193 ms; a rollback-built 1M index,
+        # 19 ms (same queries, same machine, 2026-12-01)
+        db.execute("PRAGMA journal_mode=DELETE")
         db.execute("BEGIN")
         batch: list[tuple[Any, ...]] = []
         for e in range(entries):
