@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -267,10 +268,13 @@ class RepoIndex:
         """
         if not tags:
             return [], []
-        counts = {tag: db.execute("SELECT count(*) FROM repo_tags WHERE tag = ?", (tag,)).fetchone()[0]
-                  for tag in dict.fromkeys(tags)}
-        rarest = min(counts, key=counts.__getitem__)
         total = db.execute("SELECT max(rowid) FROM repos").fetchone()[0] or 0  # rows ever, an upper bound
+        # Counted up to the threshold only: the choice below needs no more, and a tag on every
+        # repository (100,000 rows at a million versions) is then not counted whole per request.
+        cap = math.isqrt(wanted * total) + 1
+        counts = {tag: db.execute("SELECT count(*) FROM (SELECT 1 FROM repo_tags WHERE tag = ? LIMIT ?)",
+                                  (tag, cap)).fetchone()[0] for tag in dict.fromkeys(tags)}
+        rarest = min(counts, key=counts.__getitem__)
         exists = "EXISTS (SELECT 1 FROM repo_tags WHERE tag = ? AND repo = repos.id)"
         if counts[rarest] ** 2 < wanted * total:
             others = [tag for tag in counts if tag != rarest]
