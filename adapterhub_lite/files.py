@@ -49,6 +49,22 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def try_locked(path: Path) -> Iterator[bool]:
+    """Like :func:`locked` without waiting: the block gets whether the lock was free (and is
+    then held); False means another process or thread holds it."""
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def share_tree(root: Path) -> None:
     """Make a finished directory tree usable by its owner and readable by others: directories
     0755 (traversable), files 0644. mkdtemp and safetensors create owner-only entries, and a

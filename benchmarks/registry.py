@@ -615,6 +615,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="scratch directory on the disk to measure (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     p.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
+    p.add_argument("--versions", type=int, default=None,
+                   help="only the scale section: a synthetic registry of this many versions (bulk SQL, see "
+                        "benchmarks/_registry_scale.py) against a 10k one built the same way")
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.pulls, args.pushes = min(args.reps, 2), min(args.pulls, 20), min(args.pushes, 20)
@@ -647,8 +650,60 @@ def filesystem_of(path: Path) -> str:
         return "unknown"
 
 
+def main_scale(args: argparse.Namespace) -> None:
+    """``--versions N``: the index and listing at N versions vs 10k, local and served (issue 16)."""
+    import _registry_remote as remote
+    import _registry_scale as scale
+
+    from adapterhub_lite.registry.client.local import LocalRegistry
+
+    work = Path(tempfile.mkdtemp(prefix="ahl-registry-scale-", dir=args.workdir))
+    try:
+        base = make_base()
+        model, metadata = small_model_and_metadata(base, name="sst2", task="sst2")
+        small = write_small(work / "small", model, metadata, seed=0)
+        source = LocalRegistry(work / "reg-small")
+        entry = source.push(small.path)
+
+        def write_sources(where: Path, count: int, name: str) -> list[Path]:
+            named, meta = small_model_and_metadata(base, name=name, task="sst2")
+            paths = [write_small(where / f"s{i}", named, meta, seed=200 + i).path for i in range(count)]
+            named.remove_hooks()
+            return paths
+
+        plan = search_plan(random.Random(args.seed), args.searches)
+        result = scale.bench_scale(work, entry, source, args.versions, write_sources=write_sources, plan=plan,
+                                   remote=remote, latency_stats=latency_stats, bases=BASES, tasks=TASKS,
+                                   architectures=ARCHITECTURES, tags=(LANGS, DOMAINS))
+        out = args.json_out if args.json_out != DEFAULT_JSON else DEFAULT_JSON.with_name("registry_scale.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")  # before the (slow) clean-up
+    finally:
+        if not args.keep:
+            drop(work)
+    a, b = result["10k"], result["scale"]
+    print(f"| at {b['build']['versions']:,} versions ({b['build']['entries']:,} entries) | 10k (same run) | "
+          f"{b['build']['versions']:,} | ratio |")
+    print("|---|---:|---:|---:|")
+    for key, label in (("open", "open LocalRegistry"), ("search", "local search p95"),
+                       ("search_sql", "local search p95, SQL only"),
+                       ("push", "local push p50"), ("cached_pull", "local cached pull p50"),
+                       ("served_search", "served search p95"), ("served_search_after_pushes",
+                                                               "served search p95 after pushes"),
+                       ("served_push", "served push p50"), ("served_cached_pull", "served cached pull p50")):
+        stat = "p95_ms" if "search" in key else "p50_ms"
+        print(f"| {label} (ms) | {a[key][stat]:.1f} | {b[key][stat]:.1f} | {b[key][stat] / a[key][stat]:.2f}x |")
+    for key, label in (("served_first_request_s", "served first request (s)"),
+                       ("server_peak_rss_mb", "server peak RSS (MB)"), ("client_peak_rss_mb", "client peak RSS (MB)")):
+        print(f"| {label} | {a[key]:.1f} | {b[key]:.1f} | {b[key] / a[key]:.2f}x |")
+    print(f"build: {b['build']['seconds']:.0f} s ({b['build']['method']}); wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.versions:
+        main_scale(args)
+        return
     started = time.perf_counter()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 COMMIT = "c0ffee" + "0" * 34  # 40 hex, what the Hub's commit ids look like
 
@@ -40,12 +40,15 @@ class Repo:
     commit: str = COMMIT
     tags: tuple[str, ...] = ("v1.0.0",)
     lfs: bool = True  # present files as LFS (sha256 known), as ahl serve and the Hub do for weights
+    model_tags: tuple[str, ...] = ()  # the tags its row in the model listing shows
 
 
 @dataclass
 class Poison:
-    """How to lie. Keys of the per-path maps are ``"<repo>/<path>"`` for file bodies and
-    ``"<repo>:refs"``, ``"<repo>:tree"``, ``"<repo>:info"`` for the JSON answers."""
+    """How to lie. Keys of the per-path maps are ``"<repo>/<path>"`` for file bodies,
+    ``"<repo>:refs"``, ``"<repo>:tree"``, ``"<repo>:info"`` for the JSON answers and ``"listing"``
+    for ``/api/models`` (a ``Link`` header in ``headers`` that points back at the same listing
+    makes it endless)."""
 
     bodies: dict[str, bytes] = field(default_factory=dict)  # replace a body
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # add/override headers
@@ -65,6 +68,7 @@ class HostileHub:
         self.sent: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each request
+        self.page_size = 1000  # listing rows and tree entries per page, as on the Hub
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,7 +113,8 @@ class HostileHub:
         api = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/(refs|tree|revision)(?:/([^/]+))?(?:/(.*))?)?", path)
         resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if path == "/api/models":
-            return self._json(handler, [], "listing")
+            rows = [{"id": repo_id, "tags": list(repo.model_tags)} for repo_id, repo in sorted(self.repos.items())]
+            return self._page(handler, rows, "listing")
         if api and api.group(1) in self.repos:
             repo_id, kind = api.group(1), api.group(2) or "revision"
             repo = self.repos[repo_id]
@@ -118,8 +123,8 @@ class HostileHub:
                              "converts": [], "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": repo.commit}
                                                       for t in repo.tags]}
             elif kind == "tree":
-                data = [{"type": "file", "path": p, "size": len(b), "oid": git_blob_id(b)}
-                        for p, b in sorted(repo.files.items())]
+                return self._page(handler, [{"type": "file", "path": p, "size": len(b), "oid": git_blob_id(b)}
+                                            for p, b in sorted(repo.files.items())], f"{repo_id}:tree")
             else:
                 data = {"id": repo_id, "sha": repo.commit, "siblings": [self._sibling(repo, p, b)
                                                                         for p, b in sorted(repo.files.items())]}
@@ -140,9 +145,22 @@ class HostileHub:
             sibling["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
         return sibling
 
-    def _json(self, handler: BaseHTTPRequestHandler, data: Any, key: str) -> None:
+    def _json(self, handler: BaseHTTPRequestHandler, data: Any, key: str,
+              headers: dict[str, str] | None = None) -> None:
         raw = self.poison.bodies.get(key, json.dumps(data).encode())
-        self._send(handler, 200, raw, {"Content-Type": "application/json"}, key)
+        self._send(handler, 200, raw, {"Content-Type": "application/json", **(headers or {})}, key)
+
+    def _page(self, handler: BaseHTTPRequestHandler, rows: list[Any], key: str) -> None:
+        """One page of ``rows`` from the ``cursor`` query parameter on, with the Hub's ``Link``
+        header to the next page while there is one."""
+        query = parse_qs(urlsplit(handler.path).query)
+        cursor = int(query.pop("cursor", ["0"])[0])
+        headers = {}
+        if cursor + self.page_size < len(rows):
+            following = urlencode([*((k, v) for k, vs in query.items() for v in vs),
+                                   ("cursor", cursor + self.page_size)])
+            headers["Link"] = f'<{self.url}{urlsplit(handler.path).path}?{following}>; rel="next"'
+        self._json(handler, rows[cursor:cursor + self.page_size], key, headers)
 
     def _file(self, handler: BaseHTTPRequestHandler, repo_id: str, repo: Repo, name: str, *, body: bool) -> None:
         key = f"{repo_id}/{name}"

@@ -244,7 +244,7 @@ def test_tag_naming_no_commit_is_refused(hub, world, artifact_files, untouched):
 def test_non_json_refs_are_one_line(hub, world, artifact_files, untouched):
     serve(hub, artifact_files)
     hub.poison.bodies[f"{REPO}:refs"] = b"<html>oops</html>"
-    expect_one_line(RemoteError, "cannot read", lambda: pull(hub, world))
+    expect_one_line(RemoteError, "not JSON", lambda: pull(hub, world))
 
 
 @pytest.mark.parametrize("where", ["header", "json"])
@@ -443,4 +443,151 @@ def test_a_stalled_body_times_out(path, hub, world, artifact_files, untouched, m
     started = time.monotonic()
     expect_one_line(AhlError, "ReadTimeout", lambda: pull(hub, world))
     assert time.monotonic() - started < 4.5
+    nothing_pulled(world)
+
+
+# -- JSON answers the client parses itself: refs, trees, model listings, the probe ------------
+# (huggingface_hub's list_repo_refs / list_repo_tree / list_models read them whole, unchecked)
+
+ENTRY_TAG = f"ahl-entry:{HUB_ID}/sst2/sst2"
+
+
+def hub_search(hub: HostileHub, world: Path, **query: Any) -> list[Any]:
+    """Search the hostile server as a Hub without ahl's extensions (by the repositories' tags)."""
+    return RemoteRegistry(f"{hub.url}/evil", cache=DownloadCache(world / "cache")).search(**query)
+
+
+def listing_requests(hub: HostileHub) -> int:
+    return sum(path.startswith("/api/models?") for _, path in hub.requests)
+
+
+@pytest.mark.parametrize("key", [f"{REPO}:refs", f"{REPO}:tree"])
+def test_huge_refs_and_tree_bodies_are_refused_while_streaming(key, hub, world, artifact_files, untouched):
+    serve(hub, artifact_files)
+    hub.poison.huge[key] = 100 << 20
+    expect_one_line(RemoteError, "more than 16,777,216 bytes", lambda: pull(hub, world))
+    time.sleep(0.5)  # the server notices the closed connection
+    assert hub.sent[key] < 48 << 20  # the client stopped at the cap, never held 100 MB
+    nothing_pulled(world)
+
+
+@pytest.mark.parametrize("key", [f"{REPO}:refs", f"{REPO}:tree"])
+def test_lying_content_length_on_refs_and_tree_is_refused_before_reading(key, hub, world, artifact_files, untouched):
+    serve(hub, artifact_files)
+    hub.poison.headers[key] = {"Content-Length": str(10 << 30)}
+    expect_one_line(RemoteError, "declared", lambda: pull(hub, world))
+    nothing_pulled(world)
+
+
+def test_huge_probe_body_is_refused_while_streaming(hub, world, untouched):
+    hub.poison.huge["listing"] = 100 << 20
+    expect_one_line(RemoteError, "list models: the server sent more than", lambda: hub_search(hub, world))
+    time.sleep(0.5)
+    assert hub.sent["listing"] < 48 << 20
+    assert listing_requests(hub) == 1  # the probe (limit=1) was refused; nothing followed it
+
+
+def test_huge_model_listing_is_refused_while_streaming(hub, world, artifact_files, untouched):
+    serve(hub, artifact_files)
+    hub.repos[REPO].model_tags = (ENTRY_TAG,)
+    assert [str(e.ref) for e in hub_search(hub, world)] == [REF]  # the probe learnt: no ahlEntry here
+    hub.poison.huge["listing"] = 100 << 20
+    expect_one_line(RemoteError, "list models: the server sent more than", lambda: hub_search(hub, world))
+    time.sleep(0.5)
+    assert hub.sent["listing"] < 48 << 20
+
+
+WRONG_SHAPES: dict[str, tuple[str, Any, str]] = {
+    "refs are a list": (f"{REPO}:refs", [], "refs that are not an object"),
+    "tags are a string": (f"{REPO}:refs", {"tags": "v1.0.0"}, "refs that are not an object"),
+    "a tag without a name": (f"{REPO}:refs", {"tags": [{"targetCommit": "0" * 40}]}, "refs that are not an object"),
+    "tree is an object": (f"{REPO}:tree", {"path": "adapter.json"}, "not a list of objects"),
+    "tree rows are strings": (f"{REPO}:tree", ["adapter.json"], "not a list of objects"),
+    "tree entry without a path": (f"{REPO}:tree", [{"type": "file"}], "tree entry"),
+    "tree entry of another type": (f"{REPO}:tree", [{"type": "symlink", "path": "adapter.json"}], "tree entry"),
+    "tree path is a number": (f"{REPO}:tree", [{"type": "file", "path": 7}], "tree entry"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_SHAPES)
+def test_refs_and_trees_of_the_wrong_shape_are_one_line(case, hub, world, artifact_files, untouched):
+    key, body, match = WRONG_SHAPES[case]
+    serve(hub, artifact_files)
+    hub.poison.bodies[key] = json.dumps(body).encode()
+    expect_one_line(RemoteError, match, lambda: pull(hub, world))
+    nothing_pulled(world)
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"models": []}, "not a list of objects"),
+    ([1, 2], "not a list of objects"),
+    ([{"id": 5, "tags": []}], "without a string id"),
+    ([{"id": REPO, "tags": ENTRY_TAG}], "list of string tags"),
+    ([{"id": REPO, "tags": [ENTRY_TAG, 7]}], "list of string tags"),
+])
+def test_model_listings_of_the_wrong_shape_are_one_line(body, match, hub, world, untouched):
+    hub.poison.bodies["listing"] = json.dumps(body).encode()
+    expect_one_line(RemoteError, match, lambda: hub_search(hub, world))
+
+
+def test_a_listing_row_with_an_unsafe_repository_id_is_skipped(hub, world, artifact_files, untouched):
+    serve(hub, artifact_files)
+    hub.poison.bodies["listing"] = json.dumps([{"id": "../../sibling", "tags": [ENTRY_TAG]},
+                                               {"id": REPO, "tags": [ENTRY_TAG]}]).encode()
+    assert [str(e.ref) for e in hub_search(hub, world)] == [REF]
+
+
+def test_endless_listing_pagination_stops_at_the_page_cap(hub, world, monkeypatch, untouched):
+    monkeypatch.setattr(boundary, "MAX_PAGES", 20)
+    hub.poison.headers["listing"] = {"Link": f'<{hub.url}/api/models?cursor=1>; rel="next"'}
+    expect_one_line(RemoteError, "further pages past 20", lambda: hub_search(hub, world))
+    assert listing_requests(hub) <= 21 + 1  # the probe, then at most the cap
+
+
+def test_endless_tree_pagination_stops_at_the_row_cap(hub, world, artifact_files, monkeypatch, untouched):
+    monkeypatch.setattr(boundary, "MAX_LISTED", 10)
+    serve(hub, artifact_files)
+    hub.poison.headers[f"{REPO}:tree"] = {"Link": f'<{hub.url}/api/models/{REPO}/tree/x?cursor=1>; rel="next"'}
+    expect_one_line(RemoteError, "listed over 10 rows", lambda: pull(hub, world))
+    trees = sum("/tree/" in path for _, path in hub.requests)
+    assert trees <= 10  # each page repeats every file: the cap is reached within a few pages
+    nothing_pulled(world)
+
+
+def test_endless_listing_stops_at_the_byte_budget(hub, world, artifact_files, monkeypatch, untouched):
+    monkeypatch.setattr(boundary, "MAX_LISTING_BYTES", 4000)
+    serve(hub, artifact_files)
+    hub.repos[REPO].model_tags = (ENTRY_TAG,)
+    hub.poison.bodies["listing"] = json.dumps([{"id": REPO, "tags": [ENTRY_TAG, "x" * 900]}]).encode()
+    hub.poison.headers["listing"] = {"Link": f'<{hub.url}/api/models?cursor=1>; rel="next"'}
+    expect_one_line(RemoteError, "bytes", lambda: hub_search(hub, world, sort="accuracy"))
+    assert listing_requests(hub) <= 6
+
+
+def test_honest_pagination_of_trees_and_listings_still_works(hub, world, artifact_files, untouched):
+    hub.page_size = 1  # every file and every repository on a page of its own
+    serve(hub, artifact_files)
+    hub.repos[REPO].model_tags = (ENTRY_TAG,)
+    for i in range(3):
+        hub.add(f"evil/other-{i}", {"README.md": b"not an adapter"})
+    assert [str(e.ref) for e in hub_search(hub, world, sort="accuracy")] == [REF]
+    assert listing_requests(hub) >= 4  # the probe, then one page per repository
+    hub.requests.clear()
+    pulled = pull(hub, world)
+    assert {p.name: p.read_bytes() for p in pulled.iterdir()} == artifact_files
+    assert sum("/tree/" in path for _, path in hub.requests) == len(artifact_files)
+
+
+def test_a_namespace_less_pull_finds_the_repository_by_its_listed_tag(hub, world, artifact_files, untouched):
+    serve(hub, artifact_files)
+    hub.repos[REPO].model_tags = (ENTRY_TAG,)
+    RemoteRegistry(hub.url, cache=DownloadCache(world / "cache")).pull(parse_ref(REF), world / "out" / "pulled")
+    assert {p.name: p.read_bytes() for p in (world / "out" / "pulled").iterdir()} == artifact_files
+
+
+def test_a_namespace_less_lookup_refuses_an_unsafe_repository_id(hub, world, artifact_files, untouched):
+    serve(hub, artifact_files)
+    hub.poison.bodies["listing"] = json.dumps([{"id": "../../sibling", "tags": [ENTRY_TAG]}]).encode()
+    registry = RemoteRegistry(hub.url, cache=DownloadCache(world / "cache"))
+    expect_one_line(RemoteError, "repository", lambda: registry.pull(parse_ref(REF), world / "out" / "pulled"))
     nothing_pulled(world)

@@ -774,3 +774,51 @@ def test_cli_info_verify_yank_in_process(tmp_path, art, monkeypatch):
     assert "yanked" in result.stdout, (
         "`ahl info REF` does not show that the version is yanked (cli/registry.py entry_table: the "
         f"title suffix ' [yanked]' is parsed as Rich markup and vanishes):\n{result.stdout}")
+
+
+# -- a local write killed between its files and its index row ---------------------------------
+
+
+@pytest.mark.parametrize("step", ["push:manifest", "yank:marker"])
+def test_a_write_killed_mid_way_is_repaired_by_the_next_open(step, tmp_path, art):
+    """SIGKILL after the manifest (or yank marker) is written and before the index row: the next
+    open of the registry re-indexes that entry, with no ``ahl fsck``."""
+    root = tmp_path / "registry"
+    first = art(seed=1, task="crash", name="crash")
+    LocalRegistry(root).push(first, version="1.0.0")
+    second = art(seed=2, task="crash", name="crash")
+    script = ("import sys; from adapterhub_lite.registry.client.local import LocalRegistry; "
+              "from adapterhub_lite.registry.format.refs import parse_ref; r = LocalRegistry(sys.argv[1]); "
+              "r.push(sys.argv[2], version='1.0.1') if sys.argv[3] == 'push' else r.yank(parse_ref(sys.argv[4]))")
+    ref = f"{HUB_ID}/crash/crash@1.0.0"
+    done = subprocess.run([sys.executable, "-c", script, str(root), str(second), step.split(":")[0], ref],
+                          env={**os.environ, "AHL_SERVE_TEST_CRASH_AT": step}, capture_output=True, timeout=300)
+    assert done.returncode == -9, done.stderr  # killed at the step
+    assert len(list((root / "pending").iterdir())) == 1
+    with sqlite3.connect(root / "index.sqlite") as db:  # the index is stale now
+        stale = db.execute("SELECT version, yanked FROM versions ORDER BY version").fetchall()
+    assert stale == [("1.0.0", 0)]
+    registry = LocalRegistry(root)
+    latest = [str(e.ref) for e in registry.search(task="crash")]
+    assert latest == ([f"{HUB_ID}/crash/crash@1.0.1"] if step == "push:manifest" else [])
+    assert registry.versions(parse_ref(f"{HUB_ID}/crash/crash")) == (["1.0.0", "1.0.1"] if step == "push:manifest"
+                                                                     else [])
+    assert list((root / "pending").iterdir()) == []
+
+
+def test_a_live_writers_record_is_left_alone(tmp_path, art):
+    """A ``pending/`` record whose entry lock is held belongs to a write in progress: an open
+    by another process neither re-indexes nor deletes it."""
+    from adapterhub_lite.files import locked
+
+    root = tmp_path / "registry"
+    registry = LocalRegistry(root)
+    registry.push(art(seed=1, task="live", name="live"), version="1.0.0")
+    key = registry._lock_key(HUB_ID, "live", "live")
+    record = root / "pending" / f"{key}.json"
+    record.write_text(json.dumps([HUB_ID, "live", "live"]))
+    with locked(root / "locks" / f"{key}.lock"):
+        LocalRegistry(root)
+        assert record.exists()
+    LocalRegistry(root)
+    assert not record.exists()

@@ -10,6 +10,7 @@ pushes to any other server upload large files raw with the LFS basic transfer (s
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import importlib
 import logging
@@ -123,6 +124,7 @@ def parse_remote(url: str) -> tuple[str, str | None]:
     return endpoint, namespace
 
 
+@functools.cache  # a failed import is not cached by Python: trying each one per client costs ms
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """Connection-level failures of whichever HTTP stack ``huggingface_hub`` uses (it moved from
     requests to httpx); the status-code errors are ``HfHubHTTPError`` either way."""
@@ -346,56 +348,76 @@ class RemoteRegistry:
         with _XET.off():
             yield self._lfs_api
 
+    def _get_json(self, url: str, what: str, limit: int = boundary.MAX_JSON_BYTES) -> tuple[Any, str | None, int]:
+        """One JSON answer the client parses itself, streamed and read at most ``limit`` bytes
+        (Content-Length checked first); the next page's URL (``Link: rel="next"``), which must
+        be on this server (following it sends the token); and the body's size."""
+        from huggingface_hub.utils import hf_raise_for_status
+
+        with _streaming(url, self._headers()) as (response, chunks):
+            hf_raise_for_status(response)
+            check_content_length(response.headers, limit, what)
+            raw = read_bounded(chunks, limit, what)
+            following = response.links.get("next", {}).get("url")
+        data = parse_json(raw, what)
+        if following is not None and urlsplit(following)[:2] != urlsplit(self.endpoint)[:2]:
+            raise RemoteError(f"{what}: {self.url} pointed the next page at {following[:80]!r}, another server; "
+                              f"refusing to send it the token")
+        return data, following, len(raw)
+
+    def _pages(self, url: str, what: str, keep: Callable[[dict[str, Any]], Any],
+               count: int | None = None) -> list[Any]:
+        """``keep(row)`` of each row of a paginated listing (the Hub's ``Link`` pagination), up to
+        ``count`` rows: each page bounded, the whole listing at most ``MAX_PAGES`` pages,
+        ``MAX_LISTED`` rows and ``MAX_LISTING_BYTES`` (SPEC 14.8), else a RemoteError."""
+        kept: list[Any] = []
+        following: str | None = url
+        pages, budget = 0, boundary.MAX_LISTING_BYTES
+        while following and (count is None or len(kept) < count):
+            pages += 1
+            if pages > boundary.MAX_PAGES:
+                raise RemoteError(f"{what}: {self.url} kept sending further pages past {boundary.MAX_PAGES:,}; "
+                                  f"refusing the listing")
+            if budget <= 0:
+                raise RemoteError(f"{what}: {self.url} sent over {boundary.MAX_LISTING_BYTES:,} bytes of listing; "
+                                  f"refusing it")
+            page, following, size = self._get_json(following, what, min(boundary.MAX_JSON_BYTES, budget))
+            budget -= size
+            kept += [keep(row) for row in boundary.check_rows(page, what)]
+            if len(kept) > boundary.MAX_LISTED:
+                raise RemoteError(f"{what}: {self.url} listed over {boundary.MAX_LISTED:,} rows; refusing the "
+                                  f"listing")
+        return kept if count is None else kept[:count]
+
     def _probe(self) -> bool | None:
         """Whether the server lists ``ahlEntry`` (None: it lists nothing yet), from one plain
         request that fails at once when the server is down: the client's paginated listing
         would retry a refused connection for ~25 s first."""
-        from huggingface_hub.utils import get_session, hf_raise_for_status
-
         if _REACHED.get(self.endpoint) is None:
-            response = get_session().get(f"{self.endpoint}/api/models", params={"limit": 1}, headers=self._headers())
-            try:
-                hf_raise_for_status(response)
-                rows = response.json()
-            except ValueError:  # not JSON: not a listing this client can read anyway
-                rows = []
-            finally:
-                response.close()
-            first = rows[0] if isinstance(rows, list) and rows else None
-            _REACHED[self.endpoint] = None if first is None else isinstance(first, dict) and "ahlEntry" in first
+            rows, _, _ = self._get_json(f"{self.endpoint}/api/models?limit=1", "list models")
+            first = boundary.check_rows(rows, "list models")[:1]
+            _REACHED[self.endpoint] = "ahlEntry" in first[0] if first else None
         return _REACHED[self.endpoint]
 
-    def _list_models(self, **query: Any) -> list[Any]:
-        """``list_models`` (after the probe)."""
+    def _list_models(self, filters: list[str], count: int | None, **query: str | None) -> list[tuple[str, list[str]]]:
+        """``(repository id, tags)`` of the repositories ``GET /api/models`` lists (after the
+        probe), ``count`` at most, every row checked (``list_models`` trusted them)."""
         self._probe()
-        return list(self.api.list_models(**query))
+        params = [("filter", f) for f in filters] + [(k, v) for k, v in query.items() if v]
+        params += [("limit", str(count))] if count is not None else []
+        return self._pages(f"{self.endpoint}/api/models?{urlencode(params)}", "list models",
+                           lambda row: boundary.check_model_row(row, "list models"), count)
 
     def _ahl_listing(self, filters: list[str], name: str | None, sort: str | None, count: int) -> list[Any] | None:
         """ahl serve's listing rows (``id``, ``ahlEntry``) read as plain JSON through the Hub
         client's session; None from any other server. Building the client's ``ModelInfo`` for
         each row (two dates parsed by ``strptime``) costs more than the server's whole answer."""
-        from huggingface_hub.utils import hf_raise_for_status
-
         if not self._probe():
             return None
         params = [("filter", f) for f in filters] + [("limit", str(count))]
         params += [(k, v) for k, v in (("author", self.namespace), ("search", name)) if v]
         params += [("sort", f"ahl-metric:{sort}")] if sort else []
-        url: str | None = f"{self.endpoint}/api/models"
-        rows: list[Any] = []
-        while url and len(rows) < count:
-            with _streaming(url if rows else f"{url}?{urlencode(params)}", self._headers()) as (response, chunks):
-                hf_raise_for_status(response)
-                check_content_length(response.headers, MAX_METADATA_BYTES, "search")
-                page = parse_json(read_bounded(chunks, MAX_METADATA_BYTES, "search"), "search")
-                url = response.links.get("next", {}).get("url")
-            if url is not None and urlsplit(url)[:2] != urlsplit(self.endpoint)[:2]:
-                raise RemoteError(f"search: {self.url} pointed the next page at {url[:80]!r}, another server; "
-                                  f"refusing to send it the token")
-            if not isinstance(page, list) or not all(isinstance(row, dict) for row in page):
-                raise RemoteError(f"search: {self.url} answered a listing that is not a list of objects")
-            rows += page
-        return rows
+        return self._pages(f"{self.endpoint}/api/models?{urlencode(params)}", "search", lambda row: row, count)
 
     def _entry_dir(self, ref: Ref) -> str:
         org, _, model = ref.base.rpartition("/")
@@ -581,7 +603,7 @@ class RemoteRegistry:
         tag = f"ahl-entry:{ref.base}/{ref.task}/{ref.name}"
         where = f"look up {ref.base}/{ref.task}/{ref.name}"
         with self._talking(where):
-            repos = sorted(check_repo(m.id, where) for m in self._list_models(filter=tag, limit=20))
+            repos = sorted(check_repo(repo, where) for repo, _ in self._list_models([tag], 20))
         if not repos:
             raise NotFoundError(f"{ref.base}/{ref.task}/{ref.name} is not on {self.url} (ahl search lists what is)")
         if len(repos) > 1:
@@ -593,14 +615,14 @@ class RemoteRegistry:
         """``({version: commit}, yanked versions)`` from the repository's tags."""
         try:
             with self._talking(repo):
-                refs = self.api.list_repo_refs(repo)
+                refs, _, _ = self._get_json(f"{self.endpoint}/api/models/{repo}/refs", f"{repo} refs")
         except NotFoundError:
             if missing_ok:
                 return {}, set()
             raise
         versions, yanked = {}, set()
-        for tag in refs.tags:
-            match = re.fullmatch(r"v(\d+\.\d+\.\d+)(-yanked)?", tag.name)
+        for name, target in boundary.check_refs(refs, f"{repo} refs"):
+            match = re.fullmatch(r"v(\d+\.\d+\.\d+)(-yanked)?", name)
             if match is None:
                 continue
             try:
@@ -610,7 +632,7 @@ class RemoteRegistry:
             if match.group(2):
                 yanked.add(version)
             else:
-                versions[version] = check_commit(tag.target_commit, f"{repo} tag {tag.name}")
+                versions[version] = check_commit(target, f"{repo} tag {name}")
         return versions, yanked & set(versions)
 
     def _describe(self, ref: Ref, repo: str, version: str, commit: str, yanked: bool) -> dict[str, Any]:
@@ -629,7 +651,8 @@ class RemoteRegistry:
         blobs themselves, which are named by the sha256 of the bytes we received."""
         where = f"{repo}@v{version}"
         with self._talking(where):
-            names = {f.path for f in self.api.list_repo_tree(repo, revision=commit)}
+            names = set(self._pages(f"{self.endpoint}/api/models/{repo}/tree/{commit}", f"{where} tree",
+                                    lambda row: boundary.check_tree_row(row, f"{where} tree")))
         kind = next((k for k, n in METADATA_FILES.items() if n in names), None)
         if kind is None:
             raise IntegrityError(f"{where} holds no adapter.json or fusion.json; it is not an artifact")
@@ -976,18 +999,17 @@ class RemoteRegistry:
     def _search_by_tags(self, filters: list[str], name: str | None, sort: str | None, limit: int) -> list[Entry]:
         """Search on a server without ahl's extensions (the Hub): list the repositories by tag,
         then read each one's latest version (every match when sorting by a metric, here)."""
-        models = self._list_models(filter=filters, author=self.namespace, search=name or None,
-                                   limit=None if sort else limit + 10)
+        models = self._list_models(filters, None if sort else limit + 10, author=self.namespace, search=name or None)
         refs = []
-        for model in models:
-            entry_tag = next((t for t in model.tags or [] if t.startswith("ahl-entry:")), None)
+        for repo_id, tags in models:
+            entry_tag = next((t for t in tags if t.startswith("ahl-entry:")), None)
             if entry_tag is None:
                 continue
             *base_parts, entry_task, entry_name = entry_tag.removeprefix("ahl-entry:").split("/")
             if name and name.lower() not in entry_name.lower():
                 continue
             try:
-                refs.append((check_repo(model.id, "search"),
+                refs.append((check_repo(repo_id, "search"),
                              check_ref("/".join(base_parts), entry_task, entry_name, None, "search")))
             except RemoteError:
                 continue  # a tag this client cannot parse is not an entry it can pull

@@ -23,6 +23,13 @@ MAX_METADATA_BYTES = 16 << 20  # adapter.json / fusion.json / an adapters config
 MAX_FILE_BYTES = 1 << 40  # no artifact file is a terabyte; a larger size is a lie
 METADATA_DEADLINE_S = 60.0  # a metadata file that takes longer is a trickle, not a download
 STALL_TIMEOUT_S = 60.0  # no byte for this long: the server stalls (huggingface_hub's session waits forever)
+# JSON answers the client parses itself (listings, refs, trees): each page at most
+# MAX_JSON_BYTES, a paginated listing at most MAX_PAGES pages, MAX_LISTED rows and
+# MAX_LISTING_BYTES in all, so an endless or bloated listing is refused, never held whole.
+MAX_JSON_BYTES = 16 << 20
+MAX_PAGES = 1000
+MAX_LISTED = 100_000
+MAX_LISTING_BYTES = 64 << 20
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
@@ -139,8 +146,8 @@ def read_bounded(chunks: Iterable[bytes], limit: int, where: str, *, deadline_s:
     for chunk in chunks:
         body += chunk
         if len(body) > limit:
-            raise RemoteError(f"{where}: the server sent more than {limit:,} bytes for a file that is at most that "
-                              f"large; refusing it")
+            raise RemoteError(f"{where}: the server sent more than {limit:,} bytes for an answer that is at most "
+                              f"that large; refusing it")
         if time.monotonic() - started > deadline_s:
             raise RemoteError(f"{where}: the server took over {deadline_s:.0f} s to send {len(body):,} bytes; "
                               f"refusing the trickle")
@@ -152,3 +159,38 @@ def check_digest(value: object, where: str) -> str:
     if not isinstance(value, str) or not DIGEST.fullmatch(value):
         raise RemoteError(f"{where}: digest {str(value)[:80]!r} is not sha256: followed by 64 lowercase hex digits")
     return value
+
+
+def check_rows(page: object, where: str) -> list[dict[str, Any]]:
+    """One page of a listing (models, a tree): a JSON list of objects."""
+    if not isinstance(page, list) or not all(isinstance(row, dict) for row in page):
+        raise RemoteError(f"{where}: the server answered a listing that is not a list of objects")
+    return page
+
+
+def check_model_row(row: Mapping[str, Any], where: str) -> tuple[str, list[str]]:
+    """``(repository id, tags)`` of one ``/api/models`` row; the id is a string here, checked
+    with :func:`check_repo` where it is used (the Hub lists some ids without a namespace)."""
+    repo_id, tags = row.get("id"), row.get("tags") or []
+    if not isinstance(repo_id, str) or not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RemoteError(f"{where}: the server listed a repository {str(repo_id)[:80]!r} without a string id "
+                          f"and a list of string tags")
+    return repo_id, tags
+
+
+def check_tree_row(row: Mapping[str, Any], where: str) -> str:
+    """The path of one tree entry (``{"type": "file"|"directory", "path": ...}``); only compared
+    with the names the client looks for, never joined to a directory."""
+    path = row.get("path")
+    if row.get("type") not in ("file", "directory") or not isinstance(path, str) or not 0 < len(path) <= 4096:
+        raise RemoteError(f"{where}: the server listed a tree entry that is not a file or directory with a path")
+    return path
+
+
+def check_refs(data: object, where: str) -> list[tuple[str, object]]:
+    """``(name, target commit)`` of each tag in a ``/refs`` answer (``{"tags": [{"name",
+    "targetCommit"}, ...], ...}``); the commit is checked where a tag is used."""
+    tags = data.get("tags") if isinstance(data, dict) else None
+    if not isinstance(tags, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tags):
+        raise RemoteError(f"{where}: the server answered refs that are not an object with a list of named tags")
+    return [(t["name"], t.get("targetCommit")) for t in tags]

@@ -7,10 +7,13 @@ from the local registry's own index, so no request scans directories.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ class RepoIndex:
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     )
     ORDER = {"createdAt": "created_at DESC, id", "id": "id"}  # anything else: lastModified, or METRIC_SORT
+    ONE_PASS_FROM = 1000  # entries to mirror at once from which one pass over every version is cheaper
 
     def __init__(self, path: Path, registry_index: Path, load_all: Callable[[], Iterable[Repo]]) -> None:
         """Open (or create) the index at ``path``; ``load_all`` yields every repository record,
@@ -114,9 +118,11 @@ class RepoIndex:
         return changed
 
     def owner(self, entry: tuple[str, str, str]) -> str | None:
-        """The repository (not a local mirror) an entry is bound to, if any."""
-        with self._connect() as db:
-            row = db.execute("SELECT id FROM repos WHERE entry = ? AND local = 0", (entry_key(entry),)).fetchone()
+        """The repository (not a local mirror) an entry is bound to, if any (on this thread's
+        read connection: search --like asks once per row, and a connection costs more than the
+        query)."""
+        row = self._reader().execute("SELECT id FROM repos WHERE entry = ? AND local = 0",
+                                     (entry_key(entry),)).fetchone()
         return row[0] if row else None
 
     def mirror(self, repo_id: str) -> Repo | None:
@@ -133,9 +139,11 @@ class RepoIndex:
         """Mirror the registry's entries that no repository holds as ``ahl/SLUG`` rows.
 
         Unchanged since this thread last looked (``data_version``): nothing to do, no query.
-        Otherwise a signature of the registry index (version count, newest push, yank count)
-        tells whether another sync already caught up; then a per-entry signature picks the
-        mirrors to rewrite, so a local push costs one entry's rows, not a rebuild.
+        Otherwise the registry index's change log (``changes``, appended by every push, yank
+        and repair) says whether another sync already caught up and which entries changed
+        since; only those are compared (a per-entry signature: version count, newest push,
+        yank count), so a push costs one entry's rows, never a scan of every version. The
+        first sync, and one after the registry index was rebuilt, mirrors every entry.
         """
         version = self._reader().execute("PRAGMA registry.data_version").fetchone()[0]
         if self._readers.seen == version:
@@ -147,39 +155,72 @@ class RepoIndex:
         db = sqlite3.connect(self.path, timeout=60)
         try:
             db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
-            signature = json.dumps(db.execute(
-                "SELECT count(*), coalesce(max(pushed_at), ''), coalesce(sum(yanked), 0) FROM registry.versions"
-            ).fetchone())
-            row = db.execute("SELECT value FROM meta WHERE key = 'local_signature'").fetchone()
-            if row and row[0] == signature:
+            # Where the registry's change log stands (O(1)), with its file's identity: a rebuilt
+            # registry index restarts the log, and is then mirrored whole.
+            mark = [os.stat(self.registry_index).st_ino,
+                    db.execute("SELECT coalesce(max(seq), 0) FROM registry.changes").fetchone()[0]]
+            row = db.execute("SELECT value FROM meta WHERE key = 'local_changes'").fetchone()
+            seen = json.loads(row[0]) if row else None
+            if seen == mark:
                 return
-            current = dict(db.execute("SELECT entry, source FROM repos WHERE local = 1").fetchall())
-            wanted = {f"{base}\n{task}\n{name}": source for base, task, name, source in db.execute(
-                "SELECT v.base, v.task, v.name, count(*) || ' ' || max(v.pushed_at) || ' ' || sum(v.yanked) "
-                "FROM registry.versions AS v WHERE NOT EXISTS (SELECT 1 FROM main.repos AS r WHERE r.local = 0 "
-                "AND r.entry = v.base || char(10) || v.task || char(10) || v.name) GROUP BY v.base, v.task, v.name"
-            )}
+            if seen is not None and seen[0] == mark[0] and seen[1] <= mark[1]:  # only what changed since
+                keys = [f"{b}\n{t}\n{n}" for b, t, n in db.execute(
+                    "SELECT DISTINCT base, task, name FROM registry.changes WHERE seq > ?", (seen[1],))]
+                current = {key: row[0] for key in keys for row in db.execute(
+                    "SELECT source FROM repos WHERE entry = ? AND local = 1", (key,))}
+                wanted = {}
+                for key in keys:
+                    wanted.update(self._local_sources(db, "AND v.base = ? AND v.task = ? AND v.name = ?",
+                                                      tuple(key.split("\n"))))
+            else:
+                current = dict(db.execute("SELECT entry, source FROM repos WHERE local = 1").fetchall())
+                wanted = self._local_sources(db, "", ())
             changed = {key: source for key, source in wanted.items() if current.get(key) != source}
-            mirrors = [(self._mirror_of(db, _entry_of(key)), source)
-                       for key, source in changed.items()]
+            mirrors = [(self._mirror_of(_entry_of(key), rows), changed[key])
+                       for key, rows in self._versions_of(db, changed)]
             with db:
                 for key in set(current) - set(wanted):
                     db.execute("DELETE FROM repo_tags WHERE repo = (SELECT id FROM repos WHERE entry = ?)", (key,))
                     db.execute("DELETE FROM repos WHERE entry = ? AND local = 1", (key,))
                 for repo, source in mirrors:
                     self._put(db, repo, source)
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('local_signature', ?)", (signature,))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('local_changes', ?)", (json.dumps(mark),))
         finally:
             db.close()
 
     @staticmethod
-    def _mirror_of(db: sqlite3.Connection, entry: tuple[str, str, str]) -> Repo:
-        """The mirror of one entry: ``main`` is its newest version that is not yanked (the newest
-        of all when every one is), tags come from that version's summary."""
-        rows = db.execute(
-            "SELECT architecture, head, pushed_at, digest, yanked, tags FROM registry.versions "
-            "WHERE base = ? AND task = ? AND name = ? ORDER BY major, minor, patch", entry
-        ).fetchall()
+    def _local_sources(db: sqlite3.Connection, where: str, args: tuple[str, ...]) -> dict[str, str]:
+        """``{entry key: source}`` of the registry's entries (those ``where`` selects) that no
+        repository holds; the source (version count, newest push, yank count) says when a
+        mirror must be rewritten."""
+        return {f"{base}\n{task}\n{name}": source for base, task, name, source in db.execute(
+            "SELECT v.base, v.task, v.name, count(*) || ' ' || max(v.pushed_at) || ' ' || sum(v.yanked) "
+            "FROM registry.versions AS v WHERE NOT EXISTS (SELECT 1 FROM main.repos AS r WHERE r.local = 0 "
+            f"AND r.entry = v.base || char(10) || v.task || char(10) || v.name) {where} "
+            "GROUP BY v.base, v.task, v.name", args)}
+
+    @classmethod
+    def _versions_of(cls, db: sqlite3.Connection, keys: dict[str, str]) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        """``(entry key, its version rows oldest first)`` for each of ``keys``: one indexed query
+        per entry when they are few, one ordered pass over every version when they are many
+        (the first sync at a million versions: a query per entry took minutes)."""
+        columns = "architecture, head, pushed_at, digest, yanked, tags"
+        if len(keys) < cls.ONE_PASS_FROM:
+            for key in keys:
+                yield key, db.execute(f"SELECT {columns} FROM registry.versions WHERE base = ? AND task = ? "
+                                      "AND name = ? ORDER BY major, minor, patch", key.split("\n")).fetchall()
+            return
+        rows = db.execute(f"SELECT base || char(10) || task || char(10) || name, {columns} FROM registry.versions "
+                          "ORDER BY base, task, name, major, minor, patch")
+        for key, group in itertools.groupby(rows, key=lambda row: row[0]):
+            if key in keys:
+                yield key, [row[1:] for row in group]
+
+    @staticmethod
+    def _mirror_of(entry: tuple[str, str, str], rows: list[tuple[Any, ...]]) -> Repo:
+        """The mirror of one entry from its version rows (oldest first): ``main`` is its newest
+        version that is not yanked (the newest of all when every one is), tags come from that
+        version's summary."""
         architecture, head, _, digest, _, summary_tags = ([r for r in rows if not r[4]] or rows)[-1]
         pushed = [hub_time(r[2]) for r in rows]
         # the summary's tags too (head:..., the artifact's own), so a tag search finds what it
@@ -228,10 +269,13 @@ class RepoIndex:
         """
         if not tags:
             return [], []
-        counts = {tag: db.execute("SELECT count(*) FROM repo_tags WHERE tag = ?", (tag,)).fetchone()[0]
-                  for tag in dict.fromkeys(tags)}
-        rarest = min(counts, key=counts.__getitem__)
         total = db.execute("SELECT max(rowid) FROM repos").fetchone()[0] or 0  # rows ever, an upper bound
+        # Counted up to the threshold only: the choice below needs no more, and a tag on every
+        # repository (100,000 rows at a million versions) is then not counted whole per request.
+        cap = math.isqrt(wanted * total) + 1
+        counts = {tag: db.execute("SELECT count(*) FROM (SELECT 1 FROM repo_tags WHERE tag = ? LIMIT ?)",
+                                  (tag, cap)).fetchone()[0] for tag in dict.fromkeys(tags)}
+        rarest = min(counts, key=counts.__getitem__)
         exists = "EXISTS (SELECT 1 FROM repo_tags WHERE tag = ? AND repo = repos.id)"
         if counts[rarest] ** 2 < wanted * total:
             others = [tag for tag in counts if tag != rarest]
