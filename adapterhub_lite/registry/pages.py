@@ -38,7 +38,7 @@ from ..artifact import CARD_FILE, HEATMAP_FILE, METADATA_FILES
 from ..errors import AhlError, NotFoundError
 from .local import Entry
 from .refs import Ref
-from .repo_model import METRIC_SORT, Repo, listing_filters
+from .repo_model import METRIC_SORT, Repo, RepoNotFoundError, listing_filters
 
 PAGE_ROWS = 25
 BASE_PAGE_ROWS = 1000  # the listing's page size: a base page shows at most this many entries
@@ -144,6 +144,14 @@ class Catalog:
             raise _LoginNeeded
         return user
 
+    def _visible_repo(self, request: Request) -> Repo:
+        """The page's repository if the viewer may see it (a private one: its namespace's user)."""
+        viewer = self._viewer(request)
+        repo = self.store.repo(f"{request.path_params['namespace']}/{request.path_params['name']}")
+        if repo.private and viewer != repo.namespace:
+            raise RepoNotFoundError(f"repository {repo.id} not found")
+        return repo
+
     def _logout_csrf(self, request: Request) -> str:
         return self._sign("csrf", request.cookies.get(SESSION_COOKIE, ""))
 
@@ -225,8 +233,7 @@ class Catalog:
 
     def entry(self, request: Request) -> Response:
         """``/NAMESPACE/NAME``: one repository's entry: versions, card, files, lineage, how to pull."""
-        self._viewer(request)
-        repo: Repo = self.store.repo(f"{request.path_params['namespace']}/{request.path_params['name']}")
+        repo: Repo = self._visible_repo(request)
         versions: list[Entry] = []
         if repo.entry:
             ref = Ref(*repo.entry)
@@ -293,8 +300,7 @@ class Catalog:
 
     def heatmap(self, request: Request) -> Response:
         """A fusion's heatmap (a file of its artifact) as an image that runs nothing."""
-        self._viewer(request)
-        repo = self.store.repo(f"{request.path_params['namespace']}/{request.path_params['name']}")
+        repo = self._visible_repo(request)
         commit = self.store.resolve(repo, request.path_params["revision"])
         content = self.store.read_small(commit.files, HEATMAP_FILE)
         if content is None:

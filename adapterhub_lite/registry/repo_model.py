@@ -39,6 +39,10 @@ MAX_CARD_NODES = 10_000
 # basic transfer, Xet off; ahl serve answers "lfs" in preupload only then (SPEC 14.6), since a
 # stock huggingface_hub with hf_xet installed would take an "lfs" answer to Xet and fail.
 LFS_TRANSFER_HEADER = "X-AHL-LFS-Transfer"
+# Suffixes of files presented as LFS files whatever their size: the binary types of the Hub's
+# default .gitattributes (weights, arrays, archives)
+LFS_SUFFIXES = frozenset("7z arrow bin bz2 ckpt ftz gz h5 joblib mlmodel model msgpack npy npz onnx ot parquet pb "
+                         "pickle pkl pt pth rar safetensors tar tflite tgz wasm xz zip zst".split())
 
 
 class RepoNotFoundError(NotFoundError):
@@ -79,6 +83,7 @@ class Commit:
     files: dict[str, dict[str, Any]]
     created_at: str
     title: str = ""
+    parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class Repo:
     entry: tuple[str, str, str] | None = None
     tags: tuple[str, ...] = ()
     local: bool = False  # a read-only view of an entry pushed locally
+    private: bool = False  # reads and listings need a token of its namespace (SPEC 14.6)
+    branches: tuple[tuple[str, str], ...] = ()  # (name, head commit) of branches other than main
 
     @property
     def namespace(self) -> str:
@@ -176,7 +183,9 @@ def entry_tags(base: str, task: str, name: str, architecture: str | None, head: 
         tags.append(f"adapter:{architecture}")
     if head:
         tags.append(head)
-    return [*tags, f"ahl-entry:{base}/{task}/{name}", f"base_model:{base}"]
+    tags += [f"ahl-entry:{base}/{task}/{name}", f"base_model:{base}"]
+    # the tag the Hub derives from base_model + base_model_relation: adapter (a Hub id only)
+    return tags if base.startswith("local/") else [*tags, f"base_model:adapter:{base}"]
 
 
 def listing_filters(*, base: str | None = None, task: str | None = None, architecture: str | None = None,
@@ -240,6 +249,29 @@ def _within(value: Any, budget: list[int]) -> bool:
     if isinstance(value, list):
         return all(_within(item, budget) for item in value)
     return True
+
+
+def check_branch(name: Any) -> str:
+    """A branch name other than ``main``: a name segment that no version tag or commit id can be."""
+    branch = check_segment(name if isinstance(name, str) else "", "branch name")
+    if branch == BRANCH or VERSION_TAG.fullmatch(branch) or COMMIT_ID.fullmatch(branch):
+        raise RefError(f"{branch!r} cannot be a new branch: it is {BRANCH}, a version tag or a commit id")
+    return branch
+
+
+def card_derived_tags(card: dict[str, Any]) -> list[str]:
+    """The tags the Hub derives from a model card header: its ``library_name``, its
+    ``pipeline_tag``, and ``base_model:ID`` with ``base_model:RELATION:ID`` for each base model
+    (``adapter`` for an adapter)."""
+    tags = [card[key] for key in ("library_name", "pipeline_tag") if isinstance(card.get(key), str)]
+    bases = card.get("base_model")
+    relation = card.get("base_model_relation")
+    for base in [bases] if isinstance(bases, str) else bases if isinstance(bases, list) else []:
+        if isinstance(base, str):
+            tags.append(f"base_model:{base}")
+            if isinstance(relation, str):
+                tags.append(f"base_model:{relation}:{base}")
+    return tags
 
 
 def version_commit_id(digest: str) -> str:
