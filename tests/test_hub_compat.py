@@ -143,6 +143,31 @@ def test_refused_push_leaves_no_commit_and_a_push_reads_back_its_own_repository(
     assert entry_repos(ahl_server, "owned", "owned") == [entry.manifest["repo"]]
 
 
+def test_one_key_in_two_namespaces_is_listed_and_pickable(art, tmp_path):
+    """On the Hub anyone may publish a key under their own name: a namespace-less ref with two
+    candidates fails with one line listing them and the --registry values that pick one, and
+    each of those picks its own. (ahl serve keeps one repository per key, so the Hub's side is
+    played by the Hub-compatible fixture server of tests/hostile_hub.py, answering honestly.)"""
+    from .hostile_hub import HostileHub
+
+    artifact = art(task="twice", name="twice")
+    with HostileHub() as hub_server:
+        for repo_id in ("alice/twice", "bob/twice-copy"):
+            hub_server.add(repo_id, artifact)
+        listing = [{"id": repo_id, "tags": [f"ahl-entry:{HUB_ID}/twice/twice"]} for repo_id in hub_server.repos]
+        hub_server.poison.bodies["listing"] = json.dumps(listing).encode()
+        ref = f"{HUB_ID}/twice/twice"
+        with pytest.raises(AhlError) as caught:
+            hub.resolve(ref, registry=hub_server.url)
+        message = str(caught.value)
+        assert "\n" not in message and "alice/twice, bob/twice-copy" in message
+        assert f"{hub_server.url}/alice, {hub_server.url}/bob" in message
+        for namespace, repo_id in (("alice", "alice/twice"), ("bob", "bob/twice-copy")):
+            entry, pulled = hub.pull(ref, registry=f"{hub_server.url}/{namespace}", to=tmp_path / namespace)
+            assert entry.manifest["repo"] == repo_id
+            assert read_artifact(pulled).digest == read_artifact(artifact).digest
+
+
 # -- Hub API ------------------------------------------------------------------------------------------
 
 
@@ -456,6 +481,9 @@ def test_refusals_carry_the_hubs_error_headers(ahl_server):
     for response in cases:
         assert 400 <= response.status_code < 500, response.text
         assert response.headers["x-error-message"] and json.loads(response.text)["error"]
+    with pytest.raises(HfHubHTTPError) as excinfo:  # a method the table marks "no": the same shape
+        api(ahl_server).move_repo("alice/refusals", "alice/moved")
+    assert status(excinfo) in (404, 405) and error_line(excinfo)
 
 
 def test_hf_cli_lists_and_downloads(ahl_server, art, tmp_path):
