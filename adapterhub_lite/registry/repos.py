@@ -830,7 +830,7 @@ class RepoStore:
         repository ``id`` that serves each entry, its ``score`` (cosine) and ``ahlEntry``;
         private repositories only for ``viewer``, the user of their namespace."""
         self._index.sync_local()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for entry, score in self.registry.search_like(embedding, base=base, top=top):
             key = entry.ref.entry
             manifest = entry.manifest
