@@ -181,6 +181,9 @@ def test_list_repo_commits(ahl_server):
     assert [c.title for c in commits] == ["step 2", "step 1", "step 0", "initial commit"]
     assert commits[0].commit_id == client.list_repo_refs("alice/history").branches[0].target_commit
     assert all(c.authors == ["alice"] for c in commits)
+    client.upload_file(path_or_fileobj=b"<", path_in_repo="n.txt", repo_id="alice/history", commit_message="a < b")
+    assert client.list_repo_commits("alice/history", formatted=True)[0].formatted_title == "a &lt; b"
+    commits = client.list_repo_commits("alice/history")[1:]
     assert [c.title for c in client.list_repo_commits("alice/history", revision=commits[1].commit_id)][0] == "step 1"
     with pytest.raises(RevisionNotFoundError):
         client.list_repo_commits("alice/history", revision="nope")

@@ -45,6 +45,7 @@ import errno
 import functools
 import hashlib
 import hmac
+import html
 import json
 import logging
 import os
@@ -844,6 +845,9 @@ class _Server:
         commits = self.store.commits(repo, request.path_params["revision"])
         page = [{"id": c.id, "title": c.title, "message": "", "date": c.created_at,
                  "authors": [{"user": repo.namespace}]} for c in commits[offset:offset + PAGE_SIZE]]
+        if "formatted" in request.query_params.getlist("expand[]"):  # the Hub's HTML renderings
+            for item in page:
+                item["formatted"] = {"title": html.escape(item["title"]), "message": ""}
         return page, offset + PAGE_SIZE if offset + PAGE_SIZE < len(commits) else 0
 
     async def list_commits(self, request: Request) -> Response:
