@@ -275,6 +275,19 @@ def test_private_repositories(ahl_server, tmp_path):
     assert status(excinfo) == 403
 
 
+def test_a_private_entry_is_hidden_from_search_and_the_catalog(ahl_server, art, monkeypatch):
+    artifact = art(task="hushed", name="hushed")
+    repo_id = hub.push(artifact, registry=ahl_server.url).manifest["repo"]
+    api(ahl_server).update_repo_settings(repo_id, private=True)
+    assert [e.ref.name for e in hub.search(registry=ahl_server.url, task="hushed")] == ["hushed"]  # alice's token
+    assert repo_id not in httpx.get(f"{ahl_server.url}/", params={"task": "hushed"}).text
+    assert httpx.get(f"{ahl_server.url}/{repo_id}").status_code == 404
+    monkeypatch.setenv("AHL_TOKEN", "bob-token")
+    assert hub.search(registry=ahl_server.url, task="hushed") == []
+    with pytest.raises(AhlError, match="is not on"):
+        hub.resolve(f"{HUB_ID}/hushed/hushed", registry=ahl_server.url)
+
+
 def test_cli_private_repository_create_and_delete(ahl_server, tmp_path):
     created = hf(ahl_server, tmp_path, "repos", "create", "alice/cli-private", "--private")
     assert created.returncode == 0, created.stderr

@@ -188,8 +188,9 @@ class Catalog:
     # -- pages ---------------------------------------------------------------------------------
 
     def catalog(self, request: Request) -> Response:
-        """``/``: the entries matching the search box and filters, a page at a time."""
-        self._viewer(request)
+        """``/``: the entries matching the search box and filters, a page at a time (private
+        repositories only to their namespace's user)."""
+        viewer = self._viewer(request)
         params = request.query_params
         query = {k: params.get(k, "").strip() for k in ("q", "base", "task", "architecture", "head", "tag", "sort")}
         try:
@@ -203,7 +204,7 @@ class Catalog:
         # the rows of GET /api/models with these parameters, and the client's own row filter
         found = self.store.search(search=query["q"] or None, tags=filters,
                                   sort=f"{METRIC_SORT}{sort}" if sort in METRICS else "lastModified",
-                                  offset=(page - 1) * PAGE_ROWS, limit=PAGE_ROWS + 1)
+                                  offset=(page - 1) * PAGE_ROWS, limit=PAGE_ROWS + 1, viewer=viewer)
         rows = [self._row(r) for r in listed(found[:PAGE_ROWS], query["q"], query["architecture"])]
         links = {k: v for k, v in query.items() if v}
         listing = [("filter", f) for f in filters] + ([("search", query["q"])] if query["q"] else [])
@@ -280,10 +281,10 @@ class Catalog:
 
     def base_page(self, request: Request) -> Response:
         """``/-/base/BASE``: every entry on one base model, grouped by task, best metric first."""
-        self._viewer(request)
+        viewer = self._viewer(request)
         base = request.path_params["base"]
-        rows = listed(self.store.search(tags=listing_filters(base=base), sort="lastModified", limit=BASE_PAGE_ROWS),
-                      "", "")
+        rows = listed(self.store.search(tags=listing_filters(base=base), sort="lastModified", limit=BASE_PAGE_ROWS,
+                                        viewer=viewer), "", "")
         groups: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             # no size column here: up to 1,000 rows, a manifest read each would double the time
