@@ -596,19 +596,25 @@ class RemoteRegistry:
         return self.namespace or self.whoami()
 
     def _repo(self, ref: Ref) -> str:
-        """The repository of an entry: by its slug in a known namespace, else found by its tag."""
-        slug = repo_slug(*ref.entry)
-        if self.namespace:
-            return f"{self.namespace}/{slug}"
+        """The repository of an entry, found by its ``ahl-entry:`` tag (SPEC 14.4): within the
+        registry's namespace when it names one (a repository made with ``hf upload`` need not be
+        named by the slug), else across namespaces, where several candidates are refused with
+        their list. In a namespace that lists none, the slug's repository (a server that has
+        not indexed the tag yet)."""
         tag = f"ahl-entry:{ref.base}/{ref.task}/{ref.name}"
         where = f"look up {ref.base}/{ref.task}/{ref.name}"
         with self._talking(where):
-            repos = sorted(check_repo(repo, where) for repo, _ in self._list_models([tag], 20))
+            repos = sorted(check_repo(repo, where) for repo, _ in
+                           self._list_models([tag], 20, author=self.namespace))
+        if self.namespace:
+            repos = [r for r in repos if r.split("/")[0] == self.namespace]  # a server that ignores author=
+            return repos[0] if len(repos) == 1 else f"{self.namespace}/{repo_slug(*ref.entry)}"
         if not repos:
             raise NotFoundError(f"{ref.base}/{ref.task}/{ref.name} is not on {self.url} (ahl search lists what is)")
         if len(repos) > 1:
+            choices = ", ".join(f"{self.endpoint}/{r.split('/')[0]}" for r in repos)
             raise RefError(f"{ref.base}/{ref.task}/{ref.name} is published by several namespaces ({', '.join(repos)}); "
-                           f"add one to the registry URL, e.g. {self.endpoint}/{repos[0].split('/')[0]}")
+                           f"pick one with --registry: {choices}")
         return repos[0]
 
     def _tags(self, repo: str, *, missing_ok: bool = False) -> tuple[dict[str, str], set[str]]:
@@ -756,8 +762,8 @@ class RemoteRegistry:
             logger.warning("%s is unreachable; using cached %s", self.url, entry.ref)
             return entry
 
-    def _resolve_online(self, ref: Ref) -> Entry:
-        repo = self._repo(ref)
+    def _resolve_online(self, ref: Ref, repo: str | None = None) -> Entry:
+        repo = repo or self._repo(ref)
         versions, yanked = self._tags(repo, missing_ok=True)
         ordered = sorted(versions, key=version_key, reverse=True)
         if ref.version:
@@ -868,7 +874,7 @@ class RemoteRegistry:
         if version is None:
             for existing in sorted(versions, key=version_key, reverse=True):
                 if self._digest_at(ref, repo, existing, versions[existing]) == digest:
-                    return self.resolve(ref.with_version(existing))
+                    return self._resolve_online(ref.with_version(existing), repo)
             version = next_version(sorted(versions, key=version_key))
         elif version in versions:
             return self._same_or_conflict(ref, repo, version, versions[version], digest)
@@ -892,7 +898,9 @@ class RemoteRegistry:
                 # Another client tagged this version first: fine if it holds our content.
                 versions, _ = self._tags(repo)
                 return self._same_or_conflict(ref, repo, version, versions[version], digest)
-        return self.resolve(ref.with_version(version))
+        # read back from the repository just tagged, never looked up again: a lookup that failed
+        # now would turn a push that succeeded into an error
+        return self._resolve_online(ref.with_version(version), repo)
 
     def _digest_at(self, ref: Ref, repo: str, version: str, commit: str) -> str:
         return str(self._describe(ref, repo, version, commit, False)["digest"])
@@ -901,7 +909,7 @@ class RemoteRegistry:
         if self._digest_at(ref, repo, version, commit) != digest:
             raise VersionConflictError(f"{ref.with_version(version)} already exists on {self.url} with other "
                                        f"content; versions are immutable: push with another --version")
-        return self.resolve(ref.with_version(version))
+        return self._resolve_online(ref.with_version(version), repo)
 
     def yank(self, ref: Ref) -> Entry:
         """Tag ``vX.Y.Z-yanked``: hidden from search and ``latest``, still pullable exactly."""

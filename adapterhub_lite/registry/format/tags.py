@@ -14,7 +14,9 @@ def entry_tags(base: str, task: str, name: str, architecture: str | None, head: 
         tags.append(f"adapter:{architecture}")
     if head:
         tags.append(head)
-    return [*tags, f"ahl-entry:{base}/{task}/{name}", f"base_model:{base}"]
+    tags += [f"ahl-entry:{base}/{task}/{name}", f"base_model:{base}"]
+    # the tag the Hub derives from base_model + base_model_relation: adapter (a Hub id only)
+    return tags if base.startswith("local/") else [*tags, f"base_model:adapter:{base}"]
 
 
 def listing_filters(*, base: str | None = None, task: str | None = None, architecture: str | None = None,

@@ -13,13 +13,17 @@ directory (``registry/SPEC.md`` 12 and 14.6), so restarting the server loses not
   sha256 is their oid; ``regular`` ones come base64 inside the NDJSON commit body, which is
   spooled to ``ROOT/tmp`` and applied only when complete and valid. Each uploaded byte is
   hashed once (``max_upload_bytes``: 413 for a larger commit body or object).
-- Downloads: ``/resolve`` streams the blob file with ``ETag`` = ``X-Linked-Etag`` = sha256 and
-  honours ``Range``; files are presented as LFS files (``lfs`` in siblings and tree entries).
+- Downloads: ``/resolve`` streams the blob file and honours ``Range``. As on the Hub, binary
+  files (by suffix) and files over 1 MiB are LFS files: ``ETag`` = ``X-Linked-Etag`` = sha256,
+  ``lfs`` in siblings and tree entries; others (cards, small JSON) are regular files, named by
+  their git blob id (``ETag``, ``oid``, ``blobId``).
 - Auth: ``Authorization: Bearer TOKEN``. Writes need a token whose user is the repository's
   namespace (401 without a valid token, 403 for another namespace), checked before anything
   is read or written. With ``private``, reads need a valid token too (404 ``RepoNotFound``, as
-  the Hub answers for repositories a caller may not see). Tokens: :func:`load_tokens` reads a
-  file of ``TOKEN USER`` lines and ``$AHL_SERVE_TOKENS`` (``TOKEN:USER,TOKEN:USER``).
+  the Hub answers for repositories a caller may not see); a repository created private (or
+  made private in its settings) is read and listed only with its namespace's token. Tokens:
+  :func:`load_tokens` reads a file of ``TOKEN USER`` lines and ``$AHL_SERVE_TOKENS``
+  (``TOKEN:USER,TOKEN:USER``).
 
 Every error carries ``X-Error-Message`` (and ``X-Error-Code`` where the client needs one) and a
 JSON body ``{"error": ...}``.
@@ -41,6 +45,7 @@ import errno
 import functools
 import hashlib
 import hmac
+import html
 import json
 import logging
 import os
@@ -55,7 +60,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import parse_qs, unquote, urlencode
 
 import anyio
 from starlette.applications import Starlette
@@ -446,17 +451,25 @@ class _Server:
             raise HTTPError(403, f"user {user!r} cannot write to namespace {namespace!r}")
         return user
 
+    def _viewer(self, request: Request) -> str | None:
+        """The user of a read request's valid token; None without one (or with an invalid one)."""
+        try:
+            return self._user(request)
+        except HTTPError:
+            return None
+
     def _read_repo(self, request: Request) -> Repo:
-        """The repository of a read request, if the caller may see it."""
+        """The repository of a read request, if the caller may see it: a private repository
+        only with its namespace's token, every repository of a ``--private`` server only with
+        a valid token. Others get 404 ``RepoNotFound``, as the Hub answers."""
         repo_id = f"{request.path_params['namespace']}/{request.path_params['name']}"
-        if self.private:
-            try:
-                visible = self._user(request) is not None
-            except HTTPError:
-                visible = False
-            if not visible:
-                raise RepoNotFoundError(f"repository {repo_id} not found")
-        return self.store.repo(repo_id)
+        viewer = self._viewer(request)
+        if self.private and viewer is None:
+            raise RepoNotFoundError(f"repository {repo_id} not found")
+        repo = self.store.repo(repo_id)
+        if repo.private and viewer != repo.namespace:
+            raise RepoNotFoundError(f"repository {repo_id} not found (or private: pass a token of {repo.namespace})")
+        return repo
 
     def _write_repo_id(self, request: Request) -> str:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
@@ -472,6 +485,7 @@ class _Server:
             raise RefError(f"ahl serve holds model repositories only, not {body.get('type')!r}")
         namespace = body.get("organization") or user
         name = body.get("name")
+        private = _visibility(body) == "private"
         if not isinstance(namespace, str) or not isinstance(name, str):
             raise RefError("create needs a string 'name' (and optionally 'organization')")
         if "/" in name:  # some clients send the full id as the name
@@ -479,30 +493,47 @@ class _Server:
         self._writer(request, namespace)
         url = f"{str(request.base_url).rstrip('/')}/{namespace}/{name}"
         try:
-            repo = await run_in_threadpool(self.store.create_repo, namespace, name)
+            repo = await run_in_threadpool(functools.partial(self.store.create_repo, namespace, name,
+                                                             private=bool(private)))
         except AlreadyExistsError as exc:  # create_repo(exist_ok=True) reads the url from the 409 too
             return _error(409, str(exc), url=url)
         return JSONResponse({"url": url, "name": repo.id, "id": repo.id})
 
     def _model_json(self, repo: Repo, commit: Commit | None = None, tags: list[str] | None = None,
                     card: dict[str, Any] | None = None) -> dict[str, Any]:
+        tags = tags if tags is not None else list(repo.tags)
+        # an artifact's repository is adapterhub-lite's unless its card says otherwise; any other
+        # repository has the card's library, or none
+        library = "adapterhub-lite" if repo.entry or "adapterhub-lite" in tags else None
         data: dict[str, Any] = {
             "id": repo.id, "modelId": repo.id, "author": repo.namespace, "sha": commit.id if commit else repo.main,
-            "private": self.private, "gated": False, "disabled": False, "lastModified": repo.last_modified,
-            "createdAt": repo.created_at, "tags": tags if tags is not None else list(repo.tags),
-            "library_name": "adapterhub-lite", "pipeline_tag": None, "downloads": 0, "likes": 0,
+            "private": repo.private or self.private, "gated": False, "disabled": False,
+            "lastModified": repo.last_modified, "createdAt": repo.created_at, "tags": tags,
+            "library_name": library, "pipeline_tag": None, "downloads": 0, "likes": 0,
         }
         if card is not None:
-            data.update(cardData=card, library_name=card.get("library_name", "adapterhub-lite"),
+            data.update(cardData=card, library_name=card.get("library_name", library),
                         pipeline_tag=card.get("pipeline_tag"))
         if commit is not None:
             data["siblings"] = []
             for path, record in sorted(commit.files.items()):
-                blob_id, pointer_size = _lfs(record)
-                data["siblings"].append({"rfilename": path, "size": record["size"], "blobId": blob_id,
-                                         "lfs": {"sha256": record["sha256"], "size": record["size"],
-                                                 "pointerSize": pointer_size}})
+                entry = self._file_entry(path, record)
+                sibling = {"rfilename": path, "size": record["size"], "blobId": entry["oid"]}
+                if "lfs" in entry:
+                    sibling["lfs"] = {"sha256": record["sha256"], "size": record["size"],
+                                      "pointerSize": entry["lfs"]["pointerSize"]}
+                data["siblings"].append(sibling)
         return data
+
+    def _file_entry(self, path: str, record: dict[str, Any]) -> dict[str, Any]:
+        """A file's tree entry (also read for siblings): an LFS file's ``oid`` is its pointer's
+        git blob id and it has ``lfs``; a regular file's ``oid`` is its own git blob id."""
+        if not self.store.is_lfs(path, record):
+            return {"type": "file", "path": path, "size": record["size"],
+                    "oid": self.store.git_blob_id(record["sha256"])}
+        blob_id, pointer_size = _lfs(record)
+        return {"type": "file", "path": path, "size": record["size"], "oid": blob_id,
+                "lfs": {"oid": record["sha256"], "size": record["size"], "pointerSize": pointer_size}}
 
     def _model_info(self, request: Request) -> dict[str, Any]:
         repo = self._read_repo(request)
@@ -516,32 +547,56 @@ class _Server:
         return JSONResponse(await run_in_threadpool(self._model_info, request))
 
     async def list_models(self, request: Request) -> Response:
-        if self.private and self._user(request) is None:
+        viewer = self._user(request)
+        if self.private and viewer is None:
             raise HTTPError(401, "this registry is private: pass a token")
         params = request.query_params
         limit, offset = _whole(params.get("limit"), PAGE_SIZE, "limit"), _whole(params.get("cursor"), 0, "cursor")
         page = max(1, min(limit, PAGE_SIZE))
+        # the Hub's pipeline_tag and library filters: both are among the tags it derives (SPEC 14.2)
+        tags = [*params.getlist("filter"), *params.getlist("pipeline_tag"), *params.getlist("library")]
         rows = await run_in_threadpool(
             functools.partial(self.store.search, author=params.get("author"), search=params.get("search"),
-                              tags=params.getlist("filter"), sort=params.get("sort") or "lastModified",
-                              offset=max(0, offset), limit=page))
-        models = []
-        for row in rows:
-            repo = Repo(row["id"], row["createdAt"], row["lastModified"], row["sha"], tags=tuple(row["tags"]))
-            # An extra field (Hub clients keep unknown fields): the entry's latest version, so
-            # that ahl search lists a page without one request per repository.
-            models.append({**self._model_json(repo), "ahlEntry": row["ahlEntry"]})
+                              tags=tags, sort=params.get("sort") or "lastModified",
+                              offset=max(0, offset), limit=page, viewer=viewer))
+        expand = set(params.getlist("expand")) | set(params.getlist("expand[]"))
+        full = params.get("full", "").lower() in ("true", "1")
+        with_card = full or params.get("cardData", "").lower() in ("true", "1") or "cardData" in expand
+        with_files = full or "siblings" in expand
+        models = await run_in_threadpool(self._listed_models, rows, with_card, with_files, expand)
         headers = {}
         if len(rows) == page:
             query = [(k, v) for k, v in params.multi_items() if k != "cursor"] + [("cursor", str(offset + page))]
             headers["Link"] = f'<{request.url.replace(query=urlencode(query))}>; rel="next"'
         return JSONResponse(models, headers=headers)
 
+    def _listed_models(self, rows: list[dict[str, Any]], with_card: bool, with_files: bool,
+                       expand: set[str]) -> list[dict[str, Any]]:
+        """The listing's models: card data and files read from each head when asked for (one
+        commit record per row, cards parsed once per content); with ``expand``, only the
+        fields it names (and ``id``), as the Hub answers."""
+        models = []
+        for row in rows:
+            repo = Repo(row["id"], row["createdAt"], row["lastModified"], row["sha"], tags=tuple(row["tags"]),
+                        entry=_entry_of(row), private=row["private"])
+            commit, card = None, None
+            if with_card or with_files:
+                commit = self.store.resolve(self.store.repo(repo.id), row["sha"])
+                card = self.store.card(commit.files) if with_card else None
+            data = self._model_json(repo, commit if with_files else None, card=card)
+            if expand:
+                data = {key: value for key, value in data.items() if key in expand or key == "id"}
+            # An extra field (Hub clients keep unknown fields): the entry's latest version, so
+            # that ahl search lists a page without one request per repository.
+            models.append({**data, "ahlEntry": row["ahlEntry"]})
+        return models
+
     async def search_like(self, request: Request) -> Response:
         """ahl's extension (SPEC 14.9): the latest entries of a base ranked by the similarity of
         their task embedding to the one posted, in one request. Cheap and anonymous like a
         listing: one index scan and one matrix product, off the event loop."""
-        if self.private and self._user(request) is None:
+        viewer = self._user(request)
+        if self.private and viewer is None:
             raise HTTPError(401, "this registry is private: pass a token")
         body = await _json_body(request, MAX_JSON_BYTES, self.read_timeout)
         embedding = TaskEmbedding.from_dict(body.get("task_embedding"), "task_embedding")
@@ -551,7 +606,8 @@ class _Server:
         if base is not None and not isinstance(base, str):
             raise RefError("base must be a string (a model id)")
         rows = await run_in_threadpool(
-            functools.partial(self.store.search_like, embedding, base=base_key(base) if base else None, top=top))
+            functools.partial(self.store.search_like, embedding, base=base_key(base) if base else None, top=top,
+                              viewer=viewer))
         return JSONResponse(rows)
 
     async def validate_yaml(self, request: Request) -> Response:
@@ -584,7 +640,8 @@ class _Server:
         answer = await run_in_threadpool(lambda: [  # up to 10,000 paths and samples: off the loop
             {"path": check_repo_path(f.get("path")), "uploadMode": _upload_mode(f, lfs), "shouldIgnore": False,
              "oid": None} for f in files])
-        return JSONResponse({"files": answer, "commitOid": repo.main})
+        branch = request.path_params["revision"]
+        return JSONResponse({"files": answer, "commitOid": dict(repo.branches).get(branch, repo.main)})
 
     def _too_large(self, what: str, advice: str = "") -> HTTPError:
         return HTTPError(413, f"{what} is larger than this server's upload limit of "
@@ -696,8 +753,6 @@ class _Server:
         repo_id = self._write_repo_id(request)
         revision = request.path_params["revision"]
         await run_in_threadpool(self.store.repo, repo_id)  # 404 before reading any body
-        if revision != BRANCH:
-            raise RefError(f"commits go to {BRANCH}; branches other than {BRANCH} are not supported")
         with self._upload_slot():
             staging = Path(tempfile.mkdtemp(prefix=self.store.staging_prefix("commit"), dir=self.store.root / "tmp"))
             try:
@@ -707,7 +762,8 @@ class _Server:
                                                              self.store.blob_path)
                 title = str(header.get("summary") or "")
                 commit = await run_in_threadpool(functools.partial(
-                    self.store.commit, repo_id, operations, title=title, parent=header.get("parentCommit")))
+                    self.store.commit, repo_id, operations, title=title, parent=header.get("parentCommit"),
+                    branch=revision))
             finally:
                 await run_in_threadpool(shutil.rmtree, staging, True)
         url = f"{str(request.base_url).rstrip('/')}/{repo_id}/commit/{commit.id}"
@@ -724,12 +780,16 @@ class _Server:
             # X-Repo-Commit lets the client cache the miss (docs/hub-protocol.md 4)
             return _error(404, f"{path} not found in {repo.id} at {commit.id[:12]}", EntryNotFoundError.code,
                           {"X-Repo-Commit": commit.id})
-        etag = f'"{record["sha256"]}"'
-        headers = {"ETag": etag, "X-Linked-Etag": etag, "X-Linked-Size": str(record["size"]),
-                   "X-Repo-Commit": commit.id, "Accept-Ranges": "bytes", "Cache-Control": "no-transform"}
         blob = self.store.blob_path(record["sha256"])
         if not blob.is_file():
             return _error(500, f"{path} of {repo.id}: its blob is missing from the registry")
+        headers = {"X-Repo-Commit": commit.id, "Accept-Ranges": "bytes", "Cache-Control": "no-transform"}
+        if self.store.is_lfs(path, record):  # as the Hub: an LFS file's ETag is its sha256, linked
+            etag = f'"{record["sha256"]}"'
+            headers.update({"ETag": etag, "X-Linked-Etag": etag, "X-Linked-Size": str(record["size"])})
+        else:  # a regular file's ETag is its git blob id
+            headers["ETag"] = f'"{self.store.git_blob_id(record["sha256"])}"'
+
         return FileResponse(blob, headers=headers, media_type="application/octet-stream")
 
     async def resolve(self, request: Request) -> Response:
@@ -748,7 +808,7 @@ class _Server:
             if entries is not None:
                 self.trees.move_to_end(key)
         if entries is None:
-            entries = _tree_entries(commit.files, prefix, recursive)
+            entries = _tree_entries(commit.files, prefix, recursive, self._file_entry)
             if prefix and not entries:
                 raise EntryNotFoundError(f"folder {prefix!r} not found in {repo.id} at {commit.id[:12]}")
             with self.trees_lock:
@@ -760,12 +820,7 @@ class _Server:
 
     async def tree(self, request: Request) -> Response:
         page, following = await run_in_threadpool(self._tree, request)
-        headers = {}
-        if following:
-            query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"] + \
-                [("cursor", str(following))]
-            headers["Link"] = f'<{request.url.replace(query=urlencode(query))}>; rel="next"'
-        return JSONResponse(page, headers=headers)
+        return JSONResponse(page, headers=_next_link(request, following))
 
     # -- refs and tags -------------------------------------------------------------------------
 
@@ -782,6 +837,100 @@ class _Server:
 
     async def list_refs(self, request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(self._refs, request))
+
+    def _commits(self, request: Request) -> tuple[list[dict[str, Any]], int]:
+        """One page of a revision's history, newest first, and the offset of the next (0: last)."""
+        repo = self._read_repo(request)
+        offset = _whole(request.query_params.get("cursor"), 0, "cursor")
+        commits = self.store.commits(repo, request.path_params["revision"])
+        page = [{"id": c.id, "title": c.title, "message": "", "date": c.created_at,
+                 "authors": [{"user": repo.namespace}]} for c in commits[offset:offset + PAGE_SIZE]]
+        if "formatted" in request.query_params.getlist("expand[]"):  # the Hub's HTML renderings
+            for item in page:
+                item["formatted"] = {"title": html.escape(item["title"]), "message": ""}
+        return page, offset + PAGE_SIZE if offset + PAGE_SIZE < len(commits) else 0
+
+    async def list_commits(self, request: Request) -> Response:
+        page, following = await run_in_threadpool(self._commits, request)
+        return JSONResponse(page, headers=_next_link(request, following))
+
+    async def paths_info(self, request: Request) -> Response:
+        """The tree entries of the files and folders named in the form (or JSON) body's ``paths``
+        at a revision; paths that do not exist are left out, as the Hub does."""
+        body = bytearray()
+        async for chunk in _body(request, MAX_LIST_JSON_BYTES, _too_big(MAX_LIST_JSON_BYTES), self.read_timeout):
+            body += chunk
+        if request.headers.get("content-type", "").startswith("application/json"):
+            paths = _parse_json(bytes(body)).get("paths")
+        else:
+            paths = parse_qs(body.decode("utf-8", "replace")).get("paths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise RefError("paths-info needs one or more 'paths' (form fields or a JSON list)")
+        if len(paths) > MAX_COMMIT_FILES:
+            raise RefError(f"paths-info of {len(paths)} paths; at most {MAX_COMMIT_FILES} a request")
+
+        def answer() -> list[dict[str, Any]]:
+            repo = self._read_repo(request)
+            files = self.store.resolve(repo, request.path_params["revision"]).files
+            wanted = {p.strip("/") for p in paths}
+            return [e for e in _tree_entries(files, "", True, self._file_entry) if e["path"] in wanted]
+
+        return JSONResponse(await run_in_threadpool(answer))
+
+    async def delete_repo(self, request: Request) -> Response:
+        """``DELETE /api/repos/delete``: the repository, its commits and the versions tagged in
+        it; 409 while another repository's fusion locks one of its versions."""
+        user = self._writer(request)
+        body = await _json_body(request)
+        if body.get("type") not in (None, "model"):
+            raise RefError(f"ahl serve holds model repositories only, not {body.get('type')!r}")
+        namespace, name = body.get("organization") or user, body.get("name")
+        if not isinstance(namespace, str) or not isinstance(name, str):
+            raise RefError("delete needs a string 'name' (and optionally 'organization')")
+        self._writer(request, namespace)
+        await run_in_threadpool(self.store.delete_repo, check_repo_id(namespace, name))
+        return JSONResponse({"success": True})
+
+    async def repo_settings(self, request: Request) -> Response:
+        """``PUT .../settings``: ``visibility`` (``private``/``public``) or ``private``; gating is not kept."""
+        repo_id = self._write_repo_id(request)
+        body = await _json_body(request)
+        if body.get("gated") not in (None, False):
+            raise RefError("ahl serve does not gate repositories; make it private instead")
+        visibility = _visibility(body)
+        if visibility is None:
+            if "gated" in body:  # gated: false, what the repository is already
+                return JSONResponse({"success": True})
+            raise RefError("settings take {\"visibility\": \"private\" or \"public\"}")
+        await run_in_threadpool(self.store.set_private, repo_id, visibility == "private")
+        return JSONResponse({"success": True})
+
+    async def create_branch(self, request: Request) -> Response:
+        repo_id = self._write_repo_id(request)
+        body = await _json_body(request)
+        start = body.get("startingPoint")
+        if start is not None and not isinstance(start, str):
+            raise RefError("'startingPoint' must be a revision (a branch, tag or commit id)")
+        try:
+            await run_in_threadpool(self.store.create_branch, repo_id, request.path_params["branch"], start)
+        except AlreadyExistsError as exc:
+            return _error(409, str(exc))
+        return JSONResponse({"success": True})
+
+    async def delete_branch(self, request: Request) -> Response:
+        repo_id = self._write_repo_id(request)
+        await run_in_threadpool(self.store.delete_branch, repo_id, request.path_params["branch"])
+        return JSONResponse({"success": True})
+
+    async def auth_check(self, request: Request) -> Response:
+        """``auth_check``: 200 when the caller may read the repository (``/write``: write to it),
+        else the refusal a read or write would get (404 ``RepoNotFound``, 401, 403)."""
+        if request.url.path.endswith("/write"):
+            repo_id = self._write_repo_id(request)
+            await run_in_threadpool(self.store.repo, repo_id)
+        else:
+            await run_in_threadpool(self._read_repo, request)
+        return JSONResponse({"success": True})
 
     async def create_tag(self, request: Request) -> Response:
         repo_id = self._write_repo_id(request)
@@ -828,6 +977,7 @@ def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = Fals
     routes = [
         Route("/api/whoami-v2", _endpoint(server.whoami), methods=["GET"]),
         Route("/api/repos/create", _endpoint(server.create_repo), methods=["POST"]),
+        Route("/api/repos/delete", _endpoint(server.delete_repo), methods=["DELETE"]),
         Route("/api/validate-yaml", _endpoint(server.validate_yaml), methods=["POST"]),
         Route("/api/models", _endpoint(server.list_models), methods=["GET"]),
         Route(SEARCH_LIKE_PATH, _endpoint(server.search_like), methods=["POST"]),
@@ -840,6 +990,13 @@ def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = Fals
         Route(f"{api}/tree/{{revision}}", _endpoint(server.tree), methods=["GET"]),
         Route(f"{api}/tree/{{revision}}/{{path:path}}", _endpoint(server.tree), methods=["GET"]),
         Route(f"{api}/refs", _endpoint(server.list_refs), methods=["GET"]),
+        Route(f"{api}/commits/{{revision:path}}", _endpoint(server.list_commits), methods=["GET"]),
+        Route(f"{api}/paths-info/{{revision:path}}", _endpoint(server.paths_info), methods=["POST"]),
+        Route(f"{api}/settings", _endpoint(server.repo_settings), methods=["PUT"]),
+        Route(f"{api}/auth-check", _endpoint(server.auth_check), methods=["GET"]),
+        Route(f"{api}/auth-check/write", _endpoint(server.auth_check), methods=["GET"]),
+        Route(f"{api}/branch/{{branch}}", _endpoint(server.create_branch), methods=["POST"]),
+        Route(f"{api}/branch/{{branch}}", _endpoint(server.delete_branch), methods=["DELETE"]),
         Route(f"{api}/tag/{{revision:path}}", _endpoint(server.create_tag), methods=["POST"]),
         Route(f"{api}/tag/{{revision:path}}", _endpoint(server.delete_tag), methods=["DELETE"]),
         Route(f"{repo}/resolve/{{revision}}/{{path:path}}", _endpoint(server.resolve), methods=["GET", "HEAD"]),
@@ -888,8 +1045,36 @@ def _whole(value: str | None, default: int, what: str) -> int:
     return int(value)
 
 
-def _tree_entries(files: dict[str, dict[str, Any]], prefix: str, recursive: bool) -> list[dict[str, Any]]:
-    """Tree entries under ``prefix`` (one level, or all with ``recursive``), sorted by path.
+def _visibility(body: dict[str, Any]) -> str | None:
+    """``private`` or ``public`` from a body's ``visibility`` (huggingface_hub 1.x on) or its
+    older ``private`` flag; None when neither is given; 400 for another value."""
+    visibility, private = body.get("visibility"), body.get("private")
+    if visibility is None and private is not None:
+        if not isinstance(private, bool):
+            raise RefError("'private' must be true or false")
+        visibility = "private" if private else "public"
+    if visibility not in (None, "private", "public"):
+        raise RefError(f"visibility must be 'private' or 'public', not {str(visibility)[:20]!r}")
+    return visibility
+
+
+def _next_link(request: Request, following: int) -> dict[str, str]:
+    """The ``Link: rel="next"`` header of a paged answer whose next page starts at ``following`` (0: none)."""
+    if not following:
+        return {}
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"] + [("cursor", str(following))]
+    return {"Link": f'<{request.url.replace(query=urlencode(query))}>; rel="next"'}
+
+
+def _entry_of(row: dict[str, Any]) -> tuple[str, str, str] | None:
+    latest = row.get("ahlEntry")
+    return (latest["base"], latest["task"], latest["name"]) if isinstance(latest, dict) else None
+
+
+def _tree_entries(files: dict[str, dict[str, Any]], prefix: str, recursive: bool,
+                  file_entry: Callable[[str, dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tree entries under ``prefix`` (one level, or all with ``recursive``), sorted by path;
+    ``file_entry`` makes a file's.
 
     A folder's ``oid`` hashes the (path, sha256) digests of every file under it, each file's
     digest computed once: the cost is files x depth small updates, bounded by the path limits.
@@ -907,10 +1092,7 @@ def _tree_entries(files: dict[str, dict[str, Any]], prefix: str, recursive: bool
         if path in folders:
             entries.append({"type": "directory", "path": path, "size": 0, "oid": folders[path].hexdigest()})
         else:
-            record = under[path]
-            blob_id, pointer_size = _lfs(record)
-            entries.append({"type": "file", "path": path, "size": record["size"], "oid": blob_id,
-                            "lfs": {"oid": record["sha256"], "size": record["size"], "pointerSize": pointer_size}})
+            entries.append(file_entry(path, under[path]))
     return entries
 
 

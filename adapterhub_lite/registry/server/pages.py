@@ -39,7 +39,7 @@ from ...errors import AhlError, NotFoundError
 from ..format.manifest import Entry
 from ..format.refs import Ref
 from ..format.tags import listing_filters
-from .repo_model import METRIC_SORT, Repo
+from .repo_model import METRIC_SORT, Repo, RepoNotFoundError
 
 PAGE_ROWS = 25
 BASE_PAGE_ROWS = 1000  # the listing's page size: a base page shows at most this many entries
@@ -147,6 +147,14 @@ class Catalog:
             raise _LoginNeeded
         return user
 
+    def _visible_repo(self, request: Request) -> Repo:
+        """The page's repository if the viewer may see it (a private one: its namespace's user)."""
+        viewer = self._viewer(request)
+        repo = self.store.repo(f"{request.path_params['namespace']}/{request.path_params['name']}")
+        if repo.private and viewer != repo.namespace:
+            raise RepoNotFoundError(f"repository {repo.id} not found")
+        return repo
+
     def _logout_csrf(self, request: Request) -> str:
         return self._sign("csrf", request.cookies.get(SESSION_COOKIE, ""))
 
@@ -183,8 +191,9 @@ class Catalog:
     # -- pages ---------------------------------------------------------------------------------
 
     def catalog(self, request: Request) -> Response:
-        """``/``: the entries matching the search box and filters, a page at a time."""
-        self._viewer(request)
+        """``/``: the entries matching the search box and filters, a page at a time (private
+        repositories only to their namespace's user)."""
+        viewer = self._viewer(request)
         params = request.query_params
         query = {k: params.get(k, "").strip() for k in ("q", "base", "task", "architecture", "head", "tag", "sort")}
         try:
@@ -198,7 +207,7 @@ class Catalog:
         # the rows of GET /api/models with these parameters, and the client's own row filter
         found = self.store.search(search=query["q"] or None, tags=filters,
                                   sort=f"{METRIC_SORT}{sort}" if sort in METRICS else "lastModified",
-                                  offset=(page - 1) * PAGE_ROWS, limit=PAGE_ROWS + 1)
+                                  offset=(page - 1) * PAGE_ROWS, limit=PAGE_ROWS + 1, viewer=viewer)
         rows = [self._row(r) for r in listed(found[:PAGE_ROWS], query["q"], query["architecture"])]
         links = {k: v for k, v in query.items() if v}
         listing = [("filter", f) for f in filters] + ([("search", query["q"])] if query["q"] else [])
@@ -228,8 +237,7 @@ class Catalog:
 
     def entry(self, request: Request) -> Response:
         """``/NAMESPACE/NAME``: one repository's entry: versions, card, files, lineage, how to pull."""
-        self._viewer(request)
-        repo: Repo = self.store.repo(f"{request.path_params['namespace']}/{request.path_params['name']}")
+        repo: Repo = self._visible_repo(request)
         versions: list[Entry] = []
         if repo.entry:
             ref = Ref(*repo.entry)
@@ -276,10 +284,10 @@ class Catalog:
 
     def base_page(self, request: Request) -> Response:
         """``/-/base/BASE``: every entry on one base model, grouped by task, best metric first."""
-        self._viewer(request)
+        viewer = self._viewer(request)
         base = request.path_params["base"]
-        rows = listed(self.store.search(tags=listing_filters(base=base), sort="lastModified", limit=BASE_PAGE_ROWS),
-                      "", "")
+        rows = listed(self.store.search(tags=listing_filters(base=base), sort="lastModified", limit=BASE_PAGE_ROWS,
+                                        viewer=viewer), "", "")
         groups: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             # no size column here: up to 1,000 rows, a manifest read each would double the time
@@ -296,8 +304,7 @@ class Catalog:
 
     def heatmap(self, request: Request) -> Response:
         """A fusion's heatmap (a file of its artifact) as an image that runs nothing."""
-        self._viewer(request)
-        repo = self.store.repo(f"{request.path_params['namespace']}/{request.path_params['name']}")
+        repo = self._visible_repo(request)
         commit = self.store.resolve(repo, request.path_params["revision"])
         content = self.store.read_small(commit.files, HEATMAP_FILE)
         if content is None:

@@ -44,6 +44,8 @@ class RepoIndex:
         "CREATE INDEX IF NOT EXISTS repos_by_created_id ON repos (created_at DESC, id)",
         "CREATE INDEX IF NOT EXISTS repo_tags_by_repo ON repo_tags (repo)",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+        # private repositories (SPEC 14.6): listed only to their namespace's user
+        "CREATE TABLE IF NOT EXISTS private_repos (id TEXT PRIMARY KEY) WITHOUT ROWID",
     )
     ORDER = {"createdAt": "created_at DESC, id", "id": "id"}  # anything else: lastModified, or METRIC_SORT
     ONE_PASS_FROM = 1000  # entries to mirror at once from which one pass over every version is cheaper
@@ -86,6 +88,9 @@ class RepoIndex:
                     entry_key(repo.entry) if repo.entry else None, int(repo.local), json.dumps(list(repo.tags)),
                     source))
         db.executemany("INSERT OR IGNORE INTO repo_tags VALUES (?, ?)", [(t, repo.id) for t in repo.tags])
+        db.execute("DELETE FROM private_repos WHERE id = ?", (repo.id,))
+        if repo.private:
+            db.execute("INSERT INTO private_repos VALUES (?)", (repo.id,))
 
     def put(self, repo: Repo) -> None:
         with self._connect() as db:
@@ -102,16 +107,18 @@ class RepoIndex:
         ``only``'s). Returns how many rows changed."""
         changed = 0
         with self._connect() as db:
-            query = "SELECT id, sha, created_at, last_modified, entry, tags FROM repos WHERE local = 0"
+            query = ("SELECT id, sha, created_at, last_modified, entry, tags, "
+                     "EXISTS (SELECT 1 FROM private_repos AS p WHERE p.id = repos.id) FROM repos WHERE local = 0")
             rows = db.execute(query + (" AND id = ?" if only else ""), (only,) if only else ()).fetchall()
             indexed = {row[0]: row[1:] for row in rows}
             for repo in repos:
                 wanted = (repo.main, repo.created_at, repo.last_modified, entry_key(repo.entry) if repo.entry else None,
-                          json.dumps(list(repo.tags)))
+                          json.dumps(list(repo.tags)), int(repo.private))
                 if indexed.pop(repo.id, None) != wanted:
                     self._put(db, repo)
                     changed += 1
             for stale in indexed:
+                db.execute("DELETE FROM private_repos WHERE id = ?", (stale,))
                 db.execute("DELETE FROM repo_tags WHERE repo = ?", (stale,))
                 db.execute("DELETE FROM repos WHERE id = ?", (stale,))
                 changed += 1
@@ -124,6 +131,13 @@ class RepoIndex:
         row = self._reader().execute("SELECT id FROM repos WHERE entry = ? AND local = 0",
                                      (entry_key(entry),)).fetchone()
         return row[0] if row else None
+
+    def hidden(self, repo_ids: Sequence[str], viewer: str | None) -> set[str]:
+        """Those of ``repo_ids`` that are private to a namespace other than ``viewer``."""
+        with self._connect() as db:
+            return {row[0] for row in db.execute(
+                f"SELECT id FROM private_repos WHERE id IN ({','.join('?' * len(repo_ids))})", tuple(repo_ids))
+                if row[0].split("/")[0] != viewer}
 
     def mirror(self, repo_id: str) -> Repo | None:
         """The ``ahl/SLUG`` mirror of a locally pushed entry, from its index row."""
@@ -230,9 +244,11 @@ class RepoIndex:
                     entry, tuple(tags), local=True)
 
     def search(self, *, author: str | None, search: str | None, tags: Sequence[str], sort: str, offset: int,
-               limit: int) -> list[dict[str, Any]]:
-        """Repositories matching every filter, ordered by ``sort``, each with its ``ahlEntry``."""
-        where, args = [], []
+               limit: int, viewer: str | None = None) -> list[dict[str, Any]]:
+        """Repositories matching every filter, ordered by ``sort``, each with its ``ahlEntry``;
+        private ones only when ``viewer`` is their namespace's user."""
+        hidden = "EXISTS (SELECT 1 FROM private_repos AS p WHERE p.id = repos.id)"
+        where, args = [f"(NOT {hidden} OR repos.namespace = ?)"], [viewer or ""]
         if author:
             where.append("repos.namespace = ?")
             args.append(author)
@@ -245,18 +261,20 @@ class RepoIndex:
             tag_filter, tag_args = self._tag_filter(db, tags, limit + offset)
             filters = " AND ".join([*where, *tag_filter]) or "1"
             args += tag_args
-            columns = "repos.id, sha, created_at, last_modified, repos.tags, entry"
+            columns = ("repos.id, sha, created_at, last_modified, repos.tags, entry, "
+                       "EXISTS (SELECT 1 FROM private_repos AS p WHERE p.id = repos.id)")
             if sort.startswith(METRIC_SORT):
                 rows = self._by_metric(db, columns, filters, args, sort.removeprefix(METRIC_SORT), offset, limit)
             else:
                 rows = db.execute(f"SELECT {columns} FROM repos WHERE {filters} ORDER BY "
                                   f"{self.ORDER.get(sort, 'last_modified DESC, id')} LIMIT ? OFFSET ?",
                                   (*args, int(limit), int(offset))).fetchall()
-            latest = {entry: self._latest_version(db, entry) for *_, entry in rows if entry}
+            latest = {row[5]: self._latest_version(db, row[5]) for row in rows if row[5]}
         finally:
             db.execute("COMMIT")
         return [{"id": i, "sha": sha, "createdAt": created, "lastModified": modified, "tags": json.loads(tags),
-                 "ahlEntry": latest.get(entry)} for i, sha, created, modified, tags, entry in rows]
+                 "ahlEntry": latest.get(entry), "private": bool(private)}
+                for i, sha, created, modified, tags, entry, private in rows]
 
     @staticmethod
     def _tag_filter(db: sqlite3.Connection, tags: Sequence[str], wanted: int) -> tuple[list[str], list[str]]:

@@ -35,6 +35,10 @@ MAX_PATH_DEPTH = 16
 # no card data (a YAML "billion laughs" header would otherwise cost CPU and memory on every read).
 MAX_CARD_HEADER_BYTES = 64 << 10
 MAX_CARD_NODES = 10_000
+# Suffixes of files presented as LFS files whatever their size: the binary types of the Hub's
+# default .gitattributes (weights, arrays, archives)
+LFS_SUFFIXES = frozenset("7z arrow bin bz2 ckpt ftz gz h5 joblib mlmodel model msgpack npy npz onnx ot parquet pb "
+                         "pickle pkl pt pth rar safetensors tar tflite tgz wasm xz zip zst".split())
 
 
 class RepoNotFoundError(NotFoundError):
@@ -75,6 +79,7 @@ class Commit:
     files: dict[str, dict[str, Any]]
     created_at: str
     title: str = ""
+    parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class Repo:
     entry: tuple[str, str, str] | None = None
     tags: tuple[str, ...] = ()
     local: bool = False  # a read-only view of an entry pushed locally
+    private: bool = False  # reads and listings need a token of its namespace (SPEC 14.6)
+    branches: tuple[tuple[str, str], ...] = ()  # (name, head commit) of branches other than main
 
     @property
     def namespace(self) -> str:
@@ -203,6 +210,29 @@ def _within(value: Any, budget: list[int]) -> bool:
     if isinstance(value, list):
         return all(_within(item, budget) for item in value)
     return True
+
+
+def check_branch(name: Any) -> str:
+    """A branch name other than ``main``: a name segment that no version tag or commit id can be."""
+    branch = check_segment(name if isinstance(name, str) else "", "branch name")
+    if branch == BRANCH or VERSION_TAG.fullmatch(branch) or COMMIT_ID.fullmatch(branch):
+        raise RefError(f"{branch!r} cannot be a new branch: it is {BRANCH}, a version tag or a commit id")
+    return branch
+
+
+def card_derived_tags(card: dict[str, Any]) -> list[str]:
+    """The tags the Hub derives from a model card header: its ``library_name``, its
+    ``pipeline_tag``, and ``base_model:ID`` with ``base_model:RELATION:ID`` for each base model
+    (``adapter`` for an adapter)."""
+    tags = [card[key] for key in ("library_name", "pipeline_tag") if isinstance(card.get(key), str)]
+    bases = card.get("base_model")
+    relation = card.get("base_model_relation")
+    for base in [bases] if isinstance(bases, str) else bases if isinstance(bases, list) else []:
+        if isinstance(base, str):
+            tags.append(f"base_model:{base}")
+            if isinstance(relation, str):
+                tags.append(f"base_model:{relation}:{base}")
+    return tags
 
 
 def version_commit_id(digest: str) -> str:

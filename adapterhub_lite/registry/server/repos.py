@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ...artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, Artifact, artifact_files, read_artifact
-from ...errors import ArtifactError, ConfigError, IntegrityError, RefError
+from ...errors import ArtifactError, ConfigError, IntegrityError, RefError, VersionConflictError
 from ...files import crash_point, locked
 from ...task_embedding import TaskEmbedding
 from ..client.local import LocalRegistry
@@ -52,6 +52,7 @@ from .repo_index import RepoIndex
 from .repo_model import (
     BRANCH,
     COMMIT_ID,
+    LFS_SUFFIXES,
     LOCAL_NAMESPACE,
     RESERVED_NAMESPACES,
     VERSION_TAG,
@@ -67,6 +68,8 @@ from .repo_model import (
     RevisionNotFoundError,
     StaleParentError,
     card_data,
+    card_derived_tags,
+    check_branch,
     check_repo_id,
     hub_time,
     now,
@@ -75,10 +78,12 @@ from .repo_model import (
 
 MAX_CARD_BYTES = 1 << 20  # model cards and metadata read for tags; larger ones are not parsed
 MAX_REPO_FILES = 10_000  # files in one snapshot (tree listings and tags cost per file)
+MAX_HISTORY = 10_000  # commits a history listing walks at most
 # ROOT/tmp/serve-<kind>-<instance>-*: commit bodies, LFS uploads, tagged commits being checked;
 # <instance> is the server process that owns it (it holds ROOT/locks/serve-<instance>.lock)
 STAGING_PREFIX = "serve-"
 PARSED_CACHE = 4096  # parsed cards and metadata kept per process, keyed by blob sha256
+LFS_MIN_BYTES = 1 << 20  # larger files are LFS files, as are binary ones (LFS_SUFFIXES)
 
 
 @dataclass
@@ -126,6 +131,7 @@ class RepoStore:
                               f"writable directory (check its permissions, mount and free space)") from None
         self._card = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_card)
         self._meta = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_meta)
+        self._git_blob = functools.lru_cache(maxsize=PARSED_CACHE)(self._blob_git_id)
         self.repairs = self.recover() if recover else Repairs()
 
     @staticmethod
@@ -281,13 +287,15 @@ class RepoStore:
             return None
         entry = tuple(data["entry"]) if data.get("entry") else None
         return Repo(data["id"], data["created_at"], data["last_modified"], data["main"], entry,
-                    tuple(data.get("tags", [])))
+                    tuple(data.get("tags", [])), private=bool(data.get("private")),
+                    branches=tuple(sorted(data.get("branches", {}).items())))
 
     def _save_repo(self, repo: Repo) -> None:
         """Write ``repo.json`` (the commit point of every change) and index it."""
         self._write_json(self._repo_dir(repo.id) / "repo.json", {
             "id": repo.id, "created_at": repo.created_at, "last_modified": repo.last_modified,
             "main": repo.main, "entry": list(repo.entry) if repo.entry else None, "tags": list(repo.tags),
+            "private": repo.private, "branches": dict(repo.branches),
         })
         crash_point("repo:record")
         self._index.put(repo)
@@ -326,8 +334,9 @@ class RepoStore:
                 return repo
         raise RepoNotFoundError(f"repository {repo_id} not found")
 
-    def create_repo(self, namespace: str, name: str) -> Repo:
-        """A new repository whose ``main`` is an empty first commit.
+    def create_repo(self, namespace: str, name: str, *, private: bool = False) -> Repo:
+        """A new repository whose ``main`` is an empty first commit; ``private``: only its
+        namespace's token reads or lists it.
 
         Raises:
             RefError: invalid or reserved name. AlreadyExistsError: it exists.
@@ -340,8 +349,92 @@ class RepoStore:
                 raise AlreadyExistsError(f"repository {repo_id} already exists")
             created = now()
             first = self._write_commit(repo_id, None, {}, created, "initial commit")
-            self._save_repo(Repo(repo_id, created, created, first.id))
+            self._save_repo(Repo(repo_id, created, created, first.id, private=private))
         return self.repo(repo_id)
+
+    def set_private(self, repo_id: str, private: bool) -> Repo:
+        """Make a repository private (read and listed only with its namespace's token) or public."""
+        self._writable(repo_id)
+        with self._pending(repo_id), self._repo_lock(repo_id):
+            repo = self._load_repo(repo_id)
+            assert repo is not None  # _writable found it; deletion takes this lock
+            if repo.private != private:
+                self._save_repo(replace(repo, private=private))
+            return replace(repo, private=private)
+
+    def delete_repo(self, repo_id: str) -> None:
+        """Delete a repository, its commits and the versions tagged in it (their blobs stay:
+        other versions may share them). Refused while a fusion published from another
+        repository locks one of its versions: deleting would break that fusion's pulls.
+
+        Raises:
+            RepoNotFoundError, ReadOnlyRepoError. VersionConflictError: a fusion locks a version.
+        """
+        self._writable(repo_id)
+        with self._pending(repo_id) as pending, self._repo_lock(repo_id), \
+                locked(self.root / "locks" / "repo-bindings.lock"):
+            repo = self._load_repo(repo_id)
+            if repo is None:
+                raise RepoNotFoundError(f"repository {repo_id} not found")
+            if repo.entry is not None:
+                ours = [v for v in self.registry.versions(Ref(*repo.entry), include_yanked=True)
+                        if self._origin_repo(repo.entry, v) == repo_id]
+                self._check_not_locked(repo, repo.entry, ours)
+                pending(repo.entry)
+                for version in ours:  # the versions first: the binding is derived from them
+                    manifest = self.registry._manifest_path(Ref(*repo.entry), version)
+                    manifest.with_suffix(".yanked").unlink(missing_ok=True)
+                    manifest.unlink(missing_ok=True)
+                self.registry._index.reconcile(self.registry, [Ref(*repo.entry)])
+            shutil.rmtree(self._repo_dir(repo_id))
+            self._index.reconcile_one(repo_id, None)
+
+    def _check_not_locked(self, repo: Repo, entry: tuple[str, str, str], versions: list[str]) -> None:
+        """Refuse (409) when a fusion of another repository locks one of ``versions`` of ``entry``."""
+        digests = {self._manifest(entry, v)["digest"]: v for v in versions}
+        for _, manifest in self.registry.all_manifests():
+            origin = (manifest.get("origin") or {}).get("repo")
+            if manifest.get("kind") != "fusion" or origin == repo.id:
+                continue
+            record = manifest["files"].get(METADATA_FILES["fusion"])
+            meta = json.loads(self.blob_path(record["sha256"]).read_bytes()) if record else {}
+            for part in meta.get("adapters", []):
+                if (part.get("base"), part.get("task"), part.get("name")) == entry and part.get("digest") in digests:
+                    fusion = (manifest["base"], manifest["task"], manifest["name"])
+                    owner = origin or f"{LOCAL_NAMESPACE}/{repo_slug(*fusion)}"
+                    raise VersionConflictError(
+                        f"{repo.id} cannot be deleted: its version v{digests[part['digest']]} is locked by the "
+                        f"fusion {'/'.join(fusion)}@{manifest['version']} (repository {owner}); yank it instead")
+
+    def create_branch(self, repo_id: str, branch: str, revision: str | None = None) -> None:
+        """A branch for work in progress, at ``revision`` (default: the head of main). Versions
+        stay tags: a branch head can be tagged as a version like main's.
+
+        Raises:
+            RefError: an invalid name. AlreadyExistsError: it exists. RevisionNotFoundError.
+        """
+        branch = check_branch(branch)
+        self._writable(repo_id)
+        with self._pending(repo_id), self._repo_lock(repo_id):
+            repo = self._load_repo(repo_id)
+            assert repo is not None
+            if branch in dict(repo.branches):
+                raise AlreadyExistsError(f"branch {branch} already exists in {repo_id}")
+            start = self.resolve(repo, revision or BRANCH)
+            self._save_repo(replace(repo, branches=tuple(sorted({**dict(repo.branches), branch: start.id}.items()))))
+
+    def delete_branch(self, repo_id: str, branch: str) -> None:
+        """Delete a branch other than main (its commits stay readable by id, and by any version tag)."""
+        self._writable(repo_id)
+        with self._pending(repo_id), self._repo_lock(repo_id):
+            repo = self._load_repo(repo_id)
+            assert repo is not None
+            if branch == BRANCH:
+                raise RefError(f"{BRANCH} cannot be deleted")
+            branches = dict(repo.branches)
+            if branches.pop(branch, None) is None:
+                raise RevisionNotFoundError(f"branch {branch!r} not found in {repo_id}")
+            self._save_repo(replace(repo, branches=tuple(sorted(branches.items()))))
 
     def _writable(self, repo_id: str) -> Repo:
         repo = self.repo(repo_id)
@@ -361,7 +454,7 @@ class RepoStore:
 
     def refs(self, repo: Repo) -> Refs:
         """``main`` and the version tags (``vX.Y.Z`` and ``vX.Y.Z-yanked``) of a repository."""
-        refs = Refs(branches=[(BRANCH, repo.main)])
+        refs = Refs(branches=[(BRANCH, repo.main), *repo.branches])
         if repo.entry:
             ref = Ref(*repo.entry)
             yanked = set(self.registry.versions(ref, include_yanked=True)) - set(self.registry.versions(ref))
@@ -380,6 +473,8 @@ class RepoStore:
         """
         if revision == BRANCH:
             commit_id = repo.main
+        elif revision in dict(repo.branches):
+            commit_id = dict(repo.branches)[revision]
         elif COMMIT_ID.fullmatch(revision):
             commit_id = revision
         else:
@@ -393,7 +488,7 @@ class RepoStore:
         if not repo.local:
             try:
                 data = json.loads((self._repo_dir(repo.id) / "commits" / f"{commit_id}.json").read_text("utf-8"))
-                return Commit(data["id"], data["files"], data["created_at"], data.get("title", ""))
+                return Commit(data["id"], data["files"], data["created_at"], data.get("title", ""), data.get("parent"))
             except FileNotFoundError:
                 pass
         # Versions pushed locally have no commit file: their snapshot is the manifest's files.
@@ -425,11 +520,34 @@ class RepoStore:
         record = {"repo": repo_id, "parent": parent, "created_at": created, "title": title, "files": files}
         commit_id = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()
         self._write_json(self._repo_dir(repo_id) / "commits" / f"{commit_id}.json", {"id": commit_id, **record})
-        return Commit(commit_id, files, created, title)
+        return Commit(commit_id, files, created, title, parent)
+
+    def commits(self, repo: Repo, revision: str) -> list[Commit]:
+        """The commits reachable from ``revision``, newest first (a version pushed locally: itself)."""
+        commits = [self.resolve(repo, revision)]
+        while commits[-1].parent and len(commits) <= MAX_HISTORY:
+            parent = self._read_commit(repo, commits[-1].parent)
+            if parent is None:
+                break
+            commits.append(parent)
+        return commits
+
+    def git_blob_id(self, sha256: str) -> str:
+        """The git blob id (SHA-1 of ``blob SIZE\0`` + content) of a regular file, computed once."""
+        return self._git_blob(sha256)
+
+    def _blob_git_id(self, sha256: str) -> str:
+        digest = hashlib.sha1()
+        path = self.blob_path(sha256)
+        digest.update(b"blob %d\0" % path.stat().st_size)
+        with path.open("rb") as blob:
+            while chunk := blob.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def commit(self, repo_id: str, operations: Sequence[PutFile | Delete], *, title: str,
-               parent: str | None = None) -> Commit:
-        """Apply operations to the head of ``main`` as one new commit, and move ``main`` to it.
+               parent: str | None = None, branch: str = BRANCH) -> Commit:
+        """Apply operations to the head of ``branch`` (main by default) as one new commit, and move the branch to it.
 
         The files of ``PutFile`` operations move into the blob store (not read again: their sha256
         was computed as they were received) before the commit exists; ``main`` moves last, so a
@@ -442,11 +560,15 @@ class RepoStore:
         self._writable(repo_id)
         with self._pending(repo_id), self._repo_lock(repo_id):
             repo = self._load_repo(repo_id)
-            assert repo is not None  # repositories are never deleted
-            if parent and parent != repo.main:
-                raise StaleParentError(f"{repo_id}: parent commit {parent[:12]} is not the head of main "
-                                       f"({repo.main[:12]}); fetch and commit again")
-            head = self._read_commit(repo, repo.main)
+            if repo is None:
+                raise RepoNotFoundError(f"repository {repo_id} not found")
+            heads = {BRANCH: repo.main, **dict(repo.branches)}
+            if branch not in heads:
+                raise RevisionNotFoundError(f"branch {branch!r} not found in {repo_id}; create it first")
+            if parent and parent != heads[branch]:
+                raise StaleParentError(f"{repo_id}: parent commit {parent[:12]} is not the head of {branch} "
+                                       f"({heads[branch][:12]}); fetch and commit again")
+            head = self._read_commit(repo, heads[branch])
             files = dict(head.files) if head else {}
             for op in operations:
                 if isinstance(op, PutFile):
@@ -470,10 +592,14 @@ class RepoStore:
                     self.registry.blob_store.adopt(op.source, op.sha256)
             crash_point("commit:blobs")
             created = now()
-            commit = self._write_commit(repo_id, repo.main, files, created, title)
+            commit = self._write_commit(repo_id, heads[branch], files, created, title)
             crash_point("commit:file")
-            self._save_repo(replace(repo, main=commit.id, last_modified=created,
-                                    tags=self.snapshot_tags(files, repo.entry)))
+            if branch == BRANCH:
+                self._save_repo(replace(repo, main=commit.id, last_modified=created,
+                                        tags=self.snapshot_tags(files, repo.entry)))
+            else:
+                self._save_repo(replace(repo, last_modified=created,
+                                        branches=tuple(sorted({**dict(repo.branches), branch: commit.id}.items()))))
         return commit
 
     def _check_entry(self, repo: Repo, operations: Sequence[PutFile | Delete]) -> None:
@@ -553,10 +679,18 @@ class RepoStore:
                 tags += parsed[1]
             else:
                 tags += self._entry_summary_tags(entry)
-        card_tags = self.card(files).get("tags")
+        card = self.card(files)
+        card_tags = card.get("tags")
         tags += [t for t in card_tags if isinstance(t, str) and not t.startswith("ahl-entry:")] \
             if isinstance(card_tags, list) else []
-        return tuple(dict.fromkeys(tags))
+        return tuple(dict.fromkeys([*tags, *card_derived_tags(card)]))
+
+    @staticmethod
+    def is_lfs(path: str, record: dict[str, Any]) -> bool:
+        """Whether a file is presented as an LFS file: binary by its suffix (the Hub's default
+        ``.gitattributes``) or over :data:`LFS_MIN_BYTES`; cards and small JSON are regular."""
+        name = path.rsplit("/", 1)[-1].lower()
+        return record["size"] > LFS_MIN_BYTES or name.rsplit(".", 1)[-1] in LFS_SUFFIXES
 
     def _entry_summary_tags(self, entry: tuple[str, str, str]) -> list[str]:
         versions = self.registry.versions(Ref(*entry)) or self.registry.versions(Ref(*entry), include_yanked=True)
@@ -667,7 +801,8 @@ class RepoStore:
         for repo in list(self._all_repos()):
             with self._repo_lock(repo.id):
                 current = self._load_repo(repo.id)
-                assert current is not None  # repositories are never deleted
+                if current is None:  # deleted meanwhile
+                    continue
                 bound = self._bound_entry(current, origins.get(current.id))
                 fixed = self._retagged(replace(current, entry=bound))
                 if bound != current.entry:
@@ -685,23 +820,29 @@ class RepoStore:
     # -- search --------------------------------------------------------------------------------
 
     def search(self, *, author: str | None = None, search: str | None = None, tags: Sequence[str] = (),
-               sort: str = "lastModified", offset: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        """Repositories matching all filters, as index rows (``id``, ``sha``, dates, ``tags``)."""
+               sort: str = "lastModified", offset: int = 0, limit: int = 1000,
+               viewer: str | None = None) -> list[dict[str, Any]]:
+        """Repositories matching all filters, as index rows (``id``, ``sha``, dates, ``tags``,
+        ``private``); private ones only for ``viewer``, the user of their namespace."""
         self._index.sync_local()
-        return self._index.search(author=author, search=search, tags=tags, sort=sort, offset=offset, limit=limit)
+        return self._index.search(author=author, search=search, tags=tags, sort=sort, offset=offset, limit=limit,
+                                  viewer=viewer)
 
-    def search_like(self, embedding: TaskEmbedding, *, base: str | None, top: int) -> list[dict[str, Any]]:
+    def search_like(self, embedding: TaskEmbedding, *, base: str | None, top: int,
+                    viewer: str | None = None) -> list[dict[str, Any]]:
         """The latest entries ranked by task-embedding similarity (SPEC 14.9): rows with the
-        repository ``id`` that serves each entry, its ``score`` (cosine) and ``ahlEntry``."""
+        repository ``id`` that serves each entry, its ``score`` (cosine) and ``ahlEntry``;
+        private repositories only for ``viewer``, the user of their namespace."""
         self._index.sync_local()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for entry, score in self.registry.search_like(embedding, base=base, top=top):
             key = entry.ref.entry
             manifest = entry.manifest
             rows.append({"id": self._index.owner(key) or f"{LOCAL_NAMESPACE}/{repo_slug(*key)}", "score": score,
                          "ahlEntry": {k: manifest.get(k) for k in ("base", "task", "name", "version", "digest",
                                                                    "pushed_at", "summary")}})
-        return rows
+        hidden = self._index.hidden([row["id"] for row in rows], viewer) if rows else set()
+        return [row for row in rows if row["id"] not in hidden]
 
 
 def _check_records(artifact: Artifact, files: dict[str, dict[str, Any]]) -> None:
