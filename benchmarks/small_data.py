@@ -88,6 +88,7 @@ def run(config: TrainConfig, train: ExampleSet, dev: ExampleSet, test: ExampleSe
     test_scores = test_metrics(result.model, base, test, names, config.max_length)
     return {"dev": result.metrics, "test": test_scores, "seconds": seconds,
             "best_epoch": result.fit.best_epoch, "steps": result.fit.history[-1]["step"],
+            "history": result.fit.history,  # dev metrics per epoch: how selection went on dev
             "schedule": schedule.to_dict() if schedule else None,
             "config": schedule.config.to_dict() if schedule else config.to_dict()}
 
@@ -153,7 +154,23 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
                          f"{row['time_ratio']:.2f}x ({row['step_ratio']:.2f}x) | "
                          + (f"{row['time_ratio_paper']:.1f}x ({row['step_ratio_paper']:.1f}x) |"
                             if paper_ratios else "- |"))
-    return rows, "\n".join(lines)
+    return rows, "\n".join(lines) + "\n\n" + per_rate(runs, tasks, sizes, lrs)
+
+
+def per_rate(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int], lrs: list[float]) -> str:
+    """Test macro-F1 (dev macro-F1) of every swept rate, mean over the seeds that have it."""
+    lines = ["| task | N | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|---|---:|" + "---:|" * len(lrs)]
+    for task in tasks:
+        for size in sizes:
+            cells = [v for v in runs.values() if v["task"] == task and v["size"] == size]
+            texts = []
+            for lr in lrs:
+                done = [c["runs"][f"lr={lr:g}"] for c in cells if f"lr={lr:g}" in c["runs"]]
+                texts.append(f"{mean_std([r['test']['macro_f1'] for r in done])} "
+                             f"({mean_std([r['dev']['macro_f1'] for r in done])})" if done else "-")
+            if any(t != "-" for t in texts):
+                lines.append(f"| {task} | {size} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
