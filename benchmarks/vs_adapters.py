@@ -243,6 +243,8 @@ def summarise(kind: str, n: int, runs: dict[str, list[dict[str, Any]]], batch: i
     """Medians over every timed step of every repetition, the largest peak RSS, the ratios."""
     row: dict[str, Any] = {"kind": kind, "n": n}
     for side, results in runs.items():
+        if not results:
+            continue
         peak = max(r["peak_rss_mib"] for r in results)
         if kind == "epoch":
             value = statistics.median(r["total_s"] for r in results)
@@ -257,6 +259,8 @@ def summarise(kind: str, n: int, runs: dict[str, list[dict[str, Any]]], batch: i
                 row[side]["seq_per_s"] = batch / wall
         row[side]["artifact_bytes"] = results[0].get("artifact_bytes")
         row[side]["runs"] = results
+    if "theirs" not in row:  # --sides ours: nothing to compare with
+        return row
     ours, theirs = row["ours"], row["theirs"]
     if kind == "epoch":
         row["time_ratio"] = ours["total_s"] / theirs["total_s"]
@@ -277,7 +281,7 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def add(name: str, value: float | None, target: str, ok: bool | None) -> None:
         out.append({"goal": name, "value": value, "target": target, "met": ok})
 
-    if (r := by.get(("infer", 8))) is not None:
+    if (r := by.get(("infer", 8))) is not None and "theirs" in r:
         v = r["ours"]["seq_per_s"] / r["theirs"]["seq_per_s"]
         add("fusion-8 inference, ours / adapters (throughput)", v, ">= 2.5", v >= 2.5)
     if (r := by.get(("infer", 16))) is not None and (b := by.get(("infer", 0))) is not None:
@@ -286,12 +290,21 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if (r := by.get(("train", 8))) is not None and (a := by.get(("train", 1))) is not None:
         v = r["ours"]["median_wall_s"] / a["ours"]["median_wall_s"]
         add("fusion-8 train step / our one-adapter step", v, "<= 1.3", v <= 1.3)
-    if (a := by.get(("train", 1))) is not None:
+    # A pool-wide fusion (issue 14 item 6): 32 and 64 adapters.
+    for n in (32, 64):
+        if (r := by.get(("infer", n))) is not None and (b := by.get(("infer", 0))) is not None:
+            v = r["ours"]["seq_per_s"] / b["ours"]["seq_per_s"]
+            add(f"fusion-{n} inference / our base alone (throughput)", v, ">= 0.5", v >= 0.5)
+        if (r := by.get(("train", n))) is not None and (a := by.get(("train", 1))) is not None:
+            v = r["ours"]["median_wall_s"] / a["ours"]["median_wall_s"]
+            add(f"fusion-{n} train step / our one-adapter step", v, "<= 2.0", v <= 2.0)
+    if (a := by.get(("train", 1))) is not None and "time_ratio" in a:
         add("one-adapter train step, ours / adapters", a["time_ratio"], "<= 0.9", a["time_ratio"] <= 0.9)
-    worst = max(rows, key=lambda r: r["rss_ratio"])
-    add(f"peak RSS, ours / adapters (worst: {worst['kind']} {worst['n']})", worst["rss_ratio"], "<= 1.0",
-        worst["rss_ratio"] <= 1.0)
-    if (e := by.get(("epoch", 1))) is not None:
+    if compared := [r for r in rows if "rss_ratio" in r]:
+        worst = max(compared, key=lambda r: r["rss_ratio"])
+        add(f"peak RSS, ours / adapters (worst: {worst['kind']} {worst['n']})", worst["rss_ratio"], "<= 1.0",
+            worst["rss_ratio"] <= 1.0)
+    if (e := by.get(("epoch", 1))) is not None and "time_ratio" in e:
         add("one epoch end to end, ours / adapters (time)", e["time_ratio"], "< 1.0", e["time_ratio"] < 1.0)
     return out
 
@@ -315,20 +328,20 @@ def print_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
         table.add_column(col, justify="left" if col == "case" else "right")
     fmt = lambda v, f: "-" if v is None else format(v, f)
     for r in rows:
-        ours, theirs = r["ours"], r["theirs"]
+        sides = [r.get("ours"), r.get("theirs")]  # theirs is absent with --sides ours
         if r["kind"] == "infer":
-            values = (f"{ours['seq_per_s']:.1f} seq/s", f"{theirs['seq_per_s']:.1f} seq/s",
-                      f"{ours['seq_per_s'] / theirs['seq_per_s']:.2f}x thr")
+            values = [f"{s['seq_per_s']:.1f} seq/s" if s else "-" for s in sides]
+            ratio = f"{sides[0]['seq_per_s'] / sides[1]['seq_per_s']:.2f}x thr" if all(sides) else "-"
         elif r["kind"] == "train":
-            values = (f"{ours['median_wall_s']:.3f} s", f"{theirs['median_wall_s']:.3f} s",
-                      f"{r['time_ratio']:.2f}x time")
+            values = [f"{s['median_wall_s']:.3f} s" if s else "-" for s in sides]
+            ratio = f"{r['time_ratio']:.2f}x time" if all(sides) else "-"
         else:
-            values = (f"{ours['total_s']:.1f} s (acc {ours['dev_accuracy']:.3f})",
-                      f"{theirs['total_s']:.1f} s (acc {theirs['dev_accuracy']:.3f})", f"{r['time_ratio']:.2f}x time")
-        artifact = "-" if not ours["artifact_bytes"] else (
-            f"{ours['artifact_bytes'] / 1024:.0f} / {theirs['artifact_bytes'] / 1024:.0f}")
-        table.add_row(label(r["kind"], r["n"]), *values, fmt(r.get("cpu_ratio"), ".2f"),
-                      f"{ours['peak_rss_mib']:.0f} / {theirs['peak_rss_mib']:.0f}", artifact)
+            values = [f"{s['total_s']:.1f} s (acc {s['dev_accuracy']:.3f})" if s else "-" for s in sides]
+            ratio = f"{r['time_ratio']:.2f}x time" if all(sides) else "-"
+        artifact = " / ".join(f"{s['artifact_bytes'] / 1024:.0f}" if s and s["artifact_bytes"] else "-"
+                              for s in sides)
+        table.add_row(label(r["kind"], r["n"]), *values, ratio, fmt(r.get("cpu_ratio"), ".2f"),
+                      " / ".join(f"{s['peak_rss_mib']:.0f}" if s else "-" for s in sides), artifact)
     console.print(table)
     verdicts = Table(title="goals (ratios measured in this run)")
     for col in ("goal", "measured", "target", "met"):
@@ -361,6 +374,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task", default="rotten_tomatoes", help="bundled task of the epoch case")
     p.add_argument("--kinds", nargs="+", choices=("train", "infer", "epoch"), default=["train", "infer", "epoch"],
                    help="which groups of cases to run")
+    p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES),
+                   help="ours alone measures our ratios (e.g. fusion N=64 vs our base) without the adapters venv")
     p.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = p.parse_args(argv)
     if args.quick:
@@ -374,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         ours_child([a for a in argv if a != "--child"])
         return
     args = parse_args(argv)
-    theirs_python = str(ensure_adapters_venv(args.adapters_venv))
+    theirs_python = str(ensure_adapters_venv(args.adapters_venv)) if "theirs" in args.sides else ""
     cases = [(kind, n) for kind, n in (("train", 1), *[("train", n) for n in args.fusion_sizes], ("infer", 0),
                                        ("infer", 1), *[("infer", n) for n in args.fusion_sizes], ("epoch", 1))
              if kind in args.kinds]
@@ -391,9 +406,9 @@ def main(argv: list[str] | None = None) -> None:
             random_bert_base(model_dir)
         data_dir = prepare_data(args.task, 96 if args.quick else 0, scratch / "data")
         for index, (kind, n) in enumerate(cases):
-            runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+            runs: dict[str, list[dict[str, Any]]] = {side: [] for side in args.sides}
             for rep in range(1 if kind == "epoch" else args.reps):
-                order = SIDES if (index + rep) % 2 == 0 else SIDES[::-1]
+                order = [s for s in (SIDES if (index + rep) % 2 == 0 else SIDES[::-1]) if s in args.sides]
                 for side in order:
                     out = scratch / f"{kind}-{n}-{side}-{rep}" if rep == 0 and kind != "infer" else None
                     python = sys.executable if side == "ours" else theirs_python
@@ -404,11 +419,12 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"[{time.perf_counter() - started:6.0f}s] {label(kind, n):24s} {side:6s} rep {rep}: "
                           f"{took:.3f} s, peak RSS {result['peak_rss_mib']:.0f} MiB", file=sys.stderr)
             rows.append(summarise(kind, n, runs, args.batch))
-        theirs_version = rows[0]["theirs"]["runs"][0]["library"]
+        theirs_version = rows[0]["theirs"]["runs"][0]["library"] if "theirs" in args.sides else ""
     meta = {"base": "MiniLM-L6-H384" if args.base == "minilm" else "random BERT-base", "device": args.device,
             "threads": args.threads, "batch": args.batch, "seq": args.seq, "steps": args.steps,
             "warmup": args.warmup, "reps": args.reps, "quick": args.quick, "task": args.task,
-            "adapters_version": theirs_version.split()[-1], "python": platform.python_version(),
+            "adapters_version": theirs_version.split()[-1] if theirs_version else "(not run)",
+            "python": platform.python_version(),
             "loadavg_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
             "runtime_s": time.perf_counter() - started}
     meta["goals"] = goals(rows)

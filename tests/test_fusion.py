@@ -9,7 +9,7 @@ import torch
 from adapterhub_lite import AdapterConfig, AdapterModel, ConfigError, HeadConfig, TrainConfig
 from adapterhub_lite.config import FusionConfig
 from adapterhub_lite.modules.adapter import BottleneckAdapter
-from adapterhub_lite.modules.fusion import FusionLayer, StackedAdapters, fuse, fuse_reference
+from adapterhub_lite.modules.fusion import CHUNK_TOKENS, FusionLayer, StackedAdapters, fuse, fuse_reference
 from adapterhub_lite.training.loop import fit
 
 from .conftest import tiny_base
@@ -39,6 +39,28 @@ def test_fast_fusion_equals_the_paper_form(shapes):
     assert (fast - fuse_reference(u, adapters, layer)).abs().max().item() <= 1e-4
     assert attention.shape == (3, 7, len(adapters))
     assert torch.allclose(attention.sum(-1), torch.ones(3, 7))
+
+
+@pytest.mark.parametrize("shapes", [[(16, "relu")] * 5, MIXED])
+def test_chunked_inference_equals_the_paper_form_and_the_unchunked_pass(shapes):
+    """Without a gradient, more tokens than one chunk go through in chunks: same outputs."""
+    torch.manual_seed(3)
+    hidden = 32
+    adapters = [BottleneckAdapter(hidden, AdapterConfig(reduction_factor=rf, non_linearity=act)) for rf, act in shapes]
+    for adapter in adapters:
+        _randomise(adapter)
+    layer = FusionLayer(hidden, FusionConfig(temperature=0.7))
+    _randomise(layer, 0.2)
+    u = torch.randn(5, CHUNK_TOKENS // 2 + 3, hidden)  # 2.5 chunks and a ragged tail
+    stack = StackedAdapters(adapters)
+    with torch.no_grad():
+        chunked, attention = fuse(u, stack, layer)
+        reference = fuse_reference(u, adapters, layer)
+    whole, whole_attention = fuse(u, stack, layer)  # gradients enabled: one pass over every token
+    assert (chunked - reference).abs().max().item() <= 1e-4
+    assert (chunked - whole).abs().max().item() <= 1e-5
+    assert attention.shape == (5, u.size(1), len(adapters))
+    assert (attention - whole_attention).abs().max().item() <= 1e-6
 
 
 @pytest.mark.parametrize(("shapes", "temperature"), [([(16, "relu")] * 3, 1.0), (MIXED, 0.7)])

@@ -21,6 +21,11 @@ while nothing trains). Per token, one matmul gives every bottleneck (``D``), one
 coefficient (``A``), one maps the attention-weighted bottlenecks back to the hidden size: about
 ``3 d N (r+1)`` multiply-adds, where forming keys and values in the hidden size costs
 ``3 d^2 + ...``; nothing of shape ``[..., N, d]`` exists, in the forward or the backward. The
+constant unit is never materialised: the weights keep every adapter's ``r`` bottleneck columns
+first and the ``N`` constant columns after them, so the bias terms are an ``[..., N]`` addition
+(no padded copy of ``[..., N, r]``). Without a gradient (inference, dev evaluation) the tokens
+go through in chunks, so that the ``[tokens, N, r]`` temporaries stay in the CPU's cache: at
+N = 64 that made this function about 30% cheaper, down to the cost of its three matmuls. The
 straightforward per-adapter form is kept as :func:`fuse_reference`; the tests hold the two
 equal, outputs and gradients.
 """
@@ -65,15 +70,16 @@ class Stacked(NamedTuple):
 
     down: torch.Tensor  # [d, N*r]: every down-projection, transposed for ``u @ down``
     down_bias: torch.Tensor  # [N*r]
-    up: torch.Tensor  # [d, N*(r+1)]: per adapter its up-projection, then its up-bias as one more column
+    up: torch.Tensor  # [d, N*r + N]: every up-projection, then every up-bias as one column each
 
 
 class FusedWeights(NamedTuple):
     """What :func:`fuse` multiplies ``u`` and the attention-weighted bottlenecks by."""
 
-    scores: torch.Tensor  # [d, N*(r+1)]: W_q^T W_k [U_i | c_i] / T, the score coefficients of u
-    scores_bias: torch.Tensor  # [N*(r+1)]: b_q^T W_k [U_i | c_i] / T
-    out: torch.Tensor  # [N*(r+1), d]: (W_v [U_i | c_i])^T
+    scores: torch.Tensor  # [d, N*r + N]: W_q^T W_k [U | c] / T, the score coefficients of u
+    scores_bias: torch.Tensor  # [N*r + N]: b_q^T W_k [U | c] / T
+    out: torch.Tensor  # [N*r, d]: (W_v U)^T
+    out_bias: torch.Tensor  # [N, d]: (W_v c)^T
 
 
 def _versions(tensors: Sequence[torch.Tensor]) -> tuple[tuple[int, int, torch.device, torch.dtype], ...]:
@@ -118,9 +124,9 @@ class StackedAdapters:
         r = self.width
         down = torch.cat([F.pad(a.down.weight, (0, 0, 0, r - a.down.out_features)) for a in self.adapters])
         down_bias = torch.cat([F.pad(a.down.bias, (0, r - a.down.out_features)) for a in self.adapters])
-        up = [torch.cat([F.pad(a.up.weight, (0, r - a.up.in_features)), a.up.bias[:, None]], 1)
-              for a in self.adapters]
-        return Stacked(down.T.contiguous(), down_bias, torch.cat(up, 1))
+        up = [F.pad(a.up.weight, (0, r - a.up.in_features)) for a in self.adapters]
+        up_bias = [a.up.bias[:, None] for a in self.adapters]
+        return Stacked(down.T.contiguous(), down_bias, torch.cat([*up, *up_bias], 1))
 
     def fused_weights(self, layer: FusionLayer) -> FusedWeights:
         """:class:`FusedWeights` for ``layer``; cached while nothing needs a gradient."""
@@ -142,28 +148,46 @@ class StackedAdapters:
 
 def _fused_weights(stacked: Stacked, layer: FusionLayer) -> FusedWeights:
     # Right to left, every product stays [d, N (r+1)]: no d x d x d product is formed.
-    keys = layer.key.weight @ stacked.up  # W_k [U_i | c_i]
+    keys = layer.key.weight @ stacked.up  # W_k [U | c]
     if layer.config.temperature != 1.0:
         keys = keys / layer.config.temperature
     # [W_q | b_q]^T keys: u . (W_q^T keys) + b_q . keys = Q . W_k a_i / T in one product; b_k is
     # left out: it cancels in the softmax.
     scores = torch.cat([layer.query.weight, layer.query.bias[:, None]], 1).T @ keys
-    return FusedWeights(scores[:-1], scores[-1], (layer.value.weight @ stacked.up).T)
+    values = (layer.value.weight @ stacked.up).T
+    nr = stacked.down.size(1)
+    return FusedWeights(scores[:-1], scores[-1], values[:nr], values[nr:])
+
+
+# Tokens per chunk when no gradient is wanted: a 64-adapter fusion's [512, N, r] temporaries
+# (about 3 MiB each) stay in cache; larger chunks measured slower, smaller ones no faster.
+CHUNK_TOKENS = 512
 
 
 def fuse(u: torch.Tensor, stack: StackedAdapters, layer: FusionLayer) -> tuple[torch.Tensor, torch.Tensor]:
     """The fused update ``W_v sum_i p_i a_i`` and the attention ``p`` (``[..., N]``)."""
-    n, r = len(stack.adapters), stack.width
     stacked, weights = stack.tensors(), stack.fused_weights(layer)
     flat = u.reshape(-1, u.size(-1))
+    if torch.is_grad_enabled() or flat.size(0) <= CHUNK_TOKENS:
+        update, p = _fuse_tokens(flat, stack, stacked, weights)
+    else:
+        parts = [_fuse_tokens(chunk, stack, stacked, weights) for chunk in flat.split(CHUNK_TOKENS)]
+        update, p = torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
+    return update.view(*u.shape[:-1], -1), p.view(*u.shape[:-1], len(stack.adapters))
+
+
+def _fuse_tokens(flat: torch.Tensor, stack: StackedAdapters, stacked: Stacked,
+                 weights: FusedWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    t, n, r = flat.size(0), len(stack.adapters), stack.width
+    nr = n * r
     # Two matmuls rather than one over [D | scores]: the frozen D then gets no weight gradient.
-    z = stack.activate(torch.addmm(stacked.down_bias, flat, stacked.down).unflatten(-1, (n, r)))  # [t, N, r]
-    z1 = F.pad(z, (0, 1), value=1.0)  # [z_i | 1]: the up-bias c_i rides along as one more unit
-    coefficients = torch.addmm(weights.scores_bias, flat, weights.scores).unflatten(-1, (n, r + 1))
+    z = stack.activate(torch.addmm(stacked.down_bias, flat, stacked.down).view(t, n, r))  # [t, N, r]
+    coefficients = torch.addmm(weights.scores_bias, flat, weights.scores)  # [t, N*r + N]
     # elementwise product and sum, not einsum: its batched-matmul backward is slow on the CPU
-    p = torch.softmax((z1 * coefficients).sum(-1), dim=-1)  # [t, N]
-    update = (z1 * p.unsqueeze(-1)).flatten(-2) @ weights.out  # W_v sum_i p_i (U_i z_i + c_i)
-    return update.view(*u.shape[:-1], -1), p.view(*u.shape[:-1], n)
+    p = torch.softmax((z * coefficients[:, :nr].view(t, n, r)).sum(-1) + coefficients[:, nr:], dim=-1)
+    # W_v sum_i p_i (U_i z_i + c_i)
+    update = torch.addmm(p @ weights.out_bias, (z * p.unsqueeze(-1)).view(t, nr), weights.out)
+    return update, p
 
 
 def fuse_reference(u: torch.Tensor, adapters: list[BottleneckAdapter], layer: FusionLayer) -> torch.Tensor:
