@@ -222,8 +222,9 @@ class Experiment:
 def mean_std(values: list[float], sign: str = "") -> str:
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):{sign}.2f} ± {100 * std:.2f}"
+    if len(values) == 1:  # one seed: no spread to report (a "± 0.00" would claim one)
+        return f"{100 * values[0]:{sign}.2f}"
+    return f"{100 * statistics.mean(values):{sign}.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
 def regret(oracle: dict[str, float], order: list[str], k: int) -> float | None:
