@@ -323,14 +323,14 @@ def goals(state: dict[str, Any]) -> list[str]:
             mean = 100 * statistics.mean(values)
             met = "met" if mean >= goal else f"missed by {goal - mean:.2f} points"
             lines.append(f"- {kind} targets, auto - ST-A test {metric}: {mean:+.2f} points over {len(values)} "
-                         f"paired runs (goal >= {goal:+.1f}: {met})")
+                         f"paired run(s) (goal >= {goal:+.1f}: {met} on these runs)")
     for name in ("embedding", "probe"):
         values = [regret(state["oracle"].get(key, {}), r[name], 3) for key, r in state["rankings"].items()]
         measured = [v for v in values if v is not None]
         if measured:
             met = "met" if statistics.mean(measured) <= 5 else "missed"
             lines.append(f"- Regret@3 by {name}: mean {statistics.mean(measured):.1f}% over {len(measured)} "
-                         f"targets (goal <= 5%: {met})")
+                         f"target(s) (goal <= 5%: {met} on these)")
     if len(lines) == 2:
         lines.append("- nothing measured yet")
     return lines
