@@ -219,11 +219,12 @@ class Experiment:
             log(f"oracle {key} {name}: test {done[name]:.3f}")
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], sign: str = "") -> str:
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
+    if len(values) == 1:  # one seed: no spread to report (a "± 0.00" would claim one)
+        return f"{100 * values[0]:{sign}.2f}"
+    return f"{100 * statistics.mean(values):{sign}.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
 def regret(oracle: dict[str, float], order: list[str], k: int) -> float | None:
@@ -272,7 +273,67 @@ def markdown(state: dict[str, Any]) -> str:
     chose = [r["auto"].get("chose") for r in state["runs"].values() if "auto" in r]
     if chose:
         lines += ["", "auto chose: " + ", ".join(f"{m} {chose.count(m)}x" for m in sorted(set(chose)))]
+    lines += ["", *versus_st_a(state), "", *goals(state)]
     return "\n".join(lines) + "\n"
+
+
+def paired(state: dict[str, Any], method: str, where: Any, split: str = "test",
+           metric: str = "accuracy") -> list[float]:
+    """``method`` minus ST-A, one value per run (same target, size and seed) that has both."""
+    out = []
+    for key, runs in state["runs"].items():
+        if where(key) and method in runs and "ST-A" in runs:
+            out.append(runs[method][split][metric] - runs["ST-A"][split][metric])
+    return out
+
+
+def versus_st_a(state: dict[str, Any]) -> list[str]:
+    """Per target and size: each composition method minus ST-A, paired by seed (points), on test;
+    and on dev, what auto's choice saw (macro-F1)."""
+    compared = ("Fusion-all", "Fusion-emb-K", "Fusion-probe-K", "warm-start", "auto")
+    lines = ["### Minus ST-A, paired by seed (test accuracy points, mean ± std; dev macro-F1 for auto)", "",
+             "| target | kind | train | n | " + " | ".join(compared) + " | auto on dev (macro-F1) | auto chose |",
+             "|---|---|---:|---:|" + "---:|" * len(compared) + "---:|---|"]
+    cells = sorted({tuple(k.split("/")[:2]) for k in state["runs"]}, key=lambda c: (TARGETS.get(c[0], ""), c[0],
+                                                                                     -int(c[1])))
+    for target, size in cells:
+        def here(key: str, t: str = target, s: str = size) -> bool:
+            return key.startswith(f"{t}/{s}/")
+
+        diffs = [mean_std(paired(state, m, here), "+") for m in compared]
+        dev = mean_std(paired(state, "auto", here, "dev", "macro_f1"), "+")
+        chose = [r["auto"]["chose"] for k, r in state["runs"].items() if here(k) and "auto" in r]
+        lines.append(f"| {target} | {TARGETS.get(target, '?')} | {size} | {len(chose)} | " + " | ".join(diffs)
+                     + f" | {dev} | {', '.join(chose) or '-'} |")
+    return lines
+
+
+def goals(state: dict[str, Any]) -> list[str]:
+    """The issue's goals against what has run: auto - ST-A on related and unrelated targets
+    (every size and seed, paired), and the mean Regret@3 of each ranking."""
+    lines = ["### Goals (issue 14)", ""]
+    for kind, goal in (("related", 2.0), ("unrelated", -0.5)):
+        def of_kind(key: str, k: str = kind) -> bool:
+            return TARGETS.get(key.split("/")[0]) == k
+
+        for metric in ("accuracy", "macro_f1"):
+            values = paired(state, "auto", of_kind, metric=metric)
+            if not values:
+                continue
+            mean = 100 * statistics.mean(values)
+            met = "met" if mean >= goal else f"missed by {goal - mean:.2f} points"
+            lines.append(f"- {kind} targets, auto - ST-A test {metric}: {mean:+.2f} points over {len(values)} "
+                         f"paired run(s) (goal >= {goal:+.1f}: {met} on these runs)")
+    for name in ("embedding", "probe"):
+        values = [regret(state["oracle"].get(key, {}), r[name], 3) for key, r in state["rankings"].items()]
+        measured = [v for v in values if v is not None]
+        if measured:
+            met = "met" if statistics.mean(measured) <= 5 else "missed"
+            lines.append(f"- Regret@3 by {name}: mean {statistics.mean(measured):.1f}% over {len(measured)} "
+                         f"target(s) (goal <= 5%: {met} on these)")
+    if len(lines) == 2:
+        lines.append("- nothing measured yet")
+    return lines
 
 
 def main() -> None:
@@ -284,7 +345,13 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help="target training sizes (default: 200,50)")
     parser.add_argument("--source-examples", type=int, default=None,
                         help="examples per source adapter (default 2,000; fewer on a starved CPU)")
+    parser.add_argument("--report", type=Path, default=None, metavar="WORKDIR",
+                        help="only rewrite WORKDIR/composition.md from its composition.json (no training)")
     args = parser.parse_args()
+    if args.report:
+        path = args.report / "composition.json"
+        (args.report / "composition.md").write_text(markdown(json.loads(path.read_text())))
+        return
     scale = QUICK if args.quick else FULL
     if args.sizes:
         sizes = tuple(int(s) for s in args.sizes.split(","))

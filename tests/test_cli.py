@@ -190,6 +190,14 @@ def test_demo_runs_end_to_end(tmp_path):
     shipped = read_artifact(workdir / "target" / "auto")  # verifies every file's sha256
     record = shipped.metadata["composition"]
     assert record["chosen"] in {c["method"] for c in record["candidates"]}
+    # auto drew from the registry, which holds an unrelated adapter (trec) beside a related one,
+    # and the ranking it used is the table shown
+    ranked = record["ranking"]["candidates"]
+    assert sorted(c["name"] for c in ranked) == ["rotten_tomatoes", "trec"]
+    assert all(c["source"].endswith("@1.0.0") and c["gain"] is not None for c in ranked)
+    table = out.split("registry adapters ranked for vader_tweets")[1].split("base alone:")[0]
+    rows = [line for line in table.splitlines() if "/" in line]
+    assert [("trec/trec" in row) for row in rows] == [c["name"] == "trec" for c in ranked]
     fusion = read_artifact(workdir / "target" / "candidates" / "fusion")
     assert sorted(part.metadata["name"] for part in fusion_adapters(fusion)) == ["rotten_tomatoes", "trec",
                                                                                  "vader_tweets"]
