@@ -114,8 +114,14 @@ _NON_LINEARITIES = {
     "leakyrelu": "leaky_relu",
     "leaky_relu": "leaky_relu",
 }
-_EXPORT_NON_LINEARITIES = {"relu": "relu", "gelu": "gelu", "swish": "swish", "silu": "silu", "tanh": "tanh",
-                           "leaky_relu": "leakyrelu"}
+_EXPORT_NON_LINEARITIES = {
+    "relu": "relu",
+    "gelu": "gelu",
+    "swish": "swish",
+    "silu": "silu",
+    "tanh": "tanh",
+    "leaky_relu": "leakyrelu",
+}
 _INITS = {"bert": "bert", "houlsby": "houlsby", "mam_adapter": "zero_up"}
 _EXPORT_INITS = {ours: theirs for theirs, ours in _INITS.items()}
 _ARCHITECTURES = {
@@ -146,19 +152,53 @@ _FIXED_OPTIONS: dict[str, tuple[Any, str]] = {
 # dropout, init seeds, the settings of disabled PHM/invertible layers, the residual order
 # around a LayerNorm that ln_after=False leaves out).
 _INERT_OPTIONS = {
-    "dropout", "stochastic_depth", "init_weights_seed", "adapter_residual_before_ln", "inv_adapter_reduction_factor",
-    "phm_dim", "factorized_phm_W", "shared_W_phm", "shared_phm_rule", "factorized_phm_rule", "phm_c_init",
-    "phm_init_range", "learn_phm", "hypercomplex_nonlinearity", "phm_rank", "phm_bias", "architecture",
+    "dropout",
+    "stochastic_depth",
+    "init_weights_seed",
+    "adapter_residual_before_ln",
+    "inv_adapter_reduction_factor",
+    "phm_dim",
+    "factorized_phm_W",
+    "shared_W_phm",
+    "shared_phm_rule",
+    "factorized_phm_rule",
+    "phm_c_init",
+    "phm_init_range",
+    "learn_phm",
+    "hypercomplex_nonlinearity",
+    "phm_rank",
+    "phm_bias",
+    "architecture",
 }
 # BnConfig defaults of adapters 1.3 for everything export does not set from our config.
 _EXPORT_DEFAULTS: dict[str, Any] = {
-    "original_ln_after": True, "ln_before": False, "ln_after": False, "init_weights_seed": None,
-    "is_parallel": False, "scaling": 1.0, "use_gating": False, "residual_before_ln": True,
-    "adapter_residual_before_ln": False, "inv_adapter": None, "inv_adapter_reduction_factor": None,
-    "cross_adapter": False, "leave_out": [], "dropout": 0.0, "phm_layer": False, "phm_dim": 4,
-    "factorized_phm_W": True, "shared_W_phm": False, "shared_phm_rule": True, "factorized_phm_rule": False,
-    "phm_c_init": "normal", "phm_init_range": 0.0001, "learn_phm": True, "hypercomplex_nonlinearity": "glorot-uniform",
-    "phm_rank": 1, "phm_bias": True, "stochastic_depth": 0.0,
+    "original_ln_after": True,
+    "ln_before": False,
+    "ln_after": False,
+    "init_weights_seed": None,
+    "is_parallel": False,
+    "scaling": 1.0,
+    "use_gating": False,
+    "residual_before_ln": True,
+    "adapter_residual_before_ln": False,
+    "inv_adapter": None,
+    "inv_adapter_reduction_factor": None,
+    "cross_adapter": False,
+    "leave_out": [],
+    "dropout": 0.0,
+    "phm_layer": False,
+    "phm_dim": 4,
+    "factorized_phm_W": True,
+    "shared_W_phm": False,
+    "shared_phm_rule": True,
+    "factorized_phm_rule": False,
+    "phm_c_init": "normal",
+    "phm_init_range": 0.0001,
+    "learn_phm": True,
+    "hypercomplex_nonlinearity": "glorot-uniform",
+    "phm_rank": 1,
+    "phm_bias": True,
+    "stochastic_depth": 0.0,
 }
 # The 2-layer head is an nn.Sequential (dropout, dense, tanh, dropout, out): its linear layers are 1 and 4.
 _HEAD_LAYERS = {"1": "dense", "4": "out"}
@@ -209,8 +249,11 @@ def fetch(
     repo = str(source)
     url = (endpoint or os.environ.get(HF_ENDPOINT_ENV) or HF_ENDPOINT).rstrip("/")
     try:
-        remote = RemoteRegistry(url, token=token if isinstance(token, str) else None,
-                                cache=DownloadCache(cache_dir) if cache_dir is not None else None)
+        remote = RemoteRegistry(
+            url,
+            token=token if isinstance(token, str) else None,
+            cache=DownloadCache(cache_dir) if cache_dir is not None else None,
+        )
         local, commit = remote.download_files(repo, SOURCE_FILES, revision=revision)
     except RefError:
         raise NotFoundError(f"{repo!r} is neither a directory nor a Hub repository id (ORG/NAME)") from None
@@ -289,8 +332,10 @@ def convert_config(config: Any, *, name: str, legacy: bool = False) -> AdapterCo
         raise ConfigError(f"cannot import adapter {name!r}: its config is {config!r}, not a config object")
 
     def refuse(option: str, value: Any, why: str) -> ConfigError:
-        return ConfigError(f"cannot import adapter {name!r}: {option}={json.dumps(value, default=str)} ({why}) "
-                           f"is not supported; adapterhub-lite imports sequential bottleneck adapters")
+        return ConfigError(
+            f"cannot import adapter {name!r}: {option}={json.dumps(value, default=str)} ({why}) "
+            f"is not supported; adapterhub-lite imports sequential bottleneck adapters"
+        )
 
     architecture = config.get("architecture")
     if architecture is not None:
@@ -303,8 +348,18 @@ def convert_config(config: Any, *, name: str, legacy: bool = False) -> AdapterCo
             value = []
         if value != supported or type(value) is not type(supported) and not _same_number(value, supported):
             raise refuse(option, value, why)
-    known = {"mh_adapter", "output_adapter", "reduction_factor", "non_linearity", "original_ln_before",
-             "residual_before_ln", "init_weights", "invertible_adapter", *_FIXED_OPTIONS, *_INERT_OPTIONS}
+    known = {
+        "mh_adapter",
+        "output_adapter",
+        "reduction_factor",
+        "non_linearity",
+        "original_ln_before",
+        "residual_before_ln",
+        "init_weights",
+        "invertible_adapter",
+        *_FIXED_OPTIONS,
+        *_INERT_OPTIONS,
+    }
     for option, value in config.items():
         if option not in known and value not in (None, False):
             raise refuse(option, value, "an option unknown to this importer")
@@ -324,8 +379,10 @@ def convert_config(config: Any, *, name: str, legacy: bool = False) -> AdapterCo
     reduction = config.get("reduction_factor")
     if isinstance(reduction, Mapping):
         raise refuse("reduction_factor", reduction, "a reduction factor per layer")
-    if isinstance(reduction, bool) or not isinstance(reduction, (int, float)) or not (
-        math.isfinite(reduction) and reduction >= 1 and float(reduction).is_integer()
+    if (
+        isinstance(reduction, bool)
+        or not isinstance(reduction, (int, float))
+        or not (math.isfinite(reduction) and reduction >= 1 and float(reduction).is_integer())
     ):
         raise refuse("reduction_factor", reduction, "not a whole number >= 1")
     raw = str(config.get("non_linearity", "")).lower()
@@ -351,8 +408,13 @@ def convert_config(config: Any, *, name: str, legacy: bool = False) -> AdapterCo
 def _same_number(value: Any, expected: Any) -> bool:
     """1 and 1.0 are the same scaling; True is not the number 1 here."""
     numbers = (int, float)
-    return (isinstance(value, numbers) and isinstance(expected, numbers) and not isinstance(value, bool)
-            and not isinstance(expected, bool) and value == expected)
+    return (
+        isinstance(value, numbers)
+        and isinstance(expected, numbers)
+        and not isinstance(value, bool)
+        and not isinstance(expected, bool)
+        and value == expected
+    )
 
 
 def convert_head(head_config: Mapping[str, Any], *, model_class: str) -> HeadConfig:
@@ -368,25 +430,33 @@ def convert_head(head_config: Mapping[str, Any], *, model_class: str) -> HeadCon
     config = head_config.get("config")
     where = f"head {head_config.get('name')!r}"
     if not isinstance(config, Mapping):
-        raise ConfigError(f"cannot import {where} of model class {head_config.get('model_class')!r}: a static "
-                          f"transformers head is not supported; import without the head")
+        raise ConfigError(
+            f"cannot import {where} of model class {head_config.get('model_class')!r}: a static "
+            f"transformers head is not supported; import without the head"
+        )
     if head_config.get("model_class") not in (model_class, model_class.replace("AdapterModel", "ModelWithHeads")):
-        raise ConfigError(f"cannot import {where}: model class {head_config.get('model_class')!r} does not match "
-                          f"the adapter's base ({model_class})")
+        raise ConfigError(
+            f"cannot import {where}: model class {head_config.get('model_class')!r} does not match "
+            f"the adapter's base ({model_class})"
+        )
     head_type = config.get("head_type")
     checks = [("layers", 2), ("activation_function", "tanh"), ("use_pooler", False), ("bias", True)]
     for option, supported in checks:
         value = config.get(option, supported)
         if value != supported:
-            raise ConfigError(f"cannot import {where}: {option}={json.dumps(value)} is not supported (adapterhub-lite "
-                              f"heads are 2 layers, tanh, on the first token, with biases)")
+            raise ConfigError(
+                f"cannot import {where}: {option}={json.dumps(value)} is not supported (adapterhub-lite "
+                f"heads are 2 layers, tanh, on the first token, with biases)"
+            )
     dropout = config.get("dropout_prob")
     dropout = 0.1 if dropout is None else float(dropout)
     if head_type == "multiple_choice":
         return HeadConfig(type="multiple_choice", num_choices=config.get("num_choices"), dropout=dropout)
     if head_type != "classification":
-        raise ConfigError(f"cannot import {where}: head type {head_type!r} is not supported (classification, "
-                          f"regression and multiple_choice are)")
+        raise ConfigError(
+            f"cannot import {where}: head type {head_type!r} is not supported (classification, "
+            f"regression and multiple_choice are)"
+        )
     num_labels = config.get("num_labels")
     if not isinstance(num_labels, int) or num_labels < 1:
         raise ConfigError(f"cannot import {where}: num_labels={num_labels!r} is not a positive integer")
@@ -402,8 +472,9 @@ def convert_head(head_config: Mapping[str, Any], *, model_class: str) -> HeadCon
 # -- weights -----------------------------------------------------------------------------------
 
 
-def convert_weights(tensors: Mapping[str, torch.Tensor], *, adapter_name: str, config: AdapterConfig,
-                    num_layers: int) -> dict[str, torch.Tensor]:
+def convert_weights(
+    tensors: Mapping[str, torch.Tensor], *, adapter_name: str, config: AdapterConfig, num_layers: int
+) -> dict[str, torch.Tensor]:
     """Rename ``adapters`` adapter tensors to ours (``adapter.<l>.<position>.down|up.*``).
 
     Raises:
@@ -422,21 +493,37 @@ def convert_weights(tensors: Mapping[str, torch.Tensor], *, adapter_name: str, c
         layer_path = head.rpartition("encoder.layer.")[2]
         index, _, site = layer_path.partition(".")
         part, _, param = tail.rpartition(".")
-        if not (sep and "encoder.layer." in head and index.isdigit() and site in site_to_position
-                and part in parts and param in ("weight", "bias")):
-            raise ArtifactError(f"unexpected tensor {key!r} in the weights of adapter {adapter_name!r} (only "
-                                f"bottleneck adapter weights of an encoder layer can be imported)")
+        if not (
+            sep
+            and "encoder.layer." in head
+            and index.isdigit()
+            and site in site_to_position
+            and part in parts
+            and param in ("weight", "bias")
+        ):
+            raise ArtifactError(
+                f"unexpected tensor {key!r} in the weights of adapter {adapter_name!r} (only "
+                f"bottleneck adapter weights of an encoder layer can be imported)"
+            )
         out[f"adapter.{int(index)}.{site_to_position[site]}.{parts[part]}.{param}"] = tensor.float()
     depth = 1 + max((int(key.split(".")[1]) for key in out), default=-1)
     if depth != num_layers:
         raise IncompatibleBaseError(
-            f"adapter {adapter_name!r} has weights for {depth} layers, the base has {num_layers}")
-    expected = {f"adapter.{layer}.{position}.{part}.{param}" for layer in range(num_layers)
-                for position in config.positions for part in ("down", "up") for param in ("weight", "bias")}
+            f"adapter {adapter_name!r} has weights for {depth} layers, the base has {num_layers}"
+        )
+    expected = {
+        f"adapter.{layer}.{position}.{part}.{param}"
+        for layer in range(num_layers)
+        for position in config.positions
+        for part in ("down", "up")
+        for param in ("weight", "bias")
+    }
     if set(out) != expected:
         missing, extra = sorted(expected - set(out)), sorted(set(out) - expected)
-        raise ArtifactError(f"the weights of adapter {adapter_name!r} do not match its positions "
-                            f"({', '.join(config.positions)}): missing {missing[:2]}, unexpected {extra[:2]}")
+        raise ArtifactError(
+            f"the weights of adapter {adapter_name!r} do not match its positions "
+            f"({', '.join(config.positions)}): missing {missing[:2]}, unexpected {extra[:2]}"
+        )
     return out
 
 
@@ -565,11 +652,14 @@ def import_adapter(
             weights.update({k: torch.zeros_like(v) for k, v in expected.items() if k.startswith(HEAD_PREFIX)})
         for key, tensor in weights.items():
             if tensor.shape != expected[key].shape:
-                raise ArtifactError(f"tensor {key} of adapter {adapter_name!r} has shape {list(tensor.shape)}, "
-                                    f"base {base_model.model_id} needs {list(expected[key].shape)}")
+                raise ArtifactError(
+                    f"tensor {key} of adapter {adapter_name!r} has shape {list(tensor.shape)}, "
+                    f"base {base_model.model_id} needs {list(expected[key].shape)}"
+                )
         model.load_artifact_state_dict(name, weights)
-        return write_model_artifact(model, Path(to), task=task, imported_from=imported_from, overwrite=overwrite,
-                                    license=license)
+        return write_model_artifact(
+            model, Path(to), task=task, imported_from=imported_from, overwrite=overwrite, license=license
+        )
     finally:
         model.remove_hooks()
 
@@ -596,8 +686,9 @@ def _load_base(base: str | None, model_name: Any) -> BaseModel:
     except BaseModelError as exc:
         if base:
             raise
-        raise BaseModelError(f"{str(exc).rstrip('.')}; the adapter records base {chosen!r}: pass --base "
-                             f"MODEL_ID_OR_DIR") from None
+        raise BaseModelError(
+            f"{str(exc).rstrip('.')}; the adapter records base {chosen!r}: pass --base MODEL_ID_OR_DIR"
+        ) from None
 
 
 def _sanitise(adapter_name: str) -> str:
@@ -624,13 +715,19 @@ def write_model_artifact(
     name = model.active
     if name is None or model.head is None:
         raise ConfigError("the model needs an active adapter and a head to be written as an artifact")
-    metadata = new_metadata(kind="adapter", name=name, task=task, base=model.base, license=check_license(license),
-                            fields={"adapter": model.adapter_configs[name].to_dict(),
-                                    "head": model.head.config.to_dict()})
+    metadata = new_metadata(
+        kind="adapter",
+        name=name,
+        task=task,
+        base=model.base,
+        license=check_license(license),
+        fields={"adapter": model.adapter_configs[name].to_dict(), "head": model.head.config.to_dict()},
+    )
     if imported_from is not None:
         metadata["imported_from"] = imported_from
-    return write_artifact(out, metadata, model.artifact_state_dict(name), render_model_card(metadata),
-                          overwrite=overwrite)
+    return write_artifact(
+        out, metadata, model.artifact_state_dict(name), render_model_card(metadata), overwrite=overwrite
+    )
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -668,8 +765,10 @@ def export_adapter(
     art = artifact if isinstance(artifact, Artifact) else read_artifact(artifact)
     meta = art.metadata
     if art.kind != "adapter" or not meta.get("adapter"):
-        raise ConfigError(f"{art.path} is a {'fusion' if art.kind == 'fusion' else 'head-only'} artifact; only "
-                          f"adapters can be exported to the adapters format")
+        raise ConfigError(
+            f"{art.path} is a {'fusion' if art.kind == 'fusion' else 'head-only'} artifact; only "
+            f"adapters can be exported to the adapters format"
+        )
     fingerprint = meta["base"]["fingerprint"]
     family = _family(fingerprint["model_type"], meta["name"])
     config = AdapterConfig.from_dict(meta["adapter"])
@@ -687,24 +786,33 @@ def export_adapter(
             layer, position, part, param = rest.split(".")
             site = _SITES[position][1]
             adapter_weights[f"{family.prefix}.encoder.layer.{layer}.{site}.adapters.{name}.{parts[part]}.{param}"] = (
-                tensor.contiguous())
+                tensor.contiguous()
+            )
         elif head_config is not None:
             layer, param = rest.split(".")
             index = {v: k for k, v in _HEAD_LAYERS.items()}[layer]
             head_weights[f"heads.{name}.{index}.{param}"] = tensor.contiguous()
 
-    common = {"model_type": fingerprint["model_type"], "hidden_size": fingerprint["hidden_size"],
-              "model_name": meta["base"]["model_id"], "model_class": family.model_class, "name": name,
-              "version": EXPORT_VERSION}
-    adapter_config = {**common, "config": {
-        **_EXPORT_DEFAULTS,
-        "mh_adapter": "attention" in config.positions,
-        "output_adapter": "ffn" in config.positions,
-        "reduction_factor": config.reduction_factor,
-        "non_linearity": _EXPORT_NON_LINEARITIES[config.non_linearity],
-        "original_ln_before": config.original_ln_before,
-        "init_weights": _EXPORT_INITS[config.init],
-    }}
+    common = {
+        "model_type": fingerprint["model_type"],
+        "hidden_size": fingerprint["hidden_size"],
+        "model_name": meta["base"]["model_id"],
+        "model_class": family.model_class,
+        "name": name,
+        "version": EXPORT_VERSION,
+    }
+    adapter_config = {
+        **common,
+        "config": {
+            **_EXPORT_DEFAULTS,
+            "mh_adapter": "attention" in config.positions,
+            "output_adapter": "ffn" in config.positions,
+            "reduction_factor": config.reduction_factor,
+            "non_linearity": _EXPORT_NON_LINEARITIES[config.non_linearity],
+            "original_ln_before": config.original_ln_before,
+            "init_weights": _EXPORT_INITS[config.init],
+        },
+    }
     out = Path(out)
     check_writable(out, overwrite=overwrite)
     with staged_directory(out) as staging:
@@ -720,27 +828,40 @@ def export_adapter(
 def _export_head(head: HeadConfig) -> dict[str, Any]:
     """The ``config`` of ``head_config.json`` for our head, or a refusal naming what adapters lacks."""
     if head.pooling != "cls":
-        raise ConfigError(f"the head pools by {head.pooling!r}; adapters heads read the first token: export "
-                          f"without the head")
-    common = {"layers": 2, "activation_function": "tanh", "use_pooler": False, "bias": True,
-              "dropout_prob": head.dropout}
+        raise ConfigError(
+            f"the head pools by {head.pooling!r}; adapters heads read the first token: export without the head"
+        )
+    common = {
+        "layers": 2,
+        "activation_function": "tanh",
+        "use_pooler": False,
+        "bias": True,
+        "dropout_prob": head.dropout,
+    }
     if head.type == "multiple_choice":
         if head.num_choices is None:
-            raise ConfigError("the multiple-choice head takes any number of choices; adapters needs a fixed "
-                              "num_choices: export without the head")
+            raise ConfigError(
+                "the multiple-choice head takes any number of choices; adapters needs a fixed "
+                "num_choices: export without the head"
+            )
         return {"head_type": "multiple_choice", "num_choices": head.num_choices, "label2id": None, **common}
     if head.type == "regression":
         return {"head_type": "classification", "num_labels": 1, "label2id": None, **common}
-    return {"head_type": "classification", "num_labels": len(head.label_names),
-            "label2id": {label: i for i, label in enumerate(head.label_names)}, **common}
+    return {
+        "head_type": "classification",
+        "num_labels": len(head.label_names),
+        "label2id": {label: i for i, label in enumerate(head.label_names)},
+        **common,
+    }
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _save_tensors(directory: Path, tensors: dict[str, torch.Tensor], safetensors_name: str, pickle_name: str,
-                  weights_format: str) -> None:
+def _save_tensors(
+    directory: Path, tensors: dict[str, torch.Tensor], safetensors_name: str, pickle_name: str, weights_format: str
+) -> None:
     if weights_format in ("safetensors", "both"):
         save_file(tensors, str(directory / safetensors_name))
     if weights_format in ("bin", "both"):

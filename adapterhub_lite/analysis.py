@@ -36,9 +36,14 @@ class FusionActivations:
     tokens: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"adapters": self.adapters, "tokens": self.tokens,
-                "sites": {site: dict(zip(self.adapters, map(float, row), strict=True))
-                          for site, row in zip(self.sites, self.mean, strict=True)}}
+        return {
+            "adapters": self.adapters,
+            "tokens": self.tokens,
+            "sites": {
+                site: dict(zip(self.adapters, map(float, row), strict=True))
+                for site, row in zip(self.sites, self.mean, strict=True)
+            },
+        }
 
     def svg(self, title: str | None = None) -> str:
         """The heatmap as an SVG document (:func:`heatmap_svg`)."""
@@ -58,15 +63,23 @@ class FusionActivations:
             matplotlib.use("Agg")
             from matplotlib import pyplot as plt
         except ImportError:
-            raise ConfigError("a PNG heatmap needs matplotlib (pip install 'adapterhub-lite[plot]'); "
-                              "a .svg path needs nothing") from None
+            raise ConfigError(
+                "a PNG heatmap needs matplotlib (pip install 'adapterhub-lite[plot]'); a .svg path needs nothing"
+            ) from None
         fig, ax = plt.subplots(figsize=(3.0 + 1.1 * len(self.adapters), 1.8 + 0.4 * len(self.sites)))
         image = ax.imshow(self.mean, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(self.adapters)), self.adapters, rotation=45, ha="right")
         ax.set_yticks(range(len(self.sites)), [f"layer {s}" for s in self.sites])
         for (row, col), value in np.ndenumerate(self.mean):
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if value < 0.6 else "black")
+            ax.text(
+                col,
+                row,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value < 0.6 else "black",
+            )
         ax.set_title(title or "mean fusion attention per layer")
         fig.colorbar(image, ax=ax, fraction=0.05)
         fig.tight_layout()
@@ -96,27 +109,39 @@ def heatmap_svg(report: FusionActivations, title: str | None = None) -> str:
     width = max(left + cell_w * len(report.adapters) + 70, left + 8 * len(title))  # room for the title
     height = top + cell_h * len(report.sites) + min(label_h, 220) + 10
     text = escape(title)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
-           f"<title>{text}</title>", f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-           f'<text x="{left}" y="20" font-size="13" font-weight="bold">{text}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+        f"<title>{text}</title>",
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{left}" y="20" font-size="13" font-weight="bold">{text}</text>',
+    ]
     for row, site in enumerate(report.sites):
         y = top + row * cell_h
         out.append(f'<text x="{left - 6}" y="{y + cell_h / 2 + 4}" text-anchor="end">layer {escape(site)}</text>')
         for col, value in enumerate(report.mean[row]):
             x = left + col * cell_w
             out.append(f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" fill="{_color(float(value))}"/>')
-            out.append(f'<text x="{x + cell_w / 2}" y="{y + cell_h / 2 + 4}" text-anchor="middle" '
-                       f'fill="{"#ffffff" if value < 0.6 else "#000000"}">{float(value):.2f}</text>')
+            out.append(
+                f'<text x="{x + cell_w / 2}" y="{y + cell_h / 2 + 4}" text-anchor="middle" '
+                f'fill="{"#ffffff" if value < 0.6 else "#000000"}">{float(value):.2f}</text>'
+            )
     base_y = top + cell_h * len(report.sites) + 12
     for col, adapter in enumerate(report.adapters):
         middle = left + col * cell_w + cell_w / 2
-        out.append(f'<text x="{middle}" y="{base_y}" text-anchor="end" transform="rotate(-45 {middle} {base_y})">'
-                   f"{escape(adapter)}</text>")
+        out.append(
+            f'<text x="{middle}" y="{base_y}" text-anchor="end" transform="rotate(-45 {middle} {base_y})">'
+            f"{escape(adapter)}</text>"
+        )
     bar_x, bar_h = left + cell_w * len(report.adapters) + 16, max(cell_h * len(report.sites), 60)
-    out.append('<defs><linearGradient id="scale" x1="0" y1="1" x2="0" y2="0">'
-               + "".join(f'<stop offset="{i / (len(_VIRIDIS) - 1)}" stop-color="{_color(i / (len(_VIRIDIS) - 1))}"/>'
-                         for i in range(len(_VIRIDIS))) + "</linearGradient></defs>")
+    out.append(
+        '<defs><linearGradient id="scale" x1="0" y1="1" x2="0" y2="0">'
+        + "".join(
+            f'<stop offset="{i / (len(_VIRIDIS) - 1)}" stop-color="{_color(i / (len(_VIRIDIS) - 1))}"/>'
+            for i in range(len(_VIRIDIS))
+        )
+        + "</linearGradient></defs>"
+    )
     out.append(f'<rect x="{bar_x}" y="{top}" width="12" height="{bar_h}" fill="url(#scale)"/>')
     out.append(f'<text x="{bar_x + 16}" y="{top + 8}">1.0</text>')
     out.append(f'<text x="{bar_x + 16}" y="{top + bar_h}">0.0</text>')
@@ -124,15 +149,17 @@ def heatmap_svg(report: FusionActivations, title: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def measure_activations(model: Any, tokenizer: Any, data: ExampleSet, adapters: list[str], *, max_length: int,
-                        batch_size: int = 64) -> FusionActivations:
+def measure_activations(
+    model: Any, tokenizer: Any, data: ExampleSet, adapters: list[str], *, max_length: int, batch_size: int = 64
+) -> FusionActivations:
     """Mean softmax weight per fused site and adapter of a fusion model over ``data`` (any split)."""
     if not data.examples:
         raise DataError(f"{data.source}: no rows to inspect")
     enc = tokenize(tokenizer, data, max_length, None)
     with model.recording_activations() as stats:
-        predict_outputs(model, enc, batch_size=batch_size, device=next(model.parameters()).device,
-                        pad_id=pad_id_of(tokenizer))
+        predict_outputs(
+            model, enc, batch_size=batch_size, device=next(model.parameters()).device, pad_id=pad_id_of(tokenizer)
+        )
     sites = sorted(stats, key=lambda key: (int(key.split(".")[0]), key))
     mean = np.stack([(stats[s][0] / max(stats[s][1], 1.0)).numpy() for s in sites])
     return FusionActivations(adapters, sites, mean, int(stats[sites[0]][1]) if sites else 0)
@@ -156,11 +183,13 @@ def fusion_activations(
     meta = loaded.artifact.metadata
     if meta["kind"] != "fusion":
         raise ConfigError(f"{loaded.artifact.path} is an {meta['kind']}, not a fusion; inspect a fusion artifact")
-    data_set = data if isinstance(data, ExampleSet) else load_examples(data, columns or loaded.columns,
-                                                                       require_label=False)
+    data_set = (
+        data if isinstance(data, ExampleSet) else load_examples(data, columns or loaded.columns, require_label=False)
+    )
     adapters = [f"{a['task']}/{a['name']}" for a in meta["adapters"]]
-    return measure_activations(loaded.model, loaded.base.tokenizer, data_set, adapters,
-                               max_length=max_length_of(loaded), batch_size=batch_size)
+    return measure_activations(
+        loaded.model, loaded.base.tokenizer, data_set, adapters, max_length=max_length_of(loaded), batch_size=batch_size
+    )
 
 
 @dataclass
@@ -195,11 +224,18 @@ class PruneReport:
         return len(self.speedups) > 1 and min(self.speedups) > 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kept": self.kept, "dropped": self.dropped, "metrics_before": self.metrics_before,
-                "metrics_after": self.metrics_after, "seconds_before": self.seconds_before,
-                "seconds_after": self.seconds_after, "speedup": self.speedup, "speedups": self.speedups,
-                "speedup_measured": self.speedup_measured,
-                "artifact": str(self.artifact.path) if self.artifact else None}
+        return {
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "metrics_before": self.metrics_before,
+            "metrics_after": self.metrics_after,
+            "seconds_before": self.seconds_before,
+            "seconds_after": self.seconds_after,
+            "speedup": self.speedup,
+            "speedups": self.speedups,
+            "speedup_measured": self.speedup_measured,
+            "artifact": str(self.artifact.path) if self.artifact else None,
+        }
 
 
 def prune_fusion(
@@ -231,8 +267,10 @@ def prune_fusion(
     if (threshold is None) == (keep is None):
         raise ConfigError("prune needs exactly one of --threshold or --keep (threshold= or keep= in Python)")
     if keep is not None and keep < 2:
-        raise ConfigError(f"--keep {keep} would leave fewer than two adapters; a fusion needs two (keep 2 or more, "
-                          f"or use the adapter alone)")
+        raise ConfigError(
+            f"--keep {keep} would leave fewer than two adapters; a fusion needs two (keep 2 or more, "
+            f"or use the adapter alone)"
+        )
     if repeats < 1:
         raise ConfigError("--repeats must be at least 1")
     loaded = ensure_loaded(fusion, base)
@@ -271,8 +309,22 @@ def prune_fusion(
         metadata["pruned_from"] = {"digest": loaded.artifact.digest, "dropped": [n for n in names if n not in kept]}
         metadata["metrics"] = {**meta.get("metrics", {}), "pruned": after}
         sources = {f"{FUSION_ADAPTERS_DIR}/{n}": loaded.artifact.path / FUSION_ADAPTERS_DIR / n for n in kept}
-        artifact = write_artifact(Path(out), metadata, model.artifact_state_dict(kind="fusion"),
-                                  render_model_card(metadata), extra_dirs=sources, overwrite=overwrite)
-    return PruneReport(kept, [n for n in names if n not in kept], report, before, after,
-                       float(np.median([t[0] for t in timings])), float(np.median([t[1] for t in timings])),
-                       artifact, timings)
+        artifact = write_artifact(
+            Path(out),
+            metadata,
+            model.artifact_state_dict(kind="fusion"),
+            render_model_card(metadata),
+            extra_dirs=sources,
+            overwrite=overwrite,
+        )
+    return PruneReport(
+        kept,
+        [n for n in names if n not in kept],
+        report,
+        before,
+        after,
+        float(np.median([t[0] for t in timings])),
+        float(np.median([t[1] for t in timings])),
+        artifact,
+        timings,
+    )

@@ -82,8 +82,11 @@ class LoadedAdapter:
 
 
 def _data_record(data: ExampleSet) -> dict[str, Any]:
-    return {"source": Path(data.source).name if not data.source.startswith("hf:") else data.source,
-            "sha256": data.sha256, "examples": len(data)}
+    return {
+        "source": Path(data.source).name if not data.source.startswith("hf:") else data.source,
+        "sha256": data.sha256,
+        "examples": len(data),
+    }
 
 
 def train(
@@ -182,14 +185,28 @@ def train(
         if task_embedding:
             from .task_embedding import compute_task_embedding
 
-            extra["task_embedding"] = compute_task_embedding(base_model, data.train,
-                                                             max_length=config.max_length).to_dict()
+            extra["task_embedding"] = compute_task_embedding(
+                base_model, data.train, max_length=config.max_length
+            ).to_dict()
         if source is not None:
-            extra["init_from"] = {"name": source.metadata["name"], "task": source.metadata["task"],
-                                  "digest": source.digest}
+            extra["init_from"] = {
+                "name": source.metadata["name"],
+                "task": source.metadata["task"],
+                "digest": source.digest,
+            }
         metadata = artifact_metadata(
-            kind="adapter", name=name, task=task, base=base_model, head=data.head, columns=columns, config=config,
-            fit_result=result, data=data.records(), parameters=(trainable, total), license=license, extra=extra,
+            kind="adapter",
+            name=name,
+            task=task,
+            base=base_model,
+            head=data.head,
+            columns=columns,
+            config=config,
+            fit_result=result,
+            data=data.records(),
+            parameters=(trainable, total),
+            license=license,
+            extra=extra,
         )
         artifact = _save(Path(out), metadata, model.artifact_state_dict(), overwrite=overwrite)
     return TrainResult(artifact, result, model, trainable, total)
@@ -209,8 +226,13 @@ class _TaskData:
         return {"train": _data_record(self.train), "dev": _data_record(self.dev)}
 
 
-def _prepare_data(train_data: str | Path | ExampleSet, dev_data: str | Path | ExampleSet | None,
-                  columns: Columns, head: str, config: TrainConfig) -> _TaskData:
+def _prepare_data(
+    train_data: str | Path | ExampleSet,
+    dev_data: str | Path | ExampleSet | None,
+    columns: Columns,
+    head: str,
+    config: TrainConfig,
+) -> _TaskData:
     """Read train and dev (or split dev off train), derive the head, encode the labels."""
     train_set = train_data if isinstance(train_data, ExampleSet) else load_examples(train_data, columns)
     if dev_data is None:
@@ -224,12 +246,23 @@ def _prepare_data(train_data: str | Path | ExampleSet, dev_data: str | Path | Ex
         raise ConfigError("a multiple-choice head needs --choices-column")
     head_cfg.validate()
     check_fits_head(config, head)
-    return _TaskData(train_set, dev_set, head_cfg, encode_labels(train_set, head, head_cfg.label_names),
-                     encode_labels(dev_set, head, head_cfg.label_names))
+    return _TaskData(
+        train_set,
+        dev_set,
+        head_cfg,
+        encode_labels(train_set, head, head_cfg.label_names),
+        encode_labels(dev_set, head, head_cfg.label_names),
+    )
 
 
-def _fit(model: AdapterModel, base_model: BaseModel, data: _TaskData, config: TrainConfig,
-         out: str | Path | None, on_event: Callable[[TrainEvent], None] | None) -> tuple[FitResult, int, int]:
+def _fit(
+    model: AdapterModel,
+    base_model: BaseModel,
+    data: _TaskData,
+    config: TrainConfig,
+    out: str | Path | None,
+    on_event: Callable[[TrainEvent], None] | None,
+) -> tuple[FitResult, int, int]:
     """Attach the head, train what ``config.mode`` trains, leave the model frozen in eval mode."""
     model.set_head(data.head)
     params = model.set_trainable(config.mode, base_dropout=config.base_dropout)
@@ -241,8 +274,18 @@ def _fit(model: AdapterModel, base_model: BaseModel, data: _TaskData, config: Tr
         on_event(TrainEvent("params", parameters=(trainable, total)))
     log = _metrics_path(out)
     try:
-        result = fit(model, params, enc_train, enc_dev, data.head.type, config, pad_id=pad_id_of(tok),
-                     on_event=on_event, metrics_path=log, regularizer=model.regularization)
+        result = fit(
+            model,
+            params,
+            enc_train,
+            enc_dev,
+            data.head.type,
+            config,
+            pad_id=pad_id_of(tok),
+            on_event=on_event,
+            metrics_path=log,
+            regularizer=model.regularization,
+        )
     except BaseException:  # an error or an interruption (Ctrl-C, SIGTERM) leaves no partial log behind
         if log:
             log.unlink(missing_ok=True)
@@ -252,14 +295,28 @@ def _fit(model: AdapterModel, base_model: BaseModel, data: _TaskData, config: Tr
     return result, trainable, total
 
 
-def _save(out: Path, metadata: dict[str, Any], weights: dict[str, torch.Tensor], *, overwrite: bool,
-          extra_dirs: dict[str, Path] | None = None, extra_files: dict[str, bytes] | None = None) -> Artifact:
+def _save(
+    out: Path,
+    metadata: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    *,
+    overwrite: bool,
+    extra_dirs: dict[str, Path] | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> Artifact:
     """Write the artifact with its card, ``extra_files`` and the per-epoch log that grew beside it."""
     log = _metrics_path(out)
     extra = {**(extra_files or {}), **({"metrics.jsonl": log.read_bytes()} if log and log.exists() else {})}
     try:
-        return write_artifact(out, metadata, weights, render_model_card(metadata), extra_files=extra,
-                              extra_dirs=extra_dirs, overwrite=overwrite)
+        return write_artifact(
+            out,
+            metadata,
+            weights,
+            render_model_card(metadata),
+            extra_files=extra,
+            extra_dirs=extra_dirs,
+            overwrite=overwrite,
+        )
     finally:
         if log:
             log.unlink(missing_ok=True)
@@ -318,10 +375,25 @@ def fuse(
     if auto is not None:
         from .compose import fuse_auto
 
-        return fuse_auto(train_data, task=task, auto=auto, dev_data=dev_data, adapters=[str(a) for a in adapters],
-                         registry=registry, target_adapter=target_adapter, base=base, columns=columns,
-                         adapter_config=config, fusion=fusion, fusion_config=config, out=out, name=name,
-                         overwrite=overwrite, on_event=on_event, candidates_dir=candidates_dir)
+        return fuse_auto(
+            train_data,
+            task=task,
+            auto=auto,
+            dev_data=dev_data,
+            adapters=[str(a) for a in adapters],
+            registry=registry,
+            target_adapter=target_adapter,
+            base=base,
+            columns=columns,
+            adapter_config=config,
+            fusion=fusion,
+            fusion_config=config,
+            out=out,
+            name=name,
+            overwrite=overwrite,
+            on_event=on_event,
+            candidates_dir=candidates_dir,
+        )
     config = dataclasses.replace(config or TrainConfig(), mode="fusion")
     config.validate()
     columns = columns or Columns()
@@ -343,8 +415,10 @@ def fuse(
         check_base(part.metadata, parts[0].metadata)
     data = _prepare_data(train_data, dev_data, columns, head, config)
 
-    base_model = base if isinstance(base, BaseModel) else load_base(
-        base if base is not None else parts[0].metadata["base"]["model_id"]
+    base_model = (
+        base
+        if isinstance(base, BaseModel)
+        else load_base(base if base is not None else parts[0].metadata["base"]["model_id"])
     )
     for part in parts:
         check_base(part.metadata, base_model)
@@ -359,22 +433,51 @@ def fuse(
     if out is not None and result_is_writer():
         from .analysis import measure_activations  # analysis imports this module
 
-        records = [{"name": p.metadata["name"], "task": p.metadata["task"],
-                    "base": base_key(p.metadata["base"]["model_id"]), "digest": p.digest} for p in parts]
+        records = [
+            {
+                "name": p.metadata["name"],
+                "task": p.metadata["task"],
+                "base": base_key(p.metadata["base"]["model_id"]),
+                "digest": p.digest,
+            }
+            for p in parts
+        ]
         # what the fusion attends to on its dev set: recorded, and drawn into the artifact (SPEC 13)
-        activations = measure_activations(model, base_model.tokenizer, data.dev,
-                                          [f"{p.metadata['task']}/{p.metadata['name']}" for p in parts],
-                                          max_length=config.max_length, batch_size=config.batch_size)
+        activations = measure_activations(
+            model,
+            base_model.tokenizer,
+            data.dev,
+            [f"{p.metadata['task']}/{p.metadata['name']}" for p in parts],
+            max_length=config.max_length,
+            batch_size=config.batch_size,
+        )
         metadata = artifact_metadata(
-            kind="fusion", name=name, task=task, base=base_model, head=data.head, columns=columns, config=config,
-            fit_result=result, data=data.records(), parameters=(trainable, total), license=license,
-            extra={"fusion": {**model.fusion_configs[name].to_dict(), "positions": list(positions)},
-                   "adapters": records, "activations": {"data": "dev", **activations.to_dict()}},
+            kind="fusion",
+            name=name,
+            task=task,
+            base=base_model,
+            head=data.head,
+            columns=columns,
+            config=config,
+            fit_result=result,
+            data=data.records(),
+            parameters=(trainable, total),
+            license=license,
+            extra={
+                "fusion": {**model.fusion_configs[name].to_dict(), "positions": list(positions)},
+                "adapters": records,
+                "activations": {"data": "dev", **activations.to_dict()},
+            },
         )
         heatmap = activations.svg(f"{name}: mean fusion attention on the dev set")
-        artifact = _save(Path(out), metadata, model.artifact_state_dict(kind="fusion"), overwrite=overwrite,
-                         extra_dirs={f"{FUSION_ADAPTERS_DIR}/{p.metadata['name']}": p.path for p in parts},
-                         extra_files={HEATMAP_FILE: heatmap.encode()})
+        artifact = _save(
+            Path(out),
+            metadata,
+            model.artifact_state_dict(kind="fusion"),
+            overwrite=overwrite,
+            extra_dirs={f"{FUSION_ADAPTERS_DIR}/{p.metadata['name']}": p.path for p in parts},
+            extra_files={HEATMAP_FILE: heatmap.encode()},
+        )
     return TrainResult(artifact, result, model, trainable, total)
 
 
@@ -395,24 +498,28 @@ def _warm_start_source(init_from: str | Path, adapter: AdapterConfig, registry: 
     from .hub import fetch
 
     with tempfile.TemporaryDirectory(prefix="ahl-init-") as tmp:
-        where = Path(init_from) if Path(init_from).is_dir() else fetch(str(init_from), to=Path(tmp) / "a",
-                                                                        registry=registry)
+        where = (
+            Path(init_from)
+            if Path(init_from).is_dir()
+            else fetch(str(init_from), to=Path(tmp) / "a", registry=registry)
+        )
         source = read_artifact(where)
         if source.kind != "adapter" or not source.metadata.get("adapter"):
-            raise ConfigError(f"--init-from {init_from}: holds no adapter (kind {source.kind}); "
-                              f"name a trained adapter")
+            raise ConfigError(f"--init-from {init_from}: holds no adapter (kind {source.kind}); name a trained adapter")
         theirs, ours = AdapterConfig.from_dict(source.metadata["adapter"]).to_dict(), adapter.to_dict()
         differs = [f"{k} ({theirs.get(k)!r}, here {v!r})" for k, v in sorted(ours.items()) if theirs.get(k) != v]
         if differs:
-            raise ConfigError(f"--init-from {init_from}: its adapter differs in {', '.join(differs)}; "
-                              f"train with the same architecture options to warm-start from it")
+            raise ConfigError(
+                f"--init-from {init_from}: its adapter differs in {', '.join(differs)}; "
+                f"train with the same architecture options to warm-start from it"
+            )
         return _WarmStart(source.metadata, source.digest, _adapter_weights(source))
 
 
 def _adapter_weights(artifact: Artifact) -> dict[str, torch.Tensor]:
     """An adapter artifact's adapter weights (not its head), keyed as in ``model.adapters[name]``."""
     prefix = "adapter."
-    return {k[len(prefix):]: v for k, v in artifact.load_weights().items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in artifact.load_weights().items() if k.startswith(prefix)}
 
 
 def _add_stored_adapter(model: AdapterModel, artifact: Artifact) -> None:
@@ -448,16 +555,28 @@ def artifact_metadata(
     ``fusion`` and ``adapters`` (the fused adapters' entries and digests). ``license`` (a Hub
     license id) is recorded when given.
     """
-    return new_metadata(kind=kind, name=name, task=task, base=base, license=license, fields={
-        **extra,
-        "head": head.to_dict(),
-        "columns": columns.to_dict(),
-        "training": {**_ran(config, fit_result), "best_epoch": fit_result.best_epoch,
-                     "stopped_early": fit_result.stopped_early, "world_size": fit_result.world_size,
-                     "data": data, "history": fit_result.history},
-        "metrics": {"dev": fit_result.best_metrics},
-        "parameters": {"trainable": parameters[0], "total": parameters[1]},
-    })
+    return new_metadata(
+        kind=kind,
+        name=name,
+        task=task,
+        base=base,
+        license=license,
+        fields={
+            **extra,
+            "head": head.to_dict(),
+            "columns": columns.to_dict(),
+            "training": {
+                **_ran(config, fit_result),
+                "best_epoch": fit_result.best_epoch,
+                "stopped_early": fit_result.stopped_early,
+                "world_size": fit_result.world_size,
+                "data": data,
+                "history": fit_result.history,
+            },
+            "metrics": {"dev": fit_result.best_metrics},
+            "parameters": {"trainable": parameters[0], "total": parameters[1]},
+        },
+    )
 
 
 def _ran(config: TrainConfig, fit_result: FitResult) -> dict[str, Any]:
@@ -504,8 +623,10 @@ def load(path: str | Path, *, base: str | BaseModel | None = None, device: str =
     artifact = read_artifact(path)
     meta = artifact.metadata
     weights = artifact.load_weights()
-    base_model = base if isinstance(base, BaseModel) else load_base(
-        base if base is not None else meta["base"]["model_id"], revision=meta["base"].get("revision")
+    base_model = (
+        base
+        if isinstance(base, BaseModel)
+        else load_base(base if base is not None else meta["base"]["model_id"], revision=meta["base"].get("revision"))
     )
     check_base(meta, base_model)
     model = AdapterModel(base_model)
@@ -545,8 +666,10 @@ def check_base(metadata: dict[str, Any], base: BaseModel | dict[str, Any]) -> No
         other = BaseFingerprint.from_dict(base["base"]["fingerprint"])
         other_base = f"{base['kind']} {base['name']!r} was trained on {base['base']['model_id']}"
     recorded.check_compatible(
-        other, trained=f"{metadata['kind']} {metadata['name']!r} was trained on {metadata['base']['model_id']}",
-        other_base=other_base)
+        other,
+        trained=f"{metadata['kind']} {metadata['name']!r} was trained on {metadata['base']['model_id']}",
+        other_base=other_base,
+    )
 
 
 def ensure_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | None) -> LoadedAdapter:
@@ -558,8 +681,10 @@ def ensure_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | N
     """
     loaded = adapter if isinstance(adapter, LoadedAdapter) else load(adapter, base=base)
     if loaded.head.extra.get("placeholder"):
-        raise ConfigError(f"{loaded.artifact.path} has no trained prediction head (it was imported without one); "
-                          f"fuse it with 'ahl fuse' or train a head before predicting")
+        raise ConfigError(
+            f"{loaded.artifact.path} has no trained prediction head (it was imported without one); "
+            f"fuse it with 'ahl fuse' or train a head before predicting"
+        )
     return loaded
 
 
@@ -580,8 +705,9 @@ def evaluate(
     targets = encode_labels(data_set, head.type, head.label_names)
     enc = tokenize(loaded.base.tokenizer, data_set, max_length or max_length_of(loaded), targets)
     device = next(loaded.model.parameters()).device
-    return evaluate_outputs(loaded.model, enc, head.type, batch_size=batch_size, device=device,
-                            pad_id=pad_id_of(loaded.base.tokenizer))
+    return evaluate_outputs(
+        loaded.model, enc, head.type, batch_size=batch_size, device=device, pad_id=pad_id_of(loaded.base.tokenizer)
+    )
 
 
 def max_length_of(loaded: LoadedAdapter) -> int:
@@ -620,8 +746,9 @@ def predict(
     loaded = ensure_loaded(adapter, base)
     if isinstance(inputs, (str, Path)):
         if isinstance(inputs, str) and not inputs.startswith(HUB_PREFIX) and not Path(inputs).exists():
-            raise DataError(f"data file {inputs[:60]!r} does not exist; to predict texts pass a list: "
-                            f"predict(adapter, [text, ...])")
+            raise DataError(
+                f"data file {inputs[:60]!r} does not exist; to predict texts pass a list: predict(adapter, [text, ...])"
+            )
         data_set = load_examples(inputs, columns or loaded.columns, require_label=False)
     elif isinstance(inputs, ExampleSet):
         data_set = inputs
@@ -636,8 +763,9 @@ def predict(
         raise DataError("a multiple-choice adapter needs candidate answers for every input")
     enc = tokenize(loaded.base.tokenizer, data_set, max_length_of(loaded), None)
     device = next(loaded.model.parameters()).device
-    outputs = predict_outputs(loaded.model, enc, batch_size=batch_size, device=device,
-                              pad_id=pad_id_of(loaded.base.tokenizer))
+    outputs = predict_outputs(
+        loaded.model, enc, batch_size=batch_size, device=device, pad_id=pad_id_of(loaded.base.tokenizer)
+    )
     return [_prediction(head, row, example) for row, example in zip(outputs, data_set.examples, strict=False)]
 
 

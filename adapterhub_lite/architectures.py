@@ -74,8 +74,7 @@ def layout_for(model_type: str) -> FamilyLayout:
         return FAMILIES[model_type]
     except KeyError:
         raise UnsupportedModelError(
-            f"model type {model_type!r} is not supported; supported families: "
-            f"{', '.join(sorted(FAMILIES))}"
+            f"model type {model_type!r} is not supported; supported families: {', '.join(sorted(FAMILIES))}"
         ) from None
 
 
@@ -87,7 +86,5 @@ def adapter_sites(encoder: nn.Module, model_type: str, positions: tuple[str, ...
     for index, layer in enumerate(layers.children()):  # a ModuleList: its layers in order
         for position in positions:
             out_path, ln_path = layout.sites[position]
-            sites.append(
-                AdapterSite(index, position, layer.get_submodule(out_path), layer.get_submodule(ln_path))
-            )
+            sites.append(AdapterSite(index, position, layer.get_submodule(out_path), layer.get_submodule(ln_path)))
     return sites

@@ -86,8 +86,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def new_metadata(*, kind: str, name: str, task: str, base: BaseModel, fields: dict[str, Any],
-                 license: str | None = None) -> dict[str, Any]:
+def new_metadata(
+    *, kind: str, name: str, task: str, base: BaseModel, fields: dict[str, Any], license: str | None = None
+) -> dict[str, Any]:
     """The one builder of an artifact's metadata (training, fusion and import all use it):
     identity, creation time, the base and its fingerprint, then ``fields`` (what the kind and
     its origin add: ``adapter``, ``head``, ``training``, ...), the library versions and the
@@ -137,10 +138,14 @@ def write_artifact(
             (staging / name).write_bytes(content)
         for relative, source in (extra_dirs or {}).items():
             shutil.copytree(source, staging / relative)
-        metadata = {**metadata, "format_version": FORMAT_VERSION, "files": {
-            name: {"sha256": sha256_file(staging / name), "size": (staging / name).stat().st_size}
-            for name in (weights_name, CARD_FILE, *(extra_files or {}))
-        }}
+        metadata = {
+            **metadata,
+            "format_version": FORMAT_VERSION,
+            "files": {
+                name: {"sha256": sha256_file(staging / name), "size": (staging / name).stat().st_size}
+                for name in (weights_name, CARD_FILE, *(extra_files or {}))
+            },
+        }
         text = json.dumps(_finite(metadata), indent=2, allow_nan=False)
         (staging / METADATA_FILES[kind]).write_text(text + "\n", encoding="utf-8")
     return read_artifact(out)
@@ -212,8 +217,9 @@ def check_metadata(metadata: Any, where: Path | str) -> None:
     for name, record in files.items():
         if Path(name).name != name or name in ("", ".", "..") or "\\" in name:
             raise ArtifactError(f"{where}: file name {name!r} must be a plain name inside the artifact")
-        if not (isinstance(record, dict) and isinstance(record.get("sha256"), str)
-                and isinstance(record.get("size"), int)):
+        if not (
+            isinstance(record, dict) and isinstance(record.get("sha256"), str) and isinstance(record.get("size"), int)
+        ):
             raise ArtifactError(f"{where}: files[{name!r}] must be an object with sha256 and size")
 
 
@@ -245,8 +251,9 @@ def check_license(license: str | None) -> str | None:
     """A license as the Hub's ``license`` field takes it: an id such as ``apache-2.0``, ``mit``,
     ``cc-by-4.0`` or ``other`` (lowercase letters, digits, ``.``, ``+``, ``-``)."""
     if license is not None and not LICENSE_PATTERN.fullmatch(license):
-        raise ConfigError(f"license {license!r} is not a license id; use the Hub's ids, e.g. apache-2.0, mit, "
-                          f"cc-by-4.0 or other")
+        raise ConfigError(
+            f"license {license!r} is not a license id; use the Hub's ids, e.g. apache-2.0, mit, cc-by-4.0 or other"
+        )
     return license
 
 
@@ -298,45 +305,87 @@ def render_model_card(metadata: dict[str, Any], *, adapters_export: bool = False
         library = "adapterhub-lite"
     if hub_base:  # the tag the Hub derives from base_model + base_model_relation: adapter
         tags.append(f"base_model:adapter:{hub_base}")
-    results = [EvalResult(task_type=pipeline, dataset_type=datasets[0] if datasets else task, dataset_name=task,
-                          dataset_split="dev", metric_type=k, metric_value=round(float(v), 4))
-               for k, v in metrics.items()]
+    results = [
+        EvalResult(
+            task_type=pipeline,
+            dataset_type=datasets[0] if datasets else task,
+            dataset_name=task,
+            dataset_split="dev",
+            metric_type=k,
+            metric_value=round(float(v), 4),
+        )
+        for k, v in metrics.items()
+    ]
     data = ModelCardData(
-        library_name=library, license=metadata.get("license"), base_model=hub_base,
-        base_model_relation="adapter" if hub_base else None, pipeline_tag=pipeline, tags=tags,
-        datasets=datasets or None, model_name=name if results else None, eval_results=results or None,
+        library_name=library,
+        license=metadata.get("license"),
+        base_model=hub_base,
+        base_model_relation="adapter" if hub_base else None,
+        pipeline_tag=pipeline,
+        tags=tags,
+        datasets=datasets or None,
+        model_name=name if results else None,
+        eval_results=results or None,
     )
     fused = [a["name"] for a in metadata.get("adapters", [])]
     imported = metadata.get("imported_from")
-    what = (f"An AdapterFusion over {len(fused)} adapters ({', '.join(fused)})" if fused else
-            f"A {adapter['preset'] if adapter else 'head-only'} adapter")
+    what = (
+        f"An AdapterFusion over {len(fused)} adapters ({', '.join(fused)})"
+        if fused
+        else f"A {adapter['preset'] if adapter else 'head-only'} adapter"
+    )
     how = "converted from AdapterHub's adapters format" if imported else "trained with adapterhub-lite"
     body = [f"# {name}", "", f"{what} for the task **{task}** on `{base_id}`, {how}.", ""]
     if imported:
-        body += [f"Converted from the AdapterHub `adapters` adapter `{imported['adapter_name']}` "
-                 f"({imported['source']}" + (f" at {imported['commit']}" if imported.get("commit") else "") + ").", ""]
+        body += [
+            f"Converted from the AdapterHub `adapters` adapter `{imported['adapter_name']}` "
+            f"({imported['source']}" + (f" at {imported['commit']}" if imported.get("commit") else "") + ").",
+            "",
+        ]
     if head.get("placeholder"):
-        body += ["The source has no prediction head: this artifact's head is an all-zero placeholder; it serves "
-                 "fusion, not prediction.", ""]
+        body += [
+            "The source has no prediction head: this artifact's head is an all-zero placeholder; it serves "
+            "fusion, not prediction.",
+            "",
+        ]
     elif head["type"] == "classification":
         body += [f"Labels: {', '.join(head['label_names'])}.", ""]
     if metrics:
         body += ["| dev metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in metrics.items()], ""]
     if adapters_export:
-        body += ["## Usage", "", "```bash", "pip install -U adapters", "```", "", "```python",
-                 "from adapters import AutoAdapterModel", "",
-                 f"model = AutoAdapterModel.from_pretrained({json.dumps(hub_base or base_id)})",
-                 "# \".\": run from this directory (a copy on the Hub loads by its repo id, source=\"hf\")",
-                 "adapter_name = model.load_adapter(\".\", set_active=True)", "```", ""]
+        body += [
+            "## Usage",
+            "",
+            "```bash",
+            "pip install -U adapters",
+            "```",
+            "",
+            "```python",
+            "from adapters import AutoAdapterModel",
+            "",
+            f"model = AutoAdapterModel.from_pretrained({json.dumps(hub_base or base_id)})",
+            '# ".": run from this directory (a copy on the Hub loads by its repo id, source="hf")',
+            'adapter_name = model.load_adapter(".", set_active=True)',
+            "```",
+            "",
+        ]
     elif not head.get("placeholder"):
         pairs = metadata.get("columns", {}).get("text_pair")
         text_column = metadata.get("columns", {}).get("text", "text")
-        body += ["## Usage", "", "One text per line in a `.txt` file (or a CSV/JSON Lines file with a "
-                 f"`{text_column}` column"
-                 + (f" and a `{pairs}` column: this adapter reads text pairs" if pairs else "")
-                 + "), run from this directory (elsewhere, name the directory or the registry ref instead of `.`):",
-                 "", "```bash", "printf 'first text\\nsecond text\\n' > texts.txt", "ahl predict . -i texts.txt",
-                 "```", ""]
+        body += [
+            "## Usage",
+            "",
+            "One text per line in a `.txt` file (or a CSV/JSON Lines file with a "
+            f"`{text_column}` column"
+            + (f" and a `{pairs}` column: this adapter reads text pairs" if pairs else "")
+            + "), run from this directory (elsewhere, name the directory or the registry ref instead of `.`):",
+            "",
+            "```bash",
+            "printf 'first text\\nsecond text\\n' > texts.txt",
+            "ahl predict . -i texts.txt",
+            "```",
+            "",
+        ]
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))
 
 
@@ -348,8 +397,12 @@ def artifact_files(artifact: Artifact) -> dict[str, dict[str, Any] | None]:
     files: dict[str, dict[str, Any] | None] = {METADATA_FILES[artifact.kind]: None, **artifact.metadata["files"]}
     if artifact.kind == "fusion":
         for part in fusion_adapters(artifact, verify=False):
-            files.update({f"{FUSION_ADAPTERS_DIR}/{part.path.name}/{name}": record
-                          for name, record in artifact_files(part).items()})
+            files.update(
+                {
+                    f"{FUSION_ADAPTERS_DIR}/{part.path.name}/{name}": record
+                    for name, record in artifact_files(part).items()
+                }
+            )
     return files
 
 
@@ -366,11 +419,15 @@ def fusion_adapters(artifact: Artifact, *, verify: bool = True) -> list[Artifact
     for record in artifact.metadata["adapters"]:
         path = artifact.path / FUSION_ADAPTERS_DIR / check_segment(record["name"], "adapter name")
         if not path.is_dir():
-            raise ArtifactError(f"{path} is missing: the fusion needs adapter {record['name']!r}; "
-                                f"fetch the fusion with 'ahl pull', which brings its adapters")
+            raise ArtifactError(
+                f"{path} is missing: the fusion needs adapter {record['name']!r}; "
+                f"fetch the fusion with 'ahl pull', which brings its adapters"
+            )
         part = read_artifact(path, verify=verify)
         if part.digest != record["digest"]:
-            raise IntegrityError(f"{path} is not the adapter this fusion was trained with "
-                                 f"(digest {part.digest[:19]}..., expected {record['digest'][:19]}...)")
+            raise IntegrityError(
+                f"{path} is not the adapter this fusion was trained with "
+                f"(digest {part.digest[:19]}..., expected {record['digest'][:19]}...)"
+            )
         parts.append(part)
     return parts

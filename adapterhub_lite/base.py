@@ -47,10 +47,7 @@ class BaseFingerprint:
         return [k for k in self.__dataclass_fields__ if getattr(self, k) != getattr(other, k)]
 
     def short(self) -> str:
-        return (
-            f"{self.model_type} {self.num_layers}x{self.hidden_size} "
-            f"weights {self.weights_sha256[:12]}"
-        )
+        return f"{self.model_type} {self.num_layers}x{self.hidden_size} weights {self.weights_sha256[:12]}"
 
     def check_compatible(self, other: BaseFingerprint, *, trained: str, other_base: str) -> None:
         """The one base-compatibility check: raise :class:`IncompatibleBaseError` naming both
@@ -223,9 +220,11 @@ def load_base(
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         if kwargs.get("local_files_only"):
-            raise BaseModelError(f"cannot load base model {model_id!r}: it is not a local directory, not in the "
-                                 f"Hugging Face cache, and the Hub cannot be reached (offline); check the id, or pass "
-                                 f"a model directory") from None
+            raise BaseModelError(
+                f"cannot load base model {model_id!r}: it is not a local directory, not in the "
+                f"Hugging Face cache, and the Hub cannot be reached (offline); check the id, or pass "
+                f"a model directory"
+            ) from None
         raise BaseModelError(f"cannot load base model {model_id!r}: {_first_line(exc)}") from exc
     layout = layout_for(config.model_type)  # fail on an unsupported family before loading weights
     model_kwargs = {"add_pooling_layer": False} if layout.optional_pooler else {}
@@ -246,9 +245,7 @@ def load_base(
     return _wrap(encoder, functools.partial(_load_tokenizer, source, model_id, kwargs), model_id, revision)
 
 
-def from_encoder(
-    encoder: nn.Module, tokenizer: Any, *, model_id: str, revision: str | None = None
-) -> BaseModel:
+def from_encoder(encoder: nn.Module, tokenizer: Any, *, model_id: str, revision: str | None = None) -> BaseModel:
     """Wrap an already constructed encoder (for example a randomly initialised test config)."""
     return _wrap(encoder, lambda: tokenizer, model_id, revision)
 

@@ -65,8 +65,12 @@ class Candidate:
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "dev": self.dev, "adapters": self.adapters,
-                **({"note": self.note} if self.note else {})}
+        return {
+            "method": self.method,
+            "dev": self.dev,
+            "adapters": self.adapters,
+            **({"note": self.note} if self.note else {}),
+        }
 
 
 def selection_metric(metrics: dict[str, float]) -> str:
@@ -140,8 +144,16 @@ def fuse_auto(
 
         data = _prepare_data(train_data, dev_data, columns, "classification", adapter_config)
         own_name = task
-        ranking = rank(data.train, adapters=list(adapters) or None, registry=registry, pool=pool, base=loaded,
-                       columns=columns, exclude=[own_name], workdir=scratch / "pool")
+        ranking = rank(
+            data.train,
+            adapters=list(adapters) or None,
+            registry=registry,
+            pool=pool,
+            base=loaded,
+            columns=columns,
+            exclude=[own_name],
+            workdir=scratch / "pool",
+        )
         sources = [c for c in ranking.candidates if c.path is not None][:auto]  # the record keeps them all
         if target_adapter is not None:
             own_path = fetch(str(target_adapter), to=scratch / "target", registry=registry)
@@ -150,34 +162,77 @@ def fuse_auto(
 
             own_dev = evaluate(own_path, data.dev, columns=columns, base=loaded)
         else:
-            result = train(data.train, task=task, dev_data=data.dev, base=loaded, columns=columns, adapter=adapter,
-                           config=adapter_config, out=scratch / "target", name=own_name, on_event=on_event)
+            result = train(
+                data.train,
+                task=task,
+                dev_data=data.dev,
+                base=loaded,
+                columns=columns,
+                adapter=adapter,
+                config=adapter_config,
+                out=scratch / "target",
+                name=own_name,
+                on_event=on_event,
+            )
             own, own_dev = _saved(result), result.metrics
         own_name = own.metadata["name"]
         candidates = [Candidate("adapter", own_dev, [own_name], own.path)]
         if warm_start and sources:
             best = sources[0]
             try:
-                result = train(data.train, task=task, dev_data=data.dev, base=loaded, columns=columns,
-                               adapter=adapter, config=adapter_config, out=scratch / "warm", name=own_name,
-                               init_from=best.path, on_event=on_event)
-                candidates.append(Candidate("warm_start", result.metrics, [best.name],
-                                            _saved(result).path, f"initialised from {best.source}"))
+                result = train(
+                    data.train,
+                    task=task,
+                    dev_data=data.dev,
+                    base=loaded,
+                    columns=columns,
+                    adapter=adapter,
+                    config=adapter_config,
+                    out=scratch / "warm",
+                    name=own_name,
+                    init_from=best.path,
+                    on_event=on_event,
+                )
+                candidates.append(
+                    Candidate(
+                        "warm_start",
+                        result.metrics,
+                        [best.name],
+                        _saved(result).path,
+                        f"initialised from {best.source}",
+                    )
+                )
             except ConfigError as exc:  # another architecture: no warm start from it
                 candidates.append(Candidate("warm_start", {}, [best.name], None, str(exc)))
         parts = [c.path for c in sources if c.path is not None and c.name != own_name]
         if parts:
-            result = fuse([*parts, own.path], data.train, task=task, dev_data=data.dev, base=loaded, columns=columns,
-                          fusion=fusion, config=fusion_config, out=scratch / "fusion", name=name or f"{task}-fusion",
-                          on_event=on_event)
-            candidates.append(Candidate("fusion", result.metrics, [*(c.name for c in sources), own_name],
-                                        _saved(result).path))
+            result = fuse(
+                [*parts, own.path],
+                data.train,
+                task=task,
+                dev_data=data.dev,
+                base=loaded,
+                columns=columns,
+                fusion=fusion,
+                config=fusion_config,
+                out=scratch / "fusion",
+                name=name or f"{task}-fusion",
+                on_event=on_event,
+            )
+            candidates.append(
+                Candidate("fusion", result.metrics, [*(c.name for c in sources), own_name], _saved(result).path)
+            )
         tried = [c for c in candidates if c.dev]
         chosen = choose(tried)
         artifact = None
         if out is not None:
-            record = {"auto": auto, "selection_metric": selection_metric(chosen.dev), "chosen": chosen.method,
-                      "candidates": [c.to_dict() for c in candidates], "ranking": ranking.to_dict()}
+            record = {
+                "auto": auto,
+                "selection_metric": selection_metric(chosen.dev),
+                "chosen": chosen.method,
+                "candidates": [c.to_dict() for c in candidates],
+                "ranking": ranking.to_dict(),
+            }
             assert chosen.path is not None  # a candidate with dev metrics was saved
             artifact = _ship(read_artifact(chosen.path), Path(out), record, overwrite=overwrite)
     chosen = dataclasses.replace(chosen, path=artifact.path if artifact else None)
@@ -217,5 +272,12 @@ def _ship(source: Artifact, out: Path, composition: dict[str, Any], *, overwrite
     dirs = {}
     if source.kind == "fusion":
         dirs = {f"{FUSION_ADAPTERS_DIR}/{p.name}": p for p in (source.path / FUSION_ADAPTERS_DIR).iterdir()}
-    return write_artifact(out, metadata, source.load_weights(), render_model_card(metadata), extra_files=extra,
-                          extra_dirs=dirs, overwrite=overwrite)
+    return write_artifact(
+        out,
+        metadata,
+        source.load_weights(),
+        render_model_card(metadata),
+        extra_files=extra,
+        extra_dirs=dirs,
+        overwrite=overwrite,
+    )

@@ -90,9 +90,7 @@ class AdapterConfig(_JsonConfig):
         "pfeiffer": dict(positions=("ffn",), non_linearity="relu", original_ln_before=True),
         # Houlsby et al. 2019: adapters after attention and after feed-forward, reading the
         # sublayer output directly.
-        "houlsby": dict(
-            positions=("attention", "ffn"), non_linearity="swish", original_ln_before=False
-        ),
+        "houlsby": dict(positions=("attention", "ffn"), non_linearity="swish", original_ln_before=False),
     }
 
     @classmethod
@@ -104,9 +102,7 @@ class AdapterConfig(_JsonConfig):
             ('attention', 'ffn')
         """
         if name not in cls.PRESETS:
-            raise ConfigError(
-                f"unknown adapter preset {name!r}; choose one of: {', '.join(cls.PRESETS)}"
-            )
+            raise ConfigError(f"unknown adapter preset {name!r}; choose one of: {', '.join(cls.PRESETS)}")
         values = {**cls.PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
         cfg = cls(preset=name, **values)
         cfg.validate()
@@ -118,8 +114,7 @@ class AdapterConfig(_JsonConfig):
             raise ConfigError(f"adapter positions must be a non-empty subset of {POSITIONS}")
         if self.non_linearity not in NON_LINEARITIES:
             raise ConfigError(
-                f"unknown non-linearity {self.non_linearity!r}; choose one of: "
-                f"{', '.join(NON_LINEARITIES)}"
+                f"unknown non-linearity {self.non_linearity!r}; choose one of: {', '.join(NON_LINEARITIES)}"
             )
         if self.init not in INITS:
             raise ConfigError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
@@ -161,9 +156,7 @@ class HeadConfig(_JsonConfig):
     num_choices: int | None = field(
         default=None, metadata={"help": "Answers per question (multiple choice; None = any)."}
     )
-    pooling: str = field(
-        default="cls", metadata={"help": "Sequence summary: first token ('cls') or 'mean'."}
-    )
+    pooling: str = field(default="cls", metadata={"help": "Sequence summary: first token ('cls') or 'mean'."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout before each head layer."})
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -216,8 +209,10 @@ class TrainConfig(_JsonConfig):
     )
     metric: str = field(
         default="auto",
-        metadata={"help": f"Dev metric for early stopping and the kept epoch: one of {METRICS} (auto: "
-                  "macro_f1 on imbalanced classification labels, else accuracy; pearson for regression)."},
+        metadata={
+            "help": f"Dev metric for early stopping and the kept epoch: one of {METRICS} (auto: "
+            "macro_f1 on imbalanced classification labels, else accuracy; pearson for regression)."
+        },
     )
     class_weight: str = field(
         default="none",

@@ -76,8 +76,7 @@ def is_artifact_path(target: str | Path) -> bool:
         return False
 
 
-def push(path: str | Path, *, registry: RegistryLike = None,
-         version: str | None = None) -> Entry:
+def push(path: str | Path, *, registry: RegistryLike = None, version: str | None = None) -> Entry:
     """Push an artifact directory; returns the stored version (see :meth:`LocalRegistry.push`).
 
     Example:
@@ -87,9 +86,15 @@ def push(path: str | Path, *, registry: RegistryLike = None,
     return open_registry(registry).push(path, version=version)
 
 
-def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel | None = None,
-         registry: RegistryLike = None, overwrite: bool = False,
-         progress: Progress | None = None) -> tuple[Entry, Path]:
+def pull(
+    ref: str | Ref,
+    *,
+    to: str | Path | None = None,
+    base: str | BaseModel | None = None,
+    registry: RegistryLike = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> tuple[Entry, Path]:
     """Pull a version into a directory (default ``./NAME-VERSION``), verified file by file.
 
     With ``base``, the short ref form resolves against it and the recorded base fingerprint is
@@ -109,8 +114,14 @@ def pull(ref: str | Ref, *, to: str | Path | None = None, base: str | BaseModel 
     return entry, target
 
 
-def search(*, registry: RegistryLike = None, like: str | Path | ExampleSet | TaskEmbedding | None = None,
-           top: int | None = None, columns: Columns | None = None, **filters: Any) -> list[Entry]:
+def search(
+    *,
+    registry: RegistryLike = None,
+    like: str | Path | ExampleSet | TaskEmbedding | None = None,
+    top: int | None = None,
+    columns: Columns | None = None,
+    **filters: Any,
+) -> list[Entry]:
     """Search by ``base``, ``task``, ``architecture``, ``name`` (substring), ``tag``; ``sort`` by a
     dev metric; ``limit`` rows.
 
@@ -129,8 +140,9 @@ def search(*, registry: RegistryLike = None, like: str | Path | ExampleSet | Tas
         return reg.search(**filters)
     others = sorted(k for k, v in filters.items() if v is not None and k not in ("base", "limit"))
     if others:
-        raise ConfigError(f"--like ranks by similarity; combine it only with --base and --top "
-                          f"(not {', '.join(others)})")
+        raise ConfigError(
+            f"--like ranks by similarity; combine it only with --base and --top (not {', '.join(others)})"
+        )
     base = filters.get("base")
     if isinstance(like, TaskEmbedding):
         embedding, base_id = like, (base.model_id if isinstance(base, BaseModel) else base) or DEFAULT_BASE
@@ -140,12 +152,15 @@ def search(*, registry: RegistryLike = None, like: str | Path | ExampleSet | Tas
     limit = top if top is not None else filters.get("limit") or 10
     if limit < 1:
         raise ConfigError("--top must be at least 1")
-    return [dataclasses.replace(entry, score=score) for entry, score in
-            reg.search_like(embedding, base=base_id, top=int(limit))]
+    return [
+        dataclasses.replace(entry, score=score)
+        for entry, score in reg.search_like(embedding, base=base_id, top=int(limit))
+    ]
 
 
-def task_embedding_of(data: str | Path | ExampleSet, *, base: str | BaseModel | None = None,
-                      columns: Columns | None = None) -> TaskEmbedding:
+def task_embedding_of(
+    data: str | Path | ExampleSet, *, base: str | BaseModel | None = None, columns: Columns | None = None
+) -> TaskEmbedding:
     """The task embedding of a data file (or loaded examples) under ``base`` (SPEC 2.8)."""
     examples = data if isinstance(data, ExampleSet) else load_examples(data, columns or Columns(), require_label=False)
     if not examples.examples:
@@ -154,8 +169,7 @@ def task_embedding_of(data: str | Path | ExampleSet, *, base: str | BaseModel | 
     return compute_task_embedding(loaded, examples)
 
 
-def resolve(ref: str | Ref, *, base: str | None = None,
-            registry: RegistryLike = None) -> Entry:
+def resolve(ref: str | Ref, *, base: str | None = None, registry: RegistryLike = None) -> Entry:
     """The version a ref means, with its manifest (no files move)."""
     return _resolve(open_registry(registry), ref, base)
 
@@ -178,20 +192,20 @@ def _resolve(reg: Registry, ref: str | Ref, base: str | BaseModel | None) -> Ent
         same = recorded and not BaseFingerprint.from_dict(recorded).differences(fingerprint)
         if found.ref.name == wanted.name and same:
             return reg.resolve(Ref(found.ref.base, wanted.task, wanted.name, wanted.version, wanted.digest))
-    raise NotFoundError(f"no entry {wanted.task}/{wanted.name} was trained on the weights in {base_id} (looked up by "
-                        f"fingerprint); 'ahl search --task {wanted.task}' lists what there is")
+    raise NotFoundError(
+        f"no entry {wanted.task}/{wanted.name} was trained on the weights in {base_id} (looked up by "
+        f"fingerprint); 'ahl search --task {wanted.task}' lists what there is"
+    )
 
 
-def verify(target: str | Path, *, base: str | None = None,
-           registry: RegistryLike = None) -> Entry | Artifact:
+def verify(target: str | Path, *, base: str | None = None, registry: RegistryLike = None) -> Entry | Artifact:
     """Verify an artifact directory, or a registry version, file by file against its sha256."""
     if is_artifact_path(target):
         return read_artifact(target)
     return open_registry(registry).verify(_ref(str(target), base))
 
 
-def yank(ref: str | Ref, *, base: str | None = None,
-         registry: RegistryLike = None) -> Entry:
+def yank(ref: str | Ref, *, base: str | None = None, registry: RegistryLike = None) -> Entry:
     """Hide an exact version from search and ``latest`` (still pullable by its version)."""
     return open_registry(registry).yank(_ref(ref, base))
 
@@ -263,8 +277,17 @@ def fetch(source: str | Path, *, to: Path, base: str | BaseModel | None = None, 
 
         repo, revision = adapters_source(text)
         base_id = base.model_id if isinstance(base, BaseModel) else base
-        remote = registry if isinstance(registry, RemoteRegistry) else (
-            RemoteRegistry(str(registry)) if is_remote(registry) else None)
-        return import_adapter(repo, to=to, base=base_id, revision=revision,
-                              endpoint=remote.endpoint if remote else None, token=remote.token if remote else None).path
+        remote = (
+            registry
+            if isinstance(registry, RemoteRegistry)
+            else (RemoteRegistry(str(registry)) if is_remote(registry) else None)
+        )
+        return import_adapter(
+            repo,
+            to=to,
+            base=base_id,
+            revision=revision,
+            endpoint=remote.endpoint if remote else None,
+            token=remote.token if remote else None,
+        ).path
     return pull(text, to=to, base=base, registry=registry)[1]

@@ -95,9 +95,7 @@ class AdapterModel(nn.Module):
             raise ConfigError(f"an adapter named {name!r} is already in the model")
         layers = nn.ModuleList()
         for _ in range(self.base.fingerprint.num_layers):
-            layers.append(
-                nn.ModuleDict({p: BottleneckAdapter(self.hidden_size, config) for p in config.positions})
-            )
+            layers.append(nn.ModuleDict({p: BottleneckAdapter(self.hidden_size, config) for p in config.positions}))
         device = next(self.encoder.parameters()).device
         self.adapters[name] = layers.to(device)
         self.adapter_configs[name] = config
@@ -293,8 +291,12 @@ class AdapterModel(nn.Module):
         if self.active_fusion is None:
             return None
         weight = self.fusion_configs[self.active_fusion].value_l2
-        layers = [layer for sites in self.fusions[self.active_fusion].children() for layer in sites.children()
-                  if isinstance(layer, FusionLayer)]
+        layers = [
+            layer
+            for sites in self.fusions[self.active_fusion].children()
+            for layer in sites.children()
+            if isinstance(layer, FusionLayer)
+        ]
         return weight * torch.stack([layer.value_penalty() for layer in layers]).sum()
 
     def count_parameters(self) -> tuple[int, int]:
@@ -333,11 +335,14 @@ class AdapterModel(nn.Module):
             per_sequence = isinstance(value, torch.Tensor) and value.dim() > 0 and value.size(0) == batch
             return value[i : i + rows] if per_sequence else value
 
-        return torch.cat([
-            self._encode_slice(input_ids[i : i + rows], attention_mask[i : i + rows],
-                               {k: rows_of(v, i) for k, v in inputs.items()})
-            for i in range(0, batch, rows)
-        ])
+        return torch.cat(
+            [
+                self._encode_slice(
+                    input_ids[i : i + rows], attention_mask[i : i + rows], {k: rows_of(v, i) for k, v in inputs.items()}
+                )
+                for i in range(0, batch, rows)
+            ]
+        )
 
     def _slice_rows(self, input_ids: torch.Tensor) -> int:
         """Sequences per encoder call for this batch (all of them unless :meth:`encode` slices)."""
@@ -385,7 +390,7 @@ class AdapterModel(nn.Module):
             unexpected, missing = sorted(set(state) - expected), sorted(expected - set(state))
             raise RuntimeError(f"unexpected tensors {unexpected[:3]}, missing tensors {missing[:3]}")
         for prefix, module in self._stored(kind, name).items():
-            module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
 
 
 def _layer_sites(layers: nn.Module, layer: int) -> nn.ModuleDict:

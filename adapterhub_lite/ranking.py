@@ -71,9 +71,14 @@ class Ranking:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "examples": self.examples, "folds": self.folds,
-                "seconds": round(self.seconds, 3), "base_probe": self.base_probe,
-                "candidates": [c.to_dict() for c in self.candidates]}
+        return {
+            "method": self.method,
+            "examples": self.examples,
+            "folds": self.folds,
+            "seconds": round(self.seconds, 3),
+            "base_probe": self.base_probe,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
 
 
 # -- the probe ----------------------------------------------------------------------------------
@@ -89,8 +94,9 @@ def fold_ids(labels: Sequence[int], folds: int) -> np.ndarray:
     return ids
 
 
-def probe_score(features: np.ndarray, labels: Sequence[int], num_labels: int, folds: int = DEFAULT_FOLDS,
-                l2: float = PROBE_L2) -> dict[str, float]:
+def probe_score(
+    features: np.ndarray, labels: Sequence[int], num_labels: int, folds: int = DEFAULT_FOLDS, l2: float = PROBE_L2
+) -> dict[str, float]:
     """Out-of-fold accuracy, macro-F1 and mean squared error of a ridge-regression classifier
     (one-vs-rest on one-hot targets, closed form in float64) on standardised features.
 
@@ -130,8 +136,14 @@ def _order(candidate: RankedAdapter) -> tuple[Any, ...]:
 # -- candidates ---------------------------------------------------------------------------------
 
 
-def _candidates(adapters: Sequence[str | Path] | None, registry: Any, target: TaskEmbedding | None,
-                base_id: str, pool: int, workdir: Path) -> list[RankedAdapter]:
+def _candidates(
+    adapters: Sequence[str | Path] | None,
+    registry: Any,
+    target: TaskEmbedding | None,
+    base_id: str,
+    pool: int,
+    workdir: Path,
+) -> list[RankedAdapter]:
     """Named adapters (directories or refs, fetched), or the ``pool`` entries of ``base_id`` in
     ``registry`` most similar to the target, pulled (verified) into ``workdir``."""
     from .hub import fetch, open_registry
@@ -144,15 +156,24 @@ def _candidates(adapters: Sequence[str | Path] | None, registry: Any, target: Ta
             if meta.get("kind") != "adapter" or not meta.get("adapter"):
                 raise ConfigError(f"{source}: holds no adapter (kind {meta.get('kind')}); rank trained adapters")
             own = embedding_of(meta)
-            out.append(RankedAdapter(str(source), meta["name"], meta["task"],
-                                     own.similarity(target) if own and target else None, path=path))
+            out.append(
+                RankedAdapter(
+                    str(source),
+                    meta["name"],
+                    meta["task"],
+                    own.similarity(target) if own and target else None,
+                    path=path,
+                )
+            )
         return out
     if target is None:
         raise ConfigError("ranking a registry needs the target's task embedding")
     reg = open_registry(registry)
     for i, (entry, score) in enumerate(reg.search_like(target, base=base_id, top=pool)):
-        if entry.summary.get("kind", "adapter") != "adapter" or entry.summary.get("architecture") in ("fusion",
-                                                                                                     "head_only"):
+        if entry.summary.get("kind", "adapter") != "adapter" or entry.summary.get("architecture") in (
+            "fusion",
+            "head_only",
+        ):
             continue
         path = fetch(str(entry.ref), to=workdir / f"c{i}", registry=registry)
         out.append(RankedAdapter(str(entry.ref), entry.ref.name, entry.ref.task, score, path=path))
@@ -216,8 +237,10 @@ def rank(
         candidates = _candidates(adapters, registry, target, loaded.model_id, pool, Path(workdir or tmp))
         candidates = [c for c in candidates if c.name not in exclude and c.task not in exclude]
         if not candidates:
-            raise ConfigError("no candidate adapters to rank (the registry holds none with a task embedding for "
-                              "this base; name them with --adapters)")
+            raise ConfigError(
+                "no candidate adapters to rank (the registry holds none with a task embedding for "
+                "this base; name them with --adapters)"
+            )
         artifacts: dict[str, Artifact] = {}
         for c in candidates:
             assert c.path is not None  # every candidate found here was fetched
@@ -259,5 +282,4 @@ def rank(
         if workdir is None:
             for c in candidates:
                 c.path = None
-    return Ranking(candidates, base_probe, used, folds, "probe" if probe else "similarity",
-                   time.perf_counter() - start)
+    return Ranking(candidates, base_probe, used, folds, "probe" if probe else "similarity", time.perf_counter() - start)

@@ -46,9 +46,14 @@ class TaskEmbedding:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in ``adapter.json`` and in registry summaries."""
         data = self.vector.astype("<f2").tobytes()
-        return {"method": self.method, "dtype": "float16", "dim": int(self.vector.size),
-                "examples": self.examples, "max_length": self.max_length,
-                "vector": base64.b64encode(data).decode("ascii")}
+        return {
+            "method": self.method,
+            "dtype": "float16",
+            "dim": int(self.vector.size),
+            "examples": self.examples,
+            "max_length": self.max_length,
+            "vector": base64.b64encode(data).decode("ascii"),
+        }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "task embedding") -> TaskEmbedding:
@@ -106,8 +111,9 @@ def text_examples(data: ExampleSet) -> ExampleSet:
 
 
 @torch.no_grad()
-def pooled_features(encode: Any, enc: Encoded, *, pad_id: int, batch_size: int = 64,
-                    device: torch.device | None = None) -> np.ndarray:
+def pooled_features(
+    encode: Any, enc: Encoded, *, pad_id: int, batch_size: int = 64, device: torch.device | None = None
+) -> np.ndarray:
     """Mean-pooled, L2-normalised last hidden states, one row per example, in input order.
 
     ``encode(input_ids, attention_mask, **rest)`` returns ``[batch, seq, hidden]``: the base
@@ -131,8 +137,9 @@ def pooled_features(encode: Any, enc: Encoded, *, pad_id: int, batch_size: int =
     return np.stack(rows)[np.argsort(order)]  # rows[k] is example order[k]
 
 
-def compute_task_embedding(base: BaseModel, data: ExampleSet, *, examples: int = DEFAULT_EXAMPLES,
-                           max_length: int = 128, batch_size: int = 64) -> TaskEmbedding:
+def compute_task_embedding(
+    base: BaseModel, data: ExampleSet, *, examples: int = DEFAULT_EXAMPLES, max_length: int = 128, batch_size: int = 64
+) -> TaskEmbedding:
     """The task embedding of ``data`` under ``base`` (the recipe in the module docstring)."""
     if examples < 1:
         raise ValueError("examples must be >= 1")
@@ -146,8 +153,9 @@ def compute_task_embedding(base: BaseModel, data: ExampleSet, *, examples: int =
     was_training = encoder.training
     encoder.eval()
     try:
-        features = pooled_features(lambda **b: encoder(**b)[0], enc, pad_id=int(pad or 0),
-                                   batch_size=batch_size, device=device)
+        features = pooled_features(
+            lambda **b: encoder(**b)[0], enc, pad_id=int(pad or 0), batch_size=batch_size, device=device
+        )
     finally:
         encoder.train(was_training)
     mean = features.mean(0).astype(np.float16).astype(np.float32)  # what is stored is what is compared

@@ -102,36 +102,55 @@ def epoch_case(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     model = AutoAdapterModel.from_pretrained(args.model_dir)
     model.add_adapter("task", config="seq_bn")
-    model.add_classification_head("task", num_labels=len(wl.LABELS),
-                                  id2label=dict(enumerate(wl.LABELS)))
+    model.add_classification_head("task", num_labels=len(wl.LABELS), id2label=dict(enumerate(wl.LABELS)))
     model.train_adapter("task")
 
     def encode(split: str, limit: int) -> list[dict[str, Any]]:
         texts, labels = wl.read_split(args.data_dir, split, limit)
         enc = tokenizer(texts, truncation=True, max_length=args.seq)
-        return [{"input_ids": ids, "attention_mask": mask, "labels": label}
-                for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
+        return [
+            {"input_ids": ids, "attention_mask": mask, "labels": label}
+            for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)
+        ]
 
     def accuracy(prediction: Any) -> dict[str, float]:
         return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
 
     with tempfile.TemporaryDirectory() as scratch:
         training_args = TrainingArguments(
-            output_dir=scratch, learning_rate=1e-4, num_train_epochs=1, per_device_train_batch_size=args.batch,
-            per_device_eval_batch_size=2 * args.batch, eval_strategy="no", save_strategy="no",
-            logging_strategy="no", report_to=[], use_cpu=device.type == "cpu", bf16=device.type == "cuda",
-            seed=args.seed, disable_tqdm=True,
+            output_dir=scratch,
+            learning_rate=1e-4,
+            num_train_epochs=1,
+            per_device_train_batch_size=args.batch,
+            per_device_eval_batch_size=2 * args.batch,
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to=[],
+            use_cpu=device.type == "cpu",
+            bf16=device.type == "cuda",
+            seed=args.seed,
+            disable_tqdm=True,
         )
-        trainer = AdapterTrainer(model=model, args=training_args, train_dataset=encode("train", args.limit),
-                                 eval_dataset=encode("dev", 0), data_collator=DataCollatorWithPadding(tokenizer),
-                                 compute_metrics=accuracy)
+        trainer = AdapterTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=encode("train", args.limit),
+            eval_dataset=encode("dev", 0),
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=accuracy,
+        )
         trained = time.perf_counter()
         trainer.train()
         trained = time.perf_counter() - trained
         metrics = trainer.evaluate()
     model.save_adapter(args.out_dir, "task")
-    return {"total_s": time.perf_counter() - start, "train_s": trained, "dev_accuracy": metrics["eval_accuracy"],
-            "artifact_bytes": wl.dir_size(args.out_dir)}
+    return {
+        "total_s": time.perf_counter() - start,
+        "train_s": trained,
+        "dev_accuracy": metrics["eval_accuracy"],
+        "artifact_bytes": wl.dir_size(args.out_dir),
+    }
 
 
 def main() -> None:

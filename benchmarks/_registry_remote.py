@@ -60,8 +60,16 @@ class Server:
     def start(self) -> Server:
         """Start the server and wait until its port accepts connections (at most 120 s)."""
         env = {**os.environ, "AHL_SERVE_TOKENS": f"{TOKEN}:{USER}"}
-        command = [sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(self.root),
-                   "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "adapterhub_lite",
+            "serve",
+            "--registry",
+            str(self.root),
+            "--port",
+            str(self.port),
+        ]
         started = time.perf_counter()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -106,8 +114,12 @@ def serving(root: Path, log: Path) -> Iterator[Server]:
 def client_env(work: Path) -> Iterator[None]:
     """The client's environment for the whole remote part: the benchmark user's token, no stored
     tokens of the real user, online; restored afterwards."""
-    wanted = {"AHL_TOKEN": TOKEN, "XDG_CONFIG_HOME": str(work / "client-config"),
-              "HF_HUB_DISABLE_TELEMETRY": "1", "AHL_CACHE": str(work / "client-cache-default")}
+    wanted = {
+        "AHL_TOKEN": TOKEN,
+        "XDG_CONFIG_HOME": str(work / "client-config"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "AHL_CACHE": str(work / "client-cache-default"),
+    }
     removed = ("AHL_OFFLINE", "HF_HUB_OFFLINE", "AHL_REGISTRY")
     saved = {k: os.environ.get(k) for k in (*wanted, *removed)}
     os.environ.update(wanted)
@@ -148,15 +160,20 @@ class RequestCounter:
         self.session.event_hooks = self._before
 
 
-def measured(server: Server, counter: RequestCounter, fn: Callable[..., Any], *args: Any,
-             **kwargs: Any) -> tuple[dict[str, float], Any]:
+def measured(
+    server: Server, counter: RequestCounter, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> tuple[dict[str, float], Any]:
     """Run ``fn``; return wall seconds, client and server CPU seconds, HTTP requests, and its value."""
     requests, server_cpu = counter.count, server.cpu_seconds()
     client_cpu, start = time.process_time(), time.perf_counter()
     value = fn(*args, **kwargs)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "client_cpu_s": time.process_time() - client_cpu,
-            "server_cpu_s": server.cpu_seconds() - server_cpu, "requests": counter.count - requests}, value
+    return {
+        "wall_s": wall,
+        "client_cpu_s": time.process_time() - client_cpu,
+        "server_cpu_s": server.cpu_seconds() - server_cpu,
+        "requests": counter.count - requests,
+    }, value
 
 
 def copy_fsync(source: Path, target: Path) -> None:
@@ -179,27 +196,42 @@ def profile_top(fn: Callable[[], Any], top: int) -> list[dict[str, Any]]:
     rows = []
     for (filename, line, function), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
         where = f"{Path(filename).parent.name}/{Path(filename).name}:{line}" if line else filename
-        rows.append({"function": f"{where}({function})", "calls": calls, "tottime_s": round(own, 4),
-                     "cumtime_s": round(cumulative, 4)})
+        rows.append(
+            {
+                "function": f"{where}({function})",
+                "calls": calls,
+                "tottime_s": round(own, 4),
+                "cumtime_s": round(cumulative, 4),
+            }
+        )
     rows.sort(key=lambda r: -r["tottime_s"])
     return rows[:top]
 
 
-def summarize(samples: list[dict[str, float]],
-              latency_stats: Callable[[list[float]], dict[str, Any]]) -> dict[str, Any]:
+def summarize(
+    samples: list[dict[str, float]], latency_stats: Callable[[list[float]], dict[str, Any]]
+) -> dict[str, Any]:
     """Latency statistics of the wall times, plus median CPU split and request count."""
-    return {**latency_stats([s["wall_s"] for s in samples]),
-            "client_cpu_ms_median": statistics.median(s["client_cpu_s"] for s in samples) * 1000,
-            "server_cpu_ms_median": statistics.median(s["server_cpu_s"] for s in samples) * 1000,
-            "requests_median": statistics.median(s["requests"] for s in samples),
-            "requests_max": max(s["requests"] for s in samples)}
+    return {
+        **latency_stats([s["wall_s"] for s in samples]),
+        "client_cpu_ms_median": statistics.median(s["client_cpu_s"] for s in samples) * 1000,
+        "server_cpu_ms_median": statistics.median(s["server_cpu_s"] for s in samples) * 1000,
+        "requests_median": statistics.median(s["requests"] for s in samples),
+        "requests_max": max(s["requests"] for s in samples),
+    }
 
 
 # -- pull latency of the small artifact --------------------------------------------------------
 
 
-def bench_pull(work: Path, small_dir: Path, pulls: int, *, copy_files: Callable[[Path, Path], None],
-               latency_stats: Callable[[list[float]], dict[str, Any]]) -> dict[str, Any]:
+def bench_pull(
+    work: Path,
+    small_dir: Path,
+    pulls: int,
+    *,
+    copy_files: Callable[[Path, Path], None],
+    latency_stats: Callable[[list[float]], dict[str, Any]],
+) -> dict[str, Any]:
     """Uncached vs cached ``hub.pull`` of the small artifact by exact version, and cached ``latest``.
 
     Uncached: a fresh ``$AHL_CACHE`` per pull, so every file downloads. Cached: one cache that
@@ -244,7 +276,7 @@ def bench_pull(work: Path, small_dir: Path, pulls: int, *, copy_files: Callable[
             samples: dict[str, list[dict[str, float]]] = {k: [] for k in ops}
             names = list(ops)
             for i in range(pulls):
-                for name in names[i % len(names):] + names[:i % len(names)]:
+                for name in names[i % len(names) :] + names[: i % len(names)]:
                     sample, _ = measured(server, counter, ops[name], i)
                     samples[name].append(sample)
                 shutil.rmtree(caches / f"cold-{i}", ignore_errors=True)
@@ -261,25 +293,36 @@ def bench_pull(work: Path, small_dir: Path, pulls: int, *, copy_files: Callable[
         counter.close()
         shutil.rmtree(dests, ignore_errors=True)
         shutil.rmtree(caches, ignore_errors=True)
-    return {"ref": exact, "server_start_s": server.start_seconds,
-            **{k: summarize(v, latency_stats) for k, v in samples.items()},
-            "cached_exact_profile_top_by_own_time": profile,
-            "cached_exact_with_server_stopped": {"ok_without_requests": offline_ok,
-                                                 "ms": offline_seconds * 1000}}
+    return {
+        "ref": exact,
+        "server_start_s": server.start_seconds,
+        **{k: summarize(v, latency_stats) for k, v in samples.items()},
+        "cached_exact_profile_top_by_own_time": profile,
+        "cached_exact_with_server_stopped": {"ok_without_requests": offline_ok, "ms": offline_seconds * 1000},
+    }
 
 
 # -- throughput of the big artifact ------------------------------------------------------------
 
 
 # Per repetition, rotating; push always precedes the pull of what it pushed.
-ORDERS = [("copy", "copy_fsync", "hash", "push", "pull"),
-          ("push", "pull", "copy", "copy_fsync", "hash"),
-          ("hash", "push", "copy", "copy_fsync", "pull")]
+ORDERS = [
+    ("copy", "copy_fsync", "hash", "push", "pull"),
+    ("push", "pull", "copy", "copy_fsync", "hash"),
+    ("hash", "push", "copy", "copy_fsync", "pull"),
+]
 
 
-def _transfer_rep(work: Path, big: Any, rep: int, order: tuple[str, ...], counter: RequestCounter,
-                  samples: dict[str, list[dict[str, float]]], sha256_file: Callable[[Path], str],
-                  profiles: dict[str, list[dict[str, Any]]] | None) -> None:
+def _transfer_rep(
+    work: Path,
+    big: Any,
+    rep: int,
+    order: tuple[str, ...],
+    counter: RequestCounter,
+    samples: dict[str, list[dict[str, float]]],
+    sha256_file: Callable[[Path], str],
+    profiles: dict[str, list[dict[str, Any]]] | None,
+) -> None:
     """One repetition against a fresh server: the five operations in ``order``, appended to
     ``samples``; or, with ``profiles``, one push and one pull under cProfile."""
     from adapterhub_lite import hub
@@ -304,7 +347,8 @@ def _transfer_rep(work: Path, big: Any, rep: int, order: tuple[str, ...], counte
             "copy": lambda: shutil.copyfile(weights, copy_to),
             "copy_fsync": lambda: copy_fsync(weights, copy_to),
             "hash": lambda: sha256_file(weights),
-            "push": push, "pull": pull,
+            "push": push,
+            "pull": pull,
         }
         for op in order:
             sample, _ = measured(server, counter, ops[op])
@@ -312,8 +356,15 @@ def _transfer_rep(work: Path, big: Any, rep: int, order: tuple[str, ...], counte
             copy_to.unlink(missing_ok=True)
 
 
-def bench_transfer(work: Path, big: Any, reps: int, *, sha256_file: Callable[[Path], str],
-                   dir_bytes: Callable[[Path], int], profile: bool) -> dict[str, Any]:
+def bench_transfer(
+    work: Path,
+    big: Any,
+    reps: int,
+    *,
+    sha256_file: Callable[[Path], str],
+    dir_bytes: Callable[[Path], int],
+    profile: bool,
+) -> dict[str, Any]:
     """``hub.push`` / ``hub.pull`` of the big artifact through a fresh ``ahl serve`` per repetition
     (fresh server directory, fresh client cache, fresh destination), interleaved with the
     same-disk baselines: ``shutil.copyfile``, copy + fsync and ``sha256_file`` of the weights
@@ -326,27 +377,55 @@ def bench_transfer(work: Path, big: Any, reps: int, *, sha256_file: Callable[[Pa
     try:
         for rep in range(reps + (1 if profile else 0)):
             # The extra repetition is profiled, not timed: cProfile slows what it watches.
-            _transfer_rep(work, big, rep, ORDERS[rep % len(ORDERS)], counter, samples, sha256_file,
-                          profiles if rep == reps else None)
+            _transfer_rep(
+                work,
+                big,
+                rep,
+                ORDERS[rep % len(ORDERS)],
+                counter,
+                samples,
+                sha256_file,
+                profiles if rep == reps else None,
+            )
             assert dir_bytes(work / f"remote-pulled-big-{rep}") == artifact_bytes
-            for path in (work / f"serve-big-{rep}", work / f"remote-pulled-big-{rep}",
-                         work / f"cache-big-push-{rep}", work / f"cache-big-pull-{rep}"):
+            for path in (
+                work / f"serve-big-{rep}",
+                work / f"remote-pulled-big-{rep}",
+                work / f"cache-big-push-{rep}",
+                work / f"cache-big-pull-{rep}",
+            ):
                 shutil.rmtree(path, ignore_errors=True)
     finally:
         counter.close()
-    size = {"copy": weight_bytes, "copy_fsync": weight_bytes, "hash": weight_bytes,
-            "push": artifact_bytes, "pull": artifact_bytes}
+    size = {
+        "copy": weight_bytes,
+        "copy_fsync": weight_bytes,
+        "hash": weight_bytes,
+        "push": artifact_bytes,
+        "pull": artifact_bytes,
+    }
     mbps = {op: [size[op] / MB / s["wall_s"] for s in ss] for op, ss in samples.items()}
     median = {op: statistics.median(v) for op, v in mbps.items()}
-    split = {op: {"wall_s_median": statistics.median(s["wall_s"] for s in ss),
-                  "client_cpu_s_median": statistics.median(s["client_cpu_s"] for s in ss),
-                  "server_cpu_s_median": statistics.median(s["server_cpu_s"] for s in ss),
-                  "requests_median": statistics.median(s["requests"] for s in ss)}
-             for op, ss in samples.items() if op in ("push", "pull")}
+    split = {
+        op: {
+            "wall_s_median": statistics.median(s["wall_s"] for s in ss),
+            "client_cpu_s_median": statistics.median(s["client_cpu_s"] for s in ss),
+            "server_cpu_s_median": statistics.median(s["server_cpu_s"] for s in ss),
+            "requests_median": statistics.median(s["requests"] for s in ss),
+        }
+        for op, ss in samples.items()
+        if op in ("push", "pull")
+    }
     return {
-        "weights_bytes": weight_bytes, "artifact_bytes": artifact_bytes, "reps": reps,
-        "samples": samples, "mb_per_s": mbps, "median_mb_per_s": median, "cpu_split": split,
-        "push_ratio_to_copy": median["push"] / median["copy"], "pull_ratio_to_copy": median["pull"] / median["copy"],
+        "weights_bytes": weight_bytes,
+        "artifact_bytes": artifact_bytes,
+        "reps": reps,
+        "samples": samples,
+        "mb_per_s": mbps,
+        "median_mb_per_s": median,
+        "cpu_split": split,
+        "push_ratio_to_copy": median["push"] / median["copy"],
+        "pull_ratio_to_copy": median["pull"] / median["copy"],
         "push_ratio_to_copy_fsync": median["push"] / median["copy_fsync"],
         "pull_ratio_to_copy_fsync": median["pull"] / median["copy_fsync"],
         "client_profile_top_by_own_time": profiles,
@@ -356,8 +435,15 @@ def bench_transfer(work: Path, big: Any, reps: int, *, sha256_file: Callable[[Pa
 # -- search at 10k -----------------------------------------------------------------------------
 
 
-def bench_search(work: Path, reg_dir: Path, plan: list[tuple[str, dict[str, Any]]], kinds: tuple[str, ...],
-                 sort_searches: int, *, latency_stats: Callable[[list[float]], dict[str, Any]]) -> dict[str, Any]:
+def bench_search(
+    work: Path,
+    reg_dir: Path,
+    plan: list[tuple[str, dict[str, Any]]],
+    kinds: tuple[str, ...],
+    sort_searches: int,
+    *,
+    latency_stats: Callable[[list[float]], dict[str, Any]],
+) -> dict[str, Any]:
     """``hub.search`` through ``ahl serve`` over the local part's 10k registry directory.
 
     The server mirrors every locally pushed entry as a repository ``ahl/SLUG``; it builds that
@@ -394,13 +480,15 @@ def bench_search(work: Path, reg_dir: Path, plan: list[tuple[str, dict[str, Any]
                 expected = local.search(**filters)
                 baseline[kind].append(time.perf_counter() - start)
                 if kind == "sort":  # ties may order differently: compare the metric values
-                    same = [e.summary.get("metrics", {}).get("accuracy") for e in found] == \
-                           [e.summary.get("metrics", {}).get("accuracy") for e in expected]
+                    same = [e.summary.get("metrics", {}).get("accuracy") for e in found] == [
+                        e.summary.get("metrics", {}).get("accuracy") for e in expected
+                    ]
                 else:
                     same = len(found) == len(expected)
                 if not same:
-                    disagreements.append({"kind": kind, "filters": filters, "remote_rows": len(found),
-                                          "local_rows": len(expected)})
+                    disagreements.append(
+                        {"kind": kind, "filters": filters, "remote_rows": len(found), "local_rows": len(expected)}
+                    )
             repos_in_index = len(hub.search(registry=server.url, limit=10**6))
     finally:
         counter.close()
@@ -408,12 +496,19 @@ def bench_search(work: Path, reg_dir: Path, plan: list[tuple[str, dict[str, Any]
     every = [s for k in kinds for s in remote[k]]
     return {
         "server_start_s": server.start_seconds,
-        "first_search_with_index_sync": first, "second_search": second,
+        "first_search_with_index_sync": first,
+        "second_search": second,
         "repositories_listed": repos_in_index,
-        "per_kind": {k: {"filters_example": next(f for kk, f in plan if kk == k),
-                         "rows_returned_median": statistics.median(rows[k]),
-                         "remote": summarize(remote[k], latency_stats),
-                         "local_baseline": latency_stats(baseline[k])} for k in kinds if remote[k]},
+        "per_kind": {
+            k: {
+                "filters_example": next(f for kk, f in plan if kk == k),
+                "rows_returned_median": statistics.median(rows[k]),
+                "remote": summarize(remote[k], latency_stats),
+                "local_baseline": latency_stats(baseline[k]),
+            }
+            for k in kinds
+            if remote[k]
+        },
         "overall_without_sort": summarize(non_sort, latency_stats),
         "overall": summarize(every, latency_stats),
         "disagreements_with_local": disagreements,

@@ -32,9 +32,18 @@ from typing import Any
 PER_ENTRY = 10
 
 
-def build(root: Path, template: dict[str, Any], source: Any, versions: int, *, bases: list[str],
-          tasks: list[str], architectures: list[str], tags: tuple[list[str], list[str]],
-          seed: int = 0) -> dict[str, Any]:
+def build(
+    root: Path,
+    template: dict[str, Any],
+    source: Any,
+    versions: int,
+    *,
+    bases: list[str],
+    tasks: list[str],
+    architectures: list[str],
+    tags: tuple[list[str], list[str]],
+    seed: int = 0,
+) -> dict[str, Any]:
     """A synthetic registry of ``versions`` versions at ``root`` (see the module docstring)."""
     import sqlite3
 
@@ -60,17 +69,51 @@ def build(root: Path, template: dict[str, Any], source: Any, versions: int, *, b
             base, task, architecture = bases[e % len(bases)], tasks[(e // 7) % len(tasks)], rng.choice(architectures)
             name = f"{task}-{architecture.replace('_', '-')}-{e:07d}"
             count = min(PER_ENTRY, versions - e * PER_ENTRY)
-            entry_tags = json.dumps(sorted({f"task:{task}", "head:classification", f"lang:{rng.choice(langs)}",
-                                            f"domain:{rng.choice(domains)}"}))
+            entry_tags = json.dumps(
+                sorted(
+                    {
+                        f"task:{task}",
+                        "head:classification",
+                        f"lang:{rng.choice(langs)}",
+                        f"domain:{rng.choice(domains)}",
+                    }
+                )
+            )
             for patch in range(count):
                 metrics = {"macro_f1": round(rng.uniform(0.3, 0.95), 4), "accuracy": round(rng.uniform(0.5, 0.99), 4)}
-                batch.append((base, task, name, f"1.0.{patch}", 1, 0, patch, template["digest"], architecture,
-                              "classification", entry_tags, json.dumps(metrics), "2026-12-01T00:00:00+00:00", 0,
-                              int(patch == count - 1)))
+                batch.append(
+                    (
+                        base,
+                        task,
+                        name,
+                        f"1.0.{patch}",
+                        1,
+                        0,
+                        patch,
+                        template["digest"],
+                        architecture,
+                        "classification",
+                        entry_tags,
+                        json.dumps(metrics),
+                        "2026-12-01T00:00:00+00:00",
+                        0,
+                        int(patch == count - 1),
+                    )
+                )
             latest = batch[-1]
-            manifest = {**template, "base": base, "task": task, "name": name, "version": latest[3],
-                        "summary": {**template["summary"], "architecture": architecture,
-                                    "metrics": json.loads(latest[11]), "tags": json.loads(entry_tags)}}
+            manifest = {
+                **template,
+                "base": base,
+                "task": task,
+                "name": name,
+                "version": latest[3],
+                "summary": {
+                    **template["summary"],
+                    "architecture": architecture,
+                    "metrics": json.loads(latest[11]),
+                    "tags": json.loads(entry_tags),
+                },
+            }
             path = registry._manifest_path(registry_ref(base, task, name), latest[3])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(manifest))
@@ -84,10 +127,14 @@ def build(root: Path, template: dict[str, Any], source: Any, versions: int, *, b
         db.execute("COMMIT")
     finally:
         db.close()
-    return {"versions": versions, "entries": entries, "manifest_files": manifests,
-            "seconds": time.perf_counter() - started,
-            "method": "bulk SQL inserts of every version's index row in one transaction; one minimal manifest "
-                      "file per entry (its newest version); blobs of one real pushed artifact shared"}
+    return {
+        "versions": versions,
+        "entries": entries,
+        "manifest_files": manifests,
+        "seconds": time.perf_counter() - started,
+        "method": "bulk SQL inserts of every version's index row in one transaction; one minimal manifest "
+        "file per entry (its newest version); blobs of one real pushed artifact shared",
+    }
 
 
 def registry_ref(base: str, task: str, name: str) -> Any:
@@ -106,9 +153,18 @@ def peak_rss_mb(pid: int | None = None) -> float:
     return float("nan")
 
 
-def measure(root: Path, work: Path, label: str, sources: list[Path], served: list[Path],
-            plan: list[tuple[str, dict[str, Any]]], *,
-            remote: Any, latency_stats: Callable[[list[float]], dict[str, Any]], pulls: int = 10) -> dict[str, Any]:
+def measure(
+    root: Path,
+    work: Path,
+    label: str,
+    sources: list[Path],
+    served: list[Path],
+    plan: list[tuple[str, dict[str, Any]]],
+    *,
+    remote: Any,
+    latency_stats: Callable[[list[float]], dict[str, Any]],
+    pulls: int = 10,
+) -> dict[str, Any]:
     """Open, search, push and pull on the registry at ``root``, locally and through ``ahl serve``."""
     from adapterhub_lite import hub
     from adapterhub_lite.registry.client.local import LocalRegistry
@@ -125,8 +181,10 @@ def measure(root: Path, work: Path, label: str, sources: list[Path], served: lis
     registry.search(limit=50)  # warm-up
     out["search"] = latency_stats([timed(registry.search, **filters)[0] for _, filters in plan])
     out["search_sql"] = latency_stats([timed(registry._index.search, **filters)[0] for _, filters in plan])
-    out["search_by_kind_p95_ms"] = {kind: latency_stats([timed(registry.search, **f)[0] for k, f in plan
-                                                         if k == kind])["p95_ms"] for kind in dict(plan)}
+    out["search_by_kind_p95_ms"] = {
+        kind: latency_stats([timed(registry.search, **f)[0] for k, f in plan if k == kind])["p95_ms"]
+        for kind in dict(plan)
+    }
     latest = [e.ref for e in registry.search(limit=pulls)]
     pull_times, push_times = [], []
     for i, source in enumerate(sources):  # interleaved: a push, then a pull
@@ -135,7 +193,7 @@ def measure(root: Path, work: Path, label: str, sources: list[Path], served: lis
             pull_times.append(timed(registry.pull, latest[i], work / f"{label}-pulled-{i}")[0])
     out["push"], out["cached_pull"] = latency_stats(push_times), latency_stats(pull_times)
     with remote.client_env(work), remote.serving(root, work / f"serve-{label}.log") as server:
-        from adapterhub_lite.registry import boundary
+        from adapterhub_lite.registry.format import boundary
 
         # the first request builds the server's repository index (minutes at a million
         # versions): the client's 60 s stall limit is lifted for it alone
@@ -145,8 +203,9 @@ def measure(root: Path, work: Path, label: str, sources: list[Path], served: lis
         finally:
             boundary.STALL_TIMEOUT_S = stall
         out["served_first_request_s"] = first
-        out["served_search"] = latency_stats([timed(hub.search, registry=server.url, **filters)[0]
-                                              for kind, filters in plan if kind != "sort"])
+        out["served_search"] = latency_stats(
+            [timed(hub.search, registry=server.url, **filters)[0] for kind, filters in plan if kind != "sort"]
+        )
         served_push = []
         for i, source in enumerate(served):
             remote.use_cache(work / f"{label}-client-cache-push-{i}")
@@ -155,10 +214,12 @@ def measure(root: Path, work: Path, label: str, sources: list[Path], served: lis
         ref = str(pushed.ref)  # a real artifact (the synthetic versions share one artifact's files)
         remote.use_cache(work / f"{label}-client-cache")
         uncached, _ = timed(hub.pull, ref, to=work / f"{label}-served-0", registry=server.ns_url)
-        cached = [timed(hub.pull, ref, to=work / f"{label}-served-{i + 1}", registry=server.ns_url)[0]
-                  for i in range(pulls)]
-        after_push = [timed(hub.search, registry=server.url, **filters)[0] for _, filters in plan[:12]
-                      if "sort" not in filters]
+        cached = [
+            timed(hub.pull, ref, to=work / f"{label}-served-{i + 1}", registry=server.ns_url)[0] for i in range(pulls)
+        ]
+        after_push = [
+            timed(hub.search, registry=server.url, **filters)[0] for _, filters in plan[:12] if "sort" not in filters
+        ]
         out["served_push"], out["served_cached_pull"] = latency_stats(served_push), latency_stats(cached)
         out["served_uncached_pull_ms"] = uncached * 1000
         out["served_search_after_pushes"] = latency_stats(after_push)
@@ -167,19 +228,40 @@ def measure(root: Path, work: Path, label: str, sources: list[Path], served: lis
     return out
 
 
-def bench_scale(work: Path, small_entry: Any, small_registry: Any, versions: int, *,
-                write_sources: Callable[[Path, int, str], list[Path]], plan: list[tuple[str, dict[str, Any]]],
-                remote: Any, latency_stats: Callable[[list[float]], dict[str, Any]], bases: list[str],
-                tasks: list[str], architectures: list[str], tags: tuple[list[str], list[str]]) -> dict[str, Any]:
+def bench_scale(
+    work: Path,
+    small_entry: Any,
+    small_registry: Any,
+    versions: int,
+    *,
+    write_sources: Callable[[Path, int, str], list[Path]],
+    plan: list[tuple[str, dict[str, Any]]],
+    remote: Any,
+    latency_stats: Callable[[list[float]], dict[str, Any]],
+    bases: list[str],
+    tasks: list[str],
+    architectures: list[str],
+    tags: tuple[list[str], list[str]],
+) -> dict[str, Any]:
     """Build the 10k baseline and the ``versions`` registry the same way, then measure both."""
     result: dict[str, Any] = {}
     for label, count in (("10k", 10_000), ("scale", versions)):
         root = work / f"reg-{label}"
-        built = build(root, small_entry.manifest, small_registry, count, bases=bases, tasks=tasks,
-                      architectures=architectures, tags=tags)
+        built = build(
+            root,
+            small_entry.manifest,
+            small_registry,
+            count,
+            bases=bases,
+            tasks=tasks,
+            architectures=architectures,
+            tags=tags,
+        )
         print(f"  built {count:,} versions in {built['seconds']:.0f} s; measuring", flush=True)
         sources = write_sources(work / f"sources-{label}", 10, "scale-local")
         served = write_sources(work / f"served-{label}", 3, "scale-served")
-        result[label] = {"build": built, **measure(root, work, label, sources, served, plan, remote=remote,
-                                                   latency_stats=latency_stats)}
+        result[label] = {
+            "build": built,
+            **measure(root, work, label, sources, served, plan, remote=remote, latency_stats=latency_stats),
+        }
     return result

@@ -79,8 +79,9 @@ def listing_params(params: dict[str, str]) -> list[tuple[str, str]]:
     from adapterhub_lite.registry.server.pages import PAGE_ROWS
     from adapterhub_lite.registry.server.repo_model import METRIC_SORT
 
-    filters = listing_filters(base=params.get("base"), task=params.get("task"),
-                              architecture=params.get("architecture"), tag=params.get("tag"))
+    filters = listing_filters(
+        base=params.get("base"), task=params.get("task"), architecture=params.get("architecture"), tag=params.get("tag")
+    )
     query = [("filter", f) for f in filters] + ([("search", params["q"])] if params.get("q") else [])
     query += [("sort", f"{METRIC_SORT}{params['sort']}")] if params.get("sort") else []
     page = int(params.get("page", "1"))
@@ -145,9 +146,15 @@ def bench(root: Path, work: Path, queries: int, pages: int, seed: int) -> dict[s
     overall["p95_ratio_page_to_json"] = overall["page"]["p95_ms"] / overall["json"]["p95_ms"]
     return {
         "first_request_seconds": first_seconds,
-        "per_kind": {k: {"example": next(p for kk, p in plan if kk == k),
-                         "rows_median": sorted(rows[k])[len(rows[k]) // 2],
-                         "page": latency_stats(page_ms[k]), "json": latency_stats(json_ms[k])} for k in KINDS},
+        "per_kind": {
+            k: {
+                "example": next(p for kk, p in plan if kk == k),
+                "rows_median": sorted(rows[k])[len(rows[k]) // 2],
+                "page": latency_stats(page_ms[k]),
+                "json": latency_stats(json_ms[k]),
+            }
+            for k in KINDS
+        },
         "overall": overall,
         "entry_page": latency_stats(entry_s),
         "base_page": latency_stats(base_s),
@@ -158,27 +165,44 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"catalog at {result['population']['versions']:,} versions "
-                        f"({result['population']['entries']:,} entries); ms, client wall time")
+    table = Table(
+        title=f"catalog at {result['population']['versions']:,} versions "
+        f"({result['population']['entries']:,} entries); ms, client wall time"
+    )
     for column in ("query", "rows", "page p50", "page p95", "JSON p50", "JSON p95", "page/JSON p95"):
         table.add_column(column, justify="left" if column == "query" else "right")
     bench_result = result["catalog"]
     for kind, data in bench_result["per_kind"].items():
-        table.add_row(kind, str(data["rows_median"]), f"{data['page']['p50_ms']:.1f}", f"{data['page']['p95_ms']:.1f}",
-                      f"{data['json']['p50_ms']:.1f}", f"{data['json']['p95_ms']:.1f}",
-                      f"{data['page']['p95_ms'] / data['json']['p95_ms']:.2f}x")
+        table.add_row(
+            kind,
+            str(data["rows_median"]),
+            f"{data['page']['p50_ms']:.1f}",
+            f"{data['page']['p95_ms']:.1f}",
+            f"{data['json']['p50_ms']:.1f}",
+            f"{data['json']['p95_ms']:.1f}",
+            f"{data['page']['p95_ms'] / data['json']['p95_ms']:.2f}x",
+        )
     overall = bench_result["overall"]
     meets = "meets" if overall["page"]["p95_ms"] < GOAL_PAGE_P95_MS else "MISSES"
-    table.add_row("all (mixed)", "", f"{overall['page']['p50_ms']:.1f}", f"{overall['page']['p95_ms']:.1f}",
-                  f"{overall['json']['p50_ms']:.1f}", f"{overall['json']['p95_ms']:.1f}",
-                  f"{overall['p95_ratio_page_to_json']:.2f}x", style="bold")
+    table.add_row(
+        "all (mixed)",
+        "",
+        f"{overall['page']['p50_ms']:.1f}",
+        f"{overall['page']['p95_ms']:.1f}",
+        f"{overall['json']['p50_ms']:.1f}",
+        f"{overall['json']['p95_ms']:.1f}",
+        f"{overall['p95_ratio_page_to_json']:.2f}x",
+        style="bold",
+    )
     Console(soft_wrap=True).print(table)
     entry = bench_result["entry_page"]
-    print(f"catalog page p95 {overall['page']['p95_ms']:.1f} ms: {meets} the goal (< {GOAL_PAGE_P95_MS:.0f} ms); "
-          f"entry page p50/p95 {entry['p50_ms']:.1f}/{entry['p95_ms']:.1f} ms; "
-          f"base-model page p50/p95 {bench_result['base_page']['p50_ms']:.1f}/"
-          f"{bench_result['base_page']['p95_ms']:.1f} ms; first request (index mirror) "
-          f"{bench_result['first_request_seconds']:.1f} s")
+    print(
+        f"catalog page p95 {overall['page']['p95_ms']:.1f} ms: {meets} the goal (< {GOAL_PAGE_P95_MS:.0f} ms); "
+        f"entry page p50/p95 {entry['p50_ms']:.1f}/{entry['p95_ms']:.1f} ms; "
+        f"base-model page p50/p95 {bench_result['base_page']['p50_ms']:.1f}/"
+        f"{bench_result['base_page']['p95_ms']:.1f} ms; first request (index mirror) "
+        f"{bench_result['first_request_seconds']:.1f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,11 +228,20 @@ def main(argv: list[str] | None = None) -> None:
         drop(work)
     import platform
 
-    result = {"meta": {"benchmark": "catalog", "python": platform.python_version(), "platform": platform.platform(),
-                       "cpu_model": cpu_model(), "workdir_fs": filesystem_of(work.parent),
-                       "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                       "goal_page_p95_ms": GOAL_PAGE_P95_MS, "total_seconds": time.perf_counter() - started},
-              "population": population, "catalog": catalog}
+    result = {
+        "meta": {
+            "benchmark": "catalog",
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_model": cpu_model(),
+            "workdir_fs": filesystem_of(work.parent),
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "goal_page_p95_ms": GOAL_PAGE_P95_MS,
+            "total_seconds": time.perf_counter() - started,
+        },
+        "population": population,
+        "catalog": catalog,
+    }
     print_table(result)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(result, indent=2) + "\n")

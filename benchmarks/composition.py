@@ -99,15 +99,24 @@ def split(target: str, size: int, scale: Scale, banned: set[str]) -> tuple[Examp
     def part(examples: list[Any], note: str, source: ExampleSet) -> ExampleSet:
         return ExampleSet(examples, f"{source.source} ({note})", source.sha256, source.columns_found)
 
-    return (part(sample[:size], f"{size} sampled", pool), part(sample[size:], "dev sampled", pool),
-            part(test, "held-out test", held))
+    return (
+        part(sample[:size], f"{size} sampled", pool),
+        part(sample[size:], "dev sampled", pool),
+        part(test, "held-out test", held),
+    )
 
 
 def test_metrics(model: Any, base: BaseModel, test: ExampleSet, max_length: int) -> dict[str, float]:
     names = model.head.config.label_names
     enc = tokenize(base.tokenizer, test, max_length, encode_labels(test, "classification", names))
-    return evaluate_outputs(model, enc, "classification", batch_size=64, device=next(model.parameters()).device,
-                            pad_id=api.pad_id_of(base.tokenizer))
+    return evaluate_outputs(
+        model,
+        enc,
+        "classification",
+        batch_size=64,
+        device=next(model.parameters()).device,
+        pad_id=api.pad_id_of(base.tokenizer),
+    )
 
 
 class Experiment:
@@ -129,8 +138,14 @@ class Experiment:
 
     def config(self, size: int, seed: int) -> TrainConfig:
         epochs = self.scale.epochs[size]
-        return TrainConfig(learning_rate=LR, epochs=epochs, patience=min(3, epochs), batch_size=16,
-                           max_length=self.scale.max_length, seed=seed)
+        return TrainConfig(
+            learning_rate=LR,
+            epochs=epochs,
+            patience=min(3, epochs),
+            batch_size=16,
+            max_length=self.scale.max_length,
+            seed=seed,
+        )
 
     def rankings(self, target: str, size: int, train: ExampleSet) -> dict[str, Any]:
         key = f"{target}/{size}"
@@ -140,15 +155,23 @@ class Experiment:
         cpu = time.process_time()
         embedding = compute_task_embedding(self.base, train, max_length=self.scale.max_length)
         registry = LocalRegistry(self.workdir / "registry")
-        similar = [e.ref.name for e, _ in registry.search_like(embedding, base=self.base.model_id, top=len(SOURCES))
-                   if e.ref.name in names]
+        similar = [
+            e.ref.name
+            for e, _ in registry.search_like(embedding, base=self.base.model_id, top=len(SOURCES))
+            if e.ref.name in names
+        ]
         emb_cpu = time.process_time() - cpu
         cpu = time.process_time()
-        probed = ranking.rank(train, adapters=[str(self.source_path(n)) for n in names], base=self.base,
-                              max_length=self.scale.max_length)
-        record = {"embedding": similar, "embedding_cpu_s": emb_cpu,
-                  "probe": [c.name for c in probed.candidates], "probe_cpu_s": time.process_time() - cpu,
-                  "probe_detail": probed.to_dict()}
+        probed = ranking.rank(
+            train, adapters=[str(self.source_path(n)) for n in names], base=self.base, max_length=self.scale.max_length
+        )
+        record = {
+            "embedding": similar,
+            "embedding_cpu_s": emb_cpu,
+            "probe": [c.name for c in probed.candidates],
+            "probe_cpu_s": time.process_time() - cpu,
+            "probe_detail": probed.to_dict(),
+        }
         self.state["rankings"][key] = record
         self.save()
         log(f"{key}: embedding {similar[:K]}, probe {record['probe'][:K]}")
@@ -169,13 +192,19 @@ class Experiment:
                 return
             cpu, wall = time.process_time(), time.perf_counter()
             result = fn()
-            runs[method] = {"dev": result.metrics, "test": test_metrics(result.model, self.base, test,
-                                                                          self.scale.max_length),
-                            "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
-                            "best_epoch": result.fit.best_epoch, **extra}
+            runs[method] = {
+                "dev": result.metrics,
+                "test": test_metrics(result.model, self.base, test, self.scale.max_length),
+                "cpu_s": time.process_time() - cpu,
+                "wall_s": time.perf_counter() - wall,
+                "best_epoch": result.fit.best_epoch,
+                **extra,
+            }
             self.save()
-            log(f"{key} {method:15s} dev {result.metrics['accuracy']:.3f} test {runs[method]['test']['accuracy']:.3f}"
-                f" ({runs[method]['cpu_s']:.0f} cpu-s)")
+            log(
+                f"{key} {method:15s} dev {result.metrics['accuracy']:.3f} test {runs[method]['test']['accuracy']:.3f}"
+                f" ({runs[method]['cpu_s']:.0f} cpu-s)"
+            )
 
         common = {"task": target, "dev_data": dev, "base": self.base}
         record("head-only", lambda: api.train(train, adapter=None, config=config, **common))
@@ -188,16 +217,23 @@ class Experiment:
 
         record("Fusion-probe-K", lambda: fusion(ranks["probe"][:K]), adapters=ranks["probe"][:K])
         best = ranks["probe"][0]
-        record("warm-start", lambda: api.train(train, config=config, init_from=self.source_path(best), **common),
-               init_from=best)
+        record(
+            "warm-start",
+            lambda: api.train(train, config=config, init_from=self.source_path(best), **common),
+            init_from=best,
+        )
         if "auto" not in runs:
-            tried = [Candidate(m, runs[name]["dev"], []) for m, name in
-                     (("adapter", "ST-A"), ("warm_start", "warm-start"), ("fusion", "Fusion-probe-K"))]
+            tried = [
+                Candidate(m, runs[name]["dev"], [])
+                for m, name in (("adapter", "ST-A"), ("warm_start", "warm-start"), ("fusion", "Fusion-probe-K"))
+            ]
             chosen = choose(tried)
             source = {"adapter": "ST-A", "warm_start": "warm-start", "fusion": "Fusion-probe-K"}[chosen.method]
-            runs["auto"] = {**runs[source], "chose": source,
-                            "cpu_s": sum(runs[m]["cpu_s"] for m in ("ST-A", "warm-start", "Fusion-probe-K"))
-                            + ranks["probe_cpu_s"]}
+            runs["auto"] = {
+                **runs[source],
+                "chose": source,
+                "cpu_s": sum(runs[m]["cpu_s"] for m in ("ST-A", "warm-start", "Fusion-probe-K")) + ranks["probe_cpu_s"],
+            }
             self.save()
         record("Fusion-emb-K", lambda: fusion(ranks["embedding"][:K]), adapters=ranks["embedding"][:K])
         record("Fusion-all", lambda: fusion(names), adapters=names)
@@ -212,8 +248,15 @@ class Experiment:
         for name in names:
             if name in done:
                 continue
-            result = api.train(train, task=target, dev_data=dev, base=self.base, config=self.config(size, 0),
-                               init_from=self.source_path(name), task_embedding=False)
+            result = api.train(
+                train,
+                task=target,
+                dev_data=dev,
+                base=self.base,
+                config=self.config(size, 0),
+                init_from=self.source_path(name),
+                task_embedding=False,
+            )
             done[name] = test_metrics(result.model, self.base, test, self.scale.max_length)["accuracy"]
             self.save()
             log(f"oracle {key} {name}: test {done[name]:.3f}")
@@ -237,9 +280,12 @@ def regret(oracle: dict[str, float], order: list[str], k: int) -> float | None:
 def markdown(state: dict[str, Any]) -> str:
     lines = []
     for metric in ("accuracy", "macro_f1"):
-        lines += [f"### Test {metric} (%), mean ± std over seeds (n = seeds run)", "",
-                  "| target | kind | train | n | " + " | ".join(METHODS) + " |",
-                  "|---|---|---:|---:|" + "---:|" * len(METHODS)]
+        lines += [
+            f"### Test {metric} (%), mean ± std over seeds (n = seeds run)",
+            "",
+            "| target | kind | train | n | " + " | ".join(METHODS) + " |",
+            "|---|---|---:|---:|" + "---:|" * len(METHODS),
+        ]
         groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for key, runs in state["runs"].items():
             target, size, _ = key.split("/")
@@ -249,22 +295,33 @@ def markdown(state: dict[str, Any]) -> str:
             n = min(sum(1 for r in runs if m in r) for m in METHODS)
             lines.append(f"| {target} | {TARGETS.get(target, '?')} | {size} | {n} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["### CPU seconds per run (mean; auto includes its ranking and all three candidates)", "",
-              "| method | CPU s |", "|---|---:|"]
+    lines += [
+        "### CPU seconds per run (mean; auto includes its ranking and all three candidates)",
+        "",
+        "| method | CPU s |",
+        "|---|---:|",
+    ]
     for m in METHODS:
         values = [r[m]["cpu_s"] for r in state["runs"].values() if m in r]
         lines.append(f"| {m} | {statistics.mean(values):.0f} |" if values else f"| {m} | - |")
-    lines += ["", "### Rankings (top 3) and Regret@K against the warm-start oracle", "",
-              "| target/size | by embedding | by probe | emb CPU s | probe CPU s | Regret@1 emb / probe | "
-              "Regret@3 emb / probe |", "|---|---|---|---:|---:|---|---|"]
+    lines += [
+        "",
+        "### Rankings (top 3) and Regret@K against the warm-start oracle",
+        "",
+        "| target/size | by embedding | by probe | emb CPU s | probe CPU s | Regret@1 emb / probe | "
+        "Regret@3 emb / probe |",
+        "|---|---|---|---:|---:|---|---|",
+    ]
     for key, r in sorted(state["rankings"].items()):
         oracle = state["oracle"].get(key, {})
         cells = []
         for k in (1, 3):
             values = [regret(oracle, r[name], k) for name in ("embedding", "probe")]
             cells.append(" / ".join("-" if v is None else f"{v:.1f}%" for v in values))
-        lines.append(f"| {key} | {', '.join(r['embedding'][:3])} | {', '.join(r['probe'][:3])} | "
-                     f"{r['embedding_cpu_s']:.1f} | {r['probe_cpu_s']:.1f} | {cells[0]} | {cells[1]} |")
+        lines.append(
+            f"| {key} | {', '.join(r['embedding'][:3])} | {', '.join(r['probe'][:3])} | "
+            f"{r['embedding_cpu_s']:.1f} | {r['probe_cpu_s']:.1f} | {cells[0]} | {cells[1]} |"
+        )
     if state["oracle"]:
         lines += ["", "### Oracle: test accuracy of a warm start from each candidate (seed 0)", ""]
         for key, values in sorted(state["oracle"].items()):
@@ -277,8 +334,9 @@ def markdown(state: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired(state: dict[str, Any], method: str, where: Any, split: str = "test",
-           metric: str = "accuracy") -> list[float]:
+def paired(
+    state: dict[str, Any], method: str, where: Any, split: str = "test", metric: str = "accuracy"
+) -> list[float]:
     """``method`` minus ST-A, one value per run (same target, size and seed) that has both."""
     out = []
     for key, runs in state["runs"].items():
@@ -291,20 +349,28 @@ def versus_st_a(state: dict[str, Any]) -> list[str]:
     """Per target and size: each composition method minus ST-A, paired by seed (points), on test;
     and on dev, what auto's choice saw (macro-F1)."""
     compared = ("Fusion-all", "Fusion-emb-K", "Fusion-probe-K", "warm-start", "auto")
-    lines = ["### Minus ST-A, paired by seed (test accuracy points, mean ± std; dev macro-F1 for auto)", "",
-             "| target | kind | train | n | " + " | ".join(compared) + " | auto on dev (macro-F1) | auto chose |",
-             "|---|---|---:|---:|" + "---:|" * len(compared) + "---:|---|"]
-    cells = sorted({tuple(k.split("/")[:2]) for k in state["runs"]}, key=lambda c: (TARGETS.get(c[0], ""), c[0],
-                                                                                     -int(c[1])))
+    lines = [
+        "### Minus ST-A, paired by seed (test accuracy points, mean ± std; dev macro-F1 for auto)",
+        "",
+        "| target | kind | train | n | " + " | ".join(compared) + " | auto on dev (macro-F1) | auto chose |",
+        "|---|---|---:|---:|" + "---:|" * len(compared) + "---:|---|",
+    ]
+    cells = sorted(
+        {tuple(k.split("/")[:2]) for k in state["runs"]}, key=lambda c: (TARGETS.get(c[0], ""), c[0], -int(c[1]))
+    )
     for target, size in cells:
+
         def here(key: str, t: str = target, s: str = size) -> bool:
             return key.startswith(f"{t}/{s}/")
 
         diffs = [mean_std(paired(state, m, here), "+") for m in compared]
         dev = mean_std(paired(state, "auto", here, "dev", "macro_f1"), "+")
         chose = [r["auto"]["chose"] for k, r in state["runs"].items() if here(k) and "auto" in r]
-        lines.append(f"| {target} | {TARGETS.get(target, '?')} | {size} | {len(chose)} | " + " | ".join(diffs)
-                     + f" | {dev} | {', '.join(chose) or '-'} |")
+        lines.append(
+            f"| {target} | {TARGETS.get(target, '?')} | {size} | {len(chose)} | "
+            + " | ".join(diffs)
+            + f" | {dev} | {', '.join(chose) or '-'} |"
+        )
     return lines
 
 
@@ -313,6 +379,7 @@ def goals(state: dict[str, Any]) -> list[str]:
     (every size and seed, paired), and the mean Regret@3 of each ranking."""
     lines = ["### Goals (issue 14)", ""]
     for kind, goal in (("related", 2.0), ("unrelated", -0.5)):
+
         def of_kind(key: str, k: str = kind) -> bool:
             return TARGETS.get(key.split("/")[0]) == k
 
@@ -322,15 +389,19 @@ def goals(state: dict[str, Any]) -> list[str]:
                 continue
             mean = 100 * statistics.mean(values)
             met = "met" if mean >= goal else f"missed by {goal - mean:.2f} points"
-            lines.append(f"- {kind} targets, auto - ST-A test {metric}: {mean:+.2f} points over {len(values)} "
-                         f"paired run(s) (goal >= {goal:+.1f}: {met} on these runs)")
+            lines.append(
+                f"- {kind} targets, auto - ST-A test {metric}: {mean:+.2f} points over {len(values)} "
+                f"paired run(s) (goal >= {goal:+.1f}: {met} on these runs)"
+            )
     for name in ("embedding", "probe"):
         values = [regret(state["oracle"].get(key, {}), r[name], 3) for key, r in state["rankings"].items()]
         measured = [v for v in values if v is not None]
         if measured:
             met = "met" if statistics.mean(measured) <= 5 else "missed"
-            lines.append(f"- Regret@3 by {name}: mean {statistics.mean(measured):.1f}% over {len(measured)} "
-                         f"target(s) (goal <= 5%: {met} on these)")
+            lines.append(
+                f"- Regret@3 by {name}: mean {statistics.mean(measured):.1f}% over {len(measured)} "
+                f"target(s) (goal <= 5%: {met} on these)"
+            )
     if len(lines) == 2:
         lines.append("- nothing measured yet")
     return lines
@@ -343,10 +414,19 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--sizes", default=None, help="target training sizes (default: 200,50)")
-    parser.add_argument("--source-examples", type=int, default=None,
-                        help="examples per source adapter (default 2,000; fewer on a starved CPU)")
-    parser.add_argument("--report", type=Path, default=None, metavar="WORKDIR",
-                        help="only rewrite WORKDIR/composition.md from its composition.json (no training)")
+    parser.add_argument(
+        "--source-examples",
+        type=int,
+        default=None,
+        help="examples per source adapter (default 2,000; fewer on a starved CPU)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="WORKDIR",
+        help="only rewrite WORKDIR/composition.md from its composition.json (no training)",
+    )
     args = parser.parse_args()
     if args.report:
         path = args.report / "composition.json"
@@ -355,12 +435,18 @@ def main() -> None:
     scale = QUICK if args.quick else FULL
     if args.sizes:
         sizes = tuple(int(s) for s in args.sizes.split(","))
-        scale = Scale(sizes, scale.dev, {s: scale.epochs.get(s, 4 if s >= 200 else 10) for s in sizes},
-                      scale.test_cap, scale.max_length)
+        scale = Scale(
+            sizes,
+            scale.dev,
+            {s: scale.epochs.get(s, 4 if s >= 200 else 10) for s in sizes},
+            scale.test_cap,
+            scale.max_length,
+        )
     pool_scale = POOL_QUICK if args.quick else POOL_FULL
     if args.source_examples:
-        pool_scale = PoolScale(args.source_examples, min(pool_scale.dev, args.source_examples),
-                               pool_scale.epochs, pool_scale.max_length)
+        pool_scale = PoolScale(
+            args.source_examples, min(pool_scale.dev, args.source_examples), pool_scale.epochs, pool_scale.max_length
+        )
     workdir = RESULTS / ("quick" if args.quick else f"full-{pool_scale.examples}")
     base = load_base()
     pool = build_pool(base, pool_scale, workdir)

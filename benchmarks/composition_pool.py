@@ -108,15 +108,26 @@ def build_pool(base: BaseModel, scale: PoolScale, workdir: Path) -> dict[str, An
             continue
         train = source_data(name, "train", scale.examples)
         dev = source_data(name, "dev", scale.dev)
-        config = TrainConfig(learning_rate=SOURCE_LR, epochs=scale.epochs, patience=scale.epochs, batch_size=16,
-                             max_length=scale.max_length, seed=SOURCE_SEED)
+        config = TrainConfig(
+            learning_rate=SOURCE_LR,
+            epochs=scale.epochs,
+            patience=scale.epochs,
+            batch_size=16,
+            max_length=scale.max_length,
+            seed=SOURCE_SEED,
+        )
         start, cpu = time.perf_counter(), time.process_time()
-        result = api.train(train, dev_data=dev, task=name, base=base, adapter="pfeiffer", config=config,
-                           out=out, overwrite=True)
+        result = api.train(
+            train, dev_data=dev, task=name, base=base, adapter="pfeiffer", config=config, out=out, overwrite=True
+        )
         entry = hub.push(out, registry=registry)
         record["sources"][name] = {
-            "ref": str(entry.ref), "family": SOURCES[name].family, "dataset": SOURCES[name].dataset,
-            "examples": len(train), "dev": result.metrics, "seconds": time.perf_counter() - start,
+            "ref": str(entry.ref),
+            "family": SOURCES[name].family,
+            "dataset": SOURCES[name].dataset,
+            "examples": len(train),
+            "dev": result.metrics,
+            "seconds": time.perf_counter() - start,
             "cpu_seconds": time.process_time() - cpu,
         }
         record_path.write_text(json.dumps(record, indent=2))

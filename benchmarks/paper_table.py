@@ -62,8 +62,11 @@ DEFAULT_HEATMAP = ROOT.parent / "docs" / "img" / "fusion-heatmap.png"
 SOURCES = ("rotten_tomatoes", "vader_amazon", "trec", "sms_spam")
 # Targets: two sentiment tasks that the sentiment sources should help, one topic task that
 # no source relates to. None of them is (or derives from) a source.
-TARGETS = {"vader_tweets": "related (sentiment)", "vader_nyt": "related (sentiment)",
-           "bbc_news": "unrelated (news topic)"}
+TARGETS = {
+    "vader_tweets": "related (sentiment)",
+    "vader_nyt": "related (sentiment)",
+    "bbc_news": "unrelated (news topic)",
+}
 METHODS = ("head-only", "full", "ST-A", "Fusion")
 
 # Candidate learning rates, the paper's first (it wins ties). The head alone has no paper value
@@ -100,10 +103,30 @@ class Scale:
 # Full: 48.5 min measured on 2 CPU cores shared with other jobs.
 # Targets get 200 train + 100 dev = 300 labelled examples (<= 500). The head alone is several
 # times cheaper per epoch and needs more epochs, so it gets them.
-FULL = Scale(source_examples=2000, source_dev=300, source_epochs=1, target_train=200, target_dev=100,
-             target_epochs=3, head_epochs=10, seeds=(0, 1, 2), test_cap=None, max_length=64)
-QUICK = Scale(source_examples=120, source_dev=40, source_epochs=1, target_train=48, target_dev=32,
-              target_epochs=1, head_epochs=2, seeds=(0,), test_cap=64, max_length=32)
+FULL = Scale(
+    source_examples=2000,
+    source_dev=300,
+    source_epochs=1,
+    target_train=200,
+    target_dev=100,
+    target_epochs=3,
+    head_epochs=10,
+    seeds=(0, 1, 2),
+    test_cap=None,
+    max_length=64,
+)
+QUICK = Scale(
+    source_examples=120,
+    source_dev=40,
+    source_epochs=1,
+    target_train=48,
+    target_dev=32,
+    target_epochs=1,
+    head_epochs=2,
+    seeds=(0,),
+    test_cap=64,
+    max_length=32,
+)
 
 
 @dataclass
@@ -147,23 +170,34 @@ def target_split(task: str, scale: Scale, banned: set[str]) -> Split:
     pool = bundled.load(task, "train")
     clean = bundled.without_texts(pool, banned).examples
     sample = random.Random(DATA_SEED).sample(clean, scale.target_train + scale.target_dev)
-    train_part, dev_part = sample[: scale.target_train], sample[scale.target_train:]
+    train_part, dev_part = sample[: scale.target_train], sample[scale.target_train :]
     held = bundled.load(task, "dev")
     test = bundled.without_texts(held, banned | {bundled.text_key(e.text) for e in pool.examples}).examples
-    removed = {"train_pool_overlapping_sources": len(pool.examples) - len(clean),
-               "test_overlapping_sources_or_train": len(held.examples) - len(test)}
+    removed = {
+        "train_pool_overlapping_sources": len(pool.examples) - len(clean),
+        "test_overlapping_sources_or_train": len(held.examples) - len(test),
+    }
     test = test[: scale.test_cap]  # None keeps all
-    return Split(subset(pool, train_part, f"{scale.target_train} sampled, seed {DATA_SEED}"),
-                 subset(pool, dev_part, f"{scale.target_dev} sampled dev, seed {DATA_SEED}"),
-                 subset(held, test, "held-out test"), removed)
+    return Split(
+        subset(pool, train_part, f"{scale.target_train} sampled, seed {DATA_SEED}"),
+        subset(pool, dev_part, f"{scale.target_dev} sampled dev, seed {DATA_SEED}"),
+        subset(held, test, "held-out test"),
+        removed,
+    )
 
 
 def test_metrics(model: torch.nn.Module, base: BaseModel, test: ExampleSet, scale: Scale) -> dict[str, float]:
     """Score a trained (live) model on the held-out test set."""
     names = model.head.config.label_names  # type: ignore[union-attr]
     enc = tokenize(base.tokenizer, test, scale.max_length, encode_labels(test, "classification", names))
-    return evaluate_outputs(model, enc, "classification", batch_size=64, device=next(model.parameters()).device,
-                            pad_id=api.pad_id_of(base.tokenizer))
+    return evaluate_outputs(
+        model,
+        enc,
+        "classification",
+        batch_size=64,
+        device=next(model.parameters()).device,
+        pad_id=api.pad_id_of(base.tokenizer),
+    )
 
 
 def train_sources(base: BaseModel, scale: Scale, workdir: Path) -> dict[str, dict[str, Any]]:
@@ -173,16 +207,26 @@ def train_sources(base: BaseModel, scale: Scale, workdir: Path) -> dict[str, dic
         path = workdir / "sources" / task
         train = bundled.load(task, "train", scale.source_examples)
         dev = bundled.load(task, "dev", scale.source_dev)
-        config = TrainConfig(learning_rate=SOURCE_LR, epochs=scale.source_epochs, patience=scale.source_epochs,
-                             max_length=scale.max_length, seed=SOURCE_SEED)
+        config = TrainConfig(
+            learning_rate=SOURCE_LR,
+            epochs=scale.source_epochs,
+            patience=scale.source_epochs,
+            max_length=scale.max_length,
+            seed=SOURCE_SEED,
+        )
         if not _reusable(path, config, len(train)):
             start = time.perf_counter()
-            api.train(train, dev_data=dev, task=task, base=base, adapter="pfeiffer", config=config, out=path,
-                      overwrite=True)
+            api.train(
+                train, dev_data=dev, task=task, base=base, adapter="pfeiffer", config=config, out=path, overwrite=True
+            )
             log(f"source {task}: trained in {time.perf_counter() - start:.0f}s")
         meta = api.info(path)
-        out[task] = {"path": str(path), "examples": len(train), "dev": meta["metrics"]["dev"],
-                     "best_epoch": meta["training"]["best_epoch"]}
+        out[task] = {
+            "path": str(path),
+            "examples": len(train),
+            "dev": meta["metrics"]["dev"],
+            "best_epoch": meta["training"]["best_epoch"],
+        }
         log(f"source {task}: dev accuracy {out[task]['dev']['accuracy']:.3f}")
     return out
 
@@ -193,8 +237,12 @@ def _reusable(path: Path, config: TrainConfig, examples: int) -> bool:
         return False
     meta = api.info(path)
     training = meta["training"]
-    return (training["data"]["train"]["examples"] == examples and training["epochs"] == config.epochs
-            and training["learning_rate"] == config.learning_rate and training["max_length"] == config.max_length)
+    return (
+        training["data"]["train"]["examples"] == examples
+        and training["epochs"] == config.epochs
+        and training["learning_rate"] == config.learning_rate
+        and training["max_length"] == config.max_length
+    )
 
 
 class Target:
@@ -211,39 +259,85 @@ class Target:
         start = time.perf_counter()
         result = train()
         test = test_metrics(result.model, self.base, self.split.test, self.scale)
-        run = Run(method, seed, lr, result.fit.best_epoch, result.metrics, test, time.perf_counter() - start,
-                  result.fit.history)
-        log(f"{self.task} {method:9s} seed {seed} lr {lr:g}: dev {run.dev['accuracy']:.3f} "
-            f"test {run.test['accuracy']:.3f} (epoch {run.best_epoch}, {run.seconds:.0f}s)")
+        run = Run(
+            method,
+            seed,
+            lr,
+            result.fit.best_epoch,
+            result.metrics,
+            test,
+            time.perf_counter() - start,
+            result.fit.history,
+        )
+        log(
+            f"{self.task} {method:9s} seed {seed} lr {lr:g}: dev {run.dev['accuracy']:.3f} "
+            f"test {run.test['accuracy']:.3f} (epoch {run.best_epoch}, {run.seconds:.0f}s)"
+        )
         return run
 
     def head_only(self, seed: int, lr: float) -> Run:
         config = self.config(lr, seed, self.scale.head_epochs)
-        return self._run("head-only", seed, lr, lambda: api.train(
-            self.split.train, dev_data=self.split.dev, task=self.task, base=self.base, adapter=None, config=config))
+        return self._run(
+            "head-only",
+            seed,
+            lr,
+            lambda: api.train(
+                self.split.train, dev_data=self.split.dev, task=self.task, base=self.base, adapter=None, config=config
+            ),
+        )
 
     def full(self, seed: int, lr: float) -> Run:
         config = TrainConfig(**{**self.config(lr, seed, self.scale.target_epochs).to_dict(), "mode": "full"})
-        return self._run("full", seed, lr, lambda: api.train(
-            self.split.train, dev_data=self.split.dev, task=self.task, base=self.base, adapter=None, config=config))
+        return self._run(
+            "full",
+            seed,
+            lr,
+            lambda: api.train(
+                self.split.train, dev_data=self.split.dev, task=self.task, base=self.base, adapter=None, config=config
+            ),
+        )
 
     def st_a_path(self, seed: int, lr: float) -> Path:
         return self.workdir / "st-a" / f"{self.task}-seed{seed}-lr{lr:g}"
 
     def st_a(self, seed: int, lr: float) -> Run:
         config = self.config(lr, seed, self.scale.target_epochs)
-        return self._run("ST-A", seed, lr, lambda: api.train(
-            self.split.train, dev_data=self.split.dev, task=self.task, base=self.base, adapter="pfeiffer",
-            config=config, out=self.st_a_path(seed, lr), overwrite=True))
+        return self._run(
+            "ST-A",
+            seed,
+            lr,
+            lambda: api.train(
+                self.split.train,
+                dev_data=self.split.dev,
+                task=self.task,
+                base=self.base,
+                adapter="pfeiffer",
+                config=config,
+                out=self.st_a_path(seed, lr),
+                overwrite=True,
+            ),
+        )
 
     def fusion_path(self, seed: int, lr: float) -> Path:
         return self.workdir / "fusion" / f"{self.task}-seed{seed}-lr{lr:g}"
 
     def fusion(self, seed: int, lr: float, st_a: Path, out: Path | None = None) -> Run:
         config = self.config(lr, seed, self.scale.target_epochs)
-        return self._run("Fusion", seed, lr, lambda: api.fuse(
-            [*self.sources, st_a], self.split.train, dev_data=self.split.dev, task=self.task, base=self.base,
-            config=config, out=out, overwrite=True))
+        return self._run(
+            "Fusion",
+            seed,
+            lr,
+            lambda: api.fuse(
+                [*self.sources, st_a],
+                self.split.train,
+                dev_data=self.split.dev,
+                task=self.task,
+                base=self.base,
+                config=config,
+                out=out,
+                overwrite=True,
+            ),
+        )
 
 
 def best(runs: list[Run]) -> Run:
@@ -263,9 +357,12 @@ def select_learning_rates(target: Target, selection: dict[str, Any]) -> dict[str
         else:
             runs = [getattr(target, _attr(method))(seed, lr) for lr in candidates]
         chosen[method] = best(runs)
-        selection[method] = {"candidates": {f"{r.learning_rate:g}": r.dev["accuracy"] for r in runs},
-                             "chosen": chosen[method].learning_rate, "on": f"{target.task} dev, seed {seed}",
-                             "runs": [asdict(r) for r in runs]}
+        selection[method] = {
+            "candidates": {f"{r.learning_rate:g}": r.dev["accuracy"] for r in runs},
+            "chosen": chosen[method].learning_rate,
+            "on": f"{target.task} dev, seed {seed}",
+            "runs": [asdict(r) for r in runs],
+        }
     return chosen
 
 
@@ -308,23 +405,30 @@ def summarize(runs: dict[str, list[Run]]) -> dict[str, dict[str, dict[str, float
         for method in METHODS:
             mean, std = mean_std([100 * r.test["accuracy"] for r in task_runs if r.method == method])
             table[task][method] = {"mean": mean, "std": std}
-    groups = {"average (all targets)": list(runs), "average (related targets)":
-              [t for t in runs if TARGETS[t].startswith("related")]}
+    groups = {
+        "average (all targets)": list(runs),
+        "average (related targets)": [t for t in runs if TARGETS[t].startswith("related")],
+    }
     for label, tasks in groups.items():
-        table[label] = {m: {"mean": statistics.fmean(table[t][m]["mean"] for t in tasks), "std": math.nan}
-                        for m in METHODS}
+        table[label] = {
+            m: {"mean": statistics.fmean(table[t][m]["mean"] for t in tasks), "std": math.nan} for m in METHODS
+        }
     return table
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]], sizes: dict[str, dict[str, int]]) -> str:
     """The results as a Markdown table (rows: targets + averages; columns: methods)."""
-    lines = ["| target | kind | train / dev / test | " + " | ".join(METHODS) + " |",
-             "|---|---|---|" + "---:|" * len(METHODS)]
+    lines = [
+        "| target | kind | train / dev / test | " + " | ".join(METHODS) + " |",
+        "|---|---|---|" + "---:|" * len(METHODS),
+    ]
     for task, row in table.items():
         kind = TARGETS.get(task, "")
         size = " / ".join(str(sizes[task][s]) for s in ("train", "dev", "test")) if task in sizes else ""
-        cells = [f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if not math.isnan(v["std"]) else "")
-                 for v in (row[m] for m in METHODS)]
+        cells = [
+            f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if not math.isnan(v["std"]) else "")
+            for v in (row[m] for m in METHODS)
+        ]
         name = f"**{task}**" if task.startswith("average") else task
         lines.append(f"| {name} | {kind} | {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -371,10 +475,20 @@ def main() -> None:
     minutes = (time.perf_counter() - started) / 60
     log(f"total {minutes:.1f} min")
     report = {
-        "scale": asdict(scale), "sources": sources, "targets": TARGETS, "sizes": sizes, "removed": removed,
-        "learning_rates": LEARNING_RATES, "selection": selection, "source_lr": SOURCE_LR,
-        "data_seed": DATA_SEED, "table": table, "runs": {t: [asdict(r) for r in rs] for t, rs in runs.items()},
-        "minutes": minutes, "heatmap": str(heatmap), "activations": activations,
+        "scale": asdict(scale),
+        "sources": sources,
+        "targets": TARGETS,
+        "sizes": sizes,
+        "removed": removed,
+        "learning_rates": LEARNING_RATES,
+        "selection": selection,
+        "source_lr": SOURCE_LR,
+        "data_seed": DATA_SEED,
+        "table": table,
+        "runs": {t: [asdict(r) for r in rs] for t, rs in runs.items()},
+        "minutes": minutes,
+        "heatmap": str(heatmap),
+        "activations": activations,
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -43,13 +43,26 @@ def probe(task: str, epochs: int, rates: dict[str, float], base: Any, workdir: P
 
     start = time.perf_counter()
     st_a_path = workdir / "probe" / f"{task}-st-a"
-    st_a = api.train(split.train, dev_data=split.dev, task=task, base=base, adapter="pfeiffer",
-                     config=config(rates["ST-A"]), out=st_a_path, overwrite=True)
+    st_a = api.train(
+        split.train,
+        dev_data=split.dev,
+        task=task,
+        base=base,
+        adapter="pfeiffer",
+        config=config(rates["ST-A"]),
+        out=st_a_path,
+        overwrite=True,
+    )
     sources = [workdir / "sources" / name for name in SOURCES]
-    fusion = api.fuse([*sources, st_a_path], split.train, dev_data=split.dev, task=task, base=base,
-                      config=config(rates["Fusion"]))
-    out = {"majority_dev_accuracy": majority, "ST-A": dev_curve(st_a), "Fusion": dev_curve(fusion),
-           "seconds": time.perf_counter() - start}
+    fusion = api.fuse(
+        [*sources, st_a_path], split.train, dev_data=split.dev, task=task, base=base, config=config(rates["Fusion"])
+    )
+    out = {
+        "majority_dev_accuracy": majority,
+        "ST-A": dev_curve(st_a),
+        "Fusion": dev_curve(fusion),
+        "seconds": time.perf_counter() - start,
+    }
     log(f"{task}: majority {majority:.3f}; ST-A dev per epoch {out['ST-A']}; Fusion dev per epoch {out['Fusion']}")
     return out
 

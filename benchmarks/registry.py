@@ -110,11 +110,37 @@ GOAL_PULL_MS = 20.0  # cached pull (median) < 20 ms: the goal of the future remo
 GOAL_SEARCH_P95_MS = 50.0  # search p95 < 50 ms at 10k entries
 
 BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
-BASES = [BASE_ID, "google-bert/bert-base-uncased", "FacebookAI/roberta-base", "FacebookAI/xlm-roberta-base",
-         "microsoft/deberta-v3-small", "distilbert/distilbert-base-uncased"]
-TASKS = ["sst2", "mnli", "qnli", "qqp", "rte", "cola", "mrpc", "stsb", "wnli", "boolq", "trec", "imdb",
-         "ag-news", "yelp", "dbpedia", "emotion", "tweet-eval", "hate-speech", "sarcasm", "amazon-polarity",
-         *[f"domain-task-{i:02d}" for i in range(20)]]
+BASES = [
+    BASE_ID,
+    "google-bert/bert-base-uncased",
+    "FacebookAI/roberta-base",
+    "FacebookAI/xlm-roberta-base",
+    "microsoft/deberta-v3-small",
+    "distilbert/distilbert-base-uncased",
+]
+TASKS = [
+    "sst2",
+    "mnli",
+    "qnli",
+    "qqp",
+    "rte",
+    "cola",
+    "mrpc",
+    "stsb",
+    "wnli",
+    "boolq",
+    "trec",
+    "imdb",
+    "ag-news",
+    "yelp",
+    "dbpedia",
+    "emotion",
+    "tweet-eval",
+    "hate-speech",
+    "sarcasm",
+    "amazon-polarity",
+    *[f"domain-task-{i:02d}" for i in range(20)],
+]
 ARCHITECTURES = ["pfeiffer", "houlsby", "head_only"]
 LANGS = ["en", "de", "fr", "es", "zh", "ja", "ar", "hi"]
 DOMAINS = ["news", "reviews", "social", "legal", "medical", "science", "finance"]
@@ -141,8 +167,14 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any
 
 def latency_stats(seconds: list[float]) -> dict[str, Any]:
     ms = [s * 1000 for s in seconds]
-    return {"n": len(ms), "p50_ms": statistics.median(ms), "p95_ms": percentile(ms, 95),
-            "min_ms": min(ms), "max_ms": max(ms), "times_ms": [round(x, 4) for x in ms]}
+    return {
+        "n": len(ms),
+        "p50_ms": statistics.median(ms),
+        "p95_ms": percentile(ms, 95),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+        "times_ms": [round(x, 4) for x in ms],
+    }
 
 
 def dir_bytes(path: Path) -> int:
@@ -170,8 +202,9 @@ def make_base() -> Any:
     from adapterhub_lite.base import from_encoder
 
     torch.manual_seed(0)
-    encoder = BertModel(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                                   intermediate_size=1536, vocab_size=99))
+    encoder = BertModel(
+        BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536, vocab_size=99)
+    )
     return from_encoder(encoder, None, model_id=BASE_ID)
 
 
@@ -193,7 +226,12 @@ def small_model_and_metadata(base: Any, *, name: str, task: str) -> tuple[Any, d
     history = [{"epoch": 1, "step": 100, "train_loss": 0.4, "dev_accuracy": 0.9, "dev_macro_f1": 0.89}]
     record = {"source": "train.csv", "sha256": hashlib.sha256(b"x").hexdigest(), "examples": 1000}
     metadata = artifact_metadata(
-        kind="adapter", name=name, task=task, base=base, head=head, columns=Columns(),
+        kind="adapter",
+        name=name,
+        task=task,
+        base=base,
+        head=head,
+        columns=Columns(),
         extra={"adapter": adapter.to_dict()},
         config=TrainConfig(mode="adapter", epochs=1),
         fit_result=FitResult(history=history, best_epoch=1, best_metrics={"accuracy": 0.9, "macro_f1": 0.89}),
@@ -211,8 +249,9 @@ def write_small(out: Path, model: Any, metadata: dict[str, Any], seed: int) -> A
 
     generator = torch.Generator().manual_seed(seed)
     weights = {k: v + 1e-3 * torch.randn(v.shape, generator=generator) for k, v in model.artifact_state_dict().items()}
-    return write_artifact(out, metadata, weights, render_model_card(metadata),
-                          extra_files={"metrics.jsonl": b'{"epoch": 1}\n'})
+    return write_artifact(
+        out, metadata, weights, render_model_card(metadata), extra_files={"metrics.jsonl": b'{"epoch": 1}\n'}
+    )
 
 
 def write_big(out: Path, metadata: dict[str, Any], megabytes: int) -> Any:
@@ -224,8 +263,9 @@ def write_big(out: Path, metadata: dict[str, Any], megabytes: int) -> Any:
     generator = torch.Generator().manual_seed(1)
     per_tensor = 1_000_000  # float32 -> 4 MB each
     count = max(1, round(megabytes * MB / (4 * per_tensor)))
-    weights = {f"adapter.{i}.ffn.down.weight": torch.randn(1000, per_tensor // 1000, generator=generator)
-               for i in range(count)}
+    weights = {
+        f"adapter.{i}.ffn.down.weight": torch.randn(1000, per_tensor // 1000, generator=generator) for i in range(count)
+    }
     meta = {**metadata, "name": "big", "task": "big-task"}
     return write_artifact(out, meta, weights, render_model_card(meta))
 
@@ -264,13 +304,20 @@ def bench_transfer(work: Path, big: Any, reps: int) -> dict[str, Any]:
         drop(reg_dir)
         drop(pull_to)
         copy_to.unlink()
-    mbps = {op: [(weight_bytes if op in ("copy", "hash") else artifact_bytes) / MB / s for s in ts]
-            for op, ts in times.items()}
+    mbps = {
+        op: [(weight_bytes if op in ("copy", "hash") else artifact_bytes) / MB / s for s in ts]
+        for op, ts in times.items()
+    }
     median = {op: statistics.median(v) for op, v in mbps.items()}
     return {
-        "weights_bytes": weight_bytes, "artifact_bytes": artifact_bytes, "reps": reps,
-        "seconds": times, "mb_per_s": mbps, "median_mb_per_s": median,
-        "push_ratio_to_copy": median["push"] / median["copy"], "pull_ratio_to_copy": median["pull"] / median["copy"],
+        "weights_bytes": weight_bytes,
+        "artifact_bytes": artifact_bytes,
+        "reps": reps,
+        "seconds": times,
+        "mb_per_s": mbps,
+        "median_mb_per_s": median,
+        "push_ratio_to_copy": median["push"] / median["copy"],
+        "pull_ratio_to_copy": median["pull"] / median["copy"],
     }
 
 
@@ -303,8 +350,13 @@ def bench_small_pull(work: Path, small_dir: Path, pulls: int) -> dict[str, Any]:
         seconds, _ = timed(copy_files, small_dir, target)
         results["copy_files"].append(seconds)
     drop(dests)
-    return {"artifact_bytes": dir_bytes(small_dir), "files": len(list(small_dir.iterdir())),
-            **{k: latency_stats(v) for k, v in results.items()}, "_registry": reg_dir, "_entry": entry}
+    return {
+        "artifact_bytes": dir_bytes(small_dir),
+        "files": len(list(small_dir.iterdir())),
+        **{k: latency_stats(v) for k, v in results.items()},
+        "_registry": reg_dir,
+        "_entry": entry,
+    }
 
 
 # -- 3. search at 10k -------------------------------------------------------------------------
@@ -326,11 +378,17 @@ def populate(registry: Any, template: dict[str, Any], total: int, rng: random.Ra
             metrics = {"macro_f1": round(rng.uniform(0.3, 0.95), 4)}
             if rng.random() < 0.9:  # some entries report no accuracy (sorts last)
                 metrics["accuracy"] = round(rng.uniform(0.5, 0.99), 4)
-            tags = sorted({f"task:{task}", "head:classification", f"lang:{rng.choice(LANGS)}",
-                           f"domain:{rng.choice(DOMAINS)}"})
-            manifest = {**template, "base": base, "task": task, "name": name, "version": f"1.0.{patch}",
-                        "summary": {**template["summary"], "architecture": architecture, "metrics": metrics,
-                                    "tags": tags}}
+            tags = sorted(
+                {f"task:{task}", "head:classification", f"lang:{rng.choice(LANGS)}", f"domain:{rng.choice(DOMAINS)}"}
+            )
+            manifest = {
+                **template,
+                "base": base,
+                "task": task,
+                "name": name,
+                "version": f"1.0.{patch}",
+                "summary": {**template["summary"], "architecture": architecture, "metrics": metrics, "tags": tags},
+            }
             ref = Ref(base, task, name, f"1.0.{patch}")
             path = registry._manifest_path(ref, ref.version)
             registry.blob_store.write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -341,8 +399,13 @@ def populate(registry: Any, template: dict[str, Any], total: int, rng: random.Ra
             registry._index.add(Entry(ref, manifest, is_yanked))
             written += 1
     seconds = time.perf_counter() - start
-    return {"versions": written, "entries": entries, "yanked": yanked, "seconds": seconds,
-            "ms_per_version": seconds / written * 1000}
+    return {
+        "versions": written,
+        "entries": entries,
+        "yanked": yanked,
+        "seconds": seconds,
+        "ms_per_version": seconds / written * 1000,
+    }
 
 
 def search_plan(rng: random.Random, count: int) -> list[tuple[str, dict[str, Any]]]:
@@ -362,8 +425,9 @@ def search_plan(rng: random.Random, count: int) -> list[tuple[str, dict[str, Any
     return plan
 
 
-def bench_search(work: Path, small_entry: Any, small_registry: Any, total: int, searches: int,
-                 rebuilds: int, opens: int, seed: int) -> dict[str, Any]:
+def bench_search(
+    work: Path, small_entry: Any, small_registry: Any, total: int, searches: int, rebuilds: int, opens: int, seed: int
+) -> dict[str, Any]:
     from adapterhub_lite.registry.client.local import LocalRegistry
 
     rng = random.Random(seed)
@@ -398,12 +462,20 @@ def bench_search(work: Path, small_entry: Any, small_registry: Any, total: int, 
     flat = [s for kind in SEARCH_KINDS for s in end_to_end[kind]]
     flat_sql = [s for kind in SEARCH_KINDS for s in sql_only[kind]]
     return {
-        "population": {**population, "method": "manifest written with registry.blob_store.write_atomic + "
-                       "registry._index.add(Entry) per version, blobs of one real pushed artifact reused"},
-        "per_kind": {k: {"filters_example": next(f for kk, f in plan if kk == k),
-                         "rows_returned_median": statistics.median(rows[k]),
-                         "end_to_end": latency_stats(end_to_end[k]), "sql_only": latency_stats(sql_only[k])}
-                     for k in SEARCH_KINDS},
+        "population": {
+            **population,
+            "method": "manifest written with registry.blob_store.write_atomic + "
+            "registry._index.add(Entry) per version, blobs of one real pushed artifact reused",
+        },
+        "per_kind": {
+            k: {
+                "filters_example": next(f for kk, f in plan if kk == k),
+                "rows_returned_median": statistics.median(rows[k]),
+                "end_to_end": latency_stats(end_to_end[k]),
+                "sql_only": latency_stats(sql_only[k]),
+            }
+            for k in SEARCH_KINDS
+        },
         "overall": {"end_to_end": latency_stats(flat), "sql_only": latency_stats(flat_sql)},
         "open": latency_stats(open_times),
         "rebuild": latency_stats(rebuild_times),
@@ -432,9 +504,12 @@ def bench_push(work: Path, model: Any, metadata: dict[str, Any], pushes: int, bi
         if i < max(5, pushes // 2):
             into_10k.append(timed(big_registry.push, dirs[i + 1])[0])
     drop(sources)
-    return {"new_content_auto_version": latency_stats(auto), "same_content_new_version": latency_stats(same),
-            "new_content_into_10k_registry": latency_stats(into_10k),
-            "versions_in_entry_at_end": len(registry.versions(last.ref))}
+    return {
+        "new_content_auto_version": latency_stats(auto),
+        "same_content_new_version": latency_stats(same),
+        "new_content_into_10k_registry": latency_stats(into_10k),
+        "versions_in_entry_at_end": len(registry.versions(last.ref)),
+    }
 
 
 # -- 5. remote: the same through ahl serve ----------------------------------------------------
@@ -452,10 +527,14 @@ def bench_remote(work: Path, small_dir: Path, big: Any, reg_10k: Path, args: arg
     with remote.client_env(work):
         print(f"5/5 remote: {args.pulls} x 3 pulls of the small artifact through ahl serve", file=sys.stderr)
         pull = remote.bench_pull(work, small_dir, args.pulls, copy_files=copy_files, latency_stats=latency_stats)
-        print(f"5/5 remote: {args.reps} x push/pull of {dir_bytes(big.path) / MB:.0f} MB through ahl serve"
-              f"{' (+1 profiled)' if args.profile else ''}", file=sys.stderr)
-        transfer = remote.bench_transfer(work, big, args.reps, sha256_file=sha256_file, dir_bytes=dir_bytes,
-                                         profile=args.profile)
+        print(
+            f"5/5 remote: {args.reps} x push/pull of {dir_bytes(big.path) / MB:.0f} MB through ahl serve"
+            f"{' (+1 profiled)' if args.profile else ''}",
+            file=sys.stderr,
+        )
+        transfer = remote.bench_transfer(
+            work, big, args.reps, sha256_file=sha256_file, dir_bytes=dir_bytes, profile=args.profile
+        )
         print(f"5/5 remote: search through ahl serve over the {args.entries} registry", file=sys.stderr)
         # The same kinds and value distributions as the local plan (another draw of the same rng).
         rng = random.Random(args.seed + 1)
@@ -467,11 +546,16 @@ def bench_remote(work: Path, small_dir: Path, big: Any, reg_10k: Path, args: arg
                 # ahl-entry:, base_model:), not the summary's lang:/domain: tags that the local
                 # tag queries use; an architecture filter is a server-side adapter: tag query.
                 plan.append(("arch_tag", {"architecture": rng.choice(["pfeiffer", "houlsby"]), "limit": 50}))
-        search = remote.bench_search(work, reg_10k, plan, (*SEARCH_KINDS, "arch_tag"), args.remote_sort_searches,
-                                     latency_stats=latency_stats)
-    return {"server": "python -m adapterhub_lite serve on 127.0.0.1 (uvicorn), a subprocess sharing this "
-                      "machine's CPUs with the client; client = hub.* with the registry URL",
-            "pull": pull, "transfer": transfer, "search": search}
+        search = remote.bench_search(
+            work, reg_10k, plan, (*SEARCH_KINDS, "arch_tag"), args.remote_sort_searches, latency_stats=latency_stats
+        )
+    return {
+        "server": "python -m adapterhub_lite serve on 127.0.0.1 (uvicorn), a subprocess sharing this "
+        "machine's CPUs with the client; client = hub.* with the registry URL",
+        "pull": pull,
+        "transfer": transfer,
+        "search": search,
+    }
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -482,8 +566,10 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     t, p, s, u = result["transfer"], result["small_pull"], result["search"], result["push"]
-    table = Table(title=f"Registry (local; remote through ahl serve) on {result['meta']['workdir_fs']} "
-                        f"(page cache NOT dropped; medians; baselines measured in this run)")
+    table = Table(
+        title=f"Registry (local; remote through ahl serve) on {result['meta']['workdir_fs']} "
+        f"(page cache NOT dropped; medians; baselines measured in this run)"
+    )
     for column in ("measure", "result", "baseline (same run)", "goal", "meets"):
         table.add_column(column, overflow="fold")
 
@@ -495,103 +581,187 @@ def print_table(result: dict[str, Any]) -> None:
 
     m = t["median_mb_per_s"]
     size = f"{t['artifact_bytes'] / MB:.0f} MB"
-    table.add_row(f"push {size} artifact", f"{m['push']:.0f} MB/s ({t['push_ratio_to_copy']:.2f}x copy)",
-                  f"copyfile {m['copy']:.0f} MB/s", f">= {GOAL_TRANSFER_RATIO:.0%} of copy",
-                  meets(t["push_ratio_to_copy"] >= GOAL_TRANSFER_RATIO))
-    table.add_row(f"pull {size} artifact", f"{m['pull']:.0f} MB/s ({t['pull_ratio_to_copy']:.2f}x copy)",
-                  f"copyfile {m['copy']:.0f} MB/s", f">= {GOAL_TRANSFER_RATIO:.0%} of copy",
-                  meets(t["pull_ratio_to_copy"] >= GOAL_TRANSFER_RATIO))
+    table.add_row(
+        f"push {size} artifact",
+        f"{m['push']:.0f} MB/s ({t['push_ratio_to_copy']:.2f}x copy)",
+        f"copyfile {m['copy']:.0f} MB/s",
+        f">= {GOAL_TRANSFER_RATIO:.0%} of copy",
+        meets(t["push_ratio_to_copy"] >= GOAL_TRANSFER_RATIO),
+    )
+    table.add_row(
+        f"pull {size} artifact",
+        f"{m['pull']:.0f} MB/s ({t['pull_ratio_to_copy']:.2f}x copy)",
+        f"copyfile {m['copy']:.0f} MB/s",
+        f">= {GOAL_TRANSFER_RATIO:.0%} of copy",
+        meets(t["pull_ratio_to_copy"] >= GOAL_TRANSFER_RATIO),
+    )
     table.add_row("sha256_file of the weights", f"{m['hash']:.0f} MB/s", "(explains push/pull)", "", "")
     table.add_section()
     small = f"{p['artifact_bytes'] / MB:.2f} MB, {p['files']} files"
     table.add_row(f"resolve latest ({small})", lat(p["resolve"]), "", "", "")
-    table.add_row(f"resolve + pull ({small})", lat(p["pull"]), f"copy files: {lat(p['copy_files'])}",
-                  f"median < {GOAL_PULL_MS:.0f} ms", meets(p["pull"]["p50_ms"] < GOAL_PULL_MS))
-    table.add_row("hub.pull by ref (opens registry too)", lat(p["hub_pull"]), "", f"median < {GOAL_PULL_MS:.0f} ms",
-                  meets(p["hub_pull"]["p50_ms"] < GOAL_PULL_MS))
+    table.add_row(
+        f"resolve + pull ({small})",
+        lat(p["pull"]),
+        f"copy files: {lat(p['copy_files'])}",
+        f"median < {GOAL_PULL_MS:.0f} ms",
+        meets(p["pull"]["p50_ms"] < GOAL_PULL_MS),
+    )
+    table.add_row(
+        "hub.pull by ref (opens registry too)",
+        lat(p["hub_pull"]),
+        "",
+        f"median < {GOAL_PULL_MS:.0f} ms",
+        meets(p["hub_pull"]["p50_ms"] < GOAL_PULL_MS),
+    )
     table.add_section()
     pop = s["population"]
-    table.add_row(f"populate {pop['versions']} versions ({pop['entries']} entries)",
-                  f"{pop['seconds']:.1f} s ({pop['ms_per_version']:.2f} ms/version)", "", "", "")
+    table.add_row(
+        f"populate {pop['versions']} versions ({pop['entries']} entries)",
+        f"{pop['seconds']:.1f} s ({pop['ms_per_version']:.2f} ms/version)",
+        "",
+        "",
+        "",
+    )
     for kind, stats in s["per_kind"].items():
         e2e = stats["end_to_end"]
-        table.add_row(f"search {kind} {stats['filters_example']}", lat(e2e),
-                      f"SQL only: {lat(stats['sql_only'])}", f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms",
-                      meets(e2e["p95_ms"] < GOAL_SEARCH_P95_MS))
+        table.add_row(
+            f"search {kind} {stats['filters_example']}",
+            lat(e2e),
+            f"SQL only: {lat(stats['sql_only'])}",
+            f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms",
+            meets(e2e["p95_ms"] < GOAL_SEARCH_P95_MS),
+        )
     overall = s["overall"]["end_to_end"]
-    table.add_row(f"[bold]search overall ({overall['n']})[/]", lat(overall),
-                  f"SQL only: {lat(s['overall']['sql_only'])}", f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms",
-                  meets(overall["p95_ms"] < GOAL_SEARCH_P95_MS))
+    table.add_row(
+        f"[bold]search overall ({overall['n']})[/]",
+        lat(overall),
+        f"SQL only: {lat(s['overall']['sql_only'])}",
+        f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms",
+        meets(overall["p95_ms"] < GOAL_SEARCH_P95_MS),
+    )
     table.add_row(f"open LocalRegistry at {pop['versions']}", lat(s["open"]), "", "", "")
-    table.add_row(f"index rebuild at {pop['versions']} (index.sqlite deleted)",
-                  f"median {s['rebuild']['p50_ms'] / 1000:.2f} s (n={s['rebuild']['n']})", "", "", "")
+    table.add_row(
+        f"index rebuild at {pop['versions']} (index.sqlite deleted)",
+        f"median {s['rebuild']['p50_ms'] / 1000:.2f} s (n={s['rebuild']['n']})",
+        "",
+        "",
+        "",
+    )
     table.add_section()
     table.add_row("push small, new content, auto version", lat(u["new_content_auto_version"]), "", "", "")
     table.add_row("push small, same content, new version", lat(u["same_content_new_version"]), "", "", "")
-    table.add_row(f"push small into the {pop['versions']} registry", lat(u["new_content_into_10k_registry"]),
-                  "", "", "")
+    table.add_row(
+        f"push small into the {pop['versions']} registry", lat(u["new_content_into_10k_registry"]), "", "", ""
+    )
     if "remote" in result:
         add_remote_rows(table, result["remote"], meets, lat)
     console = Console(width=max(Console().width, 190))  # wide: the table is meant to be pasted
     console.print(table)
-    print("note: the page cache cannot be dropped here; sources are warm in memory, so throughput is "
-          "memory-copy and hashing bound for baseline and registry alike.")
+    print(
+        "note: the page cache cannot be dropped here; sources are warm in memory, so throughput is "
+        "memory-copy and hashing bound for baseline and registry alike."
+    )
     if "remote" in result:
         for op, rows in result["remote"]["transfer"]["client_profile_top_by_own_time"].items():
             print(f"client-side cProfile of one remote {op} of the big artifact, top by own time:")
             for row in rows[:8]:
-                print(f"  {row['tottime_s']:7.3f} s own {row['cumtime_s']:7.3f} s cum {row['calls']:>7} calls  "
-                      f"{row['function']}")
+                print(
+                    f"  {row['tottime_s']:7.3f} s own {row['cumtime_s']:7.3f} s cum {row['calls']:>7} calls  "
+                    f"{row['function']}"
+                )
 
 
-def add_remote_rows(table: Any, r: dict[str, Any], meets: Callable[[bool], str],
-                    lat: Callable[[dict[str, Any]], str]) -> None:
+def add_remote_rows(
+    table: Any, r: dict[str, Any], meets: Callable[[bool], str], lat: Callable[[dict[str, Any]], str]
+) -> None:
     """The ``remote`` section's rows: what goes through ``ahl serve``, with its same-run baselines."""
+
     def reqs(stats: dict[str, Any]) -> str:
         return f"{stats['requests_median']:g} req"
 
     p, t, s = r["pull"], r["transfer"], r["search"]
     table.add_section()
     table.add_row("[bold]remote: hub.* through ahl serve on 127.0.0.1[/]", "", "", "", "")
-    table.add_row("pull small by exact version, uncached", f"{lat(p['uncached_exact'])}, {reqs(p['uncached_exact'])}",
-                  f"copy files: {lat(p['copy_files'])}", "", "")
-    table.add_row("pull small by exact version, cached", f"{lat(p['cached_exact'])}, {reqs(p['cached_exact'])}",
-                  f"copy files: {lat(p['copy_files'])}", f"median < {GOAL_PULL_MS:.0f} ms",
-                  meets(p["cached_exact"]["p50_ms"] < GOAL_PULL_MS))
-    table.add_row("pull small latest, cached", f"{lat(p['cached_latest'])}, {reqs(p['cached_latest'])}", "",
-                  f"median < {GOAL_PULL_MS:.0f} ms", meets(p["cached_latest"]["p50_ms"] < GOAL_PULL_MS))
+    table.add_row(
+        "pull small by exact version, uncached",
+        f"{lat(p['uncached_exact'])}, {reqs(p['uncached_exact'])}",
+        f"copy files: {lat(p['copy_files'])}",
+        "",
+        "",
+    )
+    table.add_row(
+        "pull small by exact version, cached",
+        f"{lat(p['cached_exact'])}, {reqs(p['cached_exact'])}",
+        f"copy files: {lat(p['copy_files'])}",
+        f"median < {GOAL_PULL_MS:.0f} ms",
+        meets(p["cached_exact"]["p50_ms"] < GOAL_PULL_MS),
+    )
+    table.add_row(
+        "pull small latest, cached",
+        f"{lat(p['cached_latest'])}, {reqs(p['cached_latest'])}",
+        "",
+        f"median < {GOAL_PULL_MS:.0f} ms",
+        meets(p["cached_latest"]["p50_ms"] < GOAL_PULL_MS),
+    )
     stopped = p["cached_exact_with_server_stopped"]
-    table.add_row("cached exact pull, server stopped", f"{'ok' if stopped['ok_without_requests'] else 'FAILED'}, "
-                  f"{stopped['ms']:.1f} ms", "", "no request", meets(stopped["ok_without_requests"]))
+    table.add_row(
+        "cached exact pull, server stopped",
+        f"{'ok' if stopped['ok_without_requests'] else 'FAILED'}, {stopped['ms']:.1f} ms",
+        "",
+        "no request",
+        meets(stopped["ok_without_requests"]),
+    )
     m, split = t["median_mb_per_s"], t["cpu_split"]
     size = f"{t['artifact_bytes'] / MB:.0f} MB"
     baseline = f"copyfile {m['copy']:.0f} MB/s; copy+fsync {m['copy_fsync']:.0f} MB/s"
     for op in ("push", "pull"):
         cpu = split[op]
-        table.add_row(f"{op} {size} artifact",
-                      f"{m[op]:.0f} MB/s ({t[f'{op}_ratio_to_copy']:.2f}x copy, "
-                      f"{t[f'{op}_ratio_to_copy_fsync']:.2f}x copy+fsync); wall {cpu['wall_s_median']:.2f} s = "
-                      f"client CPU {cpu['client_cpu_s_median']:.2f} s + server CPU {cpu['server_cpu_s_median']:.2f} s",
-                      baseline, f">= {GOAL_TRANSFER_RATIO:.0%} of copy",
-                      meets(t[f"{op}_ratio_to_copy"] >= GOAL_TRANSFER_RATIO))
-    table.add_row("sha256_file of the weights", f"{m['hash']:.0f} MB/s",
-                  "(every verified transfer hashes what it moves)", "", "")
+        table.add_row(
+            f"{op} {size} artifact",
+            f"{m[op]:.0f} MB/s ({t[f'{op}_ratio_to_copy']:.2f}x copy, "
+            f"{t[f'{op}_ratio_to_copy_fsync']:.2f}x copy+fsync); wall {cpu['wall_s_median']:.2f} s = "
+            f"client CPU {cpu['client_cpu_s_median']:.2f} s + server CPU {cpu['server_cpu_s_median']:.2f} s",
+            baseline,
+            f">= {GOAL_TRANSFER_RATIO:.0%} of copy",
+            meets(t[f"{op}_ratio_to_copy"] >= GOAL_TRANSFER_RATIO),
+        )
+    table.add_row(
+        "sha256_file of the weights", f"{m['hash']:.0f} MB/s", "(every verified transfer hashes what it moves)", "", ""
+    )
     first = s["first_search_with_index_sync"]
-    table.add_row(f"first search ({s['repositories_listed']} repos: builds the repo index)",
-                  f"{first['wall_s'] * 1000:.0f} ms (server CPU {first['server_cpu_s'] * 1000:.0f} ms)",
-                  f"second: {s['second_search']['wall_s'] * 1000:.1f} ms", "", "")
+    table.add_row(
+        f"first search ({s['repositories_listed']} repos: builds the repo index)",
+        f"{first['wall_s'] * 1000:.0f} ms (server CPU {first['server_cpu_s'] * 1000:.0f} ms)",
+        f"second: {s['second_search']['wall_s'] * 1000:.1f} ms",
+        "",
+        "",
+    )
     for kind, stats in s["per_kind"].items():
         remote = stats["remote"]
-        table.add_row(f"search {kind} {stats['filters_example']} (n={remote['n']})",
-                      f"{lat(remote)}, {reqs(remote)}", f"local: {lat(stats['local_baseline'])}",
-                      f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms", meets(remote["p95_ms"] < GOAL_SEARCH_P95_MS))
+        table.add_row(
+            f"search {kind} {stats['filters_example']} (n={remote['n']})",
+            f"{lat(remote)}, {reqs(remote)}",
+            f"local: {lat(stats['local_baseline'])}",
+            f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms",
+            meets(remote["p95_ms"] < GOAL_SEARCH_P95_MS),
+        )
     for key, label in (("overall_without_sort", "search overall without sort"), ("overall", "search overall")):
         stats = s[key]
-        table.add_row(f"[bold]{label} ({stats['n']})[/]", lat(stats), "", f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms",
-                      meets(stats["p95_ms"] < GOAL_SEARCH_P95_MS))
+        table.add_row(
+            f"[bold]{label} ({stats['n']})[/]",
+            lat(stats),
+            "",
+            f"p95 < {GOAL_SEARCH_P95_MS:.0f} ms",
+            meets(stats["p95_ms"] < GOAL_SEARCH_P95_MS),
+        )
     if s["disagreements_with_local"]:
-        table.add_row("[red]remote/local search disagreements[/]", str(len(s["disagreements_with_local"])),
-                      "see JSON", "0", meets(False))
+        table.add_row(
+            "[red]remote/local search disagreements[/]",
+            str(len(s["disagreements_with_local"])),
+            "see JSON",
+            "0",
+            meets(False),
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -605,19 +775,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--searches", type=int, default=200, help="timed searches (round-robin over kinds)")
     p.add_argument("--rebuilds", type=int, default=1, help="timed index rebuilds")
     p.add_argument("--opens", type=int, default=20, help="timed LocalRegistry opens")
-    p.add_argument("--remote-sort-searches", type=int, default=12,
-                   help="remote searches sorted by accuracy (each lists every match; the client sorts)")
-    p.add_argument("--no-profile", dest="profile", action="store_false",
-                   help="skip the cProfile'd remote push and pull")
+    p.add_argument(
+        "--remote-sort-searches",
+        type=int,
+        default=12,
+        help="remote searches sorted by accuracy (each lists every match; the client sorts)",
+    )
+    p.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="skip the cProfile'd remote push and pull"
+    )
     p.add_argument("--skip-remote", action="store_true", help="only the local registry (no ahl serve)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="scratch directory on the disk to measure (default: a temporary directory)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="scratch directory on the disk to measure (default: a temporary directory)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     p.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
-    p.add_argument("--versions", type=int, default=None,
-                   help="only the scale section: a synthetic registry of this many versions (bulk SQL, see "
-                        "benchmarks/_registry_scale.py) against a 10k one built the same way")
+    p.add_argument(
+        "--versions",
+        type=int,
+        default=None,
+        help="only the scale section: a synthetic registry of this many versions (bulk SQL, see "
+        "benchmarks/_registry_scale.py) against a 10k one built the same way",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.pulls, args.pushes = min(args.reps, 2), min(args.pulls, 20), min(args.pushes, 20)
@@ -672,9 +855,20 @@ def main_scale(args: argparse.Namespace) -> None:
             return paths
 
         plan = search_plan(random.Random(args.seed), args.searches)
-        result = scale.bench_scale(work, entry, source, args.versions, write_sources=write_sources, plan=plan,
-                                   remote=remote, latency_stats=latency_stats, bases=BASES, tasks=TASKS,
-                                   architectures=ARCHITECTURES, tags=(LANGS, DOMAINS))
+        result = scale.bench_scale(
+            work,
+            entry,
+            source,
+            args.versions,
+            write_sources=write_sources,
+            plan=plan,
+            remote=remote,
+            latency_stats=latency_stats,
+            bases=BASES,
+            tasks=TASKS,
+            architectures=ARCHITECTURES,
+            tags=(LANGS, DOMAINS),
+        )
         out = args.json_out if args.json_out != DEFAULT_JSON else DEFAULT_JSON.with_name("registry_scale.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")  # before the (slow) clean-up
@@ -682,19 +876,29 @@ def main_scale(args: argparse.Namespace) -> None:
         if not args.keep:
             drop(work)
     a, b = result["10k"], result["scale"]
-    print(f"| at {b['build']['versions']:,} versions ({b['build']['entries']:,} entries) | 10k (same run) | "
-          f"{b['build']['versions']:,} | ratio |")
+    print(
+        f"| at {b['build']['versions']:,} versions ({b['build']['entries']:,} entries) | 10k (same run) | "
+        f"{b['build']['versions']:,} | ratio |"
+    )
     print("|---|---:|---:|---:|")
-    for key, label in (("open", "open LocalRegistry"), ("search", "local search p95"),
-                       ("search_sql", "local search p95, SQL only"),
-                       ("push", "local push p50"), ("cached_pull", "local cached pull p50"),
-                       ("served_search", "served search p95"), ("served_search_after_pushes",
-                                                               "served search p95 after pushes"),
-                       ("served_push", "served push p50"), ("served_cached_pull", "served cached pull p50")):
+    for key, label in (
+        ("open", "open LocalRegistry"),
+        ("search", "local search p95"),
+        ("search_sql", "local search p95, SQL only"),
+        ("push", "local push p50"),
+        ("cached_pull", "local cached pull p50"),
+        ("served_search", "served search p95"),
+        ("served_search_after_pushes", "served search p95 after pushes"),
+        ("served_push", "served push p50"),
+        ("served_cached_pull", "served cached pull p50"),
+    ):
         stat = "p95_ms" if "search" in key else "p50_ms"
         print(f"| {label} (ms) | {a[key][stat]:.1f} | {b[key][stat]:.1f} | {b[key][stat] / a[key][stat]:.2f}x |")
-    for key, label in (("served_first_request_s", "served first request (s)"),
-                       ("server_peak_rss_mb", "server peak RSS (MB)"), ("client_peak_rss_mb", "client peak RSS (MB)")):
+    for key, label in (
+        ("served_first_request_s", "served first request (s)"),
+        ("server_peak_rss_mb", "server peak RSS (MB)"),
+        ("client_peak_rss_mb", "client peak RSS (MB)"),
+    ):
         print(f"| {label} | {a[key]:.1f} | {b[key]:.1f} | {b[key] / a[key]:.2f}x |")
     print(f"build: {b['build']['seconds']:.0f} s ({b['build']['method']}); wrote {out}")
 
@@ -725,8 +929,16 @@ def main(argv: list[str] | None = None) -> None:
         from adapterhub_lite.registry.client.local import LocalRegistry
 
         print(f"3/{steps} search: populating {args.entries} versions, {args.searches} searches", file=sys.stderr)
-        search = bench_search(work, small_entry, LocalRegistry(small_registry), args.entries, args.searches,
-                              args.rebuilds, args.opens, args.seed)
+        search = bench_search(
+            work,
+            small_entry,
+            LocalRegistry(small_registry),
+            args.entries,
+            args.searches,
+            args.rebuilds,
+            args.opens,
+            args.seed,
+        )
         big_registry = search.pop("_registry")
         print(f"4/{steps} push: {args.pushes} pushes", file=sys.stderr)
         push = bench_push(work, model, metadata, args.pushes, big_registry)
@@ -739,16 +951,24 @@ def main(argv: list[str] | None = None) -> None:
     import adapterhub_lite
 
     meta = {
-        "benchmark": "registry", "quick": args.quick, "python": platform.python_version(),
-        "platform": platform.platform(), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
+        "benchmark": "registry",
+        "quick": args.quick,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "adapterhub_lite": getattr(adapterhub_lite, "__version__", "?"),
-        "workdir_fs": filesystem_of(work.parent), "page_cache_dropped": False,
+        "workdir_fs": filesystem_of(work.parent),
+        "page_cache_dropped": False,
         "note": "page cache not dropped (needs root); sources are warm in memory; copyfile and registry blob "
-                "writes are not fsynced; manifests are (registry.blob_store.write_atomic); the remote download cache "
-                "fsyncs each blob (compare remote pulls with copy+fsync too)",
+        "writes are not fsynced; manifests are (registry.blob_store.write_atomic); the remote download cache "
+        "fsyncs each blob (compare remote pulls with copy+fsync too)",
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "goals": {"transfer_ratio_to_copy": GOAL_TRANSFER_RATIO, "pull_median_ms": GOAL_PULL_MS,
-                  "search_p95_ms": GOAL_SEARCH_P95_MS},
+        "goals": {
+            "transfer_ratio_to_copy": GOAL_TRANSFER_RATIO,
+            "pull_median_ms": GOAL_PULL_MS,
+            "search_p95_ms": GOAL_SEARCH_P95_MS,
+        },
         "total_seconds": time.perf_counter() - started,
     }
     result = {"meta": meta, "transfer": transfer, "small_pull": small_pull, "search": search, "push": push}

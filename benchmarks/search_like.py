@@ -53,12 +53,28 @@ def populate(root: Path, total: int, rng: np.random.Generator) -> float:
         task = f"task{i % 97:02d}"
         name = f"adapter-{i:05d}"
         vector = rng.standard_normal(384).astype(np.float32)
-        summary = {"kind": "adapter", "architecture": "pfeiffer", "head": "classification", "labels": ["a", "b"],
-                   "metrics": {"accuracy": float(rng.uniform(0.5, 1))}, "tags": [f"task:{task}"], "adapters": [],
-                   "task_embedding": TaskEmbedding(vector, 256, 128).to_dict()}
-        manifest = {"layout": 1, "base": BASE, "task": task, "name": name, "version": "1.0.0", "kind": "adapter",
-                    "digest": "sha256:" + f"{i:064x}", "files": {}, "pushed_at": "2026-12-01T00:00:00+00:00",
-                    "summary": summary}
+        summary = {
+            "kind": "adapter",
+            "architecture": "pfeiffer",
+            "head": "classification",
+            "labels": ["a", "b"],
+            "metrics": {"accuracy": float(rng.uniform(0.5, 1))},
+            "tags": [f"task:{task}"],
+            "adapters": [],
+            "task_embedding": TaskEmbedding(vector, 256, 128).to_dict(),
+        }
+        manifest = {
+            "layout": 1,
+            "base": BASE,
+            "task": task,
+            "name": name,
+            "version": "1.0.0",
+            "kind": "adapter",
+            "digest": "sha256:" + f"{i:064x}",
+            "files": {},
+            "pushed_at": "2026-12-01T00:00:00+00:00",
+            "summary": summary,
+        }
         path = root / "entries" / org / model / task / name / "1.0.0.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(manifest))
@@ -74,8 +90,7 @@ def latencies(fn: Any, queries: list[TaskEmbedding]) -> dict[str, float]:
         start = time.perf_counter()
         fn(query)
         times.append((time.perf_counter() - start) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-            "queries": len(times)}
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)), "queries": len(times)}
 
 
 def serve(root: Path) -> tuple[subprocess.Popen, str]:
@@ -83,8 +98,12 @@ def serve(root: Path) -> tuple[subprocess.Popen, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "AHL_SERVE_TOKENS": "bench-token:bench"}
-    process = subprocess.Popen([sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(root), "--port",
-                                str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(root), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -111,7 +130,8 @@ def main() -> None:
         result["local_like"] = latencies(lambda q: hub.search(registry=local, like=q, base=BASE, top=10), queries)
         # cold: a registry opened for each query (what one CLI call pays, minus Python's start-up)
         result["local_like_cold"] = latencies(
-            lambda q: hub.search(registry=LocalRegistry(root), like=q, base=BASE, top=10), queries[:20])
+            lambda q: hub.search(registry=LocalRegistry(root), like=q, base=BASE, top=10), queries[:20]
+        )
         result["local_plain"] = latencies(lambda q: hub.search(registry=local, base=BASE, limit=10), queries)
         process, url = serve(root)
         try:
@@ -132,8 +152,10 @@ def main() -> None:
         like = result[f"{case}_like"] if case != "local_like_cold" else result[case]
         plain = result[f"{where}_plain"]
         label = f"{where} --like" + (", registry opened per query" if case == "local_like_cold" else "")
-        print(f"| {label} | {like['p50_ms']:.1f} | {like['p95_ms']:.1f} | "
-              f"{like['p95_ms'] / plain['p95_ms']:.2f}x | {'met' if like['p95_ms'] < GOAL_P95_MS else 'NOT met'} |")
+        print(
+            f"| {label} | {like['p50_ms']:.1f} | {like['p95_ms']:.1f} | "
+            f"{like['p95_ms'] / plain['p95_ms']:.2f}x | {'met' if like['p95_ms'] < GOAL_P95_MS else 'NOT met'} |"
+        )
         if case == "local_like_cold":
             continue
         print(f"| {where} plain search (baseline) | {plain['p50_ms']:.1f} | {plain['p95_ms']:.1f} | 1.00x | |")

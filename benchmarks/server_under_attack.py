@@ -39,7 +39,7 @@ import httpx2 as httpx
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "server_under_attack.json"
 TOKEN, USER = "bench-token", "bench"
 
-ATTACKER = r'''
+ATTACKER = r"""
 import base64, json, sys, time
 import httpx2 as httpx
 url, kind, token, upload_mb = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -72,7 +72,7 @@ while True:
             httpx.get(url + "/api/models/bench/bomb", timeout=120)
     except httpx.HTTPError:
         time.sleep(0.1)
-'''
+"""
 
 SCENARIOS = {
     "none": [],
@@ -92,8 +92,20 @@ def free_port() -> int:
 
 def start_server(root: Path, port: int, upload_mb: float, log: Path) -> subprocess.Popen:
     env = {**os.environ, "AHL_SERVE_TOKENS": f"{TOKEN}:{USER}"}
-    command = [sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(root), "--port", str(port),
-               "--max-upload-mb", str(upload_mb), "--max-concurrent-uploads", "8"]
+    command = [
+        sys.executable,
+        "-m",
+        "adapterhub_lite",
+        "serve",
+        "--registry",
+        str(root),
+        "--port",
+        str(port),
+        "--max-upload-mb",
+        str(upload_mb),
+        "--max-concurrent-uploads",
+        "8",
+    ]
     with log.open("ab") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -114,18 +126,30 @@ def prepare(url: str) -> None:
     auth = {"authorization": f"Bearer {TOKEN}"}
     for name in ["target", "bomb", *[f"honest-{i}" for i in range(20)]]:
         httpx.post(f"{url}/api/repos/create", json={"name": name}, headers=auth).raise_for_status()
-    bomb = "---\ntags: [x]\n" + "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
-        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]) + "\n---\n# card\n"
-    line = {"key": "file", "value": {"path": "README.md", "encoding": "base64",
-                                     "content": base64.b64encode(bomb.encode()).decode()}}
+    bomb = (
+        "---\ntags: [x]\n"
+        + "\n".join(
+            ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+            + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+        )
+        + "\n---\n# card\n"
+    )
+    line = {
+        "key": "file",
+        "value": {"path": "README.md", "encoding": "base64", "content": base64.b64encode(bomb.encode()).decode()},
+    }
     body = b'{"key": "header", "value": {"summary": "bomb"}}\n' + json.dumps(line).encode() + b"\n"
     httpx.post(f"{url}/api/models/{USER}/bomb/commit/main", content=body, headers=auth).raise_for_status()
 
 
 def stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"p50_ms": 1000 * statistics.median(ordered), "p95_ms": 1000 * ordered[int(0.95 * (len(ordered) - 1))],
-            "max_ms": 1000 * ordered[-1], "n": len(ordered)}
+    return {
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p95_ms": 1000 * ordered[int(0.95 * (len(ordered) - 1))],
+        "max_ms": 1000 * ordered[-1],
+        "n": len(ordered),
+    }
 
 
 def measure(url: str, requests: int) -> dict[str, dict[str, float]]:
@@ -155,14 +179,23 @@ def main(argv: list[str] | None = None) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(work / "registry", port, args.upload_mb, work / "serve.log")
-    results: dict[str, Any] = {"requests": args.requests, "upload_mb": args.upload_mb, "cpus": os.cpu_count(),
-                               "scenarios": {}}
+    results: dict[str, Any] = {
+        "requests": args.requests,
+        "upload_mb": args.upload_mb,
+        "cpus": os.cpu_count(),
+        "scenarios": {},
+    }
     try:
         prepare(url)
         for name in args.scenarios:
-            attackers = [subprocess.Popen([sys.executable, "-c", ATTACKER, url, kind, TOKEN, str(args.upload_mb)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                         for kind in SCENARIOS[name]]
+            attackers = [
+                subprocess.Popen(
+                    [sys.executable, "-c", ATTACKER, url, kind, TOKEN, str(args.upload_mb)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for kind in SCENARIOS[name]
+            ]
             try:
                 time.sleep(args.warmup if attackers else 0)
                 results["scenarios"][name] = measure(url, args.requests)
@@ -175,19 +208,24 @@ def main(argv: list[str] | None = None) -> None:
         server.terminate()
         server.wait(30)
     base = results["scenarios"].get("none", {}).get("search", {}).get("p95_ms")
-    print(f"\nahl serve under attack: {args.requests} searches + model infos per scenario, "
-          f"--max-upload-mb {args.upload_mb:g}, {os.cpu_count()} CPUs")
-    print(f"{'scenario':<12} {'search p50':>11} {'p95':>9} {'max':>9} {'p95 / none':>11} "
-          f"{'info p50':>9} {'p95':>9} {'max':>9}")
+    print(
+        f"\nahl serve under attack: {args.requests} searches + model infos per scenario, "
+        f"--max-upload-mb {args.upload_mb:g}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'scenario':<12} {'search p50':>11} {'p95':>9} {'max':>9} {'p95 / none':>11} "
+        f"{'info p50':>9} {'p95':>9} {'max':>9}"
+    )
     for name, row in results["scenarios"].items():
         s, i = row["search"], row["model_info"]
         ratio = f"{s['p95_ms'] / base:.1f}x" if base else "-"
-        print(f"{name:<12} {s['p50_ms']:>9.1f}ms {s['p95_ms']:>7.1f}ms {s['max_ms']:>7.1f}ms {ratio:>11} "
-              f"{i['p50_ms']:>7.1f}ms {i['p95_ms']:>7.1f}ms {i['max_ms']:>7.1f}ms")
+        print(
+            f"{name:<12} {s['p50_ms']:>9.1f}ms {s['p95_ms']:>7.1f}ms {s['max_ms']:>7.1f}ms {ratio:>11} "
+            f"{i['p50_ms']:>7.1f}ms {i['p95_ms']:>7.1f}ms {i['max_ms']:>7.1f}ms"
+        )
     worst = max(row["search"]["max_ms"] for row in results["scenarios"].values())
     results["worst_search_ms"] = worst
-    print(f"goal: every search under 1 s while attacked: {'met' if worst < 1000 else 'NOT met'} "
-          f"(worst {worst:.0f} ms)")
+    print(f"goal: every search under 1 s while attacked: {'met' if worst < 1000 else 'NOT met'} (worst {worst:.0f} ms)")
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.json_out}")

@@ -60,15 +60,25 @@ def split(task: str, size: int, seed: int) -> tuple[ExampleSet, ExampleSet, Exam
     def part(items: list[Any], note: str) -> ExampleSet:
         return ExampleSet(items, f"{task} {note}", None, pool.columns_found)
 
-    return (part(examples[:size], f"train {size}"), part(examples[size:size + dev_size], "dev"),
-            bundled.load(task, "dev"))
+    return (
+        part(examples[:size], f"train {size}"),
+        part(examples[size : size + dev_size], "dev"),
+        bundled.load(task, "dev"),
+    )
 
 
-def test_metrics(model: torch.nn.Module, base: BaseModel, test: ExampleSet, names: list[str],
-                 max_length: int) -> dict[str, float]:
+def test_metrics(
+    model: torch.nn.Module, base: BaseModel, test: ExampleSet, names: list[str], max_length: int
+) -> dict[str, float]:
     enc = tokenize(base.tokenizer, test, max_length, encode_labels(test, "classification", names))
-    return evaluate_outputs(model, enc, "classification", batch_size=64, device=next(model.parameters()).device,
-                            pad_id=api.pad_id_of(base.tokenizer))
+    return evaluate_outputs(
+        model,
+        enc,
+        "classification",
+        batch_size=64,
+        device=next(model.parameters()).device,
+        pad_id=api.pad_id_of(base.tokenizer),
+    )
 
 
 def resolved(config: TrainConfig, train: ExampleSet) -> dict[str, Any]:
@@ -78,19 +88,25 @@ def resolved(config: TrainConfig, train: ExampleSet) -> dict[str, Any]:
     return resolve(config, "classification", targets).config.to_dict()
 
 
-def run(config: TrainConfig, train: ExampleSet, dev: ExampleSet, test: ExampleSet, base: BaseModel,
-        task: str) -> dict[str, Any]:
+def run(
+    config: TrainConfig, train: ExampleSet, dev: ExampleSet, test: ExampleSet, base: BaseModel, task: str
+) -> dict[str, Any]:
     start = time.perf_counter()
     result = api.train(train, dev_data=dev, task=task, base=base, adapter="pfeiffer", config=config)
     seconds = time.perf_counter() - start
     names = result.model.head.config.label_names  # type: ignore[union-attr]
     schedule = result.fit.schedule
     test_scores = test_metrics(result.model, base, test, names, config.max_length)
-    return {"dev": result.metrics, "test": test_scores, "seconds": seconds,
-            "best_epoch": result.fit.best_epoch, "steps": result.fit.history[-1]["step"],
-            "history": result.fit.history,  # dev metrics per epoch: how selection went on dev
-            "schedule": schedule.to_dict() if schedule else None,
-            "config": schedule.config.to_dict() if schedule else config.to_dict()}
+    return {
+        "dev": result.metrics,
+        "test": test_scores,
+        "seconds": seconds,
+        "best_epoch": result.fit.best_epoch,
+        "steps": result.fit.history[-1]["step"],
+        "history": result.fit.history,  # dev metrics per epoch: how selection went on dev
+        "schedule": schedule.to_dict() if schedule else None,
+        "config": schedule.config.to_dict() if schedule else config.to_dict(),
+    }
 
 
 def mean_std(values: list[float]) -> str:
@@ -101,18 +117,24 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
-def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int], lrs: list[float]) -> tuple[
-        list[dict[str, Any]], str]:
+def summarize(
+    runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int], lrs: list[float]
+) -> tuple[list[dict[str, Any]], str]:
     """One row per (task, size): test macro-F1 / accuracy of each method over the seeds done."""
-    rows, lines = [], [
-        "| task | N | seeds | paper (old defaults) | default | balanced | swept best (lr chosen on dev) | "
-        "default - swept (macro-F1) | default time / one sweep run (steps) | default time / paper (steps) |",
-        "|---|---:|---:|---|---|---|---|---:|---:|---:|"]
+    rows, lines = (
+        [],
+        [
+            "| task | N | seeds | paper (old defaults) | default | balanced | swept best (lr chosen on dev) | "
+            "default - swept (macro-F1) | default time / one sweep run (steps) | default time / paper (steps) |",
+            "|---|---:|---:|---|---|---|---|---:|---:|---:|",
+        ],
+    )
     for task in tasks:
         for size in sizes:
             cells = [v for k, v in runs.items() if v["task"] == task and v["size"] == size]
-            seeds = sorted({c["seed"] for c in cells if "default" in c["runs"]
-                            and all(f"lr={lr:g}" in c["runs"] for lr in lrs)})
+            seeds = sorted(
+                {c["seed"] for c in cells if "default" in c["runs"] and all(f"lr={lr:g}" in c["runs"] for lr in lrs)}
+            )
             if not seeds:
                 continue
             by: dict[str, dict[str, list[float]]] = {}
@@ -123,8 +145,12 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
                 sweep = [c["runs"][f"lr={lr:g}"] for lr in lrs]
                 best = max(sweep, key=lambda r: r["dev"]["macro_f1"])  # first (smallest lr) wins ties
                 chosen.append(best["config"]["learning_rate"])
-                picks = {"paper": c["runs"].get("paper"), "default": c["runs"]["default"],
-                         "balanced": c["runs"].get("balanced"), "swept": best}
+                picks = {
+                    "paper": c["runs"].get("paper"),
+                    "default": c["runs"]["default"],
+                    "balanced": c["runs"].get("balanced"),
+                    "swept": best,
+                }
                 for method, r in picks.items():
                     if r is None:
                         continue
@@ -141,19 +167,26 @@ def summarize(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int
                 m = by.get(method)
                 return f"{mean_std(m['macro_f1'])} / {mean_std(m['accuracy'])}" if m else "-"
 
-            row = {"task": task, "size": size, "seeds": seeds, "gap_macro_f1": statistics.mean(gaps),
-                   "time_ratio": statistics.mean(ratios), "swept_lrs": chosen,
-                   "time_ratio_paper": statistics.mean(paper_ratios) if paper_ratios else None,
-                   "step_ratio": statistics.mean(step_ratios),
-                   "step_ratio_paper": statistics.mean(paper_step_ratios) if paper_step_ratios else None,
-                   **{m: {k: statistics.mean(v) for k, v in d.items()} for m, d in by.items()}}
+            row = {
+                "task": task,
+                "size": size,
+                "seeds": seeds,
+                "gap_macro_f1": statistics.mean(gaps),
+                "time_ratio": statistics.mean(ratios),
+                "swept_lrs": chosen,
+                "time_ratio_paper": statistics.mean(paper_ratios) if paper_ratios else None,
+                "step_ratio": statistics.mean(step_ratios),
+                "step_ratio_paper": statistics.mean(paper_step_ratios) if paper_step_ratios else None,
+                **{m: {k: statistics.mean(v) for k, v in d.items()} for m, d in by.items()},
+            }
             rows.append(row)
             lrs_text = ", ".join(f"{lr:g}" for lr in chosen)
-            lines.append(f"| {task} | {size} | {len(seeds)} | {cell('paper')} | {cell('default')} | "
-                         f"{cell('balanced')} | {cell('swept')} ({lrs_text}) | {100 * row['gap_macro_f1']:+.1f} | "
-                         f"{row['time_ratio']:.2f}x ({row['step_ratio']:.2f}x) | "
-                         + (f"{row['time_ratio_paper']:.1f}x ({row['step_ratio_paper']:.1f}x) |"
-                            if paper_ratios else "- |"))
+            lines.append(
+                f"| {task} | {size} | {len(seeds)} | {cell('paper')} | {cell('default')} | "
+                f"{cell('balanced')} | {cell('swept')} ({lrs_text}) | {100 * row['gap_macro_f1']:+.1f} | "
+                f"{row['time_ratio']:.2f}x ({row['step_ratio']:.2f}x) | "
+                + (f"{row['time_ratio_paper']:.1f}x ({row['step_ratio_paper']:.1f}x) |" if paper_ratios else "- |")
+            )
     return rows, "\n".join(lines) + "\n\n" + per_rate(runs, tasks, sizes, lrs)
 
 
@@ -166,8 +199,12 @@ def per_rate(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int]
             texts = []
             for lr in lrs:
                 done = [c["runs"][f"lr={lr:g}"] for c in cells if f"lr={lr:g}" in c["runs"]]
-                texts.append(f"{mean_std([r['test']['macro_f1'] for r in done])} "
-                             f"({mean_std([r['dev']['macro_f1'] for r in done])})" if done else "-")
+                texts.append(
+                    f"{mean_std([r['test']['macro_f1'] for r in done])} "
+                    f"({mean_std([r['dev']['macro_f1'] for r in done])})"
+                    if done
+                    else "-"
+                )
             if any(t != "-" for t in texts):
                 lines.append(f"| {task} | {size} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
@@ -181,8 +218,9 @@ def main() -> None:
     parser.add_argument("--lrs", nargs="+", type=float, default=list(LEARNING_RATES))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--max-length", type=int, default=64, help="tokens per text (short texts: 64 keeps runs cheap)")
-    parser.add_argument("--extras", action="store_true",
-                        help="also run the paper's former defaults and class_weight=balanced per cell")
+    parser.add_argument(
+        "--extras", action="store_true", help="also run the paper's former defaults and class_weight=balanced per cell"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: sms_spam, 50 examples, 1 seed, 2 rates")
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the JSON")
     parser.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
@@ -195,9 +233,16 @@ def main() -> None:
     report: dict[str, Any] = {"runs": {}}
     if out.exists() and not args.fresh:
         report = json.loads(out.read_text())
-    report.update({"machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                              f"{args.threads} thread(s), shared CPU",
-                   "learning_rates": args.lrs, "tasks": args.tasks, "sizes": args.sizes, "seeds": args.seeds})
+    report.update(
+        {
+            "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+            f"{args.threads} thread(s), shared CPU",
+            "learning_rates": args.lrs,
+            "tasks": args.tasks,
+            "sizes": args.sizes,
+            "seeds": args.seeds,
+        }
+    )
 
     def save() -> None:
         rows, table = summarize(report["runs"], args.tasks, args.sizes, args.lrs)
@@ -220,20 +265,30 @@ def main() -> None:
                 train, dev, test = split(task, size, seed)
                 common = dict(seed=seed, max_length=args.max_length)
                 configs = {"default": TrainConfig(**common)}  # type: ignore[arg-type]
-                configs.update({f"lr={lr:g}": TrainConfig(**common, learning_rate=lr)  # type: ignore[arg-type]
-                                for lr in args.lrs})
+                configs.update(
+                    {
+                        f"lr={lr:g}": TrainConfig(**common, learning_rate=lr)  # type: ignore[arg-type]
+                        for lr in args.lrs
+                    }
+                )
                 if args.extras:
                     configs["paper"] = TrainConfig(**{**common, **PAPER})  # type: ignore[arg-type]
                     configs["balanced"] = TrainConfig(**common, class_weight="balanced")  # type: ignore[arg-type]
                 schedules = {m: resolved(c, train) for m, c in configs.items()}
-                twin = next((m for m in configs if m.startswith("lr=") and schedules[m] == schedules["default"]),
-                            None)
+                twin = next((m for m in configs if m.startswith("lr=") and schedules[m] == schedules["default"]), None)
                 # The default (and its twin) first, so every cell has a default early; then the
                 # short paper run, then the sweep from the rates nearest the default's.
-                rest = sorted((m for m in configs if m.startswith("lr=") and m != twin),
-                              key=lambda m: abs(math.log(float(m[3:]) / 1e-3)))
-                order = [*([twin] if twin else []), "default", *(["paper"] if args.extras else []), *rest,
-                         *(["balanced"] if args.extras else [])]
+                rest = sorted(
+                    (m for m in configs if m.startswith("lr=") and m != twin),
+                    key=lambda m: abs(math.log(float(m[3:]) / 1e-3)),
+                )
+                order = [
+                    *([twin] if twin else []),
+                    "default",
+                    *(["paper"] if args.extras else []),
+                    *rest,
+                    *(["balanced"] if args.extras else []),
+                ]
                 for method in order:
                     # A stored run counts only if it ran the schedule this method resolves to now
                     # (a changed default rule reruns the default, or reuses its new twin).
@@ -244,9 +299,11 @@ def main() -> None:
                     else:
                         cell["runs"][method] = run(configs[method], train, dev, test, base, task)
                     r = cell["runs"][method]
-                    log(f"{key} {method:9s} dev F1 {r['dev']['macro_f1']:.3f} test F1 {r['test']['macro_f1']:.3f} "
+                    log(
+                        f"{key} {method:9s} dev F1 {r['dev']['macro_f1']:.3f} test F1 {r['test']['macro_f1']:.3f} "
                         f"acc {r['test']['accuracy']:.3f} epoch {r['best_epoch']} steps {r['steps']} "
-                        f"{r['seconds']:.0f}s")
+                        f"{r['seconds']:.0f}s"
+                    )
                     save()
     save()
     print(report["table"])

@@ -102,8 +102,9 @@ def make_batch(vocab_size: int, batch: int, seq: int, seed: int) -> tuple[dict[s
     return inputs, labels
 
 
-def time_steps(model: Any, params: list[Any], inputs: dict[str, Any], labels: Any,
-               steps: int, warmup: int, lr: float) -> list[float]:
+def time_steps(
+    model: Any, params: list[Any], inputs: dict[str, Any], labels: Any, steps: int, warmup: int, lr: float
+) -> list[float]:
     """Seconds per train step (as in ``fit``, autocast on GPU) for ``steps`` steps after ``warmup``."""
     from torch import nn
 
@@ -158,8 +159,9 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def profile_case(model: Any, params: list[Any], inputs: dict[str, Any], labels: Any,
-                 args: argparse.Namespace) -> dict[str, Any]:
+def profile_case(
+    model: Any, params: list[Any], inputs: dict[str, Any], labels: Any, args: argparse.Namespace
+) -> dict[str, Any]:
     """Print a torch.profiler table of a few steps (``--profile``)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -183,10 +185,31 @@ def percentile(values: list[float], q: float) -> float:
 
 def spawn(case: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one case in a fresh interpreter and parse the JSON it prints last."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--child",
-           "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--batch", str(args.batch), "--seq", str(args.seq), "--lr", str(args.lr),
-           "--seed", str(args.seed), "--device", args.device, "--base", args.base]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--case",
+        case,
+        "--child",
+        "--threads",
+        str(args.threads),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--batch",
+        str(args.batch),
+        "--seq",
+        str(args.seq),
+        "--lr",
+        str(args.lr),
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--base",
+        args.base,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stderr)
@@ -198,8 +221,12 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "machine": platform.machine()}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
 
 
 def add_ratios(results: list[dict[str, Any]], with_reference: bool) -> None:
@@ -213,28 +240,39 @@ def print_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"train step, {meta['base']} on {meta['device']}, batch {meta['batch']} x {meta['seq']}, "
-                        f"{meta['threads']} threads (torch {meta['versions']['torch']})")
-    for col in ("case", "median s/step", "p90 s/step", "steps", "peak RSS MiB",
-                "x full fine-tuning", "x reference*"):
+    table = Table(
+        title=f"train step, {meta['base']} on {meta['device']}, batch {meta['batch']} x {meta['seq']}, "
+        f"{meta['threads']} threads (torch {meta['versions']['torch']})"
+    )
+    for col in ("case", "median s/step", "p90 s/step", "steps", "peak RSS MiB", "x full fine-tuning", "x reference*"):
         table.add_column(col, justify="left" if col == "case" else "right")
     fmt = lambda v, f: "-" if v is None else format(v, f)
     for r in results:
-        table.add_row(r["case"], fmt(r["median_s"], ".3f"), fmt(r["p90_s"], ".3f"), str(r["steps"]),
-                      fmt(r["peak_rss_mib"], ".0f"), fmt(r["ratio_to_full"], ".2f"),
-                      fmt(r["ratio_to_reference"], ".2f"))
+        table.add_row(
+            r["case"],
+            fmt(r["median_s"], ".3f"),
+            fmt(r["p90_s"], ".3f"),
+            str(r["steps"]),
+            fmt(r["peak_rss_mib"], ".0f"),
+            fmt(r["ratio_to_full"], ".2f"),
+            fmt(r["ratio_to_reference"], ".2f"),
+        )
     console = Console(width=max(Console().width, 110))  # no truncated columns when piped
     console.print(table)
     load = meta["loadavg_1min"]
     if max(load.values()) > meta["threads"]:
-        console.print(f"[yellow]warning: 1-minute load average {load['before']:.1f} -> "
-                      f"{load['after']:.1f} exceeds {meta['threads']} threads; times are inflated")
+        console.print(
+            f"[yellow]warning: 1-minute load average {load['before']:.1f} -> "
+            f"{load['after']:.1f} exceeds {meta['threads']} threads; times are inflated"
+        )
     if meta["reference"] is None:
         console.print("* the reference applies to MiniLM on the CPU only")
         return
     goal = GOAL_RATIO_TO_REFERENCE * REFERENCE_ADAPTERS_S_PER_STEP
-    console.print(f"* reference: {REFERENCE_ADAPTERS_S_PER_STEP:.2f} s/step, {REFERENCE_LABEL}; "
-                  f"goal for 'adapter': <= {goal:.2f} s/step")
+    console.print(
+        f"* reference: {REFERENCE_ADAPTERS_S_PER_STEP:.2f} s/step, {REFERENCE_LABEL}; "
+        f"goal for 'adapter': <= {goal:.2f} s/step"
+    )
     adapter = next((r for r in results if r["case"] == "adapter"), None)
     if adapter:
         verdict = "meets" if adapter["median_s"] <= goal else "misses"
@@ -243,8 +281,13 @@ def print_table(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cases", nargs="+", choices=CASES, default=["adapter", "adapter_base_dropout", "full"],
-                   help="cases to run, each in its own subprocess")
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        choices=CASES,
+        default=["adapter", "adapter_base_dropout", "full"],
+        help="cases to run, each in its own subprocess",
+    )
     p.add_argument("--case", choices=CASES, help="the one case a --child runs")
     p.add_argument("--child", action="store_true", help="run --case here and print JSON")
     p.add_argument("--profile", action="store_true", help="with --child: torch.profiler table")
@@ -256,8 +299,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (bf16/fp16 autocast as in training)")
-    p.add_argument("--base", choices=("minilm", "bert-base-random"), default="minilm",
-                   help="embedded MiniLM, or a random BERT-base-sized encoder (no model files needed)")
+    p.add_argument(
+        "--base",
+        choices=("minilm", "bert-base-random"),
+        default="minilm",
+        help="embedded MiniLM, or a random BERT-base-sized encoder (no model files needed)",
+    )
     p.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     return p.parse_args(argv)
 
@@ -273,17 +320,28 @@ def main(argv: list[str] | None = None) -> None:
     results = [spawn(case, args) for case in args.cases]
     with_reference = args.base == "minilm" and args.device == "cpu"
     add_ratios(results, with_reference)
-    meta = {"threads": args.threads, "batch": args.batch, "seq": args.seq, "lr": args.lr,
-            "steps": args.steps, "warmup": args.warmup, "device": args.device,
-            "base": "MiniLM-L6-H384" if args.base == "minilm" else "random BERT-base",
-            "versions": versions(),
-            # other work on the machine inflates times: a 1-minute load above the thread count
-            # means the cases did not have the cores to themselves.
-            "loadavg_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
-            "reference": {"case": "adapter", "median_s": REFERENCE_ADAPTERS_S_PER_STEP,
-                          "source": REFERENCE_LABEL,
-                          "goal_s": GOAL_RATIO_TO_REFERENCE * REFERENCE_ADAPTERS_S_PER_STEP}
-            if with_reference else None}
+    meta = {
+        "threads": args.threads,
+        "batch": args.batch,
+        "seq": args.seq,
+        "lr": args.lr,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "device": args.device,
+        "base": "MiniLM-L6-H384" if args.base == "minilm" else "random BERT-base",
+        "versions": versions(),
+        # other work on the machine inflates times: a 1-minute load above the thread count
+        # means the cases did not have the cores to themselves.
+        "loadavg_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "reference": {
+            "case": "adapter",
+            "median_s": REFERENCE_ADAPTERS_S_PER_STEP,
+            "source": REFERENCE_LABEL,
+            "goal_s": GOAL_RATIO_TO_REFERENCE * REFERENCE_ADAPTERS_S_PER_STEP,
+        }
+        if with_reference
+        else None,
+    }
     print_table(results, meta)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")

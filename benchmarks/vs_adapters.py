@@ -90,11 +90,22 @@ def _ours_artifact(model: Any, names: list[str], out: str) -> int:
     if kind == "adapter":
         extra: dict[str, Any] = {"adapter": model.adapter_configs[names[0]].to_dict()}
     else:
-        extra = {"fusion": model.fusion_configs["fusion"].to_dict(),
-                 "adapters": [{"name": n, "task": "bench", "base": "bench", "digest": "0" * 64} for n in names]}
+        extra = {
+            "fusion": model.fusion_configs["fusion"].to_dict(),
+            "adapters": [{"name": n, "task": "bench", "base": "bench", "digest": "0" * 64} for n in names],
+        }
     metadata = artifact_metadata(
-        kind=kind, name="bench", task="bench", base=model.base, head=model.head.config, columns=Columns(),
-        config=TrainConfig(), fit_result=FitResult(), data={}, parameters=model.count_parameters(), extra=extra,
+        kind=kind,
+        name="bench",
+        task="bench",
+        base=model.base,
+        head=model.head.config,
+        columns=Columns(),
+        config=TrainConfig(),
+        fit_result=FitResult(),
+        data={},
+        parameters=model.count_parameters(),
+        extra=extra,
     )
     weights = model.artifact_state_dict(names[0] if kind == "adapter" else "fusion", kind=kind)
     write_artifact(Path(out), metadata, weights, render_model_card(metadata))
@@ -163,10 +174,21 @@ def ours_epoch(args: argparse.Namespace, device: Any) -> dict[str, Any]:
             marks["last_step"] = time.perf_counter()
 
     config = TrainConfig(epochs=1, batch_size=args.batch, max_length=args.seq, device=args.device, seed=args.seed)
-    result = train(Path(args.data_dir) / "train.csv", dev_data=Path(args.data_dir) / "dev.csv", task="bench",
-                   base=args.model_dir, config=config, out=args.out_dir, on_event=on_event)
-    return {"total_s": time.perf_counter() - start, "train_s": marks["last_step"] - marks["start"],
-            "dev_accuracy": result.fit.best_metrics["accuracy"], "artifact_bytes": wl.dir_size(args.out_dir)}
+    result = train(
+        Path(args.data_dir) / "train.csv",
+        dev_data=Path(args.data_dir) / "dev.csv",
+        task="bench",
+        base=args.model_dir,
+        config=config,
+        out=args.out_dir,
+        on_event=on_event,
+    )
+    return {
+        "total_s": time.perf_counter() - start,
+        "train_s": marks["last_step"] - marks["start"],
+        "dev_accuracy": result.fit.best_metrics["accuracy"],
+        "artifact_bytes": wl.dir_size(args.out_dir),
+    }
 
 
 def ours_child(argv: list[str]) -> None:
@@ -204,21 +226,56 @@ def random_bert_base(model_dir: Path) -> None:
     AutoTokenizer.from_pretrained(embedded_model_dir()).save_pretrained(model_dir)
 
 
-def worker_command(side: str, python: str, kind: str, n: int, args: argparse.Namespace,
-                   model_dir: Path, data_dir: Path, out_dir: Path | None) -> list[str]:
+def worker_command(
+    side: str,
+    python: str,
+    kind: str,
+    n: int,
+    args: argparse.Namespace,
+    model_dir: Path,
+    data_dir: Path,
+    out_dir: Path | None,
+) -> list[str]:
     script = [str(HERE / "vs_adapters.py"), "--child"] if side == "ours" else [str(HERE / "_adapters_worker.py")]
     epoch = kind == "epoch"
-    cmd = [python, *script, "--kind", kind, "--n", str(n), "--model-dir", str(model_dir),
-           "--batch", str(32 if epoch else args.batch), "--seq", str(128 if epoch else args.seq),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-           "--device", args.device, "--data-dir", str(data_dir)]
+    cmd = [
+        python,
+        *script,
+        "--kind",
+        kind,
+        "--n",
+        str(n),
+        "--model-dir",
+        str(model_dir),
+        "--batch",
+        str(32 if epoch else args.batch),
+        "--seq",
+        str(128 if epoch else args.seq),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--data-dir",
+        str(data_dir),
+    ]
     return cmd + (["--out-dir", str(out_dir)] if out_dir else [])
 
 
 def run_worker(cmd: list[str], threads: int) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "PYTHONWARNINGS": "ignore",
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=HERE)
     if proc.returncode:
         sys.stderr.write(proc.stderr[-4000:])
@@ -248,13 +305,21 @@ def summarise(kind: str, n: int, runs: dict[str, list[dict[str, Any]]], batch: i
         peak = max(r["peak_rss_mib"] for r in results)
         if kind == "epoch":
             value = statistics.median(r["total_s"] for r in results)
-            row[side] = {"total_s": value, "train_s": statistics.median(r["train_s"] for r in results),
-                         "dev_accuracy": results[0]["dev_accuracy"], "peak_rss_mib": peak}
+            row[side] = {
+                "total_s": value,
+                "train_s": statistics.median(r["train_s"] for r in results),
+                "dev_accuracy": results[0]["dev_accuracy"],
+                "peak_rss_mib": peak,
+            }
         else:
             wall = statistics.median(t for r in results for t in r["wall_s"])
             cpu = statistics.median(t for r in results for t in r["cpu_s"])
-            row[side] = {"median_wall_s": wall, "median_cpu_s": cpu, "peak_rss_mib": peak,
-                         "steps": sum(len(r["wall_s"]) for r in results)}
+            row[side] = {
+                "median_wall_s": wall,
+                "median_cpu_s": cpu,
+                "peak_rss_mib": peak,
+                "steps": sum(len(r["wall_s"]) for r in results),
+            }
             if kind == "infer":
                 row[side]["seq_per_s"] = batch / wall
         row[side]["artifact_bytes"] = results[0].get("artifact_bytes")
@@ -302,8 +367,12 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         add("one-adapter train step, ours / adapters", a["time_ratio"], "<= 0.9", a["time_ratio"] <= 0.9)
     if compared := [r for r in rows if "rss_ratio" in r]:
         worst = max(compared, key=lambda r: r["rss_ratio"])
-        add(f"peak RSS, ours / adapters (worst: {worst['kind']} {worst['n']})", worst["rss_ratio"], "<= 1.0",
-            worst["rss_ratio"] <= 1.0)
+        add(
+            f"peak RSS, ours / adapters (worst: {worst['kind']} {worst['n']})",
+            worst["rss_ratio"],
+            "<= 1.0",
+            worst["rss_ratio"] <= 1.0,
+        )
     if (e := by.get(("epoch", 1))) is not None and "time_ratio" in e:
         add("one epoch end to end, ours / adapters (time)", e["time_ratio"], "< 1.0", e["time_ratio"] < 1.0)
     return out
@@ -321,10 +390,19 @@ def print_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(width=max(Console().width, 130))
-    table = Table(title=f"adapterhub-lite vs adapters {meta['adapters_version']}: {meta['base']} on "
-                        f"{meta['device']}, {meta['threads']} threads, batch {meta['batch']} x {meta['seq']}")
-    for col in ("case", "ours", "adapters", "ours/adapters", "cpu-time ratio", "RSS MiB ours / adapters",
-                "artifact KiB ours / adapters"):
+    table = Table(
+        title=f"adapterhub-lite vs adapters {meta['adapters_version']}: {meta['base']} on "
+        f"{meta['device']}, {meta['threads']} threads, batch {meta['batch']} x {meta['seq']}"
+    )
+    for col in (
+        "case",
+        "ours",
+        "adapters",
+        "ours/adapters",
+        "cpu-time ratio",
+        "RSS MiB ours / adapters",
+        "artifact KiB ours / adapters",
+    ):
         table.add_column(col, justify="left" if col == "case" else "right")
     fmt = lambda v, f: "-" if v is None else format(v, f)
     for r in rows:
@@ -338,10 +416,15 @@ def print_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
         else:
             values = [f"{s['total_s']:.1f} s (acc {s['dev_accuracy']:.3f})" if s else "-" for s in sides]
             ratio = f"{r['time_ratio']:.2f}x time" if all(sides) else "-"
-        artifact = " / ".join(f"{s['artifact_bytes'] / 1024:.0f}" if s and s["artifact_bytes"] else "-"
-                              for s in sides)
-        table.add_row(label(r["kind"], r["n"]), *values, ratio, fmt(r.get("cpu_ratio"), ".2f"),
-                      " / ".join(f"{s['peak_rss_mib']:.0f}" if s else "-" for s in sides), artifact)
+        artifact = " / ".join(f"{s['artifact_bytes'] / 1024:.0f}" if s and s["artifact_bytes"] else "-" for s in sides)
+        table.add_row(
+            label(r["kind"], r["n"]),
+            *values,
+            ratio,
+            fmt(r.get("cpu_ratio"), ".2f"),
+            " / ".join(f"{s['peak_rss_mib']:.0f}" if s else "-" for s in sides),
+            artifact,
+        )
     console.print(table)
     verdicts = Table(title="goals (ratios measured in this run)")
     for col in ("goal", "measured", "target", "met"):
@@ -351,31 +434,55 @@ def print_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     console.print(verdicts)
     load = meta["loadavg_1min"]
     if max(load.values()) > meta["threads"]:
-        console.print(f"[yellow]1-minute load average {load['before']:.1f} -> {load['after']:.1f} exceeds "
-                      f"{meta['threads']} threads: other processes shared the CPU (both sides alike, interleaved)")
+        console.print(
+            f"[yellow]1-minute load average {load['before']:.1f} -> {load['after']:.1f} exceeds "
+            f"{meta['threads']} threads: other processes shared the CPU (both sides alike, interleaved)"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: tiny batch, N = 2 and 4, few examples")
-    p.add_argument("--adapters-venv", type=Path, default=Path(os.environ.get("AHL_ADAPTERS_VENV", DEFAULT_VENV)),
-                   help="venv with adapters 1.3.0 (created here when missing; env AHL_ADAPTERS_VENV)")
+    p.add_argument(
+        "--adapters-venv",
+        type=Path,
+        default=Path(os.environ.get("AHL_ADAPTERS_VENV", DEFAULT_VENV)),
+        help="venv with adapters 1.3.0 (created here when missing; env AHL_ADAPTERS_VENV)",
+    )
     p.add_argument("--fusion-sizes", type=int, nargs="+", default=[2, 4, 8, 16])
-    p.add_argument("--reps", type=int, default=1,
-                   help="repetitions of each micro case, sides alternating (2 doubles the ~20 min runtime)")
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=1,
+        help="repetitions of each micro case, sides alternating (2 doubles the ~20 min runtime)",
+    )
     p.add_argument("--steps", type=int, default=3, help="timed steps (or batches) per case and repetition")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, or cuda (bf16 autocast on both sides)")
-    p.add_argument("--base", choices=("minilm", "bert-base-random"), default="minilm",
-                   help="the embedded MiniLM, or a random BERT-base saved once for both sides")
+    p.add_argument(
+        "--base",
+        choices=("minilm", "bert-base-random"),
+        default="minilm",
+        help="the embedded MiniLM, or a random BERT-base saved once for both sides",
+    )
     p.add_argument("--task", default="rotten_tomatoes", help="bundled task of the epoch case")
-    p.add_argument("--kinds", nargs="+", choices=("train", "infer", "epoch"), default=["train", "infer", "epoch"],
-                   help="which groups of cases to run")
-    p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES),
-                   help="ours alone measures our ratios (e.g. fusion N=64 vs our base) without the adapters venv")
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=("train", "infer", "epoch"),
+        default=["train", "infer", "epoch"],
+        help="which groups of cases to run",
+    )
+    p.add_argument(
+        "--sides",
+        nargs="+",
+        choices=SIDES,
+        default=list(SIDES),
+        help="ours alone measures our ratios (e.g. fusion N=64 vs our base) without the adapters venv",
+    )
     p.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = p.parse_args(argv)
     if args.quick:
@@ -390,9 +497,18 @@ def main(argv: list[str] | None = None) -> None:
         return
     args = parse_args(argv)
     theirs_python = str(ensure_adapters_venv(args.adapters_venv)) if "theirs" in args.sides else ""
-    cases = [(kind, n) for kind, n in (("train", 1), *[("train", n) for n in args.fusion_sizes], ("infer", 0),
-                                       ("infer", 1), *[("infer", n) for n in args.fusion_sizes], ("epoch", 1))
-             if kind in args.kinds]
+    cases = [
+        (kind, n)
+        for kind, n in (
+            ("train", 1),
+            *[("train", n) for n in args.fusion_sizes],
+            ("infer", 0),
+            ("infer", 1),
+            *[("infer", n) for n in args.fusion_sizes],
+            ("epoch", 1),
+        )
+        if kind in args.kinds
+    ]
     started, load_before = time.perf_counter(), os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory(prefix="vs-adapters-") as tmp:
@@ -412,21 +528,34 @@ def main(argv: list[str] | None = None) -> None:
                 for side in order:
                     out = scratch / f"{kind}-{n}-{side}-{rep}" if rep == 0 and kind != "infer" else None
                     python = sys.executable if side == "ours" else theirs_python
-                    result = run_worker(worker_command(side, python, kind, n, args, model_dir, data_dir, out),
-                                        args.threads)
+                    result = run_worker(
+                        worker_command(side, python, kind, n, args, model_dir, data_dir, out), args.threads
+                    )
                     runs[side].append(result)
                     took = result.get("total_s") or statistics.median(result["wall_s"])
-                    print(f"[{time.perf_counter() - started:6.0f}s] {label(kind, n):24s} {side:6s} rep {rep}: "
-                          f"{took:.3f} s, peak RSS {result['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+                    print(
+                        f"[{time.perf_counter() - started:6.0f}s] {label(kind, n):24s} {side:6s} rep {rep}: "
+                        f"{took:.3f} s, peak RSS {result['peak_rss_mib']:.0f} MiB",
+                        file=sys.stderr,
+                    )
             rows.append(summarise(kind, n, runs, args.batch))
         theirs_version = rows[0]["theirs"]["runs"][0]["library"] if "theirs" in args.sides else ""
-    meta = {"base": "MiniLM-L6-H384" if args.base == "minilm" else "random BERT-base", "device": args.device,
-            "threads": args.threads, "batch": args.batch, "seq": args.seq, "steps": args.steps,
-            "warmup": args.warmup, "reps": args.reps, "quick": args.quick, "task": args.task,
-            "adapters_version": theirs_version.split()[-1] if theirs_version else "(not run)",
-            "python": platform.python_version(),
-            "loadavg_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
-            "runtime_s": time.perf_counter() - started}
+    meta = {
+        "base": "MiniLM-L6-H384" if args.base == "minilm" else "random BERT-base",
+        "device": args.device,
+        "threads": args.threads,
+        "batch": args.batch,
+        "seq": args.seq,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "reps": args.reps,
+        "quick": args.quick,
+        "task": args.task,
+        "adapters_version": theirs_version.split()[-1] if theirs_version else "(not run)",
+        "python": platform.python_version(),
+        "loadavg_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "runtime_s": time.perf_counter() - started,
+    }
     meta["goals"] = goals(rows)
     print_report(rows, meta)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)

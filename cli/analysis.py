@@ -20,7 +20,8 @@ def inspect(
     target: str = typer.Argument(..., help="Fusion artifact directory, or a registry ref of a fusion."),
     data: str = typer.Option(..., help="Data to run (labels are not needed)."),
     plot: Optional[Path] = typer.Option(
-        None, help="Write a heatmap here: FILE.svg (needs nothing) or FILE.png (needs matplotlib)."),
+        None, help="Write a heatmap here: FILE.svg (needs nothing) or FILE.png (needs matplotlib)."
+    ),
     base: BaseRefOption = None,
     registry: RegistryOption = None,
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
@@ -50,14 +51,16 @@ def prune(
     out: Optional[Path] = typer.Option(None, help="Save the pruned fusion here."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
     base: BaseRefOption = None,
-    repeats: int = typer.Option(3, help="Timings of each model, interleaved; a speed-up is claimed only when "
-                                        "every one agrees."),
+    repeats: int = typer.Option(
+        3, help="Timings of each model, interleaved; a speed-up is claimed only when every one agrees."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Drop adapters a fusion hardly uses (AdapterDrop); report accuracy before/after and the time taken."""
     quiet_libraries()
-    report = prune_fusion(target, data, threshold=threshold, keep=keep, base=base, out=out, overwrite=overwrite,
-                          repeats=repeats)
+    report = prune_fusion(
+        target, data, threshold=threshold, keep=keep, base=base, out=out, overwrite=overwrite, repeats=repeats
+    )
     if json_out:
         print_json(report.to_dict())
         return
@@ -65,8 +68,10 @@ def prune(
     table = Table(title="pruning")
     for column in ("", *report.metrics_before, "seconds"):
         table.add_column(column, justify="right")
-    for label, metrics, seconds in (("before", report.metrics_before, report.seconds_before),
-                                    ("after", report.metrics_after, report.seconds_after)):
+    for label, metrics, seconds in (
+        ("before", report.metrics_before, report.seconds_before),
+        ("after", report.metrics_after, report.seconds_after),
+    ):
         table.add_row(label, *[f"{v:.4f}" for v in metrics.values()], f"{seconds:.2f}")
     console.print(table)
     ratios = ", ".join(f"{r:.2f}x" for r in report.speedups)

@@ -77,8 +77,10 @@ def demo(
     names = _check_tasks(task, sources)
     base = api.load_base()
     size = min(examples, limit) if limit is not None else examples
-    console.print(f"[bold]demo[/]: compose adapters of {', '.join(names)} for {task} with {size} labelled "
-                  f"examples; base {base.model_id}, lr {lr}")
+    console.print(
+        f"[bold]demo[/]: compose adapters of {', '.join(names)} for {task} with {size} labelled "
+        f"examples; base {base.model_id}, lr {lr}"
+    )
 
     per_source = min(source_examples, limit) if limit is not None else source_examples
     trained = _train_sources(names, base, epochs, lr, per_source, workdir / "sources")
@@ -116,19 +118,30 @@ def _check_tasks(task: str, sources: str) -> list[str]:
     return names
 
 
-def _train_sources(names: list[str], base: BaseModel, epochs: int, lr: float, limit: int | None,
-                   workdir: Path) -> dict[str, Path]:
+def _train_sources(
+    names: list[str], base: BaseModel, epochs: int, lr: float, limit: int | None, workdir: Path
+) -> dict[str, Path]:
     """Train one Pfeiffer adapter per source task (its bundled dev split picks the best epoch)."""
     paths = {}
     for name in names:
         config = TrainConfig(learning_rate=lr, epochs=epochs, patience=epochs)
         with training_progress(f"source {name}") as on_event:
-            result = api.train(bundled.load(name, "train", limit), dev_data=bundled.load(name, "dev", limit),
-                               task=name, base=base, adapter="pfeiffer", config=config, out=workdir / name,
-                               overwrite=True, on_event=on_event)
+            result = api.train(
+                bundled.load(name, "train", limit),
+                dev_data=bundled.load(name, "dev", limit),
+                task=name,
+                base=base,
+                adapter="pfeiffer",
+                config=config,
+                out=workdir / name,
+                overwrite=True,
+                on_event=on_event,
+            )
         paths[name] = workdir / name
-        console.print(f"source adapter [bold]{name}[/]: dev accuracy {result.metrics['accuracy']:.3f}, "
-                      f"{trainable_share(result.trainable_parameters, result.total_parameters)} trainable")
+        console.print(
+            f"source adapter [bold]{name}[/]: dev accuracy {result.metrics['accuracy']:.3f}, "
+            f"{trainable_share(result.trainable_parameters, result.total_parameters)} trainable"
+        )
     return paths
 
 
@@ -144,8 +157,9 @@ def _share(trained: dict[str, Path], base: BaseModel, workdir: Path) -> dict[str
     pulled = {}
     for name, path in trained.items():
         entry = hub.push(path, registry=registry)
-        _, pulled[name] = hub.pull(str(entry.ref), registry=registry, base=base, to=workdir / "pulled" / name,
-                                   overwrite=True)
+        _, pulled[name] = hub.pull(
+            str(entry.ref), registry=registry, base=base, to=workdir / "pulled" / name, overwrite=True
+        )
         same = _weights_digest(path) == _weights_digest(pulled[name])
         table.add_row(name, str(entry.ref), "bit-identical" if same else "[red]DIFFERENT[/]")
     console.print(table)
@@ -175,23 +189,42 @@ def _first(data: ExampleSet, count: int | None) -> ExampleSet:
     return ExampleSet(data.examples[:count], data.source, data.sha256, data.columns_found)
 
 
-def _train_target(task: str, train: ExampleSet, held_out: ExampleSet, base: BaseModel, config: TrainConfig,
-                  workdir: Path) -> list[Run]:
+def _train_target(
+    task: str, train: ExampleSet, held_out: ExampleSet, base: BaseModel, config: TrainConfig, workdir: Path
+) -> list[Run]:
     """Head-only, the target's own adapter, and what ``fuse --auto`` ships from the registry
     (ranked, composed with the target's adapter, compared on dev; the ranking is shown).
 
     Each run carves the same dev split from ``train`` (same seed) to pick its best epoch.
     """
     common: dict[str, Any] = {"task": task, "base": base, "config": config, "overwrite": True}  # train's and fuse's
-    head = _run("head only", workdir / "target", held_out, base,
-                lambda out, on_event: api.train(train, adapter=None, out=out, on_event=on_event, **common))
-    own = _run("target adapter", workdir / "target", held_out, base,
-               lambda out, on_event: api.train(train, adapter="pfeiffer", out=out, on_event=on_event, **common))
+    head = _run(
+        "head only",
+        workdir / "target",
+        held_out,
+        base,
+        lambda out, on_event: api.train(train, adapter=None, out=out, on_event=on_event, **common),
+    )
+    own = _run(
+        "target adapter",
+        workdir / "target",
+        held_out,
+        base,
+        lambda out, on_event: api.train(train, adapter="pfeiffer", out=out, on_event=on_event, **common),
+    )
     chosen: list[Any] = []
 
     def auto(out: Path, on_event: Callable[[TrainEvent], None]) -> Any:
-        result = api.fuse(train_data=train, out=out, on_event=on_event, auto=AUTO_K, registry=workdir / "registry",
-                          target_adapter=own.path, candidates_dir=workdir / "target" / "candidates", **common)
+        result = api.fuse(
+            train_data=train,
+            out=out,
+            on_event=on_event,
+            auto=AUTO_K,
+            registry=workdir / "registry",
+            target_adapter=own.path,
+            candidates_dir=workdir / "target" / "candidates",
+            **common,
+        )
         chosen.append(result)
         return result
 
@@ -203,8 +236,13 @@ def _train_target(task: str, train: ExampleSet, held_out: ExampleSet, base: Base
     return [head, own, shipped]
 
 
-def _run(label: str, workdir: Path, held_out: ExampleSet, base: BaseModel,
-         fit: Callable[[Path, Callable[[TrainEvent], None]], Any]) -> Run:
+def _run(
+    label: str,
+    workdir: Path,
+    held_out: ExampleSet,
+    base: BaseModel,
+    fit: Callable[[Path, Callable[[TrainEvent], None]], Any],
+) -> Run:
     """Train and save one target-side model with a progress bar, then score the saved artifact."""
     out = workdir / label.split(" (")[0].replace(" ", "-")
     start = time.perf_counter()
@@ -223,18 +261,27 @@ def _trainable(result: Any) -> str:
 
 def _compare(task: str, runs: list[Run], held_out_size: int) -> None:
     """The comparison table, then one line with the fusion's gain over the target's adapter."""
-    table = Table(title=f"{task}: {len(runs[0].result.model.head.config.label_names)} classes, "
-                        f"held-out {held_out_size} examples")
+    table = Table(
+        title=f"{task}: {len(runs[0].result.model.head.config.label_names)} classes, held-out {held_out_size} examples"
+    )
     for column in ("run", "dev acc.", "held-out acc.", "held-out macro-F1", "trainable", "time"):
         table.add_column(column, justify="left" if column == "run" else "right")
     for run in runs:
         result = run.result
-        table.add_row(run.label, f"{result.metrics['accuracy']:.3f}", f"{run.held_out['accuracy']:.3f}",
-                      f"{run.held_out['macro_f1']:.3f}", _trainable(result), f"{run.seconds:.0f}s")
+        table.add_row(
+            run.label,
+            f"{result.metrics['accuracy']:.3f}",
+            f"{run.held_out['accuracy']:.3f}",
+            f"{run.held_out['macro_f1']:.3f}",
+            _trainable(result),
+            f"{run.seconds:.0f}s",
+        )
     console.print(table)
     shipped, own = runs[-1].held_out["accuracy"], runs[1].held_out["accuracy"]
-    console.print(f"held-out accuracy: auto {shipped:.3f} vs target adapter {own:.3f} "
-                  f"([bold]{100 * (shipped - own):+.1f}[/] points)")
+    console.print(
+        f"held-out accuracy: auto {shipped:.3f} vs target adapter {own:.3f} "
+        f"([bold]{100 * (shipped - own):+.1f}[/] points)"
+    )
 
 
 def _inspect(fusion: Path, data: ExampleSet, base: BaseModel, plot: Path) -> None:

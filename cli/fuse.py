@@ -51,14 +51,22 @@ from .render import (
 
 @user_errors
 def fuse(
-    adapters: str = typer.Option("", help="Comma-separated adapter refs (TASK/NAME[@V]), artifact directories, "
-                                          "or adapters:REPO[@REV] (AdapterHub format, converted); with --auto, "
-                                          "the pool to choose from (default: the registry's adapters)."),
-    auto: Optional[int] = typer.Option(None, "--auto", help="Compose automatically: rank the pool, fuse the K "
-                                       "best with the target's own adapter, try a warm start, ship the best on "
-                                       "dev (never below the target's adapter)."),
-    target_adapter: Optional[str] = typer.Option(None, help="With --auto: the target's own adapter (default: "
-                                                 "trained here)."),
+    adapters: str = typer.Option(
+        "",
+        help="Comma-separated adapter refs (TASK/NAME[@V]), artifact directories, "
+        "or adapters:REPO[@REV] (AdapterHub format, converted); with --auto, "
+        "the pool to choose from (default: the registry's adapters).",
+    ),
+    auto: Optional[int] = typer.Option(
+        None,
+        "--auto",
+        help="Compose automatically: rank the pool, fuse the K "
+        "best with the target's own adapter, try a warm start, ship the best on "
+        "dev (never below the target's adapter).",
+    ),
+    target_adapter: Optional[str] = typer.Option(
+        None, help="With --auto: the target's own adapter (default: trained here)."
+    ),
     task: str = typer.Option(..., help="Target task name."),
     train_file: str = typer.Option(..., "--train", help="Target training data."),
     dev_file: Optional[str] = typer.Option(None, "--dev", help="Target dev data (default: hold out --dev-split)."),
@@ -96,14 +104,40 @@ def fuse(
     """
     quiet_libraries()
     sources = [s.strip() for s in adapters.split(",") if s.strip()]
-    train_config = TrainConfig(learning_rate=lr, epochs=epochs, patience=patience, batch_size=batch_size,
-                               grad_accum=grad_accum, warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
-                               max_length=max_length, device=device, metric=metric, class_weight=class_weight)
+    train_config = TrainConfig(
+        learning_rate=lr,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        seed=seed,
+        max_length=max_length,
+        device=device,
+        metric=metric,
+        class_weight=class_weight,
+    )
     train_config.validate()  # a bad option fails before any adapter is fetched
     if auto is not None:
-        _fuse_auto(sources, auto, target_adapter, task, train_file, dev_file, base, registry, out, name, push,
-                   overwrite, Columns(text_column, text_pair_column, label_column, choices_column), train_config,
-                   FusionConfig(value_l2=value_l2, temperature=temperature), json_out)
+        _fuse_auto(
+            sources,
+            auto,
+            target_adapter,
+            task,
+            train_file,
+            dev_file,
+            base,
+            registry,
+            out,
+            name,
+            push,
+            overwrite,
+            Columns(text_column, text_pair_column, label_column, choices_column),
+            train_config,
+            FusionConfig(value_l2=value_l2, temperature=temperature),
+            json_out,
+        )
         return
     if not sources:
         raise ConfigError("name the adapters to fuse with --adapters, or let --auto K choose them")
@@ -113,18 +147,37 @@ def fuse(
     out = out or Path(name or f"{task}-fusion")
     with tempfile.TemporaryDirectory(prefix="ahl-fuse-") as scratch:
         # Registry refs are pulled (verified) and AdapterHub sources converted before anything trains.
-        paths = [hub.fetch(source, to=Path(scratch) / str(i), base=base, registry=registry)
-                 for i, source in enumerate(sources)]
+        paths = [
+            hub.fetch(source, to=Path(scratch) / str(i), base=base, registry=registry)
+            for i, source in enumerate(sources)
+        ]
         with training_progress(f"fuse {task}", enabled=not json_out) as on_event:
-            result = api.fuse(paths, train_file, task=task, dev_data=dev_file, base=base, head=head,
-                              columns=columns, fusion=fusion, config=config, out=out, name=name,
-                              overwrite=overwrite, on_event=on_event, license=license)
+            result = api.fuse(
+                paths,
+                train_file,
+                task=task,
+                dev_data=dev_file,
+                base=base,
+                head=head,
+                columns=columns,
+                fusion=fusion,
+                config=config,
+                out=out,
+                name=name,
+                overwrite=overwrite,
+                on_event=on_event,
+                license=license,
+            )
     if not api.result_is_writer():
         return
     pushed = hub.push(result.artifact.path, registry=registry) if push else None
-    summary = {"artifact": str(out), "dev": result.metrics, "best_epoch": result.fit.best_epoch,
-               "schedule": result.fit.schedule.summary() if result.fit.schedule else None,
-               "pushed": str(pushed.ref) if pushed else None}
+    summary = {
+        "artifact": str(out),
+        "dev": result.metrics,
+        "best_epoch": result.fit.best_epoch,
+        "schedule": result.fit.schedule.summary() if result.fit.schedule else None,
+        "pushed": str(pushed.ref) if pushed else None,
+    }
     if json_out:
         print_json(summary)
         return
@@ -132,23 +185,60 @@ def fuse(
     console.print(f"saved [bold]{out}[/]" + (f", pushed [bold]{pushed.ref}[/]" if pushed else ""))
 
 
-def _fuse_auto(sources: list[str], auto: int, target_adapter: str | None, task: str, train_file: str,
-               dev_file: str | None, base: str | None, registry: str | None, out: Path | None, name: str | None,
-               push: bool, overwrite: bool, columns: Columns, config: TrainConfig, fusion: FusionConfig,
-               json_out: bool) -> None:
+def _fuse_auto(
+    sources: list[str],
+    auto: int,
+    target_adapter: str | None,
+    task: str,
+    train_file: str,
+    dev_file: str | None,
+    base: str | None,
+    registry: str | None,
+    out: Path | None,
+    name: str | None,
+    push: bool,
+    overwrite: bool,
+    columns: Columns,
+    config: TrainConfig,
+    fusion: FusionConfig,
+    json_out: bool,
+) -> None:
     """``ahl fuse --auto K``: rank, compose, compare on dev, ship the best; print the ranking and the choice."""
     out = out or Path(name or f"{task}-auto")
     with training_progress(f"auto {task}", enabled=not json_out) as on_event:
-        result = api.fuse(sources, train_file, task=task, dev_data=dev_file, base=base, columns=columns,
-                          fusion=fusion, config=config, out=out, name=name, overwrite=overwrite, on_event=on_event,
-                          auto=auto, registry=registry, target_adapter=target_adapter)
+        result = api.fuse(
+            sources,
+            train_file,
+            task=task,
+            dev_data=dev_file,
+            base=base,
+            columns=columns,
+            fusion=fusion,
+            config=config,
+            out=out,
+            name=name,
+            overwrite=overwrite,
+            on_event=on_event,
+            auto=auto,
+            registry=registry,
+            target_adapter=target_adapter,
+        )
     pushed = hub.push(result.artifact.path, registry=registry) if push else None
     if json_out:
-        print_json({"artifact": str(out), "chosen": result.chosen.method, "dev": result.metrics,
-                    "candidates": [c.to_dict() for c in result.candidates], "ranking": result.ranking.to_dict(),
-                    "pushed": str(pushed.ref) if pushed else None})
+        print_json(
+            {
+                "artifact": str(out),
+                "chosen": result.chosen.method,
+                "dev": result.metrics,
+                "candidates": [c.to_dict() for c in result.candidates],
+                "ranking": result.ranking.to_dict(),
+                "pushed": str(pushed.ref) if pushed else None,
+            }
+        )
         return
     render_ranking(result.ranking, title=f"pool ranked for {task} (top {auto} composed)")
     console.print(metrics_table("candidates on dev", {c.method: c.dev for c in result.candidates if c.dev}))
-    console.print(f"chose [bold]{result.chosen.method}[/]; saved [bold]{out}[/]"
-                  + (f", pushed [bold]{pushed.ref}[/]" if pushed else ""))
+    console.print(
+        f"chose [bold]{result.chosen.method}[/]; saved [bold]{out}[/]"
+        + (f", pushed [bold]{pushed.ref}[/]" if pushed else "")
+    )

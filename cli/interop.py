@@ -21,10 +21,12 @@ from .render import activity, console, print_json, quiet_libraries, user_errors
 def import_(
     source: str = typer.Argument(..., help="An adapters directory (adapter_config.json + weights) or a Hub repo id."),
     base: Optional[str] = typer.Option(
-        None, help="Our base model (Hub id or directory; default: the model_name the adapter records)."),
+        None, help="Our base model (Hub id or directory; default: the model_name the adapter records)."
+    ),
     revision: Optional[str] = typer.Option(None, help="Branch, tag or commit of a Hub repository."),
     endpoint: Optional[str] = typer.Option(
-        None, help="Hub URL to download from, e.g. an 'ahl serve' (default: $HF_ENDPOINT or the Hub)."),
+        None, help="Hub URL to download from, e.g. an 'ahl serve' (default: $HF_ENDPOINT or the Hub)."
+    ),
     registry: Optional[str] = typer.Option(None, help="Push the converted artifact to this registry."),
     to: Optional[Path] = typer.Option(None, help="Write the converted artifact here."),
     name: Optional[str] = typer.Option(None, help="Artifact name (default: the adapter's name)."),
@@ -44,18 +46,30 @@ def import_(
     with tempfile.TemporaryDirectory(prefix="ahl-import-") as scratch:
         target = to if to is not None else Path(scratch) / "artifact"
         with activity(f"converting {escape(source)}"):
-            artifact = import_adapter(source, to=target, base=base, revision=revision, endpoint=endpoint,
-                                      name=name, task=task, with_head=head, overwrite=overwrite,
-                                      license=license)
+            artifact = import_adapter(
+                source,
+                to=target,
+                base=base,
+                revision=revision,
+                endpoint=endpoint,
+                name=name,
+                task=task,
+                with_head=head,
+                overwrite=overwrite,
+                license=license,
+            )
         entry = hub.push(artifact.path, registry=registry) if registry is not None else None
     if json_out:
         print_json(entry.to_dict() if entry is not None else artifact.metadata)
         return
     meta = artifact.metadata
     adapter = meta["adapter"]
-    console.print(f"converted {meta['imported_from']['adapter_name']!r}: {adapter['preset']} at "
-                  f"{', '.join(adapter['positions'])}, reduction {adapter['reduction_factor']}, "
-                  f"{adapter['non_linearity']}; base {meta['base']['model_id']}", highlight=False)
+    console.print(
+        f"converted {meta['imported_from']['adapter_name']!r}: {adapter['preset']} at "
+        f"{', '.join(adapter['positions'])}, reduction {adapter['reduction_factor']}, "
+        f"{adapter['non_linearity']}; base {meta['base']['model_id']}",
+        highlight=False,
+    )
     if meta["head"].get("placeholder"):
         console.print("no prediction head in the source: the artifact serves fusion, not predict", highlight=False)
     if to is not None:
@@ -72,8 +86,7 @@ def export(
     base: Optional[str] = typer.Option(None, help="Base model id for short refs."),
     registry: RegistryOption = None,
     head: bool = typer.Option(True, help="Include the prediction head."),
-    weights: str = typer.Option(
-        "both", help="safetensors, bin (what load_adapter(DIR) reads by default) or both."),
+    weights: str = typer.Option("both", help="safetensors, bin (what load_adapter(DIR) reads by default) or both."),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
     json_out: bool = typer.Option(False, "--json", help="Print the written directory and its files as JSON."),
 ) -> None:
@@ -85,5 +98,6 @@ def export(
     if json_out:
         print_json({"format": format, "path": str(path), "files": sorted(p.name for p in path.iterdir())})
         return
-    console.print(f"wrote {escape(str(path))} (load it with model.load_adapter({escape(repr(str(path)))}))",
-                  highlight=False)
+    console.print(
+        f"wrote {escape(str(path))} (load it with model.load_adapter({escape(repr(str(path)))}))", highlight=False
+    )

@@ -26,8 +26,11 @@ app = typer.Typer(
 @app.callback(invoke_without_command=True)
 def main(
     ctx: typer.Context,
-    version: bool = typer.Option(False, "--version", help="Print the versions of adapterhub-lite, torch, "
-                                                          "transformers and huggingface_hub, and exit."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the versions of adapterhub-lite, torch, transformers and huggingface_hub, and exit.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="With --version: print them as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or status on stderr (errors still)."),
 ) -> None:

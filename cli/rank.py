@@ -18,15 +18,20 @@ from .render import console, print_json, quiet_libraries, user_errors
 @user_errors
 def rank(
     train_file: str = typer.Option(..., "--train", help="The target's labelled training data."),
-    adapters: Optional[str] = typer.Option(None, help="Comma-separated candidates (refs or artifact directories); "
-                                                      "default: the registry's adapters for the base."),
+    adapters: Optional[str] = typer.Option(
+        None,
+        help="Comma-separated candidates (refs or artifact directories); "
+        "default: the registry's adapters for the base.",
+    ),
     registry: RegistryOption = None,
     base: Optional[str] = typer.Option(None, help="Base model (default: the embedded MiniLM)."),
     top: Optional[int] = typer.Option(None, help="Rows at most (default: all)."),
-    pool: int = typer.Option(ranking.DEFAULT_POOL, help="Registry candidates to probe: the most similar by "
-                                                        "task embedding."),
-    probe: bool = typer.Option(True, help="Run the transfer probe (--no-probe: similarity alone, no forward pass "
-                                          "over the candidates)."),
+    pool: int = typer.Option(
+        ranking.DEFAULT_POOL, help="Registry candidates to probe: the most similar by task embedding."
+    ),
+    probe: bool = typer.Option(
+        True, help="Run the transfer probe (--no-probe: similarity alone, no forward pass over the candidates)."
+    ),
     max_examples: int = typer.Option(ranking.DEFAULT_MAX_EXAMPLES, help="Probe examples at most."),
     folds: int = typer.Option(ranking.DEFAULT_FOLDS, help="Cross-validation folds of the probe."),
     text_column: str = typer.Option("text", help="Column with the text."),
@@ -43,9 +48,18 @@ def rank(
     """
     quiet_libraries()
     names = [a.strip() for a in adapters.split(",") if a.strip()] if adapters else None
-    result = ranking.rank(train_file, adapters=names, registry=registry, top=top, pool=pool, base=base,
-                          columns=Columns(text_column, text_pair_column, label_column), probe=probe,
-                          max_examples=max_examples, folds=folds)
+    result = ranking.rank(
+        train_file,
+        adapters=names,
+        registry=registry,
+        top=top,
+        pool=pool,
+        base=base,
+        columns=Columns(text_column, text_pair_column, label_column),
+        probe=probe,
+        max_examples=max_examples,
+        folds=folds,
+    )
     if json_out:
         print_json(result.to_dict())
         return
@@ -58,10 +72,16 @@ def render_ranking(result: ranking.Ranking, *, title: str) -> None:
     for column in ("#", "adapter", "similarity", "probe macro-F1", "gain", "seconds"):
         table.add_column(column, justify="left" if column == "adapter" else "right")
     for i, c in enumerate(result.candidates, 1):
-        table.add_row(str(i), f"{c.task}/{c.name}", "-" if c.similarity is None else f"{c.similarity:.3f}",
-                      "-" if c.probe is None else f"{c.probe['macro_f1']:.3f}",
-                      "-" if c.gain is None else f"{c.gain:+.4f}", f"{c.seconds:.1f}")
+        table.add_row(
+            str(i),
+            f"{c.task}/{c.name}",
+            "-" if c.similarity is None else f"{c.similarity:.3f}",
+            "-" if c.probe is None else f"{c.probe['macro_f1']:.3f}",
+            "-" if c.gain is None else f"{c.gain:+.4f}",
+            f"{c.seconds:.1f}",
+        )
     console.print(table)
     base = f"base alone: probe macro-F1 {result.base_probe['macro_f1']:.3f}; " if result.base_probe else ""
-    console.print(f"{base}{result.method} over {result.examples} examples, {result.folds} folds, "
-                  f"{result.seconds:.1f} s in all")
+    console.print(
+        f"{base}{result.method} over {result.examples} examples, {result.folds} folds, {result.seconds:.1f} s in all"
+    )

@@ -51,8 +51,11 @@ def push(
 
 @user_errors
 def pull(
-    ref: str = typer.Argument(..., help="TASK/NAME[@VERSION|@latest|@sha256:...], BASE/TASK/NAME[...], or "
-                                        "adapters:REPO[@REV] (an AdapterHub adapter, converted)."),
+    ref: str = typer.Argument(
+        ...,
+        help="TASK/NAME[@VERSION|@latest|@sha256:...], BASE/TASK/NAME[...], or "
+        "adapters:REPO[@REV] (an AdapterHub adapter, converted).",
+    ),
     base: BaseRefOption = None,
     to: Optional[Path] = typer.Option(None, help="Destination directory (default: ./NAME-VERSION)."),
     registry: RegistryOption = None,
@@ -87,8 +90,11 @@ def search(
     tag: Optional[str] = typer.Option(None, help="A tag, e.g. task:trec or head:regression."),
     sort: Optional[str] = typer.Option(None, help="Sort by a dev metric, best first (e.g. accuracy)."),
     limit: int = typer.Option(50, help="Rows at most."),
-    like: Optional[Path] = typer.Option(None, "--like", help="A data file: rank the base's adapters by how "
-                                        "similar their training data is to it (task embeddings)."),
+    like: Optional[Path] = typer.Option(
+        None,
+        "--like",
+        help="A data file: rank the base's adapters by how similar their training data is to it (task embeddings).",
+    ),
     top: int = typer.Option(10, help="With --like: rows at most."),
     text_column: str = typer.Option("text", help="With --like: the column holding the text."),
     registry: RegistryOption = None,
@@ -97,11 +103,29 @@ def search(
     """Search a registry: the latest non-yanked version of each matching entry (or, with
     --like, the adapters whose training data is most similar to a data file's)."""
     if like is not None:
-        entries = hub.search(registry=registry, like=like, top=top, columns=Columns(text=text_column), base=base,
-                             task=task, architecture=architecture, name=name, tag=tag, sort=sort)
+        entries = hub.search(
+            registry=registry,
+            like=like,
+            top=top,
+            columns=Columns(text=text_column),
+            base=base,
+            task=task,
+            architecture=architecture,
+            name=name,
+            tag=tag,
+            sort=sort,
+        )
     else:
-        entries = hub.search(registry=registry, task=task, base=base, architecture=architecture, name=name,
-                             tag=tag, sort=sort, limit=limit)
+        entries = hub.search(
+            registry=registry,
+            task=task,
+            base=base,
+            architecture=architecture,
+            name=name,
+            tag=tag,
+            sort=sort,
+            limit=limit,
+        )
     if json_out:
         print_json([{**e.to_dict(), **({"similarity": e.score} if like is not None else {})} for e in entries])
         return
@@ -112,8 +136,15 @@ def search(
     for e in entries:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in e.summary.get("metrics", {}).items() if v is not None)
         score = (f"{e.score:.3f}",) if like is not None else ()
-        table.add_row(*score, f"{e.ref.task}/{e.ref.name}", e.ref.version, e.ref.base, e.summary.get("architecture"),
-                      e.summary.get("head"), metrics)
+        table.add_row(
+            *score,
+            f"{e.ref.task}/{e.ref.name}",
+            e.ref.version,
+            e.ref.base,
+            e.summary.get("architecture"),
+            e.summary.get("head"),
+            metrics,
+        )
     console.print(table)
 
 
@@ -128,9 +159,16 @@ def verify(
     with activity(f"verifying {escape(target)}"):
         result = hub.verify(target, base=base, registry=registry)
     if json_out:
-        print_json({"verified": True, **(result.to_dict() if isinstance(result, Entry) else
-                                         {"path": str(result.path), "digest": result.digest,
-                                          "files": sorted(result.metadata["files"])})})
+        print_json(
+            {
+                "verified": True,
+                **(
+                    result.to_dict()
+                    if isinstance(result, Entry)
+                    else {"path": str(result.path), "digest": result.digest, "files": sorted(result.metadata["files"])}
+                ),
+            }
+        )
         return
     what = result.ref if isinstance(result, Entry) else result.path
     console.print(f"[green]verified[/] {escape(str(what))}", highlight=False)
@@ -162,8 +200,10 @@ def login(
     if json_out:
         print_json({"registry": registry, "user": user, "tokens_file": str(tokens_path())})
         return
-    console.print(f"logged in to {escape(registry)} as [bold]{escape(user)}[/] (token stored in "
-                  f"{escape(str(tokens_path()))})", highlight=False)
+    console.print(
+        f"logged in to {escape(registry)} as [bold]{escape(user)}[/] (token stored in {escape(str(tokens_path()))})",
+        highlight=False,
+    )
 
 
 @user_errors
@@ -189,9 +229,16 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
     cache = DownloadCache()
     versions = cache.cached_versions()
     blob_bytes = sum(p.stat().st_size for p in cache.blobs())
-    rows = [{"registry": v.path.relative_to(cache.root / "remotes").parts[0], "ref": f"{v.record['base']}/"
-             f"{v.record['task']}/{v.record['name']}@{v.record['version']}", "repo": v.record["repo"],
-             "size": v.size, "digest": v.record["digest"]} for v in versions]
+    rows = [
+        {
+            "registry": v.path.relative_to(cache.root / "remotes").parts[0],
+            "ref": f"{v.record['base']}/{v.record['task']}/{v.record['name']}@{v.record['version']}",
+            "repo": v.record["repo"],
+            "size": v.size,
+            "digest": v.record["digest"],
+        }
+        for v in versions
+    ]
     if json_out:
         print_json({"root": str(cache.root), "blob_bytes": blob_bytes, "versions": rows})
         return

@@ -44,7 +44,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-
 class Interrupted(KeyboardInterrupt):
     """SIGTERM, raised as an interruption so that the same cleanup runs as for Ctrl-C."""
 
@@ -118,8 +117,16 @@ def quiet_libraries() -> None:
 def transfer_progress() -> Iterator[Callable[[int], Callable[[int], None]]]:
     """A byte progress bar for downloads on stderr, shown only once there is something to
     download (a cached pull or an error prints nothing)."""
-    bar = Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), console=err_console, transient=True, disable=not progress_enabled())
+    bar = Progress(
+        TextColumn("downloading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not progress_enabled(),
+    )
 
     def start(total: int) -> Callable[[int], None]:
         bar.start()
@@ -137,8 +144,14 @@ def transfer_progress() -> Iterator[Callable[[int], Callable[[int], None]]]:
 def activity(label: str) -> Iterator[None]:
     """A spinner with the elapsed time on stderr for work whose size is not known ahead (an
     upload, a conversion): the same Rich progress as training and downloads."""
-    spinner = Progress(SpinnerColumn(), TextColumn(label), TimeElapsedColumn(), console=err_console,
-                       transient=True, disable=not progress_enabled())
+    spinner = Progress(
+        SpinnerColumn(),
+        TextColumn(label),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not progress_enabled(),
+    )
     with spinner:
         spinner.add_task(label, total=None)
         yield

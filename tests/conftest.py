@@ -23,10 +23,17 @@ FAMILIES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-
 def tiny_config(model_type: str, vocab_size: int = 99, layers: int = 2, hidden: int = 32):
     """A randomly-initialised config small enough for unit tests."""
     if model_type == "distilbert":
-        return AutoConfig.for_model(model_type, dim=hidden, n_layers=layers, n_heads=2, hidden_dim=37,
-                                    vocab_size=vocab_size)
-    return AutoConfig.for_model(model_type, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                                intermediate_size=37, vocab_size=vocab_size)
+        return AutoConfig.for_model(
+            model_type, dim=hidden, n_layers=layers, n_heads=2, hidden_dim=37, vocab_size=vocab_size
+        )
+    return AutoConfig.for_model(
+        model_type,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=vocab_size,
+    )
 
 
 def tiny_base(model_type: str = "bert", seed: int = 0, **kwargs) -> BaseModel:
@@ -139,8 +146,15 @@ def art(tmp_path_factory, hub_base):
     return make
 
 
-def make_artifact(out: Path, base: BaseModel, *, task: str = "sst2", name: str = "sst2", seed: int = 0,
-                  preset: str | None = "pfeiffer") -> Path:
+def make_artifact(
+    out: Path,
+    base: BaseModel,
+    *,
+    task: str = "sst2",
+    name: str = "sst2",
+    seed: int = 0,
+    preset: str | None = "pfeiffer",
+) -> Path:
     """Write a real, verified artifact without training: adapter and head weights are random from
     ``seed`` (different seeds give different content), dev accuracy is ``0.5 + seed / 100``."""
     import hashlib
@@ -168,14 +182,25 @@ def make_artifact(out: Path, base: BaseModel, *, task: str = "sst2", name: str =
         history = [{"epoch": 1, "step": 1, "train_loss": 0.69, "dev_accuracy": accuracy}]
         record = {"source": "train.csv", "sha256": hashlib.sha256(b"x").hexdigest(), "examples": 10}
         metadata = artifact_metadata(
-            kind="adapter", name=name, task=task, base=base, head=head, columns=Columns(), config=config,
+            kind="adapter",
+            name=name,
+            task=task,
+            base=base,
+            head=head,
+            columns=Columns(),
+            config=config,
             extra={"adapter": adapter.to_dict() if adapter else None},
             fit_result=FitResult(history=history, best_epoch=1, best_metrics={"accuracy": accuracy}),
             data={"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
             parameters=model.count_parameters(),
         )
-        write_artifact(out, metadata, model.artifact_state_dict(), render_model_card(metadata),
-                       extra_files={"metrics.jsonl": json.dumps(history[0]).encode() + b"\n"})
+        write_artifact(
+            out,
+            metadata,
+            model.artifact_state_dict(),
+            render_model_card(metadata),
+            extra_files={"metrics.jsonl": json.dumps(history[0]).encode() + b"\n"},
+        )
     finally:
         model.remove_hooks()
     return Path(out)
@@ -216,8 +241,17 @@ class AhlServer:
         import time
 
         env = {**os.environ, "AHL_SERVE_TOKENS": ",".join(f"{t}:{u}" for t, u in self.tokens.items()), **self.env}
-        command = [sys.executable, "-m", "adapterhub_lite", "serve", "--registry", str(self.root),
-                   "--port", str(self.port), *self.args]
+        command = [
+            sys.executable,
+            "-m",
+            "adapterhub_lite",
+            "serve",
+            "--registry",
+            str(self.root),
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, **self.popen)
         deadline = time.monotonic() + 120
@@ -256,8 +290,10 @@ def requests_sent() -> Iterator[list[tuple[str, str]]]:
     sent: list[tuple[str, str]] = []
     session = get_session()
     hooks = session.event_hooks
-    session.event_hooks = {**hooks, "request": [*hooks.get("request", []),
-                                                lambda request: sent.append((request.method, request.url.path))]}
+    session.event_hooks = {
+        **hooks,
+        "request": [*hooks.get("request", []), lambda request: sent.append((request.method, request.url.path))],
+    }
     try:
         yield sent
     finally:

@@ -119,15 +119,26 @@ class HostileHub:
             repo_id, kind = api.group(1), api.group(2) or "revision"
             repo = self.repos[repo_id]
             if kind == "refs":
-                data: Any = {"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.commit}],
-                             "converts": [], "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": repo.commit}
-                                                      for t in repo.tags]}
+                data: Any = {
+                    "branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.commit}],
+                    "converts": [],
+                    "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": repo.commit} for t in repo.tags],
+                }
             elif kind == "tree":
-                return self._page(handler, [{"type": "file", "path": p, "size": len(b), "oid": git_blob_id(b)}
-                                            for p, b in sorted(repo.files.items())], f"{repo_id}:tree")
+                return self._page(
+                    handler,
+                    [
+                        {"type": "file", "path": p, "size": len(b), "oid": git_blob_id(b)}
+                        for p, b in sorted(repo.files.items())
+                    ],
+                    f"{repo_id}:tree",
+                )
             else:
-                data = {"id": repo_id, "sha": repo.commit, "siblings": [self._sibling(repo, p, b)
-                                                                        for p, b in sorted(repo.files.items())]}
+                data = {
+                    "id": repo_id,
+                    "sha": repo.commit,
+                    "siblings": [self._sibling(repo, p, b) for p, b in sorted(repo.files.items())],
+                }
                 if self.poison.info is not None:
                     data = self.poison.info(data)
             return self._json(handler, data, f"{repo_id}:{kind if kind != 'revision' else 'info'}")
@@ -136,8 +147,13 @@ class HostileHub:
             name = resolve.group(3)
             if name in repo.files:
                 return self._file(handler, resolve.group(1), repo, name, body=body)
-        return self._send(handler, 404, b'{"error": "not found"}',
-                          {"Content-Type": "application/json", "X-Error-Code": "RepoNotFound"}, "404")
+        return self._send(
+            handler,
+            404,
+            b'{"error": "not found"}',
+            {"Content-Type": "application/json", "X-Error-Code": "RepoNotFound"},
+            "404",
+        )
 
     def _sibling(self, repo: Repo, path: str, data: bytes) -> dict[str, Any]:
         sibling: dict[str, Any] = {"rfilename": path, "size": len(data), "blobId": git_blob_id(data)}
@@ -145,8 +161,9 @@ class HostileHub:
             sibling["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
         return sibling
 
-    def _json(self, handler: BaseHTTPRequestHandler, data: Any, key: str,
-              headers: dict[str, str] | None = None) -> None:
+    def _json(
+        self, handler: BaseHTTPRequestHandler, data: Any, key: str, headers: dict[str, str] | None = None
+    ) -> None:
         raw = self.poison.bodies.get(key, json.dumps(data).encode())
         self._send(handler, 200, raw, {"Content-Type": "application/json", **(headers or {})}, key)
 
@@ -157,17 +174,22 @@ class HostileHub:
         cursor = int(query.pop("cursor", ["0"])[0])
         headers = {}
         if cursor + self.page_size < len(rows):
-            following = urlencode([*((k, v) for k, vs in query.items() for v in vs),
-                                   ("cursor", cursor + self.page_size)])
+            following = urlencode(
+                [*((k, v) for k, vs in query.items() for v in vs), ("cursor", cursor + self.page_size)]
+            )
             headers["Link"] = f'<{self.url}{urlsplit(handler.path).path}?{following}>; rel="next"'
-        self._json(handler, rows[cursor:cursor + self.page_size], key, headers)
+        self._json(handler, rows[cursor : cursor + self.page_size], key, headers)
 
     def _file(self, handler: BaseHTTPRequestHandler, repo_id: str, repo: Repo, name: str, *, body: bool) -> None:
         key = f"{repo_id}/{name}"
         data = self.poison.bodies.get(key, repo.files[name])
         sha256 = hashlib.sha256(repo.files[name]).hexdigest()
-        headers = {"Content-Type": "application/octet-stream", "X-Repo-Commit": repo.commit,
-                   "ETag": f'"{sha256 if repo.lfs else git_blob_id(data)}"', "Accept-Ranges": "bytes"}
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "X-Repo-Commit": repo.commit,
+            "ETag": f'"{sha256 if repo.lfs else git_blob_id(data)}"',
+            "Accept-Ranges": "bytes",
+        }
         if repo.lfs:
             headers.update({"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(repo.files[name]))})
         status = 200
@@ -178,8 +200,16 @@ class HostileHub:
             data, status = data[start:], 206
         self._send(handler, status, data, headers, key, body=body)
 
-    def _send(self, handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str], key: str,
-              *, body: bool = True) -> None:
+    def _send(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        data: bytes,
+        headers: dict[str, str],
+        key: str,
+        *,
+        body: bool = True,
+    ) -> None:
         status = self.poison.status.get(key, status)
         headers = {**headers, "Content-Length": str(len(data)), **self.poison.headers.get(key, {})}
         huge = self.poison.huge.get(key)
@@ -216,4 +246,4 @@ class HostileHub:
             return
         for i in range(len(data)):
             time.sleep(delay)
-            yield data[i:i + 1]
+            yield data[i : i + 1]

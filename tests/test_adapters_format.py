@@ -83,8 +83,10 @@ def test_import_reproduces_adapters_outputs(family, arch, weights, bases, output
     provenance = meta["imported_from"]
     assert provenance["format"] == "adapters" and provenance["source"] == str(source.resolve())
     assert provenance["adapter_name"] == f"{family}_{arch}" and provenance["written_by"] == "adapters.1.3.0"
-    read = {"safetensors": ("adapter.safetensors", "model_head.safetensors"),
-            "bin": ("pytorch_adapter.bin", "pytorch_model_head.bin")}[weights]
+    read = {
+        "safetensors": ("adapter.safetensors", "model_head.safetensors"),
+        "bin": ("pytorch_adapter.bin", "pytorch_model_head.bin"),
+    }[weights]
     assert set(provenance["files"]) == {"adapter_config.json", "head_config.json", *read}
     assert provenance["files"][read[0]]["sha256"] == af.sha256_file(source / read[0])
 
@@ -101,8 +103,9 @@ def test_imported_metadata_validates_against_the_schema(bases, tmp_path):
 
     schema = json.loads((Path(__file__).parent.parent / "registry" / "schema" / "adapter.schema.json").read_text())
     for with_head in (True, False):
-        artifact = af.import_adapter(FIXTURES / "bert_double_seq_bn-bin", to=tmp_path / str(with_head),
-                                     base=bases["bert"], with_head=with_head)
+        artifact = af.import_adapter(
+            FIXTURES / "bert_double_seq_bn-bin", to=tmp_path / str(with_head), base=bases["bert"], with_head=with_head
+        )
         Draft202012Validator(schema).validate(artifact.metadata)
 
 
@@ -157,26 +160,29 @@ def test_lora_is_refused(bases, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("changes", "needle"), [
-    ({"architecture": "prefix_tuning"}, 'architecture="prefix_tuning" (prefix tuning)'),
-    ({"ln_after": True}, "ln_after=true"),
-    ({"ln_before": True}, "ln_before=true"),
-    ({"scaling": 2.0}, "scaling=2.0"),
-    ({"scaling": "learned"}, 'scaling="learned"'),
-    ({"is_parallel": True}, "is_parallel=true"),
-    ({"phm_layer": True}, "phm_layer=true"),
-    ({"inv_adapter": "nice"}, 'inv_adapter="nice"'),
-    ({"use_gating": True}, "use_gating=true"),
-    ({"original_ln_after": False}, "original_ln_after=false"),
-    ({"residual_before_ln": False}, "residual_before_ln=false"),
-    ({"residual_before_ln": "post_add"}, 'residual_before_ln="post_add"'),
-    ({"leave_out": [0]}, "leave_out=[0]"),
-    ({"reduction_factor": {"default": 4, "1": 8}}, "reduction_factor="),
-    ({"reduction_factor": 2.5}, "reduction_factor=2.5"),
-    ({"non_linearity": "gelu_new"}, 'non_linearity="gelu_new"'),
-    ({"mh_adapter": False, "output_adapter": False}, "no adapter at any position"),
-    ({"new_option_from_the_future": 3}, "new_option_from_the_future=3"),
-])
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"architecture": "prefix_tuning"}, 'architecture="prefix_tuning" (prefix tuning)'),
+        ({"ln_after": True}, "ln_after=true"),
+        ({"ln_before": True}, "ln_before=true"),
+        ({"scaling": 2.0}, "scaling=2.0"),
+        ({"scaling": "learned"}, 'scaling="learned"'),
+        ({"is_parallel": True}, "is_parallel=true"),
+        ({"phm_layer": True}, "phm_layer=true"),
+        ({"inv_adapter": "nice"}, 'inv_adapter="nice"'),
+        ({"use_gating": True}, "use_gating=true"),
+        ({"original_ln_after": False}, "original_ln_after=false"),
+        ({"residual_before_ln": False}, "residual_before_ln=false"),
+        ({"residual_before_ln": "post_add"}, 'residual_before_ln="post_add"'),
+        ({"leave_out": [0]}, "leave_out=[0]"),
+        ({"reduction_factor": {"default": 4, "1": 8}}, "reduction_factor="),
+        ({"reduction_factor": 2.5}, "reduction_factor=2.5"),
+        ({"non_linearity": "gelu_new"}, 'non_linearity="gelu_new"'),
+        ({"mh_adapter": False, "output_adapter": False}, "no adapter at any position"),
+        ({"new_option_from_the_future": 3}, "new_option_from_the_future=3"),
+    ],
+)
 def test_options_we_do_not_compute_are_refused_by_name(changes, needle, bases, tmp_path):
     source = _copy("bert_seq_bn-safetensors", tmp_path)
     _edit_config(source, **changes)
@@ -190,8 +196,17 @@ def test_options_we_do_not_compute_are_refused_by_name(changes, needle, bases, t
 def test_options_without_effect_are_accepted(bases, outputs, tmp_path):
     # Training-only and disabled-feature options leave the computation as it is.
     source = _copy("bert_seq_bn-safetensors", tmp_path)
-    _edit_config(source, dropout=0.3, stochastic_depth=0.1, adapter_residual_before_ln=True, phm_dim=8,
-                 init_weights="mam_adapter", scaling=1, reduction_factor=4.0, non_linearity="ReLU")
+    _edit_config(
+        source,
+        dropout=0.3,
+        stochastic_depth=0.1,
+        adapter_residual_before_ln=True,
+        phm_dim=8,
+        init_weights="mam_adapter",
+        scaling=1,
+        reduction_factor=4.0,
+        non_linearity="ReLU",
+    )
     artifact = af.import_adapter(source, to=tmp_path / "out", base=bases["bert"])
     assert artifact.metadata["adapter"]["init"] == "zero_up"
     hidden, _ = _outputs(artifact.path, bases["bert"], "bert", outputs)
@@ -214,11 +229,14 @@ def test_base_of_another_family_is_refused(bases, tmp_path):
         af.import_adapter(FIXTURES / "bert_seq_bn-safetensors", to=tmp_path / "out", base=bases["roberta"])
 
 
-@pytest.mark.parametrize(("edit", "error", "needle"), [
-    ("drop layer 1", IncompatibleBaseError, "has weights for 1 layers, the base has 2"),
-    ("add a tensor", ArtifactError, "unexpected tensor 'bert.invertible_adapters.bert_seq_bn.F.0.weight'"),
-    ("mh_adapter on", ArtifactError, "do not match its positions (attention, ffn)"),
-])
+@pytest.mark.parametrize(
+    ("edit", "error", "needle"),
+    [
+        ("drop layer 1", IncompatibleBaseError, "has weights for 1 layers, the base has 2"),
+        ("add a tensor", ArtifactError, "unexpected tensor 'bert.invertible_adapters.bert_seq_bn.F.0.weight'"),
+        ("mh_adapter on", ArtifactError, "do not match its positions (attention, ffn)"),
+    ],
+)
 def test_weights_that_do_not_fit_are_refused(edit, error, needle, bases, tmp_path):
     source = _copy("bert_seq_bn-safetensors", tmp_path)
     weights = load_file(str(source / "adapter.safetensors"))
@@ -250,8 +268,10 @@ def test_round_trip_export_import(family, arch, bases, tmp_path):
     first = af.import_adapter(FIXTURES / f"{name}-safetensors", to=tmp_path / "first", base=bases[family])
     exported = af.export_adapter(first.path, tmp_path / "exported")
     # The export is what adapters itself wrote: same tensor names and values, same config.
-    for ours, theirs in (("adapter.safetensors", "adapter.safetensors"),
-                         ("model_head.safetensors", "model_head.safetensors")):
+    for ours, theirs in (
+        ("adapter.safetensors", "adapter.safetensors"),
+        ("model_head.safetensors", "model_head.safetensors"),
+    ):
         mine, original = load_file(str(exported / ours)), load_file(str(FIXTURES / f"{name}-safetensors" / theirs))
         assert mine.keys() == original.keys()
         assert all(torch.equal(mine[k], original[k]) for k in mine)
@@ -273,20 +293,42 @@ def test_round_trip_export_import(family, arch, bases, tmp_path):
 
 def test_imported_adapters_fuse(bases, tmp_path):
     # Two published adapters of one placement, converted, then fused like any trained ones.
-    parts = [af.import_adapter(FIXTURES / f"bert_seq_bn-{weights}", to=tmp_path / weights, base=bases["bert"],
-                               name=f"published-{weights}", with_head=False) for weights in ("bin", "safetensors")]
-    rows = [{"text": text, "label": label} for text, label in
-            [("the film was great", "pos"), ("it was bad", "neg"), ("very good plot", "pos"),
-             ("boring and bad", "neg")] * 4]
-    result = fuse([p.path for p in parts], write_csv(tmp_path / "train.csv", rows), task="sentiment",
-                  dev_data=write_csv(tmp_path / "dev.csv", rows[:4]), base=bases["bert"],
-                  config=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3), out=tmp_path / "fusion")
+    parts = [
+        af.import_adapter(
+            FIXTURES / f"bert_seq_bn-{weights}",
+            to=tmp_path / weights,
+            base=bases["bert"],
+            name=f"published-{weights}",
+            with_head=False,
+        )
+        for weights in ("bin", "safetensors")
+    ]
+    rows = [
+        {"text": text, "label": label}
+        for text, label in [
+            ("the film was great", "pos"),
+            ("it was bad", "neg"),
+            ("very good plot", "pos"),
+            ("boring and bad", "neg"),
+        ]
+        * 4
+    ]
+    result = fuse(
+        [p.path for p in parts],
+        write_csv(tmp_path / "train.csv", rows),
+        task="sentiment",
+        dev_data=write_csv(tmp_path / "dev.csv", rows[:4]),
+        base=bases["bert"],
+        config=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3),
+        out=tmp_path / "fusion",
+    )
     assert [a["name"] for a in result.artifact.metadata["adapters"]] == ["published-bin", "published-safetensors"]
 
 
 def test_export_refuses_what_adapters_cannot_hold(bases, tmp_path):
-    artifact = af.import_adapter(FIXTURES / "bert_seq_bn-safetensors", to=tmp_path / "a", base=bases["bert"],
-                                 with_head=False)
+    artifact = af.import_adapter(
+        FIXTURES / "bert_seq_bn-safetensors", to=tmp_path / "a", base=bases["bert"], with_head=False
+    )
     out = af.export_adapter(artifact.path, tmp_path / "no-head")
     assert not (out / af.HEAD_CONFIG_FILE).exists()  # a placeholder head is not exported
     with pytest.raises(ConfigError, match="weights format"):
@@ -298,14 +340,25 @@ def test_hub_source_is_downloaded_with_endpoint_and_recorded(bases, tmp_path):
     huggingface_hub's snapshot_download), at the revision asked for, with the token given."""
     with HostileHub() as server:
         served = server.add("org/bert-adapter", FIXTURES / "bert_seq_bn-safetensors")
-        artifact = af.import_adapter("org/bert-adapter", to=tmp_path / "out", base=bases["bert"], revision="v1",
-                                     endpoint=server.url, token="secret", name="sentiment", task="sst2",
-                                     cache_dir=tmp_path / "cache")
+        artifact = af.import_adapter(
+            "org/bert-adapter",
+            to=tmp_path / "out",
+            base=bases["bert"],
+            revision="v1",
+            endpoint=server.url,
+            token="secret",
+            name="sentiment",
+            task="sst2",
+            cache_dir=tmp_path / "cache",
+        )
     assert ("GET", "/api/models/org/bert-adapter/revision/v1?blobs=true") in server.requests
     assert set(server.authorizations) == {"Bearer secret"}
     provenance = artifact.metadata["imported_from"]
-    assert (provenance["source"], provenance["revision"], provenance["commit"]) == ("org/bert-adapter", "v1",
-                                                                                  served.commit)
+    assert (provenance["source"], provenance["revision"], provenance["commit"]) == (
+        "org/bert-adapter",
+        "v1",
+        served.commit,
+    )
     assert provenance["endpoint"] == server.url
     assert (artifact.metadata["name"], artifact.metadata["task"]) == ("sentiment", "sst2")
 
@@ -317,12 +370,19 @@ def test_import_from_a_hub_compatible_server(ahl_server, bases, tmp_path):
     repo = f"{ahl_server.user}/roberta-double-seq-bn"
     client.create_repo(repo, exist_ok=True)
     commit = client.upload_folder(repo_id=repo, folder_path=FIXTURES / "roberta_double_seq_bn-bin").oid
-    artifact = af.import_adapter(repo, to=tmp_path / "out", base=bases["roberta"], endpoint=ahl_server.url,
-                                 token=ahl_server.token, cache_dir=tmp_path / "hf-cache")
+    artifact = af.import_adapter(
+        repo,
+        to=tmp_path / "out",
+        base=bases["roberta"],
+        endpoint=ahl_server.url,
+        token=ahl_server.token,
+        cache_dir=tmp_path / "hf-cache",
+    )
     provenance = artifact.metadata["imported_from"]
     assert (provenance["source"], provenance["commit"], provenance["endpoint"]) == (repo, commit, ahl_server.url)
     assert provenance["files"]["pytorch_adapter.bin"]["sha256"] == af.sha256_file(
-        FIXTURES / "roberta_double_seq_bn-bin" / "pytorch_adapter.bin")
+        FIXTURES / "roberta_double_seq_bn-bin" / "pytorch_adapter.bin"
+    )
 
     fetch = dict(endpoint=ahl_server.url, token=ahl_server.token, cache_dir=tmp_path / "hf-cache")
     with pytest.raises(NotFoundError, match="has no revision 'v9.9.9'"):
@@ -339,8 +399,18 @@ def test_unreachable_hub_is_one_clear_error(tmp_path):
 def test_cli_import_push_export_and_refusal(tmp_path):
     base = FIXTURES / "bases" / "bert"
     registry = tmp_path / "registry"
-    proc = ahl("import", FIXTURES / "bert_double_seq_bn-bin", "--base", base, "--to", tmp_path / "imported",
-               "--registry", registry, "--task", "sentiment")
+    proc = ahl(
+        "import",
+        FIXTURES / "bert_double_seq_bn-bin",
+        "--base",
+        base,
+        "--to",
+        tmp_path / "imported",
+        "--registry",
+        registry,
+        "--task",
+        "sentiment",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "houlsby" in proc.stdout and "pushed" in proc.stdout
     proc = ahl("export", tmp_path / "imported", "--format", "adapters", tmp_path / "exported")
@@ -367,15 +437,33 @@ def test_fusion_over_published_adapters_round_trips_through_ahl_serve(ahl_server
     served = hub.fetch(f"adapters:{repo}", to=tmp_path / "served", base=bases["bert"], registry=ahl_server.url)
     assert read_artifact(served).metadata["imported_from"]["endpoint"] == ahl_server.url
     # In any mix: the second adapter is converted from a local directory (another name).
-    local = af.import_adapter(FIXTURES / "bert_seq_bn-safetensors", to=tmp_path / "local", base=bases["bert"],
-                              name="local-copy", with_head=False).path
+    local = af.import_adapter(
+        FIXTURES / "bert_seq_bn-safetensors",
+        to=tmp_path / "local",
+        base=bases["bert"],
+        name="local-copy",
+        with_head=False,
+    ).path
     parts = [served, local]
-    rows = [{"text": text, "label": label} for text, label in
-            [("the film was great", "pos"), ("it was bad", "neg"), ("very good plot", "pos"),
-             ("boring and bad", "neg")] * 4]
-    result = fuse(parts, write_csv(tmp_path / "train.csv", rows), task="sentiment",
-                  dev_data=write_csv(tmp_path / "dev.csv", rows[:4]), base=bases["bert"],
-                  config=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3), out=tmp_path / "fusion")
+    rows = [
+        {"text": text, "label": label}
+        for text, label in [
+            ("the film was great", "pos"),
+            ("it was bad", "neg"),
+            ("very good plot", "pos"),
+            ("boring and bad", "neg"),
+        ]
+        * 4
+    ]
+    result = fuse(
+        parts,
+        write_csv(tmp_path / "train.csv", rows),
+        task="sentiment",
+        dev_data=write_csv(tmp_path / "dev.csv", rows[:4]),
+        base=bases["bert"],
+        config=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3),
+        out=tmp_path / "fusion",
+    )
     assert [a["name"] for a in result.artifact.metadata["adapters"]] == ["bert_seq_bn", "local-copy"]
     entry = hub.push(result.artifact.path, registry=ahl_server.url)
     monkeypatch.setenv("AHL_CACHE", str(tmp_path / "empty-cache"))

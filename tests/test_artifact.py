@@ -28,8 +28,14 @@ from .conftest import bundled_rows, tiny_base
 def trained(tmp_path_factory, tiny_base_dir, spam_files):
     out = tmp_path_factory.mktemp("art") / "spam-adapter"
     train, dev = spam_files
-    result = api.train(train, dev_data=dev, task="sms_spam", base=str(tiny_base_dir), out=out,
-                       config=TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"))
+    result = api.train(
+        train,
+        dev_data=dev,
+        task="sms_spam",
+        base=str(tiny_base_dir),
+        out=out,
+        config=TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"),
+    )
     return result, out
 
 
@@ -126,13 +132,18 @@ def test_directory_that_is_no_artifact(tmp_path):
         api.info(tmp_path / "missing")
 
 
-@pytest.mark.parametrize("damage,match", [
-    (lambda m: "{not json", "not valid JSON"),
-    (lambda m: json.dumps({k: v for k, v in m.items() if k != "base"}), "lacks required field"),
-    (lambda m: json.dumps({**m, "format_version": "2.0"}), "upgrade adapterhub-lite"),
-    (lambda m: json.dumps({**m, "files": {**m["files"], "../escape": {"sha256": "0" * 64, "size": 1}}}),
-     "plain name"),
-])
+@pytest.mark.parametrize(
+    "damage,match",
+    [
+        (lambda m: "{not json", "not valid JSON"),
+        (lambda m: json.dumps({k: v for k, v in m.items() if k != "base"}), "lacks required field"),
+        (lambda m: json.dumps({**m, "format_version": "2.0"}), "upgrade adapterhub-lite"),
+        (
+            lambda m: json.dumps({**m, "files": {**m["files"], "../escape": {"sha256": "0" * 64, "size": 1}}}),
+            "plain name",
+        ),
+    ],
+)
 def test_malformed_metadata(trained, tmp_path, damage, match):
     copy = _copy(trained[1], tmp_path)
     meta = json.loads((copy / "adapter.json").read_text())
@@ -153,8 +164,14 @@ def test_existing_output_is_not_overwritten_by_default(trained, spam_files, tiny
     _, out = trained
     before = (out / "adapter.safetensors").read_bytes()
     with pytest.raises(ArtifactError, match="already exists"):
-        api.train(spam_files[0], dev_data=spam_files[1], task="sms_spam", base=str(tiny_base_dir), out=out,
-                  config=TrainConfig(epochs=1, batch_size=16, device="cpu"))
+        api.train(
+            spam_files[0],
+            dev_data=spam_files[1],
+            task="sms_spam",
+            base=str(tiny_base_dir),
+            out=out,
+            config=TrainConfig(epochs=1, batch_size=16, device="cpu"),
+        )
     assert (out / "adapter.safetensors").read_bytes() == before
 
 
@@ -191,8 +208,10 @@ def test_extra_tensor_in_weights_is_refused(trained, tmp_path):
     meta = json.loads((copy / "adapter.json").read_text())
     from adapterhub_lite.artifact import sha256_file
 
-    meta["files"]["adapter.safetensors"] = {"sha256": sha256_file(copy / "adapter.safetensors"),
-                                            "size": (copy / "adapter.safetensors").stat().st_size}
+    meta["files"]["adapter.safetensors"] = {
+        "sha256": sha256_file(copy / "adapter.safetensors"),
+        "size": (copy / "adapter.safetensors").stat().st_size,
+    }
     (copy / "adapter.json").write_text(json.dumps(meta))
     with pytest.raises(IncompatibleBaseError, match="unexpected tensors"):
         api.load(copy)
@@ -235,9 +254,15 @@ def test_diverged_metric_is_stored_as_null(tmp_path):
     base = tiny_base("bert")
     model = AdapterModel(base)
     model.set_head(HeadConfig(type="regression"))
-    meta = {"kind": "adapter", "name": "r", "task": "r", "base": {"model_id": "tiny", "revision": None,
-            "fingerprint": base.fingerprint.to_dict()}, "adapter": None, "head": model.head.config.to_dict(),
-            "metrics": {"dev": {"mse": float("nan"), "pearson": 0.5}}}
+    meta = {
+        "kind": "adapter",
+        "name": "r",
+        "task": "r",
+        "base": {"model_id": "tiny", "revision": None, "fingerprint": base.fingerprint.to_dict()},
+        "adapter": None,
+        "head": model.head.config.to_dict(),
+        "metrics": {"dev": {"mse": float("nan"), "pearson": 0.5}},
+    }
     artifact = write_artifact(tmp_path / "r", meta, model.artifact_state_dict(), "card")
     assert artifact.metadata["metrics"]["dev"] == {"mse": None, "pearson": 0.5}
 
@@ -247,8 +272,14 @@ def test_regression_and_multiple_choice_train_save_and_predict(tmp_path, tiny_ba
 
     rows = bundled_rows("trec", "train", 60)
     regression = write_jsonl(tmp_path / "reg.jsonl", [{"text": r["text"], "label": len(r["text"]) / 50} for r in rows])
-    result = api.train(regression, task="length", head="regression", base=str(tiny_base_dir), out=tmp_path / "reg",
-                       config=TrainConfig(epochs=1, batch_size=8, device="cpu"))
+    result = api.train(
+        regression,
+        task="length",
+        head="regression",
+        base=str(tiny_base_dir),
+        out=tmp_path / "reg",
+        config=TrainConfig(epochs=1, batch_size=8, device="cpu"),
+    )
     assert set(result.metrics) == {"pearson", "spearman", "mse"}
     scores = api.predict(tmp_path / "reg", ["What is a short question ?"])
     assert isinstance(scores[0].label, float) and scores[0].probabilities is None
@@ -257,8 +288,15 @@ def test_regression_and_multiple_choice_train_save_and_predict(tmp_path, tiny_ba
     mc_rows = [{"question": r["text"], "choices": labels, "answer": r["label"]} for r in rows]
     mc = write_jsonl(tmp_path / "mc.jsonl", mc_rows)
     columns = Columns(text="question", choices="choices", label="answer")
-    api.train(mc, task="qtype-mc", head="multiple_choice", columns=columns, base=str(tiny_base_dir),
-              out=tmp_path / "mc", config=TrainConfig(epochs=1, batch_size=8, device="cpu"))
+    api.train(
+        mc,
+        task="qtype-mc",
+        head="multiple_choice",
+        columns=columns,
+        base=str(tiny_base_dir),
+        out=tmp_path / "mc",
+        config=TrainConfig(epochs=1, batch_size=8, device="cpu"),
+    )
     predictions = api.predict(tmp_path / "mc", mc)
     assert len(predictions) == len(rows)
     assert all(p.label in range(len(labels)) and set(p.probabilities) == set(labels) for p in predictions)

@@ -20,8 +20,9 @@ from adapterhub_lite.registry.format.refs import SEGMENT, check_file_path, parse
 HOSTILE = st.lists(st.sampled_from([*"ab.-_/\\\0\x85é0f9A ", "..", "../", "/"]), max_size=20).map("".join)
 NAMES = st.one_of(HOSTILE, st.text(max_size=30), st.sampled_from(["adapter.json", "a/b", "a", "..", "/etc/x"]))
 SHA = "a" * 64
-settings.register_profile("ahl", max_examples=300, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "ahl", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 settings.load_profile("ahl")
 
 
@@ -51,9 +52,15 @@ def test_the_blob_store_names_no_path_but_its_own(tmp_path_factory, digest):
     assert path.parent.parent == store.dir and path.name == digest and len(digest) == 64
 
 
-@given(st.dictionaries(NAMES, st.fixed_dictionaries({"sha256": st.sampled_from([SHA, "../x", "A" * 64]),
-                                                     "size": st.sampled_from([0, 5, -1, 10**15, True])}),
-                       max_size=6))
+@given(
+    st.dictionaries(
+        NAMES,
+        st.fixed_dictionaries(
+            {"sha256": st.sampled_from([SHA, "../x", "A" * 64]), "size": st.sampled_from([0, 5, -1, 10**15, True])}
+        ),
+        max_size=6,
+    )
+)
 def test_checked_file_lists_are_safe_and_clash_free(files):
     try:
         merged = merge_files([{"adapter.json": {"sha256": SHA, "size": 1}}, check_files(files, "server")], "server")
@@ -77,8 +84,10 @@ def test_parse_ref_is_total_and_round_trips(text):
     assert parse_ref(str(ref)) == ref
 
 
-@pytest.mark.parametrize("record", [None, [], {"sha256": SHA}, {"sha256": SHA, "size": 1.5},
-                                    {"sha256": SHA, "size": False}, {"sha256": 5, "size": 1}])
+@pytest.mark.parametrize(
+    "record",
+    [None, [], {"sha256": SHA}, {"sha256": SHA, "size": 1.5}, {"sha256": SHA, "size": False}, {"sha256": 5, "size": 1}],
+)
 def test_malformed_records_are_refused(record):
     with pytest.raises(RemoteError):
         check_file_record("f", record, "server")
@@ -86,8 +95,10 @@ def test_malformed_records_are_refused(record):
 
 def test_a_file_cannot_also_be_a_directory():
     with pytest.raises(RemoteError, match="both as a file and as a directory"):
-        merge_files([{"adapters": {"sha256": SHA, "size": 1}}, {"adapters/x/adapter.json": {"sha256": SHA, "size": 1}}],
-                    "server")
+        merge_files(
+            [{"adapters": {"sha256": SHA, "size": 1}}, {"adapters/x/adapter.json": {"sha256": SHA, "size": 1}}],
+            "server",
+        )
 
 
 def test_bounded_read_stops_at_the_cap():

@@ -83,8 +83,14 @@ def _publish(server: AhlServer, tmp: Path, hub_base, spam_files) -> dict[str, Pa
     """Push through ahl's own client: sst2 1.0.0-1.2.0 (1.2.0 yanked), imdb, a houlsby and a
     head-only adapter, a fusion of sst2@1.0.0 and news, and the hostile entry."""
     registry = RemoteRegistry(f"{server.url}/{server.user}", token=server.token, cache=DownloadCache(tmp / "cache"))
-    art = lambda name, task, seed, **kw: make_artifact(tmp / f"{name}-{seed}", hub_base, task=task, name=name,  # noqa: E731
-                                                       seed=seed, **kw)
+    art = lambda name, task, seed, **kw: make_artifact(
+        tmp / f"{name}-{seed}",
+        hub_base,
+        task=task,
+        name=name,  # noqa: E731
+        seed=seed,
+        **kw,
+    )
     made = {"sst2": art("sst2", "sentiment", 0), "news": art("news", "topic", 1)}
     registry.push(made["sst2"], version="1.0.0")
     registry.push(art("sst2", "sentiment", 3), version="1.1.0")
@@ -95,8 +101,15 @@ def _publish(server: AhlServer, tmp: Path, hub_base, spam_files) -> dict[str, Pa
     registry.push(art("squad", "qa", 2, preset="houlsby"))
     registry.push(art("probe", "topic", 4, preset=None))
     registry.push(_hostile(art("evil", "evil", 9)))
-    fusion = api.fuse([made["sst2"], made["news"]], spam_files[0], dev_data=spam_files[1], task="spam",
-                      base=hub_base, config=FAST, out=tmp / "spam-fusion").artifact.path
+    fusion = api.fuse(
+        [made["sst2"], made["news"]],
+        spam_files[0],
+        dev_data=spam_files[1],
+        task="spam",
+        base=hub_base,
+        config=FAST,
+        out=tmp / "spam-fusion",
+    ).artifact.path
     registry.push(fusion)
     return {**made, "fusion": fusion, "registry": registry}  # type: ignore[dict-item]
 
@@ -116,8 +129,14 @@ def catalog(tmp_path_factory, hub_base, spam_files):
 def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
-                "--disable-gpu", "--no-first-run"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--disable-gpu",
+        "--no-first-run",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService("/usr/bin/chromedriver"))
@@ -204,24 +223,31 @@ def test_entry_page_fusion_lineage_heatmap_and_copy(catalog, browser, tmp_path):
     files = browser.find_element(By.CSS_SELECTOR, "table.files").text
     meta = json.loads((made["fusion"] / "fusion.json").read_text())
     assert HEATMAP_FILE in files and meta["files"][HEATMAP_FILE]["sha256"] in files
-    assert meta["base"]["fingerprint"]["weights_sha256"] in browser.find_element(By.CSS_SELECTOR,
-                                                                                 "table.fingerprint").text
+    assert (
+        meta["base"]["fingerprint"]["weights_sha256"] in browser.find_element(By.CSS_SELECTOR, "table.fingerprint").text
+    )
     shot(browser, "entry")
     nothing_fired(browser)
 
     # copy the pull command: read back from the real clipboard, then run it as written
-    browser.execute_cdp_cmd("Browser.grantPermissions", {"origin": server.url,
-                                                         "permissions": ["clipboardReadWrite",
-                                                                         "clipboardSanitizedWrite"]})
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
     command = browser.find_element(By.ID, "pull-command").text
     browser.find_element(By.ID, "copy-pull").click()
     assert browser.find_element(By.ID, "copy-pull").text == "Copied"
-    copied = browser.execute_async_script("navigator.clipboard.readText().then(arguments[0], "
-                                          "e => arguments[0]('error: ' + e))")
+    copied = browser.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('error: ' + e))"
+    )
     assert copied == command == f"ahl pull {HUB_ID}/spam/spam-fusion@1.0.0 --registry {server.url}/alice"
     env = {**os.environ, "AHL_CACHE": str(tmp_path / "cache"), "AHL_TOKEN": server.token}
-    done = subprocess.run([sys.executable, "-m", "adapterhub_lite", *shlex.split(copied)[1:], "--to",
-                           str(tmp_path / "pulled")], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "adapterhub_lite", *shlex.split(copied)[1:], "--to", str(tmp_path / "pulled")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "pulled" / HEATMAP_FILE).read_bytes() == (made["fusion"] / HEATMAP_FILE).read_bytes()
 
@@ -245,8 +271,10 @@ def test_base_model_page_groups_by_task_best_first(catalog, browser):
     groups = browser.find_elements(By.CSS_SELECTOR, "section.task-group")
     assert [g.get_attribute("data-task") for g in groups] == ["evil", "qa", "sentiment", "spam", "topic"]
     sentiment = groups[2].find_elements(By.CSS_SELECTOR, "tr.result")
-    assert [r.get_attribute("data-entry") for r in sentiment] == [f"{HUB_ID}/sentiment/imdb",
-                                                                  f"{HUB_ID}/sentiment/sst2"]
+    assert [r.get_attribute("data-entry") for r in sentiment] == [
+        f"{HUB_ID}/sentiment/imdb",
+        f"{HUB_ID}/sentiment/sst2",
+    ]
     shot(browser, "base")
     nothing_fired(browser)
 
@@ -270,8 +298,9 @@ def test_hostile_card_name_and_tags_render_as_text(catalog, browser):
 def test_private_registry_pages_need_a_login(tmp_path_factory, browser, hub_base):
     server = AhlServer(tmp_path_factory.mktemp("private") / "registry", "--private").start()
     try:
-        registry = RemoteRegistry(f"{server.url}/{server.user}", token=server.token,
-                                  cache=DownloadCache(tmp_path_factory.mktemp("cache")))
+        registry = RemoteRegistry(
+            f"{server.url}/{server.user}", token=server.token, cache=DownloadCache(tmp_path_factory.mktemp("cache"))
+        )
         registry.push(make_artifact(tmp_path_factory.mktemp("a") / "sst2", hub_base, task="sentiment", name="sst2"))
         browser.delete_all_cookies()
         browser.get(server.url + "/?task=sentiment")
@@ -319,7 +348,8 @@ def test_heatmap_is_served_as_an_image_that_runs_nothing(catalog):
     answer = httpx.get(f"{server.url}/-/heatmap/{repo}/v1.0.0")
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/svg+xml"
     assert "sandbox" in answer.headers["content-security-policy"] and "script" not in answer.headers[
-        "content-security-policy"].replace("default-src 'none'", "")
+        "content-security-policy"
+    ].replace("default-src 'none'", "")
     assert answer.content == (made["fusion"] / HEATMAP_FILE).read_bytes()
     plain = httpx.get(server.url + "/api/models", params={"filter": "task:sentiment"}).json()[0]["id"]
     assert httpx.get(f"{server.url}/-/heatmap/{plain}/v1.0.0").status_code == 404
@@ -334,8 +364,12 @@ def test_login_and_logout_need_their_csrf_token(catalog):
         csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
         foreign = client.post("/-/login", data={"token": server.token, "csrf": csrf[:-1] + "A"})
         assert foreign.status_code == 403
-        assert client.post("/-/login", data={"token": server.token, "csrf": csrf, "next": "//evil.example/"}) \
-            .headers["location"] == "/"
+        assert (
+            client.post("/-/login", data={"token": server.token, "csrf": csrf, "next": "//evil.example/"}).headers[
+                "location"
+            ]
+            == "/"
+        )
         assert "ahl_session" in client.cookies
         assert client.post("/-/logout", data={"csrf": "forged"}).status_code == 403
         assert server.token not in client.get("/").text
@@ -343,8 +377,16 @@ def test_login_and_logout_need_their_csrf_token(catalog):
 
 def test_card_links_and_header():
     assert safe_link("https://example.org/x") and safe_link("/relative") and safe_link("#anchor")
-    for link in ("javascript:alert(1)", "JAVASCRIPT:alert(1)", "java\tscript:alert(1)", " javascript:x",
-                 "data:text/html,x", "vbscript:x", "file:///etc/passwd", "http://[::1"):
+    for link in (
+        "javascript:alert(1)",
+        "JAVASCRIPT:alert(1)",
+        "java\tscript:alert(1)",
+        " javascript:x",
+        "data:text/html,x",
+        "vbscript:x",
+        "file:///etc/passwd",
+        "http://[::1",
+    ):
         assert not safe_link(link), link
     assert card_body("---\ntags: [a]\n---\n# Title\n") == "# Title\n"
     assert card_body("# no header\n") == "# no header\n"

@@ -25,12 +25,14 @@ AHL = [sys.executable, "-m", "adapterhub_lite"]
 
 def ahl(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*AHL, *map(str, args)], input=stdin, capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [*AHL, *map(str, args)], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
-def ahl_in_process(*args: object, stdin: str | None = None,
-                   env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+def ahl_in_process(
+    *args: object, stdin: str | None = None, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess:
     """``ahl ARGS`` run in this process (Typer's CliRunner), as a CompletedProcess; ``env`` is set
     (``None`` unsets) for the call. An exception that escapes the CLI (a traceback in a real run)
     fails the test instead of becoming exit 1."""
@@ -55,8 +57,25 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, tiny_base_dir, spam_files):
     out = tmp_path_factory.mktemp("cli") / "spam"
-    proc = ahl("train", "--base", tiny_base_dir, "--train", spam_files[0], "--dev", spam_files[1],
-               "--task", "sms_spam", "--out", out, "--epochs", "1", "--batch-size", "16", "--lr", "1e-3")
+    proc = ahl(
+        "train",
+        "--base",
+        tiny_base_dir,
+        "--train",
+        spam_files[0],
+        "--dev",
+        spam_files[1],
+        "--task",
+        "sms_spam",
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+    )
     assert proc.returncode == 0, proc.stderr
     return out, proc
 
@@ -143,8 +162,9 @@ def test_non_utf8_data(tmp_path, tiny_base_dir):
 def test_directory_that_is_no_artifact(tmp_path):
     assert_one_line_error(ahl_in_process("info", tmp_path), "not an adapterhub-lite artifact")
     target = tmp_path / "pred.jsonl"
-    assert_one_line_error(ahl_in_process("predict", tmp_path, "--output", target, stdin="hi\n"),
-                          "not an adapterhub-lite artifact")
+    assert_one_line_error(
+        ahl_in_process("predict", tmp_path, "--output", target, stdin="hi\n"), "not an adapterhub-lite artifact"
+    )
     assert not target.exists()
 
 
@@ -162,8 +182,9 @@ def test_truncated_safetensors(artifact, tmp_path):
 def test_unsupported_base_family_lists_supported(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     write_csv(tmp_path / "d.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}] * 5)
-    proc = ahl_in_process("train", "--base", tmp_path, "--train", tmp_path / "d.csv", "--task", "t",
-                          "--out", tmp_path / "o")
+    proc = ahl_in_process(
+        "train", "--base", tmp_path, "--train", tmp_path / "d.csv", "--task", "t", "--out", tmp_path / "o"
+    )
     assert_one_line_error(proc, "gpt2", "bert", "deberta-v2", "distilbert")
 
 
@@ -178,8 +199,20 @@ def test_demo_runs_end_to_end(tmp_path):
     ranking, fuse --auto for the low-resource target, the comparison, the activation table and
     the heatmap of the fusion candidate (shipped or not)."""
     workdir = tmp_path / "demo"
-    proc = ahl("demo", "--sources", "rotten_tomatoes,trec", "--epochs", "1", "--target-epochs", "1",
-               "--limit", "80", "--workdir", workdir, cwd=tmp_path)
+    proc = ahl(
+        "demo",
+        "--sources",
+        "rotten_tomatoes,trec",
+        "--epochs",
+        "1",
+        "--target-epochs",
+        "1",
+        "--limit",
+        "80",
+        "--workdir",
+        workdir,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.count("bit-identical") == 2 and "DIFFERENT" not in out
@@ -199,8 +232,11 @@ def test_demo_runs_end_to_end(tmp_path):
     rows = [line for line in table.splitlines() if "/" in line]
     assert [("trec/trec" in row) for row in rows] == [c["name"] == "trec" for c in ranked]
     fusion = read_artifact(workdir / "target" / "candidates" / "fusion")
-    assert sorted(part.metadata["name"] for part in fusion_adapters(fusion)) == ["rotten_tomatoes", "trec",
-                                                                                 "vader_tweets"]
+    assert sorted(part.metadata["name"] for part in fusion_adapters(fusion)) == [
+        "rotten_tomatoes",
+        "trec",
+        "vader_tweets",
+    ]
     locked = {a["name"]: a["digest"] for a in fusion.metadata["adapters"]}
     for name in ("rotten_tomatoes", "trec"):  # the fusion was trained on the pulled copies
         assert locked[name] == read_artifact(workdir / "pulled" / name).digest

@@ -49,16 +49,23 @@ def test_train_and_fuse_share_training_options_with_config_defaults():
     defaults = TrainConfig()
     for command in ("train", "fuse"):
         out = CliRunner().invoke(app, [command, "--help"], terminal_width=200).output
-        for flag, value in (("--grad-accum", defaults.grad_accum), ("--warmup-ratio", defaults.warmup_ratio),
-                            ("--weight-decay", defaults.weight_decay), ("--batch-size", defaults.batch_size)):
+        for flag, value in (
+            ("--grad-accum", defaults.grad_accum),
+            ("--warmup-ratio", defaults.warmup_ratio),
+            ("--weight-decay", defaults.weight_decay),
+            ("--batch-size", defaults.batch_size),
+        ):
             line = next(line for line in out.splitlines() if line.strip().startswith(flag))
             assert f"[default: {value}]" in line, (command, line)
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    ("--grad-accum=3", "batch size must be a multiple of grad accum"),
-    ("--warmup-ratio=1.5", "warmup ratio must be in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--grad-accum=3", "batch size must be a multiple of grad accum"),
+        ("--warmup-ratio=1.5", "warmup ratio must be in [0, 1)"),
+    ],
+)
 def test_fuse_takes_the_training_options_of_train(tmp_path, option, message):
     """fuse passes grad accum and warmup on to its TrainConfig: a bad value is refused in one line
     before any adapter is fetched."""

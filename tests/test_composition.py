@@ -63,8 +63,15 @@ def test_task_embedding_round_trips_and_refuses_malformed_records():
     back = TaskEmbedding.from_dict(record)
     assert np.array_equal(back.vector, vector) and back.examples == 12 and back.similarity(back) == pytest.approx(1)
     nan = base64.b64encode(np.full(48, np.nan, dtype="<f2").tobytes()).decode()
-    for bad in ({**record, "method": "other"}, {**record, "dim": 49}, {**record, "vector": record["vector"][:-4]},
-                {**record, "vector": nan}, {**record, "examples": 0}, {**record, "dim": 10**9}, "x"):
+    for bad in (
+        {**record, "method": "other"},
+        {**record, "dim": 49},
+        {**record, "vector": record["vector"][:-4]},
+        {**record, "vector": nan},
+        {**record, "examples": 0},
+        {**record, "dim": 10**9},
+        "x",
+    ):
         with pytest.raises(ArtifactError):
             TaskEmbedding.from_dict(bad)
 
@@ -76,8 +83,14 @@ def test_sample_indices_spread_over_the_whole_file():
 
 def test_train_records_the_embedding_without_text_and_can_opt_out(tmp_path, tiny_base_model, spam_files):
     config = TrainConfig(epochs=1, batch_size=32, max_length=32)
-    result = api.train(spam_files[0], dev_data=spam_files[1], task="sms_spam", base=tiny_base_model, config=config,
-                       out=tmp_path / "with")
+    result = api.train(
+        spam_files[0],
+        dev_data=spam_files[1],
+        task="sms_spam",
+        base=tiny_base_model,
+        config=config,
+        out=tmp_path / "with",
+    )
     meta = read_artifact(result.artifact.path).metadata
     embedding = TaskEmbedding.from_dict(meta["task_embedding"])
     assert embedding.vector.size == 32 and embedding.examples == 160 and embedding.max_length == 32
@@ -85,8 +98,15 @@ def test_train_records_the_embedding_without_text_and_can_opt_out(tmp_path, tiny
     assert all(row["text"][:30] not in text for row in bundled_rows("sms_spam", "train", 50))
     pushed = LocalRegistry(tmp_path / "reg").push(result.artifact.path)
     assert pushed.summary["task_embedding"] == meta["task_embedding"]
-    without = api.train(spam_files[0], dev_data=spam_files[1], task="sms_spam", base=tiny_base_model, config=config,
-                        out=tmp_path / "without", task_embedding=False)
+    without = api.train(
+        spam_files[0],
+        dev_data=spam_files[1],
+        task="sms_spam",
+        base=tiny_base_model,
+        config=config,
+        out=tmp_path / "without",
+        task_embedding=False,
+    )
     assert "task_embedding" not in read_artifact(without.artifact.path).metadata
 
 
@@ -116,12 +136,14 @@ def test_search_like_through_ahl_serve_equals_local(pool, minilm, tmp_path):
         import httpx2 as httpx
 
         bad = httpx.post(f"{server.url}/api/ahl/search-like", json={"task_embedding": {"method": "x"}})
-        too_many = httpx.post(f"{server.url}/api/ahl/search-like",
-                              json={"task_embedding": embedding.to_dict(), "top": 10**6})
+        too_many = httpx.post(
+            f"{server.url}/api/ahl/search-like", json={"task_embedding": embedding.to_dict(), "top": 10**6}
+        )
     finally:
         server.stop()
-    assert [(str(e.ref), e.digest, round(e.score, 6)) for e in served] == \
-        [(str(e.ref), e.digest, round(e.score, 6)) for e in local]
+    assert [(str(e.ref), e.digest, round(e.score, 6)) for e in served] == [
+        (str(e.ref), e.digest, round(e.score, 6)) for e in local
+    ]
     assert all(e.summary.get("task_embedding") for e in listing)  # the listing carries them too
     assert bad.status_code == 400 and too_many.status_code == 400
 
@@ -209,20 +231,48 @@ def tiny_pool(tmp_path_factory, tiny_base_model):
     return root
 
 
-def test_warm_start_copies_the_source_and_refuses_another_architecture(tiny_pool, tiny_base_model, tiny_base_dir,
-                                                                       spam_files, tmp_path):
+def test_warm_start_copies_the_source_and_refuses_another_architecture(
+    tiny_pool, tiny_base_model, tiny_base_dir, spam_files, tmp_path
+):
     config = TrainConfig(learning_rate=1e-3, epochs=1, batch_size=32, max_length=32)
-    result = api.train(spam_files[0], dev_data=spam_files[1], task="sms_spam", base=tiny_base_model, config=config,
-                       out=tmp_path / "warm", init_from=tiny_pool / "trec")
+    result = api.train(
+        spam_files[0],
+        dev_data=spam_files[1],
+        task="sms_spam",
+        base=tiny_base_model,
+        config=config,
+        out=tmp_path / "warm",
+        init_from=tiny_pool / "trec",
+    )
     meta = read_artifact(result.artifact.path).metadata
     assert meta["init_from"]["task"] == "trec" and meta["init_from"]["digest"].startswith("sha256:")
     with pytest.raises(ConfigError, match="reduction_factor"):
-        api.train(spam_files[0], dev_data=spam_files[1], task="sms_spam", base=tiny_base_model, config=config,
-                  adapter=AdapterConfig.from_preset("pfeiffer", reduction_factor=8), out=tmp_path / "bad",
-                  init_from=tiny_pool / "trec")
+        api.train(
+            spam_files[0],
+            dev_data=spam_files[1],
+            task="sms_spam",
+            base=tiny_base_model,
+            config=config,
+            adapter=AdapterConfig.from_preset("pfeiffer", reduction_factor=8),
+            out=tmp_path / "bad",
+            init_from=tiny_pool / "trec",
+        )
     assert not (tmp_path / "bad").exists()
-    proc = ahl("train", "--base", tiny_base_dir, "--train", spam_files[0], "--task", "s", "--out",
-               tmp_path / "cli", "--init-from", tiny_pool / "trec", "--reduction-factor", "8")
+    proc = ahl(
+        "train",
+        "--base",
+        tiny_base_dir,
+        "--train",
+        spam_files[0],
+        "--task",
+        "s",
+        "--out",
+        tmp_path / "cli",
+        "--init-from",
+        tiny_pool / "trec",
+        "--reduction-factor",
+        "8",
+    )
     assert_one_line_error(proc, "reduction_factor")
     assert not (tmp_path / "cli").exists()
 
@@ -237,10 +287,16 @@ def test_choose_prefers_the_simplest_on_ties_and_never_drops_below_the_adapter()
 
 
 def test_fuse_auto_never_ships_below_the_targets_adapter_on_dev(tiny_pool, tiny_base_model, spam_files, tmp_path):
-    result = api.fuse(train_data=spam_files[0], dev_data=spam_files[1], task="sms_spam", auto=2,
-                      registry=tiny_pool / "registry", base=tiny_base_model,
-                      config=TrainConfig(learning_rate=1e-3, epochs=1, batch_size=32, max_length=32),
-                      out=tmp_path / "auto")
+    result = api.fuse(
+        train_data=spam_files[0],
+        dev_data=spam_files[1],
+        task="sms_spam",
+        auto=2,
+        registry=tiny_pool / "registry",
+        base=tiny_base_model,
+        config=TrainConfig(learning_rate=1e-3, epochs=1, batch_size=32, max_length=32),
+        out=tmp_path / "auto",
+    )
     meta = read_artifact(tmp_path / "auto").metadata
     record = meta["composition"]
     by_method = {c["method"]: c for c in record["candidates"]}
@@ -258,15 +314,48 @@ def test_fuse_auto_never_ships_below_the_targets_adapter_on_dev(tiny_pool, tiny_
 
 
 def test_cli_fuse_auto_and_bad_input(tiny_pool, tiny_base_dir, spam_files, tmp_path):
-    proc = ahl("fuse", "--auto", "2", "--registry", tiny_pool / "registry", "--base", tiny_base_dir, "--task",
-               "sms_spam", "--train", spam_files[0], "--dev", spam_files[1], "--epochs", "1", "--max-length", "32",
-               "--out", tmp_path / "auto", "--json")
+    proc = ahl(
+        "fuse",
+        "--auto",
+        "2",
+        "--registry",
+        tiny_pool / "registry",
+        "--base",
+        tiny_base_dir,
+        "--task",
+        "sms_spam",
+        "--train",
+        spam_files[0],
+        "--dev",
+        spam_files[1],
+        "--epochs",
+        "1",
+        "--max-length",
+        "32",
+        "--out",
+        tmp_path / "auto",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert answer["chosen"] in ("adapter", "warm_start", "fusion") and len(answer["ranking"]["candidates"]) == 2
     assert_one_line_error(ahl_in_process("fuse", "--task", "t", "--train", spam_files[0]), "--adapters", "--auto")
-    assert_one_line_error(ahl_in_process("fuse", "--auto", "0", "--task", "t", "--train", spam_files[0],
-                                         "--registry", tiny_pool / "registry", "--base", tiny_base_dir), "K >= 1")
+    assert_one_line_error(
+        ahl_in_process(
+            "fuse",
+            "--auto",
+            "0",
+            "--task",
+            "t",
+            "--train",
+            spam_files[0],
+            "--registry",
+            tiny_pool / "registry",
+            "--base",
+            tiny_base_dir,
+        ),
+        "K >= 1",
+    )
 
 
 def test_cli_search_like_ranks_and_refuses_bad_input(tiny_pool, tiny_base_dir, tmp_path):
@@ -275,10 +364,18 @@ def test_cli_search_like_ranks_and_refuses_bad_input(tiny_pool, tiny_base_dir, t
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["task"] for r in rows][0] == "trec" and all(-1 <= r["similarity"] <= 1 for r in rows)
-    assert_one_line_error(ahl_in_process("search", "--like", tmp_path / "missing.csv", "--registry",
-                                         tiny_pool / "registry", "--base", tiny_base_dir), "missing.csv")
-    assert_one_line_error(ahl_in_process("search", "--like", target, "--top", "0", "--registry",
-                                         tiny_pool / "registry", "--base", tiny_base_dir), "--top")
+    assert_one_line_error(
+        ahl_in_process(
+            "search", "--like", tmp_path / "missing.csv", "--registry", tiny_pool / "registry", "--base", tiny_base_dir
+        ),
+        "missing.csv",
+    )
+    assert_one_line_error(
+        ahl_in_process(
+            "search", "--like", target, "--top", "0", "--registry", tiny_pool / "registry", "--base", tiny_base_dir
+        ),
+        "--top",
+    )
 
 
 def test_search_like_sees_pushes_and_yanks_in_a_long_lived_registry(tiny_pool, tiny_base_model, tmp_path):
@@ -292,7 +389,12 @@ def test_search_like_sees_pushes_and_yanks_in_a_long_lived_registry(tiny_pool, t
     registry.yank(first[0][0].ref)  # the in-memory vectors must not outlive the change
     assert [e.ref.task for e, _ in registry.search_like(query, top=5)] == ["rotten_tomatoes"]
     other = tmp_path / "spam"
-    api.train(write_csv(tmp_path / "s.csv", balanced("sms_spam", "train", 10)), task="sms_spam",
-              base=tiny_base_model, config=TrainConfig(epochs=1, max_length=32), out=other)
+    api.train(
+        write_csv(tmp_path / "s.csv", balanced("sms_spam", "train", 10)),
+        task="sms_spam",
+        base=tiny_base_model,
+        config=TrainConfig(epochs=1, max_length=32),
+        out=other,
+    )
     LocalRegistry(tmp_path / "registry").push(other)  # another registry object: another process
     assert {e.ref.task for e, _ in registry.search_like(query, top=5)} == {"rotten_tomatoes", "sms_spam"}

@@ -40,6 +40,7 @@ def test_every_file_format_reads_the_same_examples(tmp_path, suffix):
 
 def test_datasets_directory_is_read(tmp_path):
     import datasets
+
     datasets.Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "ds"))
     data = load_examples(tmp_path / "ds", Columns())
     assert [e.text for e in data.examples] == ["good film", "bad film", "fine"]
@@ -54,11 +55,18 @@ def test_text_pair_and_custom_columns(tmp_path):
 
 
 def test_multiple_choice_from_list_or_columns(tmp_path):
-    listed = write_jsonl(tmp_path / "mc.jsonl", [
-        {"question": "sky?", "choices": ["blue", "green", "red"], "answer": "blue"},
-        {"question": "grass?", "choices": {"label": ["A", "B", "C"], "text": ["blue", "green", "red"]}, "answer": "B"},
-        {"question": "blood?", "choices": ["blue", "green", "red"], "answer": 2},
-    ])
+    listed = write_jsonl(
+        tmp_path / "mc.jsonl",
+        [
+            {"question": "sky?", "choices": ["blue", "green", "red"], "answer": "blue"},
+            {
+                "question": "grass?",
+                "choices": {"label": ["A", "B", "C"], "text": ["blue", "green", "red"]},
+                "answer": "B",
+            },
+            {"question": "blood?", "choices": ["blue", "green", "red"], "answer": 2},
+        ],
+    )
     data = load_examples(listed, Columns(text="question", choices="choices", label="answer"))
     assert encode_labels(data, "multiple_choice", []) == [0, 1, 2]
     swag = write_csv(tmp_path / "swag.csv", [{"ctx": "he", "e0": "runs", "e1": "sits", "label": "1"}])
@@ -144,8 +152,10 @@ def test_collate_pads_dynamically_and_buckets_cover_everything():
 
 
 def test_multiple_choice_needs_one_number_of_choices(tmp_path):
-    path = write_jsonl(tmp_path / "mc.jsonl", [{"text": "q", "choices": ["a", "b"], "label": 0},
-                                               {"text": "q", "choices": ["a", "b", "c"], "label": 0}])
+    path = write_jsonl(
+        tmp_path / "mc.jsonl",
+        [{"text": "q", "choices": ["a", "b"], "label": 0}, {"text": "q", "choices": ["a", "b", "c"], "label": 0}],
+    )
     with pytest.raises(DataError, match=r"same number of choices; found \[2, 3\]"):
         load_examples(path, Columns(choices="choices"))
 

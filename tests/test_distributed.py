@@ -15,9 +15,28 @@ import pytest
 
 
 def _run(prefix: list[str], out, spam_files) -> list[dict]:
-    args = ["train", "--train", str(spam_files[0]), "--dev", str(spam_files[1]),
-            "--task", "spam", "--out", str(out), "--epochs", "3", "--patience", "3", "--batch-size", "16",
-            "--lr", "1e-3", "--device", "cpu", "--json"]
+    args = [
+        "train",
+        "--train",
+        str(spam_files[0]),
+        "--dev",
+        str(spam_files[1]),
+        "--task",
+        "spam",
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--patience",
+        "3",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([*prefix, *args], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -27,8 +46,20 @@ def _run(prefix: list[str], out, spam_files) -> list[dict]:
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path, minilm_dir, spam_files):
     single = _run([sys.executable, "-m", "adapterhub_lite"], tmp_path / "one", spam_files)
-    multi = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                  "-m", "adapterhub_lite"], tmp_path / "two", spam_files)
+    multi = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "adapterhub_lite",
+        ],
+        tmp_path / "two",
+        spam_files,
+    )
     meta = json.loads((tmp_path / "two" / "adapter.json").read_text())
     assert meta["training"]["world_size"] == 2
     assert len(single) == len(multi) == 3

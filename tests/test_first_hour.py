@@ -30,8 +30,14 @@ PROGRESS_MARKS = ("\r", "\x1b[", "━", "downloading", "Retrying")
 
 def run(*args: object, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     """``ahl ARGS`` as a real subprocess, stdout and stderr each a pipe (never a terminal)."""
-    return subprocess.run([*AHL, *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, **kwargs)
+    return subprocess.run(
+        [*AHL, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
 
 
 def one_line_error(proc: object, *needles: str) -> str:
@@ -81,8 +87,12 @@ def served(tmp_path_factory, tiny_base_model):
     hub_base = dataclasses.replace(tiny_base_model, model_id=HUB_ID)
     root = tmp_path_factory.mktemp("served")
     server = AhlServer(root / "registry").start()
-    env = {"HOME": str(root / "home"), "XDG_CACHE_HOME": str(root / "home" / ".cache"), "AHL_TOKEN": server.token,
-           "COLUMNS": "80"}
+    env = {
+        "HOME": str(root / "home"),
+        "XDG_CACHE_HOME": str(root / "home" / ".cache"),
+        "AHL_TOKEN": server.token,
+        "COLUMNS": "80",
+    }
     long_name = "a-rather-long-adapter-name-that-wraps-at-eighty-columns"
     try:
         for name, seed in (("sst2", 0), (long_name, 1), ("uncached", 2)):
@@ -97,10 +107,15 @@ def served(tmp_path_factory, tiny_base_model):
 def test_search_json_through_a_pipe(served):
     """``ahl search --json | python -m json.tool``: two real processes joined by a pipe."""
     server, env, _, long_name = served
-    search = subprocess.Popen([*AHL, "search", "--json", "--registry", server.url], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env={**os.environ, **env})
-    tool = subprocess.run([sys.executable, "-m", "json.tool"], stdin=search.stdout, capture_output=True, text=True,
-                          timeout=120)
+    search = subprocess.Popen(
+        [*AHL, "search", "--json", "--registry", server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    tool = subprocess.run(
+        [sys.executable, "-m", "json.tool"], stdin=search.stdout, capture_output=True, text=True, timeout=120
+    )
     search.stdout.close()
     assert search.wait(timeout=120) == 0, search.stderr.read()
     assert tool.returncode == 0, tool.stderr
@@ -137,8 +152,12 @@ def test_offline_answers_from_the_cache(served, tmp_path):
     saying so; an uncached ref fails in one line; search says it is offline."""
     server, env, root, long_name = served
     for ref in ("sst2/sst2@1.0.0", f"sst2/{long_name}@1.0.0"):  # fill the cache
-        assert run("pull", ref, "--registry", server.url, "--to", tmp_path / "warm" / ref.split("/")[1][:20],
-                   env=env).returncode == 0
+        assert (
+            run(
+                "pull", ref, "--registry", server.url, "--to", tmp_path / "warm" / ref.split("/")[1][:20], env=env
+            ).returncode
+            == 0
+        )
     server.stop()
     try:
         proc = run("pull", "sst2/sst2", "--registry", server.url, "--to", tmp_path / "latest", "--json", env=env)
@@ -184,8 +203,15 @@ def test_every_card_loads_and_says_what_it_should(tmp_path, tiny_base_model, tin
     hub_base = dataclasses.replace(tiny_base_model, model_id=hub_id)
     # trained, on a Hub id, with a license
     fast = TrainConfig(epochs=1, batch_size=16)
-    trained = api.train(spam_files[0], dev_data=spam_files[1], task="sms_spam", base=hub_base, config=fast,
-                        out=tmp_path / "trained", license="apache-2.0").artifact
+    trained = api.train(
+        spam_files[0],
+        dev_data=spam_files[1],
+        task="sms_spam",
+        base=hub_base,
+        config=fast,
+        out=tmp_path / "trained",
+        license="apache-2.0",
+    ).artifact
     card = _card(trained.path)
     assert card.data.library_name == "adapterhub-lite" and card.data.license == "apache-2.0"
     assert trained.metadata["license"] == "apache-2.0"
@@ -215,8 +241,16 @@ def test_every_card_loads_and_says_what_it_should(tmp_path, tiny_base_model, tin
 
     # a fusion over two adapters
     other = make_artifact(tmp_path / "b", hub_base, task="b", name="b", seed=1)
-    fusion = api.fuse([trained.path, other], spam_files[0], dev_data=spam_files[1], task="sms_spam", config=fast,
-                      base=hub_base, out=tmp_path / "fusion", license="cc-by-4.0").artifact
+    fusion = api.fuse(
+        [trained.path, other],
+        spam_files[0],
+        dev_data=spam_files[1],
+        task="sms_spam",
+        config=fast,
+        base=hub_base,
+        out=tmp_path / "fusion",
+        license="cc-by-4.0",
+    ).artifact
     card = _card(fusion.path)
     assert "adapter:fusion" in card.data.tags and card.data.eval_results and card.data.license == "cc-by-4.0"
 
@@ -235,8 +269,12 @@ def test_card_usage_snippet_runs_as_written(tmp_path, tiny_base_model, monkeypat
     text = (artifact / "README.md").read_text()
     snippet = text.split("```bash\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(artifact)
-    proc = subprocess.run(["bash", "-c", snippet.replace("ahl ", f"{sys.executable} -m adapterhub_lite ")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", "-c", snippet.replace("ahl ", f"{sys.executable} -m adapterhub_lite ")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["first text", "second text"]
@@ -244,8 +282,9 @@ def test_card_usage_snippet_runs_as_written(tmp_path, tiny_base_model, monkeypat
 
 
 def test_bad_license_is_refused_before_training(tmp_path, spam_files):
-    result = invoke("train", "--train", spam_files[0], "--task", "t", "--out", tmp_path / "o",
-                    "--license", "Apache 2.0")
+    result = invoke(
+        "train", "--train", spam_files[0], "--task", "t", "--out", tmp_path / "o", "--license", "Apache 2.0"
+    )
     assert result.exit_code == 2 and "not a license id" in result.stderr and not (tmp_path / "o").exists()
 
 
@@ -267,21 +306,47 @@ def test_train_fuse_predict_inspect_as_a_non_root_user(tiny_base_dir, spam_files
         shutil.copy(spam_files[1], work / "dev.csv")
         for path in [work, *work.rglob("*")] if drop else []:
             os.chown(path, NOBODY, NOBODY)
-        env = {"PATH": os.environ["PATH"], "HOME": str(work / "home"), "TMPDIR": str(work),
-               "AHL_REGISTRY": str(work / "registry"), "HF_HOME": str(work / "hf"), "COLUMNS": "200"}
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(work / "home"),
+            "TMPDIR": str(work),
+            "AHL_REGISTRY": str(work / "registry"),
+            "HF_HOME": str(work / "hf"),
+            "COLUMNS": "200",
+        }
 
         def as_nobody(*args: object) -> subprocess.CompletedProcess:
             command = [*drop, *AHL, *map(str, args)]
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=work,
-                                  input="free prize, claim now\nlunch at noon?\n")
+            proc = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env=env,
+                cwd=work,
+                input="free prize, claim now\nlunch at noon?\n",
+            )
             assert proc.returncode == 0, proc.stderr
             return proc
 
         common = ("--base", work / "base", "--train", work / "train.csv", "--dev", work / "dev.csv", "--epochs", "1")
         as_nobody("train", *common, "--task", "a", "--out", work / "a")
         as_nobody("train", *common, "--task", "b", "--out", work / "b", "--seed", "1")
-        as_nobody("fuse", "--adapters", f"{work / 'a'},{work / 'b'}", "--task", "spam", "--train", work / "train.csv",
-                  "--dev", work / "dev.csv", "--epochs", "1", "--out", work / "fusion")
+        as_nobody(
+            "fuse",
+            "--adapters",
+            f"{work / 'a'},{work / 'b'}",
+            "--task",
+            "spam",
+            "--train",
+            work / "train.csv",
+            "--dev",
+            work / "dev.csv",
+            "--epochs",
+            "1",
+            "--out",
+            work / "fusion",
+        )
         rows = [json.loads(line) for line in as_nobody("predict", work / "fusion").stdout.splitlines()]
         assert len(rows) == 2
         assert "mean fusion attention" in as_nobody("inspect", work / "fusion", "--data", work / "dev.csv").stdout
@@ -303,9 +368,29 @@ def test_interrupted_training_says_so_and_leaves_nothing(tmp_path, tiny_base_dir
     runs = tmp_path / "runs"
     runs.mkdir()
     log = runs / ".spam.metrics.jsonl"
-    proc = subprocess.Popen([*AHL, "train", "--base", str(tiny_base_dir), "--train", str(spam_files[0]), "--dev",
-                             str(spam_files[1]), "--task", "spam", "--out", str(runs / "spam"), "--epochs", "500",
-                             "--patience", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *AHL,
+            "train",
+            "--base",
+            str(tiny_base_dir),
+            "--train",
+            str(spam_files[0]),
+            "--dev",
+            str(spam_files[1]),
+            "--task",
+            "spam",
+            "--out",
+            str(runs / "spam"),
+            "--epochs",
+            "500",
+            "--patience",
+            "500",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not log.exists():  # training has begun: its per-epoch log exists beside the output
@@ -345,8 +430,9 @@ def test_predict_input_file_messages_and_text_files(tmp_path, tiny_base_model):
 
 
 def test_empty_label_names_its_row(tmp_path):
-    data = write_csv(tmp_path / "d.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"},
-                                          {"text": "c", "label": ""}])
+    data = write_csv(
+        tmp_path / "d.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}, {"text": "c", "label": ""}]
+    )
     one_line_error(invoke("train", "--train", data, "--task", "t", "--out", tmp_path / "o"), "row 3", "'label'")
     assert not (tmp_path / "o").exists()
 
@@ -360,11 +446,33 @@ def test_prune_flags_are_named_and_keep_1_refused_first(tmp_path):
 
 
 def test_mistyped_base(tmp_path, spam_files):
-    one_line_error(invoke("train", "--train", spam_files[0], "--task", "t", "--base", tmp_path / "no-such-model",
-                          "--out", tmp_path / "o"), "no such directory")
+    one_line_error(
+        invoke(
+            "train",
+            "--train",
+            spam_files[0],
+            "--task",
+            "t",
+            "--base",
+            tmp_path / "no-such-model",
+            "--out",
+            tmp_path / "o",
+        ),
+        "no such directory",
+    )
     # a Hub id that is not cached, with the Hub unreachable: one line, no retries (a closed local port)
-    proc = run("train", "--train", spam_files[0], "--task", "t", "--base", "sentence-transformers/no-such-model",
-               "--out", tmp_path / "o", env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")})
+    proc = run(
+        "train",
+        "--train",
+        spam_files[0],
+        "--task",
+        "t",
+        "--base",
+        "sentence-transformers/no-such-model",
+        "--out",
+        tmp_path / "o",
+        env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")},
+    )
     one_line_error(proc, "no-such-model", "cannot be reached")
     assert not (tmp_path / "o").exists()
 
@@ -376,8 +484,7 @@ def test_pull_with_a_local_base_directory_finds_the_entry_by_its_weights(tmp_pat
     root = tmp_path / "registry"
     hub_base = dataclasses.replace(tiny_base_model, model_id=HUB_ID)
     hub.push(make_artifact(tmp_path / "a", hub_base, task="trec", name="trec"), registry=root, version="1.0.0")
-    result = invoke("pull", "trec/trec", "--base", tiny_base_dir, "--registry", root, "--to", tmp_path / "p",
-                    "--json")
+    result = invoke("pull", "trec/trec", "--base", tiny_base_dir, "--registry", root, "--to", tmp_path / "p", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["ref"] == f"{HUB_ID}/trec/trec@1.0.0"
     missing = invoke("pull", "trec/other", "--base", tiny_base_dir, "--registry", root, "--to", tmp_path / "q")
@@ -405,8 +512,19 @@ def test_quiet_and_disabled_progress_bars(tmp_path, tiny_base_dir, spam_files, m
     """--quiet: nothing on stderr; HF_HUB_DISABLE_PROGRESS_BARS: status lines, no bar."""
     # the server and catalog test modules switch bars off for the whole session when collected
     monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
-    common = ("train", "--base", tiny_base_dir, "--train", spam_files[0], "--dev", spam_files[1], "--task", "t",
-              "--epochs", "1")
+    common = (
+        "train",
+        "--base",
+        tiny_base_dir,
+        "--train",
+        spam_files[0],
+        "--dev",
+        spam_files[1],
+        "--task",
+        "t",
+        "--epochs",
+        "1",
+    )
     quiet = invoke("--quiet", *common, "--out", tmp_path / "q")
     assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
     assert f"saved {tmp_path / 'q'}" in quiet.stdout

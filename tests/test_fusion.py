@@ -170,9 +170,16 @@ def test_fusion_training_changes_only_fusion_and_head():
     expected = list(model.fusions["f"].parameters()) + list(model.head.parameters())
     assert {id(p) for p in params} == {id(p) for p in expected}
 
-    fit(model, params, _encoded(40, 0, "classification"), _encoded(12, 1, "classification"), "classification",
-        TrainConfig(mode="fusion", epochs=2, batch_size=8, learning_rate=1e-2, device="cpu"), pad_id=0,
-        regularizer=model.regularization)
+    fit(
+        model,
+        params,
+        _encoded(40, 0, "classification"),
+        _encoded(12, 1, "classification"),
+        "classification",
+        TrainConfig(mode="fusion", epochs=2, batch_size=8, learning_rate=1e-2, device="cpu"),
+        pad_id=0,
+        regularizer=model.regularization,
+    )
 
     assert all(torch.equal(v, base_before[k]) for k, v in model.encoder.state_dict().items())
     assert all(torch.equal(v, adapters_before[k]) for k, v in model.adapters.state_dict().items())

@@ -23,8 +23,10 @@ FAST = TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, d
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory, tiny_base_model):
     root = tmp_path_factory.mktemp("sources")
-    return [make_artifact(root / name, tiny_base_model, task=name, name=name, seed=i)
-            for i, name in enumerate(("sentiment", "topic"))]
+    return [
+        make_artifact(root / name, tiny_base_model, task=name, name=name, seed=i)
+        for i, name in enumerate(("sentiment", "topic"))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +104,37 @@ def test_cli_fuses_registry_refs_and_pushes(tmp_path, sources, tiny_base_dir, sp
     out = tmp_path / "cli-fusion"
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.run(
-        [sys.executable, "-m", "adapterhub_lite", "fuse", "--adapters", "sentiment/sentiment,topic/topic",
-         "--base", str(tiny_base_dir), "--registry", str(registry), "--task", "sms_spam", "--train",
-         str(spam_files[0]), "--dev", str(spam_files[1]), "--epochs", "1", "--batch-size", "16", "--out", str(out),
-         "--push", "--json"], capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "adapterhub_lite",
+            "fuse",
+            "--adapters",
+            "sentiment/sentiment,topic/topic",
+            "--base",
+            str(tiny_base_dir),
+            "--registry",
+            str(registry),
+            "--task",
+            "sms_spam",
+            "--train",
+            str(spam_files[0]),
+            "--dev",
+            str(spam_files[1]),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+            "--push",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["pushed"].endswith("sms_spam/sms_spam-fusion@1.0.0")
@@ -135,10 +164,12 @@ def test_pruning_keeps_the_most_used_adapters_and_reports_the_cost(tmp_path, tin
     from adapterhub_lite import ConfigError
     from adapterhub_lite.analysis import prune_fusion
 
-    sources = [make_artifact(tmp_path / n, tiny_base_model, task=n, name=n, seed=i)
-               for i, n in enumerate(("a", "b", "c"))]
-    result = api.fuse(sources, spam_files[0], dev_data=spam_files[1], task="sms_spam", config=FAST,
-                      out=tmp_path / "fusion3")
+    sources = [
+        make_artifact(tmp_path / n, tiny_base_model, task=n, name=n, seed=i) for i, n in enumerate(("a", "b", "c"))
+    ]
+    result = api.fuse(
+        sources, spam_files[0], dev_data=spam_files[1], task="sms_spam", config=FAST, out=tmp_path / "fusion3"
+    )
     report = prune_fusion(result.artifact.path, spam_files[1], keep=2, out=tmp_path / "pruned")
     usage = report.activations.mean.mean(axis=0)
     assert report.dropped == [["a", "b", "c"][int(usage.argmin())]] and len(report.kept) == 2
@@ -208,7 +239,7 @@ def test_svg_heatmap_needs_no_matplotlib_and_escapes_text(fused, spam_files, tmp
     assert not list(tmp_path.iterdir())
     demo._inspect(fused[1], load_examples(spam_files[1], Columns()), api.load(fused[1]).base, tmp_path / "h.png")
     assert ElementTree.parse(tmp_path / "h.svg").getroot().tag == "{http://www.w3.org/2000/svg}svg"
-    hostile = FusionActivations(['<script>alert(1)</script>', 'a&b"'], ["0.ffn"], np.array([[0.25, 0.75]]), 3)
+    hostile = FusionActivations(["<script>alert(1)</script>", 'a&b"'], ["0.ffn"], np.array([[0.25, 0.75]]), 3)
     text = hostile.svg("<img src=x onerror=alert(1)>")
     root = ElementTree.fromstring(text)
     assert not [e for e in root.iter() if e.tag.endswith(("script", "img", "foreignObject"))]
@@ -219,7 +250,20 @@ def test_svg_heatmap_needs_no_matplotlib_and_escapes_text(fused, spam_files, tmp
 
 def test_cli_inspect_writes_an_svg_heatmap(fused, spam_files, tmp_path):
     out = tmp_path / "heat.svg"
-    done = subprocess.run([sys.executable, "-m", "adapterhub_lite", "inspect", str(fused[1]), "--data",
-                           str(spam_files[1]), "--plot", str(out)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adapterhub_lite",
+            "inspect",
+            str(fused[1]),
+            "--data",
+            str(spam_files[1]),
+            "--plot",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert out.read_text().startswith("<svg ") and "sentiment/sentiment" in out.read_text()

@@ -74,8 +74,11 @@ def snapshot(root: Path) -> dict[str, Any]:
         if rel.split("/")[0] in ("cache", "out"):
             continue
         stat = path.lstat()
-        seen[rel] = (stat.st_mode, stat.st_size, hashlib.sha256(path.read_bytes()).hexdigest()
-                     if path.is_file() else None)
+        seen[rel] = (
+            stat.st_mode,
+            stat.st_size,
+            hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None,
+        )
     return seen
 
 
@@ -132,34 +135,62 @@ def test_an_honest_hostile_hub_serves_a_pull(hub, world, artifact_files, untouch
 POISONED_RECORDS: dict[str, tuple[Callable[[dict[str, Any], Path], None], type[AhlError], str]] = {
     # a "sha256" that is a relative path to a file the user can delete: main deleted it
     "sha256 is a relative path to a victim": (
-        lambda m, w: weights(m).update(sha256="../../sibling/victim.txt"), RemoteError, "not 64 lowercase hex"),
+        lambda m, w: weights(m).update(sha256="../../sibling/victim.txt"),
+        RemoteError,
+        "not 64 lowercase hex",
+    ),
     # one that does not exist: main created sibling/planted.part and .lock outside the cache
     "sha256 is a relative path to plant files": (
-        lambda m, w: weights(m).update(sha256="../../sibling/planted"), RemoteError, "not 64 lowercase hex"),
+        lambda m, w: weights(m).update(sha256="../../sibling/planted"),
+        RemoteError,
+        "not 64 lowercase hex",
+    ),
     "sha256 is an absolute path": (
-        lambda m, w: weights(m).update(sha256=str(w / "sibling" / "absolute")), RemoteError, "not 64 lowercase hex"),
+        lambda m, w: weights(m).update(sha256=str(w / "sibling" / "absolute")),
+        RemoteError,
+        "not 64 lowercase hex",
+    ),
     "sha256 in upper case": (
-        lambda m, w: weights(m).update(sha256=weights(m)["sha256"].upper()), RemoteError, "not 64 lowercase hex"),
+        lambda m, w: weights(m).update(sha256=weights(m)["sha256"].upper()),
+        RemoteError,
+        "not 64 lowercase hex",
+    ),
     "record overrides the metadata file's own record": (
-        lambda m, w: m["files"].update({"adapter.json": dict(weights(m))}), RemoteError, "given twice"),
+        lambda m, w: m["files"].update({"adapter.json": dict(weights(m))}),
+        RemoteError,
+        "given twice",
+    ),
     "huge size": (lambda m, w: weights(m).update(size=10**15), RemoteError, "size of 'adapter.safetensors'"),
     "negative size": (lambda m, w: weights(m).update(size=-1), RemoteError, "size of 'adapter.safetensors'"),
     "size is a string": (lambda m, w: weights(m).update(size="12"), RemoteError, "size|sha256 and size"),
-    "NUL in a file name": (
-        lambda m, w: m["files"].update({"x\0y.txt": dict(weights(m))}), RemoteError, "NUL"),
+    "NUL in a file name": (lambda m, w: m["files"].update({"x\0y.txt": dict(weights(m))}), RemoteError, "NUL"),
     "../ in a file name": (
-        lambda m, w: m["files"].update({"../../sibling/escape.txt": dict(weights(m))}), RemoteError, "plain name"),
+        lambda m, w: m["files"].update({"../../sibling/escape.txt": dict(weights(m))}),
+        RemoteError,
+        "plain name",
+    ),
     "absolute file name": (
-        lambda m, w: m["files"].update({"/tmp/ahl-hostile-name": dict(weights(m))}), RemoteError, "plain name"),
+        lambda m, w: m["files"].update({"/tmp/ahl-hostile-name": dict(weights(m))}),
+        RemoteError,
+        "plain name",
+    ),
     "file/dir name clash": (
-        lambda m, w: m["files"].update({"metrics.jsonl/inner": dict(weights(m))}), RemoteError, "plain name"),
+        lambda m, w: m["files"].update({"metrics.jsonl/inner": dict(weights(m))}),
+        RemoteError,
+        "plain name",
+    ),
     "files is a list": (lambda m, w: m.update(files=[1, 2]), RemoteError, "files"),
     "task is a number": (lambda m, w: m.update(task=7), RemoteError, "must be strings"),
     "digest of another file": (
-        lambda m, w: weights(m).update(sha256=m["files"]["README.md"]["sha256"]), IntegrityError, "arrived damaged"),
+        lambda m, w: weights(m).update(sha256=m["files"]["README.md"]["sha256"]),
+        IntegrityError,
+        "arrived damaged",
+    ),
     "digest and size of another file": (
         lambda m, w: weights(m).update(sha256=m["files"]["README.md"]["sha256"], size=m["files"]["README.md"]["size"]),
-        RemoteError, "declared"),
+        RemoteError,
+        "declared",
+    ),
 }
 
 
@@ -265,9 +296,23 @@ def test_cli_shows_one_line_for_a_hostile_server(hub, world, artifact_files, unt
     serve(hub, artifact_files)
     hub.poison.bodies[f"{REPO}/adapter.json"] = b"not json at all"
     env = {**os.environ, "AHL_CACHE": str(world / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "adapterhub_lite", "pull", REF, "--registry", f"{hub.url}/evil",
-                           "--to", str(world / "out" / "pulled")], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adapterhub_lite",
+            "pull",
+            REF,
+            "--registry",
+            f"{hub.url}/evil",
+            "--to",
+            str(world / "out" / "pulled"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == RemoteError.exit_code, proc.stderr
     assert "Traceback" not in proc.stderr and "not JSON" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1, proc.stderr
@@ -313,11 +358,18 @@ def test_a_sibling_named_dot_dot_is_ignored(hub, world, untouched):
 IMPORT_POISONS: dict[str, tuple[Callable[[dict[str, Any]], Any], type[AhlError], str]] = {
     "commit id with ../": (lambda info: {**info, "sha": "../../../sibling/x"}, RemoteError, "not 40 hex"),
     "lfs sha256 is a path": (
-        lambda info: {**info, "siblings": [{**s, "lfs": {**s["lfs"], "sha256": "../../sibling/victim.txt"}}
-                                           for s in info["siblings"]]}, RemoteError, "not 64 lowercase hex"),
+        lambda info: {
+            **info,
+            "siblings": [{**s, "lfs": {**s["lfs"], "sha256": "../../sibling/victim.txt"}} for s in info["siblings"]],
+        },
+        RemoteError,
+        "not 64 lowercase hex",
+    ),
     "lfs size is negative": (
         lambda info: {**info, "siblings": [{**s, "lfs": {**s["lfs"], "size": -1}} for s in info["siblings"]]},
-        RemoteError, "size of"),
+        RemoteError,
+        "size of",
+    ),
     "no file list": (lambda info: {"sha": info["sha"]}, RemoteError, "without a file list"),
     "not an object": (lambda info: ["x"], RemoteError, "without a file list"),
 }
@@ -368,8 +420,9 @@ def test_regular_files_import_when_honest(hub, world, untouched):
 # -- typed errors against the real ahl serve --------------------------------------------------
 
 
-def test_push_without_a_token_to_an_existing_repository_is_one_line(ahl_server, world, tiny_base_model, tmp_path,
-                                                                     monkeypatch):
+def test_push_without_a_token_to_an_existing_repository_is_one_line(
+    ahl_server, world, tiny_base_model, tmp_path, monkeypatch
+):
     """Once a repository exists, an anonymous push reached huggingface_hub's hf:// URI parser
     and ended in an HfUriError traceback; now it is the one line that asks for a token."""
     from adapterhub_lite import hub as ahl_hub
@@ -404,18 +457,28 @@ def test_an_imported_repository_serves_again_offline_and_unreachable(world, monk
 
 
 def listing_row(**entry: Any) -> dict[str, Any]:
-    record = {"base": HUB_ID, "task": "sst2", "name": "sst2", "version": "1.0.0", "digest": "sha256:" + "a" * 64,
-              "summary": {}, **entry}
+    record = {
+        "base": HUB_ID,
+        "task": "sst2",
+        "name": "sst2",
+        "version": "1.0.0",
+        "digest": "sha256:" + "a" * 64,
+        "summary": {},
+        **entry,
+    }
     return {"id": REPO, "ahlEntry": record}
 
 
-@pytest.mark.parametrize("row, match", [
-    (listing_row(base="../../sibling"), "invalid entry"),
-    (listing_row(name="x\0y"), "invalid entry"),
-    (listing_row(version="../1.0.0"), "invalid entry"),
-    (listing_row(digest="sha256:../x"), "digest"),
-    ({**listing_row(), "id": "../../x"}, "repository"),
-])
+@pytest.mark.parametrize(
+    "row, match",
+    [
+        (listing_row(base="../../sibling"), "invalid entry"),
+        (listing_row(name="x\0y"), "invalid entry"),
+        (listing_row(version="../1.0.0"), "invalid entry"),
+        (listing_row(digest="sha256:../x"), "digest"),
+        ({**listing_row(), "id": "../../x"}, "repository"),
+    ],
+)
 def test_poisoned_search_rows_are_refused(row, match, hub, world):
     hub.poison.bodies["listing"] = json.dumps([row]).encode()
     registry = RemoteRegistry(hub.url, cache=DownloadCache(world / "cache"))
@@ -518,13 +581,16 @@ def test_refs_and_trees_of_the_wrong_shape_are_one_line(case, hub, world, artifa
     nothing_pulled(world)
 
 
-@pytest.mark.parametrize("body, match", [
-    ({"models": []}, "not a list of objects"),
-    ([1, 2], "not a list of objects"),
-    ([{"id": 5, "tags": []}], "without a string id"),
-    ([{"id": REPO, "tags": ENTRY_TAG}], "list of string tags"),
-    ([{"id": REPO, "tags": [ENTRY_TAG, 7]}], "list of string tags"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ({"models": []}, "not a list of objects"),
+        ([1, 2], "not a list of objects"),
+        ([{"id": 5, "tags": []}], "without a string id"),
+        ([{"id": REPO, "tags": ENTRY_TAG}], "list of string tags"),
+        ([{"id": REPO, "tags": [ENTRY_TAG, 7]}], "list of string tags"),
+    ],
+)
 def test_model_listings_of_the_wrong_shape_are_one_line(body, match, hub, world, untouched):
     hub.poison.bodies["listing"] = json.dumps(body).encode()
     expect_one_line(RemoteError, match, lambda: hub_search(hub, world))
@@ -532,8 +598,9 @@ def test_model_listings_of_the_wrong_shape_are_one_line(body, match, hub, world,
 
 def test_a_listing_row_with_an_unsafe_repository_id_is_skipped(hub, world, artifact_files, untouched):
     serve(hub, artifact_files)
-    hub.poison.bodies["listing"] = json.dumps([{"id": "../../sibling", "tags": [ENTRY_TAG]},
-                                               {"id": REPO, "tags": [ENTRY_TAG]}]).encode()
+    hub.poison.bodies["listing"] = json.dumps(
+        [{"id": "../../sibling", "tags": [ENTRY_TAG]}, {"id": REPO, "tags": [ENTRY_TAG]}]
+    ).encode()
     assert [str(e.ref) for e in hub_search(hub, world)] == [REF]
 
 

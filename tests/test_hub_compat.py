@@ -33,8 +33,8 @@ from huggingface_hub.errors import (  # noqa: E402
 from adapterhub_lite import hub  # noqa: E402
 from adapterhub_lite.artifact import read_artifact  # noqa: E402
 from adapterhub_lite.errors import AhlError  # noqa: E402
-from adapterhub_lite.registry.local import LocalRegistry  # noqa: E402
-from adapterhub_lite.registry.refs import Ref, repo_slug  # noqa: E402
+from adapterhub_lite.registry.client.local import LocalRegistry  # noqa: E402
+from adapterhub_lite.registry.format.refs import Ref, repo_slug  # noqa: E402
 
 from .conftest import HUB_ID, AhlServer, requests_sent  # noqa: E402
 
@@ -57,8 +57,15 @@ def api(server: AhlServer, token: str | bool | None = None) -> HfApi:
 
 def hf(server: AhlServer, tmp_path: Path, *args: str, token: str = "alice-token") -> subprocess.CompletedProcess:
     """Run the stock ``hf`` CLI against the server (its own HF_HOME, no telemetry, no Xet store)."""
-    env = {**os.environ, "HF_ENDPOINT": server.url, "HF_TOKEN": token, "HF_HOME": str(tmp_path / "hf-home"),
-           "HF_HUB_DISABLE_TELEMETRY": "1", "NO_COLOR": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": server.url,
+        "HF_TOKEN": token,
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "NO_COLOR": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+    }
     return subprocess.run([str(HF), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -175,8 +182,12 @@ def test_list_repo_commits(ahl_server):
     client = api(ahl_server)
     client.create_repo("alice/history")
     for number in range(3):
-        client.upload_file(path_or_fileobj=f"{number}".encode(), path_in_repo="n.txt", repo_id="alice/history",
-                           commit_message=f"step {number}")
+        client.upload_file(
+            path_or_fileobj=f"{number}".encode(),
+            path_in_repo="n.txt",
+            repo_id="alice/history",
+            commit_message=f"step {number}",
+        )
     commits = client.list_repo_commits("alice/history")
     assert [c.title for c in commits] == ["step 2", "step 1", "step 0", "initial commit"]
     assert commits[0].commit_id == client.list_repo_refs("alice/history").branches[0].target_commit
@@ -193,8 +204,10 @@ def test_get_paths_info(ahl_server, art):
     artifact = art(task="paths", name="paths")
     repo_id = hub.push(artifact, registry=ahl_server.url).manifest["repo"]
     client = api(ahl_server)
-    infos = {i.path: i for i in client.get_paths_info(repo_id, ["README.md", "adapter.safetensors", "missing"],
-                                                      revision="v1.0.0")}
+    infos = {
+        i.path: i
+        for i in client.get_paths_info(repo_id, ["README.md", "adapter.safetensors", "missing"], revision="v1.0.0")
+    }
     assert set(infos) == {"README.md", "adapter.safetensors"}
     weights = read_artifact(artifact).metadata["files"]["adapter.safetensors"]
     assert infos["adapter.safetensors"].lfs.sha256 == weights["sha256"]
@@ -227,16 +240,19 @@ def test_delete_repo(ahl_server, art):
     assert hub.push(artifact, registry=ahl_server.url).ref.version == "1.0.0"
 
 
-def test_delete_is_refused_while_another_repositorys_fusion_locks_a_version(ahl_server, tmp_path, tiny_base_model,
-                                                                           spam_files):
+def test_delete_is_refused_while_another_repositorys_fusion_locks_a_version(
+    ahl_server, tmp_path, tiny_base_model, spam_files
+):
     from adapterhub_lite import TrainConfig
     from adapterhub_lite import api as ahl_api
-    from adapterhub_lite.registry.refs import base_key
+    from adapterhub_lite.registry.format.refs import base_key
 
     from .conftest import make_artifact
 
-    sources = [make_artifact(tmp_path / name, tiny_base_model, task=name, name=name, seed=i)
-               for i, name in enumerate(("lockeda", "lockedb"))]
+    sources = [
+        make_artifact(tmp_path / name, tiny_base_model, task=name, name=name, seed=i)
+        for i, name in enumerate(("lockeda", "lockedb"))
+    ]
     repos = [hub.push(s, registry=ahl_server.url).manifest["repo"] for s in sources]
     fusion = tmp_path / "fusion"
     config = TrainConfig(mode="fusion", epochs=1, batch_size=32, learning_rate=1e-3, device="cpu")
@@ -265,8 +281,9 @@ def test_private_repositories(ahl_server, tmp_path):
         hf_hub_download("alice/secret", "s.txt", endpoint=ahl_server.url, cache_dir=tmp_path / "c", token=False)
     assert httpx.get(f"{ahl_server.url}/alice/secret").status_code == 404  # nor its catalog page
     assert [m.id for m in alice.list_models(author="alice", search="secret")] == ["alice/secret"]
-    assert hf_hub_download("alice/secret", "s.txt", endpoint=ahl_server.url, cache_dir=tmp_path / "c",
-                           token=ahl_server.token)
+    assert hf_hub_download(
+        "alice/secret", "s.txt", endpoint=ahl_server.url, cache_dir=tmp_path / "c", token=ahl_server.token
+    )
     alice.update_repo_settings("alice/secret", private=False)
     assert anonymous.model_info("alice/secret").private is False
     assert "alice/secret" in [m.id for m in anonymous.list_models(author="alice")]
@@ -440,8 +457,7 @@ def test_verify_repo_checksums(ahl_server, art, tmp_path):
     local = tmp_path / "local"
     client.snapshot_download(repo_id, revision="v1.0.0", local_dir=local)
     result = client.verify_repo_checksums(repo_id, revision="v1.0.0", local_dir=local)
-    assert not result.mismatches and not result.missing_paths and result.checked_count == len(
-        list(artifact.iterdir()))
+    assert not result.mismatches and not result.missing_paths and result.checked_count == len(list(artifact.iterdir()))
 
 
 def test_hf_file_system(ahl_server, art):
@@ -462,17 +478,20 @@ def test_copy_files_in_a_commit(ahl_server):
     client.upload_file(path_or_fileobj=b"small text", path_in_repo="a.txt", repo_id="alice/copies")
     client.create_commit("alice/copies", operations=[CommitOperationCopy("a.txt", "b.txt")], commit_message="copy")
     assert client.list_repo_files("alice/copies") == ["a.txt", "b.txt"]
-    local = hf_hub_download("alice/copies", "b.txt", endpoint=ahl_server.url, token=False,
-                            cache_dir=Path(os.environ["AHL_CACHE"]) / "hf")
+    local = hf_hub_download(
+        "alice/copies", "b.txt", endpoint=ahl_server.url, token=False, cache_dir=Path(os.environ["AHL_CACHE"]) / "hf"
+    )
     assert Path(local).read_bytes() == b"small text"
 
 
 def test_delete_file_and_folder(ahl_server):
     client = api(ahl_server)
     client.create_repo("alice/pruned")
-    client.create_commit("alice/pruned", operations=[
-        CommitOperationAdd(path_in_repo=p, path_or_fileobj=b"x") for p in ("a.txt", "d/b.txt", "d/c.txt")],
-        commit_message="three")
+    client.create_commit(
+        "alice/pruned",
+        operations=[CommitOperationAdd(path_in_repo=p, path_or_fileobj=b"x") for p in ("a.txt", "d/b.txt", "d/c.txt")],
+        commit_message="three",
+    )
     client.delete_file("a.txt", "alice/pruned")
     client.delete_files("alice/pruned", delete_patterns=["d/c.txt"])
     client.delete_folder("d", "alice/pruned")

@@ -19,7 +19,7 @@ def _batch(seed: int = 0, vocab: int = 99, batch: int = 3, seq: int = 11) -> dic
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, vocab, (batch, seq), generator=g)
     mask = torch.ones_like(ids)
-    mask[0, seq // 2:] = 0  # one padded row, so masking matters
+    mask[0, seq // 2 :] = 0  # one padded row, so masking matters
     return {"input_ids": ids, "attention_mask": mask}
 
 
@@ -127,8 +127,15 @@ def test_training_changes_only_trainable_parameters(mode):
     assert trainable_ids == {id(p) for p in expected}
     assert not any(id(p) in trainable_ids for p in model.encoder.parameters())
 
-    fit(model, params, _encoded(40, 0, "classification"), _encoded(12, 1, "classification"), "classification",
-        TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, device="cpu"), pad_id=0)
+    fit(
+        model,
+        params,
+        _encoded(40, 0, "classification"),
+        _encoded(12, 1, "classification"),
+        "classification",
+        TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, device="cpu"),
+        pad_id=0,
+    )
 
     for key, tensor in model.encoder.state_dict().items():
         assert torch.equal(tensor, base_before[key]), f"base parameter {key} changed"
@@ -151,8 +158,15 @@ def test_optimizer_sees_only_adapter_and_head(monkeypatch):
     model.add_adapter("a", AdapterConfig.from_preset("houlsby"))
     model.set_head(HeadConfig(label_names=["0", "1"]))
     params = model.set_trainable("adapter")
-    fit(model, params, _encoded(16, 0, "classification"), _encoded(8, 1, "classification"), "classification",
-        TrainConfig(epochs=1, batch_size=8, device="cpu"), pad_id=0)
+    fit(
+        model,
+        params,
+        _encoded(16, 0, "classification"),
+        _encoded(8, 1, "classification"),
+        "classification",
+        TrainConfig(epochs=1, batch_size=8, device="cpu"),
+        pad_id=0,
+    )
     allowed = {id(p) for p in list(model.adapters.parameters()) + list(model.head.parameters())}
     assert seen and set(seen) == allowed
 
@@ -226,8 +240,9 @@ def test_cpu_inference_slices_large_batches_with_the_same_result():
     model.set_head(HeadConfig(label_names=["0", "1"]))
     model.eval()
     calls: list[int] = []
-    model.encoder.register_forward_pre_hook(lambda _, args, kwargs: calls.append(kwargs["input_ids"].size(0)),
-                                            with_kwargs=True)
+    model.encoder.register_forward_pre_hook(
+        lambda _, args, kwargs: calls.append(kwargs["input_ids"].size(0)), with_kwargs=True
+    )
     batch = _batch(batch=5)
     batch["token_type_ids"] = torch.randint(0, 2, batch["input_ids"].shape, generator=torch.Generator().manual_seed(1))
 

@@ -75,8 +75,14 @@ def art(tmp_path, hub_base):
     """``art(seed=..., task=..., name=..., preset=..., base=...)``: a fresh artifact directory."""
     counter = iter(range(1000))
 
-    def make(*, seed: int = 0, task: str = "sst2", name: str = "sst2", preset: str | None = "pfeiffer",
-             base: BaseModel | None = None) -> Path:
+    def make(
+        *,
+        seed: int = 0,
+        task: str = "sst2",
+        name: str = "sst2",
+        preset: str | None = "pfeiffer",
+        base: BaseModel | None = None,
+    ) -> Path:
         out = tmp_path / "artifacts" / f"{task}-{name}-{seed}-{preset}-{next(counter)}"
         return make_artifact(out, base or hub_base, task=task, name=name, seed=seed, preset=preset)
 
@@ -248,8 +254,13 @@ except Exception as exc:
 def start_workers(root: Path, jobs: list[tuple[Path, str | None]], slow: float = 0.0) -> list[subprocess.Popen]:
     """One worker process per ``(artifact, version)`` job; returns once every one is ready."""
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(artifact), version or "", str(slow)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(root), str(artifact), version or "", str(slow)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for artifact, version in jobs
     ]
     for proc in procs:
@@ -338,7 +349,8 @@ def test_concurrent_first_use_of_a_new_registry(art, tmp_path):
     directory for "not a registry"."""
     root = tmp_path / "fresh-registry"
     first, second = start_workers(root, [(art(seed=0, name="a"), None)], slow=1.0) + start_workers(
-        root, [(art(seed=1, name="b"), None)])
+        root, [(art(seed=1, name="b"), None)]
+    )
     release(first)
     expect_line(first, "initializing")  # sub-directories made, ahl-registry.json being written
     release(second)
@@ -440,8 +452,9 @@ def test_missing_blob_is_detected(registry, root, art, tmp_path):
     assert not (tmp_path / "pulled").exists()
 
 
-def test_pull_with_incompatible_base(registry, root, art, tmp_path, tiny_base_model, other_base_model,
-                                     other_tiny_base_dir):
+def test_pull_with_incompatible_base(
+    registry, root, art, tmp_path, tiny_base_model, other_base_model, other_tiny_base_dir
+):
     registry.push(art(seed=0))
     ours, theirs = tiny_base_model.fingerprint, other_base_model.fingerprint
     assert ours.weights_sha256 != theirs.weights_sha256
@@ -456,7 +469,8 @@ def test_pull_with_incompatible_base(registry, root, art, tmp_path, tiny_base_mo
     assert ours.weights_sha256[:12] in message and theirs.weights_sha256[:12] in message
     # like api.load's message ("trained on X (...) but the base is Y (...)"), name the requested base
     assert other_base_model.model_id in message, (
-        f"the incompatible-base error names only the stored base, not the requested one: {message}")
+        f"the incompatible-base error names only the stored base, not the requested one: {message}"
+    )
 
 
 # -- the search index -----------------------------------------------------------------------------------
@@ -488,12 +502,12 @@ def test_search_filters(root, art, hub_base):
     other = dataclasses.replace(hub_base, model_id=OTHER_ID)
     one_part = dataclasses.replace(hub_base, model_id="tiny-bert")
     registry = LocalRegistry(root)
-    registry.push(art(seed=1, task="sst2", name="sst2-pfeiffer"))                 # accuracy 0.51
+    registry.push(art(seed=1, task="sst2", name="sst2-pfeiffer"))  # accuracy 0.51
     registry.push(art(seed=5, task="sst2", name="sst2-houlsby", preset="houlsby"))  # 0.55
-    registry.push(art(seed=3, task="trec", name="trec-qc"))                         # 0.53
-    registry.push(art(seed=2, task="imdb", name="imdb-head", preset=None))         # 0.52
-    registry.push(art(seed=9, task="sst2", name="sst2-pfeiffer", base=other))      # 0.59
-    registry.push(art(seed=4, task="sst2", name="sst2-pfeiffer", base=one_part))   # 0.54
+    registry.push(art(seed=3, task="trec", name="trec-qc"))  # 0.53
+    registry.push(art(seed=2, task="imdb", name="imdb-head", preset=None))  # 0.52
+    registry.push(art(seed=9, task="sst2", name="sst2-pfeiffer", base=other))  # 0.59
+    registry.push(art(seed=4, task="sst2", name="sst2-pfeiffer", base=one_part))  # 0.54
     A, B = f"{HUB_ID}/sst2/sst2-pfeiffer@1.0.0", f"{HUB_ID}/sst2/sst2-houlsby@1.0.0"
     C, E = f"{HUB_ID}/trec/trec-qc@1.0.0", f"{HUB_ID}/imdb/imdb-head@1.0.0"
     D, F = f"{OTHER_ID}/sst2/sst2-pfeiffer@1.0.0", "tiny-bert/sst2/sst2-pfeiffer@1.0.0"
@@ -518,7 +532,7 @@ def test_search_filters(root, art, hub_base):
     assert search_refs(root, task="sst2", sort="accuracy", limit=1) == [D]
 
     # one row per entry, its newest version, with that version's metrics
-    registry.push(art(seed=7, task="sst2", name="sst2-pfeiffer"))                 # 0.57
+    registry.push(art(seed=7, task="sst2", name="sst2-pfeiffer"))  # 0.57
     assert search_refs(root, base=HUB_ID, name="pfeiffer") == [f"{HUB_ID}/sst2/sst2-pfeiffer@1.0.1"]
     assert search_refs(root, sort="accuracy", limit=2) == [D, f"{HUB_ID}/sst2/sst2-pfeiffer@1.0.1"]
     (entry,) = hub.search(registry=root, base=HUB_ID, name="sst2-pfeiffer")
@@ -529,16 +543,20 @@ def test_metric_sort_follows_latest_versions_and_survives_an_old_index(root, art
     """Sorting by a metric walks ``latest_metrics``: the latest version's value counts, entries
     without a numeric value come last, and an index written before the table existed is filled on open."""
     registry = LocalRegistry(root)
-    registry.push(art(seed=1, task="sst2", name="a"))   # accuracy 0.51
-    registry.push(art(seed=4, task="sst2", name="b"))   # 0.54
+    registry.push(art(seed=1, task="sst2", name="a"))  # accuracy 0.51
+    registry.push(art(seed=4, task="sst2", name="b"))  # 0.54
     unscored = art(seed=2, task="trec", name="c")
     meta = json.loads((unscored / "adapter.json").read_text())
     meta["metrics"]["dev"] = {"accuracy": "n/a", "macro_f1": 0.4}  # not a number: not sortable by accuracy
     (unscored / "adapter.json").write_text(json.dumps(meta))
     registry.push(unscored)
-    registry.push(art(seed=9, task="sst2", name="a"))   # a@1.0.1: 0.59
-    A0, A1, B, C = (f"{HUB_ID}/sst2/a@1.0.0", f"{HUB_ID}/sst2/a@1.0.1", f"{HUB_ID}/sst2/b@1.0.0",
-                    f"{HUB_ID}/trec/c@1.0.0")
+    registry.push(art(seed=9, task="sst2", name="a"))  # a@1.0.1: 0.59
+    A0, A1, B, C = (
+        f"{HUB_ID}/sst2/a@1.0.0",
+        f"{HUB_ID}/sst2/a@1.0.1",
+        f"{HUB_ID}/sst2/b@1.0.0",
+        f"{HUB_ID}/trec/c@1.0.0",
+    )
     assert search_refs(root, sort="accuracy") == [A1, B, C]
     assert search_refs(root, sort="accuracy", limit=1) == [A1]
     assert search_refs(root, sort="macro_f1") == [C, A1, B]  # scored first, then by entry
@@ -563,9 +581,9 @@ BAD_REFS = {
     "x": "1 parts",
     "a/b/c/d/e": "5 parts",
     "t/" + "n" * 97: "97 characters",
-    "\uff54rec/qc": "U+FF54",            # fullwidth t
-    "tr\u0435c/qc": "U+0435",            # Cyrillic ie
-    "trec/q\u0430": "U+0430",            # Cyrillic a
+    "\uff54rec/qc": "U+FF54",  # fullwidth t
+    "tr\u0435c/qc": "U+0435",  # Cyrillic ie
+    "trec/q\u0430": "U+0430",  # Cyrillic a
     "trec\\qc": "looks like a path",
     "t/n@1.0": "MAJOR.MINOR.PATCH",
     "t/n@v1.0.0": "MAJOR.MINOR.PATCH",
@@ -611,11 +629,15 @@ def test_bad_refs_never_touch_paths_outside_the_registry(tmp_path, monkeypatch, 
         with pytest.raises(RefError):
             hub.yank(text, registry=root)
     # Ref objects built by hand (bypassing parse_ref) are validated again before any path is used
-    hostile = [Ref("..", "..", "x"), Ref(HUB_ID, "..", "x"), Ref(HUB_ID, "sst2", "../../../x"),
-               Ref("/etc", "sst2", "sst2"), Ref(HUB_ID, "sst2", "sst2", version="../../../../x")]
+    hostile = [
+        Ref("..", "..", "x"),
+        Ref(HUB_ID, "..", "x"),
+        Ref(HUB_ID, "sst2", "../../../x"),
+        Ref("/etc", "sst2", "sst2"),
+        Ref(HUB_ID, "sst2", "sst2", version="../../../../x"),
+    ]
     for ref in hostile:
-        for call in (registry.resolve, registry.verify, registry.yank,
-                     lambda r: registry.pull(r, cwd / "dest")):
+        for call in (registry.resolve, registry.verify, registry.yank, lambda r: registry.pull(r, cwd / "dest")):
             with pytest.raises(RefError):
                 call(ref)
         if ref.version is None:
@@ -647,8 +669,10 @@ def test_verify_with_a_bad_ref(tmp_path, monkeypatch):
         except RefError:
             pass
         except OSError as exc:
-            pytest.fail(f"hub.verify({text[:12]!r}... ({len(text)} chars)) raises a raw "
-                        f"{type(exc).__name__} from Path.is_dir() (hub.py verify), not RefError: {str(exc)[:60]}")
+            pytest.fail(
+                f"hub.verify({text[:12]!r}... ({len(text)} chars)) raises a raw "
+                f"{type(exc).__name__} from Path.is_dir() (hub.py verify), not RefError: {str(exc)[:60]}"
+            )
     with pytest.raises(AhlError):
         hub.verify("", registry=root)
 
@@ -682,8 +706,10 @@ def test_registry_path_that_is_a_file(tmp_path):
     except AhlError as exc:
         assert str(path) in str(exc)
     except OSError as exc:
-        pytest.fail(f"a registry path that is a file raises a raw {type(exc).__name__} ({exc}), "
-                    f"which the CLI prints as a traceback, instead of an AhlError")
+        pytest.fail(
+            f"a registry path that is a file raises a raw {type(exc).__name__} ({exc}), "
+            f"which the CLI prints as a traceback, instead of an AhlError"
+        )
     else:
         pytest.fail("a file was accepted as a registry directory")
 
@@ -694,8 +720,7 @@ def test_registry_path_that_is_a_file(tmp_path):
 def ahl(*args: object) -> subprocess.Popen:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("AHL_REGISTRY", None)
-    return subprocess.Popen([*AHL, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    return subprocess.Popen([*AHL, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -773,7 +798,8 @@ def test_cli_info_verify_yank_in_process(tmp_path, art, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "yanked" in result.stdout, (
         "`ahl info REF` does not show that the version is yanked (cli/registry.py entry_table: the "
-        f"title suffix ' [yanked]' is parsed as Rich markup and vanishes):\n{result.stdout}")
+        f"title suffix ' [yanked]' is parsed as Rich markup and vanishes):\n{result.stdout}"
+    )
 
 
 # -- a local write killed between its files and its index row ---------------------------------
@@ -787,12 +813,18 @@ def test_a_write_killed_mid_way_is_repaired_by_the_next_open(step, tmp_path, art
     first = art(seed=1, task="crash", name="crash")
     LocalRegistry(root).push(first, version="1.0.0")
     second = art(seed=2, task="crash", name="crash")
-    script = ("import sys; from adapterhub_lite.registry.client.local import LocalRegistry; "
-              "from adapterhub_lite.registry.format.refs import parse_ref; r = LocalRegistry(sys.argv[1]); "
-              "r.push(sys.argv[2], version='1.0.1') if sys.argv[3] == 'push' else r.yank(parse_ref(sys.argv[4]))")
+    script = (
+        "import sys; from adapterhub_lite.registry.client.local import LocalRegistry; "
+        "from adapterhub_lite.registry.format.refs import parse_ref; r = LocalRegistry(sys.argv[1]); "
+        "r.push(sys.argv[2], version='1.0.1') if sys.argv[3] == 'push' else r.yank(parse_ref(sys.argv[4]))"
+    )
     ref = f"{HUB_ID}/crash/crash@1.0.0"
-    done = subprocess.run([sys.executable, "-c", script, str(root), str(second), step.split(":")[0], ref],
-                          env={**os.environ, "AHL_SERVE_TEST_CRASH_AT": step}, capture_output=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(root), str(second), step.split(":")[0], ref],
+        env={**os.environ, "AHL_SERVE_TEST_CRASH_AT": step},
+        capture_output=True,
+        timeout=300,
+    )
     assert done.returncode == -9, done.stderr  # killed at the step
     assert len(list((root / "pending").iterdir())) == 1
     with sqlite3.connect(root / "index.sqlite") as db:  # the index is stale now
@@ -801,8 +833,9 @@ def test_a_write_killed_mid_way_is_repaired_by_the_next_open(step, tmp_path, art
     registry = LocalRegistry(root)
     latest = [str(e.ref) for e in registry.search(task="crash")]
     assert latest == ([f"{HUB_ID}/crash/crash@1.0.1"] if step == "push:manifest" else [])
-    assert registry.versions(parse_ref(f"{HUB_ID}/crash/crash")) == (["1.0.0", "1.0.1"] if step == "push:manifest"
-                                                                     else [])
+    assert registry.versions(parse_ref(f"{HUB_ID}/crash/crash")) == (
+        ["1.0.0", "1.0.1"] if step == "push:manifest" else []
+    )
     assert list((root / "pending").iterdir()) == []
 
 

@@ -78,13 +78,17 @@ def art(tmp_path, hub_base):
 def same_files(a: Path, b: Path) -> bool:
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     return files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and all(
-        (a / f).read_bytes() == (b / f).read_bytes() for f in files)
+        (a / f).read_bytes() == (b / f).read_bytes() for f in files
+    )
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under a server directory, except the derived search index (touched by reads)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and "index.sqlite" not in p.name and "locks" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and "index.sqlite" not in p.name and "locks" not in p.parts
+    }
 
 
 # -- round trips -------------------------------------------------------------------------------------
@@ -130,8 +134,9 @@ def test_plain_huggingface_hub_tooling_moves_the_same_adapter(server, art, tmp_p
     # ... and what ahl pushes, snapshot_download fetches as a loadable artifact.
     pushed = art(seed=4, task="trec", name="other")
     entry = hub.push(pushed, registry=server.url, version="1.0.0")
-    fetched = snapshot_download(entry.manifest["repo"], revision="v1.0.0", endpoint=server.url,
-                                cache_dir=tmp_path / "hf-cache", token=False)
+    fetched = snapshot_download(
+        entry.manifest["repo"], revision="v1.0.0", endpoint=server.url, cache_dir=tmp_path / "hf-cache", token=False
+    )
     assert same_files(pushed, Path(fetched))
     assert {m.id for m in api.list_models(filter="task:trec")} == {repo, entry.manifest["repo"]}
 
@@ -144,8 +149,10 @@ def test_push_sends_large_files_raw_over_lfs(server, art, tmp_path, hub_base):
     artifact = make_artifact(tmp_path / "art", hub_base, seed=1)
     (artifact / "extra.bin").write_bytes(os.urandom(3 << 20))  # over the 1 MiB line, listed in the metadata
     meta = json.loads((artifact / "adapter.json").read_text())
-    meta["files"]["extra.bin"] = {"sha256": hashlib.sha256((artifact / "extra.bin").read_bytes()).hexdigest(),
-                                  "size": 3 << 20}
+    meta["files"]["extra.bin"] = {
+        "sha256": hashlib.sha256((artifact / "extra.bin").read_bytes()).hexdigest(),
+        "size": 3 << 20,
+    }
     (artifact / "adapter.json").write_text(json.dumps(meta))
     xet_setting = constants.HF_HUB_DISABLE_XET
     with requests_sent() as sent:
@@ -231,11 +238,19 @@ def test_fusion_round_trip_through_ahl_serve(server, tmp_path, tiny_base_model, 
     """A fusion pushed to ahl serve brings its adapters; pulled into an empty cache it predicts the same."""
     from adapterhub_lite import TrainConfig, api
 
-    sources = [make_artifact(tmp_path / name, tiny_base_model, task=name, name=name, seed=i)
-               for i, name in enumerate(("sentiment", "topic"))]
+    sources = [
+        make_artifact(tmp_path / name, tiny_base_model, task=name, name=name, seed=i)
+        for i, name in enumerate(("sentiment", "topic"))
+    ]
     fusion = tmp_path / "fusion"
-    api.fuse(sources, spam_files[0], dev_data=spam_files[1], task="sms_spam", out=fusion,
-             config=TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"))
+    api.fuse(
+        sources,
+        spam_files[0],
+        dev_data=spam_files[1],
+        task="sms_spam",
+        out=fusion,
+        config=TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"),
+    )
     texts = ["free prize now, text WIN", "see you at lunch"]
     before = [(p.label, p.probabilities) for p in api.predict(api.load(fusion), texts)]
     entry = hub.push(fusion, registry=server.url, version="1.0.0")
@@ -260,18 +275,27 @@ def test_fusion_pushed_locally_is_pulled_through_ahl_serve(server, tmp_path, tin
     own entries) is served as ``ahl/SLUG`` with its locked adapters, so a client pull works."""
     from adapterhub_lite import TrainConfig, api
 
-    sources = [make_artifact(tmp_path / name, tiny_base_model, task=name, name=name, seed=i)
-               for i, name in enumerate(("sentiment", "topic"))]
+    sources = [
+        make_artifact(tmp_path / name, tiny_base_model, task=name, name=name, seed=i)
+        for i, name in enumerate(("sentiment", "topic"))
+    ]
     fusion = tmp_path / "fusion"
-    api.fuse(sources, spam_files[0], dev_data=spam_files[1], task="sms_spam", out=fusion,
-             config=TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"))
+    api.fuse(
+        sources,
+        spam_files[0],
+        dev_data=spam_files[1],
+        task="sms_spam",
+        out=fusion,
+        config=TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu"),
+    )
     entry = hub.push(fusion, registry=str(server.root))
     assert entry.manifest["files"].keys() == {"fusion.json", *json.loads((fusion / "fusion.json").read_text())["files"]}
     _, pulled = hub.pull(str(entry.ref), registry=server.url, to=tmp_path / "pulled")
     assert same_files(fusion, pulled)
     texts = ["free prize now, text WIN", "see you at lunch"]
-    assert [p.probabilities for p in api.predict(api.load(pulled), texts)] == \
-        [p.probabilities for p in api.predict(api.load(fusion), texts)]
+    assert [p.probabilities for p in api.predict(api.load(pulled), texts)] == [
+        p.probabilities for p in api.predict(api.load(fusion), texts)
+    ]
 
 
 # -- faults --------------------------------------------------------------------------------------------
@@ -312,9 +336,12 @@ def test_server_killed_mid_upload_leaves_no_version(server, art):
     before = HfApi(endpoint=server.url).list_repo_refs(repo)
     body = b'{"key": "header", "value": {"summary": "half"}}\n{"key": "file", "value": {"content": "' + b"A" * 100_000
     with socket.create_connection(("127.0.0.1", server.port)) as conn:
-        conn.sendall(f"POST /api/models/{repo}/commit/main HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     f"Authorization: Bearer {server.token}\r\nContent-Type: application/x-ndjson\r\n"
-                     f"Content-Length: {len(body) * 10}\r\n\r\n".encode() + body)
+        conn.sendall(
+            f"POST /api/models/{repo}/commit/main HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {server.token}\r\nContent-Type: application/x-ndjson\r\n"
+            f"Content-Length: {len(body) * 10}\r\n\r\n".encode()
+            + body
+        )
         server.process.kill()  # SIGKILL mid-body: no graceful anything
         server.process.wait()
     server.process = None
@@ -433,8 +460,10 @@ def test_oversized_upload_is_refused_in_one_line(tmp_path, hub_base):
         (artifact / "big.bin").write_bytes(os.urandom(2 << 20))
         # Listed in the metadata, so it is part of the artifact and must be uploaded.
         meta = json.loads((artifact / "adapter.json").read_text())
-        meta["files"]["big.bin"] = {"sha256": hashlib.sha256((artifact / "big.bin").read_bytes()).hexdigest(),
-                                    "size": 2 << 20}
+        meta["files"]["big.bin"] = {
+            "sha256": hashlib.sha256((artifact / "big.bin").read_bytes()).hexdigest(),
+            "size": 2 << 20,
+        }
         (artifact / "adapter.json").write_text(json.dumps(meta))
         result = ahl_in_process("push", artifact, "--registry", small.url, env={"AHL_TOKEN": small.token})
         assert result.returncode != 0
@@ -448,8 +477,9 @@ def test_oversized_upload_is_refused_in_one_line(tmp_path, hub_base):
 # -- bad input -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ref", ["../sst2/sst2", "/abs/sst2", "sst2//sst2", "x" * 97 + "/sst2",
-                                 "sst2/ѕst2", "sst2/s\\t2"])
+@pytest.mark.parametrize(
+    "ref", ["../sst2/sst2", "/abs/sst2", "sst2//sst2", "x" * 97 + "/sst2", "sst2/ѕst2", "sst2/s\\t2"]
+)
 def test_bad_refs_fail_before_any_request(ref, tmp_path):
     # The server URL is unreachable: a request would fail differently (ConfigError).
     with pytest.raises(RefError):
@@ -481,11 +511,29 @@ def test_eight_pushers_and_eight_pullers_at_once(server, art, tmp_path):
         hub.push(path, registry=server.url, version="1.0.0")
     fresh = [art(seed=10 + i, name=f"fresh{i}") for i in range(8)]
     env = {**os.environ, "AHL_TOKEN": server.token, "AHL_CACHE": str(tmp_path / "shared-cache")}
-    procs = [subprocess.Popen([*AHL, "push", str(path), "--registry", server.url], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for path in fresh]
-    procs += [subprocess.Popen([*AHL, "pull", f"{HUB_ID}/sst2/shared{i % 2}@1.0.0", "--registry", server.url,
-                                "--to", str(tmp_path / f"pulled{i}")], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(8)]
+    procs = [
+        subprocess.Popen(
+            [*AHL, "push", str(path), "--registry", server.url], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for path in fresh
+    ]
+    procs += [
+        subprocess.Popen(
+            [
+                *AHL,
+                "pull",
+                f"{HUB_ID}/sst2/shared{i % 2}@1.0.0",
+                "--registry",
+                server.url,
+                "--to",
+                str(tmp_path / f"pulled{i}"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(8)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()
@@ -519,8 +567,11 @@ def test_cli_login_search_json_and_cache_commands(server, art, tmp_path, monkeyp
     assert not (tmp_path / "cache" / "tmp" / "stale.part").exists()
     assert json.loads(run("cache", "ls", "--json").stdout)["versions"]  # still in use: kept
     assert run("cache", "prune", "--all").returncode == 0
-    assert json.loads(run("cache", "ls", "--json").stdout) == {"root": str(tmp_path / "cache"), "blob_bytes": 0,
-                                                                  "versions": []}
+    assert json.loads(run("cache", "ls", "--json").stdout) == {
+        "root": str(tmp_path / "cache"),
+        "blob_bytes": 0,
+        "versions": [],
+    }
     assert run("logout", "--registry", server.url).returncode == 0
     assert json.loads(stored.read_text()) == {}
 
@@ -534,8 +585,13 @@ def test_remote_search_matches_local_search(server, art, hub_base, tmp_path):
         hub.push(art(seed=seed, name=name), registry=server.url)
     LocalRegistry(server.root).push(art(seed=5, task="trec", name="local"))
     local = LocalRegistry(server.root)
-    for filters in ({"sort": "accuracy"}, {"tag": "head:classification", "sort": "accuracy"}, {"task": "trec"},
-                    {"name": "b"}, {"architecture": "pfeiffer", "sort": "accuracy", "limit": 2}):
+    for filters in (
+        {"sort": "accuracy"},
+        {"tag": "head:classification", "sort": "accuracy"},
+        {"task": "trec"},
+        {"name": "b"},
+        {"architecture": "pfeiffer", "sort": "accuracy", "limit": 2},
+    ):
         remote = [str(e.ref) for e in hub.search(registry=server.url, **filters)]
         assert remote == [str(e.ref) for e in local.search(**filters)], filters
     assert [e.ref.name for e in hub.search(registry=server.url, sort="accuracy")] == ["a", "local", "c", "b"]
@@ -557,8 +613,9 @@ class HubLikeProxy:
                 path = self.path
                 if path.startswith("/api/models?"):
                     path = "&".join(p for p in path.split("&") if not p.startswith("sort=ahl-metric"))
-                reply = upstream.request(self.command, path, headers={k: v for k, v in self.headers.items()
-                                                                      if k.lower() != "host"})
+                reply = upstream.request(
+                    self.command, path, headers={k: v for k, v in self.headers.items() if k.lower() != "host"}
+                )
                 body = reply.content
                 if path.startswith("/api/models?"):
                     body = json.dumps([{k: v for k, v in m.items() if k != "ahlEntry"} for m in reply.json()]).encode()
@@ -594,8 +651,14 @@ def test_search_on_a_server_without_ahl_extensions_reads_the_tags(server, art):
     hub.push(art(seed=5, task="trec", name="t"), registry=server.url)
     proxy = HubLikeProxy(server.url)
     try:
-        for filters in ({"sort": "accuracy"}, {"task": "trec"}, {"name": "A"}, {"sort": "accuracy", "limit": 2},
-                        {"architecture": "pfeiffer", "sort": "accuracy"}, {"tag": "task:sst2"}):
+        for filters in (
+            {"sort": "accuracy"},
+            {"task": "trec"},
+            {"name": "A"},
+            {"sort": "accuracy", "limit": 2},
+            {"architecture": "pfeiffer", "sort": "accuracy"},
+            {"tag": "task:sst2"},
+        ):
             through_tags = [str(e.ref) for e in hub.search(registry=proxy.url, **filters)]
             assert through_tags == [str(e.ref) for e in hub.search(registry=server.url, **filters)], filters
         assert remote._REACHED[proxy.url] is False and remote._REACHED[server.url] is True

@@ -13,15 +13,17 @@ import sqlite3
 from adapterhub_lite.registry.client.local import LocalRegistry
 from adapterhub_lite.registry.format.refs import Ref, repo_slug
 from adapterhub_lite.registry.server.repo_index import RepoIndex
-from adapterhub_lite.registry.repos import RepoStore
+from adapterhub_lite.registry.server.repos import RepoStore
 
 from .conftest import HUB_ID
 
 
 def mirrors(store: RepoStore) -> dict[str, list[str]]:
     """``{repository id: its version tags}`` of the ``ahl/`` mirrors the store lists."""
-    return {row["id"]: sorted(name for name, _ in store.refs(store.repo(row["id"])).tags)
-            for row in store.search(author="ahl", sort="id")}
+    return {
+        row["id"]: sorted(name for name, _ in store.refs(store.repo(row["id"])).tags)
+        for row in store.search(author="ahl", sort="id")
+    }
 
 
 def test_mirrors_follow_pushes_yanks_and_a_rebuilt_index(tmp_path, art, monkeypatch):
@@ -48,5 +50,8 @@ def test_mirrors_follow_pushes_yanks_and_a_rebuilt_index(tmp_path, art, monkeypa
     rebuilt.push(art(task="sync", name="three", seed=4), version="1.0.0")
     monkeypatch.setattr(RepoIndex, "ONE_PASS_FROM", 1)  # a full sync reads every version in one pass
     fresh = RepoStore(root)
-    assert mirrors(fresh) == {one: ["v1.0.0", "v1.0.0-yanked", "v1.1.0"], two: ["v1.0.0"],
-                              f"ahl/{repo_slug(HUB_ID, 'sync', 'three')}": ["v1.0.0"]}
+    assert mirrors(fresh) == {
+        one: ["v1.0.0", "v1.0.0-yanked", "v1.1.0"],
+        two: ["v1.0.0"],
+        f"ahl/{repo_slug(HUB_ID, 'sync', 'three')}": ["v1.0.0"],
+    }

@@ -51,8 +51,9 @@ from .conftest import HUB_ID, AhlServer, requests_sent  # noqa: E402
 @pytest.fixture(scope="module")
 def limited_server(tmp_path_factory):
     """A private server that takes commits of at most 1 MiB."""
-    server = AhlServer(tmp_path_factory.mktemp("ahl-serve-private") / "registry", "--private",
-                       "--max-upload-mb", "1").start()
+    server = AhlServer(
+        tmp_path_factory.mktemp("ahl-serve-private") / "registry", "--private", "--max-upload-mb", "1"
+    ).start()
     yield server
     server.stop()
 
@@ -79,9 +80,16 @@ def auth(server: AhlServer) -> dict[str, str]:
 def upload_link(server: AhlServer, repo_id: str, content: bytes, size: int | None = None) -> str:
     """The signed link the LFS batch endpoint gives for ``content`` (announced with ``size``)."""
     oid = hashlib.sha256(content).hexdigest()
-    response = httpx.post(f"{server.url}/{repo_id}.git/info/lfs/objects/batch", headers=auth(server),
-                          json={"operation": "upload", "transfers": ["basic", "multipart"], "hash_algo": "sha256",
-                                "objects": [{"oid": oid, "size": len(content) if size is None else size}]})
+    response = httpx.post(
+        f"{server.url}/{repo_id}.git/info/lfs/objects/batch",
+        headers=auth(server),
+        json={
+            "operation": "upload",
+            "transfers": ["basic", "multipart"],
+            "hash_algo": "sha256",
+            "objects": [{"oid": oid, "size": len(content) if size is None else size}],
+        },
+    )
     assert response.status_code == 200, response.text
     return response.json()["objects"][0]["actions"]["upload"]["href"]
 
@@ -96,8 +104,11 @@ def status(excinfo: pytest.ExceptionInfo) -> int:
 
 def files_under(root: Path) -> dict[str, int]:
     """Every file of the registry except the derived indexes (sqlite files change on reads)."""
-    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*")
-            if p.is_file() and ".sqlite" not in p.name and "locks" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.stat().st_size
+        for p in root.rglob("*")
+        if p.is_file() and ".sqlite" not in p.name and "locks" not in p.parts
+    }
 
 
 def publish(server: AhlServer, artifact: Path, *, version: str = "1.0.0", namespace: str | None = None) -> str:
@@ -132,15 +143,19 @@ def test_upload_tag_search_and_download(ahl_server, art, tmp_path):
     assert found == [repo_id]
     info = client.model_info(repo_id, revision="v1.0.0", files_metadata=True)
     assert {"adapterhub-lite", "task:sst2", "adapter:pfeiffer", "classification", f"base_model:{HUB_ID}"} <= set(
-        info.tags)
+        info.tags
+    )
     assert info.card_data.library_name == "adapterhub-lite"
     weights = next(s for s in info.siblings if s.rfilename == "adapter.safetensors")
     assert weights.lfs.sha256 == read_artifact(artifact).metadata["files"]["adapter.safetensors"]["sha256"]
     refs = client.list_repo_refs(repo_id)
     assert [t.name for t in refs.tags] == ["v1.0.0"] and refs.tags[0].target_commit == info.sha
 
-    pulled = Path(snapshot_download(repo_id, revision="v1.0.0", endpoint=ahl_server.url,
-                                    cache_dir=tmp_path / "hf-cache", token=ahl_server.token))
+    pulled = Path(
+        snapshot_download(
+            repo_id, revision="v1.0.0", endpoint=ahl_server.url, cache_dir=tmp_path / "hf-cache", token=ahl_server.token
+        )
+    )
     for path in artifact.iterdir():
         assert (pulled / path.name).read_bytes() == path.read_bytes()
     assert read_artifact(pulled).digest == read_artifact(artifact).digest
@@ -166,8 +181,9 @@ def test_range_requests_and_file_metadata(ahl_server, art, tmp_path):
     assert part.status_code == 206 and part.content == whole.content[10:110]
     assert part.headers["content-range"] == f"bytes 10-109/{len(whole.content)}"
 
-    local = hf_hub_download(repo_id, "README.md", revision="v1.0.0", endpoint=ahl_server.url,
-                            cache_dir=tmp_path / "hf-cache")
+    local = hf_hub_download(
+        repo_id, "README.md", revision="v1.0.0", endpoint=ahl_server.url, cache_dir=tmp_path / "hf-cache"
+    )
     assert Path(local).read_text().startswith("---")
     with pytest.raises(Exception) as excinfo:
         hf_hub_download(repo_id, "missing.txt", endpoint=ahl_server.url, cache_dir=tmp_path / "hf-cache")
@@ -210,13 +226,19 @@ def test_tree_commits_and_deletions(ahl_server):
     repo_id = f"{ahl_server.user}/tree"
     client.create_repo(repo_id)
     paths = ("a/b/c.txt", "a/d.txt", "e.txt")
-    client.create_commit(repo_id, operations=[CommitOperationAdd(path_in_repo=p, path_or_fileobj=p.encode())
-                                              for p in paths], commit_message="three files")
+    client.create_commit(
+        repo_id,
+        operations=[CommitOperationAdd(path_in_repo=p, path_or_fileobj=p.encode()) for p in paths],
+        commit_message="three files",
+    )
     top = client.list_repo_tree(repo_id)
     assert sorted((type(e).__name__, e.path) for e in top) == [("RepoFile", "e.txt"), ("RepoFolder", "a")]
     assert sorted(e.path for e in client.list_repo_tree(repo_id, path_in_repo="a")) == ["a/b", "a/d.txt"]
     assert sorted(e.path for e in client.list_repo_tree(repo_id, path_in_repo="a", recursive=True)) == [
-        "a/b", "a/b/c.txt", "a/d.txt"]
+        "a/b",
+        "a/b/c.txt",
+        "a/d.txt",
+    ]
     assert [e.path for e in client.list_repo_tree(repo_id, path_in_repo="a/b")] == ["a/b/c.txt"]  # sent as a%2Fb
     assert sorted(client.list_repo_files(repo_id)) == sorted(paths)
     with pytest.raises(Exception) as excinfo:
@@ -224,8 +246,11 @@ def test_tree_commits_and_deletions(ahl_server):
     assert "EntryNotFound" in type(excinfo.value).__name__
 
     head = client.model_info(repo_id).sha
-    client.create_commit(repo_id, operations=[CommitOperationDelete(path_in_repo="a/b/"),
-                                              CommitOperationDelete(path_in_repo="e.txt")], commit_message="prune")
+    client.create_commit(
+        repo_id,
+        operations=[CommitOperationDelete(path_in_repo="a/b/"), CommitOperationDelete(path_in_repo="e.txt")],
+        commit_message="prune",
+    )
     assert client.list_repo_files(repo_id) == ["a/d.txt"]
     assert sorted(client.list_repo_files(repo_id, revision=head)) == sorted(paths)
 
@@ -273,11 +298,17 @@ def test_preupload_answers_lfs_only_to_clients_that_announce_it(ahl_server):
     def entry(path: str, sample: bytes, size: int) -> dict:
         return {"path": path, "sample": base64.b64encode(sample).decode(), "size": size}
 
-    files = [entry("README.md", b"# hi\n", 5), entry("w.safetensors", b"\x08\x00\x00\x00{}", 900),
-             entry("big.txt", b"a" * 512, 2 << 20), entry("empty.bin", b"", 0)]
+    files = [
+        entry("README.md", b"# hi\n", 5),
+        entry("w.safetensors", b"\x08\x00\x00\x00{}", 900),
+        entry("big.txt", b"a" * 512, 2 << 20),
+        entry("empty.bin", b"", 0),
+    ]
     url = f"{ahl_server.url}/api/models/{repo_id}/preupload/main"
-    for headers, modes in (({}, ["regular"] * 4),
-                           ({LFS_TRANSFER_HEADER: "basic"}, ["regular", "lfs", "lfs", "regular"])):
+    for headers, modes in (
+        ({}, ["regular"] * 4),
+        ({LFS_TRANSFER_HEADER: "basic"}, ["regular", "lfs", "lfs", "regular"]),
+    ):
         response = httpx.post(url, headers={**auth(ahl_server), **headers}, json={"files": files})
         assert [f["uploadMode"] for f in response.json()["files"]] == modes
 
@@ -312,8 +343,11 @@ def test_lfs_upload_round_trip(ahl_server, art, tmp_path, no_xet):
     assert puts == sorted([weights_sha, hashlib.sha256(big).hexdigest()])  # the binary files, raw
     client.create_tag(repo_id, tag="v1.0.0")
 
-    pulled = Path(snapshot_download(repo_id, revision="v1.0.0", endpoint=ahl_server.url,
-                                    cache_dir=tmp_path / "hf-cache", token=False))
+    pulled = Path(
+        snapshot_download(
+            repo_id, revision="v1.0.0", endpoint=ahl_server.url, cache_dir=tmp_path / "hf-cache", token=False
+        )
+    )
     assert (pulled / "extra" / "big.bin").read_bytes() == big
     for path in artifact.iterdir():
         assert (pulled / path.name).read_bytes() == path.read_bytes()
@@ -344,8 +378,12 @@ def test_upload_links_are_checked(ahl_server):
     assert response.status_code == 400 and "is not the object announced" in response.json()["error"]
     assert files_under(ahl_server.root) == before and not lfs_leftovers(ahl_server)
     assert httpx.put(link, content=content).status_code == 200
-    assert hashlib.sha256(LocalRegistry(ahl_server.root).blob_store.path(
-        hashlib.sha256(content).hexdigest()).read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()
+    assert (
+        hashlib.sha256(
+            LocalRegistry(ahl_server.root).blob_store.path(hashlib.sha256(content).hexdigest()).read_bytes()
+        ).hexdigest()
+        == hashlib.sha256(content).hexdigest()
+    )
 
 
 def test_expired_upload_link_is_refused(tmp_path):
@@ -356,8 +394,15 @@ def test_expired_upload_link_is_refused(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(root, tokens=AhlServer.TOKENS, upload_link_seconds=0),
-                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(root, tokens=AhlServer.TOKENS, upload_link_seconds=0),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -386,9 +431,11 @@ def test_commit_refuses_objects_never_uploaded(ahl_server):
     oid = hashlib.sha256(content).hexdigest()
     before = files_under(ahl_server.root)
     url = f"{ahl_server.url}/api/models/{repo_id}/commit/main"
-    for value, message in (({"oid": hashlib.sha256(b"never sent").hexdigest(), "size": 10}, "never uploaded"),
-                           ({"oid": oid, "size": 999}, "is not the 1000 bytes"),
-                           ({"oid": "ABC", "size": 3}, "needs a sha256 'oid'")):
+    for value, message in (
+        ({"oid": hashlib.sha256(b"never sent").hexdigest(), "size": 10}, "never uploaded"),
+        ({"oid": oid, "size": 999}, "is not the 1000 bytes"),
+        ({"oid": "ABC", "size": 3}, "needs a sha256 'oid'"),
+    ):
         line = {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", **value}}
         response = httpx.post(url, headers=auth(ahl_server), content=commit_body(line))
         assert response.status_code == 400 and message in response.json()["error"], response.text
@@ -405,8 +452,11 @@ def test_server_killed_mid_lfs_upload_stores_nothing(tmp_path):
         content = os.urandom(1 << 20)
         link = httpx.URL(upload_link(server, "alice/cut", content))
         with socket.create_connection(("127.0.0.1", server.port)) as conn:
-            conn.sendall(f"PUT {link.raw_path.decode()} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         f"Content-Length: {len(content)}\r\n\r\n".encode() + content[:100_000])
+            conn.sendall(
+                f"PUT {link.raw_path.decode()} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Length: {len(content)}\r\n\r\n".encode()
+                + content[:100_000]
+            )
             deadline = time.monotonic() + 30
             while not lfs_leftovers(server) and time.monotonic() < deadline:
                 time.sleep(0.05)  # until the server is receiving the body
@@ -477,8 +527,11 @@ def test_auth_refusals_write_nothing(ahl_server):
     assert status(excinfo) == 403
     for token in (None, "bob-token"):
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        response = httpx.post(f"{ahl_server.url}/api/models/{repo_id}/commit/main", headers=headers,
-                              content=commit_body(raw_file("evil.txt")))
+        response = httpx.post(
+            f"{ahl_server.url}/api/models/{repo_id}/commit/main",
+            headers=headers,
+            content=commit_body(raw_file("evil.txt")),
+        )
         assert response.status_code == (403 if token else 401) and response.json()["error"]
         assert response.headers["x-error-message"]
     with pytest.raises(HfHubHTTPError) as excinfo:
@@ -495,9 +548,11 @@ def test_commit_paths_are_validated(ahl_server, path):
     repo_id = f"{ahl_server.user}/paths"
     api(ahl_server).create_repo(repo_id, exist_ok=True)
     before = files_under(ahl_server.root)
-    response = httpx.post(f"{ahl_server.url}/api/models/{repo_id}/commit/main",
-                          headers={"authorization": f"Bearer {ahl_server.token}"},
-                          content=commit_body(raw_file(path)))
+    response = httpx.post(
+        f"{ahl_server.url}/api/models/{repo_id}/commit/main",
+        headers={"authorization": f"Bearer {ahl_server.token}"},
+        content=commit_body(raw_file(path)),
+    )
     assert response.status_code == 400, response.text
     assert files_under(ahl_server.root) == before
     assert not (ahl_server.root.parent / "evil").exists()
@@ -508,8 +563,11 @@ def test_invalid_repo_names(ahl_server, name):
     """Raw requests: the client itself refuses most of these names before sending anything."""
     namespace, _, repo = name.rpartition("/")
     before = files_under(ahl_server.root)
-    response = httpx.post(f"{ahl_server.url}/api/repos/create", headers={"authorization": "Bearer alice-token"},
-                          json={"name": repo, "organization": namespace or None})
+    response = httpx.post(
+        f"{ahl_server.url}/api/repos/create",
+        headers={"authorization": "Bearer alice-token"},
+        json={"name": repo, "organization": namespace or None},
+    )
     # reserved namespaces are another user's (403) for alice; the rest are malformed (400)
     assert response.status_code == (403 if namespace else 400), response.text
     assert files_under(ahl_server.root) == before
@@ -559,8 +617,9 @@ def test_two_server_processes_share_a_directory(ahl_server, art):
 
         def upload(server: AhlServer, index: int) -> None:
             for round_ in range(3):
-                api(server).upload_file(path_or_fileobj=f"{index}-{round_}".encode(),
-                                        path_in_repo=f"f{index}-{round_}.txt", repo_id=repo_id)
+                api(server).upload_file(
+                    path_or_fileobj=f"{index}-{round_}".encode(), path_in_repo=f"f{index}-{round_}.txt", repo_id=repo_id
+                )
 
         def tag(server: AhlServer) -> None:
             try:
@@ -663,8 +722,11 @@ def test_oversized_commit_is_refused(limited_server):
     assert status(excinfo) == 413 and "upload limit" in str(excinfo.value)
     # without a Content-Length (chunked), the running count stops the upload
     chunks = (b'{"key": "header", "value": {}}\n' if i == 0 else b" " * (64 << 10) for i in range(40))
-    response = httpx.post(f"{limited_server.url}/api/models/{repo_id}/commit/main", content=chunks,
-                          headers={"authorization": f"Bearer {limited_server.token}"})
+    response = httpx.post(
+        f"{limited_server.url}/api/models/{repo_id}/commit/main",
+        content=chunks,
+        headers={"authorization": f"Bearer {limited_server.token}"},
+    )
     assert response.status_code == 413
     assert files_under(limited_server.root) == before
     assert not list((limited_server.root / "tmp").iterdir())
@@ -675,8 +737,9 @@ def test_oversized_lfs_upload_is_refused(limited_server, no_xet):
     api(limited_server).create_repo(repo_id)
     before = files_under(limited_server.root)
     with pytest.raises(HfHubHTTPError) as excinfo:  # refused by the batch request, before any byte moves
-        lfs_api(limited_server).upload_file(path_or_fileobj=os.urandom(2 << 20), path_in_repo="big.bin",
-                                            repo_id=repo_id)
+        lfs_api(limited_server).upload_file(
+            path_or_fileobj=os.urandom(2 << 20), path_in_repo="big.bin", repo_id=repo_id
+        )
     assert status(excinfo) == 413 and "upload limit" in str(excinfo.value)
     # a link for a small object does not take more: the running count stops the PUT (with a
     # Content-Length at once, chunked after 1 MiB)
@@ -704,8 +767,11 @@ def test_restart_keeps_everything(ahl_server, art, tmp_path):
 
     def send() -> None:
         with pytest.raises(httpx.TransportError):  # the connection dies with the server
-            httpx.post(f"{ahl_server.url}/api/models/{repo_id}/commit/main", content=body(),
-                       headers={"authorization": f"Bearer {ahl_server.token}"})
+            httpx.post(
+                f"{ahl_server.url}/api/models/{repo_id}/commit/main",
+                content=body(),
+                headers={"authorization": f"Bearer {ahl_server.token}"},
+            )
 
     upload = threading.Thread(target=send)
     upload.start()

@@ -48,8 +48,15 @@ def own_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A server with small limits: 1 upload at a time, 2 s read timeout, 2 MiB uploads."""
-    running = AhlServer(tmp_path_factory.mktemp("hostile") / "registry", "--max-concurrent-uploads", "1",
-                        "--read-timeout", "2", "--max-upload-mb", "2").start()
+    running = AhlServer(
+        tmp_path_factory.mktemp("hostile") / "registry",
+        "--max-concurrent-uploads",
+        "1",
+        "--read-timeout",
+        "2",
+        "--max-upload-mb",
+        "2",
+    ).start()
     yield running
     running.stop()
 
@@ -103,7 +110,9 @@ def test_yaml_validation_needs_a_token_and_a_small_body(server):
     answer = httpx.post(url, json={"content": yaml_bomb(7)}, headers=auth(), timeout=30)
     assert answer.status_code == 400 and "aliases" in answer.json()["errors"][0]["message"]
     assert httpx.post(url, json={"content": "---\ntags: [a]\n---\n"}, headers=auth()).json() == {
-        "errors": [], "warnings": []}
+        "errors": [],
+        "warnings": [],
+    }
 
 
 ATTACKER = """
@@ -144,8 +153,10 @@ def test_search_answers_within_a_second_while_hostile_bodies_arrive(server):
     anonymous search: a generous bound here, ``benchmarks/server_under_attack.py`` reports
     the real figures."""
     api(server).create_repo("alice/attacked")
-    attackers = [subprocess.Popen([sys.executable, "-c", ATTACKER, server.url, kind, server.token])
-                 for kind in ("yaml", "yaml", "huge-yaml", "commit")]
+    attackers = [
+        subprocess.Popen([sys.executable, "-c", ATTACKER, server.url, kind, server.token])
+        for kind in ("yaml", "yaml", "huge-yaml", "commit")
+    ]
     try:
         time.sleep(2)
         assert all(a.poll() is None for a in attackers)
@@ -187,8 +198,11 @@ def test_long_deep_and_many_paths_are_refused(server):
     refused(post_commit(server, "alice/paths", commit_body(raw_file("é" * 128))), 400, "longer than 255 bytes")
     deep = "/".join(["d"] * 17)
     refused(post_commit(server, "alice/paths", commit_body(raw_file(deep))), 400, "17 levels deep")
-    refused(post_commit(server, "alice/paths", commit_body(raw_file("/".join(["q" * 200] * 6)))), 400,
-            "longer than 1000 characters")
+    refused(
+        post_commit(server, "alice/paths", commit_body(raw_file("/".join(["q" * 200] * 6)))),
+        400,
+        "longer than 1000 characters",
+    )
     many = commit_body(*[{"key": "deletedFile", "value": {"path": f"f{i}"}} for i in range(10_001)])
     refused(post_commit(server, "alice/paths", many), 400, "more than 10000 operations")
     assert client.model_info("alice/paths").siblings == []
@@ -210,6 +224,7 @@ def test_concurrent_uploads_are_capped_and_slow_bodies_time_out(server):
             started.set()
             time.sleep(6)  # longer than --read-timeout 2
             yield b"\n"
+
         try:
             results.append(post_commit(server, "alice/slow", body()))
         except httpx.TransportError as exc:
@@ -238,11 +253,17 @@ def test_concurrent_uploads_are_capped_and_slow_bodies_time_out(server):
 
 
 def test_oversized_json_bodies_are_refused(server):
-    refused(httpx.post(f"{server.url}/api/repos/create", json={"name": "x" * 70_000}, headers=auth()), 413,
-            "limit of 64 KiB")
+    refused(
+        httpx.post(f"{server.url}/api/repos/create", json={"name": "x" * 70_000}, headers=auth()),
+        413,
+        "limit of 64 KiB",
+    )
     files = [{"path": f"f{i}", "size": 1, "sample": ""} for i in range(10_001)]
-    refused(httpx.post(f"{server.url}/api/models/alice/slow/preupload/main", json={"files": files}, headers=auth()),
-            400, "at most 10000")
+    refused(
+        httpx.post(f"{server.url}/api/models/alice/slow/preupload/main", json={"files": files}, headers=auth()),
+        400,
+        "at most 10000",
+    )
 
 
 # -- finding 5 and issue 16: entry binding only by tagged versions ------------------------------------
@@ -259,16 +280,19 @@ def test_card_tags_and_stray_copies_do_not_bind_an_entry(server, art, tmp_path):
     bob = api(server, "bob-token")
     bob.create_repo("bob/spoofer")
     tag = ENTRY_TAG.format(task="spoof", name="spoof")
-    bob.upload_file(path_or_fileobj=f"---\ntags: [{tag}, other]\n---\n".encode(), path_in_repo="README.md",
-                    repo_id="bob/spoofer")
+    bob.upload_file(
+        path_or_fileobj=f"---\ntags: [{tag}, other]\n---\n".encode(), path_in_repo="README.md", repo_id="bob/spoofer"
+    )
     # a copy of alice's metadata in a folder is just a file
-    bob.upload_file(path_or_fileobj=alice_artifact / "adapter.json", path_in_repo="copy/adapter.json",
-                    repo_id="bob/spoofer")
+    bob.upload_file(
+        path_or_fileobj=alice_artifact / "adapter.json", path_in_repo="copy/adapter.json", repo_id="bob/spoofer"
+    )
     # at the top it would name alice's entry: refused before anything is written
     head = bob.model_info("bob/spoofer").sha
     with pytest.raises(BadRequestError, match=f"already lives in repository {alice_repo}"):
-        bob.upload_file(path_or_fileobj=alice_artifact / "adapter.json", path_in_repo="adapter.json",
-                        repo_id="bob/spoofer")
+        bob.upload_file(
+            path_or_fileobj=alice_artifact / "adapter.json", path_in_repo="adapter.json", repo_id="bob/spoofer"
+        )
     assert bob.model_info("bob/spoofer").sha == head
     assert "other" in bob.model_info("bob/spoofer").tags and tag not in bob.model_info("bob/spoofer").tags
 
@@ -297,8 +321,16 @@ def test_refused_push_leaves_no_commit(server, art):
 
 
 # a push: create the repository (repo:record and index:update #1), commit (#2), tag (#3)
-CRASH_STEPS = ["commit:blobs", "commit:file", "repo:record#2", "index:update#2", "push:manifest", "tag:manifest",
-               "repo:record#3", "index:update#3"]
+CRASH_STEPS = [
+    "commit:blobs",
+    "commit:file",
+    "repo:record#2",
+    "index:update#2",
+    "push:manifest",
+    "tag:manifest",
+    "repo:record#3",
+    "index:update#3",
+]
 
 
 @pytest.mark.parametrize("step", CRASH_STEPS)
@@ -373,8 +405,9 @@ def test_fsck_repairs_a_stale_index(tmp_path, art):
     done = subprocess.run([*ahl, "fsck", "--registry", str(root)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "1 entr" in done.stderr and "re-indexed" in done.stderr
-    again = subprocess.run([*ahl, "serve", "--check", "--registry", str(root)], capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(
+        [*ahl, "serve", "--check", "--registry", str(root)], capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0 and "0 entr" in again.stderr
     running.start()
     try:
@@ -443,8 +476,11 @@ def test_writes_on_a_read_only_or_full_disk_answer_clearly(tmp_path):
         api(running).create_repo("alice/ro")
         _read_only(root)
         try:
-            refused(post_commit(running, "alice/ro", commit_body(raw_file("a.txt", b"abc"))), 500,
-                    "cannot write its registry directory")
+            refused(
+                post_commit(running, "alice/ro", commit_body(raw_file("a.txt", b"abc"))),
+                500,
+                "cannot write its registry directory",
+            )
         finally:
             _read_only(root, writable=True)
     finally:

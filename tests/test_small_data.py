@@ -83,8 +83,14 @@ def imbalanced_spam(tmp_path_factory):
 @pytest.mark.slow
 def test_defaults_train_an_imbalanced_small_task_past_the_majority_class(imbalanced_spam, minilm, tmp_path):
     train, dev = imbalanced_spam
-    result = api.train(train, dev_data=dev, task="spam", base=minilm, out=tmp_path / "spam",
-                       config=TrainConfig(max_length=32, device="cpu"))
+    result = api.train(
+        train,
+        dev_data=dev,
+        task="spam",
+        base=minilm,
+        out=tmp_path / "spam",
+        config=TrainConfig(max_length=32, device="cpu"),
+    )
     # A model that always answers "ham" scores macro-F1 0.47 on this dev set (56 ham, 8 spam).
     gold = np.array([1] * 8 + [0] * 56)
     always_ham = macro_f1(np.zeros(64, dtype=int), gold, 2)
@@ -102,8 +108,27 @@ def test_defaults_train_an_imbalanced_small_task_past_the_majority_class(imbalan
 def test_cli_lr_overrides_and_the_schedule_line(imbalanced_spam, tiny_base_dir, tmp_path):
     train, dev = imbalanced_spam
     out = tmp_path / "spam"
-    proc = ahl("train", "--base", tiny_base_dir, "--train", train, "--dev", dev, "--task", "spam", "--out", out,
-               "--lr", "0.003", "--epochs", "1", "--metric", "accuracy", "--class-weight", "balanced")
+    proc = ahl(
+        "train",
+        "--base",
+        tiny_base_dir,
+        "--train",
+        train,
+        "--dev",
+        dev,
+        "--task",
+        "spam",
+        "--out",
+        out,
+        "--lr",
+        "0.003",
+        "--epochs",
+        "1",
+        "--metric",
+        "accuracy",
+        "--class-weight",
+        "balanced",
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(line for line in proc.stderr.splitlines() if line.startswith("schedule: "))
     assert "lr 0.003 (given)" in line and "class weight balanced" in line
@@ -113,13 +138,16 @@ def test_cli_lr_overrides_and_the_schedule_line(imbalanced_spam, tiny_base_dir, 
     assert training["schedule"]["reasons"]["learning_rate"] == "given"
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (("--metric", "f1"), ("unknown metric 'f1'", "macro_f1")),
-    (("--class-weight", "auto"), ("unknown class weight 'auto'", "balanced")),
-    (("--metric", "pearson"), ("metric 'pearson' does not apply to a classification head",)),
-    (("--head", "regression", "--class-weight", "balanced"), ("class weighting applies to classification",)),
-    (("--lr", "0"), ("learning rate must be > 0",)),
-])
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("--metric", "f1"), ("unknown metric 'f1'", "macro_f1")),
+        (("--class-weight", "auto"), ("unknown class weight 'auto'", "balanced")),
+        (("--metric", "pearson"), ("metric 'pearson' does not apply to a classification head",)),
+        (("--head", "regression", "--class-weight", "balanced"), ("class weighting applies to classification",)),
+        (("--lr", "0"), ("learning rate must be > 0",)),
+    ],
+)
 def test_cli_refuses_bad_metric_and_class_weight(imbalanced_spam, tmp_path, args, needles):
     train, dev = imbalanced_spam
     proc = ahl_in_process("train", "--train", train, "--dev", dev, "--task", "spam", "--out", tmp_path / "x", *args)
@@ -129,6 +157,17 @@ def test_cli_refuses_bad_metric_and_class_weight(imbalanced_spam, tmp_path, args
 
 def test_fuse_refuses_a_bad_metric_before_fetching(imbalanced_spam, tmp_path):
     train, _ = imbalanced_spam
-    proc = ahl_in_process("fuse", "--adapters", "a/b,c/d", "--task", "spam", "--train", train, "--metric", "recall",
-               "--registry", tmp_path / "empty-registry")
+    proc = ahl_in_process(
+        "fuse",
+        "--adapters",
+        "a/b,c/d",
+        "--task",
+        "spam",
+        "--train",
+        train,
+        "--metric",
+        "recall",
+        "--registry",
+        tmp_path / "empty-registry",
+    )
     assert_one_line_error(proc, "unknown metric 'recall'")

@@ -48,22 +48,37 @@ def validator() -> Draft202012Validator:
 @pytest.fixture(scope="module")
 def tiny_base() -> base_mod.BaseModel:
     torch.manual_seed(0)
-    enc = BertModel(BertConfig(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=2,
-                               intermediate_size=37, vocab_size=99))
+    enc = BertModel(
+        BertConfig(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=37, vocab_size=99)
+    )
     return base_mod.from_encoder(enc, None, model_id="tiny-bert")
 
 
-def metadata_like_train(model: AdapterModel, base: base_mod.BaseModel, *, name: str, task: str,
-                        adapter: AdapterConfig | None, head: HeadConfig) -> dict[str, Any]:
+def metadata_like_train(
+    model: AdapterModel,
+    base: base_mod.BaseModel,
+    *,
+    name: str,
+    task: str,
+    adapter: AdapterConfig | None,
+    head: HeadConfig,
+) -> dict[str, Any]:
     """The metadata dict as ``api.train`` builds it (without running training)."""
     config = TrainConfig(mode="adapter" if adapter else "head_only", epochs=1)
     history = [{"epoch": 1, "step": 3, "train_loss": 0.69, "dev_accuracy": 0.5, "dev_macro_f1": 0.33}]
     fit_result = FitResult(history=history, best_epoch=1, best_metrics={"accuracy": 0.5, "macro_f1": 0.33})
     record = {"source": "train.csv", "sha256": hashlib.sha256(b"x").hexdigest(), "examples": 10}
     return artifact_metadata(
-        kind="adapter", name=name, task=task, base=base, head=head, columns=Columns(), config=config,
-            extra={"adapter": adapter.to_dict() if adapter else None},
-        fit_result=fit_result, data={"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
+        kind="adapter",
+        name=name,
+        task=task,
+        base=base,
+        head=head,
+        columns=Columns(),
+        config=config,
+        extra={"adapter": adapter.to_dict() if adapter else None},
+        fit_result=fit_result,
+        data={"train": record, "dev": {**record, "source": "train.csv (dev split)"}},
         parameters=model.count_parameters(),
     )
 
@@ -76,11 +91,14 @@ def write_tiny(out: Path, base: base_mod.BaseModel, preset: str | None, **meta_e
         model.add_adapter("tiny", adapter)
     head = HeadConfig(label_names=["a", "b"])
     model.set_head(head)
-    metadata = {**metadata_like_train(model, base, name="tiny", task="tiny-task", adapter=adapter,
-                                      head=head), **meta_extra}
+    metadata = {
+        **metadata_like_train(model, base, name="tiny", task="tiny-task", adapter=adapter, head=head),
+        **meta_extra,
+    }
     metrics = json.dumps(metadata["training"]["history"][0]).encode() + b"\n"
-    artifact = write_artifact(out, metadata, model.artifact_state_dict(), render_model_card(metadata),
-                              extra_files={"metrics.jsonl": metrics})
+    artifact = write_artifact(
+        out, metadata, model.artifact_state_dict(), render_model_card(metadata), extra_files={"metrics.jsonl": metrics}
+    )
     model.remove_hooks()
     return artifact
 
@@ -162,6 +180,7 @@ def _set(path: str, value: Any):
         for key in parents:
             node = node[key]
         node[last] = value
+
     return mutate
 
 
@@ -172,12 +191,14 @@ def _drop(path: str):
         for key in parents:
             node = node[key]
         del node[last]
+
     return mutate
 
 
 def _files(value: dict[str, Any]):
     def mutate(meta: dict[str, Any]) -> None:
         meta["files"] = {**meta["files"], **value}
+
     return mutate
 
 
@@ -212,8 +233,7 @@ BAD = {
     "weights not listed": lambda meta: meta["files"].pop("adapter.safetensors"),
     "path in files": _files({"../evil": {"sha256": "a" * 64, "size": 1}}),
     "metadata lists itself": _files({"adapter.json": {"sha256": "a" * 64, "size": 1}}),
-    **{f"missing {key}": _drop(key)
-       for key in ("format_version", "kind", "name", "task", "base", "head", "files")},
+    **{f"missing {key}": _drop(key) for key in ("format_version", "kind", "name", "task", "base", "head", "files")},
 }
 
 
@@ -260,8 +280,9 @@ def test_schema_accepts_head_only_and_regression(validator, example):
 def spec_tensors(H: int, L: int, reduction: int, positions: list[str] | None, K: int) -> dict[str, list[int]]:
     """Expand the tensor table of SPEC.md section 4 for concrete sizes."""
     r = max(1, H // reduction)
-    rows = re.findall(r"^\| `((?:adapter|head)\.[^`]+)` \| `\[([^\]]*)\]` \|", SPEC.read_text(encoding="utf-8"),
-                      flags=re.MULTILINE)
+    rows = re.findall(
+        r"^\| `((?:adapter|head)\.[^`]+)` \| `\[([^\]]*)\]` \|", SPEC.read_text(encoding="utf-8"), flags=re.MULTILINE
+    )
     assert len(rows) == 8, rows
     sizes = {"H": H, "r": r, "K": K}
     out = {}
@@ -276,8 +297,7 @@ def spec_tensors(H: int, L: int, reduction: int, positions: list[str] | None, K:
     return out
 
 
-@pytest.mark.parametrize("preset, positions", [("pfeiffer", ["ffn"]), ("houlsby", ["attention", "ffn"]),
-                                               (None, None)])
+@pytest.mark.parametrize("preset, positions", [("pfeiffer", ["ffn"]), ("houlsby", ["attention", "ffn"]), (None, None)])
 def test_tensor_names_and_shapes_match_spec(tiny_base, tmp_path, preset, positions):
     artifact = write_tiny(tmp_path / "a", tiny_base, preset)
     assert (artifact.metadata["adapter"] or {}).get("positions") == positions

@@ -176,8 +176,9 @@ def fuse(u: torch.Tensor, stack: StackedAdapters, layer: FusionLayer) -> tuple[t
     return update.view(*u.shape[:-1], -1), p.view(*u.shape[:-1], len(stack.adapters))
 
 
-def _fuse_tokens(flat: torch.Tensor, stack: StackedAdapters, stacked: Stacked,
-                 weights: FusedWeights) -> tuple[torch.Tensor, torch.Tensor]:
+def _fuse_tokens(
+    flat: torch.Tensor, stack: StackedAdapters, stacked: Stacked, weights: FusedWeights
+) -> tuple[torch.Tensor, torch.Tensor]:
     t, n, r = flat.size(0), len(stack.adapters), stack.width
     nr = n * r
     # Two matmuls rather than one over [D | scores]: the frozen D then gets no weight gradient.

@@ -44,8 +44,9 @@ class PredictionHead(nn.Module):
         return logits
 
 
-def head_loss(head_type: str, logits: torch.Tensor, labels: torch.Tensor,
-              class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def head_loss(
+    head_type: str, logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """The training loss of a head: cross-entropy (optionally class-weighted), or mean squared
     error for regression."""
     if head_type == "regression":

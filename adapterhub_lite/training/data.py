@@ -72,9 +72,7 @@ def _decode(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8"
-        ) from None
+        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8") from None
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -114,7 +112,7 @@ def _read_datasets(source: str) -> list[dict[str, Any]]:
             f"reading {source} needs the 'datasets' package: pip install 'adapterhub-lite[datasets]'"
         ) from None
     if source.startswith(HUB_PREFIX):
-        parts = source[len(HUB_PREFIX):].split(":")
+        parts = source[len(HUB_PREFIX) :].split(":")
         if len(parts) not in (2, 3) or not all(parts):
             raise DataError(f"{source}: write a hub dataset as hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT")
         name, config, split = (parts[0], None, parts[1]) if len(parts) == 2 else parts
@@ -150,9 +148,7 @@ def read_rows(source: str | Path) -> tuple[list[dict[str, Any]], str | None]:
 
 def _column(row: dict[str, Any], name: str, columns_found: list[str], source: str) -> Any:
     if name not in row:
-        raise DataError(
-            f"{source}: no column {name!r}; columns there: {', '.join(columns_found) or '(none)'}"
-        )
+        raise DataError(f"{source}: no column {name!r}; columns there: {', '.join(columns_found) or '(none)'}")
     return row[name]
 
 
@@ -190,8 +186,10 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
         choices = _choices(row, columns.choices, found, name) if columns.choices else None
         label = _column(row, columns.label, found, name) if require_label else row.get(columns.label)
         if require_label and (label is None or (isinstance(label, str) and not label.strip())):
-            raise DataError(f"{name}: row {number} has an empty {columns.label!r} value (rows count from 1, "
-                            f"header excluded); give it a label or remove the row")
+            raise DataError(
+                f"{name}: row {number} has an empty {columns.label!r} value (rows count from 1, "
+                f"header excluded); give it a label or remove the row"
+            )
         examples.append(Example(str(text or ""), None if pair is None else str(pair), choices, label))
     counts = {len(e.choices) for e in examples if e.choices is not None}
     if len(counts) > 1:
@@ -247,8 +245,7 @@ def _answer_index(label: Any, choices: list[str], source: str, number: int) -> i
     if len(text) == 1 and text.isalpha() and ord(text.upper()) - ord("A") < len(choices):
         return ord(text.upper()) - ord("A")
     raise DataError(
-        f"{source}: row {number} answer {text!r} is neither an index, a letter nor one of the "
-        f"{len(choices)} choices"
+        f"{source}: row {number} answer {text!r} is neither an index, a letter nor one of the {len(choices)} choices"
     )
 
 
@@ -289,14 +286,13 @@ def tokenize(tokenizer: Any, data: ExampleSet, max_length: int, targets: list[An
         features, start = [], 0
         for choices in choice_lists:
             n = len(choices)
-            features.append({k: v[start:start + n] for k, v in enc.items()})
+            features.append({k: v[start : start + n] for k, v in enc.items()})
             start += n
         lengths = [max(len(ids) for ids in f["input_ids"]) for f in features]
         return Encoded(features, targets, lengths)
     pairs = [e.text_pair for e in examples]
     texts = [e.text for e in examples]
-    enc = tokenizer(texts, pairs if any(p is not None for p in pairs) else None,
-                    truncation=True, max_length=max_length)
+    enc = tokenizer(texts, pairs if any(p is not None for p in pairs) else None, truncation=True, max_length=max_length)
     features = [{k: v[i] for k, v in enc.items()} for i in range(len(examples))]
     return Encoded(features, targets, [len(f["input_ids"]) for f in features])
 
@@ -333,8 +329,8 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, window: int
     span = batch_size * window
     batches: list[list[int]] = []
     for start in range(0, len(order), span):
-        chunk = sorted(order[start:start + span], key=lambda i: lengths[i])
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
 
@@ -343,4 +339,4 @@ def sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
     """Batches in length order, for evaluation (the caller restores the original order)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]

@@ -200,16 +200,15 @@ def fit(
     main = str(config.metric)
     result = FitResult(main_metric=main, device=str(device), schedule=schedule)
     emit = on_event or (lambda event: None)
-    class_weights = (torch.tensor(schedule.class_weights, dtype=torch.float32, device=device)
-                     if schedule.class_weights else None)
+    class_weights = (
+        torch.tensor(schedule.class_weights, dtype=torch.float32, device=device) if schedule.class_weights else None
+    )
 
     with distributed(device) as (rank, world):
         result.world_size = world
         shards = world * config.grad_accum
         if config.batch_size % shards:
-            raise ConfigError(
-                f"batch size {config.batch_size} must be a multiple of processes x grad accum ({shards})"
-            )
+            raise ConfigError(f"batch size {config.batch_size} must be a multiple of processes x grad accum ({shards})")
         if rank:
             emit = lambda event: None  # one process reports
         runner: nn.Module = model
@@ -244,7 +243,7 @@ def fit(
                         # for unlabelled prediction), and runner is a DDP wrapper when not sync.
                         targets = torch.tensor([train.targets[j] for j in ids], device=device)  # type: ignore[index]
                         sync = i == len(micro) - 1 or world == 1
-                        with (contextlib.nullcontext() if sync else runner.no_sync()), cast:  # type: ignore[operator]
+                        with contextlib.nullcontext() if sync else runner.no_sync(), cast:  # type: ignore[operator]
                             loss = head_loss(head_type, runner(**batch), targets, class_weights)
                             if regularizer is not None and (penalty := regularizer()) is not None:
                                 loss = loss + penalty
@@ -267,8 +266,12 @@ def fit(
                 metrics = evaluate_outputs(
                     model, dev, head_type, batch_size=config.batch_size * 2, device=device, pad_id=pad_id
                 )
-                record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
-                          **{f"dev_{k}": v for k, v in metrics.items()}}
+                record = {
+                    "epoch": epoch,
+                    "step": step,
+                    "train_loss": float(np.mean(losses)) if losses else None,
+                    **{f"dev_{k}": v for k, v in metrics.items()},
+                }
                 result.history.append(record)
                 if metrics_file:
                     metrics_file.write(json.dumps(record) + "\n")
@@ -290,7 +293,14 @@ def fit(
             with torch.no_grad():
                 for p in params:
                     p.copy_(best_state[id(p)])
-        emit(TrainEvent("stop", step=step, total_steps=total, epoch=result.best_epoch,
-                        metrics=result.best_metrics,
-                        message="stopped early" if result.stopped_early else "finished"))
+        emit(
+            TrainEvent(
+                "stop",
+                step=step,
+                total_steps=total,
+                epoch=result.best_epoch,
+                metrics=result.best_metrics,
+                message="stopped early" if result.stopped_early else "finished",
+            )
+        )
     return result

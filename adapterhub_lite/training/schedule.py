@@ -75,17 +75,24 @@ class Schedule:
     def summary(self) -> str:
         """One line: each value and, for those chosen here, why."""
         c = self.config
-        parts = [f"lr {c.learning_rate:g} ({self.reasons['learning_rate']})",
-                 f"{c.epochs} epochs x {self.steps_per_epoch} steps ({self.reasons['epochs']})",
-                 f"patience {c.patience} ({self.reasons['patience']})",
-                 f"best epoch by dev {c.metric} ({self.reasons['metric']})",
-                 f"class weight {c.class_weight}"]
+        parts = [
+            f"lr {c.learning_rate:g} ({self.reasons['learning_rate']})",
+            f"{c.epochs} epochs x {self.steps_per_epoch} steps ({self.reasons['epochs']})",
+            f"patience {c.patience} ({self.reasons['patience']})",
+            f"best epoch by dev {c.metric} ({self.reasons['metric']})",
+            f"class weight {c.class_weight}",
+        ]
         return "schedule: " + ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``training.schedule`` record of an artifact (SPEC 2.6)."""
-        return {"steps_per_epoch": self.steps_per_epoch, "planned_steps": self.planned_steps,
-                "class_weights": self.class_weights, "reasons": dict(self.reasons), "summary": self.summary()}
+        return {
+            "steps_per_epoch": self.steps_per_epoch,
+            "planned_steps": self.planned_steps,
+            "class_weights": self.class_weights,
+            "reasons": dict(self.reasons),
+            "summary": self.summary(),
+        }
 
 
 def auto_learning_rate(mode: str, steps: int) -> float:
@@ -103,11 +110,11 @@ def check_fits_head(config: TrainConfig, head_type: str) -> None:
     """Raise :class:`ConfigError` when the metric or class weighting cannot serve ``head_type``."""
     allowed = METRICS_BY_HEAD[head_type]
     if config.metric != "auto" and config.metric not in allowed:
-        raise ConfigError(f"metric {config.metric!r} does not apply to a {head_type} head; use one of: "
-                          f"auto, {', '.join(allowed)}")
+        raise ConfigError(
+            f"metric {config.metric!r} does not apply to a {head_type} head; use one of: auto, {', '.join(allowed)}"
+        )
     if config.class_weight == "balanced" and head_type != "classification":
-        raise ConfigError(f"class weighting applies to classification heads, not {head_type}; "
-                          f"use --class-weight none")
+        raise ConfigError(f"class weighting applies to classification heads, not {head_type}; use --class-weight none")
 
 
 def resolve(config: TrainConfig, head_type: str, targets: Sequence[Any]) -> Schedule:
@@ -125,16 +132,21 @@ def resolve(config: TrainConfig, head_type: str, targets: Sequence[Any]) -> Sche
     epochs = config.epochs
     if epochs is None:
         epochs = min(MAX_AUTO_EPOCHS, max(PAPER_EPOCHS, math.ceil(config.min_steps / steps_per_epoch)))
-        reasons["epochs"] = (f"auto: at least {config.min_steps} steps, at most {MAX_AUTO_EPOCHS} epochs"
-                             if epochs > PAPER_EPOCHS else "auto: the paper's 10")
+        reasons["epochs"] = (
+            f"auto: at least {config.min_steps} steps, at most {MAX_AUTO_EPOCHS} epochs"
+            if epochs > PAPER_EPOCHS
+            else "auto: the paper's 10"
+        )
     else:
         reasons["epochs"] = "given"
     lr = config.learning_rate
     if lr is None:
         lr = auto_learning_rate(config.mode, steps_per_epoch * epochs)
         few, many = LEARNING_RATES[config.mode]
-        reasons["learning_rate"] = (f"auto: {steps_per_epoch * epochs} planned steps; {config.mode} rate "
-                                    f"{few:g} up to {FEW_STEPS} steps, {many:g} from {MANY_STEPS}")
+        reasons["learning_rate"] = (
+            f"auto: {steps_per_epoch * epochs} planned steps; {config.mode} rate "
+            f"{few:g} up to {FEW_STEPS} steps, {many:g} from {MANY_STEPS}"
+        )
     else:
         reasons["learning_rate"] = "given"
     patience = config.patience
@@ -150,8 +162,10 @@ def resolve(config: TrainConfig, head_type: str, targets: Sequence[Any]) -> Sche
     elif head_type == "classification" and counts:
         ratio = max(counts.values()) / min(counts.values())
         metric = "macro_f1" if ratio >= IMBALANCE_RATIO else "accuracy"
-        reasons["metric"] = (f"auto: training labels {'imbalanced' if metric == 'macro_f1' else 'balanced'}, "
-                             f"largest/smallest class {ratio:.1f}")
+        reasons["metric"] = (
+            f"auto: training labels {'imbalanced' if metric == 'macro_f1' else 'balanced'}, "
+            f"largest/smallest class {ratio:.1f}"
+        )
     else:
         metric = METRICS_BY_HEAD[head_type][0]
         reasons["metric"] = f"auto: the {head_type} default"

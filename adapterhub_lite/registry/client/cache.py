@@ -65,8 +65,9 @@ class DownloadCache:
         (self.root / "remotes").mkdir(parents=True, exist_ok=True)
         self.blob_store = BlobStore(self.root)
 
-    def fetch(self, sha256: str, size: int, opener: Fetch, *, what: str,
-              progress: Callable[[int], None] | None = None) -> bool:
+    def fetch(
+        self, sha256: str, size: int, opener: Fetch, *, what: str, progress: Callable[[int], None] | None = None
+    ) -> bool:
         """Put the blob with this sha256 in the cache, downloaded with ``opener`` unless the cache
         holds it; whether this call downloaded it (and so hashed every byte just now).
 

@@ -52,8 +52,19 @@ from ..format.sqlite import connect
 from .protocol import Progress
 
 LAYOUT = 1
-_OWN_NAMES = {"ahl-registry.json", "blobs", "entries", "locks", "tmp", "index.sqlite", "index.sqlite-wal",
-              "index.sqlite-shm", "index.sqlite-journal", "repos", "pending"}
+_OWN_NAMES = {
+    "ahl-registry.json",
+    "blobs",
+    "entries",
+    "locks",
+    "tmp",
+    "index.sqlite",
+    "index.sqlite-wal",
+    "index.sqlite-shm",
+    "index.sqlite-journal",
+    "repos",
+    "pending",
+}
 
 
 class LocalRegistry:
@@ -141,8 +152,7 @@ class LocalRegistry:
             except (OSError, sqlite3.Error):
                 return  # read-only or full: the record stays for the next open that can write
 
-    def push(self, path: str | Path, *, version: str | None = None,
-             origin: dict[str, str] | None = None) -> Entry:
+    def push(self, path: str | Path, *, version: str | None = None, origin: dict[str, str] | None = None) -> Entry:
         """Store a verified artifact directory as a new, immutable version.
 
         The entry is the artifact's ``(base model id, task, name)``. Without ``version`` the push
@@ -165,9 +175,13 @@ class LocalRegistry:
                 self.push(part.path)
         base, task, name = base_key(meta["base"]["model_id"]), meta["task"], meta["name"]
         meta_name = METADATA_FILES[artifact.kind]
-        files = {meta_name: {"sha256": sha256_file(artifact.path / meta_name),
-                             "size": (artifact.path / meta_name).stat().st_size},
-                 **{k: dict(v) for k, v in meta["files"].items()}}
+        files = {
+            meta_name: {
+                "sha256": sha256_file(artifact.path / meta_name),
+                "size": (artifact.path / meta_name).stat().st_size,
+            },
+            **{k: dict(v) for k, v in meta["files"].items()},
+        }
         digest = "sha256:" + files[meta_name]["sha256"]
         for file_name, record in files.items():
             self._store_blob(artifact.path / file_name, record["sha256"])
@@ -188,8 +202,14 @@ class LocalRegistry:
                     )
                 return self._entry(ref, version)
             manifest = {
-                "layout": LAYOUT, "base": base, "task": task, "name": name, "version": version,
-                "kind": artifact.kind, "digest": digest, "files": files,
+                "layout": LAYOUT,
+                "base": base,
+                "task": task,
+                "name": name,
+                "version": version,
+                "kind": artifact.kind,
+                "digest": digest,
+                "files": files,
                 "pushed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "summary": summarize(meta),
                 **({"origin": dict(origin)} if origin else {}),
@@ -221,8 +241,11 @@ class LocalRegistry:
 
     def _entry(self, ref: Ref, version: str, yanked: bool | None = None) -> Entry:
         """The entry of a version; ``yanked`` when the caller knows it (a latest version is not)."""
-        return Entry(ref.with_version(version), self._read_manifest(ref, version),
-                     self._is_yanked(ref, version) if yanked is None else yanked)
+        return Entry(
+            ref.with_version(version),
+            self._read_manifest(ref, version),
+            self._is_yanked(ref, version) if yanked is None else yanked,
+        )
 
     def versions(self, ref: Ref, *, include_yanked: bool = False) -> list[str]:
         """Versions of an entry, oldest first."""
@@ -243,8 +266,15 @@ class LocalRegistry:
             raise NotFoundError(f"{ref} is not in the registry at {self.root} (ahl search lists what is)")
         return self._entry(ref, candidates[-1])
 
-    def pull(self, ref: Ref, to: Path, *, base: tuple[str, BaseFingerprint] | None = None,
-             overwrite: bool = False, progress: Progress | None = None) -> Entry:
+    def pull(
+        self,
+        ref: Ref,
+        to: Path,
+        *,
+        base: tuple[str, BaseFingerprint] | None = None,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> Entry:
         """Copy a version into directory ``to``, verifying every file's sha256 on the way.
 
         With ``base`` (its id and fingerprint), a base that differs from the recorded one is
@@ -275,8 +305,9 @@ class LocalRegistry:
                 self._pull_fusion_adapters(entry, pulled, staging, base)
         return entry
 
-    def _pull_fusion_adapters(self, entry: Entry, fusion: Artifact, staging: Path,
-                              base: tuple[str, BaseFingerprint] | None) -> None:
+    def _pull_fusion_adapters(
+        self, entry: Entry, fusion: Artifact, staging: Path, base: tuple[str, BaseFingerprint] | None
+    ) -> None:
         """Bring exactly the adapter versions a fusion locks (by digest) into its ``adapters/``."""
         for record in fusion.metadata["adapters"]:
             ref = Ref(record["base"], record["task"], record["name"], digest=record["digest"])
@@ -313,13 +344,16 @@ class LocalRegistry:
         """Latest non-yanked version of each matching entry; filters as in :meth:`_Index.search`."""
         return [self._entry(Ref(b, t, n), v, False) for b, t, n, v in self._index.search(**filters)]
 
-    def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,
-                    top: int = 10) -> list[tuple[Entry, float]]:
+    def search_like(
+        self, embedding: TaskEmbedding, *, base: str | None = None, top: int = 10
+    ) -> list[tuple[Entry, float]]:
         """Latest non-yanked versions ranked by the cosine of their task embedding with
         ``embedding``, best first (ties by entry), with the similarity; entries without an
         embedding (or of another width) are left out."""
-        return [(self._entry(Ref(b, t, n), v, False), score) for b, t, n, v, score in
-                self._index.search_like(embedding, base=base_key(base) if base else None, top=top)]
+        return [
+            (self._entry(Ref(b, t, n), v, False), score)
+            for b, t, n, v, score in self._index.search_like(embedding, base=base_key(base) if base else None, top=top)
+        ]
 
     def reindex(self, refs: list[Ref] | None = None) -> int:
         """Make the search index agree with the version manifests on disk (of ``refs``' entries,
@@ -342,8 +376,9 @@ def _entry_parts(base: str, task: str, name: str) -> tuple[str, str, str, str]:
 
 
 def _changed(source: Path) -> IntegrityError:
-    return IntegrityError(f"{source} does not match its sha256 in the metadata; it is damaged or changed while "
-                          f"being pushed")
+    return IntegrityError(
+        f"{source} does not match its sha256 in the metadata; it is damaged or changed while being pushed"
+    )
 
 
 class _Index:
@@ -376,9 +411,11 @@ class _Index:
         "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, base TEXT, task TEXT, name TEXT)",
     )
     # the numeric metrics of the latest versions (all of them, or one entry's)
-    _FILL_METRICS = ("INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
-                     "FROM versions AS v, json_each(v.metrics) AS m WHERE v.latest = 1 "
-                     "AND m.type IN ('integer', 'real')")
+    _FILL_METRICS = (
+        "INSERT INTO latest_metrics SELECT m.key, m.value, v.base, v.task, v.name "
+        "FROM versions AS v, json_each(v.metrics) AS m WHERE v.latest = 1 "
+        "AND m.type IN ('integer', 'real')"
+    )
 
     def __init__(self, path: Path, registry: LocalRegistry) -> None:
         self.path = path
@@ -399,12 +436,21 @@ class _Index:
             if upgrade:
                 db.execute(self._FILL_METRICS)
             if fresh or add_embeddings:  # an index from before embeddings were indexed gets them too
-                db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               [row for _, m in registry.all_manifests() for row in self._embedding_rows(m)])
+                db.executemany(
+                    "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [row for _, m in registry.all_manifests() for row in self._embedding_rows(m)],
+                )
             if fresh:  # one transaction for the whole rebuild: one fsync, not one per version
-                rows = [self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
-                                        manifest_path.with_suffix(".yanked").exists()))
-                        for manifest_path, m in registry.all_manifests()]
+                rows = [
+                    self._row(
+                        Entry(
+                            Ref(m["base"], m["task"], m["name"], m["version"]),
+                            m,
+                            manifest_path.with_suffix(".yanked").exists(),
+                        )
+                    )
+                    for manifest_path, m in registry.all_manifests()
+                ]
                 db.executemany(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", rows)
                 db.execute(
                     "UPDATE versions SET latest = 1 WHERE yanked = 0 AND NOT EXISTS (SELECT 1 FROM versions AS v "
@@ -429,8 +475,17 @@ class _Index:
         if embedding is None:
             return []
         vector = embedding.vector.astype("<f2").tobytes()
-        return [(manifest["base"], manifest["task"], manifest["name"], manifest["version"], embedding.examples,
-                 embedding.max_length, vector)]
+        return [
+            (
+                manifest["base"],
+                manifest["task"],
+                manifest["name"],
+                manifest["version"],
+                embedding.examples,
+                embedding.max_length,
+                vector,
+            )
+        ]
 
     @staticmethod
     def _has_metrics(db: sqlite3.Connection) -> bool:
@@ -440,9 +495,23 @@ class _Index:
     def _row(entry: Entry) -> tuple[Any, ...]:
         s = entry.summary
         major, minor, patch = version_key(entry.ref.version or "0.0.0")
-        return (entry.ref.base, entry.ref.task, entry.ref.name, entry.ref.version, major, minor, patch, entry.digest,
-                s.get("architecture"), s.get("head"), json.dumps(s.get("tags", [])),
-                json.dumps(s.get("metrics", {})), entry.manifest.get("pushed_at"), int(entry.yanked), 0)
+        return (
+            entry.ref.base,
+            entry.ref.task,
+            entry.ref.name,
+            entry.ref.version,
+            major,
+            minor,
+            patch,
+            entry.digest,
+            s.get("architecture"),
+            s.get("head"),
+            json.dumps(s.get("tags", [])),
+            json.dumps(s.get("metrics", {})),
+            entry.manifest.get("pushed_at"),
+            int(entry.yanked),
+            0,
+        )
 
     @staticmethod
     def _refresh_latest(db: sqlite3.Connection, ref: Ref) -> None:
@@ -450,7 +519,8 @@ class _Index:
         db.execute("UPDATE versions SET latest = 0 WHERE base = ? AND task = ? AND name = ? AND latest = 1", key)
         db.execute(
             "UPDATE versions SET latest = 1 WHERE rowid = (SELECT rowid FROM versions WHERE base = ? AND task = ? "
-            "AND name = ? AND yanked = 0 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1)", key
+            "AND name = ? AND yanked = 0 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1)",
+            key,
         )
         db.execute("DELETE FROM latest_metrics WHERE base = ? AND task = ? AND name = ?", key)
         db.execute("INSERT INTO generation VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1")
@@ -461,8 +531,9 @@ class _Index:
         """Index a new version (called under the entry's lock)."""
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO versions VALUES ({', '.join('?' * 15)})", self._row(entry))
-            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           self._embedding_rows(entry.manifest))
+            db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?)", self._embedding_rows(entry.manifest)
+            )
             self._refresh_latest(db, entry.ref)
 
     def reconcile(self, registry: LocalRegistry, refs: list[Ref] | None = None) -> int:
@@ -476,14 +547,20 @@ class _Index:
                 keys |= set(db.execute("SELECT DISTINCT base, task, name FROM versions").fetchall())
         else:
             keys = {ref.entry for ref in refs}
-            found = [(registry._manifest_path(Ref(*key), v), registry._read_manifest(Ref(*key), v))
-                     for key in keys for v in registry._versions(Ref(*key))]
+            found = [
+                (registry._manifest_path(Ref(*key), v), registry._read_manifest(Ref(*key), v))
+                for key in keys
+                for v in registry._versions(Ref(*key))
+            ]
         on_disk: dict[tuple[str, str, str], set[tuple[Any, ...]]] = {key: set() for key in keys}
         rows: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {key: [] for key in keys}
         embeddings: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {key: [] for key in keys}
         for manifest_path, m in found:
-            row = self._row(Entry(Ref(m["base"], m["task"], m["name"], m["version"]), m,
-                                  manifest_path.with_suffix(".yanked").exists()))
+            row = self._row(
+                Entry(
+                    Ref(m["base"], m["task"], m["name"], m["version"]), m, manifest_path.with_suffix(".yanked").exists()
+                )
+            )
             key = (m["base"], m["task"], m["name"])
             on_disk[key].add((row[3], row[7], row[13]))
             rows[key].append(row)
@@ -491,8 +568,11 @@ class _Index:
         fixed = 0
         with self._connect() as db:
             for key in keys:
-                indexed = set(db.execute("SELECT version, digest, yanked FROM versions WHERE base = ? AND task = ? "
-                                         "AND name = ?", key).fetchall())
+                indexed = set(
+                    db.execute(
+                        "SELECT version, digest, yanked FROM versions WHERE base = ? AND task = ? AND name = ?", key
+                    ).fetchall()
+                )
                 if indexed == on_disk[key]:
                     continue
                 db.execute("DELETE FROM versions WHERE base = ? AND task = ? AND name = ?", key)
@@ -505,8 +585,10 @@ class _Index:
 
     def set_yanked(self, ref: Ref, yanked: bool) -> None:
         with self._connect() as db:
-            db.execute("UPDATE versions SET yanked = ? WHERE base = ? AND task = ? AND name = ? AND version = ?",
-                       (int(yanked), ref.base, ref.task, ref.name, ref.version))
+            db.execute(
+                "UPDATE versions SET yanked = ? WHERE base = ? AND task = ? AND name = ? AND version = ?",
+                (int(yanked), ref.base, ref.task, ref.name, ref.version),
+            )
             self._refresh_latest(db, ref)
 
     def version_with_digest(self, ref: Ref, digest: str) -> str | None:
@@ -514,13 +596,22 @@ class _Index:
         with self._connect() as db:
             row = db.execute(
                 "SELECT version FROM versions WHERE base = ? AND task = ? AND name = ? AND digest = ? "
-                "ORDER BY major DESC, minor DESC, patch DESC LIMIT 1", (*ref.entry, digest)
+                "ORDER BY major DESC, minor DESC, patch DESC LIMIT 1",
+                (*ref.entry, digest),
             ).fetchone()
         return row[0] if row else None
 
-    def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
-               name: str | None = None, tag: str | None = None, sort: str | None = None,
-               limit: int = 50) -> list[tuple[str, str, str, str]]:
+    def search(
+        self,
+        *,
+        base: str | None = None,
+        task: str | None = None,
+        architecture: str | None = None,
+        name: str | None = None,
+        tag: str | None = None,
+        sort: str | None = None,
+        limit: int = 50,
+    ) -> list[tuple[str, str, str, str]]:
         """``(base, task, name, version)`` of entries whose latest non-yanked version matches.
 
         Filters: exact base/task/architecture, name substring, tag. Order: a numeric dev metric,
@@ -545,18 +636,20 @@ class _Index:
             same_entry = "m.metric = ? AND m.base = v.base AND m.task = v.task AND m.name = v.name"
             rows = db.execute(
                 f"SELECT {columns} FROM latest_metrics AS m JOIN versions AS v ON {same_entry} "
-                f"WHERE {filters} ORDER BY m.value DESC, m.base, m.task, m.name LIMIT ?", (metric, *args, int(limit))
+                f"WHERE {filters} ORDER BY m.value DESC, m.base, m.task, m.name LIMIT ?",
+                (metric, *args, int(limit)),
             ).fetchall()
             if len(rows) < limit:
                 rows += db.execute(
                     f"SELECT {columns} FROM versions AS v WHERE {filters} AND NOT EXISTS "
                     f"(SELECT 1 FROM latest_metrics AS m WHERE {same_entry}) ORDER BY v.base, v.task, v.name LIMIT ?",
-                    (*args, metric, int(limit) - len(rows))
+                    (*args, metric, int(limit) - len(rows)),
                 ).fetchall()
             return rows
 
-    def search_like(self, embedding: TaskEmbedding, *, base: str | None,
-                    top: int) -> list[tuple[str, str, str, str, float]]:
+    def search_like(
+        self, embedding: TaskEmbedding, *, base: str | None, top: int
+    ) -> list[tuple[str, str, str, str, float]]:
         """``(base, task, name, version, cosine)`` of the latest versions with an embedding as wide
         as ``embedding``, best first; equal scores in entry order, so the ranking is deterministic.
 
@@ -578,7 +671,9 @@ class _Index:
                 rows = db.execute(
                     "SELECT v.base, v.task, v.name, v.version, e.vector FROM versions AS v JOIN embeddings AS e "
                     "ON e.base = v.base AND e.task = v.task AND e.name = v.name AND e.version = v.version "
-                    f"WHERE {' AND '.join(where)} ORDER BY v.base, v.task, v.name", args).fetchall()
+                    f"WHERE {' AND '.join(where)} ORDER BY v.base, v.task, v.name",
+                    args,
+                ).fetchall()
                 matrix = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f2").astype(np.float32)
                 cached = (signature, [r[:4] for r in rows], unit_rows(matrix.reshape(len(rows), width)))
                 with self._like_lock:

@@ -29,8 +29,15 @@ class Registry(Protocol):
         ``version``; identical content returns the version that has it)."""
         ...
 
-    def pull(self, ref: Ref, to: Path, *, base: tuple[str, BaseFingerprint] | None = None,
-             overwrite: bool = False, progress: Progress | None = None) -> Entry:
+    def pull(
+        self,
+        ref: Ref,
+        to: Path,
+        *,
+        base: tuple[str, BaseFingerprint] | None = None,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> Entry:
         """Copy a version into directory ``to``, every file verified; with ``base`` (id and
         fingerprint) a different recorded base is refused before any file moves. ``progress``
         is told the bytes to download, if any."""
@@ -52,14 +59,23 @@ class Registry(Protocol):
         """Hide an exact version from search and ``latest``; it stays pullable by version."""
         ...
 
-    def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
-               name: str | None = None, tag: str | None = None, sort: str | None = None,
-               limit: int = 50) -> list[Entry]:
+    def search(
+        self,
+        *,
+        base: str | None = None,
+        task: str | None = None,
+        architecture: str | None = None,
+        name: str | None = None,
+        tag: str | None = None,
+        sort: str | None = None,
+        limit: int = 50,
+    ) -> list[Entry]:
         """Latest non-yanked version of each entry matching the exact ``base``, ``task`` and
         ``architecture``, a ``name`` substring and a ``tag``; ``sort`` by a dev metric, best first."""
         ...
 
-    def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,
-                    top: int = 10) -> list[tuple[Entry, float]]:
+    def search_like(
+        self, embedding: TaskEmbedding, *, base: str | None = None, top: int = 10
+    ) -> list[tuple[Entry, float]]:
         """Latest entries ranked by the cosine of their task embedding with ``embedding``."""
         ...

@@ -129,8 +129,12 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     """Connection-level failures of whichever HTTP stack ``huggingface_hub`` uses (it moved from
     requests to httpx); the status-code errors are ``HfHubHTTPError`` either way."""
     errors: list[type[BaseException]] = [OSError]
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
-                         ("requests", "ConnectionError"), ("requests", "Timeout")):
+    for module, name in (
+        ("httpx2", "TransportError"),
+        ("httpx", "TransportError"),
+        ("requests", "ConnectionError"),
+        ("requests", "Timeout"),
+    ):
         try:
             errors.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
@@ -283,8 +287,11 @@ class RemoteRegistry:
         self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
         # Commits to servers other than the Hub are uploaded with Xet off (see _uploading), by
         # a client whose requests say so: ahl serve then answers "lfs" for large files.
-        self._lfs_api = None if is_hub(self.endpoint) else HfApi(
-            endpoint=self.endpoint, token=self.token or False, headers={LFS_TRANSFER_HEADER: "basic"})
+        self._lfs_api = (
+            None
+            if is_hub(self.endpoint)
+            else HfApi(endpoint=self.endpoint, token=self.token or False, headers={LFS_TRANSFER_HEADER: "basic"})
+        )
         self.cache = cache or DownloadCache()
         netloc = urlsplit(self.endpoint).netloc
         self.key = re.sub(r"[^A-Za-z0-9.-]", "_", netloc) + (f"~{self.namespace}" if self.namespace else "")
@@ -312,8 +319,9 @@ class RemoteRegistry:
             message = _reason(exc)
             if status == 401:
                 hint = "run 'ahl login --registry " + self.url + "' or set AHL_TOKEN"
-                raise ConfigError(f"{what}: {self.url} refused the request without a valid token ({message}); "
-                                  f"{hint}") from None
+                raise ConfigError(
+                    f"{what}: {self.url} refused the request without a valid token ({message}); {hint}"
+                ) from None
             if status == 403:
                 raise ConfigError(f"{what}: the token may not write there ({message})") from None
             if status == 404:
@@ -334,8 +342,9 @@ class RemoteRegistry:
             if not _raised_by_client(exc):
                 raise
             detail = " ".join(str(exc).split())[:200]
-            raise RemoteError(f"{what}: {self.url} answered something this client cannot read "
-                              f"({type(exc).__name__}: {detail})") from None
+            raise RemoteError(
+                f"{what}: {self.url} answered something this client cannot read ({type(exc).__name__}: {detail})"
+            ) from None
 
     @contextmanager
     def _uploading(self) -> Iterator[Any]:
@@ -361,12 +370,13 @@ class RemoteRegistry:
             following = response.links.get("next", {}).get("url")
         data = parse_json(raw, what)
         if following is not None and urlsplit(following)[:2] != urlsplit(self.endpoint)[:2]:
-            raise RemoteError(f"{what}: {self.url} pointed the next page at {following[:80]!r}, another server; "
-                              f"refusing to send it the token")
+            raise RemoteError(
+                f"{what}: {self.url} pointed the next page at {following[:80]!r}, another server; "
+                f"refusing to send it the token"
+            )
         return data, following, len(raw)
 
-    def _pages(self, url: str, what: str, keep: Callable[[dict[str, Any]], Any],
-               count: int | None = None) -> list[Any]:
+    def _pages(self, url: str, what: str, keep: Callable[[dict[str, Any]], Any], count: int | None = None) -> list[Any]:
         """``keep(row)`` of each row of a paginated listing (the Hub's ``Link`` pagination), up to
         ``count`` rows: each page bounded, the whole listing at most ``MAX_PAGES`` pages,
         ``MAX_LISTED`` rows and ``MAX_LISTING_BYTES`` (SPEC 14.8), else a RemoteError."""
@@ -376,17 +386,18 @@ class RemoteRegistry:
         while following and (count is None or len(kept) < count):
             pages += 1
             if pages > boundary.MAX_PAGES:
-                raise RemoteError(f"{what}: {self.url} kept sending further pages past {boundary.MAX_PAGES:,}; "
-                                  f"refusing the listing")
+                raise RemoteError(
+                    f"{what}: {self.url} kept sending further pages past {boundary.MAX_PAGES:,}; refusing the listing"
+                )
             if budget <= 0:
-                raise RemoteError(f"{what}: {self.url} sent over {boundary.MAX_LISTING_BYTES:,} bytes of listing; "
-                                  f"refusing it")
+                raise RemoteError(
+                    f"{what}: {self.url} sent over {boundary.MAX_LISTING_BYTES:,} bytes of listing; refusing it"
+                )
             page, following, size = self._get_json(following, what, min(boundary.MAX_JSON_BYTES, budget))
             budget -= size
             kept += [keep(row) for row in boundary.check_rows(page, what)]
             if len(kept) > boundary.MAX_LISTED:
-                raise RemoteError(f"{what}: {self.url} listed over {boundary.MAX_LISTED:,} rows; refusing the "
-                                  f"listing")
+                raise RemoteError(f"{what}: {self.url} listed over {boundary.MAX_LISTED:,} rows; refusing the listing")
         return kept if count is None else kept[:count]
 
     def _probe(self) -> bool | None:
@@ -405,8 +416,12 @@ class RemoteRegistry:
         self._probe()
         params = [("filter", f) for f in filters] + [(k, v) for k, v in query.items() if v]
         params += [("limit", str(count))] if count is not None else []
-        return self._pages(f"{self.endpoint}/api/models?{urlencode(params)}", "list models",
-                           lambda row: boundary.check_model_row(row, "list models"), count)
+        return self._pages(
+            f"{self.endpoint}/api/models?{urlencode(params)}",
+            "list models",
+            lambda row: boundary.check_model_row(row, "list models"),
+            count,
+        )
 
     def _ahl_listing(self, filters: list[str], name: str | None, sort: str | None, count: int) -> list[Any] | None:
         """ahl serve's listing rows (``id``, ``ahlEntry``) read as plain JSON through the Hub
@@ -461,17 +476,22 @@ class RemoteRegistry:
 
         return opener
 
-    def _fetch(self, repo: str, commit: str, path: str, record: dict[str, Any],
-               progress: Callable[[int], None] | None = None) -> bool:
+    def _fetch(
+        self, repo: str, commit: str, path: str, record: dict[str, Any], progress: Callable[[int], None] | None = None
+    ) -> bool:
         """One file into the cache, verified; a transfer cut mid-way is resumed (three tries).
         Whether it was downloaded now (see :meth:`DownloadCache.fetch`)."""
         what = f"{repo}/{path}"
         for attempt in range(3):
             try:
                 with self._talking(what):
-                    return self.cache.fetch(record["sha256"], int(record["size"]),
-                                            self._open(repo, commit, path, int(record["size"])),
-                                            what=what, progress=progress)
+                    return self.cache.fetch(
+                        record["sha256"],
+                        int(record["size"]),
+                        self._open(repo, commit, path, int(record["size"])),
+                        what=what,
+                        progress=progress,
+                    )
             except ConfigError:  # unreachable: the partial file stays for the next try
                 if attempt == 2:
                     raise
@@ -565,14 +585,20 @@ class RemoteRegistry:
                 files[name] = record["sha256"]
                 continue
             what = f"{repo}/{name}"
-            with self._talking(what), _streaming(hf_hub_url(repo, name, revision=commit, endpoint=self.endpoint),
-                                                 self._headers()) as (response, chunks):
+            with (
+                self._talking(what),
+                _streaming(hf_hub_url(repo, name, revision=commit, endpoint=self.endpoint), self._headers()) as (
+                    response,
+                    chunks,
+                ),
+            ):
                 hf_raise_for_status(response)
                 check_content_length(response.headers, MAX_METADATA_BYTES, what)
                 data = read_bounded(chunks, MAX_METADATA_BYTES, what)
             if hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() != record["sha1"]:
-                raise IntegrityError(f"{what} arrived damaged (its git blob id differs from the one {self.url} "
-                                     f"stated); nothing was kept")
+                raise IntegrityError(
+                    f"{what} arrived damaged (its git blob id differs from the one {self.url} stated); nothing was kept"
+                )
             files[name] = self.cache.store_bytes(data)
         with staged_directory(target, name=commit) as staging:
             for name, sha256 in files.items():
@@ -587,8 +613,9 @@ class RemoteRegistry:
     def whoami(self) -> str:
         """The user the token belongs to (checks the token with the server)."""
         if not self.token:
-            raise ConfigError(f"{self.url} needs a token for this: run 'ahl login --registry {self.url}' "
-                              f"or set AHL_TOKEN")
+            raise ConfigError(
+                f"{self.url} needs a token for this: run 'ahl login --registry {self.url}' or set AHL_TOKEN"
+            )
         with self._talking("whoami"):
             return check_segment(str(self.api.whoami()["name"]), "user name")
 
@@ -604,8 +631,7 @@ class RemoteRegistry:
         tag = f"ahl-entry:{ref.base}/{ref.task}/{ref.name}"
         where = f"look up {ref.base}/{ref.task}/{ref.name}"
         with self._talking(where):
-            repos = sorted(check_repo(repo, where) for repo, _ in
-                           self._list_models([tag], 20, author=self.namespace))
+            repos = sorted(check_repo(repo, where) for repo, _ in self._list_models([tag], 20, author=self.namespace))
         if self.namespace:
             repos = [r for r in repos if r.split("/")[0] == self.namespace]  # a server that ignores author=
             return repos[0] if len(repos) == 1 else f"{self.namespace}/{repo_slug(*ref.entry)}"
@@ -613,8 +639,10 @@ class RemoteRegistry:
             raise NotFoundError(f"{ref.base}/{ref.task}/{ref.name} is not on {self.url} (ahl search lists what is)")
         if len(repos) > 1:
             choices = ", ".join(f"{self.endpoint}/{r.split('/')[0]}" for r in repos)
-            raise RefError(f"{ref.base}/{ref.task}/{ref.name} is published by several namespaces ({', '.join(repos)}); "
-                           f"pick one with --registry: {choices}")
+            raise RefError(
+                f"{ref.base}/{ref.task}/{ref.name} is published by several namespaces ({', '.join(repos)}); "
+                f"pick one with --registry: {choices}"
+            )
         return repos[0]
 
     def _tags(self, repo: str, *, missing_ok: bool = False) -> tuple[dict[str, str], set[str]]:
@@ -647,8 +675,11 @@ class RemoteRegistry:
         commit is enough."""
         if (repo, commit) not in self._described:
             cached = self._cached(ref, version)
-            self._described[repo, commit] = cached if cached is not None and cached["commit"] == commit else \
-                self._read_version(ref, repo, version, commit)
+            self._described[repo, commit] = (
+                cached
+                if cached is not None and cached["commit"] == commit
+                else self._read_version(ref, repo, version, commit)
+            )
         return {**self._described[repo, commit], "yanked": yanked}
 
     def _read_version(self, ref: Ref, repo: str, version: str, commit: str) -> dict[str, Any]:
@@ -657,8 +688,13 @@ class RemoteRegistry:
         blobs themselves, which are named by the sha256 of the bytes we received."""
         where = f"{repo}@v{version}"
         with self._talking(where):
-            names = set(self._pages(f"{self.endpoint}/api/models/{repo}/tree/{commit}", f"{where} tree",
-                                    lambda row: boundary.check_tree_row(row, f"{where} tree")))
+            names = set(
+                self._pages(
+                    f"{self.endpoint}/api/models/{repo}/tree/{commit}",
+                    f"{where} tree",
+                    lambda row: boundary.check_tree_row(row, f"{where} tree"),
+                )
+            )
         kind = next((k for k, n in METADATA_FILES.items() if n in names), None)
         if kind is None:
             raise IntegrityError(f"{where} holds no adapter.json or fusion.json; it is not an artifact")
@@ -678,28 +714,44 @@ class RemoteRegistry:
                     raise TypeError(name)
                 prefix = f"{FUSION_ADAPTERS_DIR}/{check_segment(name, 'adapter name')}/"
             except (RefError, TypeError):
-                raise RemoteError(f"{where}: the fusion names the adapter {str(record.get('name'))[:80]!r}, "
-                                  f"not a valid name") from None
+                raise RemoteError(
+                    f"{where}: the fusion names the adapter {str(record.get('name'))[:80]!r}, not a valid name"
+                ) from None
             digest = check_digest(record.get("digest"), where)
             part_raw, part_sha = self._read_small(repo, commit, f"{prefix}adapter.json")
             if "sha256:" + part_sha != digest:
-                raise IntegrityError(f"{where}: adapter {record['name']!r} is not the version the fusion "
-                                     f"locks ({digest[:19]}...)")
+                raise IntegrityError(
+                    f"{where}: adapter {record['name']!r} is not the version the fusion locks ({digest[:19]}...)"
+                )
             part_meta = self._parse_metadata(part_raw, f"{where}: {prefix}adapter.json")
-            parts += [{f"{prefix}adapter.json": {"sha256": part_sha, "size": len(part_raw)}},
-                      check_files(part_meta["files"], where, prefix=prefix)]
+            parts += [
+                {f"{prefix}adapter.json": {"sha256": part_sha, "size": len(part_raw)}},
+                check_files(part_meta["files"], where, prefix=prefix),
+            ]
         files = merge_files(parts, where)
         try:
             summary = summarize(metadata)
             if summary["fingerprint"] is not None:
                 BaseFingerprint.from_dict(summary["fingerprint"])
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise RemoteError(f"{where}: {meta_name} is not shaped like artifact metadata ({type(exc).__name__}: "
-                              f"{str(exc)[:120]})") from None
-        return {"layout": 1, "base": ref.base, "task": ref.task, "name": ref.name, "version": version,
-                "kind": kind, "digest": "sha256:" + raw_sha, "files": files,
-                "repo": repo, "commit": commit, "yanked": False, "summary": summary,
-                "resolved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            raise RemoteError(
+                f"{where}: {meta_name} is not shaped like artifact metadata ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
+        return {
+            "layout": 1,
+            "base": ref.base,
+            "task": ref.task,
+            "name": ref.name,
+            "version": version,
+            "kind": kind,
+            "digest": "sha256:" + raw_sha,
+            "files": files,
+            "repo": repo,
+            "commit": commit,
+            "yanked": False,
+            "summary": summary,
+            "resolved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
 
     def _read_metadata(self, repo: str, commit: str, path: str, where: str) -> tuple[dict[str, Any], bytes, str]:
         """A metadata file of a commit, read bounded and checked: ``(metadata, bytes, sha256)``."""
@@ -716,8 +768,12 @@ class RemoteRegistry:
         except ArtifactError as exc:
             raise RemoteError(str(exc)) from None
         base = metadata.get("base")
-        if not (isinstance(base, dict) and isinstance(base.get("model_id"), str)
-                and isinstance(metadata["task"], str) and isinstance(metadata["name"], str)):
+        if not (
+            isinstance(base, dict)
+            and isinstance(base.get("model_id"), str)
+            and isinstance(metadata["task"], str)
+            and isinstance(metadata["name"], str)
+        ):
             raise RemoteError(f"{where}: base.model_id, task and name must be strings")
         return metadata
 
@@ -727,8 +783,11 @@ class RemoteRegistry:
 
     def _cached_entry(self, ref: Ref) -> Entry:
         """Resolve from version records alone (offline)."""
-        records = [v.record for v in self.cache.cached_versions(self.key, self._entry_dir(ref))
-                   if self._cached(ref, v.record["version"]) is not None]
+        records = [
+            v.record
+            for v in self.cache.cached_versions(self.key, self._entry_dir(ref))
+            if self._cached(ref, v.record["version"]) is not None
+        ]
         records.sort(key=lambda r: version_key(r["version"]))
         if ref.version:
             records = [r for r in records if r["version"] == ref.version]
@@ -781,8 +840,15 @@ class RemoteRegistry:
 
     # -- pull ---------------------------------------------------------------------------------
 
-    def pull(self, ref: Ref, to: Path, *, base: tuple[str, BaseFingerprint] | None = None,
-             overwrite: bool = False, progress: Progress | None = None) -> Entry:
+    def pull(
+        self,
+        ref: Ref,
+        to: Path,
+        *,
+        base: tuple[str, BaseFingerprint] | None = None,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> Entry:
         """Download a version into directory ``to`` through the cache, verifying every file.
 
         With ``base`` (its id and fingerprint), a recorded base that differs is refused before
@@ -799,8 +865,11 @@ class RemoteRegistry:
         advance = progress(sum(int(r["size"]) for r in missing.values())) if progress and missing else None
         # Blobs downloaded now were hashed as they arrived; those the cache held already may have
         # been damaged on disk since, so only their copies are hashed again (one pass per byte).
-        hashed = {r["sha256"] for n, r in missing.items()
-                  if self._fetch(entry.manifest["repo"], entry.manifest["commit"], n, r, advance)}
+        hashed = {
+            r["sha256"]
+            for n, r in missing.items()
+            if self._fetch(entry.manifest["repo"], entry.manifest["commit"], n, r, advance)
+        }
         with staged_directory(to) as staging:
             for name, record in files.items():
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
@@ -830,10 +899,12 @@ class RemoteRegistry:
         try:
             for name, record in entry.manifest["files"].items():
                 with self._talking(f"{entry.manifest['repo']}/{name}"):
-                    scratch.fetch(record["sha256"], int(record["size"]),
-                                  self._open(entry.manifest["repo"], entry.manifest["commit"], name,
-                                             int(record["size"])),
-                                  what=f"{entry.ref}: {name}")
+                    scratch.fetch(
+                        record["sha256"],
+                        int(record["size"]),
+                        self._open(entry.manifest["repo"], entry.manifest["commit"], name, int(record["size"])),
+                        what=f"{entry.ref}: {name}",
+                    )
         finally:
             shutil.rmtree(scratch.root, ignore_errors=True)
         return entry
@@ -855,8 +926,9 @@ class RemoteRegistry:
             VersionConflictError: the version exists with other content.
         """
         if not self.token:  # every write needs one; asked here, before any request (SPEC 14.8)
-            raise ConfigError(f"pushing to {self.url} needs a token: run 'ahl login --registry {self.url}' "
-                              f"or set AHL_TOKEN")
+            raise ConfigError(
+                f"pushing to {self.url} needs a token: run 'ahl login --registry {self.url}' or set AHL_TOKEN"
+            )
         artifact = read_artifact(path, verify=False)
         if artifact.kind == "fusion":
             for part in fusion_adapters(artifact, verify=False):
@@ -885,8 +957,9 @@ class RemoteRegistry:
             with self._uploading() as uploader:
                 uploader.preupload_lfs_files(repo, additions=operations)  # large files, while they are checked
                 verified()  # nothing is committed unless every file matched
-                commit = uploader.create_commit(repo, operations=operations,
-                                                commit_message=f"{ref.base}/{ref.task}/{ref.name} {version}")
+                commit = uploader.create_commit(
+                    repo, operations=operations, commit_message=f"{ref.base}/{ref.task}/{ref.name} {version}"
+                )
         from huggingface_hub.errors import HfHubHTTPError
 
         with self._talking(f"tag {ref.with_version(version)}"):
@@ -907,8 +980,10 @@ class RemoteRegistry:
 
     def _same_or_conflict(self, ref: Ref, repo: str, version: str, commit: str, digest: str) -> Entry:
         if self._digest_at(ref, repo, version, commit) != digest:
-            raise VersionConflictError(f"{ref.with_version(version)} already exists on {self.url} with other "
-                                       f"content; versions are immutable: push with another --version")
+            raise VersionConflictError(
+                f"{ref.with_version(version)} already exists on {self.url} with other "
+                f"content; versions are immutable: push with another --version"
+            )
         return self._resolve_online(ref.with_version(version), repo)
 
     def yank(self, ref: Ref) -> Entry:
@@ -936,14 +1011,24 @@ class RemoteRegistry:
 
     # -- search -------------------------------------------------------------------------------
 
-    def search(self, *, base: str | None = None, task: str | None = None, architecture: str | None = None,
-               name: str | None = None, tag: str | None = None, sort: str | None = None,
-               limit: int = 50) -> list[Entry]:
+    def search(
+        self,
+        *,
+        base: str | None = None,
+        task: str | None = None,
+        architecture: str | None = None,
+        name: str | None = None,
+        tag: str | None = None,
+        sort: str | None = None,
+        limit: int = 50,
+    ) -> list[Entry]:
         """Latest non-yanked version of each matching entry, found by the repositories' tags.
         ahl serve answers in one request; other servers (the Hub) in one more per result."""
         if offline():
-            raise UnreachableError("search needs the registry, and the client is offline (AHL_OFFLINE/HF_HUB_OFFLINE "
-                                   "is set); 'ahl cache ls' lists the versions the cache holds")
+            raise UnreachableError(
+                "search needs the registry, and the client is offline (AHL_OFFLINE/HF_HUB_OFFLINE "
+                "is set); 'ahl cache ls' lists the versions the cache holds"
+            )
         filters = listing_filters(base=base, task=task, architecture=architecture, tag=tag)
         if sort:
             check_segment(sort, "sort metric")
@@ -967,8 +1052,10 @@ class RemoteRegistry:
         if not isinstance(record.get("summary", {}), dict):
             raise RemoteError(f"search: {ref}: the server's summary is not an object")
         return Entry(ref, {**record, "repo": check_repo(row.get("id"), "search")}, bool(record.get("yanked")))
-    def search_like(self, embedding: TaskEmbedding, *, base: str | None = None,
-                    top: int = 10) -> list[tuple[Entry, float]]:
+
+    def search_like(
+        self, embedding: TaskEmbedding, *, base: str | None = None, top: int = 10
+    ) -> list[tuple[Entry, float]]:
         """Latest entries ranked by task-embedding similarity, ranked by the server in one
         request (ahl serve's extension, SPEC 14.9), each with its cosine. What the server sends
         is checked: a malformed row fails the whole answer.
@@ -981,14 +1068,18 @@ class RemoteRegistry:
         body = {"task_embedding": embedding.to_dict(), "top": int(top), "base": base_key(base) if base else None}
         what = "search --like"
         try:
-            with self._talking(what), _streaming(f"{self.endpoint}{SEARCH_LIKE_PATH}", self._headers(),
-                                                 json_body=body) as (response, chunks):
+            with (
+                self._talking(what),
+                _streaming(f"{self.endpoint}{SEARCH_LIKE_PATH}", self._headers(), json_body=body) as (response, chunks),
+            ):
                 hf_raise_for_status(response)
                 check_content_length(response.headers, MAX_METADATA_BYTES, what)
                 rows = parse_json(read_bounded(chunks, MAX_METADATA_BYTES, what), what)
         except NotFoundError:
-            raise ConfigError(f"{self.url} does not rank adapters by task embedding (ahl serve does); rank "
-                              f"named adapters with 'ahl rank --adapters', or search a local registry") from None
+            raise ConfigError(
+                f"{self.url} does not rank adapters by task embedding (ahl serve does); rank "
+                f"named adapters with 'ahl rank --adapters', or search a local registry"
+            ) from None
         if not isinstance(rows, list):
             raise RemoteError(f"{self.url} answered search --like with something that is not a list")
         out = []
@@ -1017,8 +1108,12 @@ class RemoteRegistry:
             if name and name.lower() not in entry_name.lower():
                 continue
             try:
-                refs.append((check_repo(repo_id, "search"),
-                             check_ref("/".join(base_parts), entry_task, entry_name, None, "search")))
+                refs.append(
+                    (
+                        check_repo(repo_id, "search"),
+                        check_ref("/".join(base_parts), entry_task, entry_name, None, "search"),
+                    )
+                )
             except RemoteError:
                 continue  # a tag this client cannot parse is not an entry it can pull
 
@@ -1033,6 +1128,10 @@ class RemoteRegistry:
         with ThreadPoolExecutor(max_workers=8) as pool:
             entries = [e for e in pool.map(latest, refs) if e is not None]
         if sort:  # best first, entries without the metric last (as the local registry sorts)
-            entries.sort(key=lambda e: (e.summary.get("metrics", {}).get(sort) is None,
-                                        -(e.summary.get("metrics", {}).get(sort) or 0.0)))
+            entries.sort(
+                key=lambda e: (
+                    e.summary.get("metrics", {}).get(sort) is None,
+                    -(e.summary.get("metrics", {}).get(sort) or 0.0),
+                )
+            )
         return entries

@@ -59,8 +59,12 @@ def check_ref(base: object, task: object, name: object, version: object, where: 
     try:
         if not all(isinstance(v, str) for v in (base, task, name)) or not isinstance(version, (str, type(None))):
             raise RefError("base, task, name and version must be strings")
-        return Ref(check_base_id(str(base)), check_segment(str(task), "task"), check_segment(str(name), "name"),
-                   None if version is None else check_version(str(version)))
+        return Ref(
+            check_base_id(str(base)),
+            check_segment(str(task), "task"),
+            check_segment(str(name), "name"),
+            None if version is None else check_version(str(version)),
+        )
     except RefError as exc:
         raise RemoteError(f"{where}: the server describes an invalid entry: {exc}") from None
 
@@ -73,8 +77,10 @@ def check_file_record(name: str, record: object, where: str) -> dict[str, Any]:
     if not is_sha256(sha256):
         raise RemoteError(f"{where}: the sha256 of {name!r} is {str(sha256)[:80]!r}, not 64 lowercase hex digits")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_BYTES:
-        raise RemoteError(f"{where}: the size of {name!r} is {str(size)[:40]}, not a whole number of bytes "
-                          f"from 0 to {MAX_FILE_BYTES:,}")
+        raise RemoteError(
+            f"{where}: the size of {name!r} is {str(size)[:40]}, not a whole number of bytes "
+            f"from 0 to {MAX_FILE_BYTES:,}"
+        )
     return {"sha256": sha256, "size": size}
 
 
@@ -101,8 +107,10 @@ def merge_files(parts: Iterable[dict[str, dict[str, Any]]], where: str) -> dict[
     for part in parts:
         for name, record in part.items():
             if name in merged:
-                raise RemoteError(f"{where}: the record of {name!r} is given twice (a listed file may not override "
-                                  f"the metadata file's own record); refusing the version")
+                raise RemoteError(
+                    f"{where}: the record of {name!r} is given twice (a listed file may not override "
+                    f"the metadata file's own record); refusing the version"
+                )
             merged[name] = record
     directories = {"/".join(name.split("/")[:i]) for name in merged for i in range(1, name.count("/") + 1)}
     clash = sorted(directories & merged.keys())
@@ -117,8 +125,9 @@ def parse_json(data: bytes, where: str) -> Any:
         return json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         start = data[:40].decode("utf-8", "replace")
-        raise RemoteError(f"{where}: the server sent {len(data):,} bytes that are not JSON ({start!r}...: "
-                          f"{str(exc).splitlines()[0]})") from None
+        raise RemoteError(
+            f"{where}: the server sent {len(data):,} bytes that are not JSON ({start!r}...: {str(exc).splitlines()[0]})"
+        ) from None
 
 
 def check_content_length(headers: Mapping[str, str], limit: int, where: str) -> int | None:
@@ -131,8 +140,9 @@ def check_content_length(headers: Mapping[str, str], limit: int, where: str) -> 
         raise RemoteError(f"{where}: the server declared Content-Length {value[:40]!r}; refusing the answer")
     length = int(value)
     if length > limit:
-        raise RemoteError(f"{where}: the server declared {length:,} bytes, over the {limit:,} this file may have; "
-                          f"refusing it")
+        raise RemoteError(
+            f"{where}: the server declared {length:,} bytes, over the {limit:,} this file may have; refusing it"
+        )
     return length
 
 
@@ -146,11 +156,14 @@ def read_bounded(chunks: Iterable[bytes], limit: int, where: str, *, deadline_s:
     for chunk in chunks:
         body += chunk
         if len(body) > limit:
-            raise RemoteError(f"{where}: the server sent more than {limit:,} bytes for an answer that is at most "
-                              f"that large; refusing it")
+            raise RemoteError(
+                f"{where}: the server sent more than {limit:,} bytes for an answer that is at most "
+                f"that large; refusing it"
+            )
         if time.monotonic() - started > deadline_s:
-            raise RemoteError(f"{where}: the server took over {deadline_s:.0f} s to send {len(body):,} bytes; "
-                              f"refusing the trickle")
+            raise RemoteError(
+                f"{where}: the server took over {deadline_s:.0f} s to send {len(body):,} bytes; refusing the trickle"
+            )
     return bytes(body)
 
 
@@ -173,8 +186,10 @@ def check_model_row(row: Mapping[str, Any], where: str) -> tuple[str, list[str]]
     with :func:`check_repo` where it is used (the Hub lists some ids without a namespace)."""
     repo_id, tags = row.get("id"), row.get("tags") or []
     if not isinstance(repo_id, str) or not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise RemoteError(f"{where}: the server listed a repository {str(repo_id)[:80]!r} without a string id "
-                          f"and a list of string tags")
+        raise RemoteError(
+            f"{where}: the server listed a repository {str(repo_id)[:80]!r} without a string id "
+            f"and a list of string tags"
+        )
     return repo_id, tags
 
 

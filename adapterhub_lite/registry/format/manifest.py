@@ -31,10 +31,20 @@ class Entry:
     def to_dict(self) -> dict[str, Any]:
         """The version's key facts as JSON-ready values (what ``--json`` prints for an entry)."""
         s = self.summary
-        return {"ref": str(self.ref), "base": self.ref.base, "task": self.ref.task, "name": self.ref.name,
-                "version": self.ref.version, "digest": self.digest, "yanked": self.yanked,
-                "architecture": s.get("architecture"), "head": s.get("head"), "metrics": s.get("metrics", {}),
-                "tags": s.get("tags", []), "pushed_at": self.manifest.get("pushed_at")}
+        return {
+            "ref": str(self.ref),
+            "base": self.ref.base,
+            "task": self.ref.task,
+            "name": self.ref.name,
+            "version": self.ref.version,
+            "digest": self.digest,
+            "yanked": self.yanked,
+            "architecture": s.get("architecture"),
+            "head": s.get("head"),
+            "metrics": s.get("metrics", {}),
+            "tags": s.get("tags", []),
+            "pushed_at": self.manifest.get("pushed_at"),
+        }
 
     def check_base(self, base_id: str, fingerprint: BaseFingerprint) -> None:
         """Compare the recorded base fingerprint (from the manifest, before any weights move)

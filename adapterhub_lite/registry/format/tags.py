@@ -19,8 +19,14 @@ def entry_tags(base: str, task: str, name: str, architecture: str | None, head: 
     return tags if base.startswith("local/") else [*tags, f"base_model:adapter:{base}"]
 
 
-def listing_filters(*, base: str | None = None, task: str | None = None, architecture: str | None = None,
-                    head: str | None = None, tag: str | None = None) -> list[str]:
+def listing_filters(
+    *,
+    base: str | None = None,
+    task: str | None = None,
+    architecture: str | None = None,
+    head: str | None = None,
+    tag: str | None = None,
+) -> list[str]:
     """The ``list_models`` filter tags of an entry search (SPEC 14.2): what ``ahl search`` sends and
     what the catalog pages pass to the same listing. ``head_only`` has no tag (filter rows by
     their summary's architecture).

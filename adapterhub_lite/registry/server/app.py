@@ -152,8 +152,9 @@ def parse_tokens_env(value: str) -> dict[str, str]:
     for pair in filter(None, (p.strip() for p in value.split(","))):
         token, sep, user = pair.rpartition(":")
         if not sep or not token:
-            raise ConfigError(f"${SERVE_TOKENS_ENV}: expected TOKEN:USER pairs separated by commas, "
-                              f"got {pair[:8]!r}...")
+            raise ConfigError(
+                f"${SERVE_TOKENS_ENV}: expected TOKEN:USER pairs separated by commas, got {pair[:8]!r}..."
+            )
         tokens[token] = _check_user(user)
     return tokens
 
@@ -179,8 +180,9 @@ def _check_user(user: str) -> str:
     return user
 
 
-def _error(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None,
-           **body: Any) -> Response:
+def _error(
+    status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None, **body: Any
+) -> Response:
     # Header values must be latin-1 and one line; the JSON body keeps the full message.
     head = {"X-Error-Message": message.encode("ascii", "replace").decode().replace("\n", " ")[:1000]}
     code = code or _CODES.get(status)
@@ -191,8 +193,17 @@ def _error(status: int, message: str, code: str | None = None, headers: dict[str
 
 # X-Error-Code of refusals that have no more specific one (401 and 404 keep the Hub's meaning:
 # huggingface_hub reads a 401/404 without a code as "repository not found")
-_CODES = {400: "BadRequest", 403: "Forbidden", 408: "RequestTimeout", 409: "Conflict", 412: "PreconditionFailed",
-          413: "PayloadTooLarge", 429: "TooManyRequests", 500: "InternalError", 507: "InsufficientStorage"}
+_CODES = {
+    400: "BadRequest",
+    403: "Forbidden",
+    408: "RequestTimeout",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    413: "PayloadTooLarge",
+    429: "TooManyRequests",
+    500: "InternalError",
+    507: "InsufficientStorage",
+}
 
 
 def _status(exc: AhlError) -> int:
@@ -213,11 +224,21 @@ def _storage_error(exc: OSError | sqlite3.Error) -> Response:
     # "attempt to write a readonly database"). An OSError's text holds a path, which may hold any word.
     said = str(exc) if isinstance(exc, sqlite3.Error) else ""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "full" in said:
-        status, message = 507, ("the registry's storage is full (no space, or a quota or file-size limit); nothing "
-                                "was stored: the operator must free space")
+        status, message = (
+            507,
+            (
+                "the registry's storage is full (no space, or a quota or file-size limit); nothing "
+                "was stored: the operator must free space"
+            ),
+        )
     elif isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in said:
-        status, message = 500, ("the server cannot write its registry directory (read-only or not permitted); "
-                                "nothing was stored: the operator must make it writable")
+        status, message = (
+            500,
+            (
+                "the server cannot write its registry directory (read-only or not permitted); "
+                "nothing was stored: the operator must make it writable"
+            ),
+        )
     else:
         status, message = 500, f"the server could not read or write its registry: {exc}"
     log.error("ahl serve: %s (%s)", message, exc)
@@ -265,15 +286,19 @@ async def _body(request: Request, limit: int, too_large: HTTPError, timeout: flo
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise HTTPError(408, f"the request body stopped arriving (nothing for {timeout:g} s); "
-                                 f"send it again") from None
+            raise HTTPError(
+                408, f"the request body stopped arriving (nothing for {timeout:g} s); send it again"
+            ) from None
         received += len(chunk)
         if received > limit:
             raise too_large
         elapsed = time.monotonic() - started
         if elapsed > timeout and received < elapsed * MIN_BODY_RATE:
-            raise HTTPError(408, f"the request body arrives too slowly ({received / elapsed / 1024:.1f} KiB/s; "
-                                 f"at least {MIN_BODY_RATE >> 10} KiB/s); send it again on a faster link")
+            raise HTTPError(
+                408,
+                f"the request body arrives too slowly ({received / elapsed / 1024:.1f} KiB/s; "
+                f"at least {MIN_BODY_RATE >> 10} KiB/s); send it again on a faster link",
+            )
         yield chunk
 
 
@@ -287,8 +312,9 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     return data
 
 
-async def _json_body(request: Request, limit: int = MAX_JSON_BYTES,
-                     timeout: float = DEFAULT_READ_TIMEOUT) -> dict[str, Any]:
+async def _json_body(
+    request: Request, limit: int = MAX_JSON_BYTES, timeout: float = DEFAULT_READ_TIMEOUT
+) -> dict[str, Any]:
     """A JSON object request body of at most ``limit`` bytes; parsed off the loop when large."""
     body = bytearray()
     async for chunk in _body(request, limit, _too_big(limit), timeout):
@@ -304,8 +330,9 @@ def _lfs(record: dict[str, Any]) -> tuple[str, int]:
     return hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest(), len(pointer)
 
 
-def parse_commit(body: Path, staging: Path,
-                 blob_path: Callable[[str], Path]) -> tuple[dict[str, Any], list[PutFile | Delete]]:
+def parse_commit(
+    body: Path, staging: Path, blob_path: Callable[[str], Path]
+) -> tuple[dict[str, Any], list[PutFile | Delete]]:
     """The header and operations of an NDJSON commit body; inline file contents land in
     ``staging``, hashed from the decoded bytes, and ``lfsFile`` lines name blobs uploaded before.
 
@@ -326,7 +353,7 @@ def parse_commit(body: Path, staging: Path,
                 line = b""  # the parsed copy is enough: a large inline file is not held twice
                 key, value = item["key"], item["value"]
             except (ValueError, KeyError, TypeError, RecursionError):
-                raise RefError(f"commit line {number} is not a {{\"key\", \"value\"}} JSON object") from None
+                raise RefError(f'commit line {number} is not a {{"key", "value"}} JSON object') from None
             if not isinstance(value, dict):
                 raise RefError(f"commit line {number}: 'value' must be an object")
             if key == "header":
@@ -356,7 +383,7 @@ def _decode_to(content: str, target: Path, path: str) -> PutFile:
     with target.open("wb") as out:
         for start in range(0, len(content), step):
             try:
-                block = base64.b64decode(content[start:start + step], validate=True)
+                block = base64.b64decode(content[start : start + step], validate=True)
             except (binascii.Error, ValueError):
                 raise RefError(f"commit file {path!r}: content is not valid base64") from None
             digest.update(block)
@@ -374,8 +401,10 @@ def _uploaded(path: str, value: dict[str, Any], blob_path: Callable[[str], Path]
     try:
         stored = blob.stat().st_size
     except FileNotFoundError:
-        raise RefError(f"commit file {path!r}: object {oid[:12]}... was never uploaded; upload it through "
-                       f"the LFS batch endpoint before committing") from None
+        raise RefError(
+            f"commit file {path!r}: object {oid[:12]}... was never uploaded; upload it through "
+            f"the LFS batch endpoint before committing"
+        ) from None
     if size is not None and size != stored:  # lfsFile lines of copies carry no size
         raise RefError(f"commit file {path!r}: size {size!r} is not the {stored} bytes of object {oid[:12]}...")
     return PutFile(path, blob, oid, stored)
@@ -403,8 +432,16 @@ def _upload_mode(entry: dict[str, Any], lfs: bool) -> str:
 class _Server:
     """The endpoints, bound to one store and one auth configuration."""
 
-    def __init__(self, store: RepoStore, tokens: dict[str, str], private: bool, max_upload_bytes: int,
-                 upload_link_seconds: int, max_concurrent_uploads: int, read_timeout: float) -> None:
+    def __init__(
+        self,
+        store: RepoStore,
+        tokens: dict[str, str],
+        private: bool,
+        max_upload_bytes: int,
+        upload_link_seconds: int,
+        max_concurrent_uploads: int,
+        read_timeout: float,
+    ) -> None:
         self.store = store
         self.tokens = dict(tokens)
         self.private = private
@@ -493,35 +530,55 @@ class _Server:
         self._writer(request, namespace)
         url = f"{str(request.base_url).rstrip('/')}/{namespace}/{name}"
         try:
-            repo = await run_in_threadpool(functools.partial(self.store.create_repo, namespace, name,
-                                                             private=bool(private)))
+            repo = await run_in_threadpool(
+                functools.partial(self.store.create_repo, namespace, name, private=bool(private))
+            )
         except AlreadyExistsError as exc:  # create_repo(exist_ok=True) reads the url from the 409 too
             return _error(409, str(exc), url=url)
         return JSONResponse({"url": url, "name": repo.id, "id": repo.id})
 
-    def _model_json(self, repo: Repo, commit: Commit | None = None, tags: list[str] | None = None,
-                    card: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _model_json(
+        self,
+        repo: Repo,
+        commit: Commit | None = None,
+        tags: list[str] | None = None,
+        card: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         tags = tags if tags is not None else list(repo.tags)
         # an artifact's repository is adapterhub-lite's unless its card says otherwise; any other
         # repository has the card's library, or none
         library = "adapterhub-lite" if repo.entry or "adapterhub-lite" in tags else None
         data: dict[str, Any] = {
-            "id": repo.id, "modelId": repo.id, "author": repo.namespace, "sha": commit.id if commit else repo.main,
-            "private": repo.private or self.private, "gated": False, "disabled": False,
-            "lastModified": repo.last_modified, "createdAt": repo.created_at, "tags": tags,
-            "library_name": library, "pipeline_tag": None, "downloads": 0, "likes": 0,
+            "id": repo.id,
+            "modelId": repo.id,
+            "author": repo.namespace,
+            "sha": commit.id if commit else repo.main,
+            "private": repo.private or self.private,
+            "gated": False,
+            "disabled": False,
+            "lastModified": repo.last_modified,
+            "createdAt": repo.created_at,
+            "tags": tags,
+            "library_name": library,
+            "pipeline_tag": None,
+            "downloads": 0,
+            "likes": 0,
         }
         if card is not None:
-            data.update(cardData=card, library_name=card.get("library_name", library),
-                        pipeline_tag=card.get("pipeline_tag"))
+            data.update(
+                cardData=card, library_name=card.get("library_name", library), pipeline_tag=card.get("pipeline_tag")
+            )
         if commit is not None:
             data["siblings"] = []
             for path, record in sorted(commit.files.items()):
                 entry = self._file_entry(path, record)
                 sibling = {"rfilename": path, "size": record["size"], "blobId": entry["oid"]}
                 if "lfs" in entry:
-                    sibling["lfs"] = {"sha256": record["sha256"], "size": record["size"],
-                                      "pointerSize": entry["lfs"]["pointerSize"]}
+                    sibling["lfs"] = {
+                        "sha256": record["sha256"],
+                        "size": record["size"],
+                        "pointerSize": entry["lfs"]["pointerSize"],
+                    }
                 data["siblings"].append(sibling)
         return data
 
@@ -529,11 +586,20 @@ class _Server:
         """A file's tree entry (also read for siblings): an LFS file's ``oid`` is its pointer's
         git blob id and it has ``lfs``; a regular file's ``oid`` is its own git blob id."""
         if not self.store.is_lfs(path, record):
-            return {"type": "file", "path": path, "size": record["size"],
-                    "oid": self.store.git_blob_id(record["sha256"])}
+            return {
+                "type": "file",
+                "path": path,
+                "size": record["size"],
+                "oid": self.store.git_blob_id(record["sha256"]),
+            }
         blob_id, pointer_size = _lfs(record)
-        return {"type": "file", "path": path, "size": record["size"], "oid": blob_id,
-                "lfs": {"oid": record["sha256"], "size": record["size"], "pointerSize": pointer_size}}
+        return {
+            "type": "file",
+            "path": path,
+            "size": record["size"],
+            "oid": blob_id,
+            "lfs": {"oid": record["sha256"], "size": record["size"], "pointerSize": pointer_size},
+        }
 
     def _model_info(self, request: Request) -> dict[str, Any]:
         repo = self._read_repo(request)
@@ -556,9 +622,17 @@ class _Server:
         # the Hub's pipeline_tag and library filters: both are among the tags it derives (SPEC 14.2)
         tags = [*params.getlist("filter"), *params.getlist("pipeline_tag"), *params.getlist("library")]
         rows = await run_in_threadpool(
-            functools.partial(self.store.search, author=params.get("author"), search=params.get("search"),
-                              tags=tags, sort=params.get("sort") or "lastModified",
-                              offset=max(0, offset), limit=page, viewer=viewer))
+            functools.partial(
+                self.store.search,
+                author=params.get("author"),
+                search=params.get("search"),
+                tags=tags,
+                sort=params.get("sort") or "lastModified",
+                offset=max(0, offset),
+                limit=page,
+                viewer=viewer,
+            )
+        )
         expand = set(params.getlist("expand")) | set(params.getlist("expand[]"))
         full = params.get("full", "").lower() in ("true", "1")
         with_card = full or params.get("cardData", "").lower() in ("true", "1") or "cardData" in expand
@@ -570,15 +644,23 @@ class _Server:
             headers["Link"] = f'<{request.url.replace(query=urlencode(query))}>; rel="next"'
         return JSONResponse(models, headers=headers)
 
-    def _listed_models(self, rows: list[dict[str, Any]], with_card: bool, with_files: bool,
-                       expand: set[str]) -> list[dict[str, Any]]:
+    def _listed_models(
+        self, rows: list[dict[str, Any]], with_card: bool, with_files: bool, expand: set[str]
+    ) -> list[dict[str, Any]]:
         """The listing's models: card data and files read from each head when asked for (one
         commit record per row, cards parsed once per content); with ``expand``, only the
         fields it names (and ``id``), as the Hub answers."""
         models = []
         for row in rows:
-            repo = Repo(row["id"], row["createdAt"], row["lastModified"], row["sha"], tags=tuple(row["tags"]),
-                        entry=_entry_of(row), private=row["private"])
+            repo = Repo(
+                row["id"],
+                row["createdAt"],
+                row["lastModified"],
+                row["sha"],
+                tags=tuple(row["tags"]),
+                entry=_entry_of(row),
+                private=row["private"],
+            )
             commit, card = None, None
             if with_card or with_files:
                 commit = self.store.resolve(self.store.repo(repo.id), row["sha"])
@@ -606,8 +688,10 @@ class _Server:
         if base is not None and not isinstance(base, str):
             raise RefError("base must be a string (a model id)")
         rows = await run_in_threadpool(
-            functools.partial(self.store.search_like, embedding, base=base_key(base) if base else None, top=top,
-                              viewer=viewer))
+            functools.partial(
+                self.store.search_like, embedding, base=base_key(base) if base else None, top=top, viewer=viewer
+            )
+        )
         return JSONResponse(rows)
 
     async def validate_yaml(self, request: Request) -> Response:
@@ -617,10 +701,19 @@ class _Server:
         content = body.get("content", "")
         header = card_header(content) if isinstance(content, str) else None
         if header and header.strip() and not await run_in_threadpool(card_data, content):
-            return JSONResponse({"errors": [{"message": f"the README.md YAML header is not a valid mapping (or is "
-                                                        f"over {MAX_CARD_HEADER_BYTES >> 10} KiB, or expands past "
-                                                        f"{MAX_CARD_NODES} values through aliases)"}],
-                                 "warnings": []}, status_code=400)
+            return JSONResponse(
+                {
+                    "errors": [
+                        {
+                            "message": f"the README.md YAML header is not a valid mapping (or is "
+                            f"over {MAX_CARD_HEADER_BYTES >> 10} KiB, or expands past "
+                            f"{MAX_CARD_NODES} values through aliases)"
+                        }
+                    ],
+                    "warnings": [],
+                },
+                status_code=400,
+            )
         return JSONResponse({"errors": [], "warnings": []})
 
     # -- uploads -------------------------------------------------------------------------------
@@ -631,21 +724,32 @@ class _Server:
         body = await _json_body(request, MAX_LIST_JSON_BYTES, self.read_timeout)
         files = body.get("files")
         if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
-            raise RefError("preupload needs {\"files\": [{\"path\": ..., \"size\": ...}, ...]}")
+            raise RefError('preupload needs {"files": [{"path": ..., "size": ...}, ...]}')
         if len(files) > MAX_COMMIT_FILES:
             raise RefError(f"preupload of {len(files)} files; at most {MAX_COMMIT_FILES} a request")
         # "lfs" only to a client that said it uploads lfs files over LFS basic (module docstring)
         transfers = request.headers.get(LFS_TRANSFER_HEADER, "")
         lfs = "basic" in {t.strip().lower() for t in transfers.split(",")}
-        answer = await run_in_threadpool(lambda: [  # up to 10,000 paths and samples: off the loop
-            {"path": check_repo_path(f.get("path")), "uploadMode": _upload_mode(f, lfs), "shouldIgnore": False,
-             "oid": None} for f in files])
+        answer = await run_in_threadpool(
+            lambda: [  # up to 10,000 paths and samples: off the loop
+                {
+                    "path": check_repo_path(f.get("path")),
+                    "uploadMode": _upload_mode(f, lfs),
+                    "shouldIgnore": False,
+                    "oid": None,
+                }
+                for f in files
+            ]
+        )
         branch = request.path_params["revision"]
         return JSONResponse({"files": answer, "commitOid": dict(repo.branches).get(branch, repo.main)})
 
     def _too_large(self, what: str, advice: str = "") -> HTTPError:
-        return HTTPError(413, f"{what} is larger than this server's upload limit of "
-                              f"{self.max_upload_bytes / (1 << 20):g} MB (ahl serve --max-upload-mb){advice}")
+        return HTTPError(
+            413,
+            f"{what} is larger than this server's upload limit of "
+            f"{self.max_upload_bytes / (1 << 20):g} MB (ahl serve --max-upload-mb){advice}",
+        )
 
     def _sign(self, repo_id: str, oid: str, size: int, expires: int) -> str:
         return hmac.new(self.secret, f"{repo_id}\n{oid}\n{size}\n{expires}".encode(), hashlib.sha256).hexdigest()
@@ -662,9 +766,14 @@ class _Server:
             raise RefError("ahl serve speaks the LFS 'basic' transfer with sha256 oids only")
         objects = body.get("objects")
         if not isinstance(objects, list) or not all(
-                isinstance(o, dict) and isinstance(o.get("oid"), str) and OID.fullmatch(o["oid"])
-                and isinstance(o.get("size"), int) and o["size"] >= 0 for o in objects):
-            raise RefError("LFS batch needs {\"objects\": [{\"oid\": <sha256 hex>, \"size\": <bytes>}, ...]}")
+            isinstance(o, dict)
+            and isinstance(o.get("oid"), str)
+            and OID.fullmatch(o["oid"])
+            and isinstance(o.get("size"), int)
+            and o["size"] >= 0
+            for o in objects
+        ):
+            raise RefError('LFS batch needs {"objects": [{"oid": <sha256 hex>, "size": <bytes>}, ...]}')
         if len(objects) > MAX_COMMIT_FILES:
             raise RefError(f"LFS batch of {len(objects)} objects; at most {MAX_COMMIT_FILES} a request")
         for item in objects:
@@ -672,7 +781,8 @@ class _Server:
                 raise self._too_large(f"object {item['oid'][:12]}... ({item['size'] / (1 << 20):.1f} MB)")
         base, expires = str(request.base_url).rstrip("/"), int(time.time()) + self.upload_link_seconds
         stored = await run_in_threadpool(
-            lambda: {o["oid"] for o in objects if self.store.blob_path(o["oid"]).is_file()})
+            lambda: {o["oid"] for o in objects if self.store.blob_path(o["oid"]).is_file()}
+        )
         answer = []
         for item in objects:
             oid, size = item["oid"], item["size"]
@@ -680,8 +790,10 @@ class _Server:
                 answer.append({"oid": oid, "size": size})
                 continue
             query = urlencode({"size": size, "expires": expires, "sig": self._sign(repo_id, oid, size, expires)})
-            upload = {"href": f"{base}/{repo_id}.git/info/lfs/objects/{oid}?{query}",
-                      "expires_in": self.upload_link_seconds}
+            upload = {
+                "href": f"{base}/{repo_id}.git/info/lfs/objects/{oid}?{query}",
+                "expires_in": self.upload_link_seconds,
+            }
             answer.append({"oid": oid, "size": size, "authenticated": True, "actions": {"upload": upload}})
         return JSONResponse({"transfer": "basic", "objects": answer, "hash_algo": "sha256"}, media_type=LFS_JSON)
 
@@ -694,8 +806,11 @@ class _Server:
         except (KeyError, ValueError):
             size, expires = -1, 0
         if not hmac.compare_digest(self._sign(repo_id, oid, size, expires).encode(), params.get("sig", "").encode()):
-            raise HTTPError(403, "this upload link was not signed by this server process (or was altered); "
-                                 "ask the LFS batch endpoint for a new one")
+            raise HTTPError(
+                403,
+                "this upload link was not signed by this server process (or was altered); "
+                "ask the LFS batch endpoint for a new one",
+            )
         if expires < time.time():
             raise HTTPError(403, "this upload link has expired; ask the LFS batch endpoint for a new one")
         return size
@@ -714,9 +829,12 @@ class _Server:
                 digest = hashlib.sha256()
                 received = await self._spool(request, target, self._too_large(f"object {oid[:12]}..."), digest)
                 if received != size or digest.hexdigest() != oid:
-                    raise HTTPError(400, f"object {oid[:12]}...: the upload ({received} bytes, sha256 "
-                                         f"{digest.hexdigest()[:12]}...) is not the object announced ({size} bytes, "
-                                         f"sha256 {oid[:12]}...); nothing was stored")
+                    raise HTTPError(
+                        400,
+                        f"object {oid[:12]}...: the upload ({received} bytes, sha256 "
+                        f"{digest.hexdigest()[:12]}...) is not the object announced ({size} bytes, "
+                        f"sha256 {oid[:12]}...); nothing was stored",
+                    )
                 await run_in_threadpool(self.store.registry.blob_store.adopt, target, oid)
             finally:
                 target.unlink(missing_ok=True)
@@ -727,8 +845,11 @@ class _Server:
         """One of ``max_concurrent_uploads`` slots for receiving a body; 429 when all are taken
         (run on the event loop, so the count needs no lock)."""
         if self.uploads >= self.max_concurrent_uploads:
-            raise HTTPError(429, f"{self.uploads} uploads are in progress, this server's limit "
-                                 f"(ahl serve --max-concurrent-uploads); retry in a few seconds")
+            raise HTTPError(
+                429,
+                f"{self.uploads} uploads are in progress, this server's limit "
+                f"(ahl serve --max-concurrent-uploads); retry in a few seconds",
+            )
         self.uploads += 1
         try:
             yield
@@ -756,14 +877,23 @@ class _Server:
         with self._upload_slot():
             staging = Path(tempfile.mkdtemp(prefix=self.store.staging_prefix("commit"), dir=self.store.root / "tmp"))
             try:
-                await self._spool(request, staging / "body.ndjson",
-                                  self._too_large("the commit", "; split it into smaller commits"))
-                header, operations = await run_in_threadpool(parse_commit, staging / "body.ndjson", staging,
-                                                             self.store.blob_path)
+                await self._spool(
+                    request, staging / "body.ndjson", self._too_large("the commit", "; split it into smaller commits")
+                )
+                header, operations = await run_in_threadpool(
+                    parse_commit, staging / "body.ndjson", staging, self.store.blob_path
+                )
                 title = str(header.get("summary") or "")
-                commit = await run_in_threadpool(functools.partial(
-                    self.store.commit, repo_id, operations, title=title, parent=header.get("parentCommit"),
-                    branch=revision))
+                commit = await run_in_threadpool(
+                    functools.partial(
+                        self.store.commit,
+                        repo_id,
+                        operations,
+                        title=title,
+                        parent=header.get("parentCommit"),
+                        branch=revision,
+                    )
+                )
             finally:
                 await run_in_threadpool(shutil.rmtree, staging, True)
         url = f"{str(request.base_url).rstrip('/')}/{repo_id}/commit/{commit.id}"
@@ -778,8 +908,12 @@ class _Server:
         record = commit.files.get(path)
         if record is None:
             # X-Repo-Commit lets the client cache the miss (docs/hub-protocol.md 4)
-            return _error(404, f"{path} not found in {repo.id} at {commit.id[:12]}", EntryNotFoundError.code,
-                          {"X-Repo-Commit": commit.id})
+            return _error(
+                404,
+                f"{path} not found in {repo.id} at {commit.id[:12]}",
+                EntryNotFoundError.code,
+                {"X-Repo-Commit": commit.id},
+            )
         blob = self.store.blob_path(record["sha256"])
         if not blob.is_file():
             return _error(500, f"{path} of {repo.id}: its blob is missing from the registry")
@@ -815,7 +949,7 @@ class _Server:
                 self.trees[key] = entries
                 while len(self.trees) > 16:
                     self.trees.popitem(last=False)
-        page = entries[offset:offset + PAGE_SIZE]
+        page = entries[offset : offset + PAGE_SIZE]
         return page, offset + PAGE_SIZE if offset + PAGE_SIZE < len(entries) else 0
 
     async def tree(self, request: Request) -> Response:
@@ -843,11 +977,13 @@ class _Server:
         repo = self._read_repo(request)
         offset = _whole(request.query_params.get("cursor"), 0, "cursor")
         commits = self.store.commits(repo, request.path_params["revision"])
-        page = [{"id": c.id, "title": c.title, "message": "", "date": c.created_at,
-                 "authors": [{"user": repo.namespace}]} for c in commits[offset:offset + PAGE_SIZE]]
+        page: list[dict[str, Any]] = [
+            {"id": c.id, "title": c.title, "message": "", "date": c.created_at, "authors": [{"user": repo.namespace}]}
+            for c in commits[offset : offset + PAGE_SIZE]
+        ]
         if "formatted" in request.query_params.getlist("expand[]"):  # the Hub's HTML renderings
             for item in page:
-                item["formatted"] = {"title": html.escape(item["title"]), "message": ""}
+                item["formatted"] = {"title": html.escape(str(item["title"])), "message": ""}
         return page, offset + PAGE_SIZE if offset + PAGE_SIZE < len(commits) else 0
 
     async def list_commits(self, request: Request) -> Response:
@@ -901,7 +1037,7 @@ class _Server:
         if visibility is None:
             if "gated" in body:  # gated: false, what the repository is already
                 return JSONResponse({"success": True})
-            raise RefError("settings take {\"visibility\": \"private\" or \"public\"}")
+            raise RefError('settings take {"visibility": "private" or "public"}')
         await run_in_threadpool(self.store.set_private, repo_id, visibility == "private")
         return JSONResponse({"success": True})
 
@@ -937,7 +1073,7 @@ class _Server:
         body = await _json_body(request)
         tag = body.get("tag")
         if not isinstance(tag, str):
-            raise RefError("create tag needs {\"tag\": \"vX.Y.Z\"}")
+            raise RefError('create tag needs {"tag": "vX.Y.Z"}')
         await run_in_threadpool(self.store.create_tag, repo_id, tag, request.path_params["revision"])
         return JSONResponse({"success": True, "tag": tag})
 
@@ -947,31 +1083,52 @@ class _Server:
         refs = await run_in_threadpool(lambda: self.store.refs(self.store.repo(repo_id)))
         if tag not in dict(refs.tags):
             raise RevisionNotFoundError(f"tag {tag!r} not found in {repo_id}")
-        raise RefError(f"version tags are permanent (versions are immutable); to hide {tag}, "
-                       f"tag its commit {tag}-yanked")
+        raise RefError(
+            f"version tags are permanent (versions are immutable); to hide {tag}, tag its commit {tag}-yanked"
+        )
 
     async def whoami(self, request: Request) -> Response:
         user = self._user(request)
         if user is None:
             raise HTTPError(401, "Invalid user token.")
-        return JSONResponse({"type": "user", "id": user, "name": user, "fullname": user, "orgs": [],
-                             "auth": {"type": "access_token",
-                                      "accessToken": {"displayName": "ahl serve", "role": "write"}}})
+        return JSONResponse(
+            {
+                "type": "user",
+                "id": user,
+                "name": user,
+                "fullname": user,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "ahl serve", "role": "write"}},
+            }
+        )
 
 
-def create_app(root: Path | str, *, tokens: dict[str, str], private: bool = False,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               upload_link_seconds: int = UPLOAD_LINK_SECONDS,
-               max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS,
-               read_timeout: float = DEFAULT_READ_TIMEOUT, store: RepoStore | None = None) -> ASGIApp:
+def create_app(
+    root: Path | str,
+    *,
+    tokens: dict[str, str],
+    private: bool = False,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    upload_link_seconds: int = UPLOAD_LINK_SECONDS,
+    max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    store: RepoStore | None = None,
+) -> ASGIApp:
     """The ``ahl serve`` ASGI application over the registry directory ``root``.
 
     ``tokens`` maps each bearer token to its user (the namespace it may write);
     ``upload_link_seconds`` is how long the LFS upload links it signs stay valid; the other
     options are the limits of SPEC 14.7. ``store``: one opened already (its start-up repairs done).
     """
-    server = _Server(store or RepoStore(root), tokens, private, max_upload_bytes, upload_link_seconds,
-                     max_concurrent_uploads, read_timeout)
+    server = _Server(
+        store or RepoStore(root),
+        tokens,
+        private,
+        max_upload_bytes,
+        upload_link_seconds,
+        max_concurrent_uploads,
+        read_timeout,
+    )
     repo = "/{namespace}/{name}"
     api = f"/api/models{repo}"
     routes = [
@@ -1026,8 +1183,9 @@ class _CleanURLs:
             path = scope.get("path", "")
             query = scope.get("query_string", b"").decode("latin-1")
             if _CONTROL.search(path) or _CONTROL.search(unquote(query)):
-                response = _error(400, "the URL holds a NUL or another control character; no name can hold one",
-                                  "BadRequest")
+                response = _error(
+                    400, "the URL holds a NUL or another control character; no name can hold one", "BadRequest"
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -1071,8 +1229,12 @@ def _entry_of(row: dict[str, Any]) -> tuple[str, str, str] | None:
     return (latest["base"], latest["task"], latest["name"]) if isinstance(latest, dict) else None
 
 
-def _tree_entries(files: dict[str, dict[str, Any]], prefix: str, recursive: bool,
-                  file_entry: Callable[[str, dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+def _tree_entries(
+    files: dict[str, dict[str, Any]],
+    prefix: str,
+    recursive: bool,
+    file_entry: Callable[[str, dict[str, Any]], dict[str, Any]],
+) -> list[dict[str, Any]]:
     """Tree entries under ``prefix`` (one level, or all with ``recursive``), sorted by path;
     ``file_entry`` makes a file's.
 
@@ -1125,4 +1287,3 @@ def registry_url(host: str, port: int) -> str:
     """The URL clients use for a server bound to ``host:port``."""
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
-

@@ -49,8 +49,10 @@ HEADS = ("classification", "regression", "multiple_choice")
 SESSION_COOKIE, CSRF_COOKIE = "ahl_session", "ahl_csrf"
 SESSION_SECONDS = 12 * 3600
 MAX_FORM_BYTES = 8192
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
-       "base-uri 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; sandbox"
 HERE = Path(__file__).parent
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
@@ -87,7 +89,7 @@ def card_body(text: str) -> str:
     if text.startswith("---"):
         header_end = text.find("\n---", 3)
         if header_end != -1:
-            return text[text.find("\n", header_end + 1) + 1:] if "\n" in text[header_end + 1:] else ""
+            return text[text.find("\n", header_end + 1) + 1 :] if "\n" in text[header_end + 1 :] else ""
     return text
 
 
@@ -102,8 +104,12 @@ def _size(num: int) -> str:
 
 def _safe_next(target: str | None) -> str:
     """Where a login may send the browser back to: a path on this server, nothing else."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or re.search(r"[\x00-\x20]",
-                                                                                                  target):
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or re.search(r"[\x00-\x20]", target)
+    ):
         return "/"
     return target
 
@@ -114,14 +120,18 @@ class Catalog:
     def __init__(self, server: Any) -> None:
         self.server = server
         self.store = server.store
-        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                               auto_reload=False)
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
+        )
         self.env.filters["size"] = _size
         self.env.filters["metric"] = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "–"
         self.env.filters["when"] = lambda v: str(v or "")[:16].replace("T", " ")
         self.markdown = _markdown()
-        self.static = {p.name: (p.read_bytes(), STATIC_TYPES[p.suffix]) for p in (HERE / "static").iterdir()
-                       if p.suffix in STATIC_TYPES}
+        self.static = {
+            p.name: (p.read_bytes(), STATIC_TYPES[p.suffix])
+            for p in (HERE / "static").iterdir()
+            if p.suffix in STATIC_TYPES
+        }
 
     # -- auth ----------------------------------------------------------------------------------
 
@@ -163,8 +173,8 @@ class Catalog:
     def _html(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         user = self._session_user(request)
         page = self.env.get_template(template).render(
-            private=self.server.private, user=user, logout_csrf=self._logout_csrf(request) if user else "",
-            **context)
+            private=self.server.private, user=user, logout_csrf=self._logout_csrf(request) if user else "", **context
+        )
         return HTMLResponse(page, status_code=status)
 
     def _page(self, handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
@@ -201,32 +211,52 @@ class Catalog:
         except ValueError:
             page = 1
         sort = query["sort"] if query["sort"] in METRICS else "recent"
-        filters = listing_filters(base=query["base"] or None, task=query["task"] or None,
-                                  architecture=query["architecture"] or None, head=query["head"] or None,
-                                  tag=query["tag"] or None)
+        filters = listing_filters(
+            base=query["base"] or None,
+            task=query["task"] or None,
+            architecture=query["architecture"] or None,
+            head=query["head"] or None,
+            tag=query["tag"] or None,
+        )
         # the rows of GET /api/models with these parameters, and the client's own row filter
-        found = self.store.search(search=query["q"] or None, tags=filters,
-                                  sort=f"{METRIC_SORT}{sort}" if sort in METRICS else "lastModified",
-                                  offset=(page - 1) * PAGE_ROWS, limit=PAGE_ROWS + 1, viewer=viewer)
+        found = self.store.search(
+            search=query["q"] or None,
+            tags=filters,
+            sort=f"{METRIC_SORT}{sort}" if sort in METRICS else "lastModified",
+            offset=(page - 1) * PAGE_ROWS,
+            limit=PAGE_ROWS + 1,
+            viewer=viewer,
+        )
         rows = [self._row(r) for r in listed(found[:PAGE_ROWS], query["q"], query["architecture"])]
         links = {k: v for k, v in query.items() if v}
         listing = [("filter", f) for f in filters] + ([("search", query["q"])] if query["q"] else [])
         listing += [("sort", f"{METRIC_SORT}{sort}")] if sort in METRICS else []
         listing += [("limit", str(PAGE_ROWS))] + ([("cursor", str((page - 1) * PAGE_ROWS))] if page > 1 else [])
-        return self._html(request, "catalog.html", rows=rows, form=query, sort=sort, page=page,
-                          api_query=urlencode(listing),
-                          metrics=METRICS, architectures=ARCHITECTURES, heads=HEADS,
-                          newer=urlencode({**links, "page": page - 1}) if page > 1 else None,
-                          older=urlencode({**links, "page": page + 1}) if len(found) > PAGE_ROWS else None)
+        return self._html(
+            request,
+            "catalog.html",
+            rows=rows,
+            form=query,
+            sort=sort,
+            page=page,
+            api_query=urlencode(listing),
+            metrics=METRICS,
+            architectures=ARCHITECTURES,
+            heads=HEADS,
+            newer=urlencode({**links, "page": page - 1}) if page > 1 else None,
+            older=urlencode({**links, "page": page + 1}) if len(found) > PAGE_ROWS else None,
+        )
 
     def _row(self, row: dict[str, Any], *, size: bool = True) -> dict[str, Any]:
         """A listing row for a template; ``size`` reads the version's manifest (one file, once)."""
         entry = row["ahlEntry"]
         if not size:
             return {"repo": row["id"], **entry}
-        return {"repo": row["id"], **entry,
-                "size": self._version_size(entry["base"], entry["task"], entry["name"], entry["version"],
-                                           entry["digest"])}
+        return {
+            "repo": row["id"],
+            **entry,
+            "size": self._version_size(entry["base"], entry["task"], entry["name"], entry["version"], entry["digest"]),
+        }
 
     @functools.lru_cache(maxsize=1 << 16)  # noqa: B019  (one Catalog per application, kept for its life)
     def _version_size(self, base: str, task: str, name: str, version: str, digest: str) -> int:
@@ -241,11 +271,16 @@ class Catalog:
         versions: list[Entry] = []
         if repo.entry:
             ref = Ref(*repo.entry)
-            versions = [self.store.registry.resolve(ref.with_version(v))
-                        for v in reversed(self.store.registry.versions(ref, include_yanked=True))]
+            versions = [
+                self.store.registry.resolve(ref.with_version(v))
+                for v in reversed(self.store.registry.versions(ref, include_yanked=True))
+            ]
         wanted = request.query_params.get("version")
-        chosen = next((e for e in versions if e.ref.version == wanted), None) if wanted else next(
-            (e for e in versions if not e.yanked), versions[0] if versions else None)
+        chosen = (
+            next((e for e in versions if e.ref.version == wanted), None)
+            if wanted
+            else next((e for e in versions if not e.yanked), versions[0] if versions else None)
+        )
         if wanted and chosen is None:
             raise NotFoundError(f"{repo.id} has no version {wanted}")
         revision = f"v{chosen.ref.version}" if chosen else "main"
@@ -259,12 +294,23 @@ class Catalog:
         ref_text = f"{chosen.ref.base}/{chosen.ref.task}/{chosen.ref.name}@{chosen.ref.version}" if chosen else ""
         registry = f"{origin}/{repo.namespace}"
         return self._html(
-            request, "entry.html", repo=repo, versions=versions, chosen=chosen, revision=revision, meta=meta,
-            files=sorted(commit.files.items()), card=self.markdown.render(card_body(card)),
+            request,
+            "entry.html",
+            repo=repo,
+            versions=versions,
+            chosen=chosen,
+            revision=revision,
+            meta=meta,
+            files=sorted(commit.files.items()),
+            card=self.markdown.render(card_body(card)),
             lock=self._lock(meta) if meta and meta.get("kind") == "fusion" else [],
-            heatmap=HEATMAP_FILE in commit.files, pull=f"ahl pull {ref_text} --registry {registry}",
-            python=(f"import adapterhub_lite as ahl\n\nentry, path = ahl.pull({ref_text!r}, "
-                    f"registry={registry!r})\nmodel = ahl.load(path)"))
+            heatmap=HEATMAP_FILE in commit.files,
+            pull=f"ahl pull {ref_text} --registry {registry}",
+            python=(
+                f"import adapterhub_lite as ahl\n\nentry, path = ahl.pull({ref_text!r}, "
+                f"registry={registry!r})\nmodel = ahl.load(path)"
+            ),
+        )
 
     def _lock(self, meta: dict[str, Any]) -> list[dict[str, Any]]:
         """A fusion's locked adapters, each with the repository and version holding its digest."""
@@ -286,8 +332,13 @@ class Catalog:
         """``/-/base/BASE``: every entry on one base model, grouped by task, best metric first."""
         viewer = self._viewer(request)
         base = request.path_params["base"]
-        rows = listed(self.store.search(tags=listing_filters(base=base), sort="lastModified", limit=BASE_PAGE_ROWS,
-                                        viewer=viewer), "", "")
+        rows = listed(
+            self.store.search(
+                tags=listing_filters(base=base), sort="lastModified", limit=BASE_PAGE_ROWS, viewer=viewer
+            ),
+            "",
+            "",
+        )
         groups: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             # no size column here: up to 1,000 rows, a manifest read each would double the time
@@ -295,12 +346,17 @@ class Catalog:
         tasks = []
         for task, members in sorted(groups.items()):
             metric = _group_metric(members)
-            members.sort(key=lambda r: (metric is None or metric not in r["summary"]["metrics"],
-                                        -float(r["summary"]["metrics"].get(metric, 0.0) if metric else 0.0),
-                                        r["repo"]))
+            members.sort(
+                key=lambda r: (
+                    metric is None or metric not in r["summary"]["metrics"],
+                    -float(r["summary"]["metrics"].get(metric, 0.0) if metric else 0.0),
+                    r["repo"],
+                )
+            )
             tasks.append({"task": task, "metric": metric, "rows": members})
-        return self._html(request, "base.html", base=base, tasks=tasks, count=len(rows),
-                          truncated=len(rows) >= BASE_PAGE_ROWS)
+        return self._html(
+            request, "base.html", base=base, tasks=tasks, count=len(rows), truncated=len(rows) >= BASE_PAGE_ROWS
+        )
 
     def heatmap(self, request: Request) -> Response:
         """A fusion's heatmap (a file of its artifact) as an image that runs nothing."""
@@ -309,8 +365,11 @@ class Catalog:
         content = self.store.read_small(commit.files, HEATMAP_FILE)
         if content is None:
             raise NotFoundError(f"{repo.id} holds no heatmap at {request.path_params['revision']}")
-        return Response(content, media_type="image/svg+xml",
-                        headers={"Content-Security-Policy": SVG_CSP, "Cache-Control": "private, max-age=300"})
+        return Response(
+            content,
+            media_type="image/svg+xml",
+            headers={"Content-Security-Policy": SVG_CSP, "Cache-Control": "private, max-age=300"},
+        )
 
     def static_file(self, request: Request) -> Response:
         found = self.static.get(request.path_params["name"])
@@ -322,8 +381,14 @@ class Catalog:
 
     def login_form(self, request: Request, message: str = "", status: int = 200, after: str | None = None) -> Response:
         csrf = secrets.token_urlsafe(24)
-        response = self._html(request, "login.html", status, csrf=csrf, message=message,
-                              next=_safe_next(after or request.query_params.get("next")))
+        response = self._html(
+            request,
+            "login.html",
+            status,
+            csrf=csrf,
+            message=message,
+            next=_safe_next(after or request.query_params.get("next")),
+        )
         _cookie(response, request, CSRF_COOKIE, csrf, max_age=3600)
         return response
 
@@ -337,8 +402,13 @@ class Catalog:
             return self.login_form(request, "that token is not valid on this registry", 401, form.get("next"))
         expires = str(int(time.time()) + SESSION_SECONDS)
         response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-        _cookie(response, request, SESSION_COOKIE, f"{expires}:{user}:{self._sign('session', expires, user)}",
-                max_age=SESSION_SECONDS)
+        _cookie(
+            response,
+            request,
+            SESSION_COOKIE,
+            f"{expires}:{user}:{self._sign('session', expires, user)}",
+            max_age=SESSION_SECONDS,
+        )
         response.delete_cookie(CSRF_COOKIE, path="/")
         return response
 
@@ -383,9 +453,13 @@ def catalog_routes(server: Any) -> list[Route]:
 def listed(rows: list[dict[str, Any]], name: str, architecture: str) -> list[dict[str, Any]]:
     """Listing rows as ``ahl search`` keeps them (``RemoteRegistry.search``): repositories with a
     released version, whose entry name holds ``name``, of ``architecture`` when one is asked for."""
-    return [r for r in rows if isinstance(r.get("ahlEntry"), dict)
-            and (not name or name.lower() in str(r["ahlEntry"]["name"]).lower())
-            and (not architecture or r["ahlEntry"]["summary"].get("architecture") == architecture)]
+    return [
+        r
+        for r in rows
+        if isinstance(r.get("ahlEntry"), dict)
+        and (not name or name.lower() in str(r["ahlEntry"]["name"]).lower())
+        and (not architecture or r["ahlEntry"]["summary"].get("architecture") == architecture)
+    ]
 
 
 def _group_metric(rows: list[dict[str, Any]]) -> str | None:
@@ -409,8 +483,9 @@ def _form(body: bytes) -> dict[str, str]:
 
 
 def _cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
 
 
 def _secure(response: Response, *, private: bool) -> Response:
@@ -422,4 +497,3 @@ def _secure(response: Response, *, private: bool) -> Response:
     if private:
         response.headers["Cache-Control"] = "no-store"
     return response
-

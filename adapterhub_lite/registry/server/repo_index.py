@@ -83,10 +83,21 @@ class RepoIndex:
         db.execute("DELETE FROM repo_tags WHERE repo = ?", (repo.id,))
         # On an entry clash the repository wins over a stale local mirror, never the reverse.
         verb = "INSERT OR IGNORE" if repo.local else "INSERT OR REPLACE"
-        db.execute(f"{verb} INTO repos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (repo.id, repo.namespace, repo.name, repo.main, repo.created_at, repo.last_modified,
-                    entry_key(repo.entry) if repo.entry else None, int(repo.local), json.dumps(list(repo.tags)),
-                    source))
+        db.execute(
+            f"{verb} INTO repos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                repo.id,
+                repo.namespace,
+                repo.name,
+                repo.main,
+                repo.created_at,
+                repo.last_modified,
+                entry_key(repo.entry) if repo.entry else None,
+                int(repo.local),
+                json.dumps(list(repo.tags)),
+                source,
+            ),
+        )
         db.executemany("INSERT OR IGNORE INTO repo_tags VALUES (?, ?)", [(t, repo.id) for t in repo.tags])
         db.execute("DELETE FROM private_repos WHERE id = ?", (repo.id,))
         if repo.private:
@@ -107,13 +118,21 @@ class RepoIndex:
         ``only``'s). Returns how many rows changed."""
         changed = 0
         with self._connect() as db:
-            query = ("SELECT id, sha, created_at, last_modified, entry, tags, "
-                     "EXISTS (SELECT 1 FROM private_repos AS p WHERE p.id = repos.id) FROM repos WHERE local = 0")
+            query = (
+                "SELECT id, sha, created_at, last_modified, entry, tags, "
+                "EXISTS (SELECT 1 FROM private_repos AS p WHERE p.id = repos.id) FROM repos WHERE local = 0"
+            )
             rows = db.execute(query + (" AND id = ?" if only else ""), (only,) if only else ()).fetchall()
             indexed = {row[0]: row[1:] for row in rows}
             for repo in repos:
-                wanted = (repo.main, repo.created_at, repo.last_modified, entry_key(repo.entry) if repo.entry else None,
-                          json.dumps(list(repo.tags)), int(repo.private))
+                wanted = (
+                    repo.main,
+                    repo.created_at,
+                    repo.last_modified,
+                    entry_key(repo.entry) if repo.entry else None,
+                    json.dumps(list(repo.tags)),
+                    int(repo.private),
+                )
                 if indexed.pop(repo.id, None) != wanted:
                     self._put(db, repo)
                     changed += 1
@@ -128,22 +147,28 @@ class RepoIndex:
         """The repository (not a local mirror) an entry is bound to, if any (on this thread's
         read connection: search --like asks once per row, and a connection costs more than the
         query)."""
-        row = self._reader().execute("SELECT id FROM repos WHERE entry = ? AND local = 0",
-                                     (entry_key(entry),)).fetchone()
+        row = (
+            self._reader().execute("SELECT id FROM repos WHERE entry = ? AND local = 0", (entry_key(entry),)).fetchone()
+        )
         return row[0] if row else None
 
     def hidden(self, repo_ids: Sequence[str], viewer: str | None) -> set[str]:
         """Those of ``repo_ids`` that are private to a namespace other than ``viewer``."""
         with self._connect() as db:
-            return {row[0] for row in db.execute(
-                f"SELECT id FROM private_repos WHERE id IN ({','.join('?' * len(repo_ids))})", tuple(repo_ids))
-                if row[0].split("/")[0] != viewer}
+            return {
+                row[0]
+                for row in db.execute(
+                    f"SELECT id FROM private_repos WHERE id IN ({','.join('?' * len(repo_ids))})", tuple(repo_ids)
+                )
+                if row[0].split("/")[0] != viewer
+            }
 
     def mirror(self, repo_id: str) -> Repo | None:
         """The ``ahl/SLUG`` mirror of a locally pushed entry, from its index row."""
         with self._connect() as db:
-            row = db.execute("SELECT sha, created_at, last_modified, entry, tags FROM repos WHERE id = ? AND local = 1",
-                             (repo_id,)).fetchone()
+            row = db.execute(
+                "SELECT sha, created_at, last_modified, entry, tags FROM repos WHERE id = ? AND local = 1", (repo_id,)
+            ).fetchone()
         if row is None:
             return None
         sha, created, modified, entry, tags = row
@@ -171,27 +196,38 @@ class RepoIndex:
             db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
             # Where the registry's change log stands (O(1)), with its file's identity: a rebuilt
             # registry index restarts the log, and is then mirrored whole.
-            mark = [os.stat(self.registry_index).st_ino,
-                    db.execute("SELECT coalesce(max(seq), 0) FROM registry.changes").fetchone()[0]]
+            mark = [
+                os.stat(self.registry_index).st_ino,
+                db.execute("SELECT coalesce(max(seq), 0) FROM registry.changes").fetchone()[0],
+            ]
             row = db.execute("SELECT value FROM meta WHERE key = 'local_changes'").fetchone()
             seen = json.loads(row[0]) if row else None
             if seen == mark:
                 return
             if seen is not None and seen[0] == mark[0] and seen[1] <= mark[1]:  # only what changed since
-                keys = [f"{b}\n{t}\n{n}" for b, t, n in db.execute(
-                    "SELECT DISTINCT base, task, name FROM registry.changes WHERE seq > ?", (seen[1],))]
-                current = {key: row[0] for key in keys for row in db.execute(
-                    "SELECT source FROM repos WHERE entry = ? AND local = 1", (key,))}
+                keys = [
+                    f"{b}\n{t}\n{n}"
+                    for b, t, n in db.execute(
+                        "SELECT DISTINCT base, task, name FROM registry.changes WHERE seq > ?", (seen[1],)
+                    )
+                ]
+                current = {
+                    key: row[0]
+                    for key in keys
+                    for row in db.execute("SELECT source FROM repos WHERE entry = ? AND local = 1", (key,))
+                }
                 wanted = {}
                 for key in keys:
-                    wanted.update(self._local_sources(db, "AND v.base = ? AND v.task = ? AND v.name = ?",
-                                                      tuple(key.split("\n"))))
+                    wanted.update(
+                        self._local_sources(db, "AND v.base = ? AND v.task = ? AND v.name = ?", tuple(key.split("\n")))
+                    )
             else:
                 current = dict(db.execute("SELECT entry, source FROM repos WHERE local = 1").fetchall())
                 wanted = self._local_sources(db, "", ())
             changed = {key: source for key, source in wanted.items() if current.get(key) != source}
-            mirrors = [(self._mirror_of(_entry_of(key), rows), changed[key])
-                       for key, rows in self._versions_of(db, changed)]
+            mirrors = [
+                (self._mirror_of(_entry_of(key), rows), changed[key]) for key, rows in self._versions_of(db, changed)
+            ]
             with db:
                 for key in set(current) - set(wanted):
                     db.execute("DELETE FROM repo_tags WHERE repo = (SELECT id FROM repos WHERE entry = ?)", (key,))
@@ -207,11 +243,16 @@ class RepoIndex:
         """``{entry key: source}`` of the registry's entries (those ``where`` selects) that no
         repository holds; the source (version count, newest push, yank count) says when a
         mirror must be rewritten."""
-        return {f"{base}\n{task}\n{name}": source for base, task, name, source in db.execute(
-            "SELECT v.base, v.task, v.name, count(*) || ' ' || max(v.pushed_at) || ' ' || sum(v.yanked) "
-            "FROM registry.versions AS v WHERE NOT EXISTS (SELECT 1 FROM main.repos AS r WHERE r.local = 0 "
-            f"AND r.entry = v.base || char(10) || v.task || char(10) || v.name) {where} "
-            "GROUP BY v.base, v.task, v.name", args)}
+        return {
+            f"{base}\n{task}\n{name}": source
+            for base, task, name, source in db.execute(
+                "SELECT v.base, v.task, v.name, count(*) || ' ' || max(v.pushed_at) || ' ' || sum(v.yanked) "
+                "FROM registry.versions AS v WHERE NOT EXISTS (SELECT 1 FROM main.repos AS r WHERE r.local = 0 "
+                f"AND r.entry = v.base || char(10) || v.task || char(10) || v.name) {where} "
+                "GROUP BY v.base, v.task, v.name",
+                args,
+            )
+        }
 
     @classmethod
     def _versions_of(cls, db: sqlite3.Connection, keys: dict[str, str]) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
@@ -221,11 +262,19 @@ class RepoIndex:
         columns = "architecture, head, pushed_at, digest, yanked, tags"
         if len(keys) < cls.ONE_PASS_FROM:
             for key in keys:
-                yield key, db.execute(f"SELECT {columns} FROM registry.versions WHERE base = ? AND task = ? "
-                                      "AND name = ? ORDER BY major, minor, patch", key.split("\n")).fetchall()
+                yield (
+                    key,
+                    db.execute(
+                        f"SELECT {columns} FROM registry.versions WHERE base = ? AND task = ? "
+                        "AND name = ? ORDER BY major, minor, patch",
+                        key.split("\n"),
+                    ).fetchall(),
+                )
             return
-        rows = db.execute(f"SELECT base || char(10) || task || char(10) || name, {columns} FROM registry.versions "
-                          "ORDER BY base, task, name, major, minor, patch")
+        rows = db.execute(
+            f"SELECT base || char(10) || task || char(10) || name, {columns} FROM registry.versions "
+            "ORDER BY base, task, name, major, minor, patch"
+        )
         for key, group in itertools.groupby(rows, key=lambda row: row[0]):
             if key in keys:
                 yield key, [row[1:] for row in group]
@@ -240,11 +289,27 @@ class RepoIndex:
         # the summary's tags too (head:..., the artifact's own), so a tag search finds what it
         # finds in the local registry
         tags = dict.fromkeys([*entry_tags(*entry, architecture, head), *json.loads(summary_tags)])
-        return Repo(f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}", min(pushed), max(pushed), version_commit_id(digest),
-                    entry, tuple(tags), local=True)
+        return Repo(
+            f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}",
+            min(pushed),
+            max(pushed),
+            version_commit_id(digest),
+            entry,
+            tuple(tags),
+            local=True,
+        )
 
-    def search(self, *, author: str | None, search: str | None, tags: Sequence[str], sort: str, offset: int,
-               limit: int, viewer: str | None = None) -> list[dict[str, Any]]:
+    def search(
+        self,
+        *,
+        author: str | None,
+        search: str | None,
+        tags: Sequence[str],
+        sort: str,
+        offset: int,
+        limit: int,
+        viewer: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Repositories matching every filter, ordered by ``sort``, each with its ``ahlEntry``;
         private ones only when ``viewer`` is their namespace's user."""
         hidden = "EXISTS (SELECT 1 FROM private_repos AS p WHERE p.id = repos.id)"
@@ -261,20 +326,33 @@ class RepoIndex:
             tag_filter, tag_args = self._tag_filter(db, tags, limit + offset)
             filters = " AND ".join([*where, *tag_filter]) or "1"
             args += tag_args
-            columns = ("repos.id, sha, created_at, last_modified, repos.tags, entry, "
-                       "EXISTS (SELECT 1 FROM private_repos AS p WHERE p.id = repos.id)")
+            columns = (
+                "repos.id, sha, created_at, last_modified, repos.tags, entry, "
+                "EXISTS (SELECT 1 FROM private_repos AS p WHERE p.id = repos.id)"
+            )
             if sort.startswith(METRIC_SORT):
                 rows = self._by_metric(db, columns, filters, args, sort.removeprefix(METRIC_SORT), offset, limit)
             else:
-                rows = db.execute(f"SELECT {columns} FROM repos WHERE {filters} ORDER BY "
-                                  f"{self.ORDER.get(sort, 'last_modified DESC, id')} LIMIT ? OFFSET ?",
-                                  (*args, int(limit), int(offset))).fetchall()
+                rows = db.execute(
+                    f"SELECT {columns} FROM repos WHERE {filters} ORDER BY "
+                    f"{self.ORDER.get(sort, 'last_modified DESC, id')} LIMIT ? OFFSET ?",
+                    (*args, int(limit), int(offset)),
+                ).fetchall()
             latest = {row[5]: self._latest_version(db, row[5]) for row in rows if row[5]}
         finally:
             db.execute("COMMIT")
-        return [{"id": i, "sha": sha, "createdAt": created, "lastModified": modified, "tags": json.loads(tags),
-                 "ahlEntry": latest.get(entry), "private": bool(private)}
-                for i, sha, created, modified, tags, entry, private in rows]
+        return [
+            {
+                "id": i,
+                "sha": sha,
+                "createdAt": created,
+                "lastModified": modified,
+                "tags": json.loads(tags),
+                "ahlEntry": latest.get(entry),
+                "private": bool(private),
+            }
+            for i, sha, created, modified, tags, entry, private in rows
+        ]
 
     @staticmethod
     def _tag_filter(db: sqlite3.Connection, tags: Sequence[str], wanted: int) -> tuple[list[str], list[str]]:
@@ -291,19 +369,26 @@ class RepoIndex:
         # Counted up to the threshold only: the choice below needs no more, and a tag on every
         # repository (100,000 rows at a million versions) is then not counted whole per request.
         cap = math.isqrt(wanted * total) + 1
-        counts = {tag: db.execute("SELECT count(*) FROM (SELECT 1 FROM repo_tags WHERE tag = ? LIMIT ?)",
-                                  (tag, cap)).fetchone()[0] for tag in dict.fromkeys(tags)}
+        counts = {
+            tag: db.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM repo_tags WHERE tag = ? LIMIT ?)", (tag, cap)
+            ).fetchone()[0]
+            for tag in dict.fromkeys(tags)
+        }
         rarest = min(counts, key=counts.__getitem__)
         exists = "EXISTS (SELECT 1 FROM repo_tags WHERE tag = ? AND repo = repos.id)"
         if counts[rarest] ** 2 < wanted * total:
             others = [tag for tag in counts if tag != rarest]
-            return ["repos.id IN (SELECT repo FROM repo_tags WHERE tag = ?)", *[exists] * len(others)], \
-                [rarest, *others]
+            return ["repos.id IN (SELECT repo FROM repo_tags WHERE tag = ?)", *[exists] * len(others)], [
+                rarest,
+                *others,
+            ]
         return [exists] * len(counts), list(counts)
 
     @staticmethod
-    def _by_metric(db: sqlite3.Connection, columns: str, filters: str, args: list[str], metric: str,
-                   offset: int, limit: int) -> list[tuple[Any, ...]]:
+    def _by_metric(
+        db: sqlite3.Connection, columns: str, filters: str, args: list[str], metric: str, offset: int, limit: int
+    ) -> list[tuple[Any, ...]]:
         """ahl's own sort (SPEC 14.6): entries by a numeric dev metric of their latest version,
         best first, then entries without it by id. The first part walks the registry's
         ``latest_metrics`` index and stops at the limit."""
@@ -312,12 +397,16 @@ class RepoIndex:
         scored = db.execute(
             f"SELECT {columns} FROM registry.latest_metrics AS m JOIN repos ON repos.entry = {entry_of} "
             f"WHERE m.metric = ? AND {filters} ORDER BY m.value DESC, repos.id LIMIT ? OFFSET ?",
-            (metric, *args, int(limit), int(offset))).fetchall()
+            (metric, *args, int(limit), int(offset)),
+        ).fetchall()
         if len(scored) == limit:
             return scored
         if not scored and offset:  # the page starts among the unscored: skip past every scored one
-            offset -= db.execute(f"SELECT count(*) FROM registry.latest_metrics AS m JOIN repos ON repos.entry = "
-                                 f"{entry_of} WHERE m.metric = ? AND {filters}", (metric, *args)).fetchone()[0]
+            offset -= db.execute(
+                f"SELECT count(*) FROM registry.latest_metrics AS m JOIN repos ON repos.entry = "
+                f"{entry_of} WHERE m.metric = ? AND {filters}",
+                (metric, *args),
+            ).fetchone()[0]
         else:
             offset = 0
         unscored = db.execute(
@@ -325,7 +414,8 @@ class RepoIndex:
             f"v.base || char(10) || v.task || char(10) || v.name WHERE v.latest = 1 AND {filters} AND NOT EXISTS "
             f"(SELECT 1 FROM registry.latest_metrics AS m WHERE m.metric = ? AND m.base = v.base AND m.task = v.task "
             f"AND m.name = v.name) ORDER BY repos.id LIMIT ? OFFSET ?",
-            (*args, metric, int(limit) - len(scored), max(offset, 0))).fetchall()
+            (*args, metric, int(limit) - len(scored), max(offset, 0)),
+        ).fetchall()
         return scored + unscored
 
     @staticmethod
@@ -334,21 +424,32 @@ class RepoIndex:
         clients list search results from this instead of asking each repository."""
         row = db.execute(
             "SELECT version, digest, architecture, head, tags, metrics, pushed_at FROM registry.versions "
-            "WHERE latest = 1 AND base = ? AND task = ? AND name = ?", tuple(entry.split("\n"))
+            "WHERE latest = 1 AND base = ? AND task = ? AND name = ?",
+            tuple(entry.split("\n")),
         ).fetchone()
         if row is None:
             return None
         version, digest, architecture, head, tags, metrics, pushed_at = row
         base, task, name = entry.split("\n")
         summary = {"architecture": architecture, "head": head, "tags": json.loads(tags), "metrics": json.loads(metrics)}
-        embedding = db.execute("SELECT examples, max_length, vector FROM registry.embeddings WHERE base = ? AND "
-                               "task = ? AND name = ? AND version = ?", (base, task, name, version)).fetchone()
+        embedding = db.execute(
+            "SELECT examples, max_length, vector FROM registry.embeddings WHERE base = ? AND "
+            "task = ? AND name = ? AND version = ?",
+            (base, task, name, version),
+        ).fetchone()
         if embedding is not None:  # the task embedding (SPEC 2.8) rides along in the listing
             examples, max_length, vector = embedding
             values = np.frombuffer(vector, dtype="<f2").astype(np.float32)
             summary["task_embedding"] = TaskEmbedding(values, examples, max_length).to_dict()
-        return {"base": base, "task": task, "name": name, "version": version, "digest": digest,
-                "pushed_at": pushed_at, "summary": summary}
+        return {
+            "base": base,
+            "task": task,
+            "name": name,
+            "version": version,
+            "digest": digest,
+            "pushed_at": pushed_at,
+            "summary": summary,
+        }
 
 
 def _entry_of(key: str) -> tuple[str, str, str]:

@@ -37,8 +37,10 @@ MAX_CARD_HEADER_BYTES = 64 << 10
 MAX_CARD_NODES = 10_000
 # Suffixes of files presented as LFS files whatever their size: the binary types of the Hub's
 # default .gitattributes (weights, arrays, archives)
-LFS_SUFFIXES = frozenset("7z arrow bin bz2 ckpt ftz gz h5 joblib mlmodel model msgpack npy npz onnx ot parquet pb "
-                         "pickle pkl pt pth rar safetensors tar tflite tgz wasm xz zip zst".split())
+LFS_SUFFIXES = frozenset(
+    "7z arrow bin bz2 ckpt ftz gz h5 joblib mlmodel model msgpack npy npz onnx ot parquet pb "
+    "pickle pkl pt pth rar safetensors tar tflite tgz wasm xz zip zst".split()
+)
 
 
 class RepoNotFoundError(NotFoundError):
@@ -167,8 +169,10 @@ def check_repo_path(path: Any) -> str:
         raise RefError(f"file path {path[:40]!r}... is {len(parts)} levels deep; at most {MAX_PATH_DEPTH} are allowed")
     long = next((part for part in parts if len(part.encode("utf-8", "surrogatepass")) > MAX_PATH_PART_BYTES), None)
     if long is not None:
-        raise RefError(f"file path part {long[:40]!r}... is longer than {MAX_PATH_PART_BYTES} bytes; "
-                       f"use shorter file and folder names")
+        raise RefError(
+            f"file path part {long[:40]!r}... is longer than {MAX_PATH_PART_BYTES} bytes; "
+            f"use shorter file and folder names"
+        )
     return path
 
 

@@ -99,8 +99,13 @@ class Repairs:
 
     @property
     def changed(self) -> int:
-        return (self.staging_removed + self.writes_replayed + self.entries_reindexed + self.repos_reindexed
-                + self.bindings_fixed)
+        return (
+            self.staging_removed
+            + self.writes_replayed
+            + self.entries_reindexed
+            + self.repos_reindexed
+            + self.bindings_fixed
+        )
 
 
 class RepoStore:
@@ -127,8 +132,10 @@ class RepoStore:
             self._index = RepoIndex(self.repos_dir / "index.sqlite", self.root / "index.sqlite", self._all_repos)
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(f"cannot write the registry directory {Path(root)}: {reason}; ahl serve needs a "
-                              f"writable directory (check its permissions, mount and free space)") from None
+            raise ConfigError(
+                f"cannot write the registry directory {Path(root)}: {reason}; ahl serve needs a "
+                f"writable directory (check its permissions, mount and free space)"
+            ) from None
         self._card = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_card)
         self._meta = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_meta)
         self._git_blob = functools.lru_cache(maxsize=PARSED_CACHE)(self._blob_git_id)
@@ -252,8 +259,9 @@ class RepoStore:
         """The entry a repository holds by the rule of SPEC 14.2: one that has a version tagged
         in it (a manifest whose ``origin`` is this repository)."""
         for entry in dict.fromkeys(e for e in (repo.entry, hint) if e):
-            if any(self._origin_repo(entry, v) == repo.id
-                   for v in self.registry.versions(Ref(*entry), include_yanked=True)):
+            if any(
+                self._origin_repo(entry, v) == repo.id for v in self.registry.versions(Ref(*entry), include_yanked=True)
+            ):
                 return entry
         return None
 
@@ -286,17 +294,32 @@ class RepoStore:
         except FileNotFoundError:
             return None
         entry = tuple(data["entry"]) if data.get("entry") else None
-        return Repo(data["id"], data["created_at"], data["last_modified"], data["main"], entry,
-                    tuple(data.get("tags", [])), private=bool(data.get("private")),
-                    branches=tuple(sorted(data.get("branches", {}).items())))
+        return Repo(
+            data["id"],
+            data["created_at"],
+            data["last_modified"],
+            data["main"],
+            entry,
+            tuple(data.get("tags", [])),
+            private=bool(data.get("private")),
+            branches=tuple(sorted(data.get("branches", {}).items())),
+        )
 
     def _save_repo(self, repo: Repo) -> None:
         """Write ``repo.json`` (the commit point of every change) and index it."""
-        self._write_json(self._repo_dir(repo.id) / "repo.json", {
-            "id": repo.id, "created_at": repo.created_at, "last_modified": repo.last_modified,
-            "main": repo.main, "entry": list(repo.entry) if repo.entry else None, "tags": list(repo.tags),
-            "private": repo.private, "branches": dict(repo.branches),
-        })
+        self._write_json(
+            self._repo_dir(repo.id) / "repo.json",
+            {
+                "id": repo.id,
+                "created_at": repo.created_at,
+                "last_modified": repo.last_modified,
+                "main": repo.main,
+                "entry": list(repo.entry) if repo.entry else None,
+                "tags": list(repo.tags),
+                "private": repo.private,
+                "branches": dict(repo.branches),
+            },
+        )
         crash_point("repo:record")
         self._index.put(repo)
 
@@ -371,14 +394,20 @@ class RepoStore:
             RepoNotFoundError, ReadOnlyRepoError. VersionConflictError: a fusion locks a version.
         """
         self._writable(repo_id)
-        with self._pending(repo_id) as pending, self._repo_lock(repo_id), \
-                locked(self.root / "locks" / "repo-bindings.lock"):
+        with (
+            self._pending(repo_id) as pending,
+            self._repo_lock(repo_id),
+            locked(self.root / "locks" / "repo-bindings.lock"),
+        ):
             repo = self._load_repo(repo_id)
             if repo is None:
                 raise RepoNotFoundError(f"repository {repo_id} not found")
             if repo.entry is not None:
-                ours = [v for v in self.registry.versions(Ref(*repo.entry), include_yanked=True)
-                        if self._origin_repo(repo.entry, v) == repo_id]
+                ours = [
+                    v
+                    for v in self.registry.versions(Ref(*repo.entry), include_yanked=True)
+                    if self._origin_repo(repo.entry, v) == repo_id
+                ]
                 self._check_not_locked(repo, repo.entry, ours)
                 pending(repo.entry)
                 for version in ours:  # the versions first: the binding is derived from them
@@ -404,7 +433,8 @@ class RepoStore:
                     owner = origin or f"{LOCAL_NAMESPACE}/{repo_slug(*fusion)}"
                     raise VersionConflictError(
                         f"{repo.id} cannot be deleted: its version v{digests[part['digest']]} is locked by the "
-                        f"fusion {'/'.join(fusion)}@{manifest['version']} (repository {owner}); yank it instead")
+                        f"fusion {'/'.join(fusion)}@{manifest['version']} (repository {owner}); yank it instead"
+                    )
 
     def create_branch(self, repo_id: str, branch: str, revision: str | None = None) -> None:
         """A branch for work in progress, at ``revision`` (default: the head of main). Versions
@@ -496,8 +526,9 @@ class RepoStore:
             for version in self.registry.versions(Ref(*repo.entry), include_yanked=True):
                 manifest = self._manifest(repo.entry, version)
                 if version_commit_id(manifest["digest"]) == commit_id:
-                    return Commit(commit_id, self._local_snapshot(manifest), hub_time(manifest["pushed_at"]),
-                                  f"v{version}")
+                    return Commit(
+                        commit_id, self._local_snapshot(manifest), hub_time(manifest["pushed_at"]), f"v{version}"
+                    )
         return None
 
     def _local_snapshot(self, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -511,12 +542,17 @@ class RepoStore:
         meta = json.loads(self.blob_path(files[METADATA_FILES["fusion"]]["sha256"]).read_bytes())
         for record in meta["adapters"]:
             part = self.registry.resolve(Ref(record["base"], record["task"], record["name"], digest=record["digest"]))
-            files.update({f"{FUSION_ADAPTERS_DIR}/{record['name']}/{name}": file_record
-                          for name, file_record in part.manifest["files"].items()})
+            files.update(
+                {
+                    f"{FUSION_ADAPTERS_DIR}/{record['name']}/{name}": file_record
+                    for name, file_record in part.manifest["files"].items()
+                }
+            )
         return files
 
-    def _write_commit(self, repo_id: str, parent: str | None, files: dict[str, dict[str, Any]], created: str,
-                      title: str) -> Commit:
+    def _write_commit(
+        self, repo_id: str, parent: str | None, files: dict[str, dict[str, Any]], created: str, title: str
+    ) -> Commit:
         record = {"repo": repo_id, "parent": parent, "created_at": created, "title": title, "files": files}
         commit_id = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()
         self._write_json(self._repo_dir(repo_id) / "commits" / f"{commit_id}.json", {"id": commit_id, **record})
@@ -545,8 +581,15 @@ class RepoStore:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def commit(self, repo_id: str, operations: Sequence[PutFile | Delete], *, title: str,
-               parent: str | None = None, branch: str = BRANCH) -> Commit:
+    def commit(
+        self,
+        repo_id: str,
+        operations: Sequence[PutFile | Delete],
+        *,
+        title: str,
+        parent: str | None = None,
+        branch: str = BRANCH,
+    ) -> Commit:
         """Apply operations to the head of ``branch`` (main by default) as one new commit, and move the branch to it.
 
         The files of ``PutFile`` operations move into the blob store (not read again: their sha256
@@ -566,8 +609,10 @@ class RepoStore:
             if branch not in heads:
                 raise RevisionNotFoundError(f"branch {branch!r} not found in {repo_id}; create it first")
             if parent and parent != heads[branch]:
-                raise StaleParentError(f"{repo_id}: parent commit {parent[:12]} is not the head of {branch} "
-                                       f"({heads[branch][:12]}); fetch and commit again")
+                raise StaleParentError(
+                    f"{repo_id}: parent commit {parent[:12]} is not the head of {branch} "
+                    f"({heads[branch][:12]}); fetch and commit again"
+                )
             head = self._read_commit(repo, heads[branch])
             files = dict(head.files) if head else {}
             for op in operations:
@@ -584,8 +629,9 @@ class RepoStore:
                     raise EntryNotFoundError(f"{repo_id}: file {op.path!r} not found")
             _check_tree(files)
             if len(files) > MAX_REPO_FILES:
-                raise RefError(f"{repo_id}: the commit would hold {len(files)} files; a repository holds at most "
-                               f"{MAX_REPO_FILES}")
+                raise RefError(
+                    f"{repo_id}: the commit would hold {len(files)} files; a repository holds at most {MAX_REPO_FILES}"
+                )
             self._check_entry(repo, operations)  # before anything is written
             for op in operations:
                 if isinstance(op, PutFile):
@@ -595,11 +641,17 @@ class RepoStore:
             commit = self._write_commit(repo_id, heads[branch], files, created, title)
             crash_point("commit:file")
             if branch == BRANCH:
-                self._save_repo(replace(repo, main=commit.id, last_modified=created,
-                                        tags=self.snapshot_tags(files, repo.entry)))
+                self._save_repo(
+                    replace(repo, main=commit.id, last_modified=created, tags=self.snapshot_tags(files, repo.entry))
+                )
             else:
-                self._save_repo(replace(repo, last_modified=created,
-                                        branches=tuple(sorted({**dict(repo.branches), branch: commit.id}.items()))))
+                self._save_repo(
+                    replace(
+                        repo,
+                        last_modified=created,
+                        branches=tuple(sorted({**dict(repo.branches), branch: commit.id}.items())),
+                    )
+                )
         return commit
 
     def _check_entry(self, repo: Repo, operations: Sequence[PutFile | Delete]) -> None:
@@ -616,8 +668,10 @@ class RepoStore:
                 continue
             entry = parsed[0]
             if repo.entry and entry != repo.entry:
-                raise ArtifactError(f"{op.path} holds {'/'.join(entry)}, but {repo.id} is the repository of "
-                                    f"{'/'.join(repo.entry)}; push it to its own repository")
+                raise ArtifactError(
+                    f"{op.path} holds {'/'.join(entry)}, but {repo.id} is the repository of "
+                    f"{'/'.join(repo.entry)}; push it to its own repository"
+                )
             if repo.entry is None:
                 self._check_unbound(repo, entry)
 
@@ -655,8 +709,10 @@ class RepoStore:
             entry = (base_key(meta["base"]["model_id"]), meta["task"], meta["name"])
             if not all(isinstance(part, str) for part in entry):
                 return None
-            return entry, [*entry_tags(*entry, architecture, (meta.get("head") or {}).get("type")),
-                           *summarize(meta)["tags"]]  # as the local registry's search sees them
+            return entry, [
+                *entry_tags(*entry, architecture, (meta.get("head") or {}).get("type")),
+                *summarize(meta)["tags"],
+            ]  # as the local registry's search sees them
         except (ValueError, KeyError, TypeError, AttributeError, RefError):
             return None
 
@@ -681,8 +737,11 @@ class RepoStore:
                 tags += self._entry_summary_tags(entry)
         card = self.card(files)
         card_tags = card.get("tags")
-        tags += [t for t in card_tags if isinstance(t, str) and not t.startswith("ahl-entry:")] \
-            if isinstance(card_tags, list) else []
+        tags += (
+            [t for t in card_tags if isinstance(t, str) and not t.startswith("ahl-entry:")]
+            if isinstance(card_tags, list)
+            else []
+        )
         return tuple(dict.fromkeys([*tags, *card_derived_tags(card)]))
 
     @staticmethod
@@ -719,20 +778,24 @@ class RepoStore:
             commit = self.resolve(repo, revision)
             tags = dict(self.refs(repo).tags)
             if tag in tags:
-                raise AlreadyExistsError(f"tag {tag} already exists in {repo_id}"
-                                         + ("" if yank else "; versions are immutable: tag a new version"))
+                raise AlreadyExistsError(
+                    f"tag {tag} already exists in {repo_id}"
+                    + ("" if yank else "; versions are immutable: tag a new version")
+                )
             if yank:
                 if tags.get(f"v{version}") != commit.id:
-                    raise RefError(f"{repo_id} has no version v{version} at {revision}: tag {tag} on the "
-                                   f"commit of v{version}")
+                    raise RefError(
+                        f"{repo_id} has no version v{version} at {revision}: tag {tag} on the commit of v{version}"
+                    )
                 assert repo.entry is not None  # it has the version v{version}
                 pending(repo.entry)
                 self.registry.yank(Ref(*repo.entry, version=version))
             else:
                 self._tag_version(repo, version, commit, pending)
 
-    def _tag_version(self, repo: Repo, version: str, commit: Commit,
-                     pending: Callable[[tuple[str, str, str]], None]) -> None:
+    def _tag_version(
+        self, repo: Repo, version: str, commit: Commit, pending: Callable[[tuple[str, str, str]], None]
+    ) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}tag-", dir=self.root / "tmp"))
         try:
             for path, record in commit.files.items():
@@ -749,13 +812,17 @@ class RepoStore:
                 artifact = read_artifact(staging, verify=False)
                 _check_records(artifact, commit.files)
             except ArtifactError as exc:
-                raise ArtifactError(f"commit {commit.id[:12]} of {repo.id} is not a valid artifact: "
-                                    f"{str(exc).replace(str(staging), '.')}") from None
+                raise ArtifactError(
+                    f"commit {commit.id[:12]} of {repo.id} is not a valid artifact: "
+                    f"{str(exc).replace(str(staging), '.')}"
+                ) from None
             meta = artifact.metadata
             entry = (base_key(meta["base"]["model_id"]), meta["task"], meta["name"])
             if repo.entry and entry != repo.entry:
-                raise ArtifactError(f"commit {commit.id[:12]} holds {'/'.join(entry)}, but {repo.id} is the "
-                                    f"repository of {'/'.join(repo.entry)}; push it to its own repository")
+                raise ArtifactError(
+                    f"commit {commit.id[:12]} holds {'/'.join(entry)}, but {repo.id} is the "
+                    f"repository of {'/'.join(repo.entry)}; push it to its own repository"
+                )
             pending(entry)
             # The version (its manifest) is written first, then the binding: the binding is
             # derived from the manifest's origin, so a crash between the two is repaired.
@@ -795,9 +862,11 @@ class RepoStore:
             origin = (manifest.get("origin") or {}).get("repo")
             if origin:
                 origins.setdefault(origin, (manifest["base"], manifest["task"], manifest["name"]))
-            repairs.missing_blobs += [f"{manifest_path.relative_to(self.root)} {name}: {record['sha256']}"
-                                      for name, record in manifest["files"].items()
-                                      if not self.blob_path(record["sha256"]).is_file()]
+            repairs.missing_blobs += [
+                f"{manifest_path.relative_to(self.root)} {name}: {record['sha256']}"
+                for name, record in manifest["files"].items()
+                if not self.blob_path(record["sha256"]).is_file()
+            ]
         for repo in list(self._all_repos()):
             with self._repo_lock(repo.id):
                 current = self._load_repo(repo.id)
@@ -811,25 +880,37 @@ class RepoStore:
                     self._save_repo(fixed)
                     repairs.repos_reindexed += 1
             head = self._read_commit(fixed, fixed.main)
-            repairs.missing_blobs += [f"{fixed.id} {path}: {record['sha256']}"
-                                      for path, record in (head.files if head else {}).items()
-                                      if not self.blob_path(record["sha256"]).is_file()]
+            repairs.missing_blobs += [
+                f"{fixed.id} {path}: {record['sha256']}"
+                for path, record in (head.files if head else {}).items()
+                if not self.blob_path(record["sha256"]).is_file()
+            ]
         repairs.repos_reindexed += self._index.reconcile(list(self._all_repos()))
         return repairs
 
     # -- search --------------------------------------------------------------------------------
 
-    def search(self, *, author: str | None = None, search: str | None = None, tags: Sequence[str] = (),
-               sort: str = "lastModified", offset: int = 0, limit: int = 1000,
-               viewer: str | None = None) -> list[dict[str, Any]]:
+    def search(
+        self,
+        *,
+        author: str | None = None,
+        search: str | None = None,
+        tags: Sequence[str] = (),
+        sort: str = "lastModified",
+        offset: int = 0,
+        limit: int = 1000,
+        viewer: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Repositories matching all filters, as index rows (``id``, ``sha``, dates, ``tags``,
         ``private``); private ones only for ``viewer``, the user of their namespace."""
         self._index.sync_local()
-        return self._index.search(author=author, search=search, tags=tags, sort=sort, offset=offset, limit=limit,
-                                  viewer=viewer)
+        return self._index.search(
+            author=author, search=search, tags=tags, sort=sort, offset=offset, limit=limit, viewer=viewer
+        )
 
-    def search_like(self, embedding: TaskEmbedding, *, base: str | None, top: int,
-                    viewer: str | None = None) -> list[dict[str, Any]]:
+    def search_like(
+        self, embedding: TaskEmbedding, *, base: str | None, top: int, viewer: str | None = None
+    ) -> list[dict[str, Any]]:
         """The latest entries ranked by task-embedding similarity (SPEC 14.9): rows with the
         repository ``id`` that serves each entry, its ``score`` (cosine) and ``ahlEntry``;
         private repositories only for ``viewer``, the user of their namespace."""
@@ -838,9 +919,16 @@ class RepoStore:
         for entry, score in self.registry.search_like(embedding, base=base, top=top):
             key = entry.ref.entry
             manifest = entry.manifest
-            rows.append({"id": self._index.owner(key) or f"{LOCAL_NAMESPACE}/{repo_slug(*key)}", "score": score,
-                         "ahlEntry": {k: manifest.get(k) for k in ("base", "task", "name", "version", "digest",
-                                                                   "pushed_at", "summary")}})
+            rows.append(
+                {
+                    "id": self._index.owner(key) or f"{LOCAL_NAMESPACE}/{repo_slug(*key)}",
+                    "score": score,
+                    "ahlEntry": {
+                        k: manifest.get(k)
+                        for k in ("base", "task", "name", "version", "digest", "pushed_at", "summary")
+                    },
+                }
+            )
         hidden = self._index.hidden([row["id"] for row in rows], viewer) if rows else set()
         return [row for row in rows if row["id"] not in hidden]
 
@@ -854,9 +942,11 @@ def _check_records(artifact: Artifact, files: dict[str, dict[str, Any]]) -> None
         if held is None:
             raise IntegrityError(f"{path} is listed in the metadata but missing from the commit")
         if (held["sha256"], held["size"]) != (record["sha256"], record["size"]):
-            raise IntegrityError(f"{path} in the commit ({held['size']} bytes, sha256 {held['sha256'][:12]}...) is "
-                                 f"not the file the metadata records ({record['size']} bytes, sha256 "
-                                 f"{record['sha256'][:12]}...)")
+            raise IntegrityError(
+                f"{path} in the commit ({held['size']} bytes, sha256 {held['sha256'][:12]}...) is "
+                f"not the file the metadata records ({record['size']} bytes, sha256 "
+                f"{record['sha256'][:12]}...)"
+            )
 
 
 def _check_tree(files: dict[str, Any]) -> None:
