@@ -362,7 +362,9 @@ def test_login_and_logout_need_their_csrf_token(catalog):
     with httpx.Client(base_url=server.url) as client:
         form = client.get("/-/login")
         csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
-        foreign = client.post("/-/login", data={"token": server.token, "csrf": csrf[:-1] + ("B" if csrf.endswith("A") else "A")})
+        foreign = client.post(
+            "/-/login", data={"token": server.token, "csrf": csrf[:-1] + ("B" if csrf.endswith("A") else "A")}
+        )
         assert foreign.status_code == 403
         assert (
             client.post("/-/login", data={"token": server.token, "csrf": csrf, "next": "//evil.example/"}).headers[
