@@ -23,8 +23,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import httpx2 as httpx  # noqa: E402  (huggingface_hub's own HTTP client)
 import pytest  # noqa: E402
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from adapterhub_lite import TrainConfig, api  # noqa: E402
@@ -157,10 +157,14 @@ def shot(driver, name: str) -> Path:
 
 
 def click(driver, by: str, value: str) -> None:
-    """Click what loads a new page, and wait until it has."""
-    page = driver.find_element(By.TAG_NAME, "html")
+    """Click what loads a new page, and wait until it has: the old page's window mark is gone and
+    the new one is loaded. (Waiting for the old <html> element to go stale races with Chromium
+    detaching it, which the driver can report as an inspector error rather than staleness.)"""
+    driver.execute_script("window.ahlOldPage = true")
     driver.find_element(by, value).click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.ahlOldPage && document.readyState === 'complete'")
+    )
 
 
 def entries_shown(driver) -> list[str]:

@@ -383,9 +383,9 @@ def test_interrupted_training_says_so_and_leaves_nothing(tmp_path, tiny_base_dir
             "--out",
             str(runs / "spam"),
             "--epochs",
-            "500",
+            "100000",
             "--patience",
-            "500",
+            "100000",  # far more than can finish while this test polls, however loaded the machine
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
