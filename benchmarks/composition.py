@@ -120,9 +120,11 @@ def test_metrics(model: Any, base: BaseModel, test: ExampleSet, max_length: int)
 
 
 class Experiment:
-    def __init__(self, base: BaseModel, scale: Scale, workdir: Path, pool: dict[str, Any]) -> None:
+    def __init__(
+        self, base: BaseModel, scale: Scale, workdir: Path, pool: dict[str, Any], state: str = "composition.json"
+    ) -> None:
         self.base, self.scale, self.workdir, self.pool = base, scale, workdir, pool
-        self.path = workdir / "composition.json"
+        self.path = workdir / state
         self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.state.setdefault("runs", {})
         self.state.setdefault("rankings", {})
@@ -131,7 +133,7 @@ class Experiment:
 
     def save(self) -> None:
         self.path.write_text(json.dumps(self.state, indent=1))
-        (self.workdir / "composition.md").write_text(markdown(self.state))
+        self.path.with_suffix(".md").write_text(markdown(self.state))
 
     def source_path(self, name: str) -> Path:
         return self.workdir / "sources" / name
@@ -412,6 +414,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--oracle", action="store_true", help="also measure every candidate's transfer (Regret@K)")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--state",
+        default="composition.json",
+        help="state file in the work directory: a second process (e.g. --oracle-only) needs its own",
+    )
+    parser.add_argument("--oracle-only", action="store_true", help="with --oracle: skip the method runs")
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--sizes", default=None, help="target training sizes (default: 200,50)")
     parser.add_argument(
@@ -450,9 +458,9 @@ def main() -> None:
     workdir = RESULTS / ("quick" if args.quick else f"full-{pool_scale.examples}")
     base = load_base()
     pool = build_pool(base, pool_scale, workdir)
-    experiment = Experiment(base, scale, workdir, pool)
+    experiment = Experiment(base, scale, workdir, pool, args.state)
     targets = args.targets.split(",")
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in [] if args.oracle_only else [int(s) for s in args.seeds.split(",")]:
         for size in scale.sizes:
             for target in targets:
                 experiment.run(target, size, seed)
