@@ -117,9 +117,12 @@ class LocalRegistry:
     def _lock_key(base: str, task: str, name: str) -> str:
         return hashlib.sha256(f"{base}\n{task}\n{name}".encode()).hexdigest()[:32]
 
+    def _lock_path(self, key: str) -> Path:
+        return self.root / "locks" / f"{key}.lock"
+
     @contextmanager
     def _locked(self, base: str, task: str, name: str) -> Iterator[None]:
-        with locked(self.root / "locks" / f"{self._lock_key(base, task, name)}.lock"):
+        with locked(self._lock_path(self._lock_key(base, task, name))):
             yield
 
     @contextmanager
@@ -139,7 +142,7 @@ class LocalRegistry:
         unless a write is running or crashed. A read-only registry stays as it is."""
         for record in sorted((self.root / "pending").glob("*.json")):
             try:
-                with try_locked(self.root / "locks" / f"{record.stem}.lock") as free:
+                with try_locked(self._lock_path(record.stem)) as free:
                     if not free:
                         continue  # its writer is at work
                     try:
@@ -147,7 +150,7 @@ class LocalRegistry:
                     except (ValueError, TypeError):
                         ref = None  # not ours to read: nothing to re-index
                     if ref is not None and record.stem == self._lock_key(*ref.entry):
-                        self._index.reconcile(self, [ref])
+                        self.reindex([ref])
                     record.unlink(missing_ok=True)
             except (OSError, sqlite3.Error):
                 return  # read-only or full: the record stays for the next open that can write
