@@ -90,17 +90,15 @@ def entry_repos(server: AhlServer, task: str, name: str) -> list[str]:
 
 def test_stray_adapter_json_copy_binds_no_entry(ahl_server, art, tmp_path):
     """A copy of alice's adapter.json in bob's repository, uploaded with HfApi, never binds
-    alice's entry there: at the top level the commit is refused and leaves no commit; anywhere
-    else it is a plain file. Namespace-less pulls keep finding alice's repository alone."""
+    alice's entry there: at the top level or anywhere else it is a plain file until a version is
+    tagged. Namespace-less pulls keep finding alice's repository alone."""
     artifact = art(task="stray", name="stray")
     alice_repo = hub.push(artifact, registry=ahl_server.url).manifest["repo"]
     bob = api(ahl_server, "bob-token")
     bob.create_repo("bob/copy")
-    head = bob.list_repo_refs("bob/copy").branches[0].target_commit
-    with pytest.raises(BadRequestError) as excinfo:
-        bob.upload_file(path_or_fileobj=artifact / "adapter.json", path_in_repo="adapter.json", repo_id="bob/copy")
-    assert f"already lives in repository {alice_repo}" in error_line(excinfo)
-    assert bob.list_repo_refs("bob/copy").branches[0].target_commit == head  # no untagged commit
+    bob.upload_file(path_or_fileobj=artifact / "adapter.json", path_in_repo="adapter.json", repo_id="bob/copy")
+    assert entry_repos(ahl_server, "stray", "stray") == [alice_repo]
+    bob.delete_file("adapter.json", repo_id="bob/copy")
     bob.upload_file(path_or_fileobj=artifact / "adapter.json", path_in_repo="backup/adapter.json", repo_id="bob/copy")
     with pytest.raises(BadRequestError, match="not a valid artifact"):
         bob.create_tag("bob/copy", tag="v1.0.0")  # a copy inside a folder is no artifact either
@@ -133,20 +131,22 @@ def test_hf_upload_and_tag_is_found_with_and_without_namespace(ahl_server, art, 
         hub.resolve(f"{HUB_ID}/handmade/handmade", registry=f"{ahl_server.url}/bob")
 
 
-def test_refused_push_leaves_no_commit_and_a_push_reads_back_its_own_repository(ahl_server, art, monkeypatch):
-    """bob pushing alice's entry is refused before any commit; a push that tags reads the
-    version back from the repository it tagged, never through a namespace-less lookup."""
+def test_refused_push_leaves_no_commit_and_a_push_reads_back_its_own_repository(ahl_server, art):
+    """alice pushing an entry that another of her repositories holds is refused before any
+    commit; a push that tags reads the version back from the repository it tagged, never
+    through a namespace-less lookup."""
     artifact = art(task="owned", name="owned")
     with requests_sent() as sent:
         entry = hub.push(artifact, registry=ahl_server.url)
     assert not [path for method, path in sent if method == "GET" and path == "/api/models"]
     assert entry.ref.version == "1.0.0"
-    monkeypatch.setenv("AHL_TOKEN", "bob-token")
-    with pytest.raises(AhlError, match=f"already lives in repository {entry.manifest['repo']}"):
-        hub.push(artifact, registry=ahl_server.url)
-    bob_repo = f"bob/{repo_slug(HUB_ID, 'owned', 'owned')}"
-    refs = api(ahl_server, "bob-token").list_repo_refs(bob_repo)
-    assert refs.tags == [] and len(api(ahl_server, "bob-token").list_repo_commits(bob_repo)) == 1  # the initial one
+    other = api(ahl_server)
+    other.create_repo("alice/owned-again")
+    with pytest.raises(BadRequestError) as excinfo:
+        other.upload_folder(repo_id="alice/owned-again", folder_path=artifact)
+    assert f"already lives in repository {entry.manifest['repo']} of namespace alice" in error_line(excinfo)
+    assert other.list_repo_refs("alice/owned-again").tags == []
+    assert len(other.list_repo_commits("alice/owned-again")) == 1  # the initial one
     assert entry_repos(ahl_server, "owned", "owned") == [entry.manifest["repo"]]
 
 
@@ -173,6 +173,88 @@ def test_one_key_in_two_namespaces_is_listed_and_pickable(art, tmp_path):
             entry, pulled = hub.pull(ref, registry=f"{hub_server.url}/{namespace}", to=tmp_path / namespace)
             assert entry.manifest["repo"] == repo_id
             assert read_artifact(pulled).digest == read_artifact(artifact).digest
+
+
+def test_one_key_in_two_namespaces_of_ahl_serve(art, tmp_path, monkeypatch):
+    """alice and bob each publish the same key on one ahl serve (SPEC 14.2): search lists both
+    repositories with their own versions, a namespace-less pull lists the --registry values
+    that pick one, and each pulls its own bytes; bob's versions live in his repository's own
+    registry, which a restart with a lost index keeps and deleting his repository removes,
+    leaving alice's intact."""
+    server = AhlServer(tmp_path / "registry").start()
+    try:
+        ref = f"{HUB_ID}/shared/shared"
+        artifacts = {"alice": art(task="shared", name="shared"), "bob": art(task="shared", name="shared", seed=1)}
+        repos = {"alice": hub.push(artifacts["alice"], registry=server.url).manifest["repo"]}
+        monkeypatch.setenv("AHL_TOKEN", "bob-token")
+        bob_entry = hub.push(artifacts["bob"], registry=server.url)  # into bob's namespace: no refusal
+        repos["bob"] = bob_entry.manifest["repo"]
+        assert repos["bob"].startswith("bob/") and bob_entry.ref.version == "1.0.0"
+        bob_versions = server.root / "repos" / repos["bob"] / "versions"
+        assert bob_versions.is_dir()
+        digests = {user: read_artifact(path).digest for user, path in artifacts.items()}
+        assert digests["alice"] != digests["bob"]
+
+        def both_listed_and_pickable(label: str) -> None:
+            assert sorted(entry_repos(server, "shared", "shared")) == sorted(repos.values())
+            listed = {e.manifest["repo"]: e.manifest["digest"] for e in hub.search(registry=server.url, task="shared")}
+            assert listed == {repos[user]: digests[user] for user in repos}  # each once, its own version
+            with pytest.raises(AhlError) as caught:
+                hub.resolve(ref, registry=server.url)
+            message = str(caught.value)
+            assert "\n" not in message and "several namespaces" in message
+            assert f"{server.url}/alice, {server.url}/bob" in message
+            for user in repos:
+                entry, pulled = hub.pull(ref, registry=f"{server.url}/{user}", to=tmp_path / f"{label}-{user}")
+                assert entry.manifest["repo"] == repos[user] and read_artifact(pulled).digest == digests[user]
+
+        both_listed_and_pickable("first")
+        server.stop()  # the search index is derived: rebuilt from the files at the next start
+        for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+            (server.root / "repos" / name).unlink(missing_ok=True)
+        server.start()
+        both_listed_and_pickable("restarted")
+
+        api(server, "bob-token").delete_repo(repos["bob"])
+        assert not bob_versions.exists() and not list((server.root / "tmp").glob("serve-delete-*"))
+        assert entry_repos(server, "shared", "shared") == [repos["alice"]]
+        entry, pulled = hub.pull(ref, registry=server.url, to=tmp_path / "after-delete")
+        assert entry.manifest["repo"] == repos["alice"] and read_artifact(pulled).digest == digests["alice"]
+        assert LocalRegistry(server.root).versions(Ref(HUB_ID, "shared", "shared")) == ["1.0.0"]
+    finally:
+        server.stop()
+
+
+def test_a_second_holders_version_locked_by_a_fusion_blocks_its_delete(
+    ahl_server, tmp_path, tiny_base_model, spam_files, monkeypatch
+):
+    """A fusion locking the version of bob's repository, published in bob's namespace (its key
+    is alice's too, so it lives in a registry of its own), refuses deleting bob's repository."""
+    from adapterhub_lite import TrainConfig
+    from adapterhub_lite import api as ahl_api
+
+    from .conftest import make_artifact
+
+    def made(label: str, task: str, seed: int, name: str | None = None) -> Path:
+        return make_artifact(tmp_path / label, tiny_base_model, task=task, name=name or task, seed=seed)
+
+    hub.push(made("alice-k", "lockk", 0), registry=ahl_server.url)
+    sources = [made("bob-k", "lockk", 1), made("bob-q", "lockq", 2)]
+    fusion = tmp_path / "fusion"
+    config = TrainConfig(mode="fusion", epochs=1, batch_size=32, learning_rate=1e-3, device="cpu")
+    ahl_api.fuse(sources, spam_files[0], task="lockfuse2", config=config, out=fusion)
+    fused = read_artifact(fusion).metadata
+    hub.push(made("alice-f", fused["task"], 3, fused["name"]), registry=ahl_server.url)  # alice holds the fusion's key
+    # (an adapter under the fusion's task/name: a key is a key, whatever the kind)
+    monkeypatch.setenv("AHL_TOKEN", "bob-token")
+    bob_k = hub.push(sources[0], registry=ahl_server.url).manifest["repo"]
+    bob_f = hub.push(fusion, registry=ahl_server.url).manifest["repo"]
+    assert (ahl_server.root / "repos" / bob_f / "versions").is_dir()
+    with pytest.raises(HfHubHTTPError) as excinfo:
+        api(ahl_server, "bob-token").delete_repo(bob_k)
+    assert status(excinfo) == 409
+    assert f"{bob_k} cannot be deleted" in error_line(excinfo) and f"repository {bob_f}" in error_line(excinfo)
+    assert api(ahl_server, "bob-token").repo_exists(bob_k)
 
 
 # -- Hub API ------------------------------------------------------------------------------------------

@@ -213,9 +213,11 @@ def test_locally_pushed_entries_appear_under_ahl(ahl_server, art, tmp_path):
     pulled = Path(snapshot_download(repo_id, revision="v2.1.0", endpoint=ahl_server.url, cache_dir=tmp_path / "c"))
     assert read_artifact(pulled).digest == read_artifact(artifact).digest
 
-    # the entry is bound to ahl/SLUG: another repository cannot take it
-    with pytest.raises(BadRequestError, match="already lives in repository"):
-        publish(ahl_server, artifact, version="3.0.0")
+    # another namespace may publish the key too (SPEC 14.2): its versions are its own
+    alice_repo = publish(ahl_server, artifact, version="3.0.0")
+    assert [t.name for t in client.list_repo_refs(alice_repo).tags] == ["v3.0.0"]
+    assert [t.name for t in client.list_repo_refs(repo_id).tags] == ["v2.1.0"]
+    assert LocalRegistry(ahl_server.root).versions(Ref(HUB_ID, "localtask", "local")) == ["2.1.0"]
     with pytest.raises(HfHubHTTPError) as excinfo:  # the mirror is read-only
         client.create_tag(repo_id, tag="v9.0.0", revision="v2.1.0")
     assert status(excinfo) == 403
@@ -497,14 +499,13 @@ def test_tag_refusals(ahl_server, art):
         client.upload_folder(repo_id=first, folder_path=art(task="intruder", name="intruder"))
     assert client.model_info(first).sha == head
 
-    # and an entry lives in one repository: another user cannot bind it again
-    bob = api(ahl_server, "bob-token")
-    second = f"bob/{first.split('/')[1]}"
-    bob.create_repo(second)
-    empty = bob.model_info(second).sha
-    with pytest.raises(BadRequestError, match=f"already lives in repository {first}"):
-        bob.upload_folder(repo_id=second, folder_path=art(task="bound", name="bound", seed=1))
-    assert bob.model_info(second).sha == empty and not bob.list_repo_refs(second).tags
+    # and a namespace holds an entry in one repository: a second one there cannot bind it
+    second = f"{ahl_server.user}/bound-again"
+    client.create_repo(second)
+    empty = client.model_info(second).sha
+    with pytest.raises(BadRequestError, match=f"already lives in repository {first} of namespace"):
+        client.upload_folder(repo_id=second, folder_path=art(task="bound", name="bound", seed=1))
+    assert client.model_info(second).sha == empty and not client.list_repo_refs(second).tags
 
 
 def test_auth_refusals_write_nothing(ahl_server):

@@ -27,7 +27,6 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import httpx2 as httpx  # noqa: E402  (huggingface_hub's own HTTP client)
 import pytest  # noqa: E402
 from huggingface_hub import HfApi, snapshot_download  # noqa: E402
-from huggingface_hub.errors import BadRequestError  # noqa: E402
 
 from adapterhub_lite.artifact import read_artifact  # noqa: E402
 from adapterhub_lite.errors import AhlError  # noqa: E402
@@ -288,13 +287,9 @@ def test_card_tags_and_stray_copies_do_not_bind_an_entry(server, art, tmp_path):
     bob.upload_file(
         path_or_fileobj=alice_artifact / "adapter.json", path_in_repo="copy/adapter.json", repo_id="bob/spoofer"
     )
-    # at the top it would name alice's entry: refused before anything is written
-    head = bob.model_info("bob/spoofer").sha
-    with pytest.raises(BadRequestError, match=f"already lives in repository {alice_repo}"):
-        bob.upload_file(
-            path_or_fileobj=alice_artifact / "adapter.json", path_in_repo="adapter.json", repo_id="bob/spoofer"
-        )
-    assert bob.model_info("bob/spoofer").sha == head
+    # at the top it names alice's entry, which bob's namespace may publish too: committed, but
+    # it binds nothing until a version is tagged
+    bob.upload_file(path_or_fileobj=alice_artifact / "adapter.json", path_in_repo="adapter.json", repo_id="bob/spoofer")
     assert "other" in bob.model_info("bob/spoofer").tags and tag not in bob.model_info("bob/spoofer").tags
 
     assert [m.id for m in alice.list_models(filter=tag)] == [alice_repo]
@@ -305,17 +300,19 @@ def test_card_tags_and_stray_copies_do_not_bind_an_entry(server, art, tmp_path):
 
 
 def test_refused_push_leaves_no_commit(server, art):
-    """ahl push of an entry that lives in another namespace's repository is refused at the
-    commit: the pusher's repository keeps only its first commit, no untagged one."""
+    """ahl push of an entry that another repository of the same namespace holds is refused at
+    the commit: the pusher's repository keeps only its first commit, no untagged one."""
     artifact = art(task="owned", name="owned")
-    RemoteRegistry(f"{server.url}/alice", token="alice-token").push(artifact, version="1.0.0")
+    alice = api(server)
+    alice.create_repo("alice/owned-elsewhere")
+    alice.upload_folder(repo_id="alice/owned-elsewhere", folder_path=artifact)
+    alice.create_tag("alice/owned-elsewhere", tag="v1.0.0")
     # the server's whole reason reaches the user (SPEC 14.8)
-    with pytest.raises(AhlError, match="400 Bad Request: .* already lives in repository alice/"):
-        RemoteRegistry(f"{server.url}/bob", token="bob-token").push(art(task="owned", name="owned", seed=3))
-    bob_repo = f"bob/{repo_slug(HUB_ID, 'owned', 'owned')}"
-    bob = api(server, "bob-token")
-    refs = bob.list_repo_refs(bob_repo)
-    assert not refs.tags and bob.model_info(bob_repo).siblings == []
+    with pytest.raises(AhlError, match="400 Bad Request: .* already lives in repository alice/owned-elsewhere"):
+        RemoteRegistry(f"{server.url}/alice", token="alice-token").push(art(task="owned", name="owned", seed=3))
+    slug_repo = f"alice/{repo_slug(HUB_ID, 'owned', 'owned')}"
+    refs = alice.list_repo_refs(slug_repo)
+    assert not refs.tags and alice.model_info(slug_repo).siblings == []
 
 
 # -- finding 6: crashes at every write step --------------------------------------------------------------

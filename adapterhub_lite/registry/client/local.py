@@ -76,7 +76,13 @@ class LocalRegistry:
         >>> registry.pull(parse_ref("trec/trec@1.0.0"), Path("pulled"))
     """
 
-    def __init__(self, root: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str | None = None, *, blob_store: BlobStore | None = None) -> None:
+        """Open (or create) the registry at ``root`` (default: :func:`default_registry_root`).
+
+        ``blob_store``: keep blobs (and staging) in that store instead of ``ROOT/blobs``; ``ahl
+        serve`` gives each repository that tags a key another one already holds its own
+        registry for the versions, sharing the directory's blobs (``registry/SPEC.md`` 14.6).
+        """
         self.root = Path(root).expanduser() if root is not None else default_registry_root()
         marker = self.root / "ahl-registry.json"
         if self.root.exists() and not self.root.is_dir():
@@ -90,7 +96,8 @@ class LocalRegistry:
                 f"{', '.join(sorted(foreign)[:3])}); choose an empty or registry directory"
             )
         (self.root / "entries").mkdir(parents=True, exist_ok=True)
-        self.blob_store = BlobStore(self.root)
+        self.blob_store = blob_store or BlobStore(self.root)
+        (self.root / "locks").mkdir(exist_ok=True)  # entry locks stay per registry
         if not marker.is_file():
             self.blob_store.write_atomic(marker, json.dumps({"layout": LAYOUT}).encode())
         self._index = _Index(self.root / "index.sqlite", self)

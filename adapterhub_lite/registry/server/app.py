@@ -606,7 +606,11 @@ class _Server:
         commit = self.store.resolve(repo, request.path_params.get("revision", BRANCH))
         card = self.store.card(commit.files)  # parsed once per card, then cached
         # a real repository's tags at this revision; a local mirror's from its registry summary
-        tags = list(repo.tags) if repo.local else list(self.store.snapshot_tags(commit.files, repo.entry))
+        tags = (
+            list(repo.tags)
+            if repo.local
+            else list(self.store.snapshot_tags(commit.files, repo.entry, self.store.versions_of(repo.id)))
+        )
         return self._model_json(repo, commit, tags, card)
 
     async def model_info(self, request: Request) -> Response:

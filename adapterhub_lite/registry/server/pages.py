@@ -255,14 +255,16 @@ class Catalog:
         return {
             "repo": row["id"],
             **entry,
-            "size": self._version_size(entry["base"], entry["task"], entry["name"], entry["version"], entry["digest"]),
+            "size": self._version_size(
+                row["id"], entry["base"], entry["task"], entry["name"], entry["version"], entry["digest"]
+            ),
         }
 
     @functools.lru_cache(maxsize=1 << 16)  # noqa: B019  (one Catalog per application, kept for its life)
-    def _version_size(self, base: str, task: str, name: str, version: str, digest: str) -> int:
+    def _version_size(self, repo_id: str, base: str, task: str, name: str, version: str, digest: str) -> int:
         """Bytes of a version's files. A version never changes (its digest is in the key), so
         each is read once per process."""
-        manifest = self.store.registry.resolve(Ref(base, task, name, version=version)).manifest
+        manifest = self.store.versions_of(repo_id).resolve(Ref(base, task, name, version=version)).manifest
         return sum(f["size"] for f in manifest["files"].values())
 
     def entry(self, request: Request) -> Response:
@@ -270,10 +272,9 @@ class Catalog:
         repo: Repo = self._visible_repo(request)
         versions: list[Entry] = []
         if repo.entry:
-            ref = Ref(*repo.entry)
+            ref, registry = Ref(*repo.entry), self.store.versions_of(repo.id)
             versions = [
-                self.store.registry.resolve(ref.with_version(v))
-                for v in reversed(self.store.registry.versions(ref, include_yanked=True))
+                registry.resolve(ref.with_version(v)) for v in reversed(registry.versions(ref, include_yanked=True))
             ]
         wanted = request.query_params.get("version")
         chosen = (

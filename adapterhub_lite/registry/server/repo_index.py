@@ -25,7 +25,15 @@ from ...task_embedding import TaskEmbedding
 from ..format.refs import check_segment, repo_slug
 from ..format.sqlite import connect
 from ..format.tags import entry_tags
-from .repo_model import LOCAL_NAMESPACE, METRIC_SORT, Repo, entry_key, hub_time, version_commit_id
+from .repo_model import (
+    LOCAL_NAMESPACE,
+    METRIC_SORT,
+    Repo,
+    entry_key,
+    hub_time,
+    own_versions_dir,
+    version_commit_id,
+)
 
 
 class RepoIndex:
@@ -78,8 +86,16 @@ class RepoIndex:
             self._readers.db, self._readers.seen = db, None
         return db
 
-    @staticmethod
-    def _put(db: sqlite3.Connection, repo: Repo, source: str | None = None) -> None:
+    def _entry_column(self, repo: Repo) -> str | None:
+        """A row's ``entry``: the entry's key for its holder in the directory's registry (and a
+        local mirror); the key and the repository's id for a repository whose versions are in
+        a registry of its own (SPEC 14.2), so that one key has a row per namespace holding it."""
+        if repo.entry is None:
+            return None
+        key = entry_key(repo.entry)
+        return f"{key}\n{repo.id}" if not repo.local and own_versions_dir(self.path.parent, repo.id).is_dir() else key
+
+    def _put(self, db: sqlite3.Connection, repo: Repo, source: str | None = None) -> None:
         db.execute("DELETE FROM repo_tags WHERE repo = ?", (repo.id,))
         # On an entry clash the repository wins over a stale local mirror, never the reverse.
         verb = "INSERT OR IGNORE" if repo.local else "INSERT OR REPLACE"
@@ -92,7 +108,7 @@ class RepoIndex:
                 repo.main,
                 repo.created_at,
                 repo.last_modified,
-                entry_key(repo.entry) if repo.entry else None,
+                self._entry_column(repo),
                 int(repo.local),
                 json.dumps(list(repo.tags)),
                 source,
@@ -129,7 +145,7 @@ class RepoIndex:
                     repo.main,
                     repo.created_at,
                     repo.last_modified,
-                    entry_key(repo.entry) if repo.entry else None,
+                    self._entry_column(repo),
                     json.dumps(list(repo.tags)),
                     int(repo.private),
                 )
@@ -151,6 +167,18 @@ class RepoIndex:
             self._reader().execute("SELECT id FROM repos WHERE entry = ? AND local = 0", (entry_key(entry),)).fetchone()
         )
         return row[0] if row else None
+
+    def holders(self, entry: tuple[str, str, str]) -> list[str]:
+        """Every repository (not a local mirror) an entry is bound to, one per namespace at most
+        (SPEC 14.2): its row in the directory's registry and those keyed ``KEY\nREPO``."""
+        key = entry_key(entry)
+        return [
+            row[0]
+            for row in self._reader().execute(
+                "SELECT id FROM repos WHERE local = 0 AND (entry = ? OR (entry > ? AND entry < ?)) ORDER BY id",
+                (key, f"{key}\n", f"{key}\x0b"),  # "\x0b" follows "\n": the range of KEY\n...
+            )
+        ]
 
     def hidden(self, repo_ids: Sequence[str], viewer: str | None) -> set[str]:
         """Those of ``repo_ids`` that are private to a namespace other than ``viewer``."""
@@ -338,7 +366,7 @@ class RepoIndex:
                     f"{self.ORDER.get(sort, 'last_modified DESC, id')} LIMIT ? OFFSET ?",
                     (*args, int(limit), int(offset)),
                 ).fetchall()
-            latest = {row[5]: self._latest_version(db, row[5]) for row in rows if row[5]}
+            latest = {row[5]: self._latest_of(db, row[5]) for row in rows if row[5]}
         finally:
             db.execute("COMMIT")
         return [
@@ -417,6 +445,22 @@ class RepoIndex:
             (*args, metric, int(limit) - len(scored), max(offset, 0)),
         ).fetchall()
         return scored + unscored
+
+    def _latest_of(self, db: sqlite3.Connection, column: str) -> dict[str, Any] | None:
+        """:meth:`_latest_version` of a row's ``entry``: from the directory's registry, or for
+        ``KEY\nREPO`` from that repository's own registry (:func:`own_versions_dir`)."""
+        key, _, repo_id = column.rpartition("\n")
+        if column.count("\n") == 2:
+            return self._latest_version(db, column)
+        index = own_versions_dir(self.path.parent, repo_id) / "index.sqlite"
+        own = sqlite3.connect("file::memory:", uri=True)
+        try:  # read-only: a registry deleted meanwhile is not made again as an empty file
+            own.execute("ATTACH DATABASE ? AS registry", (f"{index.as_uri()}?mode=ro",))
+            return self._latest_version(own, key)
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            own.close()
 
     @staticmethod
     def _latest_version(db: sqlite3.Connection, entry: str) -> dict[str, Any] | None:

@@ -246,3 +246,10 @@ def version_commit_id(digest: str) -> str:
 
 def entry_key(entry: tuple[str, str, str]) -> str:
     return "\n".join(entry)
+
+
+def own_versions_dir(repos_dir: Path, repo_id: str) -> Path:
+    """Where a repository keeps its versions when it tagged a key that another repository's
+    versions already held in the directory's registry (SPEC 14.2: one key, several namespaces).
+    The directory exists exactly when it does so."""
+    return repos_dir.joinpath(*repo_id.split("/"), "versions")

@@ -5,13 +5,17 @@ module is its storage, next to the local registry's own layout (section 12, 14.6
 
     ROOT/repos/<namespace>/<name>/repo.json                repository record (head of main, entry, tags)
     ROOT/repos/<namespace>/<name>/commits/<40 hex>.json    one commit: a snapshot {path: {sha256, size}}
+    ROOT/repos/<namespace>/<name>/versions/                its versions, when another repository holds its key too
     ROOT/repos/index.sqlite                                search index, derived (reconciled, SPEC 14.7)
     ROOT/repos/pending/<instance>-<id>.json                a write in progress: what to re-index after a crash
     ROOT/locks/repo-<key>.lock, ROOT/locks/repo-bindings.lock   per-repository and entry-binding locks
 
 File contents are the registry's blobs (``blobs/sha256``). Versions are not stored here: tag
 ``vX.Y.Z`` is version X.Y.Z of the repository's entry in the registry (its manifest records the
-repository and commit as ``origin``), and ``vX.Y.Z-yanked`` is its yank marker. Entries pushed
+repository and commit as ``origin``), and ``vX.Y.Z-yanked`` is its yank marker. One key may be
+published in several namespaces (SPEC 14.2): the first repository to tag it keeps its versions in
+the directory's registry, each other one in a registry of its own under ``versions/`` (sharing
+the blobs); :meth:`RepoStore.versions_of` says which. Entries pushed
 into the directory without a repository appear as read-only repositories ``ahl/SLUG`` whose
 commits are derived from the version digests.
 
@@ -73,6 +77,7 @@ from .repo_model import (
     check_repo_id,
     hub_time,
     now,
+    own_versions_dir,
     version_commit_id,
 )
 
@@ -136,6 +141,7 @@ class RepoStore:
                 f"cannot write the registry directory {Path(root)}: {reason}; ahl serve needs a "
                 f"writable directory (check its permissions, mount and free space)"
             ) from None
+        self._own: dict[Path, tuple[int, LocalRegistry]] = {}  # versions/ dir -> (its inode, registry)
         self._card = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_card)
         self._meta = functools.lru_cache(maxsize=PARSED_CACHE)(self._parse_meta)
         self._git_blob = functools.lru_cache(maxsize=PARSED_CACHE)(self._blob_git_id)
@@ -239,7 +245,7 @@ class RepoStore:
     def _repair(self, repo_id: str, entry: tuple[str, str, str] | None, repairs: Repairs) -> None:
         """Re-derive the indexes and binding of one repository (and one entry) from the files."""
         if entry is not None:
-            repairs.entries_reindexed += self.registry.reindex([Ref(*entry)])
+            repairs.entries_reindexed += self.versions_of(repo_id).reindex([Ref(*entry)])
         with self._repo_lock(repo_id):
             repo = self._load_repo(repo_id)
             if repo is None:  # created but never recorded
@@ -258,20 +264,46 @@ class RepoStore:
     def _bound_entry(self, repo: Repo, hint: tuple[str, str, str] | None) -> tuple[str, str, str] | None:
         """The entry a repository holds by the rule of SPEC 14.2: one that has a version tagged
         in it (a manifest whose ``origin`` is this repository)."""
+        registry = self.versions_of(repo.id)
         for entry in dict.fromkeys(e for e in (repo.entry, hint) if e):
             if any(
-                self._origin_repo(entry, v) == repo.id for v in self.registry.versions(Ref(*entry), include_yanked=True)
+                self._origin_repo(entry, v, registry) == repo.id
+                for v in registry.versions(Ref(*entry), include_yanked=True)
             ):
                 return entry
         return None
 
-    def _origin_repo(self, entry: tuple[str, str, str], version: str) -> str | None:
-        return (self._manifest(entry, version).get("origin") or {}).get("repo")
+    def _origin_repo(self, entry: tuple[str, str, str], version: str, registry: LocalRegistry) -> str | None:
+        return (self._manifest(entry, version, registry).get("origin") or {}).get("repo")
 
     def _retagged(self, repo: Repo) -> Repo:
         """``repo`` with the search tags of its head and entry."""
         head = self._read_commit(repo, repo.main)
-        return replace(repo, tags=self.snapshot_tags(head.files if head else {}, repo.entry))
+        return replace(repo, tags=self.snapshot_tags(head.files if head else {}, repo.entry, self.versions_of(repo.id)))
+
+    def versions_of(self, repo_id: str) -> LocalRegistry:
+        """The registry that holds a repository's versions (SPEC 14.2): its own
+        ``ROOT/repos/NS/NAME/versions/`` when it tagged a key that another repository held
+        first, else the directory's."""
+        namespace, _, name = repo_id.partition("/")
+        if namespace == LOCAL_NAMESPACE:
+            return self.registry
+        path = own_versions_dir(self.repos_dir, check_repo_id(namespace, name))
+        try:
+            inode = path.stat().st_ino
+        except FileNotFoundError:
+            return self.registry
+        known = self._own.get(path)
+        if known is None or known[0] != inode:  # new, or deleted and made again since
+            known = (inode, LocalRegistry(path, blob_store=self.registry.blob_store))
+            self._own[path] = known
+        return known[1]
+
+    def _registries(self) -> Iterator[LocalRegistry]:
+        """The directory's registry, then each repository's own (:meth:`versions_of`)."""
+        yield self.registry
+        for path in sorted(self.repos_dir.glob("*/*/versions")):
+            yield self.versions_of(f"{path.parent.parent.name}/{path.parent.name}")
 
     # -- paths and records ---------------------------------------------------------------------
 
@@ -388,7 +420,9 @@ class RepoStore:
     def delete_repo(self, repo_id: str) -> None:
         """Delete a repository, its commits and the versions tagged in it (their blobs stay:
         other versions may share them). Refused while a fusion published from another
-        repository locks one of its versions: deleting would break that fusion's pulls.
+        repository locks one of its versions: deleting would break that fusion's pulls. A
+        repository with a registry of its own (:meth:`versions_of`) loses it whole: it is moved
+        under ``ROOT/tmp`` first, so a crash leaves it either in place or out of sight.
 
         Raises:
             RepoNotFoundError, ReadOnlyRepoError. VersionConflictError: a fusion locks a version.
@@ -402,26 +436,39 @@ class RepoStore:
             repo = self._load_repo(repo_id)
             if repo is None:
                 raise RepoNotFoundError(f"repository {repo_id} not found")
+            registry = self.versions_of(repo_id)
             if repo.entry is not None:
                 ours = [
                     v
-                    for v in self.registry.versions(Ref(*repo.entry), include_yanked=True)
-                    if self._origin_repo(repo.entry, v) == repo_id
+                    for v in registry.versions(Ref(*repo.entry), include_yanked=True)
+                    if self._origin_repo(repo.entry, v, registry) == repo_id
                 ]
-                self._check_not_locked(repo, repo.entry, ours)
+                self._check_not_locked(repo, repo.entry, ours, registry)
                 pending(repo.entry)
-                for version in ours:  # the versions first: the binding is derived from them
-                    manifest = self.registry._manifest_path(Ref(*repo.entry), version)
-                    manifest.with_suffix(".yanked").unlink(missing_ok=True)
-                    manifest.unlink(missing_ok=True)
-                self.registry._index.reconcile(self.registry, [Ref(*repo.entry)])
+                if registry is self.registry:
+                    for version in ours:  # the versions first: the binding is derived from them
+                        manifest = self.registry._manifest_path(Ref(*repo.entry), version)
+                        manifest.with_suffix(".yanked").unlink(missing_ok=True)
+                        manifest.unlink(missing_ok=True)
+                    self.registry._index.reconcile(self.registry, [Ref(*repo.entry)])
+            doomed = None
+            if registry is not self.registry:  # its own registry goes out of sight in one rename
+                doomed = Path(tempfile.mkdtemp(prefix=self.staging_prefix("delete"), dir=self.root / "tmp"))
+                os.rename(registry.root, doomed / "versions")
+                self._own.pop(registry.root, None)
             shutil.rmtree(self._repo_dir(repo_id))
             self._index.reconcile_one(repo_id, None)
+            if doomed is not None:
+                shutil.rmtree(doomed, ignore_errors=True)
 
-    def _check_not_locked(self, repo: Repo, entry: tuple[str, str, str], versions: list[str]) -> None:
-        """Refuse (409) when a fusion of another repository locks one of ``versions`` of ``entry``."""
-        digests = {self._manifest(entry, v)["digest"]: v for v in versions}
-        for _, manifest in self.registry.all_manifests():
+    def _check_not_locked(
+        self, repo: Repo, entry: tuple[str, str, str], versions: list[str], registry: LocalRegistry
+    ) -> None:
+        """Refuse (409) when a fusion of another repository, in any registry of the directory,
+        locks one of ``versions`` of ``entry`` (those of ``registry``)."""
+        digests = {self._manifest(entry, v, registry)["digest"]: v for v in versions}
+        manifests = (m for r in self._registries() for _, m in r.all_manifests())
+        for manifest in manifests:
             origin = (manifest.get("origin") or {}).get("repo")
             if manifest.get("kind") != "fusion" or origin == repo.id:
                 continue
@@ -474,8 +521,8 @@ class RepoStore:
 
     # -- revisions and commits -----------------------------------------------------------------
 
-    def _manifest(self, entry: tuple[str, str, str], version: str) -> dict[str, Any]:
-        return self.registry.resolve(Ref(*entry, version=version)).manifest
+    def _manifest(self, entry: tuple[str, str, str], version: str, registry: LocalRegistry) -> dict[str, Any]:
+        return registry.resolve(Ref(*entry, version=version)).manifest
 
     def _tag_commit(self, repo: Repo, manifest: dict[str, Any]) -> str:
         """The commit a version tag points at: the recorded one when this repository made it."""
@@ -486,10 +533,10 @@ class RepoStore:
         """``main`` and the version tags (``vX.Y.Z`` and ``vX.Y.Z-yanked``) of a repository."""
         refs = Refs(branches=[(BRANCH, repo.main), *repo.branches])
         if repo.entry:
-            ref = Ref(*repo.entry)
-            yanked = set(self.registry.versions(ref, include_yanked=True)) - set(self.registry.versions(ref))
-            for version in self.registry.versions(ref, include_yanked=True):
-                commit = self._tag_commit(repo, self._manifest(repo.entry, version))
+            ref, registry = Ref(*repo.entry), self.versions_of(repo.id)
+            yanked = set(registry.versions(ref, include_yanked=True)) - set(registry.versions(ref))
+            for version in registry.versions(ref, include_yanked=True):
+                commit = self._tag_commit(repo, self._manifest(repo.entry, version, registry))
                 refs.tags.append((f"v{version}", commit))
                 if version in yanked:
                     refs.tags.append((f"v{version}-yanked", commit))
@@ -523,15 +570,19 @@ class RepoStore:
                 pass
         # Versions pushed locally have no commit file: their snapshot is the manifest's files.
         if repo.entry is not None:
-            for version in self.registry.versions(Ref(*repo.entry), include_yanked=True):
-                manifest = self._manifest(repo.entry, version)
+            registry = self.versions_of(repo.id)
+            for version in registry.versions(Ref(*repo.entry), include_yanked=True):
+                manifest = self._manifest(repo.entry, version, registry)
                 if version_commit_id(manifest["digest"]) == commit_id:
                     return Commit(
-                        commit_id, self._local_snapshot(manifest), hub_time(manifest["pushed_at"]), f"v{version}"
+                        commit_id,
+                        self._local_snapshot(manifest, registry),
+                        hub_time(manifest["pushed_at"]),
+                        f"v{version}",
                     )
         return None
 
-    def _local_snapshot(self, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def _local_snapshot(self, manifest: dict[str, Any], registry: LocalRegistry) -> dict[str, dict[str, Any]]:
         """The files of a version pushed locally, as a client pull expects them: a fusion's
         manifest lists its own files only (its adapters are versions of their own entries), so
         the adapter versions it locks are added under ``adapters/<name>/``, as a push through a
@@ -541,7 +592,7 @@ class RepoStore:
             return files
         meta = json.loads(self.blob_path(files[METADATA_FILES["fusion"]]["sha256"]).read_bytes())
         for record in meta["adapters"]:
-            part = self.registry.resolve(Ref(record["base"], record["task"], record["name"], digest=record["digest"]))
+            part = registry.resolve(Ref(record["base"], record["task"], record["name"], digest=record["digest"]))
             files.update(
                 {
                     f"{FUSION_ADAPTERS_DIR}/{record['name']}/{name}": file_record
@@ -642,7 +693,12 @@ class RepoStore:
             crash_point("commit:file")
             if branch == BRANCH:
                 self._save_repo(
-                    replace(repo, main=commit.id, last_modified=created, tags=self.snapshot_tags(files, repo.entry))
+                    replace(
+                        repo,
+                        main=commit.id,
+                        last_modified=created,
+                        tags=self.snapshot_tags(files, repo.entry, self.versions_of(repo_id)),
+                    )
                 )
             else:
                 self._save_repo(
@@ -716,11 +772,14 @@ class RepoStore:
         except (ValueError, KeyError, TypeError, AttributeError, RefError):
             return None
 
-    def snapshot_tags(self, files: dict[str, dict[str, Any]], entry: tuple[str, str, str] | None) -> tuple[str, ...]:
+    def snapshot_tags(
+        self, files: dict[str, dict[str, Any]], entry: tuple[str, str, str] | None, versions: LocalRegistry
+    ) -> tuple[str, ...]:
         """Search tags of a snapshot of a repository bound to ``entry`` (SPEC 14.2): the entry's
         (from the snapshot's metadata when it is that entry's, else from the entry's latest
-        version), then the model card's own without ``ahl-entry:`` ones. A repository is found
-        by an entry's tag only through a version of that entry tagged in it."""
+        version in ``versions``, the repository's :meth:`versions_of`), then the model card's
+        own without ``ahl-entry:`` ones. A repository is found by an entry's tag only through a
+        version of that entry tagged in it."""
         tags: list[str] = []
         if entry is not None:
             parsed = None
@@ -734,7 +793,7 @@ class RepoStore:
             if parsed is not None and parsed[0] == entry:
                 tags += parsed[1]
             else:
-                tags += self._entry_summary_tags(entry)
+                tags += self._entry_summary_tags(entry, versions)
         card = self.card(files)
         card_tags = card.get("tags")
         tags += (
@@ -751,11 +810,11 @@ class RepoStore:
         name = path.rsplit("/", 1)[-1].lower()
         return record["size"] > LFS_MIN_BYTES or name.rsplit(".", 1)[-1] in LFS_SUFFIXES
 
-    def _entry_summary_tags(self, entry: tuple[str, str, str]) -> list[str]:
-        versions = self.registry.versions(Ref(*entry)) or self.registry.versions(Ref(*entry), include_yanked=True)
+    def _entry_summary_tags(self, entry: tuple[str, str, str], registry: LocalRegistry) -> list[str]:
+        versions = registry.versions(Ref(*entry)) or registry.versions(Ref(*entry), include_yanked=True)
         if not versions:
             return entry_tags(*entry, None, None)
-        summary = self._manifest(entry, versions[-1]).get("summary") or {}
+        summary = self._manifest(entry, versions[-1], registry).get("summary") or {}
         return [*entry_tags(*entry, summary.get("architecture"), summary.get("head")), *summary.get("tags", [])]
 
     # -- version tags --------------------------------------------------------------------------
@@ -789,7 +848,7 @@ class RepoStore:
                     )
                 assert repo.entry is not None  # it has the version v{version}
                 pending(repo.entry)
-                self.registry.yank(Ref(*repo.entry, version=version))
+                self.versions_of(repo_id).yank(Ref(*repo.entry, version=version))
             else:
                 self._tag_version(repo, version, commit, pending)
 
@@ -827,25 +886,49 @@ class RepoStore:
             # The version (its manifest) is written first, then the binding: the binding is
             # derived from the manifest's origin, so a crash between the two is repaired.
             with locked(self.root / "locks" / "repo-bindings.lock"):
-                if repo.entry is None:
-                    self._check_unbound(repo, entry)
-                self.registry.push(staging, version=version, origin={"repo": repo.id, "commit": commit.id})
+                registry = self.versions_of(repo.id) if repo.entry else self._binding_registry(repo, entry)
+                registry.push(staging, version=version, origin={"repo": repo.id, "commit": commit.id})
                 crash_point("tag:manifest")
                 if repo.entry is None:
                     self._save_repo(self._retagged(replace(repo, entry=entry)))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _binding_registry(self, repo: Repo, entry: tuple[str, str, str]) -> LocalRegistry:
+        """The registry where ``repo``'s first version of ``entry`` goes (SPEC 14.2): the
+        directory's while no other repository (nor a local push) has a version of the key
+        there, else a registry of the repository's own (:meth:`versions_of`), made now.
+
+        Raises:
+            ArtifactError: another repository of the same namespace holds ``entry``.
+        """
+        self._check_unbound(repo, entry)
+        own = self.versions_of(repo.id)
+        if own is not self.registry:  # made by an earlier tag that did not finish
+            return own
+        main = self.registry.versions(Ref(*entry), include_yanked=True)
+        if all(self._origin_repo(entry, v, self.registry) == repo.id for v in main):  # none, or a cut binding's
+            return self.registry
+        own_versions_dir(self.repos_dir, repo.id).mkdir()
+        return self.versions_of(repo.id)
+
     def _check_unbound(self, repo: Repo, entry: tuple[str, str, str]) -> None:
-        """Refuse to bind ``entry`` to ``repo`` when another repository holds it (a version
-        tagged there), or it was pushed into the directory locally: one entry, one repository."""
-        owner = self._index.owner(entry)
-        if owner is None or owner == repo.id:
-            origins = {self._origin_repo(entry, v) for v in self.registry.versions(Ref(*entry), include_yanked=True)}
-            origins.discard(repo.id)  # versions of a binding cut by a crash: ours
-            owner = next((o for o in origins if o), f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}") if origins else None
-        if owner is not None and owner != repo.id:
-            raise ArtifactError(f"{'/'.join(entry)} already lives in repository {owner}; push its versions there")
+        """Refuse to bind ``entry`` to ``repo`` when another repository of its namespace holds
+        it (a version tagged there): one repository per entry in a namespace. Other namespaces
+        may publish the same key (SPEC 14.2)."""
+        holders = set(self._index.holders(entry))
+        # versions of a binding cut by a crash hold the key too, before the index says so
+        holders |= {
+            origin
+            for v in self.registry.versions(Ref(*entry), include_yanked=True)
+            if (origin := self._origin_repo(entry, v, self.registry))
+        }
+        same = sorted(h for h in holders if h != repo.id and h.split("/")[0] == repo.namespace)
+        if same:
+            raise ArtifactError(
+                f"{'/'.join(entry)} already lives in repository {same[0]} of namespace {repo.namespace}; "
+                f"push its versions there (one repository per entry in a namespace)"
+            )
 
     # -- consistency ---------------------------------------------------------------------------
 
@@ -856,9 +939,12 @@ class RepoStore:
         repository index with the ``repo.json`` files. Reports blobs that manifests or heads
         name but the store lacks (those need the data again: push it anew). Reads every record."""
         repairs = self.recover()
-        repairs.entries_reindexed += self.registry.reindex()
         origins: dict[str, tuple[str, str, str]] = {}  # repository -> an entry tagged in it
-        for manifest_path, manifest in self.registry.all_manifests():
+        manifests: list[tuple[Path, dict[str, Any]]] = []
+        for registry in self._registries():
+            repairs.entries_reindexed += registry.reindex()
+            manifests += registry.all_manifests()
+        for manifest_path, manifest in manifests:
             origin = (manifest.get("origin") or {}).get("repo")
             if origin:
                 origins.setdefault(origin, (manifest["base"], manifest["task"], manifest["name"]))
