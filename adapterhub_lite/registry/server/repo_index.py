@@ -160,7 +160,8 @@ class RepoIndex:
         return changed
 
     def owner(self, entry: tuple[str, str, str]) -> str | None:
-        """The repository (not a local mirror) an entry is bound to, if any (on this thread's
+        """The repository (not a local mirror) whose versions of an entry are the directory
+        registry's (its first holder, SPEC 14.2), if any (on this thread's
         read connection: search --like asks once per row, and a connection costs more than the
         query)."""
         row = (
