@@ -257,6 +257,46 @@ def test_a_second_holders_version_locked_by_a_fusion_blocks_its_delete(
     assert api(ahl_server, "bob-token").repo_exists(bob_k)
 
 
+def test_a_fusion_over_another_namespaces_version_adds_none_to_the_first_holder(
+    ahl_server, tmp_path, tiny_base_model, spam_files, monkeypatch
+):
+    """bob's fusion over his version of a key alice holds first goes into the directory's
+    registry, where alice's versions are: it adds no version to her entry (before, its adapter
+    copy became her v1.0.1, with bob's bytes), and still locks bob's version against delete."""
+    from adapterhub_lite import TrainConfig
+    from adapterhub_lite import api as ahl_api
+
+    from .conftest import make_artifact
+
+    def made(label: str, task: str, seed: int) -> Path:
+        return make_artifact(tmp_path / label, tiny_base_model, task=task, name=task, seed=seed)
+
+    alice_k = made("alice-k", "polk", 0)
+    alice = hub.push(alice_k, registry=ahl_server.url)
+    ref = "/".join(alice.ref.entry)
+    sources = [made("bob-k", "polk", 1), made("bob-q", "polq", 2)]
+    fusion = tmp_path / "fusion"
+    config = TrainConfig(mode="fusion", epochs=1, batch_size=32, learning_rate=1e-3, device="cpu")
+    ahl_api.fuse(sources, spam_files[0], task="polfuse", config=config, out=fusion)
+    monkeypatch.setenv("AHL_TOKEN", "bob-token")
+    bob_k = hub.push(sources[0], registry=ahl_server.url).manifest["repo"]
+    bob_fusion = hub.push(fusion, registry=ahl_server.url)
+    bob_f = bob_fusion.manifest["repo"]
+    assert not (ahl_server.root / "repos" / bob_f / "versions").exists()  # the directory's registry
+
+    assert LocalRegistry(ahl_server.root).versions(Ref(*alice.ref.entry), include_yanked=True) == ["1.0.0"]
+    assert [t.name for t in api(ahl_server).list_repo_refs(alice.manifest["repo"]).tags] == ["v1.0.0"]
+    for user, source in (("alice", alice_k), ("bob", sources[0])):
+        entry, pulled = hub.pull(ref, registry=f"{ahl_server.url}/{user}", to=tmp_path / f"pulled-{user}")
+        assert entry.ref.version == "1.0.0" and read_artifact(pulled).digest == read_artifact(source).digest
+    fusion_ref = "/".join(bob_fusion.ref.entry)
+    pulled_fusion = hub.pull(fusion_ref, registry=f"{ahl_server.url}/bob", to=tmp_path / "pulled-fusion")[1]
+    assert read_artifact(pulled_fusion).digest == read_artifact(fusion).digest
+    with pytest.raises(HfHubHTTPError) as excinfo:
+        api(ahl_server, "bob-token").delete_repo(bob_k)
+    assert status(excinfo) == 409 and f"repository {bob_f}" in error_line(excinfo)
+
+
 # -- Hub API ------------------------------------------------------------------------------------------
 
 

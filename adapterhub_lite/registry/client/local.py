@@ -162,7 +162,14 @@ class LocalRegistry:
             except (OSError, sqlite3.Error):
                 return  # read-only or full: the record stays for the next open that can write
 
-    def push(self, path: str | Path, *, version: str | None = None, origin: dict[str, str] | None = None) -> Entry:
+    def push(
+        self,
+        path: str | Path,
+        *,
+        version: str | None = None,
+        origin: dict[str, str] | None = None,
+        adapters: bool = True,
+    ) -> Entry:
         """Store a verified artifact directory as a new, immutable version.
 
         The entry is the artifact's ``(base model id, task, name)``. Without ``version`` the push
@@ -170,6 +177,8 @@ class LocalRegistry:
         identical. Pushing identical content to an existing version succeeds and changes nothing.
         ``origin`` (``ahl serve``: the repository and commit a version tag points at) is recorded
         in a new version's manifest; readers that do not know the field ignore it.
+        ``adapters=False``: a fusion's adapters are not stored with it (``ahl serve`` stores
+        them itself, as one may be a version of an entry that another repository holds).
 
         Raises:
             ArtifactError / IntegrityError: the directory is not a valid artifact.
@@ -178,7 +187,7 @@ class LocalRegistry:
         # Files are verified while they are copied into the blob store: one hashing pass.
         artifact = read_artifact(path, verify=False)
         meta = artifact.metadata
-        if artifact.kind == "fusion":
+        if artifact.kind == "fusion" and adapters:
             # A fusion is only pullable with its adapters: store them first (idempotent). Their
             # digests are checked against the lock here, their files as they are stored.
             for part in fusion_adapters(artifact, verify=False):

@@ -44,7 +44,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ...artifact import CARD_FILE, FUSION_ADAPTERS_DIR, METADATA_FILES, Artifact, artifact_files, read_artifact
+from ...artifact import (
+    CARD_FILE,
+    FUSION_ADAPTERS_DIR,
+    METADATA_FILES,
+    Artifact,
+    artifact_files,
+    fusion_adapters,
+    read_artifact,
+)
 from ...errors import ArtifactError, ConfigError, IntegrityError, RefError, VersionConflictError
 from ...files import crash_point, locked
 from ...task_embedding import TaskEmbedding
@@ -887,12 +895,29 @@ class RepoStore:
             # derived from the manifest's origin, so a crash between the two is repaired.
             with locked(self.root / "locks" / "repo-bindings.lock"):
                 registry = self.versions_of(repo.id) if repo.entry else self._binding_registry(repo, entry)
-                registry.push(staging, version=version, origin={"repo": repo.id, "commit": commit.id})
+                if artifact.kind == "fusion":
+                    self._store_fusion_adapters(artifact, registry)
+                registry.push(staging, version=version, origin={"repo": repo.id, "commit": commit.id}, adapters=False)
                 crash_point("tag:manifest")
                 if repo.entry is None:
                     self._save_repo(self._retagged(replace(repo, entry=entry)))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _store_fusion_adapters(fusion: Artifact, registry: LocalRegistry) -> None:
+        """Store the adapters of a fusion being tagged in ``registry``, where the fusion goes,
+        as a local push does, except into an entry that has versions there: those belong to the
+        repository holding it (or to local pushes), and the fusion's copy of that key may be
+        another namespace's version (SPEC 14.2). A fusion never adds a version to someone else's
+        entry; its pulls take its adapters from its commit, and the fusion lock check
+        (:meth:`_check_not_locked`) goes by digest."""
+        for part in fusion_adapters(fusion, verify=False):
+            meta = part.metadata
+            if not registry.versions(
+                Ref(base_key(meta["base"]["model_id"]), meta["task"], meta["name"]), include_yanked=True
+            ):
+                registry.push(part.path)
 
     def _binding_registry(self, repo: Repo, entry: tuple[str, str, str]) -> LocalRegistry:
         """The registry where ``repo``'s first version of ``entry`` goes (SPEC 14.2): the
