@@ -262,7 +262,8 @@ def test_a_fusion_over_another_namespaces_version_adds_none_to_the_first_holder(
 ):
     """bob's fusion over his version of a key alice holds first goes into the directory's
     registry, where alice's versions are: it adds no version to her entry (before, its adapter
-    copy became her v1.0.1, with bob's bytes), and still locks bob's version against delete."""
+    copy became her v1.0.1, with bob's bytes), its catalog page links bob's version, and it
+    still locks that version against delete."""
     from adapterhub_lite import TrainConfig
     from adapterhub_lite import api as ahl_api
 
@@ -292,6 +293,9 @@ def test_a_fusion_over_another_namespaces_version_adds_none_to_the_first_holder(
     fusion_ref = "/".join(bob_fusion.ref.entry)
     pulled_fusion = hub.pull(fusion_ref, registry=f"{ahl_server.url}/bob", to=tmp_path / "pulled-fusion")[1]
     assert read_artifact(pulled_fusion).digest == read_artifact(fusion).digest
+    # the fusion's catalog page links the version it locks in bob's repository, not alice's
+    page = httpx.get(f"{ahl_server.url}/{bob_f}").text
+    assert f'href="/{bob_k}?version=1.0.0"' in page and f'href="/{alice.manifest["repo"]}' not in page
     with pytest.raises(HfHubHTTPError) as excinfo:
         api(ahl_server, "bob-token").delete_repo(bob_k)
     assert status(excinfo) == 409 and f"repository {bob_f}" in error_line(excinfo)

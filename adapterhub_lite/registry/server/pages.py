@@ -43,6 +43,7 @@ from .repo_model import METRIC_SORT, Repo, RepoNotFoundError
 
 PAGE_ROWS = 25
 BASE_PAGE_ROWS = 1000  # the listing's page size: a base page shows at most this many entries
+LOCK_HOLDERS = 100  # holders of a fusion adapter's key searched for its digest (one per namespace)
 METRICS = ("accuracy", "macro_f1", "pearson", "spearman")  # sortable, higher is better
 ARCHITECTURES = ("pfeiffer", "houlsby", "fusion", "head_only")
 HEADS = ("classification", "regression", "multiple_choice")
@@ -319,11 +320,16 @@ class Catalog:
         for record in meta.get("adapters") or []:
             item = {**record, "repo": None, "version": None}
             try:
-                ref = Ref(record["base"], record["task"], record["name"])
+                ref = Ref(record["base"], record["task"], record["name"], digest=record["digest"])
                 tag = f"ahl-entry:{ref.base}/{ref.task}/{ref.name}"
-                rows = self.store.search(tags=[tag], limit=1)
-                item["repo"] = rows[0]["id"] if rows else None
-                item["version"] = self.store.registry.resolve(Ref(*ref.entry, digest=record["digest"])).ref.version
+                # one key may have a holder per namespace (SPEC 14.2): the one with this digest
+                for row in self.store.search(tags=[tag], limit=LOCK_HOLDERS):
+                    try:
+                        item["version"] = self.store.versions_of(row["id"]).resolve(ref).ref.version
+                    except AhlError:
+                        continue
+                    item["repo"] = row["id"]
+                    break
             except (AhlError, KeyError, TypeError):
                 pass  # shown without a link: the registry does not hold that version
             lock.append(item)
