@@ -203,9 +203,11 @@ def measure(
         finally:
             boundary.STALL_TIMEOUT_S = stall
         out["served_first_request_s"] = first
-        out["served_search"] = latency_stats(
-            [timed(hub.search, registry=server.url, **filters)[0] for kind, filters in plan if kind != "sort"]
-        )
+        searched = [(kind, timed(hub.search, registry=server.url, **filters)[0]) for kind, filters in plan]
+        out["served_search"] = latency_stats([seconds for kind, seconds in searched if kind != "sort"])
+        out["served_search_by_kind_p95_ms"] = {
+            kind: latency_stats([seconds for k, seconds in searched if k == kind])["p95_ms"] for kind in dict(plan)
+        }
         served_push = []
         for i, source in enumerate(served):
             remote.use_cache(work / f"{label}-client-cache-push-{i}")
