@@ -73,7 +73,10 @@ class RepoIndex:
         fresh = not path.exists()
         with self._connect() as db:
             # An index from before repo_names and repo_tags' sort keys: both filled from the
-            # repos rows once (the rows' tags column holds each one's tags).
+            # repos rows once (the rows' tags column holds each one's tags), in one transaction
+            # with the schema (DDL would otherwise commit alone: a crash then left the new table
+            # empty, and taken for migrated).
+            db.execute("BEGIN IMMEDIATE")
             named = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'repo_names'").fetchone()
             keyed = any(row[1] == "last_modified" for row in db.execute("PRAGMA table_info(repo_tags)"))
             if not keyed:
