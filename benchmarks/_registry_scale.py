@@ -53,7 +53,7 @@ def build(
     rng = random.Random(seed)
     registry = LocalRegistry(root)
     for record in template["files"].values():
-        registry._store_blob(source.blob_path(record["sha256"]), record["sha256"])
+        registry._store_blob(source.blob_store.path(record["sha256"]), record["sha256"])
     langs, domains = tags
     entries = (versions + PER_ENTRY - 1) // PER_ENTRY
     db = sqlite3.connect(root / "index.sqlite")
@@ -203,9 +203,11 @@ def measure(
         finally:
             boundary.STALL_TIMEOUT_S = stall
         out["served_first_request_s"] = first
-        out["served_search"] = latency_stats(
-            [timed(hub.search, registry=server.url, **filters)[0] for kind, filters in plan if kind != "sort"]
-        )
+        searched = [(kind, timed(hub.search, registry=server.url, **filters)[0]) for kind, filters in plan]
+        out["served_search"] = latency_stats([seconds for kind, seconds in searched if kind != "sort"])
+        out["served_search_by_kind_p95_ms"] = {
+            kind: latency_stats([seconds for k, seconds in searched if k == kind])["p95_ms"] for kind in dict(plan)
+        }
         served_push = []
         for i, source in enumerate(served):
             remote.use_cache(work / f"{label}-client-cache-push-{i}")
@@ -242,22 +244,33 @@ def bench_scale(
     tasks: list[str],
     architectures: list[str],
     tags: tuple[list[str], list[str]],
+    reuse: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the 10k baseline and the ``versions`` registry the same way, then measure both."""
+    """Build the 10k baseline and the ``versions`` registry the same way, then measure both.
+
+    With ``reuse``, both registries live under that directory and are built only if absent (a
+    1M build takes many minutes); the pushes of earlier runs stay in them, a few versions more.
+    """
     result: dict[str, Any] = {}
     for label, count in (("10k", 10_000), ("scale", versions)):
-        root = work / f"reg-{label}"
-        built = build(
-            root,
-            small_entry.manifest,
-            small_registry,
-            count,
-            bases=bases,
-            tasks=tasks,
-            architectures=architectures,
-            tags=tags,
-        )
-        print(f"  built {count:,} versions in {built['seconds']:.0f} s; measuring", flush=True)
+        root = (reuse or work) / f"reg-{label}-{count}"
+        record = root / "build.json"
+        if reuse is not None and record.exists():
+            built = json.loads(record.read_text())
+            print(f"  reusing {count:,} versions at {root}; measuring", flush=True)
+        else:
+            built = build(
+                root,
+                small_entry.manifest,
+                small_registry,
+                count,
+                bases=bases,
+                tasks=tasks,
+                architectures=architectures,
+                tags=tags,
+            )
+            record.write_text(json.dumps(built))
+            print(f"  built {count:,} versions in {built['seconds']:.0f} s; measuring", flush=True)
         sources = write_sources(work / f"sources-{label}", 10, "scale-local")
         served = write_sources(work / f"served-{label}", 3, "scale-served")
         result[label] = {

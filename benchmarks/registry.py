@@ -801,6 +801,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only the scale section: a synthetic registry of this many versions (bulk SQL, see "
         "benchmarks/_registry_scale.py) against a 10k one built the same way",
     )
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="with --versions: keep the synthetic registries in this directory and reuse them in later runs",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.pulls, args.pushes = min(args.reps, 2), min(args.pulls, 20), min(args.pushes, 20)
@@ -868,6 +874,7 @@ def main_scale(args: argparse.Namespace) -> None:
             tasks=TASKS,
             architectures=ARCHITECTURES,
             tags=(LANGS, DOMAINS),
+            reuse=args.reuse,
         )
         out = args.json_out if args.json_out != DEFAULT_JSON else DEFAULT_JSON.with_name("registry_scale.json")
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -55,3 +55,39 @@ def test_mirrors_follow_pushes_yanks_and_a_rebuilt_index(tmp_path, art, monkeypa
         two: ["v1.0.0"],
         f"ahl/{repo_slug(HUB_ID, 'sync', 'three')}": ["v1.0.0"],
     }
+
+
+def test_an_older_index_is_migrated_and_every_plan_lists_the_same(tmp_path, art, monkeypatch):
+    """An index from before the names' trigram table and the tags' sort keys is filled from its
+    rows when opened; a tag's ordered walk, a name's trigram drive and the plain walks list the
+    same rows in the same order."""
+    root = tmp_path / "registry"
+    local = LocalRegistry(root)
+    for seed, (task, name) in enumerate([("alpha", "one-Needle"), ("alpha", "two"), ("beta", "needle-x")]):
+        local.push(art(task=task, name=name, seed=seed), version="1.0.0")
+    queries = [
+        {"tags": ["adapterhub-lite"]},
+        {"tags": ["adapterhub-lite", "task:alpha"]},
+        {"tags": ["task:beta"], "sort": "id"},
+        {"tags": ["task:alpha"], "sort": "createdAt"},
+        {"search": "NEEDLE"},
+        {"search": "needle", "tags": ["task:alpha"]},
+        {"search": "ne"},  # shorter than a trigram: no index, each name checked
+        {"search": 'a"b'},  # a quote in the phrase is escaped, not a syntax error
+        {"search": "needle", "sort": "ahl-metric:accuracy"},
+    ]
+
+    def listings(store: RepoStore) -> list[list[str]]:
+        return [[row["id"] for row in store.search(**query)] for query in queries]
+
+    expected = listings(RepoStore(root))
+    assert len(expected[4]) == 2  # both needles, any case
+    assert len(expected[1]) == 2 and expected[7] == []
+    with sqlite3.connect(root / "repos" / "index.sqlite") as db:  # the schema before this change
+        db.execute("DROP TABLE repo_names")
+        db.execute("DROP TABLE repo_tags")
+        db.execute("CREATE TABLE repo_tags (tag TEXT, repo TEXT, PRIMARY KEY (tag, repo)) WITHOUT ROWID")
+        db.execute("INSERT INTO repo_tags SELECT t.value, r.id FROM repos AS r, json_each(r.tags) AS t")
+    assert listings(RepoStore(root)) == expected
+    monkeypatch.setattr(RepoIndex, "_drives", classmethod(lambda cls, *counts: False))  # only walks
+    assert listings(RepoStore(root)) == expected
