@@ -11,10 +11,12 @@ works.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import UnsupportedModelError
+
+if TYPE_CHECKING:  # annotations only: base.py (and so the registry) imports this without torch
+    from torch import nn
 
 
 @dataclass(frozen=True)

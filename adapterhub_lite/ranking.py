@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .artifact import Artifact, read_artifact
 from .base import BaseModel, load_base
@@ -102,6 +101,8 @@ def probe_score(
 
     Closed form: a fraction of a second for 2,000 examples and exactly reproducible (an
     iterative logistic-regression fit cost seconds of CPU per candidate on this machine)."""
+    import torch  # here only: ``ahl rank``'s defaults and --help come from this module without torch
+
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     x_all = torch.as_tensor(features, dtype=torch.float64)
     targets = torch.nn.functional.one_hot(y, num_labels).to(torch.float64)

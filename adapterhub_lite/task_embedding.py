@@ -20,14 +20,19 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from .base import BaseModel
 from .errors import ArtifactError
 from .training.data import Encoded, Example, ExampleSet, collate, sorted_batches, tokenize
+
+# The registry and ``ahl serve`` read, store and rank embeddings with numpy alone; torch (seconds to
+# import) is imported only where one is computed.
+if TYPE_CHECKING:
+    import torch
+
+    from .base import BaseModel
 
 METHOD = "mean-sentence-v1"
 DEFAULT_EXAMPLES = 256
@@ -110,7 +115,6 @@ def text_examples(data: ExampleSet) -> ExampleSet:
     return ExampleSet([Example(e.text, e.text_pair) for e in data.examples], data.source)
 
 
-@torch.no_grad()
 def pooled_features(
     encode: Any, enc: Encoded, *, pad_id: int, batch_size: int = 64, device: torch.device | None = None
 ) -> np.ndarray:
@@ -119,21 +123,24 @@ def pooled_features(
     ``encode(input_ids, attention_mask, **rest)`` returns ``[batch, seq, hidden]``: the base
     encoder alone, or :meth:`AdapterModel.encode` with an adapter active.
     """
+    import torch
+
     order: list[int] = []
     rows: list[np.ndarray] = []
-    for ids in sorted_batches(enc.lengths, batch_size):
-        batch = collate([enc.features[i] for i in ids], pad_id)
-        if device is not None:
-            batch = {k: v.to(device) for k, v in batch.items()}
-        mask = batch["attention_mask"]
-        hidden = encode(**batch)
-        if not isinstance(hidden, torch.Tensor):
-            hidden = hidden[0]
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-        order.extend(ids)
-        rows.extend(pooled.cpu().numpy())
+    with torch.no_grad():
+        for ids in sorted_batches(enc.lengths, batch_size):
+            batch = collate([enc.features[i] for i in ids], pad_id)
+            if device is not None:
+                batch = {k: v.to(device) for k, v in batch.items()}
+            mask = batch["attention_mask"]
+            hidden = encode(**batch)
+            if not isinstance(hidden, torch.Tensor):
+                hidden = hidden[0]
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+            order.extend(ids)
+            rows.extend(pooled.cpu().numpy())
     return np.stack(rows)[np.argsort(order)]  # rows[k] is example order[k]
 
 

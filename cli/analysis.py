@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from adapterhub_lite import hub
-from adapterhub_lite.analysis import fusion_activations, prune_fusion
 
 from .options import BaseRefOption, RegistryOption
 from .render import activations_table, console, print_json, quiet_libraries, user_errors
@@ -28,6 +27,8 @@ def inspect(
     json_out: bool = typer.Option(False, "--json", help="Print the activations as JSON."),
 ) -> None:
     """Mean fusion attention of every adapter at every layer over a dataset: table, JSON, SVG or PNG."""
+    from adapterhub_lite.analysis import fusion_activations  # torch: see cli/main.py
+
     quiet_libraries()
     artifact = hub.local_artifact(target, base=base, registry=registry)
     report = fusion_activations(artifact, data, base=base, batch_size=batch_size)
@@ -57,6 +58,8 @@ def prune(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Drop adapters a fusion hardly uses (AdapterDrop); report accuracy before/after and the time taken."""
+    from adapterhub_lite.analysis import prune_fusion  # torch: see cli/main.py
+
     quiet_libraries()
     report = prune_fusion(
         target, data, threshold=threshold, keep=keep, base=base, out=out, overwrite=overwrite, repeats=repeats

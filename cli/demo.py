@@ -14,18 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
 
-from adapterhub_lite import analysis, api, bundled, hub
+from adapterhub_lite import bundled, hub
 from adapterhub_lite.artifact import read_artifact
 from adapterhub_lite.base import BaseModel
 from adapterhub_lite.config import TrainConfig
 from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import ExampleSet
-from adapterhub_lite.training.loop import TrainEvent
 
 from .rank import render_ranking
 from .render import (
@@ -37,6 +36,9 @@ from .render import (
     training_progress,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from adapterhub_lite.training.loop import TrainEvent
 
 DEFAULT_SOURCES = "rotten_tomatoes,vader_amazon,trec,sms_spam"
 AUTO_K = 2
@@ -73,6 +75,8 @@ def demo(
     the target's examples and are scored on the task's bundled dev file, held out (minus any text
     a source adapter trained on). Artifacts, the registry and the heatmap land in WORKDIR.
     """
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     quiet_libraries()
     names = _check_tasks(task, sources)
     base = api.load_base()
@@ -122,6 +126,8 @@ def _train_sources(
     names: list[str], base: BaseModel, epochs: int, lr: float, limit: int | None, workdir: Path
 ) -> dict[str, Path]:
     """Train one Pfeiffer adapter per source task (its bundled dev split picks the best epoch)."""
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     paths = {}
     for name in names:
         config = TrainConfig(learning_rate=lr, epochs=epochs, patience=epochs)
@@ -197,6 +203,8 @@ def _train_target(
 
     Each run carves the same dev split from ``train`` (same seed) to pick its best epoch.
     """
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     common: dict[str, Any] = {"task": task, "base": base, "config": config, "overwrite": True}  # train's and fuse's
     head = _run(
         "head only",
@@ -244,6 +252,8 @@ def _run(
     fit: Callable[[Path, Callable[[TrainEvent], None]], Any],
 ) -> Run:
     """Train and save one target-side model with a progress bar, then score the saved artifact."""
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     out = workdir / label.split(" (")[0].replace(" ", "-")
     start = time.perf_counter()
     with training_progress(label) as on_event:
@@ -253,6 +263,8 @@ def _run(
 
 def _trainable(result: Any) -> str:
     """The trainable share of a run (auto: of what it shipped, from the artifact's record)."""
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     if isinstance(result, api.TrainResult):
         return trainable_share(result.trainable_parameters, result.total_parameters)
     parameters = result.artifact.metadata["parameters"]
@@ -286,6 +298,8 @@ def _compare(task: str, runs: list[Run], held_out_size: int) -> None:
 
 def _inspect(fusion: Path, data: ExampleSet, base: BaseModel, plot: Path) -> None:
     """Which adapters the fusion attends to, per layer, on the target's examples; and a heatmap."""
+    from adapterhub_lite import analysis  # torch: see cli/main.py
+
     report = analysis.fusion_activations(fusion, data, base=base)
     console.print(activations_table(report, f"mean fusion attention over {report.tokens:,} target tokens"))
     title = "mean fusion attention on the target's examples"

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from adapterhub_lite import api, hub
+from adapterhub_lite import hub
 from adapterhub_lite.config import FusionConfig, TrainConfig
 from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import Columns
@@ -102,6 +102,8 @@ def fuse(
 
     Example: ahl fuse --adapters sst2/sst2,trec/trec --task rte --train rte.csv --dev rte-dev.csv --push
     """
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     quiet_libraries()
     sources = [s.strip() for s in adapters.split(",") if s.strip()]
     train_config = TrainConfig(
@@ -204,6 +206,8 @@ def _fuse_auto(
     json_out: bool,
 ) -> None:
     """``ahl fuse --auto K``: rank, compose, compare on dev, ship the best; print the ranking and the choice."""
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     out = out or Path(name or f"{task}-auto")
     with training_progress(f"auto {task}", enabled=not json_out) as on_event:
         result = api.fuse(

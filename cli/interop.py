@@ -10,7 +10,6 @@ import typer
 from rich.markup import escape
 
 from adapterhub_lite import hub
-from adapterhub_lite.adapters_format import export_adapter, import_adapter
 from adapterhub_lite.errors import ConfigError
 
 from .options import LicenseOption, RegistryOption
@@ -40,6 +39,8 @@ def import_(
 
     Options adapterhub-lite does not compute exactly as adapters does fail, naming the option.
     """
+    from adapterhub_lite.adapters_format import import_adapter  # torch: see cli/main.py
+
     if to is None and registry is None:
         raise ConfigError("say where the artifact goes: --to DIR, --registry REGISTRY, or both")
     quiet_libraries()
@@ -91,6 +92,8 @@ def export(
     json_out: bool = typer.Option(False, "--json", help="Print the written directory and its files as JSON."),
 ) -> None:
     """Write an adapter in another library's format: adapters (AdapterHub) loads it with model.load_adapter(DIR)."""
+    from adapterhub_lite.adapters_format import export_adapter  # torch: see cli/main.py
+
     if format != "adapters":
         raise ConfigError(f"unknown format {format!r}; the one export format is 'adapters'")
     artifact = hub.local_artifact(target, base=base, registry=registry)

@@ -8,6 +8,8 @@ import typer
 
 from adapterhub_lite.artifact import library_versions
 
+# The library modules that import torch are imported inside the commands that need them: ``ahl --help``,
+# ``ahl serve`` and the registry verbs start without torch's seconds of import.
 from . import analysis, demo, fuse, interop, rank, registry, serve, train, use
 from .render import console, print_json, setup
 

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,10 +27,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from adapterhub_lite.analysis import FusionActivations
 from adapterhub_lite.constants import NO_PROGRESS_ENV, env_true
 from adapterhub_lite.errors import AhlError
-from adapterhub_lite.training.loop import TrainEvent
+
+if TYPE_CHECKING:  # annotations only: both modules import torch, which ``ahl --help`` and ``ahl serve`` skip
+    from adapterhub_lite.analysis import FusionActivations
+    from adapterhub_lite.training.loop import TrainEvent
 
 # Data (tables, JSON, paths) goes to stdout. On a terminal it fits the window; piped, nothing
 # is wrapped or cut (Rich would otherwise assume 80 columns and fold paths and refs).

@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 
-from adapterhub_lite import api
 from adapterhub_lite.config import AdapterConfig, TrainConfig
 from adapterhub_lite.constants import REGISTRY_ENV
 from adapterhub_lite.training.data import Columns
@@ -105,6 +104,8 @@ def train(
 
     Example: ahl train --train train.csv --dev dev.csv --task sentiment --out sentiment-adapter
     """
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     quiet_libraries()
     adapter = None
     if preset != "none":

@@ -7,12 +7,12 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
-from adapterhub_lite import api, hub
+from adapterhub_lite import hub
 from adapterhub_lite.errors import ConfigError, DataError
 from adapterhub_lite.files import replacing
 from adapterhub_lite.training.data import HUB_PREFIX, Columns, Example, load_examples
@@ -20,6 +20,9 @@ from adapterhub_lite.training.data import HUB_PREFIX, Columns, Example, load_exa
 from .options import RegistryOption
 from .registry import entry_table
 from .render import console, metrics_table, print_json, quiet_libraries, trainable_share, user_errors
+
+if TYPE_CHECKING:
+    from adapterhub_lite import api
 
 COLUMN_HELP = "Column override (default: the column used in training)."
 
@@ -45,6 +48,8 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
     """Evaluate an artifact on labelled data."""
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     quiet_libraries()
     loaded = api.load(hub.local_artifact(artifact, base=base, registry=registry), base=base, device="auto")
     columns = _columns(loaded, text_column, text_pair_column, label_column, choices_column)
@@ -75,6 +80,8 @@ def predict(
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
 ) -> None:
     """Predict labels and probabilities for a file or stdin, as JSON Lines or CSV (with the input text)."""
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     if format not in ("jsonl", "csv"):
         raise ConfigError(f"unknown format {format!r}; use jsonl or csv")
     quiet_libraries()
@@ -168,6 +175,8 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print the full metadata as JSON."),
 ) -> None:
     """Show an artifact's metadata (after verifying every file's sha256), or a registry version."""
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     if not hub.is_artifact_path(target):
         entry = hub.resolve(target, base=base, registry=registry)
         print_json(entry.manifest) if json_out else console.print(entry_table(entry))

@@ -24,6 +24,19 @@ def test_model_and_base_import_without_registry_training_or_api():
     assert out.strip() == "[]"
 
 
+def test_cli_server_and_registry_verbs_import_without_torch():
+    """``ahl --help``, ``ahl serve`` (its app and storage) and the registry verbs (hub.py) start
+    without torch or transformers: importing torch alone costs seconds of CPU per process."""
+    heavy = ("torch", "transformers", "safetensors")
+    code = (
+        "import sys\n"
+        "import adapterhub_lite.cli.main, adapterhub_lite.registry.server.app, adapterhub_lite.hub\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_local_and_remote_registries_implement_the_registry_protocol(tmp_path, monkeypatch):
     """hub.py talks to the Registry protocol; both kinds of registry implement all of it."""
     monkeypatch.setenv("AHL_CACHE", str(tmp_path / "cache"))

@@ -14,12 +14,13 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
 from ..files import sha256_file
+
+if TYPE_CHECKING:  # imported in collate, the one place tensors are made: reading data needs no torch
+    import torch
 
 HUB_PREFIX = "hf:"
 
@@ -299,6 +300,8 @@ def tokenize(tokenizer: Any, data: ExampleSet, max_length: int, targets: list[An
 
 def collate(features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest sequence (dynamic padding); 3-D for multiple choice."""
+    import torch
+
     multiple = isinstance(features[0]["input_ids"][0], list)
     seqs = [s for f in features for s in f["input_ids"]] if multiple else [f["input_ids"] for f in features]
     width = max(len(s) for s in seqs)
