@@ -130,10 +130,10 @@ def write_artifact(
     out = Path(out)
     kind = metadata["kind"]
     check_writable(out, overwrite=overwrite)
+    from safetensors.torch import save_file
+
     # swap_into_place makes the finished tree shareable (files.share_tree)
     with staged_directory(out) as staging:
-        from safetensors.torch import save_file
-
         weights_name = WEIGHTS_FILES[kind]
         save_file(weights, str(staging / weights_name), metadata={"format": "pt"})
         (staging / CARD_FILE).write_text(card, encoding="utf-8")

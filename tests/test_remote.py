@@ -55,7 +55,13 @@ def server(tmp_path):
 
 @pytest.fixture(autouse=True)
 def client_env(tmp_path, monkeypatch):
-    """An empty download cache and token store per test; alice's token."""
+    """An empty download cache and token store per test; alice's token; no endpoint known yet."""
+    from adapterhub_lite.registry.client import remote
+
+    # as a new client process would: an earlier test's server (in this module or another one this
+    # process ran) may have had the port a server here reuses, and a listing without ahlEntry
+    # there would otherwise be remembered for this one
+    monkeypatch.setattr(remote, "_REACHED", {})
     monkeypatch.setenv("AHL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("AHL_TOKEN", "alice-token")
