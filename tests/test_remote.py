@@ -669,5 +669,12 @@ def test_search_on_a_server_without_ahl_extensions_reads_the_tags(server, art):
             assert through_tags == [str(e.ref) for e in hub.search(registry=server.url, **filters)], filters
         assert remote._REACHED[proxy.url] is False and remote._REACHED[server.url] is True
         assert [e.ref.name for e in hub.search(registry=proxy.url, sort="accuracy")] == ["a", "t", "c", "b"]
+        # What this process remembers of an endpoint may belong to another server that had the
+        # address before (a restart, a reused port): each listing corrects it, results unchanged.
+        expected = [str(e.ref) for e in hub.search(registry=server.url, sort="accuracy")]
+        remote._REACHED[proxy.url], remote._REACHED[server.url] = True, False
+        assert [str(e.ref) for e in hub.search(registry=proxy.url, sort="accuracy")] == expected
+        assert [str(e.ref) for e in hub.search(registry=server.url, sort="accuracy")] == expected
+        assert remote._REACHED[proxy.url] is False and remote._REACHED[server.url] is True
     finally:
         proxy.close()

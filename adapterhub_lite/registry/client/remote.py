@@ -416,12 +416,15 @@ class RemoteRegistry:
         self._probe()
         params = [("filter", f) for f in filters] + [(k, v) for k, v in query.items() if v]
         params += [("limit", str(count))] if count is not None else []
-        return self._pages(
+        rows = self._pages(
             f"{self.endpoint}/api/models?{urlencode(params)}",
             "list models",
-            lambda row: boundary.check_model_row(row, "list models"),
+            lambda row: ("ahlEntry" in row, boundary.check_model_row(row, "list models")),
             count,
         )
+        if rows:  # what this listing shows overrides what the probe saw (the server may have changed)
+            _REACHED[self.endpoint] = all(extended for extended, _ in rows)
+        return [model for _, model in rows]
 
     def _ahl_listing(self, filters: list[str], name: str | None, sort: str | None, count: int) -> list[Any] | None:
         """ahl serve's listing rows (``id``, ``ahlEntry``) read as plain JSON through the Hub
@@ -432,7 +435,13 @@ class RemoteRegistry:
         params = [("filter", f) for f in filters] + [("limit", str(count))]
         params += [(k, v) for k, v in (("author", self.namespace), ("search", name)) if v]
         params += [("sort", f"ahl-metric:{sort}")] if sort else []
-        return self._pages(f"{self.endpoint}/api/models?{urlencode(params)}", "search", lambda row: row, count)
+        rows = self._pages(f"{self.endpoint}/api/models?{urlencode(params)}", "search", lambda row: row, count)
+        if not all("ahlEntry" in row for row in rows):
+            # Another server now answers at this endpoint (a restart, a reused port): its rows
+            # would be dropped as entry-less, so read it by tags, as any Hub.
+            _REACHED[self.endpoint] = False
+            return None
+        return rows
 
     def _entry_dir(self, ref: Ref) -> str:
         org, _, model = ref.base.rpartition("/")
