@@ -13,28 +13,22 @@ def test_every_public_name_resolves():
     assert not missing
 
 
+def _loaded(statement: str, prefixes: tuple[str, ...]) -> str:
+    """The modules starting with one of ``prefixes`` that ``statement`` loads in a fresh process."""
+    code = f"import sys\n{statement}\nprint(sorted(m for m in sys.modules if m.startswith({prefixes!r})))\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_model_and_base_import_without_registry_training_or_api():
     heavy = ("adapterhub_lite.registry", "adapterhub_lite.training", "adapterhub_lite.api", "sqlite3")
-    code = (
-        "import sys\n"
-        "from adapterhub_lite import AdapterModel, load_base\n"
-        f"print([m for m in sys.modules if m.startswith({heavy!r})])\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert _loaded("from adapterhub_lite import AdapterModel, load_base", heavy) == "[]"
 
 
 def test_cli_server_and_registry_verbs_import_without_torch():
     """``ahl --help``, ``ahl serve`` (its app and storage) and the registry verbs (hub.py) start
     without torch or transformers: importing torch alone costs seconds of CPU per process."""
-    heavy = ("torch", "transformers", "safetensors")
-    code = (
-        "import sys\n"
-        "import adapterhub_lite.cli.main, adapterhub_lite.registry.server.app, adapterhub_lite.hub\n"
-        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    statement = "import adapterhub_lite.cli.main, adapterhub_lite.registry.server.app, adapterhub_lite.hub"
+    assert _loaded(statement, ("torch", "transformers", "safetensors")) == "[]"
 
 
 def test_local_and_remote_registries_implement_the_registry_protocol(tmp_path, monkeypatch):
