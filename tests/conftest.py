@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,12 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from adapterhub_lite import bundled
 from adapterhub_lite.base import BaseModel, embedded_model_dir, from_encoder, load_base
+
+# Under pytest-xdist the workers already fill the cores: each one, and every process it starts
+# (ahl commands, torchrun), computes on one thread, or two threads per worker oversubscribe them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 FAMILIES = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2"]
 
