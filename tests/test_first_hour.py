@@ -293,6 +293,7 @@ def test_bad_license_is_refused_before_training(tmp_path, spam_files):
 NOBODY = 65534
 
 
+@pytest.mark.slow
 def test_train_fuse_predict_inspect_as_a_non_root_user(tiny_base_dir, spam_files):
     """As a non-root user (uid 65534 through setpriv when the tests run as root, else the user the
     tests run as): everything the CLI writes is usable by its owner and readable by others."""
