@@ -12,7 +12,7 @@ import typer
 from adapterhub_lite import hub
 from adapterhub_lite.config import FusionConfig, TrainConfig
 from adapterhub_lite.errors import ConfigError
-from adapterhub_lite.training.data import Columns
+from adapterhub_lite.training.data import Columns, ExampleSet, load_examples
 
 from .options import (
     COLUMNS,
@@ -102,9 +102,6 @@ def fuse(
 
     Example: ahl fuse --adapters sst2/sst2,trec/trec --task rte --train rte.csv --dev rte-dev.csv --push
     """
-    from adapterhub_lite import api  # torch: see cli/main.py
-
-    quiet_libraries()
     sources = [s.strip() for s in adapters.split(",") if s.strip()]
     train_config = TrainConfig(
         learning_rate=lr,
@@ -121,31 +118,37 @@ def fuse(
         class_weight=class_weight,
     )
     train_config.validate()  # a bad option fails before any adapter is fetched
+    if auto is None and not sources:
+        raise ConfigError("name the adapters to fuse with --adapters, or let --auto K choose them")
+    columns = Columns(text_column, text_pair_column, label_column, choices_column)
+    # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
+    train_set = load_examples(train_file, columns)
+    dev_set = load_examples(dev_file, columns) if dev_file else None
+    quiet_libraries()
+    fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
     if auto is not None:
         _fuse_auto(
             sources,
             auto,
             target_adapter,
             task,
-            train_file,
-            dev_file,
+            train_set,
+            dev_set,
             base,
             registry,
             out,
             name,
             push,
             overwrite,
-            Columns(text_column, text_pair_column, label_column, choices_column),
+            columns,
             train_config,
-            FusionConfig(value_l2=value_l2, temperature=temperature),
+            fusion,
             json_out,
         )
         return
-    if not sources:
-        raise ConfigError("name the adapters to fuse with --adapters, or let --auto K choose them")
+    from adapterhub_lite import api  # torch: see cli/main.py
+
     config = dataclasses.replace(train_config, mode="fusion")
-    fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
-    columns = Columns(text_column, text_pair_column, label_column, choices_column)
     out = out or Path(name or f"{task}-fusion")
     with tempfile.TemporaryDirectory(prefix="ahl-fuse-") as scratch:
         # Registry refs are pulled (verified) and AdapterHub sources converted before anything trains.
@@ -156,9 +159,9 @@ def fuse(
         with training_progress(f"fuse {task}", enabled=not json_out) as on_event:
             result = api.fuse(
                 paths,
-                train_file,
+                train_set,
                 task=task,
-                dev_data=dev_file,
+                dev_data=dev_set,
                 base=base,
                 head=head,
                 columns=columns,
@@ -192,8 +195,8 @@ def _fuse_auto(
     auto: int,
     target_adapter: str | None,
     task: str,
-    train_file: str,
-    dev_file: str | None,
+    train_set: ExampleSet,
+    dev_set: ExampleSet | None,
     base: str | None,
     registry: str | None,
     out: Path | None,
@@ -212,9 +215,9 @@ def _fuse_auto(
     with training_progress(f"auto {task}", enabled=not json_out) as on_event:
         result = api.fuse(
             sources,
-            train_file,
+            train_set,
             task=task,
-            dev_data=dev_file,
+            dev_data=dev_set,
             base=base,
             columns=columns,
             fusion=fusion,

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from adapterhub_lite import ranking
-from adapterhub_lite.training.data import Columns
+from adapterhub_lite.training.data import Columns, load_examples
 
 from .options import RegistryOption
 from .render import console, print_json, quiet_libraries, user_errors
@@ -46,16 +46,17 @@ def rank(
     (gain: the drop in its out-of-fold squared error; macro-F1 shown beside it).
     Example: ahl rank --train train.csv --registry ./registry --top 5
     """
+    # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
+    train_set = load_examples(train_file, Columns(text_column, text_pair_column, label_column))
     quiet_libraries()
     names = [a.strip() for a in adapters.split(",") if a.strip()] if adapters else None
     result = ranking.rank(
-        train_file,
+        train_set,
         adapters=names,
         registry=registry,
         top=top,
         pool=pool,
         base=base,
-        columns=Columns(text_column, text_pair_column, label_column),
         probe=probe,
         max_examples=max_examples,
         folds=folds,

@@ -10,7 +10,7 @@ import typer
 
 from adapterhub_lite.config import AdapterConfig, TrainConfig
 from adapterhub_lite.constants import REGISTRY_ENV
-from adapterhub_lite.training.data import Columns
+from adapterhub_lite.training.data import Columns, load_examples
 
 from .options import (
     COLUMNS,
@@ -104,6 +104,10 @@ def train(
 
     Example: ahl train --train train.csv --dev dev.csv --task sentiment --out sentiment-adapter
     """
+    columns = Columns(text_column, text_pair_column, label_column, choices_column)
+    # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
+    train_set = load_examples(train_file, columns)
+    dev_set = load_examples(dev_file, columns) if dev_file else None
     from adapterhub_lite import api  # torch: see cli/main.py
 
     quiet_libraries()
@@ -129,13 +133,12 @@ def train(
         dev_split=dev_split,
         base_dropout=base_dropout,
     )
-    columns = Columns(text_column, text_pair_column, label_column, choices_column)
     out = out or Path(name or task)
     with training_progress(f"train {name or task}", enabled=not json_out) as on_event:
         result = api.train(
-            train_file,
+            train_set,
             task=task,
-            dev_data=dev_file,
+            dev_data=dev_set,
             base=base,
             head=head,
             columns=columns,

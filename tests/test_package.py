@@ -31,6 +31,27 @@ def test_cli_server_and_registry_verbs_import_without_torch():
     assert _loaded(statement, ("torch", "transformers", "safetensors")) == "[]"
 
 
+def test_training_verbs_read_their_data_before_importing_torch(tmp_path):
+    """A wrong data path or column fails at once: ``train``, ``fuse`` and ``rank`` read the data
+    before torch is imported (seconds of CPU a newcomer would wait for the one-line error)."""
+    data = tmp_path / "train.csv"
+    data.write_text("sentence,label\nfine,pos\n", encoding="utf-8")
+    missing = str(tmp_path / "missing.csv")
+    for args, message in [
+        (["train", "--train", missing, "--task", "t"], "does not exist"),
+        (["fuse", "--train", missing, "--task", "t", "--adapters", "a,b"], "does not exist"),
+        (["fuse", "--train", str(data), "--task", "t", "--auto", "2"], "no column 'text'"),
+        (["rank", "--train", missing], "does not exist"),
+    ]:
+        statement = (
+            "from typer.testing import CliRunner\n"
+            "from adapterhub_lite.cli.main import app\n"
+            f"result = CliRunner().invoke(app, {args!r})\n"
+            f"assert result.exit_code == 2 and {message!r} in result.output, result.output"
+        )
+        assert _loaded(statement, ("torch", "transformers")) == "[]", args
+
+
 def test_local_and_remote_registries_implement_the_registry_protocol(tmp_path, monkeypatch):
     """hub.py talks to the Registry protocol; both kinds of registry implement all of it."""
     monkeypatch.setenv("AHL_CACHE", str(tmp_path / "cache"))
