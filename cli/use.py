@@ -80,17 +80,17 @@ def predict(
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
 ) -> None:
     """Predict labels and probabilities for a file or stdin, as JSON Lines or CSV (with the input text)."""
-    from adapterhub_lite import api  # torch: see cli/main.py
-
     if format not in ("jsonl", "csv"):
         raise ConfigError(f"unknown format {format!r}; use jsonl or csv")
-    quiet_libraries()
-    texts = _text_lines(input)  # checked before the model loads
+    texts = _text_lines(input)  # checked before torch is imported and the model loads
     if texts is None and not input.startswith(HUB_PREFIX) and not Path(input).exists():
         raise DataError(
             f"input file {input} does not exist; pass a data file (.txt: one text per line; .csv, "
             f".tsv, .jsonl) or - to read one text per line from stdin"
         )
+    from adapterhub_lite import api  # torch: see cli/main.py
+
+    quiet_libraries()
     loaded = api.load(hub.local_artifact(artifact, base=base, registry=registry), base=base, device="auto")
     columns = _columns(loaded, text_column, text_pair_column, None, choices_column)
     if texts is not None:

@@ -32,8 +32,8 @@ def test_cli_server_and_registry_verbs_import_without_torch():
 
 
 def test_training_verbs_read_their_data_before_importing_torch(tmp_path):
-    """A wrong data path or column fails at once: ``train``, ``fuse`` and ``rank`` read the data
-    before torch is imported (seconds of CPU a newcomer would wait for the one-line error)."""
+    """A wrong data path or column fails at once: ``train``, ``fuse``, ``rank`` and ``predict``
+    read the data before torch is imported (seconds of CPU a newcomer would wait for the one-line error)."""
     data = tmp_path / "train.csv"
     data.write_text("sentence,label\nfine,pos\n", encoding="utf-8")
     missing = str(tmp_path / "missing.csv")
@@ -42,6 +42,7 @@ def test_training_verbs_read_their_data_before_importing_torch(tmp_path):
         (["fuse", "--train", missing, "--task", "t", "--adapters", "a,b"], "does not exist"),
         (["fuse", "--train", str(data), "--task", "t", "--auto", "2"], "no column 'text'"),
         (["rank", "--train", missing], "does not exist"),
+        (["predict", "some-adapter", "--input", missing], "does not exist"),
     ]:
         statement = (
             "from typer.testing import CliRunner\n"
