@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,23 +39,28 @@ from .repo_model import (
 class RepoIndex:
     """SQLite index of repositories (``repos``) and their search tags (``repo_tags``)."""
 
+    # Secondary indexes, by name: created with the schema, and dropped and built again around a
+    # bulk write (:meth:`_put_all`).
+    INDEXES = {
+        # each tag's rows carry their repository's sort keys: a tag's listing walks its own rows
+        # in order and stops at the limit, however its repositories spread through the order
+        "repo_tags_by_modified": "repo_tags (tag, last_modified DESC, repo)",
+        "repo_tags_by_created": "repo_tags (tag, created_at DESC, repo)",
+        "repo_tags_by_repo": "repo_tags (repo)",
+        "repos_by_namespace": "repos (namespace, last_modified)",
+        # (column, id): listings walk these in order and stop at the limit, no sort of every row
+        "repos_by_modified_id": "repos (last_modified DESC, id)",
+        "repos_by_created_id": "repos (created_at DESC, id)",
+    }
     SCHEMA = (
         "CREATE TABLE IF NOT EXISTS repos (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL, "
         "sha TEXT, created_at TEXT, last_modified TEXT, entry TEXT UNIQUE, local INT NOT NULL, tags TEXT NOT NULL, "
         "source TEXT)",
-        # each tag's rows carry their repository's sort keys: a tag's listing walks its own rows
-        # in order and stops at the limit, however its repositories spread through the order
         "CREATE TABLE IF NOT EXISTS repo_tags (tag TEXT, repo TEXT, last_modified TEXT, created_at TEXT, "
         "PRIMARY KEY (tag, repo)) WITHOUT ROWID",
-        "CREATE INDEX IF NOT EXISTS repo_tags_by_modified ON repo_tags (tag, last_modified DESC, repo)",
-        "CREATE INDEX IF NOT EXISTS repo_tags_by_created ON repo_tags (tag, created_at DESC, repo)",
-        "CREATE INDEX IF NOT EXISTS repos_by_namespace ON repos (namespace, last_modified)",
-        # (column, id): listings walk these in order and stop at the limit, no sort of every row
-        "DROP INDEX IF EXISTS repos_by_modified",
-        "DROP INDEX IF EXISTS repos_by_created",
-        "CREATE INDEX IF NOT EXISTS repos_by_modified_id ON repos (last_modified DESC, id)",
-        "CREATE INDEX IF NOT EXISTS repos_by_created_id ON repos (created_at DESC, id)",
-        "CREATE INDEX IF NOT EXISTS repo_tags_by_repo ON repo_tags (repo)",
+        # the sort-order indexes of earlier versions
+        *(f"DROP INDEX IF EXISTS {old}" for old in ("repos_by_modified", "repos_by_created")),
+        *(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}" for name, spec in INDEXES.items()),
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
         # private repositories (SPEC 14.6): listed only to their namespace's user
         "CREATE TABLE IF NOT EXISTS private_repos (id TEXT PRIMARY KEY) WITHOUT ROWID",
@@ -66,6 +71,12 @@ class RepoIndex:
     ORDER = {"createdAt": "created_at DESC, id", "id": "id"}  # anything else: lastModified, or METRIC_SORT
     TAG_ORDER = {"createdAt": "t.created_at DESC, t.repo", "id": "t.repo"}  # the same, walking a tag's rows
     ONE_PASS_FROM = 1000  # entries to mirror at once from which one pass over every version is cheaper
+    BULK_FROM = 1000  # rows written at once from which the secondary indexes are built again (_put_all)
+    # Page cache of each writing connection, in KiB: SQLite's default of 2 MB holds little of
+    # the B-trees that a bulk write touches at a million versions, and each page evicted is
+    # read again. Allocated as used, so small writes cost nothing; the readers (one per thread)
+    # keep the default, which keeps the server's memory bounded.
+    CACHE_KIB = 64 << 10
     # Matches up to which a filter drives the listing (its rows fetched, then sorted) whatever
     # the walk's estimate says: 2,500 rows cost about 25 ms, while a walk, whose estimate
     # assumes the matches spread evenly through the order, read all 100,000 rows at a million
@@ -92,8 +103,7 @@ class RepoIndex:
             for statement in self.SCHEMA:
                 db.execute(statement)
             if fresh:
-                for repo in load_all():
-                    self._put(db, repo)
+                self._put_all(db, [(repo, None) for repo in load_all()])
             if not fresh and not keyed:
                 db.execute(
                     "INSERT OR IGNORE INTO repo_tags SELECT t.value, r.id, r.last_modified, r.created_at "
@@ -102,8 +112,12 @@ class RepoIndex:
             if not fresh and not named:
                 db.execute("INSERT INTO repo_names (rowid, name) SELECT rowid, name FROM repos")
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path)
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A writing connection (:func:`connect`) with the larger page cache."""
+        with connect(self.path) as db:
+            db.execute(f"PRAGMA cache_size = -{self.CACHE_KIB}")  # negative: a size in KiB, not pages
+            yield db
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's long-lived read connection, with the registry index attached as
@@ -125,41 +139,64 @@ class RepoIndex:
         key = entry_key(repo.entry)
         return f"{key}\n{repo.id}" if not repo.local and own_versions_dir(self.path.parent, repo.id).is_dir() else key
 
-    def _put(self, db: sqlite3.Connection, repo: Repo, source: str | None = None) -> None:
-        db.execute("DELETE FROM repo_tags WHERE repo = ?", (repo.id,))
-        # On an entry clash the repository wins over a stale local mirror, never the reverse.
-        verb = "INSERT OR IGNORE" if repo.local else "INSERT OR REPLACE"
-        db.execute(
-            f"{verb} INTO repos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                repo.id,
-                repo.namespace,
-                repo.name,
-                repo.main,
-                repo.created_at,
-                repo.last_modified,
-                self._entry_column(repo),
-                int(repo.local),
-                json.dumps(list(repo.tags)),
-                source,
-            ),
-        )
+    def _put_all(self, db: sqlite3.Connection, repos: Sequence[tuple[Repo, str | None]]) -> None:
+        """Write the rows of ``repos`` (each with its mirror's source, or None), replacing their
+        earlier ones: one statement per table, its rows in key order, so that each B-tree page is
+        written once per batch instead of once per row at random. A batch of at least
+        :attr:`BULK_FROM` rows that at least doubles the table (the first sync of a large
+        registry) drops the secondary indexes and builds them again afterwards, in the same
+        transaction: one sort per index instead of a random insert per row and index."""
+        ordered = sorted(repos, key=lambda item: item[0].id)
+        ids = [(repo.id,) for repo, _ in ordered]
+        db.executemany("DELETE FROM repo_tags WHERE repo = ?", ids)
+        db.executemany("DELETE FROM private_repos WHERE id = ?", ids)
+        # a mirror replaces its own earlier row, which its INSERT OR IGNORE below would keep
+        db.executemany("DELETE FROM repos WHERE id = ? AND local = 1", [(r.id,) for r, _ in ordered if r.local])
+        rows_ever = db.execute("SELECT coalesce(max(rowid), 0) FROM repos").fetchone()[0]
+        rebuild = len(ordered) >= max(self.BULK_FROM, rows_ever)
+        if rebuild:
+            for name in self.INDEXES:
+                db.execute(f"DROP INDEX IF EXISTS {name}")
+        # On an entry clash the repository wins over a stale local mirror, never the reverse:
+        # repositories are written first, and replace; mirrors then skip a taken entry.
+        for verb, local in (("INSERT OR REPLACE", False), ("INSERT OR IGNORE", True)):
+            db.executemany(
+                f"{verb} INTO repos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        repo.id,
+                        repo.namespace,
+                        repo.name,
+                        repo.main,
+                        repo.created_at,
+                        repo.last_modified,
+                        self._entry_column(repo),
+                        int(repo.local),
+                        json.dumps(list(repo.tags)),
+                        source,
+                    )
+                    for repo, source in ordered
+                    if repo.local == local
+                ],
+            )
+        # from the rows written: a skipped mirror gets no tags
         db.executemany(
             "INSERT OR IGNORE INTO repo_tags SELECT ?, id, last_modified, created_at FROM repos WHERE id = ?",
-            [(t, repo.id) for t in repo.tags],
+            sorted({(tag, repo.id) for repo, _ in ordered for tag in repo.tags}),
         )
         # Every repos row is written here, so each has its name at its rowid; a deleted row's
         # name may stay behind, harmless: a name search joins on the rowid and checks the name.
-        db.execute(
-            "INSERT OR REPLACE INTO repo_names (rowid, name) SELECT rowid, name FROM repos WHERE id = ?", (repo.id,)
+        db.executemany(
+            "INSERT OR REPLACE INTO repo_names (rowid, name) SELECT rowid, name FROM repos WHERE id = ?", ids
         )
-        db.execute("DELETE FROM private_repos WHERE id = ?", (repo.id,))
-        if repo.private:
-            db.execute("INSERT INTO private_repos VALUES (?)", (repo.id,))
+        db.executemany("INSERT INTO private_repos VALUES (?)", [(r.id,) for r, _ in ordered if r.private])
+        if rebuild:
+            for name, spec in self.INDEXES.items():
+                db.execute(f"CREATE INDEX {name} ON {spec}")
 
     def put(self, repo: Repo) -> None:
         with self._connect() as db:
-            self._put(db, repo)
+            self._put_all(db, [(repo, None)])
             crash_point("index:update")  # a test hook (files.py): killed inside the transaction
 
     def reconcile_one(self, repo_id: str, repo: Repo | None) -> int:
@@ -178,6 +215,7 @@ class RepoIndex:
             )
             rows = db.execute(query + (" AND id = ?" if only else ""), (only,) if only else ()).fetchall()
             indexed = {row[0]: row[1:] for row in rows}
+            stale: list[tuple[Repo, str | None]] = []
             for repo in repos:
                 wanted = (
                     repo.main,
@@ -188,8 +226,9 @@ class RepoIndex:
                     int(repo.private),
                 )
                 if indexed.pop(repo.id, None) != wanted:
-                    self._put(db, repo)
-                    changed += 1
+                    stale.append((repo, None))
+            self._put_all(db, stale)
+            changed += len(stale)
             for stale in indexed:
                 db.execute("DELETE FROM private_repos WHERE id = ?", (stale,))
                 db.execute("DELETE FROM repo_tags WHERE repo = ?", (stale,))
@@ -260,6 +299,7 @@ class RepoIndex:
     def _sync_local(self) -> None:
         db = sqlite3.connect(self.path, timeout=60)
         try:
+            db.execute(f"PRAGMA cache_size = -{self.CACHE_KIB}")
             db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
             # Where the registry's change log stands (O(1)), with its file's identity: a rebuilt
             # registry index restarts the log, and is then mirrored whole.
@@ -299,8 +339,7 @@ class RepoIndex:
                 for key in set(current) - set(wanted):
                     db.execute("DELETE FROM repo_tags WHERE repo = (SELECT id FROM repos WHERE entry = ?)", (key,))
                     db.execute("DELETE FROM repos WHERE entry = ? AND local = 1", (key,))
-                for repo, source in mirrors:
-                    self._put(db, repo, source)
+                self._put_all(db, mirrors)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('local_changes', ?)", (json.dumps(mark),))
         finally:
             db.close()
