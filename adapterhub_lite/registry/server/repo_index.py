@@ -35,6 +35,8 @@ from .repo_model import (
     version_commit_id,
 )
 
+LIKE_ESCAPE = "\\"  # escapes a LIKE wildcard searched for as itself (contains_pattern)
+
 
 class RepoIndex:
     """SQLite index of repositories (``repos``) and their search tags (``repo_tags``)."""
@@ -48,9 +50,12 @@ class RepoIndex:
         "repo_tags_by_created": "repo_tags (tag, created_at DESC, repo)",
         "repo_tags_by_repo": "repo_tags (repo)",
         "repos_by_namespace": "repos (namespace, last_modified)",
-        # (column, id): listings walk these in order and stop at the limit, no sort of every row
-        "repos_by_modified_id": "repos (last_modified DESC, id)",
-        "repos_by_created_id": "repos (created_at DESC, id)",
+        # (column, id, name): listings walk these in order and stop at the limit, no sort of
+        # every row; a name search is checked on each index entry, and only the rows whose name
+        # matches are read from the table
+        "repos_by_modified_name": "repos (last_modified DESC, id, name)",
+        "repos_by_created_name": "repos (created_at DESC, id, name)",
+        "repos_by_id_name": "repos (id, name)",
     }
     SCHEMA = (
         "CREATE TABLE IF NOT EXISTS repos (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL, "
@@ -59,7 +64,10 @@ class RepoIndex:
         "CREATE TABLE IF NOT EXISTS repo_tags (tag TEXT, repo TEXT, last_modified TEXT, created_at TEXT, "
         "PRIMARY KEY (tag, repo)) WITHOUT ROWID",
         # the sort-order indexes of earlier versions
-        *(f"DROP INDEX IF EXISTS {old}" for old in ("repos_by_modified", "repos_by_created")),
+        *(
+            f"DROP INDEX IF EXISTS {old}"
+            for old in ("repos_by_modified", "repos_by_created", "repos_by_modified_id", "repos_by_created_id")
+        ),
         *(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}" for name, spec in INDEXES.items()),
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
         # private repositories (SPEC 14.6): listed only to their namespace's user
@@ -68,7 +76,10 @@ class RepoIndex:
         # without reading every row (see _name_filter)
         "CREATE VIRTUAL TABLE IF NOT EXISTS repo_names USING fts5(name, tokenize='trigram')",
     )
-    ORDER = {"createdAt": "created_at DESC, id", "id": "id"}  # anything else: lastModified, or METRIC_SORT
+    # Anything else: lastModified, or METRIC_SORT. Ids are unique, so "id, name" is the order
+    # of id; the name makes SQLite walk repos_by_id_name, whose entries hold the name, rather
+    # than the primary key's index, where a name search would read every row it checks.
+    ORDER = {"createdAt": "created_at DESC, id", "id": "id, name"}
     TAG_ORDER = {"createdAt": "t.created_at DESC, t.repo", "id": "t.repo"}  # the same, walking a tag's rows
     ONE_PASS_FROM = 1000  # entries to mirror at once from which one pass over every version is cheaper
     BULK_FROM = 1000  # rows written at once from which the secondary indexes are built again (_put_all)
@@ -426,14 +437,14 @@ class RepoIndex:
         db = self._reader()
         db.execute("BEGIN")  # one snapshot for the listing and its entries' versions
         try:
-            name_filter: list[str] = []
             if search:
-                where.append("instr(lower(repos.name), lower(?)) > 0")
-                args.append(search)
+                where.append(f"repos.name LIKE ? ESCAPE '{LIKE_ESCAPE}'")  # any case (ASCII, as names are)
+                args.append(contains_pattern(search))
                 name_filter, name_args = self._name_filter(db, search, limit + offset)
                 where, args = where + name_filter, args + name_args
-            # a tag's own ordered rows drive the listing, unless a rare name does or a metric sorts
-            walking = bool(tags) and not sort.startswith(METRIC_SORT) and not name_filter
+            # A tag's own ordered rows drive the listing, unless a metric sorts or a name is
+            # searched: a tag row holds no name, so each would cost a read of its repos row.
+            walking = bool(tags) and not sort.startswith(METRIC_SORT) and not search
             tag_filter, tag_args = self._tag_filter(db, tags, limit + offset, walking)
             filters = " AND ".join([*where, *tag_filter]) or "1"
             args += tag_args
@@ -613,6 +624,13 @@ class RepoIndex:
             "pushed_at": pushed_at,
             "summary": summary,
         }
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (with ``ESCAPE`` :data:`LIKE_ESCAPE`) that matches the strings holding
+    ``text``: its ``%``, ``_`` and escape characters match only themselves."""
+    escaped = "".join(LIKE_ESCAPE + char if char in ("%", "_", LIKE_ESCAPE) else char for char in text)
+    return f"%{escaped}%"
 
 
 def _entry_of(key: str) -> tuple[str, str, str]:
