@@ -9,12 +9,18 @@ when the registry index was rebuilt (its log restarts).
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 
+import pytest
+
+from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.registry.client.local import LocalRegistry, _Index
 from adapterhub_lite.registry.format.refs import Ref, repo_slug
-from adapterhub_lite.registry.server.repo_index import RepoIndex
+from adapterhub_lite.registry.server.repo_index import MIN_SQLITE, RepoIndex, check_sqlite
 from adapterhub_lite.registry.server.repos import RepoStore
 
 from .conftest import HUB_ID
@@ -178,3 +184,36 @@ def test_a_bulk_sync_lists_in_every_order_as_a_sort_of_its_rows(tmp_path, monkey
                     ]
                     assert got == want[max(offset, 0) : max(offset, 0) + limit], (sort, search, tags, offset)
     assert expected("id", "%", []) == [] and len(expected("id", "_", [])) == 400
+
+
+def test_an_sqlite_without_trigrams_is_refused_in_one_line(tmp_path):
+    """SQLite older than 3.34 has no trigram tokenizer: ``ahl serve`` says so in one line and
+    exits 2 before it writes any index (not "cannot write the registry directory", which the
+    failed CREATE VIRTUAL TABLE used to become)."""
+    check_sqlite(MIN_SQLITE)
+    check_sqlite((3, 45, 1))
+    for old in ((3, 33, 0), (3, 9, 2), (2, 99, 99)):
+        with pytest.raises(
+            ConfigError, match=r"needs SQLite 3\.34\.0 or newer .* uses SQLite " + ".".join(map(str, old))
+        ):
+            check_sqlite(old)
+
+    root = tmp_path / "registry"
+    # the CLI in a fresh process whose sqlite3 module reports an old library (the stdlib's
+    # attribute; everything of ours runs as shipped)
+    script = (
+        "import sqlite3, sys; sqlite3.sqlite_version_info = (3, 31, 1); "
+        "from adapterhub_lite.cli.main import app; sys.argv = ['ahl', 'serve', '--registry', sys.argv[1]]; app()"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: ahl serve needs SQLite 3.34.0 or newer") and "uses SQLite 3.31.1; upgrade" in line
+    assert not (root / "repos" / "index.sqlite").exists()

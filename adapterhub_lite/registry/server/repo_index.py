@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ConfigError
 from ...files import crash_point
 from ...task_embedding import TaskEmbedding
 from ..format.refs import check_segment, repo_slug
@@ -36,6 +37,23 @@ from .repo_model import (
 )
 
 LIKE_ESCAPE = "\\"  # escapes a LIKE wildcard searched for as itself (contains_pattern)
+# The oldest SQLite that can hold the index: FTS5's trigram tokenizer (repo_names) came in 3.34.
+MIN_SQLITE = (3, 34, 0)
+
+
+def check_sqlite(version: tuple[int, int, int]) -> None:
+    """Raise :class:`ConfigError` when SQLite ``version`` (``sqlite3.sqlite_version_info``) is
+    older than :data:`MIN_SQLITE`, saying what to change.
+
+    Example:
+        >>> check_sqlite(sqlite3.sqlite_version_info)  # passes on a recent Python
+    """
+    if tuple(version) < MIN_SQLITE:
+        have, need = (".".join(map(str, v)) for v in (version, MIN_SQLITE))
+        raise ConfigError(
+            f"ahl serve needs SQLite {need} or newer for its search index, and this Python uses SQLite {have}; "
+            f"upgrade the system's SQLite library or run ahl with a Python built with a newer one"
+        )
 
 
 class RepoIndex:
@@ -96,7 +114,12 @@ class RepoIndex:
 
     def __init__(self, path: Path, registry_index: Path, load_all: Callable[[], Iterable[Repo]]) -> None:
         """Open (or create) the index at ``path``; ``load_all`` yields every repository record,
-        read only when the index is missing. ``registry_index`` is the local registry's index."""
+        read only when the index is missing. ``registry_index`` is the local registry's index.
+
+        Raises:
+            ConfigError: this Python's SQLite is older than :data:`MIN_SQLITE`.
+        """
+        check_sqlite(sqlite3.sqlite_version_info)  # before any SQL: an old one fails halfway, unclearly
         self.path = path
         self.registry_index = registry_index
         self._readers = threading.local()
