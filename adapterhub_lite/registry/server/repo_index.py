@@ -33,6 +33,7 @@ from .repo_model import (
     entry_key,
     hub_time,
     own_versions_dir,
+    parse_time,
     version_commit_id,
 )
 
@@ -186,8 +187,10 @@ class RepoIndex:
         db.executemany("DELETE FROM private_repos WHERE id = ?", ids)
         # a mirror replaces its own earlier row, which its INSERT OR IGNORE below would keep
         db.executemany("DELETE FROM repos WHERE id = ? AND local = 1", [(r.id,) for r, _ in ordered if r.local])
-        rows_ever = db.execute("SELECT coalesce(max(rowid), 0) FROM repos").fetchone()[0]
-        rebuild = len(ordered) >= max(self.BULK_FROM, rows_ever)
+        # Rows inserted without a rowid get one above the largest (SQLite's documented rule), so
+        # the rows this batch writes are those above ``before``.
+        before = db.execute("SELECT coalesce(max(rowid), 0) FROM repos").fetchone()[0]
+        rebuild = len(ordered) >= max(self.BULK_FROM, before)
         if rebuild:
             for name in self.INDEXES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
@@ -213,15 +216,16 @@ class RepoIndex:
                     if repo.local == local
                 ],
             )
-        # from the rows written: a skipped mirror gets no tags
-        db.executemany(
-            "INSERT OR IGNORE INTO repo_tags SELECT ?, id, last_modified, created_at FROM repos WHERE id = ?",
-            sorted({(tag, repo.id) for repo, _ in ordered for tag in repo.tags}),
+        # Tags and names from the rows written (a skipped mirror gets none), each in one pass.
+        db.execute(
+            "INSERT OR IGNORE INTO repo_tags SELECT t.value, r.id, r.last_modified, r.created_at "
+            "FROM repos AS r, json_each(r.tags) AS t WHERE r.rowid > ? ORDER BY 1, 2",
+            (before,),
         )
         # Every repos row is written here, so each has its name at its rowid; a deleted row's
         # name may stay behind, harmless: a name search joins on the rowid and checks the name.
-        db.executemany(
-            "INSERT OR REPLACE INTO repo_names (rowid, name) SELECT rowid, name FROM repos WHERE id = ?", ids
+        db.execute(
+            "INSERT OR REPLACE INTO repo_names (rowid, name) SELECT rowid, name FROM repos WHERE rowid > ?", (before,)
         )
         db.executemany("INSERT INTO private_repos VALUES (?)", [(r.id,) for r, _ in ordered if r.private])
         if rebuild:
@@ -425,14 +429,16 @@ class RepoIndex:
         version that is not yanked (the newest of all when every one is), tags come from that
         version's summary."""
         architecture, head, _, digest, _, summary_tags = ([r for r in rows if not r[4]] or rows)[-1]
-        pushed = [hub_time(r[2]) for r in rows]
+        # only the first and the last push are written out: formatting every version's time
+        # was most of a large first sync's Python work
+        pushed = sorted(rows, key=lambda r: parse_time(r[2]))
         # the summary's tags too (head:..., the artifact's own), so a tag search finds what it
         # finds in the local registry
         tags = dict.fromkeys([*entry_tags(*entry, architecture, head), *json.loads(summary_tags)])
         return Repo(
             f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}",
-            min(pushed),
-            max(pushed),
+            hub_time(pushed[0][2]),
+            hub_time(pushed[-1][2]),
             version_commit_id(digest),
             entry,
             tuple(tags),
