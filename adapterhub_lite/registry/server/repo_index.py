@@ -191,7 +191,7 @@ class RepoIndex:
         # the rows this batch writes are those above ``before``.
         before = db.execute("SELECT coalesce(max(rowid), 0) FROM repos").fetchone()[0]
         rebuild = len(ordered) >= max(self.BULK_FROM, before)
-        if rebuild:
+        if rebuild:  # inside the transaction that the DELETEs above began: a crash keeps the indexes
             for name in self.INDEXES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
         # On an entry clash the repository wins over a stale local mirror, never the reverse:
