@@ -854,9 +854,13 @@ def main_scale(args: argparse.Namespace) -> None:
         source = LocalRegistry(work / "reg-small")
         entry = source.push(small.path)
 
+        # New weights in every run: with --reuse, the pushes of earlier runs are still in the
+        # registries, and pushing their content again would add no version.
+        first_seed = 200 + 1000 * int(time.time())
+
         def write_sources(where: Path, count: int, name: str) -> list[Path]:
             named, meta = small_model_and_metadata(base, name=name, task="sst2")
-            paths = [write_small(where / f"s{i}", named, meta, seed=200 + i).path for i in range(count)]
+            paths = [write_small(where / f"s{i}", named, meta, seed=first_seed + i).path for i in range(count)]
             named.remove_hooks()
             return paths
 
