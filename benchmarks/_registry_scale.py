@@ -277,7 +277,7 @@ def bench_scale(
             record.write_text(json.dumps(built))
             print(f"  built {count:,} versions in {built['seconds']:.0f} s; measuring", flush=True)
         sources = write_sources(work / f"sources-{label}", 10, "scale-local")
-        served = write_sources(work / f"served-{label}", 3, "scale-served")
+        served = write_sources(work / f"served-{label}", 10, "scale-served")
         result[label] = {
             "build": built,
             **measure(root, work, label, sources, served, plan, remote=remote, latency_stats=latency_stats),
