@@ -228,15 +228,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke test: sms_spam, 50 examples, 1 seed, 2 rates")
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the JSON")
     parser.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
+    parser.add_argument(
+        "--out", type=Path, help="the results JSON (the table goes beside it as .md); default: benchmarks/results/"
+    )
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, default=[], help="add the runs of these JSONs (e.g. one process per seed)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.sizes, args.seeds, args.lrs = ["sms_spam"], [50], [0], [1e-3, 3e-3]
     torch.set_num_threads(args.threads)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"small_data{'-quick' if args.quick else ''}.json"
+    out = args.out or RESULTS / f"small_data{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"runs": {}}
     if out.exists() and not args.fresh:
         report = json.loads(out.read_text())
+    for other in args.merge:
+        for key, cell in json.loads(other.read_text())["runs"].items():
+            report["runs"].setdefault(key, cell)["runs"].update(cell["runs"])
     report.update(
         {
             "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
