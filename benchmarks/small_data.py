@@ -191,7 +191,7 @@ def summarize(
                 f"{row['time_ratio']:.2f}x ({row['step_ratio']:.2f}x) | "
                 + (f"{row['time_ratio_paper']:.1f}x ({row['step_ratio_paper']:.1f}x) |" if paper_ratios else "- |")
             )
-    return rows, "\n".join(lines) + "\n\n" + per_rate(runs, tasks, sizes, lrs)
+    return rows, "\n".join(lines) + "\n\n" + per_rate(runs, tasks, sizes, lrs) + "\n\n" + dev_evidence(runs, lrs)
 
 
 def per_rate(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int], lrs: list[float]) -> str:
@@ -212,6 +212,35 @@ def per_rate(runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int]
             if any(t != "-" for t in texts):
                 lines.append(f"| {task} | {size} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
+
+
+def dev_evidence(runs: dict[str, dict[str, Any]], lrs: list[float]) -> str:
+    """What a default rate can be chosen by, from dev scores only, over the (task, size, seed) cells
+    that ran every rate: each rate's mean shortfall from the cell's best dev macro-F1, and each
+    pair of rates head to head (cells ahead / tied / behind on dev macro-F1)."""
+    cells = [c["runs"] for c in runs.values() if all(f"lr={lr:g}" in c["runs"] for lr in lrs)]
+    if not cells:
+        return ""
+    dev = [{lr: c[f"lr={lr:g}"]["dev"]["macro_f1"] for lr in lrs} for c in cells]
+    lines = [
+        f"Dev macro-F1 over {len(cells)} cells (task, size, seed): shortfall from the cell's best rate "
+        "(points, mean ± std) and, per other rate, cells ahead / tied / behind it",
+        "",
+        "| rate | shortfall | " + " | ".join(f"vs {lr:g}" for lr in lrs) + " |",
+        "|---|---:|" + "---:|" * len(lrs),
+    ]
+    for lr in lrs:
+        shortfall = mean_std([max(d.values()) - d[lr] for d in dev])
+        versus = ["-" if other == lr else head_to_head(dev, lr, other) for other in lrs]
+        lines.append(f"| {lr:g} | {shortfall} | " + " | ".join(versus) + " |")
+    return "\n".join(lines)
+
+
+def head_to_head(dev: list[dict[float, float]], a: float, b: float) -> str:
+    """Cells where rate ``a`` is ahead of / tied with / behind rate ``b`` on dev macro-F1."""
+    ahead = sum(d[a] > d[b] and not math.isclose(d[a], d[b]) for d in dev)
+    tied = sum(math.isclose(d[a], d[b]) for d in dev)
+    return f"{ahead} / {tied} / {len(dev) - ahead - tied}"
 
 
 def main() -> None:
