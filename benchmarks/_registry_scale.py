@@ -16,12 +16,15 @@ search (the section 3 plan, end to end); pushing the small artifact (new content
 version) and a cached local pull of an entry's latest version; then through a real ``ahl
 serve`` over the directory: the first request (which builds the server's repository index from
 the registry index), listings (``hub.search`` with filters, one request each), a push, an
-uncached and a cached pull (``hub.pull``); peak RSS of the benchmark process and of the server.
+uncached and a cached pull (``hub.pull``); peak RSS of the benchmark process and of the server,
+the size of the server's index with its write-ahead log while it still runs, and the machine's
+load average before and after (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import time
@@ -174,7 +177,7 @@ def measure(
         value = fn(*args, **kwargs)
         return time.perf_counter() - start, value
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"load_average_before": os.getloadavg()}
     opens = [timed(LocalRegistry, root)[0] for _ in range(5)]
     registry = LocalRegistry(root)
     out["open"] = latency_stats(opens)
@@ -226,7 +229,9 @@ def measure(
         out["served_uncached_pull_ms"] = uncached * 1000
         out["served_search_after_pushes"] = latency_stats(after_push)
         out["server_peak_rss_mb"] = peak_rss_mb(server.process.pid)
+        out["server_index_mb"] = sum(f.stat().st_size for f in (root / "repos").glob("index.sqlite*")) / 1e6
     out["client_peak_rss_mb"] = peak_rss_mb()
+    out["load_average_after"] = os.getloadavg()
     return out
 
 
@@ -272,7 +277,7 @@ def bench_scale(
             record.write_text(json.dumps(built))
             print(f"  built {count:,} versions in {built['seconds']:.0f} s; measuring", flush=True)
         sources = write_sources(work / f"sources-{label}", 10, "scale-local")
-        served = write_sources(work / f"served-{label}", 3, "scale-served")
+        served = write_sources(work / f"served-{label}", 10, "scale-served")
         result[label] = {
             "build": built,
             **measure(root, work, label, sources, served, plan, remote=remote, latency_stats=latency_stats),

@@ -854,9 +854,13 @@ def main_scale(args: argparse.Namespace) -> None:
         source = LocalRegistry(work / "reg-small")
         entry = source.push(small.path)
 
+        # New weights in every run: with --reuse, the pushes of earlier runs are still in the
+        # registries, and pushing their content again would add no version.
+        first_seed = 200 + 1000 * int(time.time())
+
         def write_sources(where: Path, count: int, name: str) -> list[Path]:
             named, meta = small_model_and_metadata(base, name=name, task="sst2")
-            paths = [write_small(where / f"s{i}", named, meta, seed=200 + i).path for i in range(count)]
+            paths = [write_small(where / f"s{i}", named, meta, seed=first_seed + i).path for i in range(count)]
             named.remove_hooks()
             return paths
 
@@ -901,12 +905,20 @@ def main_scale(args: argparse.Namespace) -> None:
     ):
         stat = "p95_ms" if "search" in key else "p50_ms"
         print(f"| {label} (ms) | {a[key][stat]:.1f} | {b[key][stat]:.1f} | {b[key][stat] / a[key][stat]:.2f}x |")
+    for kind in a["served_search_by_kind_p95_ms"]:
+        ka, kb = a["served_search_by_kind_p95_ms"][kind], b["served_search_by_kind_p95_ms"][kind]
+        print(f"| served search p95, {kind} (ms) | {ka:.1f} | {kb:.1f} | {kb / ka:.2f}x |")
     for key, label in (
         ("served_first_request_s", "served first request (s)"),
         ("server_peak_rss_mb", "server peak RSS (MB)"),
         ("client_peak_rss_mb", "client peak RSS (MB)"),
+        ("server_index_mb", "server index with its WAL (MB)"),
     ):
         print(f"| {label} | {a[key]:.1f} | {b[key]:.1f} | {b[key] / a[key]:.2f}x |")
+    loads = [a["load_average_before"], b["load_average_after"]]
+    print(
+        f"load average (1, 5, 15 min) before / after: {' / '.join(', '.join(f'{x:.1f}' for x in la) for la in loads)}"
+    )
     print(f"build: {b['build']['seconds']:.0f} s ({b['build']['method']}); wrote {out}")
 
 

@@ -8,11 +8,19 @@ when the registry index was rebuilt (its log restarts).
 
 from __future__ import annotations
 
+import json
+import os
+import random
 import sqlite3
+import subprocess
+import sys
 
-from adapterhub_lite.registry.client.local import LocalRegistry
+import pytest
+
+from adapterhub_lite.errors import ConfigError
+from adapterhub_lite.registry.client.local import LocalRegistry, _Index
 from adapterhub_lite.registry.format.refs import Ref, repo_slug
-from adapterhub_lite.registry.server.repo_index import RepoIndex
+from adapterhub_lite.registry.server.repo_index import MIN_SQLITE, RepoIndex, check_sqlite
 from adapterhub_lite.registry.server.repos import RepoStore
 
 from .conftest import HUB_ID
@@ -33,8 +41,11 @@ def test_mirrors_follow_pushes_yanks_and_a_rebuilt_index(tmp_path, art, monkeypa
     store = RepoStore(root)
     one, two = (f"ahl/{repo_slug(HUB_ID, 'sync', n)}" for n in ("one", "two"))
     assert mirrors(store) == {one: ["v1.0.0"]}  # the first sync mirrors everything
+    (first,) = store.search(author="ahl")
 
     local.push(art(task="sync", name="one", seed=2), version="1.1.0")
+    (second,) = store.search(author="ahl")  # a mirror's row is rewritten, not kept from its first sync
+    assert second["sha"] != first["sha"] and second["lastModified"] >= first["lastModified"]
     local.push(art(task="sync", name="two", seed=3), version="1.0.0")
     local.yank(Ref(HUB_ID, "sync", "one", "1.0.0"))
     assert mirrors(store) == {one: ["v1.0.0", "v1.0.0-yanked", "v1.1.0"], two: ["v1.0.0"]}
@@ -91,3 +102,118 @@ def test_an_older_index_is_migrated_and_every_plan_lists_the_same(tmp_path, art,
     assert listings(RepoStore(root)) == expected
     monkeypatch.setattr(RepoIndex, "_drives", classmethod(lambda cls, *counts: False))  # only walks
     assert listings(RepoStore(root)) == expected
+
+
+def synthetic_registry(root, entries: int) -> None:
+    """A registry of ``entries`` entries of 1-2 versions written straight into its index (as
+    benchmarks/_registry_scale.py builds one): names with ``_`` and ``x`` in turn, push times
+    drawn from a few hours so that many tie, an accuracy on most latest versions."""
+    LocalRegistry(root)
+    rng = random.Random(0)
+    rows = []
+    for i in range(entries):
+        name = f"n{i:04d}{'-a_b' if i % 3 == 0 else '-axb' if i % 3 == 1 else ''}"
+        tags = json.dumps([f"lang:{rng.choice(['en', 'de'])}"])
+        count = rng.choice([1, 2])
+        for patch in range(count):
+            metrics = json.dumps({"accuracy": rng.choice([0.5, 0.75, 0.9])} if i % 4 else {})
+            pushed = f"2026-12-01T{rng.randrange(3):02d}:{rng.choice([0, 30]):02d}:00+00:00"
+            latest = int(patch == count - 1)
+            row = (HUB_ID, f"t{i % 7}", name, f"1.0.{patch}", 1, 0, patch, f"{i:064x}", "pfeiffer", "classification")
+            rows.append((*row, tags, metrics, pushed, 0, latest))
+    with sqlite3.connect(root / "index.sqlite") as db:
+        db.executemany(f"INSERT INTO versions VALUES ({', '.join('?' * 15)})", rows)
+        db.execute(_Index._FILL_METRICS)
+
+
+def test_a_bulk_sync_lists_in_every_order_as_a_sort_of_its_rows(tmp_path, monkeypatch):
+    """1,200 mirrors written in one batch (the secondary indexes dropped and built again):
+    every listing order, filter and plan gives what a Python sort and filter of the index's
+    rows give, page by page; a name search matches ``%``, ``_`` and ``\\`` literally."""
+    root = tmp_path / "registry"
+    synthetic_registry(root, 1200)
+    store = RepoStore(root)
+    store.search(limit=1)  # the first sync: every mirror in one batch
+    with sqlite3.connect(root / "repos" / "index.sqlite") as db:
+        rows = db.execute("SELECT id, name, created_at, last_modified, tags, entry FROM repos").fetchall()
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        with sqlite3.connect(root / "index.sqlite") as registry:
+            accuracy = {
+                f"{b}\n{t}\n{n}": value
+                for b, t, n, value in registry.execute(
+                    "SELECT base, task, name, value FROM latest_metrics WHERE metric = 'accuracy'"
+                )
+            }
+    assert len(rows) == 1200 and set(RepoIndex.INDEXES) <= indexes
+
+    def expected(sort: str, search: str | None, tags: list[str]) -> list[str]:
+        kept = [
+            row
+            for row in rows
+            if (search is None or search.lower() in row[1].lower()) and set(tags) <= set(json.loads(row[4]))
+        ]
+        kept.sort(key=lambda row: row[0])  # ties in a date are ordered by id
+        if sort == "ahl-metric:accuracy":  # best first, then the unscored by id
+            scored = sorted((row for row in kept if row[5] in accuracy), key=lambda row: -accuracy[row[5]])
+            kept = scored + [row for row in kept if row[5] not in accuracy]
+        elif sort != "id":
+            kept.sort(key=lambda row: row[2 if sort == "createdAt" else 3], reverse=True)
+        return [row[0] for row in kept]
+
+    queries = [
+        (None, []),
+        (None, ["task:t3"]),
+        (None, ["task:t3", "lang:de"]),
+        ("A_B", []),  # any case; "_" is no wildcard: the "axb" names do not match
+        ("_", ["lang:en"]),
+        ("%", []),
+        ("\\", []),
+        ("n01", ["task:t2"]),
+        ("axb", ["task:t5", "lang:en"]),
+    ]
+    for drives in (True, False):
+        if not drives:  # the other plans: every filter checked while the order is walked
+            monkeypatch.setattr(RepoIndex, "_drives", classmethod(lambda cls, *counts: False))
+        for sort in ("lastModified", "createdAt", "id", "ahl-metric:accuracy"):
+            for search, tags in queries:
+                want = expected(sort, search, tags)
+                for offset, limit in ((0, 50), (40, 500), (len(want) - 7, 20)):
+                    got = [
+                        row["id"]
+                        for row in store.search(search=search, tags=tags, sort=sort, offset=max(offset, 0), limit=limit)
+                    ]
+                    assert got == want[max(offset, 0) : max(offset, 0) + limit], (sort, search, tags, offset)
+    assert expected("id", "%", []) == [] and len(expected("id", "_", [])) == 400
+
+
+def test_an_sqlite_without_trigrams_is_refused_in_one_line(tmp_path):
+    """SQLite older than 3.34 has no trigram tokenizer: ``ahl serve`` says so in one line and
+    exits 2 before it writes any index (not "cannot write the registry directory", which the
+    failed CREATE VIRTUAL TABLE used to become)."""
+    check_sqlite(MIN_SQLITE)
+    check_sqlite((3, 45, 1))
+    for old in ((3, 33, 0), (3, 9, 2), (2, 99, 99)):
+        with pytest.raises(
+            ConfigError, match=r"needs SQLite 3\.34\.0 or newer .* uses SQLite " + ".".join(map(str, old))
+        ):
+            check_sqlite(old)
+
+    root = tmp_path / "registry"
+    # the CLI in a fresh process whose sqlite3 module reports an old library (the stdlib's
+    # attribute; everything of ours runs as shipped)
+    script = (
+        "import sqlite3, sys; sqlite3.sqlite_version_info = (3, 31, 1); "
+        "from adapterhub_lite.cli.main import app; sys.argv = ['ahl', 'serve', '--registry', sys.argv[1]]; app()"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: ahl serve needs SQLite 3.34.0 or newer") and "uses SQLite 3.31.1; upgrade" in line
+    assert not (root / "repos" / "index.sqlite").exists()

@@ -14,12 +14,13 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...errors import ConfigError
 from ...files import crash_point
 from ...task_embedding import TaskEmbedding
 from ..format.refs import check_segment, repo_slug
@@ -32,30 +33,61 @@ from .repo_model import (
     entry_key,
     hub_time,
     own_versions_dir,
+    parse_time,
     version_commit_id,
 )
+
+LIKE_ESCAPE = "\\"  # escapes a LIKE wildcard searched for as itself (contains_pattern)
+# The oldest SQLite that can hold the index: FTS5's trigram tokenizer (repo_names) came in 3.34.
+MIN_SQLITE = (3, 34, 0)
+
+
+def check_sqlite(version: tuple[int, int, int]) -> None:
+    """Raise :class:`ConfigError` when SQLite ``version`` (``sqlite3.sqlite_version_info``) is
+    older than :data:`MIN_SQLITE`, saying what to change.
+
+    Example:
+        >>> check_sqlite(sqlite3.sqlite_version_info)  # passes on a recent Python
+    """
+    if tuple(version) < MIN_SQLITE:
+        have, need = (".".join(map(str, v)) for v in (version, MIN_SQLITE))
+        raise ConfigError(
+            f"ahl serve needs SQLite {need} or newer for its search index, and this Python uses SQLite {have}; "
+            f"upgrade the system's SQLite library or run ahl with a Python built with a newer one"
+        )
 
 
 class RepoIndex:
     """SQLite index of repositories (``repos``) and their search tags (``repo_tags``)."""
 
+    # Secondary indexes, by name: created with the schema, and dropped and built again around a
+    # bulk write (:meth:`_put_all`).
+    INDEXES = {
+        # each tag's rows carry their repository's sort keys: a tag's listing walks its own rows
+        # in order and stops at the limit, however its repositories spread through the order
+        "repo_tags_by_modified": "repo_tags (tag, last_modified DESC, repo)",
+        "repo_tags_by_created": "repo_tags (tag, created_at DESC, repo)",
+        "repo_tags_by_repo": "repo_tags (repo)",
+        "repos_by_namespace": "repos (namespace, last_modified)",
+        # (column, id, name): listings walk these in order and stop at the limit, no sort of
+        # every row; a name search is checked on each index entry, and only the rows whose name
+        # matches are read from the table
+        "repos_by_modified_name": "repos (last_modified DESC, id, name)",
+        "repos_by_created_name": "repos (created_at DESC, id, name)",
+        "repos_by_id_name": "repos (id, name)",
+    }
     SCHEMA = (
         "CREATE TABLE IF NOT EXISTS repos (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL, "
         "sha TEXT, created_at TEXT, last_modified TEXT, entry TEXT UNIQUE, local INT NOT NULL, tags TEXT NOT NULL, "
         "source TEXT)",
-        # each tag's rows carry their repository's sort keys: a tag's listing walks its own rows
-        # in order and stops at the limit, however its repositories spread through the order
         "CREATE TABLE IF NOT EXISTS repo_tags (tag TEXT, repo TEXT, last_modified TEXT, created_at TEXT, "
         "PRIMARY KEY (tag, repo)) WITHOUT ROWID",
-        "CREATE INDEX IF NOT EXISTS repo_tags_by_modified ON repo_tags (tag, last_modified DESC, repo)",
-        "CREATE INDEX IF NOT EXISTS repo_tags_by_created ON repo_tags (tag, created_at DESC, repo)",
-        "CREATE INDEX IF NOT EXISTS repos_by_namespace ON repos (namespace, last_modified)",
-        # (column, id): listings walk these in order and stop at the limit, no sort of every row
-        "DROP INDEX IF EXISTS repos_by_modified",
-        "DROP INDEX IF EXISTS repos_by_created",
-        "CREATE INDEX IF NOT EXISTS repos_by_modified_id ON repos (last_modified DESC, id)",
-        "CREATE INDEX IF NOT EXISTS repos_by_created_id ON repos (created_at DESC, id)",
-        "CREATE INDEX IF NOT EXISTS repo_tags_by_repo ON repo_tags (repo)",
+        # the sort-order indexes of earlier versions
+        *(
+            f"DROP INDEX IF EXISTS {old}"
+            for old in ("repos_by_modified", "repos_by_created", "repos_by_modified_id", "repos_by_created_id")
+        ),
+        *(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}" for name, spec in INDEXES.items()),
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
         # private repositories (SPEC 14.6): listed only to their namespace's user
         "CREATE TABLE IF NOT EXISTS private_repos (id TEXT PRIMARY KEY) WITHOUT ROWID",
@@ -63,9 +95,18 @@ class RepoIndex:
         # without reading every row (see _name_filter)
         "CREATE VIRTUAL TABLE IF NOT EXISTS repo_names USING fts5(name, tokenize='trigram')",
     )
-    ORDER = {"createdAt": "created_at DESC, id", "id": "id"}  # anything else: lastModified, or METRIC_SORT
+    # Anything else: lastModified, or METRIC_SORT. Ids are unique, so "id, name" is the order
+    # of id; the name makes SQLite walk repos_by_id_name, whose entries hold the name, rather
+    # than the primary key's index, where a name search would read every row it checks.
+    ORDER = {"createdAt": "created_at DESC, id", "id": "id, name"}
     TAG_ORDER = {"createdAt": "t.created_at DESC, t.repo", "id": "t.repo"}  # the same, walking a tag's rows
     ONE_PASS_FROM = 1000  # entries to mirror at once from which one pass over every version is cheaper
+    BULK_FROM = 1000  # rows written at once from which the secondary indexes are built again (_put_all)
+    # Page cache of each writing connection, in KiB: SQLite's default of 2 MB holds little of
+    # the B-trees that a bulk write touches at a million versions, and each page evicted is
+    # read again. Allocated as used, so small writes cost nothing; the readers (one per thread)
+    # keep the default, which keeps the server's memory bounded.
+    CACHE_KIB = 64 << 10
     # Matches up to which a filter drives the listing (its rows fetched, then sorted) whatever
     # the walk's estimate says: 2,500 rows cost about 25 ms, while a walk, whose estimate
     # assumes the matches spread evenly through the order, read all 100,000 rows at a million
@@ -74,7 +115,12 @@ class RepoIndex:
 
     def __init__(self, path: Path, registry_index: Path, load_all: Callable[[], Iterable[Repo]]) -> None:
         """Open (or create) the index at ``path``; ``load_all`` yields every repository record,
-        read only when the index is missing. ``registry_index`` is the local registry's index."""
+        read only when the index is missing. ``registry_index`` is the local registry's index.
+
+        Raises:
+            ConfigError: this Python's SQLite is older than :data:`MIN_SQLITE`.
+        """
+        check_sqlite(sqlite3.sqlite_version_info)  # before any SQL: an old one fails halfway, unclearly
         self.path = path
         self.registry_index = registry_index
         self._readers = threading.local()
@@ -92,8 +138,7 @@ class RepoIndex:
             for statement in self.SCHEMA:
                 db.execute(statement)
             if fresh:
-                for repo in load_all():
-                    self._put(db, repo)
+                self._put_all(db, [(repo, None) for repo in load_all()])
             if not fresh and not keyed:
                 db.execute(
                     "INSERT OR IGNORE INTO repo_tags SELECT t.value, r.id, r.last_modified, r.created_at "
@@ -102,8 +147,12 @@ class RepoIndex:
             if not fresh and not named:
                 db.execute("INSERT INTO repo_names (rowid, name) SELECT rowid, name FROM repos")
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path)
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A writing connection (:func:`connect`) with the larger page cache."""
+        with connect(self.path) as db:
+            db.execute(f"PRAGMA cache_size = -{self.CACHE_KIB}")  # negative: a size in KiB, not pages
+            yield db
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's long-lived read connection, with the registry index attached as
@@ -125,41 +174,67 @@ class RepoIndex:
         key = entry_key(repo.entry)
         return f"{key}\n{repo.id}" if not repo.local and own_versions_dir(self.path.parent, repo.id).is_dir() else key
 
-    def _put(self, db: sqlite3.Connection, repo: Repo, source: str | None = None) -> None:
-        db.execute("DELETE FROM repo_tags WHERE repo = ?", (repo.id,))
-        # On an entry clash the repository wins over a stale local mirror, never the reverse.
-        verb = "INSERT OR IGNORE" if repo.local else "INSERT OR REPLACE"
+    def _put_all(self, db: sqlite3.Connection, repos: Sequence[tuple[Repo, str | None]]) -> None:
+        """Write the rows of ``repos`` (each with its mirror's source, or None), replacing their
+        earlier ones: one statement per table, its rows in key order, so that each B-tree page is
+        written once per batch instead of once per row at random. A batch of at least
+        :attr:`BULK_FROM` rows that at least doubles the table (the first sync of a large
+        registry) drops the secondary indexes and builds them again afterwards, in the same
+        transaction: one sort per index instead of a random insert per row and index."""
+        ordered = sorted(repos, key=lambda item: item[0].id)
+        ids = [(repo.id,) for repo, _ in ordered]
+        db.executemany("DELETE FROM repo_tags WHERE repo = ?", ids)
+        db.executemany("DELETE FROM private_repos WHERE id = ?", ids)
+        # a mirror replaces its own earlier row, which its INSERT OR IGNORE below would keep
+        db.executemany("DELETE FROM repos WHERE id = ? AND local = 1", [(r.id,) for r, _ in ordered if r.local])
+        # Rows inserted without a rowid get one above the largest (SQLite's documented rule), so
+        # the rows this batch writes are those above ``before``.
+        before = db.execute("SELECT coalesce(max(rowid), 0) FROM repos").fetchone()[0]
+        rebuild = len(ordered) >= max(self.BULK_FROM, before)
+        if rebuild:  # inside the transaction that the DELETEs above began: a crash keeps the indexes
+            for name in self.INDEXES:
+                db.execute(f"DROP INDEX IF EXISTS {name}")
+        # On an entry clash the repository wins over a stale local mirror, never the reverse:
+        # repositories are written first, and replace; mirrors then skip a taken entry.
+        for verb, local in (("INSERT OR REPLACE", False), ("INSERT OR IGNORE", True)):
+            db.executemany(
+                f"{verb} INTO repos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        repo.id,
+                        repo.namespace,
+                        repo.name,
+                        repo.main,
+                        repo.created_at,
+                        repo.last_modified,
+                        self._entry_column(repo),
+                        int(repo.local),
+                        json.dumps(list(repo.tags)),
+                        source,
+                    )
+                    for repo, source in ordered
+                    if repo.local == local
+                ],
+            )
+        # Tags and names from the rows written (a skipped mirror gets none), each in one pass.
         db.execute(
-            f"{verb} INTO repos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                repo.id,
-                repo.namespace,
-                repo.name,
-                repo.main,
-                repo.created_at,
-                repo.last_modified,
-                self._entry_column(repo),
-                int(repo.local),
-                json.dumps(list(repo.tags)),
-                source,
-            ),
-        )
-        db.executemany(
-            "INSERT OR IGNORE INTO repo_tags SELECT ?, id, last_modified, created_at FROM repos WHERE id = ?",
-            [(t, repo.id) for t in repo.tags],
+            "INSERT OR IGNORE INTO repo_tags SELECT t.value, r.id, r.last_modified, r.created_at "
+            "FROM repos AS r, json_each(r.tags) AS t WHERE r.rowid > ? ORDER BY 1, 2",
+            (before,),
         )
         # Every repos row is written here, so each has its name at its rowid; a deleted row's
         # name may stay behind, harmless: a name search joins on the rowid and checks the name.
         db.execute(
-            "INSERT OR REPLACE INTO repo_names (rowid, name) SELECT rowid, name FROM repos WHERE id = ?", (repo.id,)
+            "INSERT OR REPLACE INTO repo_names (rowid, name) SELECT rowid, name FROM repos WHERE rowid > ?", (before,)
         )
-        db.execute("DELETE FROM private_repos WHERE id = ?", (repo.id,))
-        if repo.private:
-            db.execute("INSERT INTO private_repos VALUES (?)", (repo.id,))
+        db.executemany("INSERT INTO private_repos VALUES (?)", [(r.id,) for r, _ in ordered if r.private])
+        if rebuild:
+            for name, spec in self.INDEXES.items():
+                db.execute(f"CREATE INDEX {name} ON {spec}")
 
     def put(self, repo: Repo) -> None:
         with self._connect() as db:
-            self._put(db, repo)
+            self._put_all(db, [(repo, None)])
             crash_point("index:update")  # a test hook (files.py): killed inside the transaction
 
     def reconcile_one(self, repo_id: str, repo: Repo | None) -> int:
@@ -178,6 +253,7 @@ class RepoIndex:
             )
             rows = db.execute(query + (" AND id = ?" if only else ""), (only,) if only else ()).fetchall()
             indexed = {row[0]: row[1:] for row in rows}
+            stale: list[tuple[Repo, str | None]] = []
             for repo in repos:
                 wanted = (
                     repo.main,
@@ -188,8 +264,9 @@ class RepoIndex:
                     int(repo.private),
                 )
                 if indexed.pop(repo.id, None) != wanted:
-                    self._put(db, repo)
-                    changed += 1
+                    stale.append((repo, None))
+            self._put_all(db, stale)
+            changed += len(stale)
             for stale in indexed:
                 db.execute("DELETE FROM private_repos WHERE id = ?", (stale,))
                 db.execute("DELETE FROM repo_tags WHERE repo = ?", (stale,))
@@ -260,6 +337,7 @@ class RepoIndex:
     def _sync_local(self) -> None:
         db = sqlite3.connect(self.path, timeout=60)
         try:
+            db.execute(f"PRAGMA cache_size = -{self.CACHE_KIB}")
             db.execute("ATTACH DATABASE ? AS registry", (str(self.registry_index),))
             # Where the registry's change log stands (O(1)), with its file's identity: a rebuilt
             # registry index restarts the log, and is then mirrored whole.
@@ -299,8 +377,7 @@ class RepoIndex:
                 for key in set(current) - set(wanted):
                     db.execute("DELETE FROM repo_tags WHERE repo = (SELECT id FROM repos WHERE entry = ?)", (key,))
                     db.execute("DELETE FROM repos WHERE entry = ? AND local = 1", (key,))
-                for repo, source in mirrors:
-                    self._put(db, repo, source)
+                self._put_all(db, mirrors)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('local_changes', ?)", (json.dumps(mark),))
         finally:
             db.close()
@@ -352,14 +429,16 @@ class RepoIndex:
         version that is not yanked (the newest of all when every one is), tags come from that
         version's summary."""
         architecture, head, _, digest, _, summary_tags = ([r for r in rows if not r[4]] or rows)[-1]
-        pushed = [hub_time(r[2]) for r in rows]
+        # only the first and the last push are written out: formatting every version's time
+        # was most of a large first sync's Python work
+        pushed = sorted(rows, key=lambda r: parse_time(r[2]))
         # the summary's tags too (head:..., the artifact's own), so a tag search finds what it
         # finds in the local registry
         tags = dict.fromkeys([*entry_tags(*entry, architecture, head), *json.loads(summary_tags)])
         return Repo(
             f"{LOCAL_NAMESPACE}/{repo_slug(*entry)}",
-            min(pushed),
-            max(pushed),
+            hub_time(pushed[0][2]),
+            hub_time(pushed[-1][2]),
             version_commit_id(digest),
             entry,
             tuple(tags),
@@ -387,14 +466,14 @@ class RepoIndex:
         db = self._reader()
         db.execute("BEGIN")  # one snapshot for the listing and its entries' versions
         try:
-            name_filter: list[str] = []
             if search:
-                where.append("instr(lower(repos.name), lower(?)) > 0")
-                args.append(search)
+                where.append(f"repos.name LIKE ? ESCAPE '{LIKE_ESCAPE}'")  # any case (ASCII, as names are)
+                args.append(contains_pattern(search))
                 name_filter, name_args = self._name_filter(db, search, limit + offset)
                 where, args = where + name_filter, args + name_args
-            # a tag's own ordered rows drive the listing, unless a rare name does or a metric sorts
-            walking = bool(tags) and not sort.startswith(METRIC_SORT) and not name_filter
+            # A tag's own ordered rows drive the listing, unless a metric sorts or a name is
+            # searched: a tag row holds no name, so each would cost a read of its repos row.
+            walking = bool(tags) and not sort.startswith(METRIC_SORT) and not search
             tag_filter, tag_args = self._tag_filter(db, tags, limit + offset, walking)
             filters = " AND ".join([*where, *tag_filter]) or "1"
             args += tag_args
@@ -574,6 +653,13 @@ class RepoIndex:
             "pushed_at": pushed_at,
             "summary": summary,
         }
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (with ``ESCAPE`` :data:`LIKE_ESCAPE`) that matches the strings holding
+    ``text``: its ``%``, ``_`` and escape characters match only themselves."""
+    escaped = "".join(LIKE_ESCAPE + char if char in ("%", "_", LIKE_ESCAPE) else char for char in text)
+    return f"%{escaped}%"
 
 
 def _entry_of(key: str) -> tuple[str, str, str]:

@@ -139,9 +139,14 @@ def now() -> str:
     return hub_time(_dt.datetime.now(_dt.timezone.utc).isoformat())
 
 
+def parse_time(timestamp: str) -> _dt.datetime:
+    """An ISO 8601 timestamp (``Z`` or an offset) as an aware datetime, for comparisons."""
+    return _dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
 def hub_time(timestamp: str) -> str:
     """An ISO 8601 timestamp in the Hub's form, which the client's ``parse_datetime`` reads."""
-    moment = _dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(_dt.timezone.utc)
+    moment = parse_time(timestamp).astimezone(_dt.timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
