@@ -854,13 +854,15 @@ def main_scale(args: argparse.Namespace) -> None:
         source = LocalRegistry(work / "reg-small")
         entry = source.push(small.path)
 
-        # New weights in every run: with --reuse, the pushes of earlier runs are still in the
-        # registries, and pushing their content again would add no version.
-        first_seed = 200 + 1000 * int(time.time())
+        # Every run pushes new weights into entries of its own: with --reuse the registries keep
+        # earlier runs' pushes, a server that holds a file already is sent none of it, and a push
+        # with an automatic version reads each earlier version of its entry (the client's check
+        # for content pushed before).
+        run = int(time.time())
 
         def write_sources(where: Path, count: int, name: str) -> list[Path]:
-            named, meta = small_model_and_metadata(base, name=name, task="sst2")
-            paths = [write_small(where / f"s{i}", named, meta, seed=first_seed + i).path for i in range(count)]
+            named, meta = small_model_and_metadata(base, name=f"{name}-{run}", task="sst2")
+            paths = [write_small(where / f"s{i}", named, meta, seed=run * 100 + i).path for i in range(count)]
             named.remove_hooks()
             return paths
 
@@ -915,6 +917,10 @@ def main_scale(args: argparse.Namespace) -> None:
         ("server_index_mb", "server index with its WAL (MB)"),
     ):
         print(f"| {label} | {a[key]:.1f} | {b[key]:.1f} | {b[key] / a[key]:.2f}x |")
+    both = result["interleaved"]
+    for key, label in (("served_push", "served push p50"), ("served_cached_pull", "served cached pull p50")):
+        ka, kb = both["10k"][key]["p50_ms"], both["scale"][key]["p50_ms"]
+        print(f"| {label}, both servers at once, alternating (ms) | {ka:.1f} | {kb:.1f} | {kb / ka:.2f}x |")
     loads = [a["load_average_before"], b["load_average_after"]]
     print(
         f"load average (1, 5, 15 min) before / after: {' / '.join(', '.join(f'{x:.1f}' for x in la) for la in loads)}"

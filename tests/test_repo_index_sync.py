@@ -21,6 +21,7 @@ from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.registry.client.local import LocalRegistry, _Index
 from adapterhub_lite.registry.format.refs import Ref, repo_slug
 from adapterhub_lite.registry.server.repo_index import MIN_SQLITE, RepoIndex, check_sqlite
+from adapterhub_lite.registry.server.repo_model import Repo
 from adapterhub_lite.registry.server.repos import RepoStore
 
 from .conftest import HUB_ID
@@ -217,3 +218,22 @@ def test_an_sqlite_without_trigrams_is_refused_in_one_line(tmp_path):
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("error: ahl serve needs SQLite 3.34.0 or newer") and "uses SQLite 3.31.1; upgrade" in line
     assert not (root / "repos" / "index.sqlite").exists()
+
+
+def test_a_repository_that_takes_an_entry_from_its_mirror_takes_its_tag_rows_too(tmp_path):
+    """A repository written over the local mirror of its entry removes the mirror's row and its
+    tag rows (which a tag listing and its plan's counts would otherwise still read); a mirror
+    written after the repository holds the entry is skipped, tags included."""
+    LocalRegistry(tmp_path)
+    (tmp_path / "repos").mkdir()
+    index = RepoIndex(tmp_path / "repos" / "index.sqlite", tmp_path / "index.sqlite", lambda: [])
+    entry = (HUB_ID, "sync", "one")
+    stamp = "2026-12-01T00:00:00.000Z"
+    mirror = Repo(f"ahl/{repo_slug(*entry)}", stamp, stamp, "a" * 40, entry, ("task:sync", "mirrored"), local=True)
+    index.put(mirror)
+    index.put(Repo("alice/one", stamp, stamp, "b" * 40, entry, ("task:sync",)))
+    for _ in range(2):  # and again after the mirror is written once more
+        with sqlite3.connect(tmp_path / "repos" / "index.sqlite") as db:
+            assert db.execute("SELECT id FROM repos").fetchall() == [("alice/one",)]
+            assert db.execute("SELECT tag, repo FROM repo_tags").fetchall() == [("task:sync", "alice/one")]
+        index.put(mirror)

@@ -187,6 +187,12 @@ class RepoIndex:
         db.executemany("DELETE FROM private_repos WHERE id = ?", ids)
         # a mirror replaces its own earlier row, which its INSERT OR IGNORE below would keep
         db.executemany("DELETE FROM repos WHERE id = ? AND local = 1", [(r.id,) for r, _ in ordered if r.local])
+        # a repository's INSERT OR REPLACE below removes the mirror of its entry, whose tag rows
+        # would otherwise stay behind
+        db.executemany(
+            "DELETE FROM repo_tags WHERE repo IN (SELECT id FROM repos WHERE entry = ? AND local = 1)",
+            [(self._entry_column(r),) for r, _ in ordered if not r.local and r.entry is not None],
+        )
         # Rows inserted without a rowid get one above the largest (SQLite's documented rule), so
         # the rows this batch writes are those above ``before``.
         before = db.execute("SELECT coalesce(max(rowid), 0) FROM repos").fetchone()[0]
