@@ -99,6 +99,7 @@ def test_unknown_column_lists_the_columns_there(tmp_path):
     with pytest.raises(DataError) as err:
         load_examples(path, Columns(text="text"))
     assert "no column 'text'" in str(err.value) and "sentence, label" in str(err.value)
+    assert str(err.value).endswith("(pick one with --text-column)")
 
 
 def test_dev_label_unseen_in_train(tmp_path):

@@ -147,17 +147,22 @@ def read_rows(source: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     return rows, sha256_file(path)
 
 
-def _column(row: dict[str, Any], name: str, columns_found: list[str], source: str) -> Any:
+def _column(row: dict[str, Any], name: str, columns_found: list[str], source: str, role: str) -> Any:
+    """``row[name]``; a missing column names the ones there and the option (``--ROLE-column``) that
+    picks another."""
     if name not in row:
-        raise DataError(f"{source}: no column {name!r}; columns there: {', '.join(columns_found) or '(none)'}")
+        raise DataError(
+            f"{source}: no column {name!r}; columns there: {', '.join(columns_found) or '(none)'} "
+            f"(pick one with --{role}-column)"
+        )
     return row[name]
 
 
 def _choices(row: dict[str, Any], spec: str, found: list[str], source: str) -> list[str]:
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if len(names) > 1:
-        return [str(_column(row, n, found, source)) for n in names]
-    value = _column(row, names[0], found, source)
+        return [str(_column(row, n, found, source, "choices")) for n in names]
+    value = _column(row, names[0], found, source, "choices")
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -182,10 +187,10 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
     found = list(rows[0].keys())
     examples = []
     for number, row in enumerate(rows, 1):
-        text = _column(row, columns.text, found, name) if columns.text else ""
-        pair = _column(row, columns.text_pair, found, name) if columns.text_pair else None
+        text = _column(row, columns.text, found, name, "text") if columns.text else ""
+        pair = _column(row, columns.text_pair, found, name, "text-pair") if columns.text_pair else None
         choices = _choices(row, columns.choices, found, name) if columns.choices else None
-        label = _column(row, columns.label, found, name) if require_label else row.get(columns.label)
+        label = _column(row, columns.label, found, name, "label") if require_label else row.get(columns.label)
         if require_label and (label is None or (isinstance(label, str) and not label.strip())):
             raise DataError(
                 f"{name}: row {number} has an empty {columns.label!r} value (rows count from 1, "
