@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -35,7 +38,7 @@ TOKENS_HELP = (
 def serve(
     registry: ServedRegistry = None,
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0: every interface)."),
-    port: int = typer.Option(8765, help="TCP port."),
+    port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0: any free one, printed)."),
     tokens: Optional[Path] = typer.Option(None, help=TOKENS_HELP),
     private: bool = typer.Option(False, help="Reads need a valid token too."),
     max_upload_mb: float = typer.Option(512, help="Largest commit body or LFS file accepted, in MiB."),
@@ -51,15 +54,8 @@ def serve(
 ) -> None:
     """Serve a registry directory over the Hugging Face Hub HTTP API (create, commit, tag, search, download)."""
     # imported here, so that other commands do not load the web stack
-    import uvicorn
-
     from adapterhub_lite.constants import SERVE_TOKENS_ENV, default_registry_root
-    from adapterhub_lite.registry.server.app import (
-        HeaderTimeoutProtocol,
-        create_app,
-        load_tokens,
-        registry_url,
-    )
+    from adapterhub_lite.registry.server.app import load_tokens
     from adapterhub_lite.registry.server.repos import RepoStore
 
     if max_upload_mb <= 0 or max_concurrent_uploads <= 0 or read_timeout <= 0:
@@ -68,9 +64,29 @@ def serve(
         raise ConfigError(f"ahl serve serves a local registry directory, not the remote {registry}")
     token_map = load_tokens(tokens, os.environ.get(SERVE_TOKENS_ENV))
     root = Path(registry).expanduser() if registry is not None else default_registry_root()
-    store = RepoStore(root)  # refuses a directory it cannot write; repairs what a crash left
     if check:
-        raise typer.Exit(report_repairs(store.fsck(), root))
+        raise typer.Exit(report_repairs(RepoStore(root).fsck(), root))
+    with listening(host, port) as listener:
+        _serve(listener, root, host, token_map, private, max_upload_mb, max_concurrent_uploads, read_timeout)
+
+
+def _serve(
+    listener: socket.socket,
+    root: Path,
+    host: str,
+    token_map: dict[str, str],
+    private: bool,
+    max_upload_mb: float,
+    max_concurrent_uploads: int,
+    read_timeout: float,
+) -> None:
+    """Open the registry at ``root`` and serve it on ``listener`` until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    from adapterhub_lite.registry.server.app import HeaderTimeoutProtocol, create_app, registry_url
+    from adapterhub_lite.registry.server.repos import RepoStore
+
+    store = RepoStore(root)  # refuses a directory it cannot write; repairs what a crash left
     if store.repairs.changed:
         err_console.print(f"ahl serve: repaired after an unclean stop: {describe(store.repairs)}", highlight=False)
     app = create_app(
@@ -82,6 +98,7 @@ def serve(
         read_timeout=read_timeout,
         store=store,
     )
+    port = listener.getsockname()[1]
     err_console.print(
         f"ahl serve: registry {escape(str(root))} at [bold]{registry_url(host, port)}[/] "
         f"({len(token_map)} token(s){', private' if private else ''}); Ctrl-C stops",
@@ -89,23 +106,45 @@ def serve(
         soft_wrap=True,
     )
     if not token_map:
-        err_console.print("no tokens: the registry is read-only (pass --tokens FILE or set $AHL_SERVE_TOKENS)")
+        err_console.print(
+            "no tokens: the registry is read-only (pass --tokens FILE or set $AHL_SERVE_TOKENS)", soft_wrap=True
+        )
     HeaderTimeoutProtocol.HEADER_TIMEOUT = read_timeout
     # uvicorn finishes in-flight requests on SIGINT/SIGTERM before it exits, then raises the
     # signal again: stopping the server is its normal end, not an interruption. h11 caps a
     # request head at 64 KiB.
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        http=HeaderTimeoutProtocol,
+        h11_max_incomplete_event_size=64 << 10,
+    )
     try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            http=HeaderTimeoutProtocol,
-            h11_max_incomplete_event_size=64 << 10,
-        )
+        uvicorn.Server(config).run(sockets=[listener])
     except KeyboardInterrupt:
         err_console.print("ahl serve: stopped", highlight=False)
+
+
+@contextmanager
+def listening(host: str, port: int) -> Iterator[socket.socket]:
+    """A socket bound to ``host:port`` (closed on the way out), before anything is opened or
+    written: a port in use or a host that is not this machine's is one line, not a traceback
+    from inside the event loop."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart over TIME_WAIT
+        try:
+            listener.bind((host, port))
+        except OSError as exc:  # socket.gaierror (an unknown host) included
+            reason = exc.strerror or str(exc)
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {reason.lower()}; choose another --port or --host"
+            ) from None
+        yield listener
+    finally:
+        listener.close()
 
 
 @user_errors

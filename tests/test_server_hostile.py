@@ -35,6 +35,7 @@ from adapterhub_lite.registry.client.remote import RemoteRegistry  # noqa: E402
 from adapterhub_lite.registry.format.refs import Ref, repo_slug  # noqa: E402
 
 from .conftest import HUB_ID, AhlServer  # noqa: E402
+from .test_cli import ahl_in_process, assert_one_line_error  # noqa: E402
 
 ENTRY_TAG = "ahl-entry:" + HUB_ID + "/{task}/{name}"
 
@@ -464,6 +465,21 @@ def test_read_only_registry_is_reported_at_start(tmp_path):
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write the registry directory" in lines[0], done.stderr
+
+
+def test_a_port_taken_or_out_of_range_is_one_line_and_creates_nothing(tmp_path):
+    """The socket is bound before the registry is opened: no traceback from the event loop, and
+    no registry directory left behind by a start that failed."""
+    root = tmp_path / "registry"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = ahl_in_process("serve", "--registry", root, "--port", port)
+    assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: address already in use", "--port")
+    proc = ahl_in_process("serve", "--registry", root, "--port", 70000)
+    assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr
+    assert not root.exists()
 
 
 def test_writes_on_a_read_only_or_full_disk_answer_clearly(tmp_path):
