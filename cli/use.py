@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from adapterhub_lite import hub
+from adapterhub_lite.artifact import read_artifact
 from adapterhub_lite.errors import ConfigError, DataError
 from adapterhub_lite.files import replacing
 from adapterhub_lite.training.data import HUB_PREFIX, Columns, Example, load_examples
@@ -28,10 +29,14 @@ COLUMN_HELP = "Column override (default: the column used in training)."
 
 
 def _columns(
-    loaded: api.LoadedAdapter, text: Optional[str], pair: Optional[str], label: Optional[str], choices: Optional[str]
+    path: Path, text: Optional[str], pair: Optional[str], label: Optional[str], choices: Optional[str]
 ) -> Columns:
-    base = loaded.columns
-    return Columns(text or base.text, pair or base.text_pair, label or base.label, choices or base.choices)
+    """The columns recorded in the artifact at ``path`` (its metadata only: no torch), with the
+    ones given on the command line instead."""
+    recorded = Columns.from_dict(read_artifact(path, verify=False).metadata.get("columns", {}))
+    return Columns(
+        text or recorded.text, pair or recorded.text_pair, label or recorded.label, choices or recorded.choices
+    )
 
 
 @user_errors
@@ -48,12 +53,15 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
     """Evaluate an artifact on labelled data."""
+    path = hub.local_artifact(artifact, base=base, registry=registry)
+    columns = _columns(path, text_column, text_pair_column, label_column, choices_column)
+    # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
+    data_set = load_examples(data, columns)
     from adapterhub_lite import api  # torch: see cli/main.py
 
     quiet_libraries()
-    loaded = api.load(hub.local_artifact(artifact, base=base, registry=registry), base=base, device="auto")
-    columns = _columns(loaded, text_column, text_pair_column, label_column, choices_column)
-    metrics = api.evaluate(loaded, data, columns=columns, batch_size=batch_size)
+    loaded = api.load(path, base=base, device="auto")
+    metrics = api.evaluate(loaded, data_set, columns=columns, batch_size=batch_size)
     if json_out:
         print_json(metrics)
     else:
@@ -88,17 +96,18 @@ def predict(
             f"input file {input} does not exist; pass a data file (.txt: one text per line; .csv, "
             f".tsv, .jsonl) or - to read one text per line from stdin"
         )
-    from adapterhub_lite import api  # torch: see cli/main.py
-
-    quiet_libraries()
-    loaded = api.load(hub.local_artifact(artifact, base=base, registry=registry), base=base, device="auto")
-    columns = _columns(loaded, text_column, text_pair_column, None, choices_column)
+    path = hub.local_artifact(artifact, base=base, registry=registry)
+    columns = _columns(path, text_column, text_pair_column, None, choices_column)
     if texts is not None:
         examples = [Example(t) for t in texts]
         numbered = False
     else:
         examples = load_examples(input, columns, require_label=False).examples
         numbered = True
+    from adapterhub_lite import api  # torch: see cli/main.py
+
+    quiet_libraries()
+    loaded = api.load(path, base=base, device="auto")
     predictions = api.predict(loaded, examples, columns=columns, batch_size=batch_size)
     text = _render(predictions, examples, format, numbered=numbered)
     _write(output, text)

@@ -7,6 +7,8 @@ import sys
 
 import adapterhub_lite
 
+from .conftest import make_artifact
+
 
 def test_every_public_name_resolves():
     missing = [name for name in adapterhub_lite.__all__ if getattr(adapterhub_lite, name, None) is None]
@@ -31,18 +33,22 @@ def test_cli_server_and_registry_verbs_import_without_torch():
     assert _loaded(statement, ("torch", "transformers", "safetensors")) == "[]"
 
 
-def test_training_verbs_read_their_data_before_importing_torch(tmp_path):
-    """A wrong data path or column fails at once: ``train``, ``fuse``, ``rank`` and ``predict``
-    read the data before torch is imported (seconds of CPU a newcomer would wait for the one-line error)."""
+def test_data_verbs_read_their_data_before_importing_torch(tmp_path, tiny_base_model):
+    """A wrong data path or column fails at once: ``train``, ``fuse``, ``rank``, ``eval`` and
+    ``predict`` read the data (and an artifact's recorded columns) before torch is imported
+    (seconds of CPU a newcomer would wait for the one-line error)."""
     data = tmp_path / "train.csv"
     data.write_text("sentence,label\nfine,pos\n", encoding="utf-8")
     missing = str(tmp_path / "missing.csv")
+    artifact = str(make_artifact(tmp_path / "artifact", tiny_base_model))
     for args, message in [
         (["train", "--train", missing, "--task", "t"], "does not exist"),
         (["fuse", "--train", missing, "--task", "t", "--adapters", "a,b"], "does not exist"),
         (["fuse", "--train", str(data), "--task", "t", "--auto", "2"], "no column 'text'"),
         (["rank", "--train", missing], "does not exist"),
-        (["predict", "some-adapter", "--input", missing], "does not exist"),
+        (["eval", artifact, "--data", str(data)], "no column 'text'"),
+        (["predict", artifact, "--input", missing], "does not exist"),
+        (["predict", artifact, "--input", str(data)], "no column 'text'"),
     ]:
         statement = (
             "from typer.testing import CliRunner\n"
