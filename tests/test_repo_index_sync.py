@@ -204,7 +204,8 @@ def test_an_sqlite_without_trigrams_is_refused_in_one_line(tmp_path):
     # attribute; everything of ours runs as shipped)
     script = (
         "import sqlite3, sys; sqlite3.sqlite_version_info = (3, 31, 1); "
-        "from adapterhub_lite.cli.main import app; sys.argv = ['ahl', 'serve', '--registry', sys.argv[1]]; app()"
+        "from adapterhub_lite.cli.main import app; "
+        "sys.argv = ['ahl', 'serve', '--port', '0', '--registry', sys.argv[1]]; app()"
     )
     run = subprocess.run(
         [sys.executable, "-c", script, str(root)],
