@@ -121,6 +121,12 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
+def signed_mean_std(values: list[float]) -> str:
+    """Like :func:`mean_std`, with the mean's sign: for differences."""
+    mean = f"{100 * statistics.mean(values):+.1f}"
+    return mean if len(values) == 1 else f"{mean} ± {100 * statistics.stdev(values):.1f}"
+
+
 def summarize(
     runs: dict[str, dict[str, Any]], tasks: list[str], sizes: list[int], lrs: list[float]
 ) -> tuple[list[dict[str, Any]], str]:
@@ -187,7 +193,7 @@ def summarize(
             lrs_text = ", ".join(f"{lr:g}" for lr in chosen)
             lines.append(
                 f"| {task} | {size} | {len(seeds)} | {cell('paper')} | {cell('default')} | "
-                f"{cell('balanced')} | {cell('swept')} ({lrs_text}) | {100 * row['gap_macro_f1']:+.1f} | "
+                f"{cell('balanced')} | {cell('swept')} ({lrs_text}) | {signed_mean_std(gaps)} | "
                 f"{row['time_ratio']:.2f}x ({row['step_ratio']:.2f}x) | "
                 + (f"{row['time_ratio_paper']:.1f}x ({row['step_ratio_paper']:.1f}x) |" if paper_ratios else "- |")
             )

@@ -53,8 +53,8 @@ LearningRate = Annotated[
     Optional[float],
     typer.Option(
         "--lr",
-        help="Peak learning rate (default: from the number of steps, 1e-3 on small data; paper: 1e-4 for "
-        "adapters, 5e-5 for fusion).",
+        help="Peak learning rate (default: from the number of steps; on small data 3e-3 for adapters, 1e-3 "
+        "for fusion and head-only; paper: 1e-4 for adapters, 5e-5 for fusion).",
         rich_help_panel=_TRAINING,
     ),
 ]

@@ -30,7 +30,7 @@ def test_small_data_gets_more_epochs_a_larger_rate_and_macro_f1():
     config = schedule.config
     assert schedule.steps_per_epoch == 2
     assert config.epochs == 100 and schedule.planned_steps == 200  # at least min_steps
-    assert config.learning_rate == 1e-3
+    assert config.learning_rate == 3e-3
     assert config.patience == 25  # about 50 optimizer steps
     assert config.metric == "macro_f1" and "imbalanced" in schedule.reasons["metric"]
     assert schedule.class_weights is None
@@ -45,8 +45,8 @@ def test_large_data_keeps_the_papers_schedule():
 
 def test_learning_rate_falls_log_linearly_between_few_and_many_steps():
     rates = [auto_learning_rate("adapter", steps) for steps in (500, 1_000, 3_162, 10_000, 40_000)]
-    assert rates[:2] == [1e-3, 1e-3] and rates[3:] == [1e-4, 1e-4]
-    assert math.isclose(rates[2], 3.2e-4)
+    assert rates[:2] == [3e-3, 3e-3] and rates[3:] == [1e-4, 1e-4]
+    assert math.isclose(rates[2], 5.5e-4)  # halfway in log steps: sqrt(3e-3 x 1e-4), two digits
 
 
 def test_given_values_are_kept_and_said_to_be_given():
@@ -99,10 +99,10 @@ def test_defaults_train_an_imbalanced_small_task_past_the_majority_class(imbalan
     assert result.metrics["macro_f1"] > always_ham + 0.3, result.fit.history
     # The artifact records the schedule it ran and why.
     training = json.loads((tmp_path / "spam" / "adapter.json").read_text())["training"]
-    assert training["learning_rate"] == 1e-3 and training["epochs"] == 100 and training["metric"] == "macro_f1"
+    assert training["learning_rate"] == 3e-3 and training["epochs"] == 100 and training["metric"] == "macro_f1"
     assert training["schedule"]["planned_steps"] == 200
     assert training["schedule"]["reasons"]["learning_rate"].startswith("auto: 200 planned steps")
-    assert training["schedule"]["summary"].startswith("schedule: lr 0.001 (auto")
+    assert training["schedule"]["summary"].startswith("schedule: lr 0.003 (auto")
 
 
 def test_cli_lr_overrides_and_the_schedule_line(imbalanced_spam, tiny_base_dir, tmp_path):
