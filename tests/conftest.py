@@ -253,7 +253,8 @@ class AhlServer:
         self.log = root.parent / f"serve-{self.port}.log"
         self.process = None
         self.env: dict[str, str] = {}  # extra environment of the server process (test hooks)
-        self.popen: dict = {}  # extra subprocess.Popen arguments (user=, preexec_fn=)
+        self.popen: dict = {}  # extra subprocess.Popen arguments (user=, preexec_fn=, cwd=)
+        self.registry_arg = str(root)  # what --registry says (relative to popen's cwd, if set so)
 
     def start(self) -> AhlServer:
         import os
@@ -269,7 +270,7 @@ class AhlServer:
             "adapterhub_lite",
             "serve",
             "--registry",
-            str(self.root),
+            self.registry_arg,
             "--port",
             str(self.port),
             *self.args,

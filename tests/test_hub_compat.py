@@ -180,8 +180,11 @@ def test_one_key_in_two_namespaces_of_ahl_serve(art, tmp_path, monkeypatch):
     repositories with their own versions, a namespace-less pull lists the --registry values
     that pick one, and each pulls its own bytes; bob's versions live in his repository's own
     registry, which a restart with a lost index keeps and deleting his repository removes,
-    leaving alice's intact."""
-    server = AhlServer(tmp_path / "registry").start()
+    leaving alice's intact. The server is given a relative --registry: every path it keeps is
+    absolute (a second holder's versions are read through a file URI)."""
+    server = AhlServer(tmp_path / "registry")
+    server.popen, server.registry_arg = {"cwd": tmp_path}, "registry"
+    server.start()
     try:
         ref = f"{HUB_ID}/shared/shared"
         artifacts = {"alice": art(task="shared", name="shared"), "bob": art(task="shared", name="shared", seed=1)}

@@ -131,7 +131,9 @@ class RepoStore:
             ConfigError: the directory cannot be written (read-only, not permitted, full).
         """
         try:
-            self.registry = LocalRegistry(root)
+            # absolute: the paths it hands SQLite as URIs (and keeps for the process's life) must
+            # not depend on the working directory
+            self.registry = LocalRegistry(Path(root).absolute())
             self.root = self.registry.root
             self.repos_dir = self.root / "repos"
             self.pending_dir = self.repos_dir / "pending"
