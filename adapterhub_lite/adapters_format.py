@@ -597,7 +597,8 @@ def import_adapter(
         >>> import_adapter("AdapterHub/roberta-base-pf-imdb", base="roberta-base", to="imdb").metadata["task"]
         'imdb'
     """
-    check_writable(Path(to), overwrite=overwrite)
+    local = Path(source).expanduser()
+    check_writable(Path(to), overwrite=overwrite, source=local if local.exists() else None)
     check_license(license)
     directory, origin = fetch(source, revision=revision, endpoint=endpoint, token=token, cache_dir=cache_dir)
     meta = _read_json(directory / CONFIG_FILE)
@@ -814,7 +815,7 @@ def export_adapter(
         },
     }
     out = Path(out)
-    check_writable(out, overwrite=overwrite)
+    check_writable(out, overwrite=overwrite, source=art.path)
     with staged_directory(out) as staging:
         _write_json(staging / CONFIG_FILE, adapter_config)
         (staging / CARD_FILE).write_text(render_model_card(meta, adapters_export=True), encoding="utf-8")

@@ -51,8 +51,13 @@ class FusionActivations:
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """Write a heatmap (sites x adapters), atomically: SVG for a ``.svg`` path (no optional
-        dependency, :func:`heatmap_svg`), else PNG, which needs matplotlib."""
+        dependency, :func:`heatmap_svg`), PNG for a ``.png`` one, which needs matplotlib.
+
+        Raises:
+            ConfigError: another suffix (:func:`check_plot_path`).
+        """
         path = Path(path)
+        check_plot_path(path)
         if path.suffix.lower() == ".svg":
             with replacing(path, suffix=".svg") as tmp:
                 tmp.write_text(heatmap_svg(self, title), encoding="utf-8")
@@ -89,6 +94,17 @@ class FusionActivations:
         finally:
             plt.close(fig)
         return path
+
+
+PLOT_SUFFIXES = (".svg", ".png")
+
+
+def check_plot_path(path: Path) -> None:
+    """Refuse a heatmap path whose suffix names neither format :meth:`FusionActivations.plot` writes."""
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(
+            f"a heatmap is written as .svg or .png, not {path.name!r}: name the file FILE.svg or FILE.png"
+        )
 
 
 def _color(value: float) -> str:

@@ -165,10 +165,46 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def check_writable(out: Path, *, overwrite: bool) -> None:
-    """Refuse to write over an existing file or non-empty directory unless told to."""
-    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
-        raise ArtifactError(f"{out} already exists; choose another output directory or overwrite it")
+# What marks a directory as an artifact that ``overwrite`` may replace: ours, or an export to
+# the ``adapters`` format (adapters_format.py).
+_ARTIFACT_MARKERS = (*METADATA_FILES.values(), "adapter_config.json")
+
+
+def check_writable(out: Path, *, overwrite: bool, source: Path | None = None) -> None:
+    """Refuse to write over an existing file or non-empty directory unless told to; told to, refuse
+    anything but artifacts: a file, the working directory or one holding it, ``source`` (what the
+    command reads) or one holding it, or a directory with other files in it (replacing ``out``
+    removes everything in it).
+
+    Raises:
+        ArtifactError: ``out`` may not be written, saying why.
+    """
+    if not out.exists():
+        return
+    # even empty: the finished tree is swapped in by renaming, which the working directory survives badly
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise ArtifactError(f"{out} is the working directory or holds it; choose another output directory")
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ArtifactError(f"{out} already exists; choose another output directory or overwrite it (--overwrite)")
+    if not out.is_dir():
+        raise ArtifactError(f"{out} is a file, not an artifact directory; choose another output directory")
+    if source is not None and source.resolve().is_relative_to(out.resolve()):
+        raise ArtifactError(f"{out} is what is being read ({source}); choose another output directory")
+    if not _replaceable(out):
+        raise ArtifactError(
+            f"{out} holds files that are not an artifact, and overwriting it would delete them; "
+            f"choose another output directory"
+        )
+
+
+def _replaceable(path: Path) -> bool:
+    """An artifact directory, or one that holds only such directories (``fuse --auto``'s kept
+    candidates), or nothing."""
+    if any((path / marker).is_file() for marker in _ARTIFACT_MARKERS):
+        return True
+    return all(entry.is_dir() and not entry.is_symlink() and _replaceable(entry) for entry in path.iterdir())
 
 
 def read_artifact(path: str | Path, *, verify: bool = True) -> Artifact:

@@ -8,11 +8,12 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .constants import CRASH_ENV
+from .errors import ConfigError
 
 
 def sha256_file(path: Path) -> str:
@@ -108,6 +109,23 @@ def staged_directory(out: Path, *, name: str | None = None) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def check_output_file(path: Path, *, what: str, inputs: Iterable[str | Path] = ()) -> None:
+    """Refuse, before any work, an output file that cannot be written as asked: a directory, one
+    whose directory does not exist, or one of ``inputs`` (writing it would destroy that input).
+    ``what`` names the output in the message (``--output``).
+
+    Raises:
+        ConfigError: saying which and what to do instead.
+    """
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory; name a file")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{what} {path}: the directory {path.parent} does not exist; create it or name another")
+    for source in inputs:
+        if Path(source).exists() and path.resolve() == Path(source).resolve():
+            raise ConfigError(f"{what} {path} is also the input; writing it would destroy the input: name another file")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from adapterhub_lite import hub
+from adapterhub_lite.files import check_output_file
 
 from .options import BaseRefOption, RegistryOption
 from .render import activations_table, console, print_json, quiet_libraries, user_errors
@@ -27,8 +28,11 @@ def inspect(
     json_out: bool = typer.Option(False, "--json", help="Print the activations as JSON."),
 ) -> None:
     """Mean fusion attention of every adapter at every layer over a dataset: table, JSON, SVG or PNG."""
-    from adapterhub_lite.analysis import fusion_activations  # torch: see cli/main.py
+    from adapterhub_lite.analysis import check_plot_path, fusion_activations  # torch: see cli/main.py
 
+    if plot is not None:  # before the model runs
+        check_plot_path(plot)
+        check_output_file(plot, what="--plot", inputs=[data])
     quiet_libraries()
     artifact = hub.local_artifact(target, base=base, registry=registry)
     report = fusion_activations(artifact, data, base=base, batch_size=batch_size)

@@ -15,7 +15,7 @@ from rich.table import Table
 from adapterhub_lite import hub
 from adapterhub_lite.artifact import read_artifact
 from adapterhub_lite.errors import ConfigError, DataError
-from adapterhub_lite.files import replacing
+from adapterhub_lite.files import check_output_file, replacing
 from adapterhub_lite.training.data import HUB_PREFIX, Columns, Example, load_examples
 
 from .options import RegistryOption
@@ -90,6 +90,8 @@ def predict(
     """Predict labels and probabilities for a file or stdin, as JSON Lines or CSV (with the input text)."""
     if format not in ("jsonl", "csv"):
         raise ConfigError(f"unknown format {format!r}; use jsonl or csv")
+    if output != "-":
+        check_output_file(Path(output), what="--output", inputs=[] if input == "-" else [input])
     texts = _text_lines(input)  # checked before torch is imported and the model loads
     if texts is None and not input.startswith(HUB_PREFIX) and not Path(input).exists():
         raise DataError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from adapterhub_lite import (
     load_base,
     read_artifact,
 )
+from adapterhub_lite.artifact import check_writable
 from adapterhub_lite.training.data import Columns, load_examples, tokenize
 from adapterhub_lite.training.loop import predict_outputs
 
@@ -173,6 +175,44 @@ def test_existing_output_is_not_overwritten_by_default(trained, spam_files, tiny
             config=TrainConfig(epochs=1, batch_size=16, device="cpu"),
         )
     assert (out / "adapter.safetensors").read_bytes() == before
+
+
+def test_overwrite_replaces_only_artifacts(trained, spam_files, tiny_base_dir, tmp_path, monkeypatch):
+    """--overwrite replaces an artifact (or a directory of them), never a file, a directory with
+    other files, the working directory or what the command reads; refused before any training."""
+    notes = tmp_path / "project"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)  # empty: still refused, as its parent is
+    for out, match in [
+        (notes, "holds files that are not an artifact"),
+        (a_file, "is a file, not an artifact directory"),
+        (Path("."), "working directory or holds it"),
+        (Path(".."), "working directory or holds it"),
+    ]:
+        with pytest.raises(ArtifactError, match=match):
+            api.train(
+                spam_files[0],
+                task="sms_spam",
+                base=str(tiny_base_dir),
+                out=out,
+                overwrite=True,
+                config=TrainConfig(epochs=1, device="cpu"),
+            )
+    assert (notes / "notes.txt").read_text() == "mine" and a_file.read_text() == "mine" and here.is_dir()
+    assert not list(tmp_path.glob(".*")) and not list(notes.glob(".*"))  # no staging or .old copies
+
+    _, artifact = trained
+    kept = tmp_path / "candidates"
+    shutil.copytree(artifact, kept / "target")  # a directory of artifacts (fuse --auto's kept candidates)
+    check_writable(kept, overwrite=True)
+    check_writable(artifact, overwrite=True)
+    with pytest.raises(ArtifactError, match="is what is being read"):
+        check_writable(kept, overwrite=True, source=kept / "target")
 
 
 def test_fingerprint_is_stable_across_loads(tiny_base_dir):

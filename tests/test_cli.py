@@ -108,6 +108,31 @@ def test_predict_file_to_csv(artifact, spam_files, tmp_path):
     assert [r[1] for r in rows[1:]] == texts  # each prediction beside its input text
 
 
+def test_outputs_that_would_destroy_an_input_are_refused(artifact, spam_files, tmp_path):
+    """predict --output, inspect --plot and export refuse to write over what they read, a
+    directory, or into a missing directory, before any model runs; the inputs stay as they were."""
+    data = tmp_path / "dev.csv"
+    data.write_bytes(spam_files[1].read_bytes())
+    before = data.read_bytes()
+    for args, needle in [
+        (["predict", artifact[0], "--input", data, "--output", data], "--output"),
+        (["predict", artifact[0], "--input", data, "--output", tmp_path], "is a directory"),
+        (["predict", artifact[0], "--input", data, "--output", tmp_path / "no" / "x.jsonl"], "does not exist"),
+        (["inspect", artifact[0], "--data", data, "--plot", data], "not 'dev.csv'"),
+        (["inspect", artifact[0], "--data", data, "--plot", tmp_path / "dev.svg"], None),
+        (["export", artifact[0], artifact[0], "--format", "adapters", "--overwrite"], "is what is being read"),
+    ]:
+        proc = ahl_in_process(*args)
+        if needle is None:  # a fine --plot path: the refusal is the artifact's (not a fusion), not the path's
+            assert proc.returncode != 0 and "--plot" not in proc.stderr and not (tmp_path / "dev.svg").exists()
+            continue
+        assert_one_line_error(proc, needle)
+    (svg := tmp_path / "dev.svg").write_text("x")
+    assert_one_line_error(ahl_in_process("inspect", artifact[0], "--data", svg, "--plot", svg), "is also the input")
+    assert data.read_bytes() == before
+    read_artifact(artifact[0])  # still whole: verified
+
+
 def test_info_and_eval(artifact, spam_files):
     proc = ahl_in_process("info", artifact[0])
     assert proc.returncode == 0 and "sms_spam" in proc.stdout and "pfeiffer" in proc.stdout
