@@ -29,15 +29,30 @@ from .training.data import Columns, ExampleSet, load_examples
 RegistryLike = str | Path | Registry | None
 
 
-def open_registry(registry: RegistryLike = None) -> Registry:
+def open_registry(registry: RegistryLike = None, *, create: bool = False) -> Registry:
     """The registry a ``--registry`` value names: a directory, a URL, or None for the default
-    local registry (``$AHL_REGISTRY`` may itself hold a URL)."""
+    local registry (``$AHL_REGISTRY`` may itself hold a URL).
+
+    A directory named here must exist unless ``create`` (a push makes one): a mistyped path is an
+    error, not an empty registry made where it points. The default one is made on first use.
+
+    Raises:
+        ConfigError: a URL of another scheme than http(s):// or hf://.
+        NotFoundError: the directory named does not exist (and not ``create``).
+    """
     if isinstance(registry, Registry):
         return registry
     if registry is None and is_remote(os.environ.get(REGISTRY_ENV)):
         registry = os.environ[REGISTRY_ENV]
     if is_remote(registry):
         return RemoteRegistry(str(registry))
+    if isinstance(registry, str) and "://" in registry:
+        raise ConfigError(
+            f"{registry}: registries are directories, http(s)://HOST[/NAMESPACE] or hf://NAMESPACE; "
+            f"this scheme is none of them"
+        )
+    if registry is not None and not create and not Path(registry).expanduser().exists():
+        raise NotFoundError(f"no registry at {registry} (no such directory); check --registry, or push to make one")
     return LocalRegistry(registry)
 
 
@@ -83,7 +98,7 @@ def push(path: str | Path, *, registry: RegistryLike = None, version: str | None
         >>> push("trec-adapter", version="1.0.0").ref
         Ref(base='sentence-transformers/all-MiniLM-L6-v2', task='trec', name='trec', version='1.0.0')
     """
-    return open_registry(registry).push(path, version=version)
+    return open_registry(registry, create=True).push(path, version=version)
 
 
 def pull(

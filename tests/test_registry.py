@@ -698,6 +698,22 @@ def test_directory_that_is_not_a_registry(tmp_path):
     LocalRegistry(tmp_path / "empty")  # and opens again
 
 
+def test_a_mistyped_registry_is_an_error_and_makes_nothing(tmp_path, monkeypatch):
+    """Reading a registry that is not there (a typo) says so instead of making an empty one
+    where the path points; a URL of another scheme is refused, not taken for a directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NotFoundError, match="no registry at typo-reg"):
+        hub.search(registry="typo-reg")
+    with pytest.raises(NotFoundError, match="no registry at typo-reg"):
+        hub.resolve("sst2/sst2", registry="typo-reg")
+    for url in ("ftp://host/x", "file:///tmp/x"):
+        with pytest.raises(ConfigError, match="registries are directories, http"):
+            hub.search(registry=url)
+        with pytest.raises(ConfigError, match="registries are directories, http"):
+            hub.push(tmp_path / "any", registry=url)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_registry_path_that_is_a_file(tmp_path):
     path = tmp_path / "registry"
     path.write_text("not a directory")
