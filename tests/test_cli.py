@@ -125,6 +125,22 @@ def _train(tmp_path, tiny_base_dir, train, dev=None, *extra):
     return ahl_in_process(*args), out
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--grad-accum", "0"), "gradient accumulation must be >= 1"),
+        (("--weight-decay", "-1"), "weight decay must be >= 0"),
+        (("--seed", "-5"), "seed must be in [0, 2**32)"),
+        (("--seed", str(2**32)), "seed must be in [0, 2**32)"),
+    ],
+)
+def test_bad_training_option_fails_before_the_data_is_read(tmp_path, option, message):
+    """The training file does not exist: the option's error, not the file's, shows that the
+    config is checked before any data is read or model loaded."""
+    proc = ahl_in_process("train", "--train", tmp_path / "nope.csv", "--task", "t", *option)
+    assert_one_line_error(proc, message)
+
+
 def test_missing_data_file(tmp_path, tiny_base_dir):
     proc, out = _train(tmp_path, tiny_base_dir, tmp_path / "nope.csv")
     assert_one_line_error(proc, "does not exist")
