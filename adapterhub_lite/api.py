@@ -144,6 +144,7 @@ def train(
     """
     config = config or TrainConfig()
     config.validate()
+    select_device(config.device)  # an unknown or missing device fails before the model loads
     columns = columns or Columns()
     name = name or task
     check_segment(task, "task")  # names become registry keys and paths: one rule for both
@@ -372,6 +373,7 @@ def fuse(
     """
     if train_data is None:
         raise ConfigError("fuse needs the target's training data")
+    select_device((config or TrainConfig()).device)  # a bad device fails before any adapter or model loads
     if auto is not None:
         from .compose import fuse_auto
 
@@ -620,6 +622,7 @@ def load(path: str | Path, *, base: str | BaseModel | None = None, device: str =
         ArtifactError / IntegrityError: not an artifact, or a file fails verification.
         IncompatibleBaseError: the base differs (hidden size, layers, or weights digest).
     """
+    target = select_device(device)  # before the base loads: a bad device fails at once
     artifact = read_artifact(path)
     meta = artifact.metadata
     weights = artifact.load_weights()
@@ -650,7 +653,7 @@ def load(path: str | Path, *, base: str | BaseModel | None = None, device: str =
         ) from None
     model.requires_grad_(False)
     model.eval()
-    model.to(select_device(device))
+    model.to(target)
     return LoadedAdapter(artifact, model, base_model)
 
 

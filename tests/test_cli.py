@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from adapterhub_lite.artifact import fusion_adapters, read_artifact
+from adapterhub_lite.errors import ConfigError
 
 from .conftest import write_csv
 
@@ -139,6 +141,32 @@ def test_bad_training_option_fails_before_the_data_is_read(tmp_path, option, mes
     config is checked before any data is read or model loaded."""
     proc = ahl_in_process("train", "--train", tmp_path / "nope.csv", "--task", "t", *option)
     assert_one_line_error(proc, message)
+
+
+@pytest.mark.parametrize(
+    ("device", "messages"),
+    [
+        ("nope", ("unknown device 'nope'", "choose one of: auto, cpu, cuda, cuda:N, mps")),
+        ("cuda:99", ("device 'cuda:99' is not available", "use --device cpu or --device auto")),
+    ],
+)
+def test_bad_device_fails_before_the_model_loads(tmp_path, spam_files, device, messages):
+    """The base does not exist: the device's error, not the base's, shows that it comes first.
+    cuda:99 is missing on any machine (no CUDA in this torch build, or fewer GPUs)."""
+    proc, out = _train(tmp_path, tmp_path / "no-base", spam_files[0], None, "--device", device)
+    assert_one_line_error(proc, *messages)
+    assert not out.exists()
+    data = write_csv(tmp_path / "fuse.csv", [{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}])
+    proc = ahl_in_process("fuse", "--adapters", "x/y,x/z", "--task", "t", "--train", data, "--device", device)
+    assert_one_line_error(proc, *messages)  # before the adapters x/y, x/z are looked up
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_on_a_cpu_only_machine_says_so(tmp_path):
+    from adapterhub_lite import api
+
+    with pytest.raises(ConfigError, match=r"device 'cuda' is not available: .*; use --device cpu"):
+        api.load(tmp_path / "not-an-artifact", device="cuda")  # before the artifact is read
 
 
 def test_missing_data_file(tmp_path, tiny_base_dir):
