@@ -691,6 +691,12 @@ def ensure_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | N
     return loaded
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Raise :class:`ConfigError` for a batch size below 1 (before a model loads for nothing)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, not {batch_size}; pass e.g. --batch-size 64")
+
+
 def evaluate(
     adapter: LoadedAdapter | str | Path,
     data: str | Path | ExampleSet,
@@ -701,6 +707,7 @@ def evaluate(
     max_length: int | None = None,
 ) -> dict[str, float]:
     """Metrics of an adapter on labelled data (columns default to those used in training)."""
+    check_batch_size(batch_size)
     loaded = ensure_loaded(adapter, base)
     columns = columns or loaded.columns
     data_set = data if isinstance(data, ExampleSet) else load_examples(data, columns)
@@ -746,6 +753,7 @@ def predict(
         >>> predict("sentiment-adapter", ["a gripping, funny film", "two hours I want back"])
         [Prediction(label='positive', ...), Prediction(label='negative', ...)]
     """
+    check_batch_size(batch_size)
     loaded = ensure_loaded(adapter, base)
     if isinstance(inputs, (str, Path)):
         if isinstance(inputs, str) and not inputs.startswith(HUB_PREFIX) and not Path(inputs).exists():

@@ -169,6 +169,35 @@ def test_cuda_on_a_cpu_only_machine_says_so(tmp_path):
         api.load(tmp_path / "not-an-artifact", device="cuda")  # before the artifact is read
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("eval", "art", "--data", "d.csv", "--batch-size", "0"),
+        ("predict", "art", "--batch-size", "-1"),
+        ("inspect", "art", "--data", "d.csv", "--batch-size", "0"),
+        ("rank", "--train", "d.csv", "--max-examples", "0"),
+        ("rank", "--train", "d.csv", "--folds", "1"),
+    ],
+)
+def test_counts_below_their_minimum_are_usage_errors(args):
+    """Typer refuses them (exit 2, naming the option) before the artifact or data is opened."""
+    proc = ahl_in_process(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"Invalid value for '{args[-2]}'" in proc.stderr
+
+
+def test_api_refuses_counts_below_their_minimum(tmp_path, spam_files):
+    from adapterhub_lite import api, ranking
+    from adapterhub_lite.analysis import fusion_activations
+
+    missing = tmp_path / "not-an-artifact"  # the check comes first: no artifact is read
+    for call in (api.evaluate, api.predict, fusion_activations):
+        with pytest.raises(ConfigError, match="batch size must be >= 1"):
+            call(missing, spam_files[1], batch_size=0)
+    with pytest.raises(ConfigError, match=r"max examples >= folds \(5\)"):
+        ranking.rank(spam_files[1], adapters=[missing], max_examples=0)
+
+
 def test_missing_data_file(tmp_path, tiny_base_dir):
     proc, out = _train(tmp_path, tiny_base_dir, tmp_path / "nope.csv")
     assert_one_line_error(proc, "does not exist")
