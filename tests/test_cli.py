@@ -198,6 +198,13 @@ def test_api_refuses_counts_below_their_minimum(tmp_path, spam_files):
         ranking.rank(spam_files[1], adapters=[missing], max_examples=0)
 
 
+def test_serve_refuses_a_tokens_file_that_is_not_utf8(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_bytes("abc123 j\xf6rg\n".encode("latin-1"))
+    proc = ahl_in_process("serve", "--registry", tmp_path / "registry", "--tokens", tokens)
+    assert_one_line_error(proc, f"tokens file {tokens} is not UTF-8", "write it as UTF-8")
+
+
 def test_missing_data_file(tmp_path, tiny_base_dir):
     proc, out = _train(tmp_path, tiny_base_dir, tmp_path / "nope.csv")
     assert_one_line_error(proc, "does not exist")
