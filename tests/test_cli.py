@@ -20,7 +20,7 @@ import torch
 from adapterhub_lite.artifact import fusion_adapters, read_artifact
 from adapterhub_lite.errors import ConfigError
 
-from .conftest import write_csv
+from .conftest import make_artifact, write_csv
 
 AHL = [sys.executable, "-m", "adapterhub_lite"]
 
@@ -203,6 +203,14 @@ def test_serve_refuses_a_tokens_file_that_is_not_utf8(tmp_path):
     tokens.write_bytes("abc123 j\xf6rg\n".encode("latin-1"))
     proc = ahl_in_process("serve", "--registry", tmp_path / "registry", "--tokens", tokens)
     assert_one_line_error(proc, f"tokens file {tokens} is not UTF-8", "write it as UTF-8")
+
+
+def test_a_registry_where_none_can_be_created(tmp_path, tiny_base_model):
+    """/proc refuses new directories (even to root): one line naming the place, for a read and a write."""
+    art = make_artifact(tmp_path / "art", tiny_base_model, task="a", name="a")
+    for args in (("search",), ("push", art)):
+        proc = ahl_in_process(*args, "--registry", "/proc/nope")
+        assert_one_line_error(proc, "cannot create a registry at /proc/nope: ", "a directory you can write")
 
 
 def test_missing_data_file(tmp_path, tiny_base_dir):
