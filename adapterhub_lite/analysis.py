@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .api import LoadedAdapter, ensure_loaded, evaluate, max_length_of, pad_id_of
+from .api import LoadedAdapter, check_batch_size, ensure_loaded, evaluate, max_length_of, pad_id_of
 from .artifact import FUSION_ADAPTERS_DIR, Artifact, render_model_card, write_artifact
 from .base import BaseModel
 from .errors import ConfigError, DataError
@@ -195,6 +195,7 @@ def fusion_activations(
         ConfigError: the artifact is not a fusion.
         DataError: the data is missing, unreadable or empty.
     """
+    check_batch_size(batch_size)
     loaded = ensure_loaded(fusion, base)
     meta = loaded.artifact.metadata
     if meta["kind"] != "fusion":

@@ -144,6 +144,7 @@ def train(
     """
     config = config or TrainConfig()
     config.validate()
+    select_device(config.device)  # an unknown or missing device fails before the model loads
     columns = columns or Columns()
     name = name or task
     check_segment(task, "task")  # names become registry keys and paths: one rule for both
@@ -372,6 +373,7 @@ def fuse(
     """
     if train_data is None:
         raise ConfigError("fuse needs the target's training data")
+    select_device((config or TrainConfig()).device)  # a bad device fails before any adapter or model loads
     if auto is not None:
         from .compose import fuse_auto
 
@@ -620,6 +622,7 @@ def load(path: str | Path, *, base: str | BaseModel | None = None, device: str =
         ArtifactError / IntegrityError: not an artifact, or a file fails verification.
         IncompatibleBaseError: the base differs (hidden size, layers, or weights digest).
     """
+    target = select_device(device)  # before the base loads: a bad device fails at once
     artifact = read_artifact(path)
     meta = artifact.metadata
     weights = artifact.load_weights()
@@ -650,7 +653,7 @@ def load(path: str | Path, *, base: str | BaseModel | None = None, device: str =
         ) from None
     model.requires_grad_(False)
     model.eval()
-    model.to(select_device(device))
+    model.to(target)
     return LoadedAdapter(artifact, model, base_model)
 
 
@@ -688,6 +691,12 @@ def ensure_loaded(adapter: LoadedAdapter | str | Path, base: str | BaseModel | N
     return loaded
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Raise :class:`ConfigError` for a batch size below 1 (before a model loads for nothing)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, not {batch_size}; pass e.g. --batch-size 64")
+
+
 def evaluate(
     adapter: LoadedAdapter | str | Path,
     data: str | Path | ExampleSet,
@@ -698,6 +707,7 @@ def evaluate(
     max_length: int | None = None,
 ) -> dict[str, float]:
     """Metrics of an adapter on labelled data (columns default to those used in training)."""
+    check_batch_size(batch_size)
     loaded = ensure_loaded(adapter, base)
     columns = columns or loaded.columns
     data_set = data if isinstance(data, ExampleSet) else load_examples(data, columns)
@@ -743,6 +753,7 @@ def predict(
         >>> predict("sentiment-adapter", ["a gripping, funny film", "two hours I want back"])
         [Prediction(label='positive', ...), Prediction(label='negative', ...)]
     """
+    check_batch_size(batch_size)
     loaded = ensure_loaded(adapter, base)
     if isinstance(inputs, (str, Path)):
         if isinstance(inputs, str) and not inputs.startswith(HUB_PREFIX) and not Path(inputs).exists():

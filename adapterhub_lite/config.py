@@ -248,7 +248,13 @@ class TrainConfig(_JsonConfig):
             (self.learning_rate is None or self.learning_rate > 0, "learning rate must be > 0"),
             (self.batch_size >= 1, "batch size must be >= 1"),
             (self.grad_accum >= 1, "gradient accumulation must be >= 1"),
-            (self.batch_size % self.grad_accum == 0, "batch size must be a multiple of grad accum"),
+            # "or": the list is built before the loop raises, so the modulo must not see a 0.
+            (
+                self.grad_accum < 1 or self.batch_size % self.grad_accum == 0,
+                "batch size must be a multiple of grad accum",
+            ),
+            (self.weight_decay >= 0, "weight decay must be >= 0; pass 0 to turn it off"),
+            (0 <= self.seed < 2**32, "seed must be in [0, 2**32); pass a whole number such as 42"),  # numpy's range
             (self.epochs is None or self.epochs >= 1, "epochs must be >= 1"),
             (self.patience is None or self.patience >= 1, "patience must be >= 1"),
             (self.min_steps >= 1, "min steps must be >= 1"),

@@ -229,6 +229,8 @@ def rank(
     data = train_data if isinstance(train_data, ExampleSet) else load_examples(train_data, columns or Columns())
     if probe and folds < 2:
         raise ConfigError("the probe needs at least 2 folds")
+    if probe and max_examples < folds:  # each fold needs an example; 0 would index an empty sample
+        raise ConfigError(f"the probe needs max examples >= folds ({folds}); raise --max-examples")
     labels_all = [str(e.label) for e in data.examples]
     if probe and (len(set(labels_all)) < 2 or len(data) < folds):
         raise DataError(f"{data.source}: the probe needs at least {folds} examples and two labels")

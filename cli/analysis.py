@@ -24,7 +24,7 @@ def inspect(
     ),
     base: BaseRefOption = None,
     registry: RegistryOption = None,
-    batch_size: int = typer.Option(64, help="Examples per forward pass."),
+    batch_size: int = typer.Option(64, min=1, help="Examples per forward pass."),
     json_out: bool = typer.Option(False, "--json", help="Print the activations as JSON."),
 ) -> None:
     """Mean fusion attention of every adapter at every layer over a dataset: table, JSON, SVG or PNG."""

@@ -124,6 +124,9 @@ def fuse(
     # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
     train_set = load_examples(train_file, columns)
     dev_set = load_examples(dev_file, columns) if dev_file else None
+    from adapterhub_lite.training.loop import select_device  # torch: see cli/main.py
+
+    select_device(device)  # a bad --device fails before any adapter is fetched
     quiet_libraries()
     fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
     if auto is not None:

@@ -32,8 +32,8 @@ def rank(
     probe: bool = typer.Option(
         True, help="Run the transfer probe (--no-probe: similarity alone, no forward pass over the candidates)."
     ),
-    max_examples: int = typer.Option(ranking.DEFAULT_MAX_EXAMPLES, help="Probe examples at most."),
-    folds: int = typer.Option(ranking.DEFAULT_FOLDS, help="Cross-validation folds of the probe."),
+    max_examples: int = typer.Option(ranking.DEFAULT_MAX_EXAMPLES, min=1, help="Probe examples at most."),
+    folds: int = typer.Option(ranking.DEFAULT_FOLDS, min=2, help="Cross-validation folds of the probe."),
     text_column: str = typer.Option("text", help="Column with the text."),
     text_pair_column: Optional[str] = typer.Option(None, help="Column with a second text."),
     label_column: str = typer.Option("label", help="Column with the label."),

@@ -105,12 +105,6 @@ def train(
     Example: ahl train --train train.csv --dev dev.csv --task sentiment --out sentiment-adapter
     """
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
-    # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
-    train_set = load_examples(train_file, columns)
-    dev_set = load_examples(dev_file, columns) if dev_file else None
-    from adapterhub_lite import api  # torch: see cli/main.py
-
-    quiet_libraries()
     adapter = None
     if preset != "none":
         adapter = AdapterConfig.from_preset(
@@ -133,6 +127,13 @@ def train(
         dev_split=dev_split,
         base_dropout=base_dropout,
     )
+    config.validate()  # a bad option fails before the data is read or the model loads
+    # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
+    train_set = load_examples(train_file, columns)
+    dev_set = load_examples(dev_file, columns) if dev_file else None
+    from adapterhub_lite import api  # torch: see cli/main.py
+
+    quiet_libraries()
     out = out or Path(name or task)
     with training_progress(f"train {name or task}", enabled=not json_out) as on_event:
         result = api.train(

@@ -49,7 +49,7 @@ def evaluate(
     text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     label_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
-    batch_size: int = typer.Option(64, help="Examples per forward pass."),
+    batch_size: int = typer.Option(64, min=1, help="Examples per forward pass."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
     """Evaluate an artifact on labelled data."""
@@ -85,7 +85,7 @@ def predict(
     text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
-    batch_size: int = typer.Option(64, help="Examples per forward pass."),
+    batch_size: int = typer.Option(64, min=1, help="Examples per forward pass."),
 ) -> None:
     """Predict labels and probabilities for a file or stdin, as JSON Lines or CSV (with the input text)."""
     if format not in ("jsonl", "csv"):

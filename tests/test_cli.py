@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from adapterhub_lite.artifact import fusion_adapters, read_artifact
+from adapterhub_lite.errors import ConfigError
 
-from .conftest import write_csv
+from .conftest import make_artifact, write_csv
 
 AHL = [sys.executable, "-m", "adapterhub_lite"]
 
@@ -148,6 +150,92 @@ def _train(tmp_path, tiny_base_dir, train, dev=None, *extra):
     if dev is not None:
         args += ["--dev", dev]
     return ahl_in_process(*args), out
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--grad-accum", "0"), "gradient accumulation must be >= 1"),
+        (("--weight-decay", "-1"), "weight decay must be >= 0"),
+        (("--seed", "-5"), "seed must be in [0, 2**32)"),
+        (("--seed", str(2**32)), "seed must be in [0, 2**32)"),
+    ],
+)
+def test_bad_training_option_fails_before_the_data_is_read(tmp_path, option, message):
+    """The training file does not exist: the option's error, not the file's, shows that the
+    config is checked before any data is read or model loaded."""
+    proc = ahl_in_process("train", "--train", tmp_path / "nope.csv", "--task", "t", *option)
+    assert_one_line_error(proc, message)
+
+
+@pytest.mark.parametrize(
+    ("device", "messages"),
+    [
+        ("nope", ("unknown device 'nope'", "choose one of: auto, cpu, cuda, cuda:N, mps")),
+        ("cuda:99", ("device 'cuda:99' is not available", "use --device cpu or --device auto")),
+    ],
+)
+def test_bad_device_fails_before_the_model_loads(tmp_path, spam_files, device, messages):
+    """The base does not exist: the device's error, not the base's, shows that it comes first.
+    cuda:99 is missing on any machine (no CUDA in this torch build, or fewer GPUs)."""
+    proc, out = _train(tmp_path, tmp_path / "no-base", spam_files[0], None, "--device", device)
+    assert_one_line_error(proc, *messages)
+    assert not out.exists()
+    data = write_csv(tmp_path / "fuse.csv", [{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}])
+    proc = ahl_in_process("fuse", "--adapters", "x/y,x/z", "--task", "t", "--train", data, "--device", device)
+    assert_one_line_error(proc, *messages)  # before the adapters x/y, x/z are looked up
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_on_a_cpu_only_machine_says_so(tmp_path):
+    from adapterhub_lite import api
+
+    with pytest.raises(ConfigError, match=r"device 'cuda' is not available: .*; use --device cpu"):
+        api.load(tmp_path / "not-an-artifact", device="cuda")  # before the artifact is read
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("eval", "art", "--data", "d.csv", "--batch-size", "0"),
+        ("predict", "art", "--batch-size", "-1"),
+        ("inspect", "art", "--data", "d.csv", "--batch-size", "0"),
+        ("rank", "--train", "d.csv", "--max-examples", "0"),
+        ("rank", "--train", "d.csv", "--folds", "1"),
+    ],
+)
+def test_counts_below_their_minimum_are_usage_errors(args):
+    """Typer refuses them (exit 2, naming the option) before the artifact or data is opened."""
+    proc = ahl_in_process(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"Invalid value for '{args[-2]}'" in proc.stderr
+
+
+def test_api_refuses_counts_below_their_minimum(tmp_path, spam_files):
+    from adapterhub_lite import api, ranking
+    from adapterhub_lite.analysis import fusion_activations
+
+    missing = tmp_path / "not-an-artifact"  # the check comes first: no artifact is read
+    for call in (api.evaluate, api.predict, fusion_activations):
+        with pytest.raises(ConfigError, match="batch size must be >= 1"):
+            call(missing, spam_files[1], batch_size=0)
+    with pytest.raises(ConfigError, match=r"max examples >= folds \(5\)"):
+        ranking.rank(spam_files[1], adapters=[missing], max_examples=0)
+
+
+def test_serve_refuses_a_tokens_file_that_is_not_utf8(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_bytes("abc123 j\xf6rg\n".encode("latin-1"))
+    proc = ahl_in_process("serve", "--registry", tmp_path / "registry", "--tokens", tokens)
+    assert_one_line_error(proc, f"tokens file {tokens} is not UTF-8", "write it as UTF-8")
+
+
+def test_a_registry_where_none_can_be_created(tmp_path, tiny_base_model):
+    """/proc refuses new directories (even to root): one line naming the place, for a read and a write."""
+    art = make_artifact(tmp_path / "art", tiny_base_model, task="a", name="a")
+    for args in (("search",), ("push", art)):
+        proc = ahl_in_process(*args, "--registry", "/proc/nope")
+        assert_one_line_error(proc, "cannot create a registry at /proc/nope: ", "a directory you can write")
 
 
 def test_missing_data_file(tmp_path, tiny_base_dir):

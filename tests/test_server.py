@@ -288,6 +288,9 @@ def test_token_sources(tmp_path):
         load_tokens(None, "no-user-here")
     with pytest.raises(ConfigError):
         load_tokens(tmp_path / "missing")
+    tokens.write_bytes("abc123 j\xf6rg\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8"):
+        load_tokens(tokens)
 
 
 # -- LFS uploads ------------------------------------------------------------------------------------

@@ -64,15 +64,47 @@ class FitResult:
     schedule: Schedule | None = None
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+
+
 def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; under torchrun, this process's GPU."""
+    """``auto`` picks CUDA, then MPS, then CPU; under torchrun, this process's GPU.
+
+    Raises :class:`ConfigError` for a name torch does not parse, or a device this torch build or
+    machine lacks: the API calls this before loading a model, so a typo costs no minutes.
+    """
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"unknown device {name!r}; choose one of: {DEVICE_CHOICES}") from None
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"unknown device {name!r}; choose one of: {DEVICE_CHOICES}")
+        missing = _missing_reason(device)
+        if missing:
+            raise ConfigError(f"device {name!r} is not available: {missing}; use --device cpu or --device auto")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _missing_reason(device: torch.device) -> str | None:
+    """Why ``device`` cannot be used here, or None when it can."""
+    if device.type == "cuda":
+        if torch.version.cuda is None:
+            return f"this torch build ({torch.__version__}) has no CUDA support"
+        count = torch.cuda.device_count()
+        if count == 0:
+            return "torch sees no CUDA GPU on this machine"
+        if device.index is not None and device.index >= count:
+            return f"this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps and mps.is_available()):
+        return f"this torch build ({torch.__version__}) or machine has no MPS support"
+    return None
 
 
 def seed_everything(seed: int) -> None:

@@ -95,11 +95,17 @@ class LocalRegistry:
                 f"{self.root} is not an adapterhub-lite registry (no ahl-registry.json, holds "
                 f"{', '.join(sorted(foreign)[:3])}); choose an empty or registry directory"
             )
-        (self.root / "entries").mkdir(parents=True, exist_ok=True)
-        self.blob_store = blob_store or BlobStore(self.root)
-        (self.root / "locks").mkdir(exist_ok=True)  # entry locks stay per registry
-        if not marker.is_file():
-            self.blob_store.write_atomic(marker, json.dumps({"layout": LAYOUT}).encode())
+        try:
+            (self.root / "entries").mkdir(parents=True, exist_ok=True)
+            self.blob_store = blob_store or BlobStore(self.root)
+            (self.root / "locks").mkdir(exist_ok=True)  # entry locks stay per registry
+            if not marker.is_file():
+                self.blob_store.write_atomic(marker, json.dumps({"layout": LAYOUT}).encode())
+        except OSError as exc:  # a read-only or missing parent (/proc/x, a mount): no traceback
+            raise ConfigError(
+                f"cannot create a registry at {self.root}: {exc.strerror or exc}; "
+                "point --registry at a directory you can write"
+            ) from None
         self._index = _Index(self.root / "index.sqlite", self)
         self._recover()
 

@@ -167,6 +167,10 @@ def load_tokens(path: Path | None = None, env: str | None = None) -> dict[str, s
             tokens.update(parse_tokens(Path(path).read_text(encoding="utf-8")))
         except OSError as exc:
             raise ConfigError(f"cannot read tokens file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"tokens file {path} is not UTF-8 text; write it as UTF-8, one 'TOKEN USER' per line"
+            ) from None
     return tokens
 
 
