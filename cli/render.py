@@ -152,7 +152,8 @@ def activity(label: str) -> Iterator[None]:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        disable=not progress_enabled(),
+        # off a terminal a transient display has nothing to erase and leaves an empty line
+        disable=not progress_enabled() or not err_console.is_terminal,
     )
     with spinner:
         spinner.add_task(label, total=None)

@@ -134,6 +134,14 @@ def test_outputs_that_would_destroy_an_input_are_refused(artifact, spam_files, t
     read_artifact(artifact[0])  # still whole: verified
 
 
+def test_errors_after_a_spinner_start_on_their_first_line(tmp_path):
+    """Off a terminal the upload/conversion spinner draws nothing: no empty line comes before
+    the error (or after a success)."""
+    for args in (["push", tmp_path / "nothing", "--registry", tmp_path / "reg"], ["verify", "sst2/sst2"]):
+        proc = ahl_in_process(*args)
+        assert proc.returncode != 0 and proc.stderr.startswith("error: "), repr(proc.stderr)
+
+
 def test_info_and_eval(artifact, spam_files):
     proc = ahl_in_process("info", artifact[0])
     assert proc.returncode == 0 and "sms_spam" in proc.stdout and "pfeiffer" in proc.stdout
