@@ -101,6 +101,12 @@ def push(path: str | Path, *, registry: RegistryLike = None, version: str | None
     return open_registry(registry, create=True).push(path, version=version)
 
 
+def check_push(registry: RegistryLike = None) -> None:
+    """Raise now what :func:`push` to ``registry`` would refuse at once (no such scheme, a remote
+    without a token): for commands that train or convert before they push."""
+    open_registry(registry, create=True).check_push()
+
+
 def pull(
     ref: str | Ref,
     *,

@@ -120,6 +120,8 @@ def fuse(
     train_config.validate()  # a bad option fails before any adapter is fetched
     if auto is None and not sources:
         raise ConfigError("name the adapters to fuse with --adapters, or let --auto K choose them")
+    if push:
+        hub.check_push(registry)  # not after minutes of training
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
     # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
     train_set = load_examples(train_file, columns)

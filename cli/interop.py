@@ -43,6 +43,8 @@ def import_(
 
     if to is None and registry is None:
         raise ConfigError("say where the artifact goes: --to DIR, --registry REGISTRY, or both")
+    if registry is not None:
+        hub.check_push(registry)  # before anything is converted or written to --to
     quiet_libraries()
     with tempfile.TemporaryDirectory(prefix="ahl-import-") as scratch:
         target = to if to is not None else Path(scratch) / "artifact"

@@ -142,6 +142,19 @@ def test_errors_after_a_spinner_start_on_their_first_line(tmp_path):
         assert proc.returncode != 0 and proc.stderr.startswith("error: "), repr(proc.stderr)
 
 
+def test_a_push_that_would_be_refused_is_refused_before_any_work(tmp_path, spam_files):
+    """fuse --push and import --registry to a remote without a token fail before training or
+    converting: nothing is written to --out/--to."""
+    env = {"AHL_TOKEN": None, "HF_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    url = "http://127.0.0.1:9"
+    fuse = ["fuse", "--adapters", "a/a,b/b", "--task", "t", "--train", spam_files[0], "--out", tmp_path / "f"]
+    imp = ["import", tmp_path / "exported", "--to", tmp_path / "i"]
+    for args in (fuse + ["--push", "--registry", url], imp + ["--registry", url]):
+        assert_one_line_error(ahl_in_process(*args, env=env), f"pushing to {url} needs a token")
+    assert_one_line_error(ahl_in_process(*imp, "--registry", "ftp://h/x"), "registries are directories")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_info_and_eval(artifact, spam_files):
     proc = ahl_in_process("info", artifact[0])
     assert proc.returncode == 0 and "sms_spam" in proc.stdout and "pfeiffer" in proc.stdout

@@ -168,6 +168,10 @@ class LocalRegistry:
             except (OSError, sqlite3.Error):
                 return  # read-only or full: the record stays for the next open that can write
 
+    def check_push(self) -> None:
+        """Nothing to check: a local registry that opened can be written (the constructor refuses
+        one that cannot)."""
+
     def push(
         self,
         path: str | Path,

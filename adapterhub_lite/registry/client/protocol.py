@@ -29,6 +29,11 @@ class Registry(Protocol):
         ``version``; identical content returns the version that has it)."""
         ...
 
+    def check_push(self) -> None:
+        """Raise, without any request or write, what :meth:`push` would refuse at once (a remote
+        without a token): a command checks it before work that ends in a push."""
+        ...
+
     def pull(
         self,
         ref: Ref,

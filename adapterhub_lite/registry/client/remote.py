@@ -920,6 +920,13 @@ class RemoteRegistry:
 
     # -- push and yank ------------------------------------------------------------------------
 
+    def check_push(self) -> None:
+        """Every write needs a token: asked before any request (SPEC 14.8)."""
+        if not self.token:
+            raise ConfigError(
+                f"pushing to {self.url} needs a token: run 'ahl login --registry {self.url}' or set AHL_TOKEN"
+            )
+
     def push(self, path: str | Path, *, version: str | None = None) -> Entry:
         """Upload a verified artifact as a new immutable version (a commit, then its tag).
 
@@ -934,10 +941,7 @@ class RemoteRegistry:
             ConfigError: no token (every write needs one), or the server refused it.
             VersionConflictError: the version exists with other content.
         """
-        if not self.token:  # every write needs one; asked here, before any request (SPEC 14.8)
-            raise ConfigError(
-                f"pushing to {self.url} needs a token: run 'ahl login --registry {self.url}' or set AHL_TOKEN"
-            )
+        self.check_push()
         artifact = read_artifact(path, verify=False)
         if artifact.kind == "fusion":
             for part in fusion_adapters(artifact, verify=False):
