@@ -55,7 +55,7 @@ def prune(
     keep: Optional[int] = typer.Option(None, help="Keep the K adapters with the highest mean attention."),
     out: Optional[Path] = typer.Option(None, help="Save the pruned fusion here."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
-    base: BaseRefOption = None,
+    base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the fusion)."),
     repeats: int = typer.Option(
         3, help="Timings of each model, interleaved; a speed-up is claimed only when every one agrees."
     ),

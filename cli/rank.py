@@ -25,7 +25,7 @@ def rank(
     ),
     registry: RegistryOption = None,
     base: Optional[str] = typer.Option(None, help="Base model (default: the embedded MiniLM)."),
-    top: Optional[int] = typer.Option(None, help="Rows at most (default: all)."),
+    top: Optional[int] = typer.Option(None, min=1, help="Rows at most (default: all)."),
     pool: int = typer.Option(
         ranking.DEFAULT_POOL, help="Registry candidates to probe: the most similar by task embedding."
     ),

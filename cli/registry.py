@@ -89,7 +89,7 @@ def search(
     name: Optional[str] = typer.Option(None, help="Substring of the entry name."),
     tag: Optional[str] = typer.Option(None, help="A tag, e.g. task:trec or head:regression."),
     sort: Optional[str] = typer.Option(None, help="Sort by a dev metric, best first (e.g. accuracy)."),
-    limit: int = typer.Option(50, help="Rows at most."),
+    limit: int = typer.Option(50, min=1, help="Rows at most."),
     like: Optional[Path] = typer.Option(
         None,
         "--like",

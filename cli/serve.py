@@ -149,7 +149,13 @@ def listening(host: str, port: int) -> Iterator[socket.socket]:
 
 @user_errors
 def fsck(
-    registry: ServedRegistry = None,
+    registry: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar=REGISTRY_ENV,
+            help="Registry directory to check (default: $AHL_REGISTRY or ~/.local/share/adapterhub-lite/registry).",
+        ),
+    ] = None,
 ) -> None:
     """Check a registry directory served by ahl serve: reconcile its indexes, entry bindings and
     staging with the manifests and repository records, and report blobs that are missing."""
