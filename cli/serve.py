@@ -18,7 +18,7 @@ from adapterhub_lite.errors import ConfigError
 from .render import err_console, user_errors
 
 if TYPE_CHECKING:
-    from adapterhub_lite.registry.server.repos import Repairs
+    from adapterhub_lite.registry.server.repos import Repairs, RepoStore
 
 # The directory served: a registry option of its own (a URL is no directory to serve).
 ServedRegistry = Annotated[
@@ -65,7 +65,7 @@ def serve(
     token_map = load_tokens(tokens, os.environ.get(SERVE_TOKENS_ENV))
     root = Path(registry).expanduser() if registry is not None else default_registry_root()
     if check:
-        raise typer.Exit(report_repairs(RepoStore(root).fsck(), root))
+        raise typer.Exit(_fsck(RepoStore(root), root))
     with listening(host, port) as listener:
         _serve(listener, root, host, token_map, private, max_upload_mb, max_concurrent_uploads, read_timeout)
 
@@ -124,6 +124,8 @@ def _serve(
         uvicorn.Server(config).run(sockets=[listener])
     except KeyboardInterrupt:
         err_console.print("ahl serve: stopped", highlight=False)
+    finally:
+        store.close()
 
 
 @contextmanager
@@ -165,7 +167,15 @@ def fsck(
     if registry is not None and "://" in registry:
         raise ConfigError(f"ahl fsck checks a local registry directory, not the remote {registry}")
     root = Path(registry).expanduser() if registry is not None else default_registry_root()
-    raise typer.Exit(report_repairs(RepoStore(root, recover=False).fsck(), root))
+    raise typer.Exit(_fsck(RepoStore(root, recover=False), root))
+
+
+def _fsck(store: RepoStore, root: Path) -> int:
+    """Check ``store`` and report (the exit code), closing it either way."""
+    try:
+        return report_repairs(store.fsck(), root)
+    finally:
+        store.close()
 
 
 def describe(repairs: Repairs) -> str:

@@ -467,6 +467,20 @@ def test_read_only_registry_is_reported_at_start(tmp_path):
     assert len(lines) == 1 and "cannot write the registry directory" in lines[0], done.stderr
 
 
+def test_a_store_that_ends_cleanly_leaves_no_lock_file(tmp_path):
+    """fsck, serve --check and a server stopped by SIGTERM delete their liveness lock file (one
+    that dies leaves it to the next server's recovery)."""
+    root = tmp_path / "registry"
+    LocalRegistry(root)
+    for args in (["fsck", "--registry", root], ["serve", "--check", "--registry", root]):
+        assert ahl_in_process(*args).returncode == 0
+        assert not list((root / "locks").glob("serve-*.lock")), args
+    running = AhlServer(root).start()
+    assert len(list((root / "locks").glob("serve-*.lock"))) == 1
+    running.stop()
+    assert not list((root / "locks").glob("serve-*.lock"))
+
+
 def test_a_port_taken_or_out_of_range_is_one_line_and_creates_nothing(tmp_path):
     """The socket is bound before the registry is opened: no traceback from the event loop, and
     no registry directory left behind by a start that failed."""

@@ -157,6 +157,12 @@ class RepoStore:
         self._git_blob = functools.lru_cache(maxsize=PARSED_CACHE)(self._blob_git_id)
         self.repairs = self.recover() if recover else Repairs()
 
+    def close(self) -> None:
+        """Delete this process's liveness lock, then release it: a store that ends cleanly leaves
+        no lock file behind (one that dies leaves it for the next store's recovery)."""
+        Path(self._alive.name).unlink(missing_ok=True)
+        self._alive.close()
+
     @staticmethod
     def _hold(lock: Path) -> Any:
         """Open and lock ``lock`` for this process's life. Another server's recovery may delete
