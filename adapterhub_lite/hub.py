@@ -124,6 +124,7 @@ def pull(
     that is advanced as they arrive.
     """
     base_id = base.model_id if isinstance(base, BaseModel) else base
+    _ref(ref, base_id)  # a malformed ref is refused first, whatever the registry is
     reg = open_registry(registry)
     entry = _resolve(reg, ref, base if isinstance(base, BaseModel) else base_id)
     checked = None
@@ -192,6 +193,7 @@ def task_embedding_of(
 
 def resolve(ref: str | Ref, *, base: str | None = None, registry: RegistryLike = None) -> Entry:
     """The version a ref means, with its manifest (no files move)."""
+    _ref(ref, base)  # a malformed ref is refused first, whatever the registry is
     return _resolve(open_registry(registry), ref, base)
 
 
