@@ -181,6 +181,12 @@ class RepoIndex:
         :attr:`BULK_FROM` rows that at least doubles the table (the first sync of a large
         registry) drops the secondary indexes and builds them again afterwards, in the same
         transaction: one sort per index instead of a random insert per row and index."""
+        if not repos:
+            # Nothing to write, and no read either: this transaction would start with one (the
+            # empty DELETEs below execute nothing), and a transaction that reads first cannot take
+            # the write lock after another writer's commit (SQLite answers "database is locked" at
+            # once, whatever the busy timeout).
+            return
         ordered = sorted(repos, key=lambda item: item[0].id)
         ids = [(repo.id,) for repo, _ in ordered]
         db.executemany("DELETE FROM repo_tags WHERE repo = ?", ids)
