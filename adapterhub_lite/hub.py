@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .artifact import Artifact, read_artifact
+from .artifact import Artifact, fusion_adapters, read_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
 from .constants import REGISTRY_ENV, cache_root
 from .errors import AhlError, ConfigError, DataError, NotFoundError, RefError
@@ -222,9 +222,13 @@ def _resolve(reg: Registry, ref: str | Ref, base: str | BaseModel | None) -> Ent
 
 
 def verify(target: str | Path, *, base: str | None = None, registry: RegistryLike = None) -> Entry | Artifact:
-    """Verify an artifact directory, or a registry version, file by file against its sha256."""
+    """Verify an artifact directory (a fusion with its adapter copies), or a registry version,
+    file by file against its sha256."""
     if is_artifact_path(target):
-        return read_artifact(target)
+        artifact = read_artifact(target)
+        if artifact.kind == "fusion":
+            fusion_adapters(artifact)  # a fusion is whole only with the adapters it was trained on
+        return artifact
     return open_registry(registry).verify(_ref(str(target), base))
 
 

@@ -56,6 +56,24 @@ def test_fusion_artifact_locks_its_adapters_and_reloads_exactly(fused, sources, 
     assert {p.label for p in api.predict(loaded, ["free entry, win cash now"])} <= {"ham", "spam"}
 
 
+def test_verify_checks_a_fusions_adapter_copies(fused, tmp_path):
+    """A fusion directory verifies only with the adapters it was trained on, each intact."""
+    import shutil
+
+    from adapterhub_lite import ArtifactError, hub
+
+    copy = tmp_path / "fusion"
+    shutil.copytree(fused[1], copy)
+    assert hub.verify(copy).kind == "fusion"
+    (copy / "adapters" / "topic" / "adapter.safetensors").chmod(0o644)
+    (copy / "adapters" / "topic" / "adapter.safetensors").write_bytes(b"damaged")
+    with pytest.raises(IntegrityError):
+        hub.verify(copy)
+    shutil.rmtree(copy / "adapters" / "topic")
+    with pytest.raises(ArtifactError, match="topic' is missing|is missing: the fusion needs adapter 'topic'"):
+        hub.verify(copy)
+
+
 def test_adapters_of_different_bases_fail_before_training(tmp_path, sources, other_tiny_base_dir, spam_files):
     stranger = make_artifact(tmp_path / "stranger", load_base(str(other_tiny_base_dir)), task="x", name="x")
     out = tmp_path / "never"
