@@ -24,17 +24,24 @@ Methods (per target, size and seed; the method seed varies initialisation and or
     auto              what ``fuse --auto K`` ships: the best on dev of ST-A, warm-start and
                       Fusion-probe-K (ties to the simpler), by the same rule (compose.choose)
 
-Learning rates are the replication's dev-selected ones (docs/paper-replication.md: 1e-3 for
-head, adapters and fusion); nothing here looks at test data to choose anything.
+Schedules (``--schedule``)
+    default   what ``ahl train`` / ``ahl fuse`` / ``fuse --auto`` do with no flags: ``TrainConfig()``
+              (learning rate, epochs, patience and selection metric chosen from the data,
+              docs/small-data.md); the fair baseline, and the default here
+    fixed     the first runs' short schedule: lr 1e-3 (the replication's dev-selected rate,
+              docs/paper-replication.md), 4 epochs of 200 or 10 of 50 examples, batch 16
+Nothing here looks at test data to choose anything.
 
-Regret@K (``--oracle``): per target at 200 examples, seed 0, every candidate's transfer is
-measured as the test accuracy of a warm start from it; Regret@K of a ranking is
+Regret@K (``--oracle``): per target at each ``--oracle-sizes`` size, seed 0, every candidate's
+transfer is measured as the test accuracy of a warm start from it; Regret@K of a ranking is
 ``(best - best of its top K) / best`` in percent.
 
     nice -n 10 .venv/bin/python benchmarks/composition.py [--quick] [--oracle] [--seeds 0,1,2]
 
-Writes ``results/composition/<scale>/composition.json`` after every run and the tables to
-``composition.md`` beside it.
+Writes ``results/composition/<scale>/composition-<schedule>.json`` (``--state``) after every
+run and the tables to a ``.md`` beside it. Processes that share the work (``--targets``,
+``--oracle-only``) each need their own ``--state``; ``--report WORKDIR`` merges every
+``composition-<schedule>*.json`` there into ``composition-<schedule>.md``.
 """
 
 from __future__ import annotations
@@ -66,8 +73,10 @@ from adapterhub_lite.training.loop import evaluate_outputs  # noqa: E402
 
 TARGETS = {"vader_tweets": "related", "vader_nyt": "related", "sms_spam": "unrelated", "bbc_news": "unrelated"}
 METHODS = ("head-only", "ST-A", "Fusion-all", "Fusion-emb-K", "Fusion-probe-K", "warm-start", "auto")
-LR = 1e-3
+FIXED_LR = 1e-3
 K = 3
+# auto needs its three candidates; the other methods are optional (``--methods``).
+AUTO_NEEDS = ("ST-A", "warm-start", "Fusion-probe-K")
 DATA_SEED = 0
 
 
@@ -75,7 +84,7 @@ DATA_SEED = 0
 class Scale:
     sizes: tuple[int, ...]
     dev: int
-    epochs: dict[int, int]  # training size -> epochs (about 30-60 optimizer steps at batch 16)
+    epochs: dict[int, int]  # fixed schedule: training size -> epochs (30-60 optimizer steps at batch 16)
     test_cap: int | None
     max_length: int
 
@@ -121,15 +130,25 @@ def test_metrics(model: Any, base: BaseModel, test: ExampleSet, max_length: int)
 
 class Experiment:
     def __init__(
-        self, base: BaseModel, scale: Scale, workdir: Path, pool: dict[str, Any], state: str = "composition.json"
+        self,
+        base: BaseModel,
+        scale: Scale,
+        workdir: Path,
+        pool: dict[str, Any],
+        *,
+        schedule: str,
+        methods: tuple[str, ...],
+        state: str,
     ) -> None:
         self.base, self.scale, self.workdir, self.pool = base, scale, workdir, pool
+        self.schedule, self.methods = schedule, methods
         self.path = workdir / state
         self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.state.setdefault("runs", {})
         self.state.setdefault("rankings", {})
         self.state.setdefault("oracle", {})
         self.state["pool"] = pool
+        self.state["schedule"] = schedule
 
     def save(self) -> None:
         self.path.write_text(json.dumps(self.state, indent=1))
@@ -139,9 +158,11 @@ class Experiment:
         return self.workdir / "sources" / name
 
     def config(self, size: int, seed: int) -> TrainConfig:
+        if self.schedule == "default":
+            return TrainConfig(max_length=self.scale.max_length, seed=seed)
         epochs = self.scale.epochs[size]
         return TrainConfig(
-            learning_rate=LR,
+            learning_rate=FIXED_LR,
             epochs=epochs,
             patience=min(3, epochs),
             batch_size=16,
@@ -187,10 +208,10 @@ class Experiment:
         train, dev, test = split(target, size, self.scale, banned)
         ranks = self.rankings(target, size, train)
         config = self.config(size, seed)
-        st_a_path = self.workdir / "st-a" / f"{target}-{size}-{seed}"
+        st_a_path = self.workdir / f"st-a-{self.schedule}" / f"{target}-{size}-{seed}"
 
         def record(method: str, fn: Any, **extra: Any) -> None:
-            if method in runs:
+            if method in runs or method not in self.methods:
                 return
             cpu, wall = time.process_time(), time.perf_counter()
             result = fn()
@@ -224,7 +245,7 @@ class Experiment:
             lambda: api.train(train, config=config, init_from=self.source_path(best), **common),
             init_from=best,
         )
-        if "auto" not in runs:
+        if "auto" in self.methods and "auto" not in runs:
             tried = [
                 Candidate(m, runs[name]["dev"], [])
                 for m, name in (("adapter", "ST-A"), ("warm_start", "warm-start"), ("fusion", "Fusion-probe-K"))
@@ -279,22 +300,44 @@ def regret(oracle: dict[str, float], order: list[str], k: int) -> float | None:
     return 100 * (best - max(oracle[n] for n in order[:k])) / best
 
 
+def shown(state: dict[str, Any], methods: tuple[str, ...] = METHODS) -> list[str]:
+    """The methods of ``methods`` that have at least one run (``--methods`` may leave some out)."""
+    return [m for m in methods if any(m in r for r in state["runs"].values())]
+
+
+def merged(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One state from the files of processes that shared the work (runs merge per method)."""
+    out: dict[str, Any] = {"runs": {}, "rankings": {}, "oracle": {}}
+    for state in states:
+        for key, runs in state["runs"].items():
+            out["runs"].setdefault(key, {}).update(runs)
+        for part in ("rankings", "oracle"):
+            for key, value in state[part].items():
+                if isinstance(value, dict) and part == "oracle":
+                    out[part].setdefault(key, {}).update(value)
+                else:
+                    out[part][key] = value
+        out.update({k: v for k, v in state.items() if k not in out})
+    return out
+
+
 def markdown(state: dict[str, Any]) -> str:
-    lines = []
+    methods = shown(state)
+    lines = [f"Schedule: {state.get('schedule', 'fixed')}", ""]
     for metric in ("accuracy", "macro_f1"):
         lines += [
             f"### Test {metric} (%), mean ± std over seeds (n = seeds run)",
             "",
-            "| target | kind | train | n | " + " | ".join(METHODS) + " |",
-            "|---|---|---:|---:|" + "---:|" * len(METHODS),
+            "| target | kind | train | n | " + " | ".join(methods) + " |",
+            "|---|---|---:|---:|" + "---:|" * len(methods),
         ]
         groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for key, runs in state["runs"].items():
             target, size, _ = key.split("/")
             groups.setdefault((target, int(size)), []).append(runs)
         for (target, size), runs in sorted(groups.items(), key=lambda kv: (TARGETS.get(kv[0][0], ""), kv[0])):
-            cells = [mean_std([r[m]["test"][metric] for r in runs if m in r]) for m in METHODS]
-            n = min(sum(1 for r in runs if m in r) for m in METHODS)
+            cells = [mean_std([r[m]["test"][metric] for r in runs if m in r]) for m in methods]
+            n = min(sum(1 for r in runs if m in r) for m in methods)
             lines.append(f"| {target} | {TARGETS.get(target, '?')} | {size} | {n} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
@@ -303,7 +346,7 @@ def markdown(state: dict[str, Any]) -> str:
         "| method | CPU s |",
         "|---|---:|",
     ]
-    for m in METHODS:
+    for m in methods:
         values = [r[m]["cpu_s"] for r in state["runs"].values() if m in r]
         lines.append(f"| {m} | {statistics.mean(values):.0f} |" if values else f"| {m} | - |")
     lines += [
@@ -350,7 +393,7 @@ def paired(
 def versus_st_a(state: dict[str, Any]) -> list[str]:
     """Per target and size: each composition method minus ST-A, paired by seed (points), on test;
     and on dev, what auto's choice saw (macro-F1)."""
-    compared = ("Fusion-all", "Fusion-emb-K", "Fusion-probe-K", "warm-start", "auto")
+    compared = shown(state, ("Fusion-all", "Fusion-emb-K", "Fusion-probe-K", "warm-start", "auto"))
     lines = [
         "### Minus ST-A, paired by seed (test accuracy points, mean ± std; dev macro-F1 for auto)",
         "",
@@ -412,12 +455,20 @@ def goals(state: dict[str, Any]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--schedule", choices=("default", "fixed"), default="default")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {', '.join(METHODS)} (auto brings {', '.join(AUTO_NEEDS)})",
+    )
     parser.add_argument("--oracle", action="store_true", help="also measure every candidate's transfer (Regret@K)")
+    parser.add_argument("--oracle-sizes", default=None, help="training sizes the oracle measures (default: the first)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument(
         "--state",
-        default="composition.json",
-        help="state file in the work directory: a second process (e.g. --oracle-only) needs its own",
+        default=None,
+        help="state file in the work directory (default composition-<schedule>.json): a second process "
+        "(other --targets, or --oracle-only) needs its own, named composition-<schedule>-*.json",
     )
     parser.add_argument("--oracle-only", action="store_true", help="with --oracle: skip the method runs")
     parser.add_argument("--targets", default=",".join(TARGETS))
@@ -433,12 +484,22 @@ def main() -> None:
         type=Path,
         default=None,
         metavar="WORKDIR",
-        help="only rewrite WORKDIR/composition.md from its composition.json (no training)",
+        help="only merge WORKDIR/composition-<schedule>*.json into composition-<schedule>.md/.json (no training)",
     )
     args = parser.parse_args()
+    methods = tuple(m for m in args.methods.split(",") if m)
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
+    if "auto" in methods:
+        methods = tuple(dict.fromkeys((*methods, *AUTO_NEEDS)))
     if args.report:
-        path = args.report / "composition.json"
-        (args.report / "composition.md").write_text(markdown(json.loads(path.read_text())))
+        stem = f"composition-{args.schedule}"
+        parts = sorted(p for p in args.report.glob(f"{stem}*.json") if p.name != f"{stem}-merged.json")
+        state = merged([json.loads(p.read_text()) for p in parts])
+        (args.report / f"{stem}-merged.json").write_text(json.dumps(state, indent=1))
+        (args.report / f"{stem}.md").write_text(markdown(state))
+        log(f"merged {', '.join(p.name for p in parts)} into {stem}.md")
         return
     scale = QUICK if args.quick else FULL
     if args.sizes:
@@ -458,15 +519,25 @@ def main() -> None:
     workdir = RESULTS / ("quick" if args.quick else f"full-{pool_scale.examples}")
     base = load_base()
     pool = build_pool(base, pool_scale, workdir)
-    experiment = Experiment(base, scale, workdir, pool, args.state)
+    experiment = Experiment(
+        base,
+        scale,
+        workdir,
+        pool,
+        schedule=args.schedule,
+        methods=methods,
+        state=args.state or f"composition-{args.schedule}.json",
+    )
     targets = args.targets.split(",")
     for seed in [] if args.oracle_only else [int(s) for s in args.seeds.split(",")]:
         for size in scale.sizes:
             for target in targets:
                 experiment.run(target, size, seed)
     if args.oracle:
-        for target in targets:
-            experiment.oracle(target, scale.sizes[0])
+        oracle_sizes = [int(s) for s in args.oracle_sizes.split(",")] if args.oracle_sizes else scale.sizes[:1]
+        for size in oracle_sizes:
+            for target in targets:
+                experiment.oracle(target, size)
     log(f"done: {experiment.path}")
 
 
