@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from composition_pool import FULL as POOL_FULL  # noqa: E402
 from composition_pool import QUICK as POOL_QUICK  # noqa: E402
-from composition_pool import RESULTS, SOURCES, PoolScale, build_pool, log  # noqa: E402
+from composition_pool import SOURCES, PoolScale, build_pool, log, workdir_of  # noqa: E402
 
 from adapterhub_lite import api, bundled, ranking  # noqa: E402
 from adapterhub_lite.base import BaseModel, load_base  # noqa: E402
@@ -337,7 +337,7 @@ def markdown(state: dict[str, Any]) -> str:
             groups.setdefault((target, int(size)), []).append(runs)
         for (target, size), runs in sorted(groups.items(), key=lambda kv: (TARGETS.get(kv[0][0], ""), kv[0])):
             cells = [mean_std([r[m]["test"][metric] for r in runs if m in r]) for m in methods]
-            n = min(sum(1 for r in runs if m in r) for m in methods)
+            n = min((sum(1 for r in runs if m in r) for m in methods), default=0)
             lines.append(f"| {target} | {TARGETS.get(target, '?')} | {size} | {n} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
@@ -516,7 +516,7 @@ def main() -> None:
         pool_scale = PoolScale(
             args.source_examples, min(pool_scale.dev, args.source_examples), pool_scale.epochs, pool_scale.max_length
         )
-    workdir = RESULTS / ("quick" if args.quick else f"full-{pool_scale.examples}")
+    workdir = workdir_of(pool_scale)
     base = load_base()
     pool = build_pool(base, pool_scale, workdir)
     experiment = Experiment(

@@ -68,6 +68,11 @@ SOURCE_LR = 1e-3  # one epoch: the rate the replication chose on dev (docs/paper
 SOURCE_SEED = 0
 
 
+def workdir_of(scale: PoolScale) -> Path:
+    """Where a pool of this scale lives (the experiment reuses it from there)."""
+    return RESULTS / ("quick" if scale == QUICK else f"full-{scale.examples}")
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -140,8 +145,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
-    workdir = args.workdir or RESULTS / ("quick" if args.quick else "full")
-    build_pool(load_base(), QUICK if args.quick else FULL, workdir)
+    scale = QUICK if args.quick else FULL
+    build_pool(load_base(), scale, args.workdir or workdir_of(scale))
 
 
 if __name__ == "__main__":
