@@ -105,6 +105,20 @@ def test_defaults_train_an_imbalanced_small_task_past_the_majority_class(imbalan
     assert training["schedule"]["summary"].startswith("schedule: lr 0.003 (auto")
 
 
+def test_training_stops_once_the_dev_metric_is_perfect(minilm, tmp_path):
+    """Only a strictly better epoch replaces the kept one: after a perfect dev score, more epochs
+    would change nothing, so none are run."""
+    rows = bundled_rows("sms_spam", "train", 400)
+    spam, ham = [r for r in rows if r["label"] == "spam"][:16], [r for r in rows if r["label"] == "ham"][:16]
+    train = write_csv(tmp_path / "train.csv", spam + ham)
+    dev = write_csv(tmp_path / "dev.csv", [spam[0], ham[0]])  # seen in training: soon perfect
+    config = TrainConfig(max_length=32, epochs=40, patience=40, learning_rate=3e-3, metric="accuracy", device="cpu")
+    fit = api.train(train, dev_data=dev, task="spam", base=minilm, config=config).fit
+    assert fit.best_metrics["accuracy"] == 1.0, fit.history
+    assert len(fit.history) == fit.best_epoch < 40 and fit.stopped_early
+    assert all(h["dev_accuracy"] < 1.0 for h in fit.history[:-1])
+
+
 def test_cli_lr_overrides_and_the_schedule_line(imbalanced_spam, tiny_base_dir, tmp_path):
     train, dev = imbalanced_spam
     out = tmp_path / "spam"

@@ -65,6 +65,8 @@ class FitResult:
 
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+# Every selection metric (accuracy, macro-F1, Pearson, Spearman) is at most 1.
+METRIC_CEILING = 1.0
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -313,6 +315,11 @@ def fit(
                     best_value, bad_epochs = metrics[main], 0
                     result.best_epoch, result.best_metrics = epoch, metrics
                     best_state = {id(p): p.detach().clone() for p in params}
+                    if best_value >= METRIC_CEILING:
+                        # Only a strictly better epoch replaces the kept one, and none can be:
+                        # more epochs would change nothing but the time spent.
+                        result.stopped_early = epoch < schedule.epochs
+                        break
                 else:
                     bad_epochs += 1
                     if bad_epochs >= schedule.patience:
