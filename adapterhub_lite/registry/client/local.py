@@ -89,7 +89,13 @@ class LocalRegistry:
             raise ConfigError(f"registry {self.root} is a file; point --registry at a directory")
         # Another process may be creating this registry right now: only names we never write
         # mean that the directory is something else.
-        foreign = [p.name for p in self.root.iterdir() if p.name not in _OWN_NAMES] if self.root.is_dir() else []
+        try:
+            foreign = [p.name for p in self.root.iterdir() if p.name not in _OWN_NAMES] if self.root.is_dir() else []
+        except OSError as exc:  # a directory we may not list (chmod 000, another user's): no traceback
+            raise ConfigError(
+                f"cannot read the registry at {self.root}: {exc.strerror or exc}; "
+                "check its permissions, or point --registry at a directory you can read"
+            ) from None
         if foreign and not marker.is_file():
             raise ConfigError(
                 f"{self.root} is not an adapterhub-lite registry (no ahl-registry.json, holds "
@@ -106,7 +112,20 @@ class LocalRegistry:
                 f"cannot create a registry at {self.root}: {exc.strerror or exc}; "
                 "point --registry at a directory you can write"
             ) from None
-        self._index = _Index(self.root / "index.sqlite", self)
+        index = self.root / "index.sqlite"
+        try:
+            self._index = _Index(index, self)
+        except sqlite3.DatabaseError as exc:  # not a database, a directory, unreadable: no traceback
+            # The index is derived from entries/ and rebuilt when missing, so removing it is safe.
+            raise ConfigError(
+                f"cannot open the registry's search index {index}: {exc}; it is derived data: "
+                "delete it and the next command rebuilds it from the registry's entries"
+            ) from None
+        except OSError as exc:  # a manifest we may not read while the index is rebuilt
+            raise ConfigError(
+                f"cannot read {exc.filename or self.root} in the registry at {self.root}: "
+                f"{exc.strerror or exc}; check its permissions"
+            ) from None
         self._recover()
 
     # -- paths --------------------------------------------------------------------------------
