@@ -33,12 +33,13 @@ def open_registry(registry: RegistryLike = None, *, create: bool = False) -> Reg
     """The registry a ``--registry`` value names: a directory, a URL, or None for the default
     local registry (``$AHL_REGISTRY`` may itself hold a URL).
 
-    A directory named here must exist unless ``create`` (a push makes one): a mistyped path is an
-    error, not an empty registry made where it points. The default one is made on first use.
+    A directory named here must already be a registry unless ``create`` (a push makes one): a
+    mistyped, missing or empty path is an error, and nothing is written where it points. The
+    default one is made on first use.
 
     Raises:
         ConfigError: a URL of another scheme than http(s):// or hf://.
-        NotFoundError: the directory named does not exist (and not ``create``).
+        NotFoundError: the directory named is not a registry (and not ``create``).
     """
     if isinstance(registry, Registry):
         return registry
@@ -51,9 +52,7 @@ def open_registry(registry: RegistryLike = None, *, create: bool = False) -> Reg
             f"{registry}: registries are directories, http(s)://HOST[/NAMESPACE] or hf://NAMESPACE; "
             f"this scheme is none of them"
         )
-    if registry is not None and not create and not Path(registry).expanduser().exists():
-        raise NotFoundError(f"no registry at {registry} (no such directory); check --registry, or push to make one")
-    return LocalRegistry(registry)
+    return LocalRegistry(registry, create=create or registry is None)
 
 
 def _ref(ref: str | Ref, base: str | None) -> Ref:
