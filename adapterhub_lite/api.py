@@ -24,6 +24,7 @@ from .artifact import (
     fusion_adapters,
     new_metadata,
     read_artifact,
+    read_whole_artifact,
     render_model_card,
     write_artifact,
 )
@@ -791,5 +792,6 @@ def _prediction(head: HeadConfig, row: np.ndarray, example: Example) -> Predicti
 
 
 def info(path: str | Path) -> dict[str, Any]:
-    """The metadata of an artifact directory, after verifying its files."""
-    return read_artifact(path).metadata
+    """The metadata of an artifact directory, after verifying its files (and a fusion's adapter
+    copies: a fusion without them is damaged, and ``ahl info`` must say so)."""
+    return read_whole_artifact(path).metadata

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .artifact import Artifact, fusion_adapters, read_artifact
+from .artifact import Artifact, read_whole_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
 from .constants import REGISTRY_ENV, cache_root
 from .errors import AhlError, ConfigError, DataError, NotFoundError, RefError
@@ -224,10 +224,7 @@ def verify(target: str | Path, *, base: str | None = None, registry: RegistryLik
     """Verify an artifact directory (a fusion with its adapter copies), or a registry version,
     file by file against its sha256."""
     if is_artifact_path(target):
-        artifact = read_artifact(target)
-        if artifact.kind == "fusion":
-            fusion_adapters(artifact)  # a fusion is whole only with the adapters it was trained on
-        return artifact
+        return read_whole_artifact(target)  # a fusion is whole only with the adapters it was trained on
     return open_registry(registry).verify(_ref(str(target), base))
 
 
@@ -280,7 +277,7 @@ def local_artifact(target: str | Path, *, base: str | None = None, registry: Reg
     entry = resolve(str(target), base=base, registry=registry)
     cached = cache_root() / "artifacts" / entry.digest.removeprefix("sha256:")
     try:
-        read_artifact(cached)  # verified: a damaged cache entry is pulled again
+        read_whole_artifact(cached)  # verified (a fusion with its adapters): a damaged entry is pulled again
         return cached
     except AhlError:
         return pull(entry.ref, to=cached, base=base, registry=registry, overwrite=True)[1]

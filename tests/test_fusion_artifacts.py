@@ -16,6 +16,7 @@ from adapterhub_lite.training.data import Columns, load_examples, tokenize
 from adapterhub_lite.training.loop import predict_outputs
 
 from .conftest import make_artifact
+from .test_cli import ahl_in_process, assert_one_line_error
 
 FAST = TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu")
 
@@ -72,6 +73,29 @@ def test_verify_checks_a_fusions_adapter_copies(fused, tmp_path):
     shutil.rmtree(copy / "adapters" / "topic")
     with pytest.raises(ArtifactError, match="topic' is missing|is missing: the fusion needs adapter 'topic'"):
         hub.verify(copy)
+
+
+def test_info_reports_a_fusion_whose_adapter_copies_are_damaged(fused, tmp_path):
+    """``ahl info`` verifies a fusion as ``verify`` does: a missing or changed adapter copy is one
+    line and a non-zero exit, never the metadata with exit 0."""
+    import shutil
+
+    from adapterhub_lite import ArtifactError
+
+    copy = tmp_path / "fusion"
+    shutil.copytree(fused[1], copy)
+    assert ahl_in_process("info", copy).returncode == 0
+    damaged = copy / "adapters" / "topic" / "adapter.safetensors"
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"damaged")
+    for args in (("info", copy), ("info", copy, "--json")):
+        proc = ahl_in_process(*args)
+        assert_one_line_error(proc, str(damaged))
+        assert proc.returncode == IntegrityError.exit_code and proc.stdout == ""
+    shutil.rmtree(copy / "adapters" / "topic")
+    proc = ahl_in_process("info", copy)
+    assert_one_line_error(proc, "is missing: the fusion needs adapter 'topic'", "ahl pull")
+    assert proc.returncode == ArtifactError.exit_code and proc.stdout == ""
 
 
 def test_adapters_of_different_bases_fail_before_training(tmp_path, sources, other_tiny_base_dir, spam_files):
