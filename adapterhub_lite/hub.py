@@ -15,13 +15,14 @@ from typing import Any
 
 from .artifact import Artifact, read_whole_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
+from .config import check_choice
 from .constants import REGISTRY_ENV, cache_root
 from .errors import AhlError, ConfigError, DataError, NotFoundError, RefError
 from .registry.client.local import LocalRegistry
 from .registry.client.protocol import Progress, Registry
 from .registry.client.remote import RemoteRegistry, is_remote, parse_remote
 from .registry.client.tokens import store_token
-from .registry.format.manifest import Entry
+from .registry.format.manifest import ARCHITECTURES, SORT_METRICS, Entry
 from .registry.format.refs import Ref, base_key, parse_ref
 from .task_embedding import TaskEmbedding, compute_task_embedding
 from .training.data import Columns, ExampleSet, load_examples
@@ -143,8 +144,8 @@ def search(
     columns: Columns | None = None,
     **filters: Any,
 ) -> list[Entry]:
-    """Search by ``base``, ``task``, ``architecture``, ``name`` (substring), ``tag``; ``sort`` by a
-    dev metric; ``limit`` rows.
+    """Search by ``base``, ``task``, ``architecture`` (one of ``ARCHITECTURES``), ``name``
+    (substring), ``tag``; ``sort`` by a dev metric (one of ``SORT_METRICS``); ``limit`` rows.
 
     With ``like`` (a data file, loaded examples, or a :class:`TaskEmbedding`), the latest
     entries of ``base`` (default: the embedded base) are ranked by the similarity of their task
@@ -156,6 +157,11 @@ def search(
         >>> [(e.ref.task, round(e.score, 2)) for e in search(like="train.csv", top=3)]
         [('vader_amazon', 0.93), ('rotten_tomatoes', 0.9), ('vader_movies', 0.88)]
     """
+    # A value no entry can have would match nothing, silently: refused, with the choices.
+    if filters.get("architecture") is not None:
+        check_choice(filters["architecture"], ARCHITECTURES, "--arch")
+    if filters.get("sort") is not None:
+        check_choice(filters["sort"], SORT_METRICS, "--sort metric")
     reg = open_registry(registry)
     if like is None:
         return reg.search(**filters)

@@ -14,7 +14,7 @@ from adapterhub_lite.artifact import check_writable
 from adapterhub_lite.constants import REGISTRY_ENV
 from adapterhub_lite.registry.client.cache import DownloadCache
 from adapterhub_lite.registry.client.tokens import tokens_path
-from adapterhub_lite.registry.format.manifest import Entry
+from adapterhub_lite.registry.format.manifest import ARCHITECTURES, SORT_METRICS, Entry
 from adapterhub_lite.training.data import Columns
 
 from .options import BaseRefOption, RegistryOption
@@ -85,10 +85,12 @@ def pull(
 def search(
     task: Optional[str] = typer.Option(None, help="Exact task name."),
     base: Optional[str] = typer.Option(None, help="Exact base model id."),
-    architecture: Optional[str] = typer.Option(None, "--arch", help="pfeiffer, houlsby or head_only."),
+    architecture: Optional[str] = typer.Option(None, "--arch", help=f"One of {', '.join(ARCHITECTURES)}."),
     name: Optional[str] = typer.Option(None, help="Substring of the entry name."),
     tag: Optional[str] = typer.Option(None, help="A tag, e.g. task:trec or head:regression."),
-    sort: Optional[str] = typer.Option(None, help="Sort by a dev metric, best first (e.g. accuracy)."),
+    sort: Optional[str] = typer.Option(
+        None, help=f"Sort by a dev metric, best first: one of {', '.join(SORT_METRICS)}."
+    ),
     limit: int = typer.Option(50, min=1, help="Rows at most."),
     like: Optional[Path] = typer.Option(
         None,

@@ -736,6 +736,27 @@ def test_reading_a_directory_that_is_no_registry_writes_nothing(tmp_path, monkey
     assert list(empty.iterdir()) == [] and not (tmp_path / "out").exists()
 
 
+def test_search_refuses_an_unknown_architecture_or_sort_metric(tmp_path, art):
+    """An --arch or --sort value no entry can have is one line listing the choices, not an
+    empty or unsorted result (mse is left out: search sorts best first, i.e. highest)."""
+    root = tmp_path / "registry"
+    hub.push(art(), registry=root)
+    cases = [
+        (("--arch", "nope"), "unknown --arch 'nope'; choose one of: pfeiffer, houlsby, head_only, fusion"),
+        (("--sort", "nope"), "unknown --sort metric 'nope'; choose one of: accuracy, macro_f1, pearson, spearman"),
+        (("--sort", "mse"), "unknown --sort metric 'mse'"),
+    ]
+    for args, message in cases:
+        proc = ahl_in_process("search", "--registry", root, *args)
+        assert_one_line_error(proc, message)
+        assert proc.returncode == ConfigError.exit_code and proc.stdout == ""
+    with pytest.raises(ConfigError, match="unknown --arch 'Pfeiffer'"):
+        hub.search(registry=root, architecture="Pfeiffer")
+    for arch in ("pfeiffer", "houlsby", "head_only", "fusion"):
+        hub.search(registry=root, architecture=arch)
+    assert len(hub.search(registry=root, sort="macro_f1")) == 1
+
+
 def test_registry_path_that_is_a_file(tmp_path):
     path = tmp_path / "registry"
     path.write_text("not a directory")
