@@ -374,6 +374,17 @@ def fuse(
     """
     if train_data is None:
         raise ConfigError("fuse needs the target's training data")
+    # What one mode would ignore is refused, not dropped: the run would differ from the one asked for.
+    if auto is None:
+        for flag, value in (("--target-adapter", target_adapter), ("candidates_dir", candidates_dir)):
+            if value is not None:
+                raise ConfigError(f"{flag} works only with --auto; drop {flag}, or add --auto K")
+    elif head != "classification" or license is not None:
+        flag = f"--head {head}" if head != "classification" else "--license"
+        raise ConfigError(
+            f"--auto trains classification heads and records no license; drop {flag}, "
+            "or name the adapters to fuse with --adapters"
+        )
     select_device((config or TrainConfig()).device)  # a bad device fails before any adapter or model loads
     if auto is not None:
         from .compose import fuse_auto

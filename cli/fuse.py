@@ -37,6 +37,7 @@ from .options import (
     TextPairColumn,
     WarmupRatio,
     WeightDecay,
+    only_with,
 )
 from .rank import render_ranking
 from .render import (
@@ -103,6 +104,7 @@ def fuse(
     Example: ahl fuse --adapters sst2/sst2,trec/trec --task rte --train rte.csv --dev rte-dev.csv --push
     """
     sources = [s.strip() for s in adapters.split(",") if s.strip()]
+    only_with({"--target-adapter": target_adapter}, needs="--auto", present=auto is not None, fix="add --auto K")
     train_config = TrainConfig(
         learning_rate=lr,
         epochs=epochs,
@@ -149,6 +151,8 @@ def fuse(
             train_config,
             fusion,
             json_out,
+            head,
+            license,
         )
         return
     from adapterhub_lite import api  # torch: see cli/main.py
@@ -212,6 +216,8 @@ def _fuse_auto(
     config: TrainConfig,
     fusion: FusionConfig,
     json_out: bool,
+    head: str,
+    license: str | None,
 ) -> None:
     """``ahl fuse --auto K``: rank, compose, compare on dev, ship the best; print the ranking and the choice."""
     from adapterhub_lite import api  # torch: see cli/main.py
@@ -234,6 +240,8 @@ def _fuse_auto(
             auto=auto,
             registry=registry,
             target_adapter=target_adapter,
+            head=head,
+            license=license,
         )
     pushed = hub.push(result.artifact.path, registry=registry) if push else None
     if json_out:

@@ -360,6 +360,36 @@ def test_bad_option_value(tmp_path, spam_files):
     assert_one_line_error(proc, "unknown adapter preset 'lora'", "pfeiffer")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("search", "--top", "3"), "--top works only with --like; drop --top, or add --like DATA"),
+        (("search", "--text-column", "sentence"), "--text-column works only with --like"),
+        (("search", "--like", "{train}", "--limit", "5"), "--limit is for a plain search; with --like, --top"),
+        (("train", "--preset", "none", "--reduction-factor", "8"), "--reduction-factor works only with an adapter"),
+        (("train", "--preset", "none", "--non-linearity", "gelu"), "--non-linearity works only with an adapter"),
+        (("train", "--preset", "none", "--init", "zero_up"), "--init works only with an adapter; drop --init, or"),
+        (("train", "--dev", "{dev}", "--dev-split", "0.2"), "--dev-split holds out part of train when there is no"),
+        (("fuse", "--adapters", "a/a,b/b", "--target-adapter", "own"), "--target-adapter works only with --auto"),
+        (("fuse", "--auto", "2", "--head", "regression"), "records no license; drop --head regression"),
+        (
+            ("fuse", "--auto", "2", "--license", "mit"),
+            "--auto trains classification heads and records no license; drop --license",
+        ),
+    ],
+)
+def test_an_option_its_mode_would_ignore_is_refused(tmp_path, spam_files, args, message):
+    """An option that takes effect only with another (or not with it) is one line saying so, before
+    any data is read, registry opened or file written: never silently dropped."""
+    args = [a.format(train=spam_files[0], dev=spam_files[1]) for a in args]
+    if args[0] in ("train", "fuse"):
+        args += ["--train", str(spam_files[0]), "--task", "t", "--out", str(tmp_path / "o")]
+    proc = ahl_in_process(*args, "--registry", tmp_path / "registry")
+    assert_one_line_error(proc, message)
+    assert proc.returncode == ConfigError.exit_code
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     """The README's main command on a small slice: source adapters, a registry round trip, the
