@@ -390,6 +390,23 @@ def test_an_option_its_mode_would_ignore_is_refused(tmp_path, spam_files, args, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sizes_the_base_cannot_take_are_refused_before_training(tmp_path, tiny_base_model, spam_files):
+    """A bottleneck under one unit or sequences beyond the base's positions: one line naming the
+    limit, nothing written (on the embedded MiniLM: hidden size 384, 512 positions)."""
+    common = ["--train", spam_files[0], "--task", "t", "--out", tmp_path / "o"]
+    proc = ahl_in_process("train", *common, "--reduction-factor", "1000")
+    assert_one_line_error(proc, "--reduction-factor 1000 leaves no bottleneck", "hidden size 384", "at most 384")
+    proc = ahl_in_process("train", *common, "--max-length", "100000")
+    assert_one_line_error(proc, "--max-length 100000 is more than", "512 tokens at most", "--max-length 512 or less")
+    assert proc.returncode == ConfigError.exit_code
+    sources = [make_artifact(tmp_path / n, tiny_base_model, task=n, name=n) for n in ("a", "b")]
+    proc = ahl_in_process(
+        "fuse", "--adapters", ",".join(map(str, sources)), *common, "--max-length", "513", "--epochs", "1"
+    )
+    assert_one_line_error(proc, "--max-length 513 is more than", "512 tokens at most")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     """The README's main command on a small slice: source adapters, a registry round trip, the
