@@ -77,8 +77,15 @@ def check_not_a_path(target: str | Path) -> None:
         return
     if is_file:
         raise RefError(f"{text} is a file, not an artifact directory ({what})")
-    if text.startswith(("/", ".", "~")) or not any(c in text for c in "/\\@"):
+    if looks_like_path(text):
         raise RefError(f"no such directory: {text} ({what})")
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a command-line source can only mean a file system path: it starts like one (``/``,
+    ``.``, ``~``) or is a bare name, which no registry ref (TASK/NAME at least) or Hub repository
+    id (ORG/NAME) is."""
+    return text.startswith(("/", ".", "~")) or not any(c in text for c in "/\\@")
 
 
 def is_artifact_path(target: str | Path) -> bool:
