@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from adapterhub_lite.config import AdapterConfig, TrainConfig
+from adapterhub_lite.config import AdapterConfig, TrainConfig, check_choice
 from adapterhub_lite.constants import REGISTRY_ENV
 from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import Columns, load_examples
@@ -72,7 +72,9 @@ def train(
     name: Optional[str] = typer.Option(None, help="Artifact name (default: the task)."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
     head: str = typer.Option("classification", help="classification, regression or multiple_choice."),
-    preset: str = AdapterOption("pfeiffer", help="Adapter preset: pfeiffer, houlsby, or none (head only)."),
+    preset: str = AdapterOption(
+        "pfeiffer", help=f"Adapter preset: {', '.join(AdapterConfig.PRESETS)}, or none (head only)."
+    ),
     reduction_factor: Optional[int] = AdapterOption(None, help="Hidden size / bottleneck size (preset: 16)."),
     non_linearity: Optional[str] = AdapterOption(None, help="relu, gelu, silu/swish, leaky_relu, tanh."),
     init: Optional[str] = AdapterOption(None, help="Adapter init: bert, zero_up, houlsby."),
@@ -109,6 +111,7 @@ def train(
     Example: ahl train --train train.csv --dev dev.csv --task sentiment --out sentiment-adapter
     """
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
+    check_choice(preset, (*AdapterConfig.PRESETS, "none"), "adapter preset")  # none: a head alone
     shape = {"--reduction-factor": reduction_factor, "--non-linearity": non_linearity, "--init": init}
     only_with(shape, needs="an adapter", present=preset != "none", fix="choose --preset pfeiffer or houlsby")
     if dev_file is not None and dev_split is not None:

@@ -357,7 +357,7 @@ def test_unsupported_base_family_lists_supported(tmp_path):
 
 def test_bad_option_value(tmp_path, spam_files):
     proc = ahl_in_process("train", "--train", spam_files[0], "--task", "t", "--preset", "lora", "--out", tmp_path / "o")
-    assert_one_line_error(proc, "unknown adapter preset 'lora'", "pfeiffer")
+    assert_one_line_error(proc, "unknown adapter preset 'lora'; choose one of: pfeiffer, houlsby, none")
 
 
 @pytest.mark.parametrize(
