@@ -143,8 +143,18 @@ class FusionConfig(_JsonConfig):
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no fusion can use."""
-        if self.temperature <= 0 or self.value_l2 < 0 or self.value_init_noise < 0:
-            raise ConfigError("fusion temperature must be > 0; value_l2 and value_init_noise must be >= 0")
+        # one message per field, naming the one that is wrong ("not >": NaN fails too)
+        checks = [
+            (
+                self.temperature > 0,
+                f"fusion temperature must be > 0 (got {self.temperature}): scores are divided by it",
+            ),
+            (self.value_l2 >= 0, f"fusion value L2 weight must be >= 0 (got {self.value_l2}); pass 0 to turn it off"),
+            (self.value_init_noise >= 0, f"fusion value_init_noise must be >= 0 (got {self.value_init_noise})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
 
 @dataclass

@@ -120,6 +120,8 @@ def fuse(
         class_weight=class_weight,
     )
     train_config.validate()  # a bad option fails before any adapter is fetched
+    fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
+    fusion.validate()
     if auto is None and not sources:
         raise ConfigError("name the adapters to fuse with --adapters, or let --auto K choose them")
     if push:
@@ -132,7 +134,6 @@ def fuse(
 
     select_device(device)  # a bad --device fails before any adapter is fetched
     quiet_libraries()
-    fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
     if auto is not None:
         _fuse_auto(
             sources,

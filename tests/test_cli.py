@@ -390,6 +390,27 @@ def test_an_option_its_mode_would_ignore_is_refused(tmp_path, spam_files, args, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--temperature", "0"), "fusion temperature must be > 0 (got 0.0)"),
+        (("--temperature", "nan"), "fusion temperature must be > 0 (got nan)"),
+        (("--value-l2", "-1"), "fusion value L2 weight must be >= 0 (got -1.0)"),
+    ],
+)
+def test_bad_fusion_option_names_itself(tmp_path, spam_files, option, message):
+    """Each fusion option's error names that option alone (not value_init_noise, which has no
+    flag), before any adapter is fetched (the refs here would fail: no registry)."""
+    proc = ahl_in_process(
+        "fuse", "--adapters", "a/a,b/b", "--task", "t", "--train", spam_files[0], "--out", tmp_path / "o",
+        "--registry", tmp_path / "registry", *option,
+    )  # fmt: skip
+    line = proc.stderr.strip()
+    assert_one_line_error(proc, message)
+    assert "value_init_noise" not in line and proc.returncode == ConfigError.exit_code
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sizes_the_base_cannot_take_are_refused_before_training(tmp_path, tiny_base_model, spam_files):
     """A bottleneck under one unit or sequences beyond the base's positions: one line naming the
     limit, nothing written (on the embedded MiniLM: hidden size 384, 512 positions)."""
