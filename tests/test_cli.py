@@ -411,6 +411,15 @@ def test_bad_fusion_option_names_itself(tmp_path, spam_files, option, message):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_inspect_and_prune_of_an_adapter_say_which_command_needs_a_fusion(tmp_path, tiny_base_model, spam_files):
+    adapter = make_artifact(tmp_path / "rt", tiny_base_model, task="rt", name="rt")
+    for command, extra in (("inspect", ()), ("prune", ("--keep", "2"))):
+        proc = ahl_in_process(command, adapter, "--data", spam_files[1], *extra)
+        line = f"{adapter} is an adapter, not a fusion; {command} needs a fusion artifact (ahl fuse makes one)"
+        assert_one_line_error(proc, line)
+        assert proc.returncode == ConfigError.exit_code
+
+
 def test_sizes_the_base_cannot_take_are_refused_before_training(tmp_path, tiny_base_model, spam_files):
     """A bottleneck under one unit or sequences beyond the base's positions: one line naming the
     limit, nothing written (on the embedded MiniLM: hidden size 384, 512 positions)."""
