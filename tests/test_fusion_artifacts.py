@@ -98,6 +98,31 @@ def test_info_reports_a_fusion_whose_adapter_copies_are_damaged(fused, tmp_path)
     assert proc.returncode == ArtifactError.exit_code and proc.stdout == ""
 
 
+def test_inspect_reads_texts_like_predict_and_takes_column_overrides(fused, tmp_path, spam_files):
+    """inspect --data in.txt reads one text per line (as predict -i does; its first line is no
+    header), stdin too; and a missing column's hint (--text-column) names an option inspect has."""
+    from .conftest import bundled_rows, write_csv
+
+    _, fusion = fused
+    texts = tmp_path / "in.txt"
+    texts.write_text("free prize, claim now\n\nlunch at noon?\n", encoding="utf-8")
+    for data, stdin in ((texts, None), ("-", texts.read_text())):
+        proc = ahl_in_process("inspect", fusion, "--data", data, "--json", stdin=stdin)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["tokens"] > 0 and sorted(report["adapters"]) == ["sentiment/sentiment", "topic/topic"]
+    rows = [{"sentence": r["text"], "label": r["label"]} for r in bundled_rows("sms_spam", "dev", 8)]
+    renamed = write_csv(tmp_path / "renamed.csv", rows)
+    assert_one_line_error(ahl_in_process("inspect", fusion, "--data", renamed), "no column 'text'", "--text-column")
+    proc = ahl_in_process("inspect", fusion, "--data", renamed, "--text-column", "sentence", "--json")
+    assert proc.returncode == 0, proc.stderr
+    proc = ahl_in_process(
+        "prune", fusion, "--data", renamed, "--keep", "2", "--repeats", "1", "--text-column", "sentence", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(json.loads(proc.stdout)["kept"]) == ["sentiment", "topic"]
+
+
 def test_adapters_of_different_bases_fail_before_training(tmp_path, sources, other_tiny_base_dir, spam_files):
     stranger = make_artifact(tmp_path / "stranger", load_base(str(other_tiny_base_dir)), task="x", name="x")
     out = tmp_path / "never"
