@@ -262,10 +262,11 @@ def login(registry: str, token: str) -> str:
     return user
 
 
-def logout(registry: str) -> None:
-    """Forget the stored token of a remote registry."""
+def logout(registry: str) -> bool:
+    """Forget the stored token of a remote registry; whether there was one (without, nothing is
+    written)."""
     endpoint, _ = parse_remote(registry)
-    store_token(endpoint, None)
+    return store_token(endpoint, None)
 
 
 ADAPTERS_SCHEME = "adapters:"

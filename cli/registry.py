@@ -221,11 +221,13 @@ def logout(
     json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
 ) -> None:
     """Forget the stored token of a remote registry."""
-    hub.logout(registry)
+    forgotten = hub.logout(registry)
     if json_out:
-        print_json({"registry": registry, "logged_out": True})
-    else:
+        print_json({"registry": registry, "logged_out": forgotten})
+    elif forgotten:
         console.print(f"logged out of {escape(registry)}", highlight=False)
+    else:
+        console.print(f"not logged in to {escape(registry)}: no token was stored for it", highlight=False)
 
 
 cache_app = typer.Typer(help="The download cache of remote pulls: list and prune.", no_args_is_help=True)
