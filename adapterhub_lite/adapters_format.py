@@ -241,6 +241,14 @@ def fetch(
         if not (path / CONFIG_FILE).is_file():
             raise ArtifactError(f"{path} is not an adapters directory (no {CONFIG_FILE} in it)")
         return path, {"source": str(path.resolve()), "revision": None}
+    from .hub import looks_like_path  # hub imports this module
+
+    if path.is_file() or looks_like_path(str(source)):  # not a repository id: no download to try
+        what = "is a file" if path.is_file() else "does not exist"
+        raise NotFoundError(
+            f"{source} {what}: an adapters directory holds {CONFIG_FILE} and the weights; "
+            "a Hub repository id looks like ORG/NAME"
+        )
     # Our own verified download path, not huggingface_hub's snapshot_download: that one builds
     # cache paths from the server's ETag, so a hostile endpoint could write outside its cache.
     from .registry.client.cache import DownloadCache
@@ -258,7 +266,10 @@ def fetch(
     except RefError:
         raise NotFoundError(f"{repo!r} is neither a directory nor a Hub repository id (ORG/NAME)") from None
     except UnreachableError as exc:
-        raise AhlError(f"cannot reach {endpoint or url} to download {repo}: {_first_line(exc)}") from None
+        # the error names "REPO@REVISION: cannot reach URL ..."; said once, after what was tried
+        detail = _first_line(exc)
+        detail = detail.split(": ", 1)[-1] if detail.startswith(f"{repo}@") else detail
+        raise AhlError(f"cannot download {repo} (and no local directory has that name): {detail}") from None
     if not (local / CONFIG_FILE).is_file():
         raise NotFoundError(f"repository {repo} holds no {CONFIG_FILE}: not an adapters adapter")
     return local, {"source": repo, "revision": revision, "commit": commit, "endpoint": endpoint}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .api import LoadedAdapter, check_batch_size, ensure_loaded, evaluate, max_length_of, pad_id_of
-from .artifact import FUSION_ADAPTERS_DIR, Artifact, render_model_card, write_artifact
+from .artifact import FUSION_ADAPTERS_DIR, Artifact, read_artifact, render_model_card, write_artifact
 from .base import BaseModel
 from .errors import ConfigError, DataError
 from .files import replacing
@@ -181,6 +181,17 @@ def measure_activations(
     return FusionActivations(adapters, sites, mean, int(stats[sites[0]][1]) if sites else 0)
 
 
+def _check_fusion(fusion: LoadedAdapter | str | Path, command: str) -> None:
+    """Refuse a target that is no fusion, naming the command that needs one; from the metadata
+    alone, before any model loads."""
+    artifact = fusion.artifact if isinstance(fusion, LoadedAdapter) else read_artifact(fusion, verify=False)
+    if artifact.kind != "fusion":
+        raise ConfigError(
+            f"{artifact.path} is an {artifact.kind}, not a fusion; {command} needs a fusion artifact "
+            "(ahl fuse makes one)"
+        )
+
+
 def fusion_activations(
     fusion: LoadedAdapter | str | Path,
     data: str | Path | ExampleSet,
@@ -196,10 +207,9 @@ def fusion_activations(
         DataError: the data is missing, unreadable or empty.
     """
     check_batch_size(batch_size)
+    _check_fusion(fusion, "inspect")
     loaded = ensure_loaded(fusion, base)
     meta = loaded.artifact.metadata
-    if meta["kind"] != "fusion":
-        raise ConfigError(f"{loaded.artifact.path} is an {meta['kind']}, not a fusion; inspect a fusion artifact")
     data_set = (
         data if isinstance(data, ExampleSet) else load_examples(data, columns or loaded.columns, require_label=False)
     )
@@ -290,6 +300,7 @@ def prune_fusion(
         )
     if repeats < 1:
         raise ConfigError("--repeats must be at least 1")
+    _check_fusion(fusion, "prune")
     loaded = ensure_loaded(fusion, base)
     report = fusion_activations(loaded, data, columns=columns, batch_size=batch_size)
     names = [a["name"] for a in loaded.artifact.metadata["adapters"]]

@@ -24,6 +24,7 @@ from .artifact import (
     fusion_adapters,
     new_metadata,
     read_artifact,
+    read_whole_artifact,
     render_model_card,
     write_artifact,
 )
@@ -170,6 +171,7 @@ def train(
         source = _warm_start_source(init_from, trained, registry)
 
     base_model = base if isinstance(base, BaseModel) else load_base(base)
+    base_model.check_fits(max_length=config.max_length, adapter=trained)
     if source is not None:
         check_base(source.metadata, base_model)
     torch.manual_seed(config.seed)
@@ -373,6 +375,17 @@ def fuse(
     """
     if train_data is None:
         raise ConfigError("fuse needs the target's training data")
+    # What one mode would ignore is refused, not dropped: the run would differ from the one asked for.
+    if auto is None:
+        for flag, value in (("--target-adapter", target_adapter), ("candidates_dir", candidates_dir)):
+            if value is not None:
+                raise ConfigError(f"{flag} works only with --auto; drop {flag}, or add --auto K")
+    elif head != "classification" or license is not None:
+        flag = f"--head {head}" if head != "classification" else "--license"
+        raise ConfigError(
+            f"--auto trains classification heads and records no license; drop {flag}, "
+            "or name the adapters to fuse with --adapters"
+        )
     select_device((config or TrainConfig()).device)  # a bad device fails before any adapter or model loads
     if auto is not None:
         from .compose import fuse_auto
@@ -424,6 +437,7 @@ def fuse(
     )
     for part in parts:
         check_base(part.metadata, base_model)
+    base_model.check_fits(max_length=config.max_length)
     torch.manual_seed(config.seed)
     model = AdapterModel(base_model)
     for part in parts:
@@ -791,5 +805,6 @@ def _prediction(head: HeadConfig, row: np.ndarray, example: Example) -> Predicti
 
 
 def info(path: str | Path) -> dict[str, Any]:
-    """The metadata of an artifact directory, after verifying its files."""
-    return read_artifact(path).metadata
+    """The metadata of an artifact directory, after verifying its files (and a fusion's adapter
+    copies: a fusion without them is damaged, and ``ahl info`` must say so)."""
+    return read_whole_artifact(path).metadata

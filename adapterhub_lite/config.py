@@ -25,6 +25,13 @@ CLASS_WEIGHTS = ("none", "balanced")
 _C = TypeVar("_C", bound="_JsonConfig")
 
 
+def check_choice(value: str, choices: tuple[str, ...] | list[str], what: str) -> None:
+    """Raise :class:`ConfigError` ``unknown WHAT 'VALUE'; choose one of: ...`` for a value outside
+    ``choices``: the one message of every option that takes a name from a fixed set."""
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
 class _JsonConfig:
     """JSON round trip shared by every config dataclass."""
 
@@ -101,8 +108,7 @@ class AdapterConfig(_JsonConfig):
             >>> AdapterConfig.from_preset("houlsby", reduction_factor=8).positions
             ('attention', 'ffn')
         """
-        if name not in cls.PRESETS:
-            raise ConfigError(f"unknown adapter preset {name!r}; choose one of: {', '.join(cls.PRESETS)}")
+        check_choice(name, list(cls.PRESETS), "adapter preset")
         values = {**cls.PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
         cfg = cls(preset=name, **values)
         cfg.validate()
@@ -112,12 +118,8 @@ class AdapterConfig(_JsonConfig):
         """Raise :class:`ConfigError` for a value outside its allowed set."""
         if not self.positions or any(p not in POSITIONS for p in self.positions):
             raise ConfigError(f"adapter positions must be a non-empty subset of {POSITIONS}")
-        if self.non_linearity not in NON_LINEARITIES:
-            raise ConfigError(
-                f"unknown non-linearity {self.non_linearity!r}; choose one of: {', '.join(NON_LINEARITIES)}"
-            )
-        if self.init not in INITS:
-            raise ConfigError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
+        check_choice(self.non_linearity, NON_LINEARITIES, "non-linearity")
+        check_choice(self.init, INITS, "init")
         if not isinstance(self.reduction_factor, int) or self.reduction_factor < 1:
             raise ConfigError("reduction factor must be a whole number >= 1")
 
@@ -141,8 +143,18 @@ class FusionConfig(_JsonConfig):
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no fusion can use."""
-        if self.temperature <= 0 or self.value_l2 < 0 or self.value_init_noise < 0:
-            raise ConfigError("fusion temperature must be > 0; value_l2 and value_init_noise must be >= 0")
+        # one message per field, naming the one that is wrong ("not >": NaN fails too)
+        checks = [
+            (
+                self.temperature > 0,
+                f"fusion temperature must be > 0 (got {self.temperature}): scores are divided by it",
+            ),
+            (self.value_l2 >= 0, f"fusion value L2 weight must be >= 0 (got {self.value_l2}); pass 0 to turn it off"),
+            (self.value_init_noise >= 0, f"fusion value_init_noise must be >= 0 (got {self.value_init_noise})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
 
 @dataclass
@@ -169,10 +181,8 @@ class HeadConfig(_JsonConfig):
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for an impossible head."""
-        if self.type not in HEAD_TYPES:
-            raise ConfigError(f"unknown head {self.type!r}; choose one of: {', '.join(HEAD_TYPES)}")
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"unknown pooling {self.pooling!r}; choose one of: {POOLINGS}")
+        check_choice(self.type, HEAD_TYPES, "head")
+        check_choice(self.pooling, POOLINGS, "pooling")
         if self.type == "classification" and len(self.label_names) < 2:
             raise ConfigError("a classification head needs at least two labels in the training data")
 
@@ -238,12 +248,9 @@ class TrainConfig(_JsonConfig):
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no training run can use."""
-        if self.mode not in TRAIN_MODES:
-            raise ConfigError(f"unknown mode {self.mode!r}; choose one of: {', '.join(TRAIN_MODES)}")
-        if self.metric not in METRICS:
-            raise ConfigError(f"unknown metric {self.metric!r}; choose one of: {', '.join(METRICS)}")
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise ConfigError(f"unknown class weight {self.class_weight!r}; choose one of: {', '.join(CLASS_WEIGHTS)}")
+        check_choice(self.mode, TRAIN_MODES, "mode")
+        check_choice(self.metric, METRICS, "metric")
+        check_choice(self.class_weight, CLASS_WEIGHTS, "class weight")
         checks = [
             (self.learning_rate is None or self.learning_rate > 0, "learning rate must be > 0"),
             (self.batch_size >= 1, "batch size must be >= 1"),

@@ -13,15 +13,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .artifact import Artifact, fusion_adapters, read_artifact
+from .artifact import Artifact, read_whole_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
+from .config import check_choice
 from .constants import REGISTRY_ENV, cache_root
 from .errors import AhlError, ConfigError, DataError, NotFoundError, RefError
 from .registry.client.local import LocalRegistry
 from .registry.client.protocol import Progress, Registry
 from .registry.client.remote import RemoteRegistry, is_remote, parse_remote
 from .registry.client.tokens import store_token
-from .registry.format.manifest import Entry
+from .registry.format.manifest import ARCHITECTURES, SORT_METRICS, Entry
 from .registry.format.refs import Ref, base_key, parse_ref
 from .task_embedding import TaskEmbedding, compute_task_embedding
 from .training.data import Columns, ExampleSet, load_examples
@@ -33,12 +34,13 @@ def open_registry(registry: RegistryLike = None, *, create: bool = False) -> Reg
     """The registry a ``--registry`` value names: a directory, a URL, or None for the default
     local registry (``$AHL_REGISTRY`` may itself hold a URL).
 
-    A directory named here must exist unless ``create`` (a push makes one): a mistyped path is an
-    error, not an empty registry made where it points. The default one is made on first use.
+    A directory named here must already be a registry unless ``create`` (a push makes one): a
+    mistyped, missing or empty path is an error, and nothing is written where it points. The
+    default one is made on first use.
 
     Raises:
         ConfigError: a URL of another scheme than http(s):// or hf://.
-        NotFoundError: the directory named does not exist (and not ``create``).
+        NotFoundError: the directory named is not a registry (and not ``create``).
     """
     if isinstance(registry, Registry):
         return registry
@@ -51,9 +53,7 @@ def open_registry(registry: RegistryLike = None, *, create: bool = False) -> Reg
             f"{registry}: registries are directories, http(s)://HOST[/NAMESPACE] or hf://NAMESPACE; "
             f"this scheme is none of them"
         )
-    if registry is not None and not create and not Path(registry).expanduser().exists():
-        raise NotFoundError(f"no registry at {registry} (no such directory); check --registry, or push to make one")
-    return LocalRegistry(registry)
+    return LocalRegistry(registry, create=create or registry is None)
 
 
 def _ref(ref: str | Ref, base: str | None) -> Ref:
@@ -77,8 +77,15 @@ def check_not_a_path(target: str | Path) -> None:
         return
     if is_file:
         raise RefError(f"{text} is a file, not an artifact directory ({what})")
-    if text.startswith(("/", ".", "~")) or not any(c in text for c in "/\\@"):
+    if looks_like_path(text):
         raise RefError(f"no such directory: {text} ({what})")
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a command-line source can only mean a file system path: it starts like one (``/``,
+    ``.``, ``~``) or is a bare name, which no registry ref (TASK/NAME at least) or Hub repository
+    id (ORG/NAME) is."""
+    return text.startswith(("/", ".", "~")) or not any(c in text for c in "/\\@")
 
 
 def is_artifact_path(target: str | Path) -> bool:
@@ -144,8 +151,8 @@ def search(
     columns: Columns | None = None,
     **filters: Any,
 ) -> list[Entry]:
-    """Search by ``base``, ``task``, ``architecture``, ``name`` (substring), ``tag``; ``sort`` by a
-    dev metric; ``limit`` rows.
+    """Search by ``base``, ``task``, ``architecture`` (one of ``ARCHITECTURES``), ``name``
+    (substring), ``tag``; ``sort`` by a dev metric (one of ``SORT_METRICS``); ``limit`` rows.
 
     With ``like`` (a data file, loaded examples, or a :class:`TaskEmbedding`), the latest
     entries of ``base`` (default: the embedded base) are ranked by the similarity of their task
@@ -157,6 +164,11 @@ def search(
         >>> [(e.ref.task, round(e.score, 2)) for e in search(like="train.csv", top=3)]
         [('vader_amazon', 0.93), ('rotten_tomatoes', 0.9), ('vader_movies', 0.88)]
     """
+    # A value no entry can have would match nothing, silently: refused, with the choices.
+    if filters.get("architecture") is not None:
+        check_choice(filters["architecture"], ARCHITECTURES, "--arch")
+    if filters.get("sort") is not None:
+        check_choice(filters["sort"], SORT_METRICS, "--sort metric")
     reg = open_registry(registry)
     if like is None:
         return reg.search(**filters)
@@ -225,10 +237,7 @@ def verify(target: str | Path, *, base: str | None = None, registry: RegistryLik
     """Verify an artifact directory (a fusion with its adapter copies), or a registry version,
     file by file against its sha256."""
     if is_artifact_path(target):
-        artifact = read_artifact(target)
-        if artifact.kind == "fusion":
-            fusion_adapters(artifact)  # a fusion is whole only with the adapters it was trained on
-        return artifact
+        return read_whole_artifact(target)  # a fusion is whole only with the adapters it was trained on
     return open_registry(registry).verify(_ref(str(target), base))
 
 
@@ -253,10 +262,11 @@ def login(registry: str, token: str) -> str:
     return user
 
 
-def logout(registry: str) -> None:
-    """Forget the stored token of a remote registry."""
+def logout(registry: str) -> bool:
+    """Forget the stored token of a remote registry; whether there was one (without, nothing is
+    written)."""
     endpoint, _ = parse_remote(registry)
-    store_token(endpoint, None)
+    return store_token(endpoint, None)
 
 
 ADAPTERS_SCHEME = "adapters:"
@@ -281,7 +291,7 @@ def local_artifact(target: str | Path, *, base: str | None = None, registry: Reg
     entry = resolve(str(target), base=base, registry=registry)
     cached = cache_root() / "artifacts" / entry.digest.removeprefix("sha256:")
     try:
-        read_artifact(cached)  # verified: a damaged cache entry is pulled again
+        read_whole_artifact(cached)  # verified (a fusion with its adapters): a damaged entry is pulled again
         return cached
     except AhlError:
         return pull(entry.ref, to=cached, base=base, registry=registry, overwrite=True)[1]

@@ -10,20 +10,29 @@ from rich.table import Table
 
 from adapterhub_lite import hub
 from adapterhub_lite.files import check_output_file
+from adapterhub_lite.training.data import Example, ExampleSet, load_examples
 
 from .options import BaseRefOption, RegistryOption
 from .render import activations_table, console, print_json, quiet_libraries, user_errors
+from .use import COLUMN_HELP, artifact_columns, text_lines
 
 
 @user_errors
 def inspect(
     target: str = typer.Argument(..., help="Fusion artifact directory, or a registry ref of a fusion."),
-    data: str = typer.Option(..., help="Data to run (labels are not needed)."),
+    data: str = typer.Option(
+        ...,
+        help="Data to run, labels not needed: .txt (one text per line), - (stdin, one text per line), "
+        "or a data file (.csv, .tsv, .jsonl: the text column).",
+    ),
     plot: Optional[Path] = typer.Option(
         None, help="Write a heatmap here: FILE.svg (needs nothing) or FILE.png (needs matplotlib)."
     ),
     base: BaseRefOption = None,
     registry: RegistryOption = None,
+    text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     batch_size: int = typer.Option(64, min=1, help="Examples per forward pass."),
     json_out: bool = typer.Option(False, "--json", help="Print the activations as JSON."),
 ) -> None:
@@ -35,7 +44,15 @@ def inspect(
         check_output_file(plot, what="--plot", inputs=[data])
     quiet_libraries()
     artifact = hub.local_artifact(target, base=base, registry=registry)
-    report = fusion_activations(artifact, data, base=base, batch_size=batch_size)
+    # texts as predict reads them: a .txt file or stdin one per line, else the data file's columns
+    texts = text_lines(data)
+    columns = artifact_columns(artifact, text_column, text_pair_column, None, choices_column)
+    examples = (
+        ExampleSet([Example(t) for t in texts], data)
+        if texts is not None
+        else load_examples(data, columns, require_label=False)
+    )
+    report = fusion_activations(artifact, examples, base=base, batch_size=batch_size)
     if plot is not None:
         report.plot(plot, title=f"fusion attention on {Path(data).name}")
     if json_out:
@@ -59,14 +76,29 @@ def prune(
     repeats: int = typer.Option(
         3, help="Timings of each model, interleaved; a speed-up is claimed only when every one agrees."
     ),
+    text_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    text_pair_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    label_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
+    choices_column: Optional[str] = typer.Option(None, help=COLUMN_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Drop adapters a fusion hardly uses (AdapterDrop); report accuracy before/after and the time taken."""
     from adapterhub_lite.analysis import prune_fusion  # torch: see cli/main.py
 
     quiet_libraries()
+    overrides = (text_column, text_pair_column, label_column, choices_column)
+    # read only with an override: without one, prune's own checks of its flags come first
+    columns = artifact_columns(target, *overrides) if any(overrides) else None
     report = prune_fusion(
-        target, data, threshold=threshold, keep=keep, base=base, out=out, overwrite=overwrite, repeats=repeats
+        target,
+        data,
+        threshold=threshold,
+        keep=keep,
+        base=base,
+        out=out,
+        overwrite=overwrite,
+        repeats=repeats,
+        columns=columns,
     )
     if json_out:
         print_json(report.to_dict())

@@ -37,6 +37,7 @@ from .options import (
     TextPairColumn,
     WarmupRatio,
     WeightDecay,
+    only_with,
 )
 from .rank import render_ranking
 from .render import (
@@ -103,6 +104,7 @@ def fuse(
     Example: ahl fuse --adapters sst2/sst2,trec/trec --task rte --train rte.csv --dev rte-dev.csv --push
     """
     sources = [s.strip() for s in adapters.split(",") if s.strip()]
+    only_with({"--target-adapter": target_adapter}, needs="--auto", present=auto is not None, fix="add --auto K")
     train_config = TrainConfig(
         learning_rate=lr,
         epochs=epochs,
@@ -118,6 +120,8 @@ def fuse(
         class_weight=class_weight,
     )
     train_config.validate()  # a bad option fails before any adapter is fetched
+    fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
+    fusion.validate()
     if auto is None and not sources:
         raise ConfigError("name the adapters to fuse with --adapters, or let --auto K choose them")
     if push:
@@ -130,7 +134,6 @@ def fuse(
 
     select_device(device)  # a bad --device fails before any adapter is fetched
     quiet_libraries()
-    fusion = FusionConfig(value_l2=value_l2, temperature=temperature)
     if auto is not None:
         _fuse_auto(
             sources,
@@ -149,6 +152,8 @@ def fuse(
             train_config,
             fusion,
             json_out,
+            head,
+            license,
         )
         return
     from adapterhub_lite import api  # torch: see cli/main.py
@@ -212,6 +217,8 @@ def _fuse_auto(
     config: TrainConfig,
     fusion: FusionConfig,
     json_out: bool,
+    head: str,
+    license: str | None,
 ) -> None:
     """``ahl fuse --auto K``: rank, compose, compare on dev, ship the best; print the ranking and the choice."""
     from adapterhub_lite import api  # torch: see cli/main.py
@@ -234,6 +241,8 @@ def _fuse_auto(
             auto=auto,
             registry=registry,
             target_adapter=target_adapter,
+            head=head,
+            license=license,
         )
     pushed = hub.push(result.artifact.path, registry=registry) if push else None
     if json_out:

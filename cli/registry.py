@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -12,12 +12,13 @@ from rich.table import Table
 from adapterhub_lite import hub
 from adapterhub_lite.artifact import check_writable
 from adapterhub_lite.constants import REGISTRY_ENV
+from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.registry.client.cache import DownloadCache
 from adapterhub_lite.registry.client.tokens import tokens_path
-from adapterhub_lite.registry.format.manifest import Entry
+from adapterhub_lite.registry.format.manifest import ARCHITECTURES, SORT_METRICS, Entry
 from adapterhub_lite.training.data import Columns
 
-from .options import BaseRefOption, RegistryOption
+from .options import BaseRefOption, RegistryOption, only_with
 from .render import activity, console, print_json, transfer_progress, user_errors
 
 
@@ -85,29 +86,36 @@ def pull(
 def search(
     task: Optional[str] = typer.Option(None, help="Exact task name."),
     base: Optional[str] = typer.Option(None, help="Exact base model id."),
-    architecture: Optional[str] = typer.Option(None, "--arch", help="pfeiffer, houlsby or head_only."),
+    architecture: Optional[str] = typer.Option(None, "--arch", help=f"One of {', '.join(ARCHITECTURES)}."),
     name: Optional[str] = typer.Option(None, help="Substring of the entry name."),
     tag: Optional[str] = typer.Option(None, help="A tag, e.g. task:trec or head:regression."),
-    sort: Optional[str] = typer.Option(None, help="Sort by a dev metric, best first (e.g. accuracy)."),
-    limit: int = typer.Option(50, min=1, help="Rows at most."),
+    sort: Optional[str] = typer.Option(
+        None, help=f"Sort by a dev metric, best first: one of {', '.join(SORT_METRICS)}."
+    ),
+    limit: Optional[int] = typer.Option(None, min=1, help="Rows at most (default 50; with --like see --top)."),
     like: Optional[Path] = typer.Option(
         None,
         "--like",
         help="A data file: rank the base's adapters by how similar their training data is to it (task embeddings).",
     ),
-    top: int = typer.Option(10, help="With --like: rows at most."),
-    text_column: str = typer.Option("text", help="With --like: the column holding the text."),
+    top: Optional[int] = typer.Option(None, help="With --like: rows at most (default 10)."),
+    text_column: Optional[str] = typer.Option(None, help="With --like: the column holding the text (default: text)."),
     registry: RegistryOption = None,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search a registry: the latest non-yanked version of each matching entry (or, with
     --like, the adapters whose training data is most similar to a data file's)."""
+    only_with(
+        {"--top": top, "--text-column": text_column}, needs="--like", present=like is not None, fix="add --like DATA"
+    )
+    if like is not None and limit is not None:
+        raise ConfigError("--limit is for a plain search; with --like, --top sets the rows (drop --limit)")
     if like is not None:
         entries = hub.search(
             registry=registry,
             like=like,
             top=top,
-            columns=Columns(text=text_column),
+            columns=Columns(text=text_column) if text_column else Columns(),
             base=base,
             task=task,
             architecture=architecture,
@@ -116,6 +124,7 @@ def search(
             sort=sort,
         )
     else:
+        rows: dict[str, Any] = {"limit": limit} if limit is not None else {}  # else the registry's default
         entries = hub.search(
             registry=registry,
             task=task,
@@ -124,7 +133,7 @@ def search(
             name=name,
             tag=tag,
             sort=sort,
-            limit=limit,
+            **rows,
         )
     if json_out:
         print_json([{**e.to_dict(), **({"similarity": e.score} if like is not None else {})} for e in entries])
@@ -212,11 +221,13 @@ def logout(
     json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
 ) -> None:
     """Forget the stored token of a remote registry."""
-    hub.logout(registry)
+    forgotten = hub.logout(registry)
     if json_out:
-        print_json({"registry": registry, "logged_out": True})
-    else:
+        print_json({"registry": registry, "logged_out": forgotten})
+    elif forgotten:
         console.print(f"logged out of {escape(registry)}", highlight=False)
+    else:
+        console.print(f"not logged in to {escape(registry)}: no token was stored for it", highlight=False)
 
 
 cache_app = typer.Typer(help="The download cache of remote pulls: list and prune.", no_args_is_help=True)

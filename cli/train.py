@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from adapterhub_lite.config import AdapterConfig, TrainConfig
+from adapterhub_lite.config import AdapterConfig, TrainConfig, check_choice
 from adapterhub_lite.constants import REGISTRY_ENV
+from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import Columns, load_examples
 
 from .options import (
@@ -33,6 +34,7 @@ from .options import (
     TextPairColumn,
     WarmupRatio,
     WeightDecay,
+    only_with,
 )
 from .render import (
     console,
@@ -60,7 +62,9 @@ def train(
     text_pair_column: TextPairColumn = COLUMNS.text_pair,
     label_column: LabelColumn = COLUMNS.label,
     choices_column: ChoicesColumn = COLUMNS.choices,
-    dev_split: float = DataOption(TRAIN.dev_split, help="Share of train held out as dev when --dev is not given."),
+    dev_split: Optional[float] = DataOption(
+        None, help=f"Share of train held out as dev when --dev is not given (default {TRAIN.dev_split})."
+    ),
     base: Optional[str] = typer.Option(
         None, help="Base model: Hub id or local dir (default: embedded MiniLM-L6-H384)."
     ),
@@ -68,7 +72,9 @@ def train(
     name: Optional[str] = typer.Option(None, help="Artifact name (default: the task)."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
     head: str = typer.Option("classification", help="classification, regression or multiple_choice."),
-    preset: str = AdapterOption("pfeiffer", help="Adapter preset: pfeiffer, houlsby, or none (head only)."),
+    preset: str = AdapterOption(
+        "pfeiffer", help=f"Adapter preset: {', '.join(AdapterConfig.PRESETS)}, or none (head only)."
+    ),
     reduction_factor: Optional[int] = AdapterOption(None, help="Hidden size / bottleneck size (preset: 16)."),
     non_linearity: Optional[str] = AdapterOption(None, help="relu, gelu, silu/swish, leaky_relu, tanh."),
     init: Optional[str] = AdapterOption(None, help="Adapter init: bert, zero_up, houlsby."),
@@ -105,6 +111,11 @@ def train(
     Example: ahl train --train train.csv --dev dev.csv --task sentiment --out sentiment-adapter
     """
     columns = Columns(text_column, text_pair_column, label_column, choices_column)
+    check_choice(preset, (*AdapterConfig.PRESETS, "none"), "adapter preset")  # none: a head alone
+    shape = {"--reduction-factor": reduction_factor, "--non-linearity": non_linearity, "--init": init}
+    only_with(shape, needs="an adapter", present=preset != "none", fix="choose --preset pfeiffer or houlsby")
+    if dev_file is not None and dev_split is not None:
+        raise ConfigError("--dev-split holds out part of train when there is no --dev file; drop one of them")
     adapter = None
     if preset != "none":
         adapter = AdapterConfig.from_preset(
@@ -124,7 +135,7 @@ def train(
         seed=seed,
         max_length=max_length,
         device=device,
-        dev_split=dev_split,
+        dev_split=TRAIN.dev_split if dev_split is None else dev_split,
         base_dropout=base_dropout,
     )
     config.validate()  # a bad option fails before the data is read or the model loads

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 COLUMN_HELP = "Column override (default: the column used in training)."
 
 
-def _columns(
+def artifact_columns(
     path: Path, text: Optional[str], pair: Optional[str], label: Optional[str], choices: Optional[str]
 ) -> Columns:
     """The columns recorded in the artifact at ``path`` (its metadata only: no torch), with the
@@ -54,7 +54,7 @@ def evaluate(
 ) -> None:
     """Evaluate an artifact on labelled data."""
     path = hub.local_artifact(artifact, base=base, registry=registry)
-    columns = _columns(path, text_column, text_pair_column, label_column, choices_column)
+    columns = artifact_columns(path, text_column, text_pair_column, label_column, choices_column)
     # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
     data_set = load_examples(data, columns)
     from adapterhub_lite import api  # torch: see cli/main.py
@@ -92,14 +92,14 @@ def predict(
         raise ConfigError(f"unknown format {format!r}; use jsonl or csv")
     if output != "-":
         check_output_file(Path(output), what="--output", inputs=[] if input == "-" else [input])
-    texts = _text_lines(input)  # checked before torch is imported and the model loads
+    texts = text_lines(input)  # checked before torch is imported and the model loads
     if texts is None and not input.startswith(HUB_PREFIX) and not Path(input).exists():
         raise DataError(
             f"input file {input} does not exist; pass a data file (.txt: one text per line; .csv, "
             f".tsv, .jsonl) or - to read one text per line from stdin"
         )
     path = hub.local_artifact(artifact, base=base, registry=registry)
-    columns = _columns(path, text_column, text_pair_column, None, choices_column)
+    columns = artifact_columns(path, text_column, text_pair_column, None, choices_column)
     if texts is not None:
         examples = [Example(t) for t in texts]
         numbered = False
@@ -115,7 +115,7 @@ def predict(
     _write(output, text)
 
 
-def _text_lines(input: str) -> list[str] | None:
+def text_lines(input: str) -> list[str] | None:
     """The texts of stdin (``-``) or a ``.txt`` file, one per non-blank line; None for a data file."""
     if input == "-":
         lines = list(sys.stdin)

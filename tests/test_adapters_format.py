@@ -392,8 +392,25 @@ def test_import_from_a_hub_compatible_server(ahl_server, bases, tmp_path):
 
 
 def test_unreachable_hub_is_one_clear_error(tmp_path):
-    with pytest.raises(AhlError, match="cannot reach http://127.0.0.1:9 to download org/adapter"):
+    with pytest.raises(AhlError) as err:
         af.fetch("org/adapter", endpoint="http://127.0.0.1:9", cache_dir=tmp_path)
+    message = str(err.value)
+    assert message.startswith("cannot download org/adapter (and no local directory has that name): cannot reach")
+    assert message.count("org/adapter") == 1 and message.count("http://127.0.0.1:9") == 1
+
+
+@pytest.mark.parametrize("source", ["missing-local-dir", "./missing", "~/missing-adapter", "{tmp}/missing/dir"])
+def test_import_of_a_missing_local_directory_says_so(tmp_path, source):
+    """A source that can only be a path is never looked up on the Hub (which, unreachable, would
+    be reported instead): one line saying that the directory does not exist."""
+    source = source.format(tmp=tmp_path)
+    proc = ahl_in_process(
+        "import", source, "--to", tmp_path / "out", env={"HF_ENDPOINT": "http://127.0.0.1:9", "AHL_OFFLINE": None}
+    )
+    assert_one_line_error(proc, f"{source} does not exist: an adapters directory holds adapter_config.json")
+    assert proc.returncode == NotFoundError.exit_code and not (tmp_path / "out").exists()
+    (tmp_path / "file").write_text("not a directory")
+    assert_one_line_error(ahl_in_process("import", tmp_path / "file", "--to", tmp_path / "out"), "is a file")
 
 
 def test_cli_import_push_export_and_refusal(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from adapterhub_lite import hub
 from adapterhub_lite.artifact import fusion_adapters, read_artifact
 from adapterhub_lite.errors import ConfigError
 
@@ -258,6 +259,39 @@ def test_a_registry_where_none_can_be_created(tmp_path, tiny_base_model):
     assert_one_line_error(ahl_in_process("search", "--registry", "/proc/nope"), "no registry at /proc/nope")
 
 
+@pytest.mark.parametrize("damage", ["index not a database", "index a directory", "unreadable directory"])
+def test_a_registry_that_cannot_be_read(tmp_path, tiny_base_model, damage):
+    """An existing registry that cannot be read is one line naming what to fix, for a read and a
+    write, never a traceback (root reads any mode bits: its cases are a damaged index)."""
+    root = tmp_path / "registry"
+    hub.push(make_artifact(tmp_path / "art", tiny_base_model, task="a", name="a"), registry=root)
+    index = root / "index.sqlite"
+    for wal in root.glob("index.sqlite-*"):
+        wal.unlink()
+    if damage == "index not a database":
+        index.write_bytes(b"not a database, by a long way" * 10)
+        needles = [f"search index {index}", "not a database", "delete it"]
+    elif damage == "index a directory":
+        index.unlink()
+        index.mkdir()
+        needles = [f"search index {index}", "delete it"]
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root reads a directory whatever its mode")
+        root.chmod(0o000)
+        needles = [f"cannot read the registry at {root}", "Permission denied"]
+    try:
+        before = sorted(p.name for p in root.iterdir()) if damage != "unreadable directory" else None
+        assert_one_line_error(ahl_in_process("search", "--registry", root), *needles)
+        assert_one_line_error(ahl_in_process("pull", "a/a", "--registry", root, "--to", tmp_path / "o"), *needles)
+        assert_one_line_error(ahl_in_process("push", tmp_path / "art", "--registry", root), *needles)
+        assert not (tmp_path / "o").exists()
+        if before is not None:
+            assert sorted(p.name for p in root.iterdir()) == before
+    finally:
+        root.chmod(0o755)
+
+
 def test_missing_data_file(tmp_path, tiny_base_dir):
     proc, out = _train(tmp_path, tiny_base_dir, tmp_path / "nope.csv")
     assert_one_line_error(proc, "does not exist")
@@ -323,7 +357,84 @@ def test_unsupported_base_family_lists_supported(tmp_path):
 
 def test_bad_option_value(tmp_path, spam_files):
     proc = ahl_in_process("train", "--train", spam_files[0], "--task", "t", "--preset", "lora", "--out", tmp_path / "o")
-    assert_one_line_error(proc, "unknown adapter preset 'lora'", "pfeiffer")
+    assert_one_line_error(proc, "unknown adapter preset 'lora'; choose one of: pfeiffer, houlsby, none")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("search", "--top", "3"), "--top works only with --like; drop --top, or add --like DATA"),
+        (("search", "--text-column", "sentence"), "--text-column works only with --like"),
+        (("search", "--like", "{train}", "--limit", "5"), "--limit is for a plain search; with --like, --top"),
+        (("train", "--preset", "none", "--reduction-factor", "8"), "--reduction-factor works only with an adapter"),
+        (("train", "--preset", "none", "--non-linearity", "gelu"), "--non-linearity works only with an adapter"),
+        (("train", "--preset", "none", "--init", "zero_up"), "--init works only with an adapter; drop --init, or"),
+        (("train", "--dev", "{dev}", "--dev-split", "0.2"), "--dev-split holds out part of train when there is no"),
+        (("fuse", "--adapters", "a/a,b/b", "--target-adapter", "own"), "--target-adapter works only with --auto"),
+        (("fuse", "--auto", "2", "--head", "regression"), "records no license; drop --head regression"),
+        (
+            ("fuse", "--auto", "2", "--license", "mit"),
+            "--auto trains classification heads and records no license; drop --license",
+        ),
+    ],
+)
+def test_an_option_its_mode_would_ignore_is_refused(tmp_path, spam_files, args, message):
+    """An option that takes effect only with another (or not with it) is one line saying so, before
+    any data is read, registry opened or file written: never silently dropped."""
+    args = [a.format(train=spam_files[0], dev=spam_files[1]) for a in args]
+    if args[0] in ("train", "fuse"):
+        args += ["--train", str(spam_files[0]), "--task", "t", "--out", str(tmp_path / "o")]
+    proc = ahl_in_process(*args, "--registry", tmp_path / "registry")
+    assert_one_line_error(proc, message)
+    assert proc.returncode == ConfigError.exit_code
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--temperature", "0"), "fusion temperature must be > 0 (got 0.0)"),
+        (("--temperature", "nan"), "fusion temperature must be > 0 (got nan)"),
+        (("--value-l2", "-1"), "fusion value L2 weight must be >= 0 (got -1.0)"),
+    ],
+)
+def test_bad_fusion_option_names_itself(tmp_path, spam_files, option, message):
+    """Each fusion option's error names that option alone (not value_init_noise, which has no
+    flag), before any adapter is fetched (the refs here would fail: no registry)."""
+    proc = ahl_in_process(
+        "fuse", "--adapters", "a/a,b/b", "--task", "t", "--train", spam_files[0], "--out", tmp_path / "o",
+        "--registry", tmp_path / "registry", *option,
+    )  # fmt: skip
+    line = proc.stderr.strip()
+    assert_one_line_error(proc, message)
+    assert "value_init_noise" not in line and proc.returncode == ConfigError.exit_code
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_and_prune_of_an_adapter_say_which_command_needs_a_fusion(tmp_path, tiny_base_model, spam_files):
+    adapter = make_artifact(tmp_path / "rt", tiny_base_model, task="rt", name="rt")
+    for command, extra in (("inspect", ()), ("prune", ("--keep", "2"))):
+        proc = ahl_in_process(command, adapter, "--data", spam_files[1], *extra)
+        line = f"{adapter} is an adapter, not a fusion; {command} needs a fusion artifact (ahl fuse makes one)"
+        assert_one_line_error(proc, line)
+        assert proc.returncode == ConfigError.exit_code
+
+
+def test_sizes_the_base_cannot_take_are_refused_before_training(tmp_path, tiny_base_model, spam_files):
+    """A bottleneck under one unit or sequences beyond the base's positions: one line naming the
+    limit, nothing written (on the embedded MiniLM: hidden size 384, 512 positions)."""
+    common = ["--train", spam_files[0], "--task", "t", "--out", tmp_path / "o"]
+    proc = ahl_in_process("train", *common, "--reduction-factor", "1000")
+    assert_one_line_error(proc, "--reduction-factor 1000 leaves no bottleneck", "hidden size 384", "at most 384")
+    proc = ahl_in_process("train", *common, "--max-length", "100000")
+    assert_one_line_error(proc, "--max-length 100000 is more than", "512 tokens at most", "--max-length 512 or less")
+    assert proc.returncode == ConfigError.exit_code
+    sources = [make_artifact(tmp_path / n, tiny_base_model, task=n, name=n) for n in ("a", "b")]
+    proc = ahl_in_process(
+        "fuse", "--adapters", ",".join(map(str, sources)), *common, "--max-length", "513", "--epochs", "1"
+    )
+    assert_one_line_error(proc, "--max-length 513 is more than", "512 tokens at most")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow

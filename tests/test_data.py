@@ -130,6 +130,51 @@ def test_unknown_format_and_bad_json(tmp_path):
         load_examples(tmp_path / "d.jsonl", Columns())
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # an unclosed quote would swallow every later line into one text
+        ('text,label\ngood,pos\n"bad film,neg\nfine,pos\n', r"d.csv:3: malformed quoting \(unexpected end of data\)"),
+        # closed by the next row's quote: one garbage text over three lines
+        ('text,label\n"bad film,neg\nfine,pos\n"ok",pos\n', r"d.csv:2: malformed quoting .*written as two"),
+        ("text,label,text\na,pos,b\n", r"d.csv:1: column 'text' appears 2 times in the header"),
+        # a quoted field over two lines is fine; the row after it is counted from its own line
+        ('text,label\n"two\nlines",pos\nnice, really,pos\n', r"d.csv:4: 3 fields, but the header has 2; a text"),
+        ("text,label\nonly a text\n", r"d.csv:2: 1 field, but the header has 2"),
+    ],
+)
+def test_malformed_csv_is_refused_at_its_line(tmp_path, content, message):
+    """csv's lenient reading would turn each of these into wrong examples without a word."""
+    path = tmp_path / "d.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        load_examples(path, Columns())
+
+
+def test_a_null_or_non_text_text_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n\n{"text": null, "label": "y"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"d.jsonl:3: 'text' is null; give the row a text or remove it"):
+        load_examples(path, Columns())
+    pair = write_jsonl(tmp_path / "p.jsonl", [{"text": "a", "p": ["b"], "label": "x"}])
+    with pytest.raises(DataError, match=r"p.jsonl:1: 'p' is a JSON list, not a text"):
+        load_examples(pair, Columns(text_pair="p"))
+    array = tmp_path / "a.json"
+    array.write_text(json.dumps([{"text": "a", "label": "x"}, {"text": None, "label": "y"}]), encoding="utf-8")
+    with pytest.raises(DataError, match=r"a.json: row 2: 'text' is null"):
+        load_examples(array, Columns(), require_label=False)
+
+
+def test_a_malformed_data_file_fails_the_cli_in_one_line(tmp_path):
+    from .test_cli import ahl_in_process, assert_one_line_error
+
+    data = tmp_path / "train.csv"
+    data.write_text('text,label\n"unclosed,pos\nb,neg\n', encoding="utf-8")
+    proc = ahl_in_process("train", "--train", data, "--task", "t", "--out", tmp_path / "out")
+    assert_one_line_error(proc, f"{data}:2: malformed quoting")
+    assert proc.returncode == DataError.exit_code and not (tmp_path / "out").exists()
+
+
 def test_dev_split_is_seeded_and_disjoint(tmp_path):
     rows = [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(50)]
     data = load_examples(write_csv(tmp_path / "d.csv", rows), Columns())

@@ -441,6 +441,25 @@ def test_predict_input_file_messages_and_text_files(tmp_path, tiny_base_model):
     one_line_error(invoke("predict", artifact, "-i", tmp_path / "empty.txt"), "no text lines")
 
 
+def test_logout_without_a_login_writes_nothing(tmp_path, monkeypatch):
+    """Forgetting a token that was never stored makes no tokens file (nor its directory), and says
+    so; one stored for another registry stays exactly as it was."""
+    from adapterhub_lite.registry.client.tokens import store_token, tokens_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    result = invoke("logout", "--registry", "http://127.0.0.1:9")
+    assert result.exit_code == 0 and "not logged in to http://127.0.0.1:9" in result.stdout
+    assert not (tmp_path / "config").exists()
+    assert json.loads(invoke("logout", "--registry", "http://127.0.0.1:9", "--json").stdout)["logged_out"] is False
+    assert store_token("http://127.0.0.1:8", "t0ken")
+    before = tokens_path().read_bytes(), tokens_path().stat().st_mtime_ns
+    assert invoke("logout", "--registry", "http://127.0.0.1:9").exit_code == 0
+    assert (tokens_path().read_bytes(), tokens_path().stat().st_mtime_ns) == before
+    result = invoke("logout", "--registry", "http://127.0.0.1:8")
+    assert result.exit_code == 0 and "logged out of http://127.0.0.1:8" in result.stdout
+    assert json.loads(tokens_path().read_text()) == {}
+
+
 def test_empty_label_names_its_row(tmp_path):
     data = write_csv(
         tmp_path / "d.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}, {"text": "c", "label": ""}]

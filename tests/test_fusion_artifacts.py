@@ -16,6 +16,7 @@ from adapterhub_lite.training.data import Columns, load_examples, tokenize
 from adapterhub_lite.training.loop import predict_outputs
 
 from .conftest import make_artifact
+from .test_cli import ahl_in_process, assert_one_line_error
 
 FAST = TrainConfig(mode="fusion", epochs=1, batch_size=16, learning_rate=1e-3, device="cpu")
 
@@ -72,6 +73,54 @@ def test_verify_checks_a_fusions_adapter_copies(fused, tmp_path):
     shutil.rmtree(copy / "adapters" / "topic")
     with pytest.raises(ArtifactError, match="topic' is missing|is missing: the fusion needs adapter 'topic'"):
         hub.verify(copy)
+
+
+def test_info_reports_a_fusion_whose_adapter_copies_are_damaged(fused, tmp_path):
+    """``ahl info`` verifies a fusion as ``verify`` does: a missing or changed adapter copy is one
+    line and a non-zero exit, never the metadata with exit 0."""
+    import shutil
+
+    from adapterhub_lite import ArtifactError
+
+    copy = tmp_path / "fusion"
+    shutil.copytree(fused[1], copy)
+    assert ahl_in_process("info", copy).returncode == 0
+    damaged = copy / "adapters" / "topic" / "adapter.safetensors"
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"damaged")
+    for args in (("info", copy), ("info", copy, "--json")):
+        proc = ahl_in_process(*args)
+        assert_one_line_error(proc, str(damaged))
+        assert proc.returncode == IntegrityError.exit_code and proc.stdout == ""
+    shutil.rmtree(copy / "adapters" / "topic")
+    proc = ahl_in_process("info", copy)
+    assert_one_line_error(proc, "is missing: the fusion needs adapter 'topic'", "ahl pull")
+    assert proc.returncode == ArtifactError.exit_code and proc.stdout == ""
+
+
+def test_inspect_reads_texts_like_predict_and_takes_column_overrides(fused, tmp_path, spam_files):
+    """inspect --data in.txt reads one text per line (as predict -i does; its first line is no
+    header), stdin too; and a missing column's hint (--text-column) names an option inspect has."""
+    from .conftest import bundled_rows, write_csv
+
+    _, fusion = fused
+    texts = tmp_path / "in.txt"
+    texts.write_text("free prize, claim now\n\nlunch at noon?\n", encoding="utf-8")
+    for data, stdin in ((texts, None), ("-", texts.read_text())):
+        proc = ahl_in_process("inspect", fusion, "--data", data, "--json", stdin=stdin)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["tokens"] > 0 and sorted(report["adapters"]) == ["sentiment/sentiment", "topic/topic"]
+    rows = [{"sentence": r["text"], "label": r["label"]} for r in bundled_rows("sms_spam", "dev", 8)]
+    renamed = write_csv(tmp_path / "renamed.csv", rows)
+    assert_one_line_error(ahl_in_process("inspect", fusion, "--data", renamed), "no column 'text'", "--text-column")
+    proc = ahl_in_process("inspect", fusion, "--data", renamed, "--text-column", "sentence", "--json")
+    assert proc.returncode == 0, proc.stderr
+    proc = ahl_in_process(
+        "prune", fusion, "--data", renamed, "--keep", "2", "--repeats", "1", "--text-column", "sentence", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(json.loads(proc.stdout)["kept"]) == ["sentiment", "topic"]
 
 
 def test_adapters_of_different_bases_fail_before_training(tmp_path, sources, other_tiny_base_dir, spam_files):

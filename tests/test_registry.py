@@ -39,6 +39,7 @@ from adapterhub_lite.registry.client.local import LocalRegistry
 from adapterhub_lite.registry.format.refs import Ref, parse_ref
 
 from .conftest import flip_a_byte, make_artifact
+from .test_cli import ahl_in_process, assert_one_line_error
 
 HUB_ID = "test-org/tiny-bert"
 OTHER_ID = "other-org/tiny-bert"
@@ -712,6 +713,48 @@ def test_a_mistyped_registry_is_an_error_and_makes_nothing(tmp_path, monkeypatch
         with pytest.raises(ConfigError, match="registries are directories, http"):
             hub.push(tmp_path / "any", registry=url)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_a_directory_that_is_no_registry_writes_nothing(tmp_path, monkeypatch):
+    """search, pull, resolve, verify and yank on an existing empty directory say that there is
+    no registry there, as for a missing one, and leave it empty; a push still makes one."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for call in (
+        lambda: hub.search(registry=empty),
+        lambda: hub.resolve("sst2/sst2", registry=empty),
+        lambda: hub.pull("sst2/sst2", registry=empty, to=tmp_path / "out"),
+        lambda: hub.verify("sst2/sst2@1.0.0", registry=empty),
+        lambda: hub.yank("sst2/sst2@1.0.0", registry=empty),
+    ):
+        with pytest.raises(NotFoundError, match=f"no registry at {empty} .*push to make one"):
+            call()
+    proc = ahl_in_process("search", "--registry", empty)
+    assert_one_line_error(proc, f"no registry at {empty}", "ahl-registry.json")
+    assert proc.returncode == NotFoundError.exit_code
+    assert_one_line_error(ahl_in_process("search", env={"AHL_REGISTRY": str(empty)}), "no registry at")
+    assert list(empty.iterdir()) == [] and not (tmp_path / "out").exists()
+
+
+def test_search_refuses_an_unknown_architecture_or_sort_metric(tmp_path, art):
+    """An --arch or --sort value no entry can have is one line listing the choices, not an
+    empty or unsorted result (mse is left out: search sorts best first, i.e. highest)."""
+    root = tmp_path / "registry"
+    hub.push(art(), registry=root)
+    cases = [
+        (("--arch", "nope"), "unknown --arch 'nope'; choose one of: pfeiffer, houlsby, head_only, fusion"),
+        (("--sort", "nope"), "unknown --sort metric 'nope'; choose one of: accuracy, macro_f1, pearson, spearman"),
+        (("--sort", "mse"), "unknown --sort metric 'mse'"),
+    ]
+    for args, message in cases:
+        proc = ahl_in_process("search", "--registry", root, *args)
+        assert_one_line_error(proc, message)
+        assert proc.returncode == ConfigError.exit_code and proc.stdout == ""
+    with pytest.raises(ConfigError, match="unknown --arch 'Pfeiffer'"):
+        hub.search(registry=root, architecture="Pfeiffer")
+    for arch in ("pfeiffer", "houlsby", "head_only", "fusion"):
+        hub.search(registry=root, architecture=arch)
+    assert len(hub.search(registry=root, sort="macro_f1")) == 1
 
 
 def test_registry_path_that_is_a_file(tmp_path):

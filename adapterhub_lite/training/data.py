@@ -76,11 +76,14 @@ def _decode(path: Path) -> str:
         raise DataError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8") from None
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
+    """The rows of a data file, and the line each starts on (None for a JSON array, whose rows
+    are numbered instead)."""
     suffix = path.suffix.lower()
     text = _decode(path)
     if suffix in (".jsonl", ".json"):
         stripped = text.lstrip()
+        numbers: list[int] = []
         if suffix == ".json" and stripped.startswith("["):
             try:
                 rows = json.loads(text)
@@ -95,14 +98,52 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{number} is not valid JSON: {exc.msg}") from None
+                numbers.append(number)
         if any(not isinstance(row, dict) for row in rows):
             raise DataError(f"{path}: every JSON line must be an object with named fields")
-        return rows
+        return rows, numbers or None
     if suffix in (".csv", ".tsv", ".txt"):
-        delimiter = "\t" if suffix in (".tsv", ".txt") else ","
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-        return [dict(row) for row in reader]
+        return _read_delimited(path, text, "\t" if suffix in (".tsv", ".txt") else ",")
     raise DataError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv, .jsonl or .json")
+
+
+def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The rows of a CSV or TSV file and the line each starts on (a quoted field may span lines).
+
+    csv's lenient defaults turn damage into wrong data without a word: an unclosed quote swallows
+    every following line into one text, a repeated column name keeps only the last column, and a
+    text with an unquoted delimiter spills into the label column. Each is refused at its line.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    shown = "a tab" if delimiter == "\t" else f"a {delimiter!r}"
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    start = 1  # the line the record being read starts on
+    try:
+        header = next(reader, [])
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise DataError(
+                f"{path}:1: column {repeated[0]!r} appears {header.count(repeated[0])} times in the header; "
+                "give each column its own name"
+            )
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields:  # a blank line is no row
+                if len(fields) != len(header):
+                    raise DataError(
+                        f"{path}:{start}: {len(fields)} field{'s' * (len(fields) != 1)}, but the header has "
+                        f"{len(header)}; a text that holds {shown} goes in double quotes"
+                    )
+                rows.append(dict(zip(header, fields, strict=True)))
+                lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(
+            f"{path}:{start}: malformed quoting ({exc}); a field that starts with a double quote must end "
+            'with one, and a quote inside it is written as two ("")'
+        ) from None
+    return rows, lines
 
 
 def _read_datasets(source: str) -> list[dict[str, Any]]:
@@ -128,23 +169,24 @@ def _read_datasets(source: str) -> list[dict[str, Any]]:
     return [dict(row) for row in data]
 
 
-def read_rows(source: str | Path) -> tuple[list[dict[str, Any]], str | None]:
-    """Read a source into rows (dicts) and the sha256 of its file, where it is one file."""
+def read_rows(source: str | Path) -> tuple[list[dict[str, Any]], str | None, list[int] | None]:
+    """Read a source into rows (dicts), the sha256 of its file (where it is one file), and the
+    line of the file each row starts on (where it has lines: CSV, TSV, JSON Lines)."""
     text = str(source)
     if text.startswith(HUB_PREFIX):
-        return _read_datasets(text), None
+        return _read_datasets(text), None, None
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     if path.is_dir():
         markers = ("dataset_info.json", "state.json", "dataset_dict.json")  # written by save_to_disk
         if any((path / marker).is_file() for marker in markers):
-            return _read_datasets(str(path)), None
+            return _read_datasets(str(path)), None, None
         raise DataError(f"{path} is a directory, not a data file")
-    rows = _read_rows(path)
+    rows, lines = _read_rows(path)
     if not rows:
         raise DataError(f"data file {path} has no rows")
-    return rows, sha256_file(path)
+    return rows, sha256_file(path), lines
 
 
 def _column(row: dict[str, Any], name: str, columns_found: list[str], source: str, role: str) -> Any:
@@ -182,13 +224,19 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
         DataError: missing, empty, non-UTF-8 or malformed file; an unknown column (the message
             lists the columns that are there); an empty text.
     """
-    rows, digest = read_rows(source)
+    rows, digest, lines = read_rows(source)
     name = str(source)
     found = list(rows[0].keys())
     examples = []
     for number, row in enumerate(rows, 1):
         text = _column(row, columns.text, found, name, "text") if columns.text else ""
         pair = _column(row, columns.text_pair, found, name, "text-pair") if columns.text_pair else None
+        for column, value in ((columns.text, text), (columns.text_pair, pair if columns.text_pair else "")):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                # JSON null (or a list, an object) would be read as the text "None" or "[...]"
+                where = f"{name}:{lines[number - 1]}" if lines else f"{name}: row {number}"
+                what = "null" if value is None else f"a JSON {type(value).__name__}, not a text"
+                raise DataError(f"{where}: {column!r} is {what}; give the row a text or remove it")
         choices = _choices(row, columns.choices, found, name) if columns.choices else None
         label = _column(row, columns.label, found, name, "label") if require_label else row.get(columns.label)
         if require_label and (label is None or (isinstance(label, str) and not label.strip())):

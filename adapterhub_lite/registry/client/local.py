@@ -76,9 +76,14 @@ class LocalRegistry:
         >>> registry.pull(parse_ref("trec/trec@1.0.0"), Path("pulled"))
     """
 
-    def __init__(self, root: Path | str | None = None, *, blob_store: BlobStore | None = None) -> None:
+    def __init__(
+        self, root: Path | str | None = None, *, blob_store: BlobStore | None = None, create: bool = True
+    ) -> None:
         """Open (or create) the registry at ``root`` (default: :func:`default_registry_root`).
 
+        ``create=False`` (the read verbs): open only a directory that already is a registry;
+        anything else raises :class:`NotFoundError` and nothing is written, so a read never
+        turns a missing, empty or mistyped directory into a registry.
         ``blob_store``: keep blobs (and staging) in that store instead of ``ROOT/blobs``; ``ahl
         serve`` gives each repository that tags a key another one already holds its own
         registry for the versions, sharing the directory's blobs (``registry/SPEC.md`` 14.6).
@@ -87,13 +92,30 @@ class LocalRegistry:
         marker = self.root / "ahl-registry.json"
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"registry {self.root} is a file; point --registry at a directory")
+        if not create and not self.root.exists():
+            raise NotFoundError(
+                f"no registry at {self.root} (no such directory); check --registry, or push to make one"
+            )
         # Another process may be creating this registry right now: only names we never write
         # mean that the directory is something else.
-        foreign = [p.name for p in self.root.iterdir() if p.name not in _OWN_NAMES] if self.root.is_dir() else []
+        try:
+            foreign = [p.name for p in self.root.iterdir() if p.name not in _OWN_NAMES] if self.root.is_dir() else []
+        except OSError as exc:  # a directory we may not list (chmod 000, another user's): no traceback
+            raise ConfigError(
+                f"cannot read the registry at {self.root}: {exc.strerror or exc}; "
+                "check its permissions, or point --registry at a directory you can read"
+            ) from None
         if foreign and not marker.is_file():
             raise ConfigError(
                 f"{self.root} is not an adapterhub-lite registry (no ahl-registry.json, holds "
                 f"{', '.join(sorted(foreign)[:3])}); choose an empty or registry directory"
+            )
+        if not create and not marker.is_file():
+            # An empty directory is no more a registry than a missing one (above): the same error,
+            # not an empty result, so that a mistyped --registry is noticed, and nothing written.
+            raise NotFoundError(
+                f"no registry at {self.root} (the directory holds no ahl-registry.json: nothing was "
+                "pushed there); check --registry, or push to make one"
             )
         try:
             (self.root / "entries").mkdir(parents=True, exist_ok=True)
@@ -106,7 +128,20 @@ class LocalRegistry:
                 f"cannot create a registry at {self.root}: {exc.strerror or exc}; "
                 "point --registry at a directory you can write"
             ) from None
-        self._index = _Index(self.root / "index.sqlite", self)
+        index = self.root / "index.sqlite"
+        try:
+            self._index = _Index(index, self)
+        except sqlite3.DatabaseError as exc:  # not a database, a directory, unreadable: no traceback
+            # The index is derived from entries/ and rebuilt when missing, so removing it is safe.
+            raise ConfigError(
+                f"cannot open the registry's search index {index}: {exc}; it is derived data: "
+                "delete it and the next command rebuilds it from the registry's entries"
+            ) from None
+        except OSError as exc:  # a manifest we may not read while the index is rebuilt
+            raise ConfigError(
+                f"cannot read {exc.filename or self.root} in the registry at {self.root}: "
+                f"{exc.strerror or exc}; check its permissions"
+            ) from None
         self._recover()
 
     # -- paths --------------------------------------------------------------------------------

@@ -49,11 +49,15 @@ def token_for(endpoint: str) -> str | None:
     return None
 
 
-def store_token(endpoint: str, token: str | None) -> Path:
-    """Remember ``token`` for ``endpoint`` (None forgets it); the file is readable by its owner only."""
+def store_token(endpoint: str, token: str | None) -> bool:
+    """Remember ``token`` for ``endpoint`` (None forgets it); the file is readable by its owner only.
+
+    Returns whether anything changed: forgetting a token that was never stored writes nothing
+    (no tokens file is made for a logout without a login)."""
     tokens = _stored()
     if token is None:
-        tokens.pop(endpoint.rstrip("/"), None)
+        if tokens.pop(endpoint.rstrip("/"), None) is None:
+            return False
     else:
         tokens[endpoint.rstrip("/")] = token
     path = tokens_path()
@@ -61,4 +65,4 @@ def store_token(endpoint: str, token: str | None) -> Path:
     with replacing(path) as tmp:
         tmp.chmod(0o600)  # before the secret is written, so it is never world-readable
         tmp.write_text(json.dumps(tokens, indent=2) + "\n", encoding="utf-8")
-    return path
+    return True

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...base import BaseFingerprint
+from ...config import METRICS, AdapterConfig
 from .refs import Ref, version_key
+
+# What a summary's ``architecture`` holds (see summarize): a preset, a head alone, or a fusion;
+# search --arch takes one of them.
+ARCHITECTURES = (*AdapterConfig.PRESETS, "head_only", "fusion")
+# The dev metrics search --sort orders by, best first: those where higher is better (not mse).
+SORT_METRICS = tuple(m for m in METRICS if m != "auto")
 
 
 @dataclass(frozen=True)
