@@ -11,10 +11,11 @@ from adapterhub_lite.artifact import library_versions
 # The library modules that import torch are imported inside the commands that need them: ``ahl --help``,
 # ``ahl serve`` and the registry verbs start without torch's seconds of import.
 from . import analysis, demo, fuse, interop, rank, registry, serve, train, use
-from .render import console, print_json, setup
+from .render import OneLineUsageGroup, console, print_json, setup
 
 app = typer.Typer(
     name="ahl",
+    cls=OneLineUsageGroup,
     help="adapterhub-lite: train, share and compose adapters for Hugging Face encoders.",
     no_args_is_help=True,
     add_completion=False,

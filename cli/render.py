@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -26,6 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
 
 from adapterhub_lite.constants import NO_PROGRESS_ENV, env_true
 from adapterhub_lite.errors import AhlError
@@ -58,6 +60,47 @@ def print_error(message: str) -> None:
     """One line on stderr: ``error: MESSAGE`` (shown with --quiet too)."""
     # escaped: messages hold brackets (pip extras, regexes) that are not Rich markup
     _error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+# The click that typer runs on: typer >= 0.2x vendors its own copy (typer._click), older typer uses
+# click itself; a usage error must be of that copy's classes for typer to show and exit with it.
+_click_errors = sys.modules[typer.BadParameter.__module__]
+_ClickUsageError: type[click.UsageError] = _click_errors.UsageError
+_NO_ARGS_IS_HELP = getattr(_click_errors, "NoArgsIsHelpError", ())  # shows the help: kept as it is
+
+
+class _UsageLine(_ClickUsageError):  # type: ignore[valid-type,misc]  # a class chosen at run time
+    """A usage error (missing or unknown option, bad value) shown like every other error: one line."""
+
+    def show(self, file: Any = None) -> None:
+        message = self.format_message().rstrip()
+        if self.ctx is not None:
+            message += f"{'' if message.endswith(('.', '?')) else '.'} See '{self.ctx.command_path} --help'."
+        print_error(message)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, (_UsageLine, _NO_ARGS_IS_HELP)):
+        return exc
+    return _UsageLine(exc.format_message(), exc.ctx)
+
+
+class OneLineUsageGroup(TyperGroup):
+    """The ``ahl`` group: click prints a usage error as a four-line block (usage, hint, blank,
+    error); here it is one ``error:`` line like the others, with the same exit code (2)."""
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _ClickUsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        # a subcommand's arguments are parsed here, and its own BadParameter raised
+        try:
+            return super().invoke(ctx)
+        except _ClickUsageError as exc:
+            raise _one_line(exc) from None
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -227,8 +227,30 @@ def test_an_unavailable_device_fails_before_the_artifact_is_read(tmp_path):
 def test_counts_below_their_minimum_are_usage_errors(args):
     """Typer refuses them (exit 2, naming the option) before the artifact or data is opened."""
     proc = ahl_in_process(*args)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"Invalid value for '{args[-2]}'" in proc.stderr
+    assert proc.returncode == 2
+    assert_one_line_error(proc, f"Invalid value for '{args[-2]}'", f"See 'ahl {args[0]} --help'.")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("train", "--task", "x"), ("Missing option '--train'.", "See 'ahl train --help'.")),
+        (("--bogus",), ("No such option: --bogus.", "See 'ahl --help'.")),
+        (("trian",), ("No such command 'trian'. Did you mean 'train'", "See 'ahl --help'.")),
+        (("cache", "bogus"), ("No such command 'bogus'.", "See 'ahl cache --help'.")),
+    ],
+)
+def test_usage_errors_are_one_line_like_every_other_error(args, needles):
+    """click's usage errors are a four-line block (usage, hint, blank, error); ahl's are one line."""
+    proc = ahl_in_process(*args)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, *needles)
+
+
+def test_no_arguments_still_show_the_help():
+    for args in ((), ("cache",)):
+        proc = ahl_in_process(*args)
+        assert proc.returncode == 2 and f"Usage: ahl {' '.join(args)}".rstrip() in proc.stdout + proc.stderr
 
 
 def test_api_refuses_counts_below_their_minimum(tmp_path, spam_files):
