@@ -236,10 +236,15 @@ cache_app = typer.Typer(help="The download cache of remote pulls: list and prune
 @cache_app.command("ls")
 @user_errors
 def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the remote versions the cache holds, and its size."""
+    """List the remote versions the cache holds, the whole-artifact copies that commands run from
+    (predict, eval ... on a ref), and the size of each."""
     cache = DownloadCache()
     versions = cache.cached_versions()
     blob_bytes = sum(p.stat().st_size for p in cache.blobs())
+    copies: list[dict[str, Any]] = [
+        {"digest": c.digest, "path": str(c.path), "size": c.size} for c in cache.artifact_copies()
+    ]
+    copy_bytes = sum(c["size"] for c in copies)
     rows = [
         {
             "registry": v.path.relative_to(cache.root / "remotes").parts[0],
@@ -251,7 +256,15 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
         for v in versions
     ]
     if json_out:
-        print_json({"root": str(cache.root), "blob_bytes": blob_bytes, "versions": rows})
+        print_json(
+            {
+                "root": str(cache.root),
+                "blob_bytes": blob_bytes,
+                "versions": rows,
+                "artifact_bytes": copy_bytes,
+                "artifacts": copies,
+            }
+        )
         return
     table = Table(title=f"{len(rows)} cached version(s), {blob_bytes / 1e6:.1f} MB in {cache.root}")
     for column in ("registry", "ref", "repo", "size"):
@@ -259,6 +272,15 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
     for row in rows:
         table.add_row(escape(row["registry"]), escape(row["ref"]), escape(row["repo"]), f"{row['size']:,} B")
     console.print(table)
+    if copies:
+        by_digest = {row["digest"]: row["ref"] for row in rows}
+        table = Table(title=f"{len(copies)} artifact copy(ies) that commands run from, {copy_bytes / 1e6:.1f} MB")
+        for column in ("ref", "digest", "size"):
+            table.add_column(column)
+        for copy in copies:
+            ref = by_digest.get(copy["digest"], "(no cached version: cache prune removes it)")
+            table.add_row(escape(ref), copy["digest"][:19] + "...", f"{copy['size']:,} B")
+        console.print(table)
 
 
 @cache_app.command("prune")
@@ -267,7 +289,8 @@ def cache_prune(
     everything: bool = typer.Option(False, "--all", help="Empty the whole cache, not only unused files."),
     json_out: bool = typer.Option(False, "--json", help="Print the files removed and bytes freed as JSON."),
 ) -> None:
-    """Remove partial downloads and files no cached version uses (--all: everything)."""
+    """Remove partial downloads and files no cached version uses, including artifact copies
+    (--all: everything)."""
     removed, freed = DownloadCache().prune(everything=everything)
     if json_out:
         print_json({"removed_files": removed, "freed_bytes": freed})

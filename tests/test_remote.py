@@ -566,17 +566,29 @@ def test_cli_login_search_json_and_cache_commands(server, art, tmp_path, monkeyp
     rows = json.loads(found.stdout)
     assert [r["ref"] for r in rows] == [f"{HUB_ID}/sst2/sst2@1.0.0"]
     assert run("pull", rows[0]["ref"], "--registry", server.url, "--to", str(tmp_path / "p")).returncode == 0
+    # a command run on a ref works from a whole copy of the version in the cache: listed, sized
+    exported = run("export", rows[0]["ref"], str(tmp_path / "x"), "--format", "adapters", "--registry", server.url)
+    assert exported.returncode == 0, exported.stderr
     listing = json.loads(run("cache", "ls", "--json").stdout)
     assert [v["ref"] for v in listing["versions"]] == [rows[0]["ref"]] and listing["blob_bytes"] > 0
+    (copy,) = listing["artifacts"]
+    assert copy["digest"] == listing["versions"][0]["digest"] and listing["artifact_bytes"] == copy["size"] > 0
+    assert "artifact copy" in run("cache", "ls").stdout
     (tmp_path / "cache" / "tmp" / "stale.part").write_bytes(b"x" * 10)
+    orphan = tmp_path / "cache" / "artifacts" / ("0" * 64)  # a copy of a version no longer cached
+    orphan.mkdir()
+    (orphan / "adapter.json").write_text("{}")
     assert run("cache", "prune").returncode == 0
-    assert not (tmp_path / "cache" / "tmp" / "stale.part").exists()
-    assert json.loads(run("cache", "ls", "--json").stdout)["versions"]  # still in use: kept
+    assert not (tmp_path / "cache" / "tmp" / "stale.part").exists() and not orphan.exists()
+    listing = json.loads(run("cache", "ls", "--json").stdout)
+    assert listing["versions"] and listing["artifacts"] == [copy]  # still in use: kept
     assert run("cache", "prune", "--all").returncode == 0
     assert json.loads(run("cache", "ls", "--json").stdout) == {
         "root": str(tmp_path / "cache"),
         "blob_bytes": 0,
         "versions": [],
+        "artifact_bytes": 0,
+        "artifacts": [],
     }
     assert run("logout", "--registry", server.url).returncode == 0
     assert json.loads(stored.read_text()) == {}

@@ -6,6 +6,8 @@ Layout (``registry/SPEC.md`` 14.5)::
     CACHE/remotes/<endpoint>/<namespace>/<slug>/<version>.json   a resolved remote version
     CACHE/tmp/<sha256>.part                       a partial download, resumed by the next try
     CACHE/locks/<sha256>.lock                     one downloader per blob across processes
+    CACHE/artifacts/<64 hex>/                     a version pulled whole for a command that runs a
+                                                  ref (predict, eval, inspect ...), by its digest
 
 A blob becomes visible only by an atomic rename after its sha256 checked out, so readers never
 see a partial or damaged file; a version record is written only after all of its blobs.
@@ -38,6 +40,18 @@ class Download:
 
     chunks: Iterator[bytes]
     resumed: bool
+
+
+@dataclass(frozen=True)
+class ArtifactCopy:
+    """A version pulled whole into ``CACHE/artifacts`` (``hub.local_artifact``)."""
+
+    digest: str
+    path: Path
+
+    @property
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 
 
 @dataclass(frozen=True)
@@ -175,9 +189,17 @@ class DownloadCache:
     def blobs(self) -> Iterator[Path]:
         yield from (path for _, path in self.blob_store)
 
+    def artifact_copies(self) -> list[ArtifactCopy]:
+        """The versions pulled whole for commands that run a ref: full copies of their files,
+        pulled again on the next use once removed."""
+        root = self.root / "artifacts"
+        names = sorted(p.name for p in root.iterdir() if p.is_dir() and is_sha256(p.name)) if root.is_dir() else []
+        return [ArtifactCopy(f"sha256:{name}", root / name) for name in names]
+
     def prune(self, *, everything: bool = False) -> tuple[int, int]:
-        """Remove partial downloads and blobs no cached version refers to (``everything``: the
-        whole cache). Returns ``(files removed, bytes freed)``."""
+        """Remove partial downloads, blobs no cached version refers to, and whole-artifact copies
+        of versions the cache no longer holds (``everything``: the whole cache). Returns ``(files
+        removed, bytes freed)``."""
         removed = freed = 0
         if everything:
             for record in self.cached_versions():
@@ -197,9 +219,11 @@ class DownloadCache:
                     freed += path.stat().st_size
                     path.unlink(missing_ok=True)
                     removed += 1
-        artifacts = self.root / "artifacts"
-        if everything and artifacts.is_dir():
-            for directory in artifacts.iterdir():
-                shutil.rmtree(directory, ignore_errors=True)
-                removed += 1
+        held = {v.record["digest"] for v in self.cached_versions()}
+        for copy in self.artifact_copies():
+            if everything or copy.digest not in held:
+                files = [p for p in copy.path.rglob("*") if p.is_file()]
+                freed += sum(p.stat().st_size for p in files)
+                removed += len(files)
+                shutil.rmtree(copy.path, ignore_errors=True)
         return removed, freed
