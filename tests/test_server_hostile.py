@@ -481,6 +481,19 @@ def test_a_store_that_ends_cleanly_leaves_no_lock_file(tmp_path):
     assert not list((root / "locks").glob("serve-*.lock"))
 
 
+def test_fsck_of_a_directory_that_is_no_registry_makes_none(tmp_path):
+    """fsck and serve --check check a registry; pointed at a missing or empty directory (a typo)
+    they say there is none, exit 7, and create nothing (they made an empty registry and reported
+    it clean)."""
+    (tmp_path / "empty").mkdir()
+    for root in (tmp_path / "empty", tmp_path / "typo"):
+        for args in (["fsck", "--registry", root], ["serve", "--check", "--registry", root]):
+            proc = ahl_in_process(*args)
+            assert_one_line_error(proc, f"no registry at {root}", "check --registry")
+            assert proc.returncode == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
+
+
 def test_a_port_taken_or_out_of_range_is_one_line_and_creates_nothing(tmp_path):
     """The socket is bound before the registry is opened: no traceback from the event loop, and
     no registry directory left behind by a start that failed."""
