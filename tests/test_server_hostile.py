@@ -467,6 +467,25 @@ def test_read_only_registry_is_reported_at_start(tmp_path):
     assert len(lines) == 1 and "cannot write the registry directory" in lines[0], done.stderr
 
 
+def test_an_unreadable_or_read_only_registry_is_one_line_for_a_read(tmp_path):
+    """ahl search on a registry it may not list (chmod 000) or not write (the index is opened for
+    writing): one line naming the cause, no traceback, and no advice to delete the index (as
+    root, without the powers that ignore file modes)."""
+    root = tmp_path / "registry"
+    LocalRegistry(root)
+    search = [sys.executable, "-m", "adapterhub_lite", "search", "--registry", str(root)]
+    for mode, needle in ((0o000, f"cannot read the registry at {root}: Permission denied"), (0o555, "cannot write")):
+        _read_only(root)
+        root.chmod(mode)
+        try:
+            done = subprocess.run(search, capture_output=True, text=True, timeout=60, preexec_fn=_without_root_powers)
+        finally:
+            _read_only(root, writable=True)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], done.stderr
+        assert "delete it" not in lines[0]
+
+
 def test_a_store_that_ends_cleanly_leaves_no_lock_file(tmp_path):
     """fsck, serve --check and a server stopped by SIGTERM delete their liveness lock file (one
     that dies leaves it to the next server's recovery)."""

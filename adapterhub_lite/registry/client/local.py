@@ -145,11 +145,17 @@ class LocalRegistry:
         index = self.root / "index.sqlite"
         try:
             self._index = _Index(index, self)
-        except sqlite3.DatabaseError as exc:  # not a database, a directory, unreadable: no traceback
-            # The index is derived from entries/ and rebuilt when missing, so removing it is safe.
+        except sqlite3.DatabaseError as exc:  # no traceback, and the fix that fits the cause
+            if _damaged(exc, index):
+                # The index is derived from entries/ and rebuilt when missing, so removing it is safe.
+                raise ConfigError(
+                    f"cannot open the registry's search index {index}: {exc}; it is derived data: "
+                    "delete it and the next command rebuilds it from the registry's entries"
+                ) from None
+            # read-only or not permitted: opening the index writes to it (WAL, schema)
             raise ConfigError(
-                f"cannot open the registry's search index {index}: {exc}; it is derived data: "
-                "delete it and the next command rebuilds it from the registry's entries"
+                f"cannot write the registry directory {self.root}: {exc}; check its permissions "
+                "(a registry is opened for writing, even to search it)"
             ) from None
         except OSError as exc:  # a manifest we may not read while the index is rebuilt
             raise ConfigError(
@@ -451,6 +457,17 @@ def _entry_parts(base: str, task: str, name: str) -> tuple[str, str, str, str]:
     org, _, model = base.rpartition("/")
     # "_" cannot start a valid segment, so base ids without an org cannot collide with one
     return org or "_", model, check_segment(task, "task"), check_segment(name, "name")
+
+
+def _damaged(exc: sqlite3.DatabaseError, index: Path) -> bool:
+    """Whether the search index failed to open because it is damaged (not a database, corrupt,
+    not a file) rather than because the registry cannot be written (read-only, not permitted)."""
+    if index.exists() and not index.is_file():
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+    return "not a database" in str(exc) or "malformed" in str(exc)
 
 
 def _changed(source: Path) -> IntegrityError:
