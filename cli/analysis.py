@@ -12,7 +12,7 @@ from adapterhub_lite import hub
 from adapterhub_lite.files import check_output_file
 from adapterhub_lite.training.data import Example, ExampleSet, load_examples
 
-from .options import BaseRefOption, RegistryOption
+from .options import BaseRefOption, RegistryOption, only_with
 from .render import activations_table, console, print_json, quiet_libraries, user_errors
 from .use import COLUMN_HELP, artifact_columns, text_lines
 
@@ -85,6 +85,7 @@ def prune(
     """Drop adapters a fusion hardly uses (AdapterDrop); report accuracy before/after and the time taken."""
     from adapterhub_lite.analysis import prune_fusion  # torch: see cli/main.py
 
+    only_with({"--overwrite": overwrite or None}, needs="--out", present=out is not None, fix="add --out DIR")
     quiet_libraries()
     overrides = (text_column, text_pair_column, label_column, choices_column)
     # read only with an override: without one, prune's own checks of its flags come first

@@ -12,7 +12,7 @@ from rich.markup import escape
 from adapterhub_lite import hub
 from adapterhub_lite.errors import ConfigError
 
-from .options import LicenseOption, RegistryOption
+from .options import LicenseOption, RegistryOption, only_with
 from .render import activity, console, print_json, quiet_libraries, user_errors
 
 
@@ -43,6 +43,13 @@ def import_(
 
     if to is None and registry is None:
         raise ConfigError("say where the artifact goes: --to DIR, --registry REGISTRY, or both")
+    only_with({"--overwrite": overwrite or None}, needs="--to", present=to is not None, fix="add --to DIR")
+    only_with(  # a local directory is read as it is: nothing to download
+        {"--revision": revision, "--endpoint": endpoint},
+        needs="a Hub repository (ORG/NAME)",
+        present=not Path(source).expanduser().is_dir(),
+        fix=f"name a repository instead of the directory {source}",
+    )
     if registry is not None:
         hub.check_push(registry)  # before anything is converted or written to --to
     quiet_libraries()

@@ -11,7 +11,7 @@ from rich.table import Table
 from adapterhub_lite import ranking
 from adapterhub_lite.training.data import Columns, load_examples
 
-from .options import RegistryOption
+from .options import RegistryOption, only_with
 from .render import console, print_json, quiet_libraries, user_errors
 
 
@@ -26,14 +26,20 @@ def rank(
     registry: RegistryOption = None,
     base: Optional[str] = typer.Option(None, help="Base model (default: the embedded MiniLM)."),
     top: Optional[int] = typer.Option(None, min=1, help="Rows at most (default: all)."),
-    pool: int = typer.Option(
-        ranking.DEFAULT_POOL, help="Registry candidates to probe: the most similar by task embedding."
+    pool: Optional[int] = typer.Option(
+        None,
+        min=1,
+        help=f"Registry candidates to probe: the most similar by task embedding (default {ranking.DEFAULT_POOL}).",
     ),
     probe: bool = typer.Option(
         True, help="Run the transfer probe (--no-probe: similarity alone, no forward pass over the candidates)."
     ),
-    max_examples: int = typer.Option(ranking.DEFAULT_MAX_EXAMPLES, min=1, help="Probe examples at most."),
-    folds: int = typer.Option(ranking.DEFAULT_FOLDS, min=2, help="Cross-validation folds of the probe."),
+    max_examples: Optional[int] = typer.Option(
+        None, min=1, help=f"Probe examples at most (default {ranking.DEFAULT_MAX_EXAMPLES})."
+    ),
+    folds: Optional[int] = typer.Option(
+        None, min=2, help=f"Cross-validation folds of the probe (default {ranking.DEFAULT_FOLDS})."
+    ),
     text_column: str = typer.Option("text", help="Column with the text."),
     text_pair_column: Optional[str] = typer.Option(None, help="Column with a second text."),
     label_column: str = typer.Option("label", help="Column with the label."),
@@ -46,6 +52,10 @@ def rank(
     (gain: the drop in its out-of-fold squared error; macro-F1 shown beside it).
     Example: ahl rank --train train.csv --registry ./registry --top 5
     """
+    only_with({"--pool": pool}, needs="a registry pool", present=not adapters, fix="leave out --adapters")
+    only_with(
+        {"--max-examples": max_examples, "--folds": folds}, needs="the probe", present=probe, fix="leave out --no-probe"
+    )
     # Read the data before importing torch (seconds of CPU): a wrong path or column fails at once.
     train_set = load_examples(train_file, Columns(text_column, text_pair_column, label_column))
     quiet_libraries()
@@ -55,11 +65,11 @@ def rank(
         adapters=names,
         registry=registry,
         top=top,
-        pool=pool,
+        pool=ranking.DEFAULT_POOL if pool is None else pool,
         base=base,
         probe=probe,
-        max_examples=max_examples,
-        folds=folds,
+        max_examples=ranking.DEFAULT_MAX_EXAMPLES if max_examples is None else max_examples,
+        folds=ranking.DEFAULT_FOLDS if folds is None else folds,
     )
     if json_out:
         print_json(result.to_dict())

@@ -55,6 +55,7 @@ def serve(
     """Serve a registry directory over the Hugging Face Hub HTTP API (create, commit, tag, search, download)."""
     # imported here, so that other commands do not load the web stack
     from adapterhub_lite.constants import SERVE_TOKENS_ENV, default_registry_root
+    from adapterhub_lite.registry.client.local import check_registry_dir
     from adapterhub_lite.registry.server.app import load_tokens
     from adapterhub_lite.registry.server.repos import RepoStore
 
@@ -65,6 +66,7 @@ def serve(
     token_map = load_tokens(tokens, os.environ.get(SERVE_TOKENS_ENV))
     root = Path(registry).expanduser() if registry is not None else default_registry_root()
     if check:
+        check_registry_dir(root)  # a check makes no registry where a mistyped path points
         raise typer.Exit(_fsck(RepoStore(root), root))
     with listening(host, port) as listener:
         _serve(listener, root, host, token_map, private, max_upload_mb, max_concurrent_uploads, read_timeout)
@@ -162,11 +164,13 @@ def fsck(
     """Check a registry directory served by ahl serve: reconcile its indexes, entry bindings and
     staging with the manifests and repository records, and report blobs that are missing."""
     from adapterhub_lite.constants import default_registry_root
+    from adapterhub_lite.registry.client.local import check_registry_dir
     from adapterhub_lite.registry.server.repos import RepoStore
 
     if registry is not None and "://" in registry:
         raise ConfigError(f"ahl fsck checks a local registry directory, not the remote {registry}")
     root = Path(registry).expanduser() if registry is not None else default_registry_root()
+    check_registry_dir(root)  # a check makes no registry where a mistyped path points
     raise typer.Exit(_fsck(RepoStore(root, recover=False), root))
 
 

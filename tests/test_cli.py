@@ -412,6 +412,27 @@ def test_an_option_its_mode_would_ignore_is_refused(tmp_path, spam_files, args, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_more_options_their_mode_would_ignore_are_refused(tmp_path, spam_files, tiny_base_model):
+    """rank, prune and import: the same one-line refusal, before data is read or anything written."""
+    fusion = tmp_path / "fusion"
+    source = tmp_path / "adapters-dir"
+    source.mkdir()
+    cases = [
+        (("rank", "--train", spam_files[0], "--adapters", "a/a,b/b", "--pool", "5"), "--pool works only with a"),
+        (("rank", "--train", spam_files[0], "--no-probe", "--folds", "3"), "--folds works only with the probe; drop"),
+        (("rank", "--train", spam_files[0], "--no-probe", "--max-examples", "9"), "--max-examples works only with"),
+        (("prune", fusion, "--data", spam_files[1], "--keep", "2", "--overwrite"), "--overwrite works only with --out"),
+        (("import", source, "--registry", tmp_path / "r", "--overwrite"), "--overwrite works only with --to; drop"),
+        (("import", source, "--to", tmp_path / "o", "--revision", "v1"), "--revision works only with a Hub repository"),
+        (("import", source, "--to", tmp_path / "o", "--endpoint", "http://127.0.0.1:9"), "--endpoint works only"),
+    ]
+    for args, message in cases:
+        proc = ahl_in_process(*args)
+        assert_one_line_error(proc, message)
+        assert proc.returncode == ConfigError.exit_code
+    assert [p.name for p in tmp_path.iterdir()] == ["adapters-dir"] and not any(source.iterdir())
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [

@@ -467,6 +467,25 @@ def test_read_only_registry_is_reported_at_start(tmp_path):
     assert len(lines) == 1 and "cannot write the registry directory" in lines[0], done.stderr
 
 
+def test_an_unreadable_or_read_only_registry_is_one_line_for_a_read(tmp_path):
+    """ahl search on a registry it may not list (chmod 000) or not write (the index is opened for
+    writing): one line naming the cause, no traceback, and no advice to delete the index (as
+    root, without the powers that ignore file modes)."""
+    root = tmp_path / "registry"
+    LocalRegistry(root)
+    search = [sys.executable, "-m", "adapterhub_lite", "search", "--registry", str(root)]
+    for mode, needle in ((0o000, f"cannot read the registry at {root}: Permission denied"), (0o555, "cannot write")):
+        _read_only(root)
+        root.chmod(mode)
+        try:
+            done = subprocess.run(search, capture_output=True, text=True, timeout=60, preexec_fn=_without_root_powers)
+        finally:
+            _read_only(root, writable=True)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], done.stderr
+        assert "delete it" not in lines[0]
+
+
 def test_a_store_that_ends_cleanly_leaves_no_lock_file(tmp_path):
     """fsck, serve --check and a server stopped by SIGTERM delete their liveness lock file (one
     that dies leaves it to the next server's recovery)."""
@@ -479,6 +498,19 @@ def test_a_store_that_ends_cleanly_leaves_no_lock_file(tmp_path):
     assert len(list((root / "locks").glob("serve-*.lock"))) == 1
     running.stop()
     assert not list((root / "locks").glob("serve-*.lock"))
+
+
+def test_fsck_of_a_directory_that_is_no_registry_makes_none(tmp_path):
+    """fsck and serve --check check a registry; pointed at a missing or empty directory (a typo)
+    they say there is none, exit 7, and create nothing (they made an empty registry and reported
+    it clean)."""
+    (tmp_path / "empty").mkdir()
+    for root in (tmp_path / "empty", tmp_path / "typo"):
+        for args in (["fsck", "--registry", root], ["serve", "--check", "--registry", root]):
+            proc = ahl_in_process(*args)
+            assert_one_line_error(proc, f"no registry at {root}", "check --registry")
+            assert proc.returncode == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
 
 
 def test_a_port_taken_or_out_of_range_is_one_line_and_creates_nothing(tmp_path):

@@ -67,6 +67,46 @@ _OWN_NAMES = {
 }
 
 
+def check_registry_dir(root: Path, *, exists: bool = True) -> None:
+    """Raise unless ``root`` can hold a registry: a directory we can list that is a registry or
+    (unless ``exists``) empty or missing. Writes nothing.
+
+    ``exists``: it must already be a registry (the read verbs, ``ahl fsck``): a missing, empty or
+    mistyped directory is :class:`NotFoundError`, so that it is noticed instead of made into an
+    empty registry.
+
+    Raises:
+        ConfigError: a file, a directory we may not list, or one holding other things.
+        NotFoundError: not a registry yet, and ``exists``.
+    """
+    marker = root / "ahl-registry.json"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"registry {root} is a file; point --registry at a directory")
+    if exists and not root.exists():
+        raise NotFoundError(f"no registry at {root} (no such directory); check --registry, or push to make one")
+    # Another process may be creating this registry right now: only names we never write
+    # mean that the directory is something else.
+    try:
+        foreign = [p.name for p in root.iterdir() if p.name not in _OWN_NAMES] if root.is_dir() else []
+    except OSError as exc:  # a directory we may not list (chmod 000, another user's): no traceback
+        raise ConfigError(
+            f"cannot read the registry at {root}: {exc.strerror or exc}; "
+            "check its permissions, or point --registry at a directory you can read"
+        ) from None
+    if foreign and not marker.is_file():
+        raise ConfigError(
+            f"{root} is not an adapterhub-lite registry (no ahl-registry.json, holds "
+            f"{', '.join(sorted(foreign)[:3])}); choose an empty or registry directory"
+        )
+    if exists and not marker.is_file():
+        # An empty directory is no more a registry than a missing one (above): the same error,
+        # not an empty result, so that a mistyped --registry is noticed, and nothing written.
+        raise NotFoundError(
+            f"no registry at {root} (the directory holds no ahl-registry.json: nothing was "
+            "pushed there); check --registry, or push to make one"
+        )
+
+
 class LocalRegistry:
     """A registry in a local directory (the embedded default).
 
@@ -90,33 +130,7 @@ class LocalRegistry:
         """
         self.root = Path(root).expanduser() if root is not None else default_registry_root()
         marker = self.root / "ahl-registry.json"
-        if self.root.exists() and not self.root.is_dir():
-            raise ConfigError(f"registry {self.root} is a file; point --registry at a directory")
-        if not create and not self.root.exists():
-            raise NotFoundError(
-                f"no registry at {self.root} (no such directory); check --registry, or push to make one"
-            )
-        # Another process may be creating this registry right now: only names we never write
-        # mean that the directory is something else.
-        try:
-            foreign = [p.name for p in self.root.iterdir() if p.name not in _OWN_NAMES] if self.root.is_dir() else []
-        except OSError as exc:  # a directory we may not list (chmod 000, another user's): no traceback
-            raise ConfigError(
-                f"cannot read the registry at {self.root}: {exc.strerror or exc}; "
-                "check its permissions, or point --registry at a directory you can read"
-            ) from None
-        if foreign and not marker.is_file():
-            raise ConfigError(
-                f"{self.root} is not an adapterhub-lite registry (no ahl-registry.json, holds "
-                f"{', '.join(sorted(foreign)[:3])}); choose an empty or registry directory"
-            )
-        if not create and not marker.is_file():
-            # An empty directory is no more a registry than a missing one (above): the same error,
-            # not an empty result, so that a mistyped --registry is noticed, and nothing written.
-            raise NotFoundError(
-                f"no registry at {self.root} (the directory holds no ahl-registry.json: nothing was "
-                "pushed there); check --registry, or push to make one"
-            )
+        check_registry_dir(self.root, exists=not create)
         try:
             (self.root / "entries").mkdir(parents=True, exist_ok=True)
             self.blob_store = blob_store or BlobStore(self.root)
@@ -131,11 +145,17 @@ class LocalRegistry:
         index = self.root / "index.sqlite"
         try:
             self._index = _Index(index, self)
-        except sqlite3.DatabaseError as exc:  # not a database, a directory, unreadable: no traceback
-            # The index is derived from entries/ and rebuilt when missing, so removing it is safe.
+        except sqlite3.DatabaseError as exc:  # no traceback, and the fix that fits the cause
+            if _damaged(exc, index):
+                # The index is derived from entries/ and rebuilt when missing, so removing it is safe.
+                raise ConfigError(
+                    f"cannot open the registry's search index {index}: {exc}; it is derived data: "
+                    "delete it and the next command rebuilds it from the registry's entries"
+                ) from None
+            # read-only or not permitted: opening the index writes to it (WAL, schema)
             raise ConfigError(
-                f"cannot open the registry's search index {index}: {exc}; it is derived data: "
-                "delete it and the next command rebuilds it from the registry's entries"
+                f"cannot write the registry directory {self.root}: {exc}; check its permissions "
+                "(a registry is opened for writing, even to search it)"
             ) from None
         except OSError as exc:  # a manifest we may not read while the index is rebuilt
             raise ConfigError(
@@ -437,6 +457,17 @@ def _entry_parts(base: str, task: str, name: str) -> tuple[str, str, str, str]:
     org, _, model = base.rpartition("/")
     # "_" cannot start a valid segment, so base ids without an org cannot collide with one
     return org or "_", model, check_segment(task, "task"), check_segment(name, "name")
+
+
+def _damaged(exc: sqlite3.DatabaseError, index: Path) -> bool:
+    """Whether the search index failed to open because it is damaged (not a database, corrupt,
+    not a file) rather than because the registry cannot be written (read-only, not permitted)."""
+    if index.exists() and not index.is_file():
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+    return "not a database" in str(exc) or "malformed" in str(exc)
 
 
 def _changed(source: Path) -> IntegrityError:
