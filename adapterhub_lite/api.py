@@ -171,7 +171,9 @@ def train(
         source = _warm_start_source(init_from, trained, registry)
 
     base_model = base if isinstance(base, BaseModel) else load_base(base)
-    base_model.check_fits(max_length=config.max_length, adapter=trained)
+    config = dataclasses.replace(
+        config, max_length=base_model.check_fits(max_length=config.max_length, adapter=trained)
+    )
     if source is not None:
         check_base(source.metadata, base_model)
     torch.manual_seed(config.seed)
@@ -437,7 +439,7 @@ def fuse(
     )
     for part in parts:
         check_base(part.metadata, base_model)
-    base_model.check_fits(max_length=config.max_length)
+    config = dataclasses.replace(config, max_length=base_model.check_fits(max_length=config.max_length))
     torch.manual_seed(config.seed)
     model = AdapterModel(base_model)
     for part in parts:

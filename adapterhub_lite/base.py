@@ -107,12 +107,22 @@ class BaseModel:
         known = [int(n) for n in limits if isinstance(n, int) and 0 < n < 1 << 31]
         return min(known) if known else None
 
-    def check_fits(self, *, max_length: int, adapter: AdapterConfig | None = None) -> None:
+    def check_fits(self, *, max_length: int, adapter: AdapterConfig | None = None) -> int:
         """Raise :class:`ConfigError` for sizes this base cannot take, before anything trains:
         sequences longer than its positions (they would fail mid-run on the first long text), or
-        a reduction factor above the hidden size (a bottleneck under one unit)."""
+        a reduction factor above the hidden size (a bottleneck under one unit).
+
+        Returns:
+            The max length to train with: ``max_length``, except that the default (TrainConfig's)
+            means "that many or what the base takes": a base with fewer positions gets its limit,
+            not an error for a value nobody chose.
+        """
+        from .config import TrainConfig  # config imports nothing of ours but errors
+
         limit = self.max_tokens
         if limit is not None and max_length > limit:
+            if max_length == TrainConfig().max_length:
+                return limit
             raise ConfigError(
                 f"--max-length {max_length} is more than {self.model_id} takes: {limit} tokens at most "
                 f"(its position embeddings); pass --max-length {limit} or less"
@@ -124,6 +134,7 @@ class BaseModel:
                 f"size {hidden}, and {hidden} / {adapter.reduction_factor} < 1; pass at most {hidden} "
                 f"(16, the paper's, gives {max(1, hidden // 16)})"
             )
+        return max_length
 
 
 def embedded_model_dir() -> Path | None:

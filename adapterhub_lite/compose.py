@@ -138,8 +138,8 @@ def fuse_auto(
     loaded = base if isinstance(base, BaseModel) else load_base(base)
     adapter_config = adapter_config or TrainConfig(learning_rate=1e-3)
     fusion_config = fusion_config or TrainConfig(learning_rate=1e-3)
-    for config in (adapter_config, fusion_config):  # not after the ranking's minutes
-        loaded.check_fits(max_length=config.max_length, adapter=adapter)
+    for config in (adapter_config, fusion_config):  # refused now, not after the ranking's minutes
+        loaded.check_fits(max_length=config.max_length, adapter=adapter)  # train and fuse apply it
     with _candidates(candidates_dir, overwrite=overwrite) as scratch:
         # Train and dev as ExampleSets once, so every candidate sees the same split.
         from .api import _prepare_data

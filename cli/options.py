@@ -93,7 +93,13 @@ ClassWeight = Annotated[
 WarmupRatio = Annotated[float, typer.Option(help="Share of steps spent warming up.", rich_help_panel=_TRAINING)]
 WeightDecay = Annotated[float, typer.Option(help="AdamW weight decay.", rich_help_panel=_TRAINING)]
 Seed = Annotated[int, typer.Option(help="Random seed.", rich_help_panel=_TRAINING)]
-MaxLength = Annotated[int, typer.Option(help="Maximum tokens per sequence.", rich_help_panel=_TRAINING)]
+MaxLength = Annotated[
+    int,
+    typer.Option(
+        help="Maximum tokens per sequence, at most what the base takes (the default shrinks to that).",
+        rich_help_panel=_TRAINING,
+    ),
+]
 Device = Annotated[
     str, typer.Option(help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps.", rich_help_panel=_TRAINING)
 ]

@@ -478,6 +478,13 @@ def test_sizes_the_base_cannot_take_are_refused_before_training(tmp_path, tiny_b
     )
     assert_one_line_error(proc, "--max-length 513 is more than", "512 tokens at most")
     assert not (tmp_path / "o").exists()
+    # a base with fewer positions than the default: the default shrinks to them, a chosen length is refused
+    from adapterhub_lite.base import load_base
+
+    small = load_base(str(Path(__file__).parent / "fixtures" / "adapters" / "bases" / "bert"))
+    assert small.max_tokens == 40 and small.check_fits(max_length=128) == 40 and small.check_fits(max_length=32) == 32
+    with pytest.raises(ConfigError, match="--max-length 64 is more than .* 40 tokens at most"):
+        small.check_fits(max_length=64)
 
 
 @pytest.mark.slow

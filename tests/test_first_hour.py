@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from adapterhub_lite import hub
 from adapterhub_lite.adapters_format import export_adapter, import_adapter
+from adapterhub_lite.artifact import read_artifact
 
 from .conftest import AhlServer, make_artifact, write_csv
 
@@ -225,7 +226,7 @@ def test_every_card_loads_and_says_what_it_should(tmp_path, tiny_base_model, tin
     local = make_artifact(tmp_path / "local", tiny_base_model, task="a", name="a")
     card = _card(local)
     assert card.data.base_model is None and card.data.license is None
-    assert hub.read_artifact(local).metadata["base"]["model_id"] == str(Path(tiny_base_dir).resolve())
+    assert read_artifact(local).metadata["base"]["model_id"] == str(Path(tiny_base_dir).resolve())
 
     # exported to the adapters format: AdapterHub's header and usage
     exported = export_adapter(trained.path, tmp_path / "exported")
