@@ -29,7 +29,7 @@ from .artifact import (
     write_artifact,
 )
 from .base import BaseFingerprint, BaseModel, load_base
-from .config import AdapterConfig, FusionConfig, HeadConfig, TrainConfig
+from .config import AdapterConfig, FusionConfig, HeadConfig, TrainConfig, only_with
 from .errors import ConfigError, DataError, IncompatibleBaseError
 from .model import AdapterModel
 from .registry.format.refs import base_key, check_segment
@@ -378,11 +378,13 @@ def fuse(
     if train_data is None:
         raise ConfigError("fuse needs the target's training data")
     # What one mode would ignore is refused, not dropped: the run would differ from the one asked for.
-    if auto is None:
-        for flag, value in (("--target-adapter", target_adapter), ("candidates_dir", candidates_dir)):
-            if value is not None:
-                raise ConfigError(f"{flag} works only with --auto; drop {flag}, or add --auto K")
-    elif head != "classification" or license is not None:
+    only_with(
+        {"--target-adapter": target_adapter, "candidates_dir": candidates_dir},
+        needs="--auto",
+        present=auto is not None,
+        fix="add --auto K",
+    )
+    if auto is not None and (head != "classification" or license is not None):
         flag = f"--head {head}" if head != "classification" else "--license"
         raise ConfigError(
             f"--auto trains classification heads and records no license; drop {flag}, "

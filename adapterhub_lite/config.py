@@ -8,6 +8,7 @@ round-trip through JSON (``to_dict`` / ``from_dict``) because they are stored in
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -30,6 +31,23 @@ def check_choice(value: str, choices: tuple[str, ...] | list[str], what: str) ->
     ``choices``: the one message of every option that takes a name from a fixed set."""
     if value not in choices:
         raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def only_with(given: Mapping[str, object], *, needs: str, present: bool, fix: str | None = None) -> None:
+    """Refuse an option that takes effect only with another (``needs``, as on the command line)
+    when that one is absent: ignoring it silently would run something else than what was asked.
+
+    ``given`` maps each dependent flag to its value (``None``: not given); ``fix`` says how to
+    add what is missing (default ``add NEEDS``).
+
+    Example:
+        >>> only_with({"--top": top}, needs="--like", present=like is not None, fix="add --like DATA")
+    """
+    if present:
+        return
+    for flag, value in given.items():
+        if value is not None:
+            raise ConfigError(f"{flag} works only with {needs}; drop {flag}, or {fix or 'add ' + needs}")
 
 
 class _JsonConfig:

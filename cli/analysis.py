@@ -9,10 +9,11 @@ import typer
 from rich.table import Table
 
 from adapterhub_lite import hub
+from adapterhub_lite.config import only_with
 from adapterhub_lite.files import check_output_file
 from adapterhub_lite.training.data import Example, ExampleSet, load_examples
 
-from .options import BaseRefOption, RegistryOption, only_with
+from .options import BaseRefOption, RegistryOption
 from .render import activations_table, console, print_json, quiet_libraries, user_errors
 from .use import COLUMN_HELP, artifact_columns, text_lines
 

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from adapterhub_lite import hub
-from adapterhub_lite.config import FusionConfig, TrainConfig
+from adapterhub_lite.config import FusionConfig, TrainConfig, only_with
 from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import Columns, ExampleSet, load_examples
 
@@ -37,7 +37,6 @@ from .options import (
     TextPairColumn,
     WarmupRatio,
     WeightDecay,
-    only_with,
 )
 from .rank import render_ranking
 from .render import (

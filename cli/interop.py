@@ -10,9 +10,10 @@ import typer
 from rich.markup import escape
 
 from adapterhub_lite import hub
+from adapterhub_lite.config import only_with
 from adapterhub_lite.errors import ConfigError
 
-from .options import LicenseOption, RegistryOption, only_with
+from .options import LicenseOption, RegistryOption
 from .render import activity, console, print_json, quiet_libraries, user_errors
 
 

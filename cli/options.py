@@ -6,14 +6,12 @@ A command writes ``registry: RegistryOption = None`` or ``batch_size: BatchSize 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Optional
 
 import typer
 
 from adapterhub_lite.config import FusionConfig, TrainConfig
 from adapterhub_lite.constants import REGISTRY_ENV
-from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import Columns
 
 TRAIN = TrainConfig()  # the defaults of every training option
@@ -103,20 +101,3 @@ MaxLength = Annotated[
 Device = Annotated[
     str, typer.Option(help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps.", rich_help_panel=_TRAINING)
 ]
-
-
-def only_with(given: Mapping[str, object], *, needs: str, present: bool, fix: str | None = None) -> None:
-    """Refuse an option that takes effect only with another (``needs``, as on the command line)
-    when that one is absent: ignoring it silently would run something else than what was asked.
-
-    ``given`` maps each dependent flag to its value (``None``: not given); ``fix`` says how to
-    add what is missing (default ``add NEEDS``).
-
-    Example:
-        >>> only_with({"--top": top}, needs="--like", present=like is not None, fix="add --like DATA")
-    """
-    if present:
-        return
-    for flag, value in given.items():
-        if value is not None:
-            raise ConfigError(f"{flag} works only with {needs}; drop {flag}, or {fix or 'add ' + needs}")

@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 
 from adapterhub_lite import ranking
+from adapterhub_lite.config import only_with
 from adapterhub_lite.training.data import Columns, load_examples
 
-from .options import RegistryOption, only_with
+from .options import RegistryOption
 from .render import console, print_json, quiet_libraries, user_errors
 
 

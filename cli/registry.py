@@ -11,6 +11,7 @@ from rich.table import Table
 
 from adapterhub_lite import hub
 from adapterhub_lite.artifact import check_writable
+from adapterhub_lite.config import only_with
 from adapterhub_lite.constants import REGISTRY_ENV
 from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.registry.client.cache import DownloadCache
@@ -18,7 +19,7 @@ from adapterhub_lite.registry.client.tokens import tokens_path
 from adapterhub_lite.registry.format.manifest import ARCHITECTURES, SORT_METRICS, Entry
 from adapterhub_lite.training.data import Columns
 
-from .options import BaseRefOption, RegistryOption, only_with
+from .options import BaseRefOption, RegistryOption
 from .render import activity, console, print_json, transfer_progress, user_errors
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from adapterhub_lite.config import AdapterConfig, TrainConfig, check_choice
+from adapterhub_lite.config import AdapterConfig, TrainConfig, check_choice, only_with
 from adapterhub_lite.constants import REGISTRY_ENV
 from adapterhub_lite.errors import ConfigError
 from adapterhub_lite.training.data import Columns, load_examples
@@ -34,7 +34,6 @@ from .options import (
     TextPairColumn,
     WarmupRatio,
     WeightDecay,
-    only_with,
 )
 from .render import (
     console,
