@@ -313,12 +313,9 @@ def merged(states: list[dict[str, Any]]) -> dict[str, Any]:
     for state in states:
         for key, runs in state["runs"].items():
             out["runs"].setdefault(key, {}).update(runs)
-        for part in ("rankings", "oracle"):
-            for key, value in state[part].items():
-                if isinstance(value, dict) and part == "oracle":
-                    out[part].setdefault(key, {}).update(value)
-                else:
-                    out[part][key] = value
+        out["rankings"].update(state["rankings"])
+        for key, values in state["oracle"].items():
+            out["oracle"].setdefault(key, {}).update(values)
         out.update({k: v for k, v in state.items() if k not in out})
     # the oracle's schedule is that of the file that measured it
     out["oracle_schedule"] = next((s.get("oracle_schedule") for s in states if s["oracle"]), None)
