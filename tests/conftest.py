@@ -7,8 +7,10 @@ import csv
 import dataclasses
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -231,6 +233,14 @@ def make_artifact(
 # -- ahl serve ----------------------------------------------------------------------------------
 
 
+def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+    """Run an in-test HTTP server on a daemon thread. ``server.shutdown()`` waits for the serving
+    loop to poll its flag, every half second by default: every test would wait that long."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    return thread
+
+
 class AhlServer:
     """An ``ahl serve`` subprocess on 127.0.0.1 over the registry directory ``root``.
 
@@ -285,7 +295,7 @@ class AhlServer:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self
             except OSError:
-                time.sleep(0.2)
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"ahl serve did not start within 120 s: {self.log.read_text()}")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from .conftest import serve_in_thread
 
 COMMIT = "c0ffee" + "0" * 34  # 40 hex, what the Hub's commit ids look like
 
@@ -86,10 +87,9 @@ class HostileHub:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> HostileHub:
-        self._thread.start()
+        serve_in_thread(self._server)
         return self
 
     def __exit__(self, *exc: object) -> None:

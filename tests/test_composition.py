@@ -19,7 +19,7 @@ from adapterhub_lite.errors import ArtifactError, ConfigError, RemoteError
 from adapterhub_lite.registry.client.local import LocalRegistry
 from adapterhub_lite.task_embedding import TaskEmbedding, sample_indices
 
-from .conftest import AhlServer, bundled_rows, write_csv
+from .conftest import AhlServer, bundled_rows, serve_in_thread, write_csv
 from .test_cli import ahl, ahl_in_process, assert_one_line_error
 
 # The target is TREC question types; the sources are TREC itself (other rows: the target's own
@@ -159,7 +159,6 @@ def test_search_like_refuses_other_filters(pool, minilm):
 def test_remote_search_like_refuses_a_malformed_answer(pool, minilm, tmp_path):
     """A hostile server's rows fail as one RemoteError: a real HTTP server on 127.0.0.1."""
     import http.server
-    import threading
 
     class Hostile(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
@@ -174,7 +173,7 @@ def test_remote_search_like_refuses_a_malformed_answer(pool, minilm, tmp_path):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     try:
         embedding = TaskEmbedding(np.ones(384, dtype=np.float32), 1, 32)
         with pytest.raises(RemoteError, match="malformed"):

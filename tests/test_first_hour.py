@@ -295,7 +295,7 @@ NOBODY = 65534
 
 
 @pytest.mark.slow
-def test_train_fuse_predict_inspect_as_a_non_root_user(tiny_base_dir, spam_files):
+def test_train_fuse_predict_as_a_non_root_user(tiny_base_dir, spam_files):
     """As a non-root user (uid 65534 through setpriv when the tests run as root, else the user the
     tests run as): everything the CLI writes is usable by its owner and readable by others."""
     user = NOBODY if os.geteuid() == 0 else os.geteuid()
@@ -351,7 +351,6 @@ def test_train_fuse_predict_inspect_as_a_non_root_user(tiny_base_dir, spam_files
         )
         rows = [json.loads(line) for line in as_nobody("predict", work / "fusion").stdout.splitlines()]
         assert len(rows) == 2
-        assert "mean fusion attention" in as_nobody("inspect", work / "fusion", "--data", work / "dev.csv").stdout
         written = [work / "a", work / "b", work / "fusion"]
         for path in [p for top in written for p in [top, *top.rglob("*")]]:
             mode = stat.S_IMODE(path.stat().st_mode)

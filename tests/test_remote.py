@@ -32,7 +32,7 @@ from adapterhub_lite.errors import (
 from adapterhub_lite.registry.client.cache import DownloadCache
 from adapterhub_lite.registry.format.refs import repo_slug
 
-from .conftest import AhlServer, flip_a_byte, make_artifact, requests_sent
+from .conftest import AhlServer, flip_a_byte, make_artifact, requests_sent, serve_in_thread
 from .test_cli import ahl_in_process
 
 HUB_ID = "test-org/tiny-bert"
@@ -653,7 +653,7 @@ class HubLikeProxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
 
     def close(self) -> None:
         self.server.shutdown()
