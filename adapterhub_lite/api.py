@@ -241,7 +241,7 @@ def _prepare_data(
     """Read train and dev (or split dev off train), derive the head, encode the labels."""
     train_set = train_data if isinstance(train_data, ExampleSet) else load_examples(train_data, columns)
     if dev_data is None:
-        train_set, dev_set = split_dev(train_set, config.dev_split, config.seed)
+        train_set, dev_set = split_dev(train_set, config.dev_split, config.seed, by_label=head == "classification")
     else:
         dev_set = dev_data if isinstance(dev_data, ExampleSet) else load_examples(dev_data, columns)
     head_cfg = HeadConfig(type=head)

@@ -260,7 +260,11 @@ class TrainConfig(_JsonConfig):
         },
     )
     dev_split: float = field(
-        default=0.1, metadata={"help": "Share of train held out as dev when no dev file is given."}
+        default=0.1,
+        metadata={
+            "help": "Share of train held out as dev when no dev file is given (for a classification "
+            "head, that share of each class; every class keeps a training row)."
+        },
     )
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 

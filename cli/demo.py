@@ -24,7 +24,7 @@ from adapterhub_lite.artifact import read_artifact
 from adapterhub_lite.base import BaseModel
 from adapterhub_lite.config import TrainConfig
 from adapterhub_lite.errors import ConfigError
-from adapterhub_lite.training.data import ExampleSet
+from adapterhub_lite.training.data import ExampleSet, with_known_labels
 
 from .rank import render_ranking
 from .render import (
@@ -131,10 +131,11 @@ def _train_sources(
     paths = {}
     for name in names:
         config = TrainConfig(learning_rate=lr, epochs=epochs, patience=epochs)
+        train = bundled.load(name, "train", limit)
         with training_progress(f"source {name}") as on_event:
             result = api.train(
-                bundled.load(name, "train", limit),
-                dev_data=bundled.load(name, "dev", limit),
+                train,
+                dev_data=with_known_labels(bundled.load(name, "dev", limit), train),
                 task=name,
                 base=base,
                 adapter="pfeiffer",
@@ -184,11 +185,12 @@ def _target_data(task: str, sources: list[str], size: int, limit: int | None) ->
     """The target's first ``size`` training examples and its held-out bundled dev file (at most
     ``limit`` of it), both without the texts any source adapter trained on; the held-out set also
     drops texts that occur in the target's own training file (a few tasks repeat texts across
-    their splits)."""
+    their splits) and the classes a few training examples can lack."""
     seen = bundled.texts_of(sources)
     train = bundled.without_texts(bundled.load(task, "train"), seen)
     held_out = bundled.without_texts(bundled.load(task, "dev"), seen | bundled.texts_of([task]))
-    return _first(train, size), _first(held_out, limit)
+    train = _first(train, size)
+    return train, _first(with_known_labels(held_out, train), limit)
 
 
 def _first(data: ExampleSet, count: int | None) -> ExampleSet:

@@ -62,7 +62,9 @@ def train(
     label_column: LabelColumn = COLUMNS.label,
     choices_column: ChoicesColumn = COLUMNS.choices,
     dev_split: Optional[float] = DataOption(
-        None, help=f"Share of train held out as dev when --dev is not given (default {TRAIN.dev_split})."
+        None,
+        help=f"Share of train held out as dev when --dev is not given, by class for a classification head "
+        f"(default {TRAIN.dev_split}).",
     ),
     base: Optional[str] = typer.Option(
         None, help="Base model: Hub id or local dir (default: embedded MiniLM-L6-H384)."

@@ -495,7 +495,7 @@ def test_demo_runs_end_to_end(tmp_path):
         "--target-epochs",
         "1",
         "--limit",
-        "80",
+        "40",  # trec's first 40 training rows lack a class its dev file has: the demo copes
         "--workdir",
         workdir,
         cwd=tmp_path,

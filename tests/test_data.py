@@ -14,6 +14,7 @@ from adapterhub_lite.training.data import (
     label_names_from,
     load_examples,
     split_dev,
+    with_known_labels,
 )
 
 from .conftest import write_csv, write_jsonl
@@ -183,6 +184,62 @@ def test_dev_split_is_seeded_and_disjoint(tmp_path):
     assert [e.text for e in dev_a.examples] == [e.text for e in dev_b.examples]
     assert len(dev_a) == 10 and len(train_a) == 40
     assert not {e.text for e in dev_a.examples} & {e.text for e in train_a.examples}
+
+
+def test_a_classification_dev_split_keeps_class_shares_and_every_class_in_train(tmp_path):
+    """A random split of 31 rows puts the one "rare" row in dev for some seeds, and training then
+    failed on a dev label the head never saw; by class, every class keeps a training row."""
+    rows = [{"text": "the one rare row", "label": "rare"}]
+    rows += [{"text": f"t{i}", "label": "a" if i < 24 else "b"} for i in range(30)]
+    data = load_examples(write_csv(tmp_path / "d.csv", rows), Columns())
+    rare_in_dev = [seed for seed in range(40) if "rare" in {e.label for e in split_dev(data, 0.1, seed)[1].examples}]
+    assert rare_in_dev, "the plain split must show the failure this test is about"
+    for seed in range(40):
+        train, dev = split_dev(data, 0.1, seed, by_label=True)
+        assert sorted(e.text for e in train.examples + dev.examples) == sorted(r["text"] for r in rows)
+        assert [e.label for e in dev.examples].count("a") == 2 and [e.label for e in dev.examples].count("b") == 1
+        assert "rare" in {e.label for e in train.examples} and len(dev) == 3
+    first, again = split_dev(data, 0.1, 5, by_label=True)[1], split_dev(data, 0.1, 5, by_label=True)[1]
+    assert [e.text for e in first.examples] == [e.text for e in again.examples]
+
+
+def test_train_without_dev_keeps_a_rare_class_for_every_seed(tmp_path, tiny_base_dir):
+    """``ahl train`` without --dev, at a seed whose plain random split would hold out the only row
+    of a class: it trains, and the head knows every class of the file."""
+    from .test_cli import ahl_in_process
+
+    rows = [{"text": "the one rare row", "label": "rare"}]
+    rows += [{"text": f"message {i}", "label": "ab"[i % 2]} for i in range(30)]
+    path = write_csv(tmp_path / "train.csv", rows)
+    data = load_examples(path, Columns())
+    seed = next(s for s in range(100) if "rare" in {e.label for e in split_dev(data, 0.1, s)[1].examples})
+    args = ("--base", tiny_base_dir, "--task", "t", "--epochs", "1", "--seed", str(seed), "--json")
+    proc = ahl_in_process("train", "--train", path, "--out", tmp_path / "out", *args)
+    assert proc.returncode == 0, proc.stderr
+    head = json.loads((tmp_path / "out" / "adapter.json").read_text())["head"]
+    assert head["label_names"] == ["a", "b", "rare"]
+
+
+def test_a_class_too_small_to_split_gives_its_share_to_the_others(tmp_path):
+    rows = [{"text": f"s{i}", "label": "small"} for i in range(2)]
+    rows += [{"text": f"b{i}", "label": "big"} for i in range(6)]
+    data = load_examples(write_csv(tmp_path / "d.csv", rows), Columns())
+    train, dev = split_dev(data, 0.5, seed=0, by_label=True)  # 4 of 8: small can give only 1
+    assert sorted(e.label for e in dev.examples) == ["big", "big", "big", "small"] and len(train) == 4
+
+
+def test_with_known_labels_drops_the_classes_train_lacks(tmp_path):
+    train = load_examples(write_csv(tmp_path / "t.csv", ROWS), Columns())
+    rows = [{"text": "odd", "label": "other"}, {"text": "ok", "label": "pos"}, {"text": "meh", "label": "neg"}]
+    kept = with_known_labels(load_examples(write_csv(tmp_path / "d.csv", rows), Columns()), train)
+    assert [e.text for e in kept.examples] == ["ok", "meh"] and kept.source.endswith("d.csv")
+
+
+def test_a_dev_split_of_single_row_classes_is_refused(tmp_path):
+    rows = [{"text": f"t{i}", "label": f"class{i}"} for i in range(5)]
+    data = load_examples(write_csv(tmp_path / "d.csv", rows), Columns())
+    with pytest.raises(DataError, match=r"every class in training \(each class needs two rows\); give a --dev file"):
+        split_dev(data, 0.2, seed=0, by_label=True)
 
 
 def test_collate_pads_dynamically_and_buckets_cover_everything():

@@ -260,6 +260,15 @@ def label_names_from(train: ExampleSet) -> list[str]:
     return sorted({_label_text(e.label) for e in train.examples})
 
 
+def with_known_labels(data: ExampleSet, train: ExampleSet) -> ExampleSet:
+    """``data`` without the rows of classes ``train`` lacks: a classifier learns its labels from
+    train, so it can be neither selected nor scored on others (a few rows of a file can miss a
+    rare class)."""
+    known = set(label_names_from(train))
+    kept = [e for e in data.examples if _label_text(e.label) in known]
+    return ExampleSet(kept, data.source, data.sha256, data.columns_found)
+
+
 def _label_text(label: Any) -> str:
     if isinstance(label, float) and label.is_integer():
         label = int(label)
@@ -303,17 +312,56 @@ def _answer_index(label: Any, choices: list[str], source: str, number: int) -> i
     )
 
 
-def split_dev(train: ExampleSet, share: float, seed: int) -> tuple[ExampleSet, ExampleSet]:
-    """Hold out a seeded random share of train as dev (``--dev-split``)."""
-    order = list(range(len(train)))
-    random.Random(seed).shuffle(order)
-    cut = max(1, int(round(len(order) * share)))
-    if cut >= len(order):
-        raise DataError(f"{train.source}: too few rows ({len(order)}) to hold out a dev split")
-    pick = lambda idx: [train.examples[i] for i in sorted(idx)]
-    dev = ExampleSet(pick(order[:cut]), f"{train.source} (dev split)", train.sha256, train.columns_found)
-    rest = ExampleSet(pick(order[cut:]), train.source, train.sha256, train.columns_found)
+def split_dev(train: ExampleSet, share: float, seed: int, *, by_label: bool = False) -> tuple[ExampleSet, ExampleSet]:
+    """Hold out a seeded random share of train as dev (``--dev-split``).
+
+    With ``by_label`` (a classification head) the share is taken from each class in proportion
+    and every class keeps at least one training example: a purely random split of a small file can
+    put all of a rare class in dev, where the head, which learns its labels from train, cannot
+    score it, and it leaves small dev sets with class shares far from the data's.
+    """
+    rng = random.Random(seed)
+    cut = max(1, int(round(len(train) * share)))
+    if by_label:
+        held = _stratified_pick(train, cut, rng)
+        if not held:
+            raise DataError(
+                f"{train.source}: too few rows to hold out a dev split that keeps every class in "
+                "training (each class needs two rows); give a --dev file"
+            )
+    else:
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        held = order[:cut]
+    if len(held) >= len(train):
+        raise DataError(f"{train.source}: too few rows ({len(train)}) to hold out a dev split")
+    chosen = set(held)
+    pick = lambda keep: [e for i, e in enumerate(train.examples) if (i in chosen) == keep]
+    dev = ExampleSet(pick(True), f"{train.source} (dev split)", train.sha256, train.columns_found)
+    rest = ExampleSet(pick(False), train.source, train.sha256, train.columns_found)
     return rest, dev
+
+
+def _stratified_pick(train: ExampleSet, cut: int, rng: random.Random) -> list[int]:
+    """About ``cut`` row indices, shared among the classes in proportion to their sizes (largest
+    remainders first), at most all but one row of each class, each class's rows chosen at random."""
+    rows: dict[str, list[int]] = {}
+    for i, example in enumerate(train.examples):
+        rows.setdefault(_label_text(example.label), []).append(i)
+    labels = sorted(rows)  # a fixed order: the same seed always holds out the same rows
+    quota = {label: cut * len(rows[label]) / len(train) for label in labels}
+    count = {label: min(int(quota[label]), len(rows[label]) - 1) for label in labels}
+    by_remainder = sorted(labels, key=lambda label: (-(quota[label] - int(quota[label])), label))
+    while sum(count.values()) < cut:  # more than one round when a capped class leaves rows over
+        open_labels = [label for label in by_remainder if count[label] < len(rows[label]) - 1]
+        if not open_labels:
+            break
+        for label in open_labels[: cut - sum(count.values())]:
+            count[label] += 1
+    held: list[int] = []
+    for label in labels:
+        held += rng.sample(rows[label], count[label])
+    return held
 
 
 # -- tokenising and batching --------------------------------------------------------------------
