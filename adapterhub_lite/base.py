@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .architectures import layout_for
 from .errors import BaseModelError, ConfigError, IncompatibleBaseError
+from .network import hub_reachable
 
 # torch only for annotations here, imported where tensors are made: the registry, ``ahl serve`` and
 # the CLI's registry verbs use this module without paying torch's import (seconds of CPU).
@@ -176,23 +177,6 @@ def resolve_base(base: str | None) -> tuple[str, str]:
     return base, base
 
 
-def _hub_reachable() -> bool:
-    """Whether the Hub endpoint answers one request (no retries, 5 s at most): when it does not,
-    a model is read from the local Hugging Face cache alone instead of being retried for ~30 s."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
-    from .registry.client.remote import offline
-
-    if offline() or constants.HF_HUB_OFFLINE:
-        return False
-    try:
-        get_session().head(constants.ENDPOINT, timeout=5).close()
-    except Exception:  # any failure to connect (DNS, refused, TLS, timeout) means not reachable
-        return False
-    return True
-
-
 def weights_digest(encoder: nn.Module) -> str:
     """sha256 over every parameter's name, dtype, shape and bytes, in name order."""
     import torch
@@ -260,7 +244,7 @@ def load_base(
     from_hub = source == model_id and not Path(source).exists()
     if revision and from_hub:
         kwargs["revision"] = revision
-    if from_hub and not _hub_reachable():
+    if from_hub and not hub_reachable():
         kwargs["local_files_only"] = True
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -267,6 +271,42 @@ def test_multiple_choice_needs_one_number_of_choices(tmp_path):
 def test_malformed_hub_dataset_names(spec):
     with pytest.raises(DataError, match="write a hub dataset as hf:NAME:SPLIT"):
         load_examples(spec, Columns())
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:  # bound and closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_hub_fails_a_hub_dataset_at_once(tmp_path, monkeypatch):
+    """Without a connection, datasets retried for about 23 s and printed a dozen lines; one probe
+    of the endpoint (here a closed local port) answers in one line with the offline fix."""
+    from huggingface_hub import constants
+
+    from .test_cli import ahl_in_process, assert_one_line_error
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    proc = ahl_in_process("train", "--train", "hf:someone/nope:train", "--task", "t", "--out", tmp_path / "out")
+    assert_one_line_error(proc, f"{constants.ENDPOINT} cannot be reached; check the network, or set HF_HUB_OFFLINE=1")
+    assert proc.returncode == DataError.exit_code and not (tmp_path / "out").exists()
+    monkeypatch.setenv("AHL_OFFLINE", "1")
+    with pytest.raises(DataError, match="hf:someone/nope:train: AHL_OFFLINE is set; check the network, or set"):
+        load_examples("hf:someone/nope:train", Columns())
+
+
+def test_offline_mode_reads_only_the_datasets_cache_and_says_so(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapterhub_lite", "train", "--train", "hf:someone/nope:train", "--task", "t"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == DataError.exit_code and "Retrying" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "HF_HUB_OFFLINE is set: only the datasets cache was read" in proc.stderr
 
 
 def test_datasets_directory_with_several_splits_is_refused(tmp_path):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
 from ..files import sha256_file
+from ..network import hub_reachable, offline
 
 if TYPE_CHECKING:  # imported in collate, the one place tensors are made: reading data needs no torch
     import torch
@@ -158,10 +159,20 @@ def _read_datasets(source: str) -> list[dict[str, Any]]:
         if len(parts) not in (2, 3) or not all(parts):
             raise DataError(f"{source}: write a hub dataset as hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT")
         name, config, split = (parts[0], None, parts[1]) if len(parts) == 2 else parts
+        from huggingface_hub import constants
+
+        if not constants.HF_HUB_OFFLINE and not hub_reachable():
+            # datasets would retry for half a minute, and reads its cache alone only in offline mode
+            why = "AHL_OFFLINE is set" if offline() else f"{constants.ENDPOINT} cannot be reached"
+            raise DataError(
+                f"cannot load dataset {source}: {why}; check the network, or set HF_HUB_OFFLINE=1 to read "
+                "the dataset from the datasets cache"
+            )
         try:
             data = datasets.load_dataset(name, config, split=split)
         except Exception as exc:  # datasets raises many unrelated types for "not found"
-            raise DataError(f"cannot load dataset {source}: {str(exc).splitlines()[0]}") from None
+            cache_only = "; HF_HUB_OFFLINE is set: only the datasets cache was read" if constants.HF_HUB_OFFLINE else ""
+            raise DataError(f"cannot load dataset {source}: {str(exc).splitlines()[0]}{cache_only}") from None
     else:
         data = datasets.load_from_disk(source)
         if isinstance(data, datasets.DatasetDict):

@@ -10,9 +10,7 @@ pushes to any other server upload large files raw with the LFS basic transfer (s
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
-import importlib
 import logging
 import os
 import re
@@ -43,9 +41,7 @@ from ...constants import (
     HF_ENDPOINT,
     HF_ENDPOINT_ENV,
     LFS_TRANSFER_HEADER,
-    OFFLINE_ENVS,
     SEARCH_LIKE_PATH,
-    env_true,
 )
 from ...errors import (
     AhlError,
@@ -59,6 +55,7 @@ from ...errors import (
     VersionConflictError,
 )
 from ...files import replacing, staged_directory
+from ...network import offline, transport_errors
 from ...task_embedding import TaskEmbedding
 from ..format import boundary
 from ..format.boundary import (
@@ -96,11 +93,6 @@ def is_remote(registry: object) -> bool:
     return isinstance(registry, str) and re.match(r"(https?|hf)://", registry) is not None
 
 
-def offline() -> bool:
-    """``AHL_OFFLINE`` or ``HF_HUB_OFFLINE`` set to a true value: resolve from the cache only."""
-    return any(env_true(name) for name in OFFLINE_ENVS)
-
-
 def parse_remote(url: str) -> tuple[str, str | None]:
     """``(endpoint, namespace)`` of a remote registry value (SPEC 14.1).
 
@@ -122,24 +114,6 @@ def parse_remote(url: str) -> tuple[str, str | None]:
     if namespace is not None:
         check_segment(namespace, "registry namespace")
     return endpoint, namespace
-
-
-@functools.cache  # a failed import is not cached by Python: trying each one per client costs ms
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection-level failures of whichever HTTP stack ``huggingface_hub`` uses (it moved from
-    requests to httpx); the status-code errors are ``HfHubHTTPError`` either way."""
-    errors: list[type[BaseException]] = [OSError]
-    for module, name in (
-        ("httpx2", "TransportError"),
-        ("httpx", "TransportError"),
-        ("requests", "ConnectionError"),
-        ("requests", "Timeout"),
-    ):
-        try:
-            errors.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
 
 
 def _status(exc: BaseException) -> int | None:
@@ -295,7 +269,7 @@ class RemoteRegistry:
         self.cache = cache or DownloadCache()
         netloc = urlsplit(self.endpoint).netloc
         self.key = re.sub(r"[^A-Za-z0-9.-]", "_", netloc) + (f"~{self.namespace}" if self.namespace else "")
-        self._errors = _transport_errors()
+        self._errors = transport_errors()
         self._described: dict[tuple[str, str], dict[str, Any]] = {}
 
     def __str__(self) -> str:
