@@ -105,6 +105,19 @@ def deeper_tiny_base_dir(tmp_path_factory, minilm_dir) -> Path:
     return _save_tiny_base(tmp_path_factory.mktemp("tiny-base-3"), minilm_dir, seed=0, layers=3)
 
 
+def without_root_powers() -> None:
+    """A subprocess ``preexec_fn``: when the tests run as root, drop the capabilities that let root
+    read and write where file modes forbid it, so a read-only directory is read-only to the
+    command too (it keeps uid 0, so it still owns what the tests made)."""
+    if os.geteuid() == 0:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP: gone after exec
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
 def flip_a_byte(path: Path) -> None:
     """Damage a file in place (a stored blob is read-only: made writable first)."""
     path.chmod(0o644)

@@ -38,7 +38,7 @@ from adapterhub_lite.errors import (
 from adapterhub_lite.registry.client.local import LocalRegistry
 from adapterhub_lite.registry.format.refs import Ref, parse_ref
 
-from .conftest import flip_a_byte, make_artifact
+from .conftest import flip_a_byte, make_artifact, without_root_powers
 from .test_cli import ahl_in_process, assert_one_line_error
 
 HUB_ID = "test-org/tiny-bert"
@@ -475,6 +475,51 @@ def test_pull_with_incompatible_base(
 
 
 # -- the search index -----------------------------------------------------------------------------------
+
+
+def snapshot_of(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_mode, p.read_bytes() if p.is_file() else None)
+        for p in root.rglob("*")
+    }
+
+
+@pytest.mark.parametrize("index", ["kept", "missing"])
+def test_a_read_only_registry_is_searched_pulled_and_verified_without_a_write(root, art, tmp_path, index):
+    """A registry its user cannot write (a shared or read-only mount): the read verbs work, the
+    index is read in place or, when missing, rebuilt in memory; a push fails in one line; nothing
+    in the registry changes (as root, without the powers that ignore file modes)."""
+    registry = LocalRegistry(root)
+    registry.push(art(seed=0, task="sst2", name="a"))
+    registry.push(art(seed=1, task="trec", name="b"))
+    del registry
+    if index == "missing":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{root / 'index.sqlite'}{suffix}").unlink(missing_ok=True)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = snapshot_of(root)
+
+    def ahl(*args: object) -> subprocess.CompletedProcess:
+        command = [*AHL, *map(str, args), "--registry", root]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=without_root_powers)
+
+    try:
+        found = ahl("search", "--json")
+        assert found.returncode == 0, found.stderr
+        refs = sorted(row["ref"] for row in json.loads(found.stdout))
+        assert refs == [f"{HUB_ID}/sst2/a@1.0.0", f"{HUB_ID}/trec/b@1.0.0"]
+        pulled = ahl("pull", f"{HUB_ID}/trec/b", "--to", tmp_path / "pulled")
+        assert pulled.returncode == 0 and (tmp_path / "pulled" / "adapter.safetensors").is_file(), pulled.stderr
+        verified = ahl("verify", f"{HUB_ID}/sst2/a@1.0.0")
+        assert verified.returncode == 0 and "verified" in verified.stdout, verified.stderr
+        refused = ahl("push", tmp_path / "pulled", "--version", "2.0.0")
+        assert refused.returncode != 0 and refused.stderr.strip().count("\n") == 0
+        assert refused.stderr.startswith(f"error: cannot write the registry directory {root}")
+        assert snapshot_of(root) == before
+    finally:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def test_index_is_rebuilt_when_deleted(root, art):

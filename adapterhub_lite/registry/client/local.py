@@ -23,6 +23,7 @@ import datetime as _dt
 import functools
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -48,7 +49,7 @@ from ...task_embedding import TaskEmbedding, embedding_of, unit_rows
 from ..format.blobs import BlobStore, copy_hashed
 from ..format.manifest import Entry, next_version, summarize
 from ..format.refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
-from ..format.sqlite import connect
+from ..format.sqlite import connect, memory_uri, read_only_uri
 from .protocol import Progress
 
 LAYOUT = 1
@@ -143,8 +144,12 @@ class LocalRegistry:
                 "point --registry at a directory you can write"
             ) from None
         index = self.root / "index.sqlite"
+        # a read of a registry its user cannot write (a shared or read-only mount) writes nothing
+        read_only = not create and not (
+            os.access(self.root, os.W_OK) and (not index.exists() or os.access(index, os.W_OK))
+        )
         try:
-            self._index = _Index(index, self)
+            self._index = _Index(index, self, read_only=read_only)
         except sqlite3.DatabaseError as exc:  # no traceback, and the fix that fits the cause
             if _damaged(exc, index):
                 # The index is derived from entries/ and rebuilt when missing, so removing it is safe.
@@ -154,8 +159,7 @@ class LocalRegistry:
                 ) from None
             # read-only or not permitted: opening the index writes to it (WAL, schema)
             raise ConfigError(
-                f"cannot write the registry directory {self.root}: {exc}; check its permissions "
-                "(a registry is opened for writing, even to search it)"
+                f"cannot write the registry directory {self.root}: {exc}; check its permissions"
             ) from None
         except OSError as exc:  # a manifest we may not read while the index is rebuilt
             raise ConfigError(
@@ -512,12 +516,27 @@ class _Index:
         "AND m.type IN ('integer', 'real')"
     )
 
-    def __init__(self, path: Path, registry: LocalRegistry) -> None:
+    def __init__(self, path: Path, registry: LocalRegistry, *, read_only: bool = False) -> None:
+        """Open the index at ``path``, made or upgraded from ``registry``'s manifests as needed.
+
+        ``read_only`` (a registry its user cannot write): nothing is written. A current index is
+        read in place; one that would need writing first (missing, from an older layout, or with
+        a writer's uncheckpointed WAL beside it) is rebuilt in memory for this process instead.
+        """
         self.path = path
         # search --like: (base, width) -> (signature, entry keys, float32 matrix)
         self._like_cache: dict[tuple[str | None, int], tuple[Any, list[tuple[str, ...]], np.ndarray]] = {}
         self._like_lock = threading.Lock()
+        self._target: Path | str = path
+        self._keep_alive: sqlite3.Connection | None = None  # holds an in-memory index open
         fresh = not path.exists()
+        if read_only:
+            fresh = not self._readable_in_place(path)
+            if fresh:
+                self._target = memory_uri()
+                self._keep_alive = sqlite3.connect(self._target, uri=True, check_same_thread=False)
+            else:
+                self._target = read_only_uri(path)
         with self._connect() as db:
             # An index written before latest_metrics existed gets it, filled by one process: the
             # check is repeated under the write lock, which an ordinary open never takes.
@@ -556,7 +575,23 @@ class _Index:
                 db.execute(self._FILL_METRICS)
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path)
+        return connect(self._target)
+
+    @classmethod
+    def _readable_in_place(cls, path: Path) -> bool:
+        """Whether the index file can serve reads as it is: present, with every table of the
+        current layout, no WAL left by a writer (an immutable read would not see it), and no
+        write record in ``pending/`` (its entry's rows may disagree with the manifests)."""
+        wal = path.with_name(path.name + "-wal")
+        if not path.is_file() or (wal.exists() and wal.stat().st_size > 0):
+            return False
+        if any((path.parent / "pending").glob("*.json")):
+            return False
+        try:
+            with connect(read_only_uri(path)) as db:
+                return cls._has_metrics(db) and all(cls._has_table(db, t) for t in ("embeddings", "changes"))
+        except sqlite3.DatabaseError:
+            return False
 
     @staticmethod
     def _has_table(db: sqlite3.Connection, name: str) -> bool:
