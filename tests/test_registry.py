@@ -781,6 +781,30 @@ def test_reading_a_directory_that_is_no_registry_writes_nothing(tmp_path, monkey
     assert list(empty.iterdir()) == [] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ('{"layout": 2}', "names layout 2; this adapterhub-lite reads layout 1: upgrade adapterhub-lite"),
+        ('{"layout": "1"}', """names layout '1'; this adapterhub-lite reads layout 1: it should hold {"layout": 1}"""),
+        ("not json", """(not JSON); it names the registry's layout and should hold {"layout": 1}: restore it"""),
+        ("[1]", "(not a JSON object); it names the registry's layout"),
+    ],
+)
+def test_a_damaged_or_newer_layout_marker_is_refused_by_reads_and_writes(tmp_path, art, marker, message):
+    """ahl-registry.json was only checked to exist: a newer adapterhub-lite's registry or a
+    damaged marker was read as this layout. Now every open refuses it in one line, writing nothing."""
+    root = tmp_path / "registry"
+    hub.push(art(), registry=root)
+    (root / "ahl-registry.json").write_text(marker)
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    for args in (("search",), ("push", art(seed=1), "--version", "2.0.0")):
+        proc = ahl_in_process(*args, "--registry", root)
+        assert_one_line_error(proc, f"{root / 'ahl-registry.json'} {message}" if message[0] != "(" else message)
+        assert proc.returncode == ConfigError.exit_code
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before
+    assert (root / "ahl-registry.json").read_text() == marker
+
+
 def test_search_refuses_an_unknown_architecture_or_sort_metric(tmp_path, art):
     """An --arch or --sort value no entry can have is one line listing the choices, not an
     empty or unsorted result (mse is left out: search sorts best first, i.e. highest)."""

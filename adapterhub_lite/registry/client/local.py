@@ -106,6 +106,30 @@ def check_registry_dir(root: Path, *, exists: bool = True) -> None:
             f"no registry at {root} (the directory holds no ahl-registry.json: nothing was "
             "pushed there); check --registry, or push to make one"
         )
+    if marker.is_file():
+        _check_layout(marker)
+
+
+def _check_layout(marker: Path) -> None:
+    """Refuse a registry whose ``ahl-registry.json`` is damaged or names a layout other than the
+    one this version reads (a newer adapterhub-lite's registry is not guessed at)."""
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        reason = None if isinstance(data, dict) else "not a JSON object"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    except ValueError:  # UnicodeDecodeError included
+        reason = "not JSON"
+    if reason is not None:
+        raise ConfigError(
+            f"cannot read {marker} ({reason}); it names the registry's layout and should hold "
+            f'{{"layout": {LAYOUT}}}: restore it, or point --registry elsewhere'
+        )
+    layout = data.get("layout")
+    if layout != LAYOUT:
+        newer = isinstance(layout, int) and not isinstance(layout, bool) and layout > LAYOUT
+        fix = "upgrade adapterhub-lite to use this registry" if newer else f'it should hold {{"layout": {LAYOUT}}}'
+        raise ConfigError(f"{marker} names layout {layout!r}; this adapterhub-lite reads layout {LAYOUT}: {fix}")
 
 
 class LocalRegistry:
