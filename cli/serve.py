@@ -36,6 +36,7 @@ TOKENS_HELP = (
 
 @user_errors
 def serve(
+    ctx: typer.Context,
     registry: ServedRegistry = None,
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0: every interface)."),
     port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0: any free one, printed)."),
@@ -66,10 +67,22 @@ def serve(
     token_map = load_tokens(tokens, os.environ.get(SERVE_TOKENS_ENV))
     root = Path(registry).expanduser() if registry is not None else default_registry_root()
     if check:
+        _refuse_serving_options(ctx)
         check_registry_dir(root)  # a check makes no registry where a mistyped path points
         raise typer.Exit(_fsck(RepoStore(root), root))
     with listening(host, port) as listener:
         _serve(listener, root, host, token_map, private, max_upload_mb, max_concurrent_uploads, read_timeout)
+
+
+def _refuse_serving_options(ctx: typer.Context) -> None:
+    """--check serves nothing: an option given for serving would be ignored silently."""
+    for param in ctx.command.params:
+        if param.name in ("registry", "check") or not param.name:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name != "DEFAULT":  # given on the command line (or env)
+            flag = param.opts[0] if param.opts else param.name
+            raise ConfigError(f"{flag} applies to serving, which --check does not do; drop {flag} or --check")
 
 
 def _serve(

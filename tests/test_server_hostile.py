@@ -29,7 +29,7 @@ import pytest  # noqa: E402
 from huggingface_hub import HfApi, snapshot_download  # noqa: E402
 
 from adapterhub_lite.artifact import read_artifact  # noqa: E402
-from adapterhub_lite.errors import AhlError  # noqa: E402
+from adapterhub_lite.errors import AhlError, ConfigError  # noqa: E402
 from adapterhub_lite.registry.client.local import LocalRegistry  # noqa: E402
 from adapterhub_lite.registry.client.remote import RemoteRegistry  # noqa: E402
 from adapterhub_lite.registry.format.refs import Ref, repo_slug  # noqa: E402
@@ -489,6 +489,19 @@ def test_a_store_that_ends_cleanly_leaves_no_lock_file(tmp_path):
     assert len(list((root / "locks").glob("serve-*.lock"))) == 1
     running.stop()
     assert not list((root / "locks").glob("serve-*.lock"))
+
+
+@pytest.mark.parametrize("option", [("--port", "9000"), ("--private",), ("--read-timeout", "5"), ("--host", "0.0.0.0")])
+def test_serve_check_refuses_the_options_of_serving(tmp_path, option):
+    """serve --check reconciles and exits: an option for serving would have been ignored silently."""
+    root = tmp_path / "registry"
+    LocalRegistry(root)
+    proc = ahl_in_process("serve", "--check", "--registry", root, *option)
+    assert_one_line_error(
+        proc, f"{option[0]} applies to serving, which --check does not do; drop {option[0]} or --check"
+    )
+    assert proc.returncode == ConfigError.exit_code
+    assert ahl_in_process("serve", "--check", "--registry", root).returncode == 0
 
 
 def test_fsck_of_a_directory_that_is_no_registry_makes_none(tmp_path):
