@@ -170,6 +170,23 @@ def test_a_null_or_non_text_text_is_refused_at_its_line(tmp_path):
         load_examples(array, Columns(), require_label=False)
 
 
+def test_an_empty_text_or_label_is_refused_at_its_line(tmp_path):
+    """An empty field (a CSV export's missing value) trained on no words; now refused with
+    FILE:LINE, as an empty label was (that one said "row N" and counted without the header)."""
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("text,label\nhello,a\n,b\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"d.csv:3: 'text' is empty; give the row a text or remove it"):
+        load_examples(csv_path, Columns())
+    spaces = write_jsonl(tmp_path / "s.jsonl", [{"text": "a", "label": "x"}, {"text": " \t", "label": "y"}])
+    with pytest.raises(DataError, match=r"s.jsonl:2: 'text' is empty"):
+        load_examples(spaces, Columns(), require_label=False)
+    no_label = tmp_path / "l.csv"
+    no_label.write_text("text,label\nhello,a\nworld,\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"l.csv:3: the 'label' value is empty; give the row a label or remove it"):
+        load_examples(no_label, Columns())
+    assert [e.text for e in load_examples(no_label, Columns(), require_label=False).examples] == ["hello", "world"]
+
+
 def test_a_malformed_data_file_fails_the_cli_in_one_line(tmp_path):
     from .test_cli import ahl_in_process, assert_one_line_error
 

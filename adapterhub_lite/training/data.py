@@ -240,21 +240,21 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
     found = list(rows[0].keys())
     examples = []
     for number, row in enumerate(rows, 1):
+        where = f"{name}:{lines[number - 1]}" if lines else f"{name}: row {number}"
         text = _column(row, columns.text, found, name, "text") if columns.text else ""
         pair = _column(row, columns.text_pair, found, name, "text-pair") if columns.text_pair else None
         for column, value in ((columns.text, text), (columns.text_pair, pair if columns.text_pair else "")):
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 # JSON null (or a list, an object) would be read as the text "None" or "[...]"
-                where = f"{name}:{lines[number - 1]}" if lines else f"{name}: row {number}"
                 what = "null" if value is None else f"a JSON {type(value).__name__}, not a text"
                 raise DataError(f"{where}: {column!r} is {what}; give the row a text or remove it")
+        if columns.text and not str(text).strip():
+            # an empty field (a CSV export's missing value, most often) would train on no words
+            raise DataError(f"{where}: {columns.text!r} is empty; give the row a text or remove it")
         choices = _choices(row, columns.choices, found, name) if columns.choices else None
         label = _column(row, columns.label, found, name, "label") if require_label else row.get(columns.label)
         if require_label and (label is None or (isinstance(label, str) and not label.strip())):
-            raise DataError(
-                f"{name}: row {number} has an empty {columns.label!r} value (rows count from 1, "
-                f"header excluded); give it a label or remove the row"
-            )
+            raise DataError(f"{where}: the {columns.label!r} value is empty; give the row a label or remove it")
         examples.append(Example(str(text or ""), None if pair is None else str(pair), choices, label))
     counts = {len(e.choices) for e in examples if e.choices is not None}
     if len(counts) > 1:
