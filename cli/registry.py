@@ -139,6 +139,16 @@ def search(
     if json_out:
         print_json([{**e.to_dict(), **({"similarity": e.score} if like is not None else {})} for e in entries])
         return
+    if not entries:
+        filters = {"base": base, "task": task, "arch": architecture, "name": name, "tag": tag}
+        given = ", ".join(f"{key} {value}" for key, value in filters.items() if value is not None)
+        console.print(
+            f"no adapter matches {given}; ahl search without them lists every adapter"
+            if given
+            else "the registry lists no adapters (yanked versions are not shown); ahl push ARTIFACT_DIR adds one",
+            highlight=False,
+        )
+        return
     table = Table(title=f"{len(entries)} adapter(s)" + (f" most similar to {like}" if like is not None else ""))
     columns = ("similarity",) * (like is not None) + ("task/name", "version", "base", "arch", "head", "dev metrics")
     for column in columns:

@@ -805,6 +805,19 @@ def test_a_damaged_or_newer_layout_marker_is_refused_by_reads_and_writes(tmp_pat
     assert (root / "ahl-registry.json").read_text() == marker
 
 
+def test_an_empty_search_says_why_instead_of_an_empty_table(tmp_path, art):
+    root = tmp_path / "registry"
+    hub.push(art(), registry=root)
+    missed = ahl_in_process("search", "--registry", root, "--task", "nope", "--arch", "houlsby")
+    assert missed.returncode == 0 and missed.stdout.strip() == (
+        "no adapter matches task nope, arch houlsby; ahl search without them lists every adapter"
+    )
+    hub.yank(f"{ENTRY}@1.0.0", registry=root)
+    empty = ahl_in_process("search", "--registry", root)
+    assert empty.returncode == 0 and empty.stdout.startswith("the registry lists no adapters (yanked versions")
+    assert json.loads(ahl_in_process("search", "--registry", root, "--json").stdout) == []
+
+
 def test_search_refuses_an_unknown_architecture_or_sort_metric(tmp_path, art):
     """An --arch or --sort value no entry can have is one line listing the choices, not an
     empty or unsorted result (mse is left out: search sorts best first, i.e. highest)."""
