@@ -29,7 +29,7 @@ def entry_table(entry: Entry) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for key, value in entry.to_dict().items():
-        if key not in ("ref", "base", "task", "name", "version"):
+        if key not in ("ref", "base", "task", "name", "version") and value is not None:
             table.add_row(key, escape(str(value)))
     table.add_row("files", ", ".join(f"{n} ({f['size']:,} B)" for n, f in entry.manifest["files"].items()))
     return table
@@ -150,8 +150,10 @@ def search(
         )
         return
     table = Table(title=f"{len(entries)} adapter(s)" + (f" most similar to {like}" if like is not None else ""))
+    # a server may hold one key in several namespaces: the repository tells the rows apart
+    repos = any(e.manifest.get("repo") for e in entries)
     columns = ("similarity",) * (like is not None) + ("task/name", "version", "base", "arch", "head", "dev metrics")
-    for column in columns:
+    for column in columns + ("repository",) * repos:
         table.add_column(column, overflow="fold")  # a narrow terminal folds a ref, never cuts it
     for e in entries:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in e.summary.get("metrics", {}).items() if v is not None)
@@ -164,6 +166,7 @@ def search(
             e.summary.get("architecture"),
             e.summary.get("head"),
             metrics,
+            *(str(e.manifest.get("repo") or ""),) * repos,
         )
     console.print(table)
 

@@ -37,6 +37,7 @@ from adapterhub_lite.registry.client.local import LocalRegistry  # noqa: E402
 from adapterhub_lite.registry.format.refs import Ref, repo_slug  # noqa: E402
 
 from .conftest import HUB_ID, AhlServer, requests_sent  # noqa: E402
+from .test_cli import ahl_in_process  # noqa: E402
 
 HF = Path(sys.executable).parent / "hf"  # the stock CLI huggingface_hub installs
 
@@ -202,6 +203,12 @@ def test_one_key_in_two_namespaces_of_ahl_serve(art, tmp_path, monkeypatch):
             assert sorted(entry_repos(server, "shared", "shared")) == sorted(repos.values())
             listed = {e.manifest["repo"]: e.manifest["digest"] for e in hub.search(registry=server.url, task="shared")}
             assert listed == {repos[user]: digests[user] for user in repos}  # each once, its own version
+            # the CLI tells the two rows apart by their repository, in the table and in --json
+            shown = ahl_in_process("search", "--registry", server.url, "--task", "shared", env={"COLUMNS": "250"})
+            rows = [line for line in shown.stdout.splitlines() if "shared/shared" in line]
+            assert sorted(next(r for r in repos.values() if r in row) for row in rows) == sorted(repos.values())
+            as_json = ahl_in_process("search", "--registry", server.url, "--task", "shared", "--json").stdout
+            assert sorted(row["repo"] for row in json.loads(as_json)) == sorted(repos.values())
             with pytest.raises(AhlError) as caught:
                 hub.resolve(ref, registry=server.url)
             message = str(caught.value)

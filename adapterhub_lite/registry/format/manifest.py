@@ -51,6 +51,9 @@ class Entry:
             "metrics": s.get("metrics", {}),
             "tags": s.get("tags", []),
             "pushed_at": self.manifest.get("pushed_at"),
+            # a remote registry's repository holding the version: one server can hold the same
+            # key in several namespaces (SPEC 14.2); None in a local registry
+            "repo": self.manifest.get("repo"),
         }
 
     def check_base(self, base_id: str, fingerprint: BaseFingerprint) -> None:
