@@ -464,7 +464,7 @@ def test_empty_label_names_its_row(tmp_path):
     data = write_csv(
         tmp_path / "d.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}, {"text": "c", "label": ""}]
     )
-    one_line_error(invoke("train", "--train", data, "--task", "t", "--out", tmp_path / "o"), "row 3", "'label'")
+    one_line_error(invoke("train", "--train", data, "--task", "t", "--out", tmp_path / "o"), f"{data}:4", "'label'")
     assert not (tmp_path / "o").exists()
 
 
