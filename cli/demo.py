@@ -59,11 +59,13 @@ class Run:
 def demo(
     task: str = typer.Option("vader_tweets", help="Low-resource target: a bundled task (tasks.json)."),
     sources: str = typer.Option(DEFAULT_SOURCES, help="Comma-separated bundled tasks to train source adapters on."),
-    examples: int = typer.Option(300, help="Labelled target examples (a tenth of them is held out as dev)."),
-    epochs: int = typer.Option(1, help="Epochs for each source adapter (on its bundled train split)."),
-    source_examples: int = typer.Option(1000, help="Training examples of each source adapter."),
-    target_epochs: int = typer.Option(5, help="Most epochs for each target run (best dev epoch kept)."),
-    limit: Optional[int] = typer.Option(None, help="At most this many examples per train and eval set (a quick look)."),
+    examples: int = typer.Option(300, min=1, help="Labelled target examples (a tenth of them is held out as dev)."),
+    epochs: int = typer.Option(1, min=1, help="Epochs for each source adapter (on its bundled train split)."),
+    source_examples: int = typer.Option(1000, min=1, help="Training examples of each source adapter."),
+    target_epochs: int = typer.Option(5, min=1, help="Most epochs for each target run (best dev epoch kept)."),
+    limit: Optional[int] = typer.Option(
+        None, min=1, help="At most this many examples per train and eval set (a quick look)."
+    ),
     lr: float = typer.Option(1e-3, help="Learning rate of every run, fusion included (see docs/paper-replication.md)."),
     workdir: Path = typer.Option(Path("ahl-demo"), help="Where the demo writes artifacts, registry and heatmap."),
 ) -> None:
@@ -79,18 +81,26 @@ def demo(
 
     quiet_libraries()
     names = _check_tasks(task, sources)
-    base = api.load_base()
+    _check_workdir(workdir)
+    config = TrainConfig(learning_rate=lr, epochs=target_epochs, patience=2)
+    config.validate()
     size = min(examples, limit) if limit is not None else examples
+    per_source = min(source_examples, limit) if limit is not None else source_examples
+    # every data set is checked before the first minute of training is spent
+    train, held_out = _target_data(task, names, size, limit)
+    limiting = "--limit" if limit is not None and limit < examples else "--examples"
+    _check_classes(train, f"{limiting} {size} gives the target {task}", split=True)
+    limiting = "--limit" if limit is not None and limit < source_examples else "--source-examples"
+    for name in names:
+        _check_classes(bundled.load(name, "train", per_source), f"{limiting} {per_source} gives the source {name}")
+    base = api.load_base()
     console.print(
         f"[bold]demo[/]: compose adapters of {', '.join(names)} for {task} with {size} labelled "
         f"examples; base {base.model_id}, lr {lr}"
     )
 
-    per_source = min(source_examples, limit) if limit is not None else source_examples
     trained = _train_sources(names, base, epochs, lr, per_source, workdir / "sources")
     _share(trained, base, workdir)  # the registry auto composes from: pushed, pulled back, compared
-    train, held_out = _target_data(task, names, size, limit)
-    config = TrainConfig(learning_rate=lr, epochs=target_epochs, patience=2)
     runs = _train_target(task, train, held_out, base, config, workdir)
     _compare(task, runs, len(held_out))
     shipped = runs[-1].path
@@ -120,6 +130,36 @@ def _check_tasks(task: str, sources: str) -> list[str]:
     if task in names:
         raise ConfigError(f"{task} is the target; the sources must be other tasks")
     return names
+
+
+# what a demo run writes into its workdir: a rerun may write there again, nothing else may be there
+WORKDIR_NAMES = {"sources", "registry", "pulled", "target", "fusion-heatmap.png", "fusion-heatmap.svg"}
+
+
+def _check_workdir(workdir: Path) -> None:
+    """Refuse a --workdir that is a file, or a directory holding what no demo wrote (the demo
+    would scatter its output among it)."""
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir} is a file; choose a new directory")
+    if workdir.is_dir():
+        other = sorted(p.name for p in workdir.iterdir() if p.name not in WORKDIR_NAMES)
+        if other:
+            raise ConfigError(
+                f"--workdir {workdir} holds files no demo wrote ({', '.join(other[:3])}"
+                f"{', ...' if len(other) > 3 else ''}); choose a new directory, or an earlier demo's"
+            )
+
+
+def _check_classes(data: ExampleSet, what: str, *, split: bool = False) -> None:
+    """Refuse training data with fewer than two classes, or (``split``: a dev split is held out
+    by class) a class of one example, naming the option that gives more."""
+    counts: dict[str, int] = {}
+    for example in data.examples:
+        counts[str(example.label)] = counts.get(str(example.label), 0) + 1
+    if len(counts) < 2:
+        raise ConfigError(f"{what} {len(counts)} class(es) in {len(data)} examples; a classifier needs two: pass more")
+    if split and min(counts.values()) < 2:
+        raise ConfigError(f"{what} a class with one example, too few to hold out dev rows from: pass more")
 
 
 def _train_sources(

@@ -541,6 +541,27 @@ def test_demo_refuses_a_target_among_its_sources(tmp_path):
     assert not (tmp_path / "demo").exists()
 
 
+def test_demo_refuses_a_bad_workdir_or_too_few_examples_before_training(tmp_path):
+    """Each case used to train (and push) every source adapter first, or end in a traceback."""
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.csv").write_text("text,label\n")
+    cases = [
+        (("--workdir", tmp_path / "a-file"), "is a file; choose a new directory"),
+        (("--workdir", tmp_path / "data"), "holds files no demo wrote (mine.csv)"),
+        (("--examples", "5", "--workdir", tmp_path / "new"), "--examples 5 gives the target vader_tweets 1 class(es)"),
+        (("--limit", "3", "--workdir", tmp_path / "new"), "--limit 3 gives the target vader_tweets"),
+        (("--source-examples", "2", "--workdir", tmp_path / "new"), "--source-examples 2 gives the source"),
+        (("--limit", "0", "--workdir", tmp_path / "new"), "Invalid value for '--limit'"),
+    ]
+    for args, message in cases:
+        proc = ahl_in_process("demo", *args)
+        assert_one_line_error(proc, message)
+        assert proc.returncode == 2 and proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "data"]
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["mine.csv"]
+
+
 def test_error_messages_keep_their_brackets(capsys):
     """Rich markup must not eat text in square brackets, e.g. a pip extra in the fix it suggests."""
     import typer
