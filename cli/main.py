@@ -39,6 +39,10 @@ def main(
 ) -> None:
     """adapterhub-lite: train, share and compose adapters for Hugging Face encoders."""
     setup(quiet=quiet)
+    if json_out and not version:  # 'ahl --json search' would print a table where a script expects JSON
+        raise typer.BadParameter(
+            "before a command it works only with --version; put it after the command", param_hint="--json"
+        )
     if version:
         versions = {**library_versions(), "python": platform.python_version()}
         if json_out:

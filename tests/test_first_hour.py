@@ -73,6 +73,13 @@ def test_version_text_and_json():
     assert as_json == {**lines}
 
 
+def test_json_before_a_command_is_refused_not_ignored(tmp_path):
+    """'ahl --json search' printed the table: a script reading JSON got something else."""
+    result = invoke("--json", "search", "--registry", tmp_path)
+    assert result.exit_code == 2 and result.stdout == ""
+    one_line_error(result, "--json: before a command it works only with --version; put it after the command")
+
+
 # -- pipes, --json, offline ------------------------------------------------------------------------
 
 
