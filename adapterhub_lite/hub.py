@@ -9,6 +9,7 @@ section 14. They return values and raise :class:`~adapterhub_lite.errors.AhlErro
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from .registry.format.manifest import ARCHITECTURES, SORT_METRICS, Entry
 from .registry.format.refs import Ref, base_key, parse_ref
 from .task_embedding import TaskEmbedding, compute_task_embedding
 from .training.data import Columns, ExampleSet, load_examples
+
+logger = logging.getLogger(__name__)
 
 RegistryLike = str | Path | Registry | None
 
@@ -140,6 +143,8 @@ def pull(
         checked = (loaded.model_id, loaded.fingerprint)
     target = Path(to) if to is not None else Path(f"{entry.ref.name}-{entry.ref.version}")
     reg.pull(entry.ref, target, base=checked, overwrite=overwrite, progress=progress)
+    if entry.yanked:  # as pip and cargo do: named exactly, so it comes, but not without a word
+        logger.warning("%s is yanked: its publisher withdrew it; pulled because it was named exactly", entry.ref)
     return entry, target
 
 

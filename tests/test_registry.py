@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -387,7 +388,7 @@ def test_resolve_latest_version_and_digest(registry, root, art):
         hub.resolve("sst2/sst2", registry=root)
 
 
-def test_yank(registry, root, art, tmp_path):
+def test_yank(registry, root, art, tmp_path, caplog):
     a0, a1 = art(seed=0), art(seed=1)
     registry.push(a0)
     d1 = registry.push(a1).digest
@@ -406,8 +407,10 @@ def test_yank(registry, root, art, tmp_path):
     # still there by exact version and by digest, unchanged
     assert hub.resolve(f"{ENTRY}@1.0.1", registry=root).yanked
     assert hub.resolve(f"{ENTRY}@{d1}", registry=root).ref.version == "1.0.1"
-    _, dest = hub.pull(f"{ENTRY}@1.0.1", to=tmp_path / "yanked", registry=root)
+    with caplog.at_level(logging.WARNING, logger="adapterhub_lite"):
+        _, dest = hub.pull(f"{ENTRY}@1.0.1", to=tmp_path / "yanked", registry=root)
     assert_same_artifact(a1, dest)
+    assert f"{ENTRY}@1.0.1 is yanked: its publisher withdrew it; pulled because it was named exactly" in caplog.text
     assert (root / "entries" / "test-org" / "tiny-bert" / "sst2" / "sst2" / "1.0.1.json").read_bytes() == manifest_101
     assert registry.versions(parse_ref(ENTRY)) == ["1.0.0"]
     assert registry.versions(parse_ref(ENTRY), include_yanked=True) == ["1.0.0", "1.0.1"]
@@ -417,8 +420,11 @@ def test_yank(registry, root, art, tmp_path):
     hub.yank(f"{ENTRY}@1.0.0", registry=root)
     hub.yank(f"{ENTRY}@1.0.2", registry=root)
     assert search_refs(root) == []
-    with pytest.raises(NotFoundError):
-        hub.resolve(ENTRY, registry=root)
+    message = f"every version of {ENTRY} is yanked (1.0.0, 1.0.1, 1.0.2); name one to use it anyway, e.g. {ENTRY}@1.0.2"
+    for call in (lambda: hub.resolve(ENTRY, registry=root), lambda: hub.pull(ENTRY, to=tmp_path / "x", registry=root)):
+        with pytest.raises(NotFoundError) as caught:
+            call()
+        assert str(caught.value) == message
     with pytest.raises(NotFoundError):
         hub.yank(f"{ENTRY}@9.9.9", registry=root)
 

@@ -229,6 +229,9 @@ def test_yank_hides_from_search_and_latest_but_not_exact_pulls(server, art, tmp_
     assert [e.ref.version for e in hub.search(registry=server.url)] == ["1.0.0"]
     entry, _ = hub.pull(f"{HUB_ID}/sst2/sst2@1.1.0", registry=server.url, to=tmp_path / "yanked")
     assert entry.ref.version == "1.1.0"
+    hub.yank(f"{HUB_ID}/sst2/sst2@1.0.0", registry=server.url)
+    with pytest.raises(NotFoundError, match=r"every version of .*/sst2/sst2 is yanked \(1\.0\.0, 1\.1\.0\); name one"):
+        hub.resolve(f"{HUB_ID}/sst2/sst2", registry=server.url)
 
 
 def test_base_mismatch_is_refused_before_weights_move(server, art, tmp_path, other_tiny_base_dir, client_env):

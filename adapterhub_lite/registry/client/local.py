@@ -47,7 +47,7 @@ from ...errors import ConfigError, IntegrityError, NotFoundError, RefError, Vers
 from ...files import crash_point, locked, sha256_file, staged_directory, try_locked
 from ...task_embedding import TaskEmbedding, embedding_of, unit_rows
 from ..format.blobs import BlobStore, copy_hashed
-from ..format.manifest import Entry, next_version, summarize
+from ..format.manifest import Entry, all_yanked, next_version, summarize
 from ..format.refs import Ref, base_key, check_base_id, check_segment, check_version, version_key
 from ..format.sqlite import connect, memory_uri, read_only_uri
 from .protocol import Progress
@@ -375,6 +375,8 @@ class LocalRegistry:
                     return entry
             raise NotFoundError(f"no version of {ref.base}/{ref.task}/{ref.name} has digest {ref.digest}")
         if not candidates:
+            if yanked := self.versions(ref, include_yanked=True):
+                raise all_yanked(ref, yanked)
             raise NotFoundError(f"{ref} is not in the registry at {self.root} (ahl search lists what is)")
         return self._entry(ref, candidates[-1])
 

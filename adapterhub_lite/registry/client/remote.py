@@ -71,7 +71,7 @@ from ..format.boundary import (
     parse_json,
     read_bounded,
 )
-from ..format.manifest import Entry, next_version, summarize
+from ..format.manifest import Entry, all_yanked, next_version, summarize
 from ..format.refs import Ref, base_key, check_segment, check_version, repo_slug, version_key
 from ..format.tags import listing_filters
 from .cache import Download, DownloadCache
@@ -818,8 +818,11 @@ class RemoteRegistry:
             record = self._describe(ref, repo, version, versions[version], version in yanked)
             if ref.digest is None or record["digest"] == ref.digest:
                 return self._entry(record)
-        what = f"no version of {ref.base}/{ref.task}/{ref.name} has digest {ref.digest}" if ref.digest else f"{ref}"
-        raise NotFoundError(f"{what} is not on {self.url} (ahl search lists what is)")
+        if ref.digest:
+            raise NotFoundError(f"no version of {ref.base}/{ref.task}/{ref.name} on {self.url} has digest {ref.digest}")
+        if not ref.version and ordered:
+            raise all_yanked(ref, ordered)
+        raise NotFoundError(f"{ref} is not on {self.url} (ahl search lists what is)")
 
     # -- pull ---------------------------------------------------------------------------------
 

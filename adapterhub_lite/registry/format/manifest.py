@@ -9,6 +9,7 @@ from typing import Any
 
 from ...base import BaseFingerprint
 from ...config import METRICS, AdapterConfig
+from ...errors import NotFoundError
 from .refs import Ref, version_key
 
 # What a summary's ``architecture`` holds (see summarize): a preset, a head alone, or a fusion;
@@ -81,6 +82,17 @@ def summarize(metadata: dict[str, Any]) -> dict[str, Any]:
         # the training data's task embedding (SPEC 2.8), which ranks entries in search --like
         **({"task_embedding": metadata["task_embedding"]} if metadata.get("task_embedding") else {}),
     }
+
+
+def all_yanked(ref: Ref, versions: list[str]) -> NotFoundError:
+    """The error for a ref without a version whose entry has versions, every one yanked: not
+    "not in the registry", which would send the user looking for a typo."""
+    ordered = sorted(versions, key=version_key)
+    entry = f"{ref.base}/{ref.task}/{ref.name}"
+    return NotFoundError(
+        f"every version of {entry} is yanked ({', '.join(ordered)}); name one to use it anyway, "
+        f"e.g. {entry}@{ordered[-1]}"
+    )
 
 
 def next_version(existing: list[str]) -> str:
