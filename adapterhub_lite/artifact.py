@@ -216,7 +216,8 @@ def read_artifact(path: str | Path, *, verify: bool = True) -> Artifact:
     """
     path = Path(path)
     if not path.is_dir():
-        raise ArtifactError(f"{path} is not a directory; an artifact is a directory with adapter.json")
+        what = "is a file, not a directory" if path.exists() else "does not exist"
+        raise ArtifactError(f"{path} {what}; an artifact is a directory with adapter.json or fusion.json")
     found = [kind for kind, name in METADATA_FILES.items() if (path / name).is_file()]
     if not found:
         raise ArtifactError(f"{path} is not an adapterhub-lite artifact (no adapter.json or fusion.json in it)")

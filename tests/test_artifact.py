@@ -130,8 +130,11 @@ def test_flipped_byte_is_caught(trained, tmp_path):
 def test_directory_that_is_no_artifact(tmp_path):
     with pytest.raises(ArtifactError, match="not an adapterhub-lite artifact"):
         api.info(tmp_path)
-    with pytest.raises(ArtifactError, match="is not a directory"):
+    with pytest.raises(ArtifactError, match="missing does not exist; an artifact is a directory with adapter.json"):
         api.info(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match="file is a file, not a directory; an artifact is a directory"):
+        api.info(tmp_path / "file")
 
 
 @pytest.mark.parametrize(

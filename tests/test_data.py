@@ -187,6 +187,15 @@ def test_an_empty_text_or_label_is_refused_at_its_line(tmp_path):
     assert [e.text for e in load_examples(no_label, Columns(), require_label=False).examples] == ["hello", "world"]
 
 
+def test_a_json_record_without_a_key_the_others_have_is_named_at_its_line(tmp_path):
+    """It said "no column 'text'; columns there: text": the columns of the first record."""
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": "hi", "label": "a"}, {"txt": "x", "label": "b"}])
+    with pytest.raises(DataError, match=r"r.jsonl:2: the row has no 'text' \(it has: txt, label\); give it one or"):
+        load_examples(path, Columns())
+    with pytest.raises(DataError, match=r"r.jsonl: no column 'body'; columns there: text, label \(pick one with"):
+        load_examples(path, Columns(text="body"))
+
+
 def test_a_malformed_data_file_fails_the_cli_in_one_line(tmp_path):
     from .test_cli import ahl_in_process, assert_one_line_error
 

@@ -434,6 +434,18 @@ def test_info_of_a_missing_directory(tmp_path):
     assert "parts" not in invoke("info", tmp_path / "typo").stderr
 
 
+def test_a_directory_given_where_a_ref_is_needed_is_named_as_one(tmp_path, tiny_base_model, monkeypatch):
+    """'ahl pull a1' with ./a1 an artifact said "no such directory: a1"."""
+    monkeypatch.chdir(tmp_path)
+    make_artifact(tmp_path / "a1", tiny_base_model)
+    (tmp_path / "plain").mkdir()
+    one_line_error(invoke("pull", "a1"), "a1 is an artifact directory; this command takes a registry ref")
+    one_line_error(invoke("yank", "a1"), "a1 is an artifact directory")
+    one_line_error(invoke("pull", "plain"), "plain is a directory but no artifact: it holds no adapter.json")
+    one_line_error(invoke("push", "nope"), "nope does not exist; an artifact is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a1", "plain"]
+
+
 def test_predict_input_file_messages_and_text_files(tmp_path, tiny_base_model):
     artifact = make_artifact(tmp_path / "a", tiny_base_model)
     result = invoke("predict", artifact, "-i", tmp_path / "texts.txt")

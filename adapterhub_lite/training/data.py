@@ -200,10 +200,16 @@ def read_rows(source: str | Path) -> tuple[list[dict[str, Any]], str | None, lis
     return rows, sha256_file(path), lines
 
 
-def _column(row: dict[str, Any], name: str, columns_found: list[str], source: str, role: str) -> Any:
-    """``row[name]``; a missing column names the ones there and the option (``--ROLE-column``) that
-    picks another."""
+def _column(row: dict[str, Any], name: str, columns_found: list[str], source: str, role: str, where: str) -> Any:
+    """``row[name]``. A column the file lacks names the ones there (``columns_found``: the first
+    row's) and the option (``--ROLE-column``) that picks another; a JSON record that lacks a key
+    the others have is named by ``where`` (FILE:LINE, or FILE: row N) with the keys it has."""
     if name not in row:
+        if name in columns_found:
+            raise DataError(
+                f"{where}: the row has no {name!r} (it has: {', '.join(row) or 'nothing'}); "
+                "give it one or remove the row"
+            )
         raise DataError(
             f"{source}: no column {name!r}; columns there: {', '.join(columns_found) or '(none)'} "
             f"(pick one with --{role}-column)"
@@ -211,11 +217,11 @@ def _column(row: dict[str, Any], name: str, columns_found: list[str], source: st
     return row[name]
 
 
-def _choices(row: dict[str, Any], spec: str, found: list[str], source: str) -> list[str]:
+def _choices(row: dict[str, Any], spec: str, found: list[str], source: str, where: str) -> list[str]:
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if len(names) > 1:
-        return [str(_column(row, n, found, source, "choices")) for n in names]
-    value = _column(row, names[0], found, source, "choices")
+        return [str(_column(row, n, found, source, "choices", where)) for n in names]
+    value = _column(row, names[0], found, source, "choices", where)
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -241,8 +247,8 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
     examples = []
     for number, row in enumerate(rows, 1):
         where = f"{name}:{lines[number - 1]}" if lines else f"{name}: row {number}"
-        text = _column(row, columns.text, found, name, "text") if columns.text else ""
-        pair = _column(row, columns.text_pair, found, name, "text-pair") if columns.text_pair else None
+        text = _column(row, columns.text, found, name, "text", where) if columns.text else ""
+        pair = _column(row, columns.text_pair, found, name, "text-pair", where) if columns.text_pair else None
         for column, value in ((columns.text, text), (columns.text_pair, pair if columns.text_pair else "")):
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 # JSON null (or a list, an object) would be read as the text "None" or "[...]"
@@ -251,8 +257,8 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
         if columns.text and not str(text).strip():
             # an empty field (a CSV export's missing value, most often) would train on no words
             raise DataError(f"{where}: {columns.text!r} is empty; give the row a text or remove it")
-        choices = _choices(row, columns.choices, found, name) if columns.choices else None
-        label = _column(row, columns.label, found, name, "label") if require_label else row.get(columns.label)
+        choices = _choices(row, columns.choices, found, name, where) if columns.choices else None
+        label = _column(row, columns.label, found, name, "label", where) if require_label else row.get(columns.label)
         if require_label and (label is None or (isinstance(label, str) and not label.strip())):
             raise DataError(f"{where}: the {columns.label!r} value is empty; give the row a label or remove it")
         examples.append(Example(str(text or ""), None if pair is None else str(pair), choices, label))
