@@ -280,7 +280,8 @@ class TrainConfig(_JsonConfig):
             # "or": the list is built before the loop raises, so the modulo must not see a 0.
             (
                 self.grad_accum < 1 or self.batch_size % self.grad_accum == 0,
-                "batch size must be a multiple of grad accum",
+                f"--batch-size {self.batch_size} must be a multiple of --grad-accum {self.grad_accum} "
+                "(the micro-batches of one step); change one of them",
             ),
             (self.weight_decay >= 0, "weight decay must be >= 0; pass 0 to turn it off"),
             (0 <= self.seed < 2**32, "seed must be in [0, 2**32); pass a whole number such as 42"),  # numpy's range

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,9 +31,20 @@ def entry_table(entry: Entry) -> Table:
     table.add_column()
     for key, value in entry.to_dict().items():
         if key not in ("ref", "base", "task", "name", "version") and value is not None:
-            table.add_row(key, escape(str(value)))
+            table.add_row(key, escape(_readable(value)))
     table.add_row("files", ", ".join(f"{n} ({f['size']:,} B)" for n, f in entry.manifest["files"].items()))
     return table
+
+
+def _readable(value: object) -> str:
+    """A value as a person reads it: metrics as ``name 0.812``, lists comma-separated (not reprs)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_readable(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(_readable, value))
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
 
 
 @user_errors
@@ -219,7 +231,7 @@ def login(
     json_out: bool = typer.Option(False, "--json", help="Print the registry, user and token file as JSON."),
 ) -> None:
     """Store a token for a remote registry (checked with the server first); sent to it alone."""
-    user = hub.login(registry, token or typer.prompt("token", hide_input=True, err=True))
+    user = hub.login(registry, token or _read_token())
     if json_out:
         print_json({"registry": registry, "user": user, "tokens_file": str(tokens_path())})
         return
@@ -227,6 +239,17 @@ def login(
         f"logged in to {escape(registry)} as [bold]{escape(user)}[/] (token stored in {escape(str(tokens_path()))})",
         highlight=False,
     )
+
+
+def _read_token() -> str:
+    """The token typed without echo, or the first line of a pipe (``echo $TOKEN | ahl login``):
+    Python's hidden prompt warns on a pipe that it cannot hide what it reads."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("token", hide_input=True, err=True))
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise ConfigError("no token on standard input; pipe one in, or pass --token")
+    return token
 
 
 @user_errors

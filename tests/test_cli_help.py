@@ -62,7 +62,7 @@ def test_train_and_fuse_share_training_options_with_config_defaults():
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("--grad-accum=3", "batch size must be a multiple of grad accum"),
+        ("--grad-accum=3", "--batch-size 32 must be a multiple of --grad-accum 3"),
         ("--warmup-ratio=1.5", "warmup ratio must be in [0, 1)"),
     ],
 )

@@ -923,6 +923,9 @@ def test_cli_info_verify_yank_in_process(tmp_path, art, monkeypatch):
     result = runner.invoke(app, ["info", ENTRY, "--registry", str(root)])
     assert result.exit_code == 0, result.output
     assert f"{ENTRY}@1.0.0" in result.stdout and "pfeiffer" in result.stdout
+    # metrics and tags as a person reads them, not Python reprs
+    accuracy = entry.summary["metrics"]["accuracy"]
+    assert f"accuracy {accuracy:.3f}" in result.stdout and "{'" not in result.stdout and "['" not in result.stdout
     result = runner.invoke(app, ["info", str(artifact), "--json"])  # a directory is still an artifact
     assert result.exit_code == 0 and json.loads(result.stdout)["base"]["model_id"] == HUB_ID
 

@@ -33,7 +33,7 @@ from adapterhub_lite.registry.client.cache import DownloadCache
 from adapterhub_lite.registry.format.refs import repo_slug
 
 from .conftest import AhlServer, flip_a_byte, make_artifact, requests_sent, serve_in_thread
-from .test_cli import ahl_in_process
+from .test_cli import ahl_in_process, assert_one_line_error
 
 HUB_ID = "test-org/tiny-bert"
 AHL = [sys.executable, "-m", "adapterhub_lite"]
@@ -561,6 +561,10 @@ def test_cli_login_search_json_and_cache_commands(server, art, tmp_path, monkeyp
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "401" in bad.stderr
     ok = run("login", "--registry", server.url, "--token", server.token)
     assert ok.returncode == 0 and "alice" in ok.stdout, ok.stderr
+    # a token piped in (echo $TOKEN | ahl login) is read as one line, without the hidden prompt's warning
+    piped = run("login", "--registry", server.url, stdin=f"{server.token}\n")
+    assert piped.returncode == 0 and "alice" in piped.stdout and "Warning" not in piped.stderr, piped.stderr
+    assert_one_line_error(run("login", "--registry", server.url, stdin=""), "no token on standard input")
     stored = tmp_path / "config" / "adapterhub-lite" / "tokens.json"
     assert stored.stat().st_mode & 0o077 == 0 and json.loads(stored.read_text()) == {server.url: server.token}
     pushed = run("push", str(art(seed=1)), "--registry", server.url)

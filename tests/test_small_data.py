@@ -57,6 +57,8 @@ def test_given_values_are_kept_and_said_to_be_given():
     assert set(schedule.reasons.values()) == {"given"}
     assert schedule.class_weights == pytest.approx([100 / (2 * 90), 100 / (2 * 10)])  # n / (classes x count)
     assert schedule.summary().startswith("schedule: lr 0.003 (given), 4 epochs x 4 steps (given)")
+    one = resolve(TrainConfig(epochs=1, batch_size=100), "classification", labels({0: 90, 1: 10}))
+    assert "1 epoch x 1 step (given)" in one.summary()
 
 
 def test_regression_selects_on_pearson_and_refuses_class_metrics():

@@ -79,7 +79,8 @@ class Schedule:
         c = self.config
         parts = [
             f"lr {c.learning_rate:g} ({self.reasons['learning_rate']})",
-            f"{c.epochs} epochs x {self.steps_per_epoch} steps ({self.reasons['epochs']})",
+            f"{c.epochs} epoch{'s' * (c.epochs != 1)} x {self.steps_per_epoch} step{'s' * (self.steps_per_epoch != 1)} "
+            f"({self.reasons['epochs']})",
             f"patience {c.patience} ({self.reasons['patience']})",
             f"best epoch by dev {c.metric} ({self.reasons['metric']})",
             f"class weight {c.class_weight}",
