@@ -179,6 +179,10 @@ def check_writable(out: Path, *, overwrite: bool, source: Path | None = None) ->
     Raises:
         ArtifactError: ``out`` may not be written, saying why.
     """
+    # an artifact holds its own files only (a fusion copies its adapters whole, strays included)
+    inside = next((p for p in out.resolve().parents if any((p / n).is_file() for n in METADATA_FILES.values())), None)
+    if inside is not None:
+        raise ArtifactError(f"{out} is inside the artifact {inside}; choose an output directory outside it")
     if not out.exists():
         return
     # even empty: the finished tree is swapped in by renaming, which the working directory survives badly

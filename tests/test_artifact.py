@@ -216,6 +216,11 @@ def test_overwrite_replaces_only_artifacts(trained, spam_files, tiny_base_dir, t
     check_writable(artifact, overwrite=True)
     with pytest.raises(ArtifactError, match="is what is being read"):
         check_writable(kept, overwrite=True, source=kept / "target")
+    # inside an artifact: its files are its own (a fusion used to copy a stray output along)
+    for inside in (kept / "target" / "new", kept / "target" / "deeper" / "still"):
+        with pytest.raises(ArtifactError, match=f"{inside} is inside the artifact {kept / 'target'}; choose"):
+            check_writable(inside, overwrite=False)
+    assert sorted(p.name for p in (kept / "target").iterdir()) == sorted(p.name for p in artifact.iterdir())
 
 
 def test_fingerprint_is_stable_across_loads(tiny_base_dir):
