@@ -400,6 +400,13 @@ class LocalRegistry:
             entry.check_base(*base)
         to = Path(to)
         check_writable(to, overwrite=overwrite)
+        self._copy_version(entry, to, base)
+        return entry
+
+    def _copy_version(self, entry: Entry, to: Path, base: tuple[str, BaseFingerprint] | None) -> None:
+        """Write a version's files (and a fusion's adapters) into ``to``, all verified, all or
+        nothing; ``to`` was checked by the caller (a fusion's ``adapters/`` is written into its
+        own staging directory, where no output of a user may go)."""
         with staged_directory(to) as staging:
             files = entry.manifest["files"]
             for file_name, record in files.items():
@@ -417,7 +424,6 @@ class LocalRegistry:
                 raise IntegrityError(f"{entry.ref}: its metadata disagrees with the registry manifest")
             if pulled.kind == "fusion":
                 self._pull_fusion_adapters(entry, pulled, staging, base)
-        return entry
 
     def _pull_fusion_adapters(
         self, entry: Entry, fusion: Artifact, staging: Path, base: tuple[str, BaseFingerprint] | None
@@ -432,7 +438,9 @@ class LocalRegistry:
                     f"{entry.ref} was trained with {ref.base}/{ref.task}/{ref.name} at {record['digest'][:19]}..., "
                     f"and the registry holds no version with that content"
                 ) from None
-            self.pull(found.ref, staging / FUSION_ADAPTERS_DIR / record["name"], base=base)
+            if base is not None:
+                found.check_base(*base)
+            self._copy_version(found, staging / FUSION_ADAPTERS_DIR / record["name"], base)
 
     def verify(self, ref: Ref) -> Entry:
         """Check every blob of a version against its sha256; raise :class:`IntegrityError`."""
