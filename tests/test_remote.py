@@ -454,7 +454,8 @@ def test_push_without_or_with_a_wrong_token_writes_nothing(server, art, monkeypa
     with pytest.raises(ConfigError, match="needs a token"):  # asked before any request
         hub.push(artifact, registry=f"{server.url}/alice")
     monkeypatch.setenv("AHL_TOKEN", "not-a-token")
-    with pytest.raises(ConfigError, match="401"):
+    # the message says which token was refused, since only there can it be fixed
+    with pytest.raises(ConfigError, match=r"refused the token in AHL_TOKEN \(401 .*\); replace it: run 'ahl login"):
         hub.push(artifact, registry=server.url)
     monkeypatch.setenv("AHL_TOKEN", "bob-token")
     with pytest.raises(ConfigError, match="403"):
@@ -558,7 +559,7 @@ def test_cli_login_search_json_and_cache_commands(server, art, tmp_path, monkeyp
     monkeypatch.delenv("AHL_TOKEN")
     run = ahl_in_process  # every command is one line of output or one error: in-process suffices
     bad = run("login", "--registry", server.url, "--token", "wrong")
-    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "401" in bad.stderr
+    assert_one_line_error(bad, "refused the token given (401", "; check it")  # not "run 'ahl login'"
     ok = run("login", "--registry", server.url, "--token", server.token)
     assert ok.returncode == 0 and "alice" in ok.stdout, ok.stderr
     # a token piped in (echo $TOKEN | ahl login) is read as one line, without the hidden prompt's warning

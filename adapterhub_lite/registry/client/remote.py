@@ -76,7 +76,7 @@ from ..format.refs import Ref, base_key, check_segment, check_version, repo_slug
 from ..format.tags import listing_filters
 from .cache import Download, DownloadCache
 from .protocol import Progress
-from .tokens import token_for
+from .tokens import token_and_origin
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperationAdd
@@ -255,7 +255,7 @@ class RemoteRegistry:
 
         self.url = url
         self.endpoint, self.namespace = parse_remote(url)
-        self.token = token or token_for(self.endpoint)
+        self.token, self._token_origin = (token, "the token given") if token else token_and_origin(self.endpoint)
         # token=False, not None: never send the user's stored Hugging Face token to a server
         # they did not log in to (huggingface_hub would attach it to any endpoint).
         self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
@@ -292,10 +292,11 @@ class RemoteRegistry:
             status = _status(exc)
             message = _reason(exc)
             if status == 401:
-                hint = "run 'ahl login --registry " + self.url + "' or set AHL_TOKEN"
-                raise ConfigError(
-                    f"{what}: {self.url} refused the request without a valid token ({message}); {hint}"
-                ) from None
+                login = f"run 'ahl login --registry {self.url}' or set AHL_TOKEN"
+                if not self.token:
+                    raise ConfigError(f"{what}: {self.url} needs a token for this ({message}); {login}") from None
+                fix = "check it" if self._token_origin == "the token given" else f"replace it: {login}"
+                raise ConfigError(f"{what}: {self.url} refused {self._token_origin} ({message}); {fix}") from None
             if status == 403:
                 raise ConfigError(f"{what}: the token may not write there ({message})") from None
             if status == 404:

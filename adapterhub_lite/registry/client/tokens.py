@@ -35,18 +35,20 @@ def _stored() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def token_for(endpoint: str) -> str | None:
-    """The token to send to ``endpoint``, or None."""
+def token_and_origin(endpoint: str) -> tuple[str | None, str]:
+    """The token to send to ``endpoint`` (or None) and where it comes from, in words for a
+    message: a refused token is only fixable where it was set."""
     if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV]
+        return os.environ[TOKEN_ENV], f"the token in {TOKEN_ENV}"
     stored = _stored().get(endpoint.rstrip("/"))
     if stored:
-        return stored
+        return stored, f"the token 'ahl login' stored in {tokens_path()}"
     if endpoint.rstrip("/") in HUB_HOSTS or endpoint.rstrip("/") == os.environ.get(HF_ENDPOINT_ENV, "").rstrip("/"):
         from huggingface_hub import get_token
 
-        return get_token()
-    return None
+        token = get_token()
+        return token, "your Hugging Face token" if token else "no token"
+    return None, "no token"
 
 
 def store_token(endpoint: str, token: str | None) -> bool:
