@@ -194,6 +194,12 @@ def test_a_json_record_without_a_key_the_others_have_is_named_at_its_line(tmp_pa
         load_examples(path, Columns())
     with pytest.raises(DataError, match=r"r.jsonl: no column 'body'; columns there: text, label \(pick one with"):
         load_examples(path, Columns(text="body"))
+    lines = tmp_path / "texts.txt"  # one text per line, as predict reads it: eval and train read TSV
+    lines.write_text("good\nbad\n", encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"no column 'text'; columns there: good .*; a .txt is read as TSV with a header"
+    ):
+        load_examples(lines, Columns())
 
 
 def test_a_malformed_data_file_fails_the_cli_in_one_line(tmp_path):

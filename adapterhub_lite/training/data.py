@@ -210,9 +210,11 @@ def _column(row: dict[str, Any], name: str, columns_found: list[str], source: st
                 f"{where}: the row has no {name!r} (it has: {', '.join(row) or 'nothing'}); "
                 "give it one or remove the row"
             )
+        # predict reads a .txt as one text per line; every other reader takes it as TSV with a header
+        txt = "; a .txt is read as TSV with a header row here" if source.lower().endswith(".txt") else ""
         raise DataError(
             f"{source}: no column {name!r}; columns there: {', '.join(columns_found) or '(none)'} "
-            f"(pick one with --{role}-column)"
+            f"(pick one with --{role}-column){txt}"
         )
     return row[name]
 
