@@ -49,7 +49,6 @@ from .base import DEFAULT_BASE, BaseModel, load_base
 from .config import AdapterConfig, HeadConfig
 from .constants import HF_ENDPOINT, HF_ENDPOINT_ENV
 from .errors import (
-    AhlError,
     ArtifactError,
     BaseModelError,
     ConfigError,
@@ -266,10 +265,14 @@ def fetch(
     except RefError:
         raise NotFoundError(f"{repo!r} is neither a directory nor a Hub repository id (ORG/NAME)") from None
     except UnreachableError as exc:
-        # the error names "REPO@REVISION: cannot reach URL ..."; said once, after what was tried
-        detail = _first_line(exc)
-        detail = detail.split(": ", 1)[-1] if detail.startswith(f"{repo}@") else detail
-        raise AhlError(f"cannot download {repo} (and no local directory has that name): {detail}") from None
+        # "REPO@REVISION: cannot reach URL (ConnectError); <a registry's cache advice>": the cause
+        # is kept, the advice (about registry refs) does not apply to an import
+        cause = _first_line(exc).split("; ")[0]
+        cause = cause.split(": ", 1)[-1] if cause.startswith(f"{repo}@") else cause
+        raise UnreachableError(
+            f"cannot download {repo} (and no local directory has that name): {cause}; check the network "
+            f"and {HF_ENDPOINT_ENV}, or import from a local directory"
+        ) from None
     if not (local / CONFIG_FILE).is_file():
         raise NotFoundError(f"repository {repo} holds no {CONFIG_FILE}: not an adapters adapter")
     return local, {"source": repo, "revision": revision, "commit": commit, "endpoint": endpoint}

@@ -29,6 +29,7 @@ from adapterhub_lite.errors import (
     IncompatibleBaseError,
     IntegrityError,
     NotFoundError,
+    UnreachableError,
     UnsupportedModelError,
 )
 
@@ -397,6 +398,10 @@ def test_unreachable_hub_is_one_clear_error(tmp_path):
     message = str(err.value)
     assert message.startswith("cannot download org/adapter (and no local directory has that name): cannot reach")
     assert message.count("org/adapter") == 1 and message.count("http://127.0.0.1:9") == 1
+    # an import error, exit 2, without a registry's advice about cached versions and AHL_OFFLINE
+    assert isinstance(err.value, UnreachableError) and err.value.exit_code == 2
+    assert message.endswith("; check the network and HF_ENDPOINT, or import from a local directory")
+    assert "cache" not in message and "AHL_OFFLINE" not in message
 
 
 @pytest.mark.parametrize("source", ["missing-local-dir", "./missing", "~/missing-adapter", "{tmp}/missing/dir"])
