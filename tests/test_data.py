@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -82,7 +83,7 @@ def test_multiple_choice_from_list_or_columns(tmp_path):
 
 def test_regression_labels_must_be_numbers(tmp_path):
     path = write_csv(tmp_path / "r.csv", [{"text": "a", "label": "0.5"}, {"text": "b", "label": "high"}])
-    with pytest.raises(DataError, match="row 2 label 'high' is not a number"):
+    with pytest.raises(DataError, match=r"r.csv:3: label 'high' is not a number"):  # line 3: after the header
         encode_labels(load_examples(path, Columns()), "regression", [])
 
 
@@ -109,9 +110,12 @@ def test_unknown_column_lists_the_columns_there(tmp_path):
 
 def test_dev_label_unseen_in_train(tmp_path):
     dev = load_examples(write_csv(tmp_path / "dev.csv", [{"text": "x", "label": "neutral"}]), Columns())
-    expected = "label 'neutral' .* does not occur in the training data; known labels: neg, pos"
+    expected = "dev.csv:2: label 'neutral' does not occur in the training data; known labels: neg, pos"
     with pytest.raises(DataError, match=expected):
         encode_labels(dev, "classification", ["neg", "pos"])
+    subset = dataclasses.replace(dev, examples=dev.examples, lines=None)  # a split has no file lines
+    with pytest.raises(DataError, match="dev.csv: row 1: label 'neutral' does not occur"):
+        encode_labels(subset, "classification", ["neg", "pos"])
 
 
 def test_non_utf8_file(tmp_path):

@@ -61,9 +61,20 @@ class ExampleSet:
     source: str
     sha256: str | None = None
     columns_found: list[str] = field(default_factory=list)
+    # the file line each example starts on, as read (CSV, TSV, JSON Lines); a subset or a split
+    # of the examples has none
+    lines: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def where(self, index: int) -> str:
+        """Where example ``index`` (0-based) is, for a message: ``FILE:LINE`` or ``FILE: row N``."""
+        return _where(self.source, self.lines if self.lines and len(self.lines) == len(self) else None, index)
+
+
+def _where(source: str, lines: list[int] | None, index: int) -> str:
+    return f"{source}:{lines[index]}" if lines else f"{source}: row {index + 1}"
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -248,7 +259,7 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
     found = list(rows[0].keys())
     examples = []
     for number, row in enumerate(rows, 1):
-        where = f"{name}:{lines[number - 1]}" if lines else f"{name}: row {number}"
+        where = _where(name, lines, number - 1)
         text = _column(row, columns.text, found, name, "text", where) if columns.text else ""
         pair = _column(row, columns.text_pair, found, name, "text-pair", where) if columns.text_pair else None
         for column, value in ((columns.text, text), (columns.text_pair, pair if columns.text_pair else "")):
@@ -268,7 +279,7 @@ def load_examples(source: str | Path, columns: Columns, *, require_label: bool =
     if len(counts) > 1:
         # batches stack candidates as [batch, choices, seq]: one count per data set
         raise DataError(f"{name}: every row needs the same number of choices; found {sorted(counts)}")
-    return ExampleSet(examples, name, digest, found)
+    return ExampleSet(examples, name, digest, found, lines)
 
 
 # -- labels -------------------------------------------------------------------------------------
@@ -304,21 +315,21 @@ def encode_labels(data: ExampleSet, head_type: str, label_names: Sequence[str]) 
             text = _label_text(label)
             if text not in index:
                 raise DataError(
-                    f"{data.source}: label {text!r} (row {number}) does not occur in the training "
-                    f"data; known labels: {', '.join(label_names)}"
+                    f"{data.where(number - 1)}: label {text!r} does not occur in the training data; "
+                    f"known labels: {', '.join(label_names)}"
                 )
             out.append(index[text])
         elif head_type == "regression":
             try:
                 out.append(float(label))
             except (TypeError, ValueError):
-                raise DataError(f"{data.source}: row {number} label {label!r} is not a number") from None
+                raise DataError(f"{data.where(number - 1)}: label {label!r} is not a number") from None
         else:
-            out.append(_answer_index(label, example.choices or [], data.source, number))
+            out.append(_answer_index(label, example.choices or [], data.where(number - 1)))
     return out
 
 
-def _answer_index(label: Any, choices: list[str], source: str, number: int) -> int:
+def _answer_index(label: Any, choices: list[str], where: str) -> int:
     text = _label_text(label)
     if text.lstrip("-").isdigit() and 0 <= int(text) < len(choices):
         return int(text)
@@ -326,9 +337,7 @@ def _answer_index(label: Any, choices: list[str], source: str, number: int) -> i
         return choices.index(text)
     if len(text) == 1 and text.isalpha() and ord(text.upper()) - ord("A") < len(choices):
         return ord(text.upper()) - ord("A")
-    raise DataError(
-        f"{source}: row {number} answer {text!r} is neither an index, a letter nor one of the {len(choices)} choices"
-    )
+    raise DataError(f"{where}: answer {text!r} is neither an index, a letter nor one of the {len(choices)} choices")
 
 
 def split_dev(train: ExampleSet, share: float, seed: int, *, by_label: bool = False) -> tuple[ExampleSet, ExampleSet]:
