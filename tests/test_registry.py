@@ -811,6 +811,29 @@ def test_a_damaged_or_newer_layout_marker_is_refused_by_reads_and_writes(tmp_pat
     assert (root / "ahl-registry.json").read_text() == marker
 
 
+def test_a_directory_that_is_something_else_is_no_registry(tmp_path, art):
+    """--registry at a directory of other files, or at an artifact, is refused in one line with the
+    fix that fits a read (check --registry) or a push (choose another directory); nothing written."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.csv").write_text("x")
+    artifact = art()
+    before = sorted(p.name for p in artifact.iterdir())
+    cases = [
+        (
+            ("search", "--registry", notes),
+            f"{notes} is not an adapterhub-lite registry (no ahl-registry.json, holds a.csv); check --registry",
+        ),
+        (("push", artifact, "--registry", notes), "holds a.csv); choose an empty or registry directory"),
+        (("search", "--registry", artifact), f"{artifact} is an artifact directory, not a registry; check --registry"),
+    ]
+    for args, message in cases:
+        proc = ahl_in_process(*args)
+        assert_one_line_error(proc, message)
+        assert proc.returncode == ConfigError.exit_code
+    assert [p.name for p in notes.iterdir()] == ["a.csv"] and sorted(p.name for p in artifact.iterdir()) == before
+
+
 def test_an_empty_search_says_why_instead_of_an_empty_table(tmp_path, art):
     root = tmp_path / "registry"
     hub.push(art(), registry=root)

@@ -95,9 +95,15 @@ def check_registry_dir(root: Path, *, exists: bool = True) -> None:
             "check its permissions, or point --registry at a directory you can read"
         ) from None
     if foreign and not marker.is_file():
+        if any(name in foreign for name in METADATA_FILES.values()):
+            raise ConfigError(
+                f"{root} is an artifact directory, not a registry; check --registry (ahl push {root} "
+                "--registry DIR adds it to one)"
+            )
+        fix = "check --registry" if exists else "choose an empty or registry directory"
         raise ConfigError(
             f"{root} is not an adapterhub-lite registry (no ahl-registry.json, holds "
-            f"{', '.join(sorted(foreign)[:3])}); choose an empty or registry directory"
+            f"{', '.join(sorted(foreign)[:3])}); {fix}"
         )
     if exists and not marker.is_file():
         # An empty directory is no more a registry than a missing one (above): the same error,
