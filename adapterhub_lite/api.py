@@ -427,7 +427,11 @@ def fuse(
     if len(parts) < 2:
         raise ConfigError("fusion needs at least two adapters")
     if len(set(names)) < len(names):
-        raise ConfigError(f"adapters to fuse need distinct names; got {', '.join(names)}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(
+            f"adapters to fuse need distinct names (a fusion keeps each under its name); {', '.join(twice)} "
+            "comes more than once: fuse one version of it, or retrain one copy under another --name"
+        )
     for part in parts:
         if part.kind != "adapter" or not part.metadata.get("adapter"):
             raise ConfigError(f"{part.path} holds no adapter (kind {part.kind}); fuse trained adapters")

@@ -134,6 +134,15 @@ def test_adapters_of_different_bases_fail_before_training(tmp_path, sources, oth
     assert not out.exists()
 
 
+def test_two_adapters_of_one_name_are_refused_with_the_fix(tmp_path, tiny_base_model, spam_files):
+    one, two = (make_artifact(tmp_path / d, tiny_base_model, task="s", name="same", seed=i) for i, d in enumerate("ab"))
+    proc = ahl_in_process("fuse", "--adapters", f"{one},{two}", "--task", "t", "--train", spam_files[0])
+    assert_one_line_error(
+        proc, "same comes more than once: fuse one version of it, or retrain one copy under another --name"
+    )
+    assert proc.returncode == 2
+
+
 def test_push_then_pull_into_an_empty_place_predicts_identically(fused, tmp_path, spam_files):
     result, out = fused
     registry = LocalRegistry(tmp_path / "registry")
