@@ -145,9 +145,12 @@ def setup(quiet: bool = False) -> None:
         signal.signal(signal.SIGTERM, _terminate)
 
 
-def progress_enabled() -> bool:
-    """Whether to draw progress: not with --quiet, nor with HF_HUB_DISABLE_PROGRESS_BARS set."""
-    return not err_console.quiet and not env_true(NO_PROGRESS_ENV)
+def progress_enabled(*, transient: bool = False) -> bool:
+    """Whether to draw progress: not with --quiet, nor with HF_HUB_DISABLE_PROGRESS_BARS set; a
+    ``transient`` display (erased when done) not off a terminal either, where it has nothing to
+    erase and leaves an empty line."""
+    terminal = err_console.is_terminal or not transient
+    return not err_console.quiet and not env_true(NO_PROGRESS_ENV) and terminal
 
 
 def quiet_libraries() -> None:
@@ -170,7 +173,7 @@ def transfer_progress() -> Iterator[Callable[[int], Callable[[int], None]]]:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=not progress_enabled(),
+        disable=not progress_enabled(transient=True),
     )
 
     def start(total: int) -> Callable[[int], None]:
@@ -195,8 +198,7 @@ def activity(label: str) -> Iterator[None]:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        # off a terminal a transient display has nothing to erase and leaves an empty line
-        disable=not progress_enabled() or not err_console.is_terminal,
+        disable=not progress_enabled(transient=True),
     )
     with spinner:
         spinner.add_task(label, total=None)

@@ -147,6 +147,7 @@ def test_pull_json_and_text_through_pipes(served, tmp_path):
     row = json.loads(proc.stdout)  # the whole of stdout is the JSON document: no progress, no stray newline
     assert row["path"] == str(deep) and row["version"] == "1.0.0" and row["name"] == long_name
     assert not any(mark in proc.stdout for mark in PROGRESS_MARKS)
+    assert proc.stderr == ""  # a download bar off a terminal left an empty line there
     proc = run("pull", "sst2/sst2@1.0.0", "--registry", server.url, "--to", deep.parent / "text", env=env)
     assert proc.returncode == 0, proc.stderr
     # one line, the path in it whole (no wrapping at 80 columns), nothing else on stdout
