@@ -67,13 +67,14 @@ def inspect(
 
 @user_errors
 def prune(
-    target: Path = typer.Argument(..., help="Fusion artifact directory."),
+    target: str = typer.Argument(..., help="Fusion artifact directory, or a registry ref of a fusion."),
     data: str = typer.Option(..., help="Labelled data: measures activations, accuracy and speed."),
     threshold: Optional[float] = typer.Option(None, help="Drop adapters whose mean attention stays below this."),
     keep: Optional[int] = typer.Option(None, help="Keep the K adapters with the highest mean attention."),
     out: Optional[Path] = typer.Option(None, help="Save the pruned fusion here."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact at --out."),
-    base: Optional[str] = typer.Option(None, help="Base model (default: the one recorded in the fusion)."),
+    base: BaseRefOption = None,
+    registry: RegistryOption = None,
     repeats: int = typer.Option(
         3, help="Timings of each model, interleaved; a speed-up is claimed only when every one agrees."
     ),
@@ -88,11 +89,12 @@ def prune(
 
     only_with({"--overwrite": overwrite or None}, needs="--out", present=out is not None, fix="add --out DIR")
     quiet_libraries()
+    fusion = hub.local_artifact(target, base=base, registry=registry)  # a directory is not read here
     overrides = (text_column, text_pair_column, label_column, choices_column)
     # read only with an override: without one, prune's own checks of its flags come first
-    columns = artifact_columns(target, *overrides) if any(overrides) else None
+    columns = artifact_columns(fusion, *overrides) if any(overrides) else None
     report = prune_fusion(
-        target,
+        fusion,
         data,
         threshold=threshold,
         keep=keep,

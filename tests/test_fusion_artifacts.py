@@ -121,6 +121,15 @@ def test_inspect_reads_texts_like_predict_and_takes_column_overrides(fused, tmp_
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(json.loads(proc.stdout)["kept"]) == ["sentiment", "topic"]
+    # prune takes a registry ref as inspect does (it took only a directory)
+    registry = tmp_path / "registry"
+    for part in (*sorted((fusion / "adapters").iterdir()), fusion):
+        pushed = ahl_in_process("push", part, "--registry", registry, "--json")
+        assert pushed.returncode == 0, pushed.stderr
+    ref = json.loads(pushed.stdout)["ref"]  # the fusion's, pushed last
+    args = ("--registry", registry, "--data", spam_files[1], "--keep", "2")
+    by_ref = ahl_in_process("prune", ref, *args, env={"AHL_CACHE": str(tmp_path / "cache")})
+    assert by_ref.returncode == 0 and "kept sentiment, topic" in by_ref.stdout, by_ref.stderr
 
 
 def test_adapters_of_different_bases_fail_before_training(tmp_path, sources, other_tiny_base_dir, spam_files):
