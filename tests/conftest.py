@@ -7,6 +7,8 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,14 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from adapterhub_lite import bundled
 from adapterhub_lite.base import BaseModel, embedded_model_dir, from_encoder, load_base
 
+# The tests never touch the user's own cache, registry, tokens or Hugging Face cache: every
+# default location points into a directory of this test process (its subprocesses inherit it).
+_HOME = Path(tempfile.mkdtemp(prefix="ahl-tests-"))
+for _name in ("XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "HF_HOME"):
+    os.environ[_name] = str(_HOME / _name.lower())
+for _name in ("AHL_CACHE", "AHL_REGISTRY", "AHL_TOKEN", "HF_TOKEN"):
+    os.environ.pop(_name, None)
+
 # Under pytest-xdist the workers already fill the cores: each one, and every process it starts
 # (ahl commands, torchrun), computes on one thread, or two threads per worker oversubscribe them.
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -32,6 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # set by the few files holding slow end-to-end tests, so keep the order chosen below instead.
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
