@@ -227,7 +227,9 @@ def yank(
 @user_errors
 def login(
     registry: str = typer.Option(..., envvar=REGISTRY_ENV, help="Remote registry URL, e.g. http://127.0.0.1:8765."),
-    token: Optional[str] = typer.Option(None, help="The token (default: prompt without echo)."),
+    token: Optional[str] = typer.Option(
+        None, help="The token (default: prompt without echo, or read the first line of a pipe)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the registry, user and token file as JSON."),
 ) -> None:
     """Store a token for a remote registry (checked with the server first); sent to it alone."""

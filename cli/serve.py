@@ -50,7 +50,10 @@ def serve(
         30, help="Seconds a client may pause inside a request body, and to send its request headers."
     ),
     check: bool = typer.Option(
-        False, "--check", help="Reconcile the indexes with the files (as ahl fsck), report, and exit without serving."
+        False,
+        "--check",
+        help="Reconcile the indexes with the files (as ahl fsck), report, and exit without serving (so "
+        "the serving options are refused with it).",
     ),
 ) -> None:
     """Serve a registry directory over the Hugging Face Hub HTTP API (create, commit, tag, search, download)."""
