@@ -35,7 +35,9 @@ def main(
         help="Print the versions of adapterhub-lite, torch, transformers and huggingface_hub, and exit.",
     ),
     json_out: bool = typer.Option(False, "--json", help="With --version: print them as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or status on stderr (errors still)."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress or status on stderr (errors still); also after the command."
+    ),
 ) -> None:
     """adapterhub-lite: train, share and compose adapters for Hugging Face encoders."""
     setup(quiet=quiet)

@@ -579,6 +579,8 @@ def test_quiet_and_disabled_progress_bars(tmp_path, tiny_base_dir, spam_files, m
     quiet = invoke("--quiet", *common, "--out", tmp_path / "q")
     assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
     assert f"saved {tmp_path / 'q'}" in quiet.stdout
+    after = invoke(*common, "--out", tmp_path / "q2", "-q")  # where people type it: after the command
+    assert after.exit_code == 0 and after.stderr == "", after.stderr
     loud = invoke(*common, "--out", tmp_path / "loud")
     assert loud.exit_code == 0 and "trainable parameters" in loud.stderr and "train t" in loud.stderr  # the bar
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
