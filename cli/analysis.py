@@ -49,7 +49,7 @@ def inspect(
     texts = text_lines(data)
     columns = artifact_columns(artifact, text_column, text_pair_column, None, choices_column)
     examples = (
-        ExampleSet([Example(t) for t in texts], data)
+        ExampleSet([Example(t) for _, t in texts], data)
         if texts is not None
         else load_examples(data, columns, require_label=False)
     )

@@ -100,23 +100,24 @@ def predict(
         )
     path = hub.local_artifact(artifact, base=base, registry=registry)
     columns = artifact_columns(path, text_column, text_pair_column, None, choices_column)
-    if texts is not None:
-        examples = [Example(t) for t in texts]
-        numbered = False
+    if texts is not None:  # each record says which input line it answers: blank lines are skipped
+        examples = [Example(t) for _, t in texts]
+        position = ("line", [n for n, _ in texts])
     else:
         examples = load_examples(input, columns, require_label=False).examples
-        numbered = True
+        position = ("row", list(range(len(examples))))
     from adapterhub_lite import api  # torch: see cli/main.py
 
     quiet_libraries()
     loaded = api.load(path, base=base, device="auto")
     predictions = api.predict(loaded, examples, columns=columns, batch_size=batch_size)
-    text = _render(predictions, examples, format, numbered=numbered)
+    text = _render(predictions, examples, format, position=position)
     _write(output, text)
 
 
-def text_lines(input: str) -> list[str] | None:
-    """The texts of stdin (``-``) or a ``.txt`` file, one per non-blank line; None for a data file."""
+def text_lines(input: str) -> list[tuple[int, str]] | None:
+    """The texts of stdin (``-``) or a ``.txt`` file, one per non-blank line, each with its line
+    number (from 1); None for a data file."""
     if input == "-":
         lines = list(sys.stdin)
         where = "stdin"
@@ -128,18 +129,22 @@ def text_lines(input: str) -> list[str] | None:
         where = input
     else:
         return None
-    texts = [line.rstrip("\r\n") for line in lines if line.strip()]
+    texts = [(n, line.rstrip("\r\n")) for n, line in enumerate(lines, 1) if line.strip()]
     if not texts:
         raise DataError(f"nothing to predict: {where} has no text lines")
     return texts
 
 
-def _render(predictions: list[api.Prediction], examples: list[Example], format: str, *, numbered: bool) -> str:
-    """One row per prediction: (the file's row number,) the input text (and its pair), the label
-    and the probabilities."""
+def _render(
+    predictions: list[api.Prediction], examples: list[Example], format: str, *, position: tuple[str, list[int]]
+) -> str:
+    """One row per prediction: where its input is (``position``: the data file's ``row`` from 0,
+    or the text input's ``line`` from 1), the input text (and its pair), the label and the
+    probabilities."""
+    key, places = position
     rows = []
-    for i, (p, example) in enumerate(zip(predictions, examples, strict=True)):
-        row: dict[str, object] = {"row": i} if numbered else {}
+    for place, p, example in zip(places, predictions, examples, strict=True):
+        row: dict[str, object] = {key: place}
         row["text"] = example.text
         if example.text_pair is not None:
             row["text_pair"] = example.text_pair

@@ -90,10 +90,11 @@ def test_train_prints_trainable_share_and_saves(artifact):
 
 
 def test_predict_from_stdin_as_jsonl(artifact):
-    proc = ahl("predict", artifact[0], stdin="WINNER! claim your free prize now\nsee you at lunch?\n")
+    proc = ahl("predict", artifact[0], stdin="WINNER! claim your free prize now\n\nsee you at lunch?\n")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["WINNER! claim your free prize now", "see you at lunch?"]
+    assert [r["line"] for r in rows] == [1, 3]  # blank lines are skipped: each record says its line
     for row in rows:
         assert row["label"] in ("ham", "spam")
         assert set(row["probabilities"]) == {"ham", "spam"}

@@ -455,8 +455,9 @@ def test_predict_input_file_messages_and_text_files(tmp_path, tiny_base_model):
     (tmp_path / "texts.txt").write_text("a film I loved\n\nnot my thing\n")
     result = invoke("predict", artifact, "-i", tmp_path / "texts.txt", "--format", "csv")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines()[0] == "text,label,p_negative,p_positive"
-    assert [r.split(",")[0] for r in result.stdout.splitlines()[1:]] == ["a film I loved", "not my thing"]
+    assert result.stdout.splitlines()[0] == "line,text,label,p_negative,p_positive"
+    places = [r.split(",")[:2] for r in result.stdout.splitlines()[1:]]
+    assert places == [["1", "a film I loved"], ["3", "not my thing"]]  # the blank line 2 is skipped
     (tmp_path / "empty.txt").write_text("\n\n")
     one_line_error(invoke("predict", artifact, "-i", tmp_path / "empty.txt"), "no text lines")
 
