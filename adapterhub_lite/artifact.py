@@ -170,6 +170,11 @@ def _finite(value: Any) -> Any:
 _ARTIFACT_MARKERS = (*METADATA_FILES.values(), "adapter_config.json")
 
 
+def is_artifact_dir(path: Path) -> bool:
+    """Whether ``path`` holds an artifact's metadata file (adapter.json or fusion.json)."""
+    return any((path / name).is_file() for name in METADATA_FILES.values())
+
+
 def check_writable(out: Path, *, overwrite: bool, source: Path | None = None) -> None:
     """Refuse to write over an existing file or non-empty directory unless told to; told to, refuse
     anything but artifacts: a file, the working directory or one holding it, ``source`` (what the
@@ -180,7 +185,7 @@ def check_writable(out: Path, *, overwrite: bool, source: Path | None = None) ->
         ArtifactError: ``out`` may not be written, saying why.
     """
     # an artifact holds its own files only (a fusion copies its adapters whole, strays included)
-    inside = next((p for p in out.resolve().parents if any((p / n).is_file() for n in METADATA_FILES.values())), None)
+    inside = next((p for p in out.resolve().parents if is_artifact_dir(p)), None)
     if inside is not None:
         raise ArtifactError(f"{out} is inside the artifact {inside}; choose an output directory outside it")
     if not out.exists():

@@ -36,9 +36,7 @@ def split_path(task: str, split: str) -> Path:
 def load(task: str, split: str, limit: int | None = None) -> ExampleSet:
     """A bundled split as examples, the first ``limit`` of them if given."""
     data = load_examples(split_path(task, split), Columns())
-    if limit is not None:
-        data = ExampleSet(data.examples[:limit], data.source, data.sha256, data.columns_found)
-    return data
+    return data if limit is None else data.select(range(min(limit, len(data))))
 
 
 def text_key(text: str) -> str:
@@ -57,5 +55,4 @@ def without_texts(data: ExampleSet, texts: set[str]) -> ExampleSet:
     Bundled tasks can share texts (rotten_tomatoes and vader_movies share ~6.2k), so a target's
     evaluation data must drop what an adapter it builds on saw in training.
     """
-    kept = [e for e in data.examples if text_key(e.text) not in texts]
-    return ExampleSet(kept, data.source, data.sha256, data.columns_found)
+    return data.select(i for i, e in enumerate(data.examples) if text_key(e.text) not in texts)

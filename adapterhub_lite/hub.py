@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .artifact import METADATA_FILES, Artifact, read_whole_artifact
+from .artifact import Artifact, is_artifact_dir, read_whole_artifact
 from .base import DEFAULT_BASE, BaseFingerprint, BaseModel, load_base
 from .config import check_choice
 from .constants import REGISTRY_ENV, cache_root
@@ -84,7 +84,7 @@ def check_not_a_path(target: str | Path) -> None:
         directory = Path(text).expanduser()
         if not directory.is_dir():
             raise RefError(f"no such directory: {text} ({what})")
-        if any((directory / name).is_file() for name in METADATA_FILES.values()):  # pull, yank: refs only
+        if is_artifact_dir(directory):  # pull, yank: refs only
             raise RefError(f"{text} is an artifact directory; this command takes a registry ref: TASK/NAME[@VERSION]")
         raise RefError(f"{text} is a directory but no artifact: it holds no adapter.json or fusion.json")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,9 +154,7 @@ def _check_workdir(workdir: Path) -> None:
 def _check_classes(data: ExampleSet, what: str, *, split: bool = False) -> None:
     """Refuse training data with fewer than two classes, or (``split``: a dev split is held out
     by class) a class of one example, naming the option that gives more."""
-    counts: dict[str, int] = {}
-    for example in data.examples:
-        counts[str(example.label)] = counts.get(str(example.label), 0) + 1
+    counts = Counter(str(example.label) for example in data.examples)
     if len(counts) < 2:
         raise ConfigError(f"{what} {len(counts)} class(es) in {len(data)} examples; a classifier needs two: pass more")
     if split and min(counts.values()) < 2:
@@ -229,12 +228,9 @@ def _target_data(task: str, sources: list[str], size: int, limit: int | None) ->
     seen = bundled.texts_of(sources)
     train = bundled.without_texts(bundled.load(task, "train"), seen)
     held_out = bundled.without_texts(bundled.load(task, "dev"), seen | bundled.texts_of([task]))
-    train = _first(train, size)
-    return train, _first(with_known_labels(held_out, train), limit)
-
-
-def _first(data: ExampleSet, count: int | None) -> ExampleSet:
-    return ExampleSet(data.examples[:count], data.source, data.sha256, data.columns_found)
+    train = train.select(range(len(train))[:size])
+    held_out = with_known_labels(held_out, train)
+    return train, held_out.select(range(len(held_out))[:limit])
 
 
 def _train_target(

@@ -94,7 +94,7 @@ class OneLineUsageGroup(TyperGroup):
     def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
         # --quiet is the group's option, but 'ahl train ... -q' is where people type it: taken as
         # the group's wherever it stands (no command has an option or argument of that spelling)
-        if "--" not in args and any(a in self.QUIET for a in args[1:]):
+        if "--" not in args and any(a in self.QUIET for a in args):
             args = ["--quiet", *[a for a in args if a not in self.QUIET]]
         try:
             return super().make_context(info_name, args, parent, **extra)

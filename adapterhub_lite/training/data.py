@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,7 +70,23 @@ class ExampleSet:
 
     def where(self, index: int) -> str:
         """Where example ``index`` (0-based) is, for a message: ``FILE:LINE`` or ``FILE: row N``."""
-        return _where(self.source, self.lines if self.lines and len(self.lines) == len(self) else None, index)
+        return _where(self.source, self._lines(), index)
+
+    def select(self, indices: Iterable[int], *, note: str | None = None) -> ExampleSet:
+        """The examples at ``indices``, in that order, keeping this set's provenance (source,
+        digest, columns) and file lines; ``note`` marks the source, e.g. ``dev split``."""
+        chosen = list(indices)
+        lines = self._lines()
+        return ExampleSet(
+            [self.examples[i] for i in chosen],
+            f"{self.source} ({note})" if note else self.source,
+            self.sha256,
+            self.columns_found,
+            [lines[i] for i in chosen] if lines else None,
+        )
+
+    def _lines(self) -> list[int] | None:
+        return self.lines if self.lines and len(self.lines) == len(self.examples) else None
 
 
 def _where(source: str, lines: list[int] | None, index: int) -> str:
@@ -295,8 +311,7 @@ def with_known_labels(data: ExampleSet, train: ExampleSet) -> ExampleSet:
     train, so it can be neither selected nor scored on others (a few rows of a file can miss a
     rare class)."""
     known = set(label_names_from(train))
-    kept = [e for e in data.examples if _label_text(e.label) in known]
-    return ExampleSet(kept, data.source, data.sha256, data.columns_found)
+    return data.select(i for i, e in enumerate(data.examples) if _label_text(e.label) in known)
 
 
 def _label_text(label: Any) -> str:
@@ -364,10 +379,8 @@ def split_dev(train: ExampleSet, share: float, seed: int, *, by_label: bool = Fa
     if len(held) >= len(train):
         raise DataError(f"{train.source}: too few rows ({len(train)}) to hold out a dev split")
     chosen = set(held)
-    pick = lambda keep: [e for i, e in enumerate(train.examples) if (i in chosen) == keep]
-    dev = ExampleSet(pick(True), f"{train.source} (dev split)", train.sha256, train.columns_found)
-    rest = ExampleSet(pick(False), train.source, train.sha256, train.columns_found)
-    return rest, dev
+    rest = train.select(i for i in range(len(train)) if i not in chosen)
+    return rest, train.select(sorted(chosen), note="dev split")
 
 
 def _stratified_pick(train: ExampleSet, cut: int, rng: random.Random) -> list[int]:

@@ -49,9 +49,12 @@ class ArtifactCopy:
     digest: str
     path: Path
 
+    def files(self) -> list[Path]:
+        return [p for p in self.path.rglob("*") if p.is_file()]
+
     @property
     def size(self) -> int:
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        return sum(p.stat().st_size for p in self.files())
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ class DownloadCache:
         held = {v.record["digest"] for v in self.cached_versions()}
         for copy in self.artifact_copies():
             if everything or copy.digest not in held:
-                files = [p for p in copy.path.rglob("*") if p.is_file()]
+                files = copy.files()
                 freed += sum(p.stat().st_size for p in files)
                 removed += len(files)
                 shutil.rmtree(copy.path, ignore_errors=True)

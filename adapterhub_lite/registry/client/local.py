@@ -39,6 +39,7 @@ from ...artifact import (
     Artifact,
     check_writable,
     fusion_adapters,
+    is_artifact_dir,
     read_artifact,
 )
 from ...base import BaseFingerprint
@@ -95,7 +96,7 @@ def check_registry_dir(root: Path, *, exists: bool = True) -> None:
             "check its permissions, or point --registry at a directory you can read"
         ) from None
     if foreign and not marker.is_file():
-        if any(name in foreign for name in METADATA_FILES.values()):
+        if is_artifact_dir(root):
             raise ConfigError(
                 f"{root} is an artifact directory, not a registry; check --registry (ahl push {root} "
                 "--registry DIR adds it to one)"

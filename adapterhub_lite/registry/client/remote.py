@@ -88,6 +88,10 @@ HUB_HOSTS = ("huggingface.co", "hf.co")  # and their subdomains: servers that sp
 _REACHED: dict[str, bool | None] = {}
 
 
+# where a token passed to the client came from, for a refusal's message (see token_and_origin)
+TOKEN_GIVEN = "the token given"
+
+
 def is_remote(registry: object) -> bool:
     """Whether a ``--registry`` value names a remote (URL or ``hf://``) rather than a directory."""
     return isinstance(registry, str) and re.match(r"(https?|hf)://", registry) is not None
@@ -255,7 +259,7 @@ class RemoteRegistry:
 
         self.url = url
         self.endpoint, self.namespace = parse_remote(url)
-        self.token, self._token_origin = (token, "the token given") if token else token_and_origin(self.endpoint)
+        self.token, self._token_origin = (token, TOKEN_GIVEN) if token else token_and_origin(self.endpoint)
         # token=False, not None: never send the user's stored Hugging Face token to a server
         # they did not log in to (huggingface_hub would attach it to any endpoint).
         self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
@@ -295,7 +299,7 @@ class RemoteRegistry:
                 login = f"run 'ahl login --registry {self.url}' or set AHL_TOKEN"
                 if not self.token:
                     raise ConfigError(f"{what}: {self.url} needs a token for this ({message}); {login}") from None
-                fix = "check it" if self._token_origin == "the token given" else f"replace it: {login}"
+                fix = "check it" if self._token_origin == TOKEN_GIVEN else f"replace it: {login}"
                 raise ConfigError(f"{what}: {self.url} refused {self._token_origin} ({message}); {fix}") from None
             if status == 403:
                 raise ConfigError(f"{what}: the token may not write there ({message})") from None
